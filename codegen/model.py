@@ -1,0 +1,86 @@
+"""The schema model: what `schema/events.yaml` says, checked and typed.
+
+A `Schema` is built only by `codegen.schema.load_schema`, which has already
+validated it; everything downstream (layout, renderers) trusts it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """One schema type: how it is stored in the fixed part of a record.
+
+    Variable types (`variable=True`) store an `sdxfer_var` descriptor there and
+    their bytes in the payload; `reader` names how the packer copies them.
+    """
+
+    name: str
+    size: int  # bytes in the fixed part (per element for `bytes`)
+    align: int
+    variable: bool = False
+    signed: bool = False
+    reader: str = ""  # kernel_str, user_str or user_blob for variable types
+    needs_max: bool = False
+    needs_len: bool = False
+
+
+DESCRIPTOR_SIZE = 8  # struct sdxfer_var: u16 off, u16 len, u32 lost
+DESCRIPTOR_ALIGN = 4
+
+TYPES: dict[str, FieldType] = {
+    t.name: t
+    for t in (
+        FieldType("u8", 1, 1),
+        FieldType("u16", 2, 2),
+        FieldType("u32", 4, 4),
+        FieldType("u64", 8, 8),
+        FieldType("s8", 1, 1, signed=True),
+        FieldType("s16", 2, 2, signed=True),
+        FieldType("s32", 4, 4, signed=True),
+        FieldType("s64", 8, 8, signed=True),
+        FieldType("ipv4", 4, 4),
+        FieldType("ipv6", 16, 4),
+        FieldType("sockaddr", 20, 4),
+        FieldType("creds", 32, 4),
+        FieldType("bytes", 1, 1, needs_len=True),
+        FieldType("str", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="kernel_str", needs_max=True),
+        FieldType("ustr", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_str", needs_max=True),
+        FieldType("strlist", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_blob", needs_max=True),
+    )
+}
+
+CREDS_MEMBERS = ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: FieldType
+    doc: str = ""
+    max: int = 0  # variable types: most payload bytes kept
+    len: int = 0  # bytes: array length
+    line: int = 0
+
+    @property
+    def fixed_size(self) -> int:
+        return self.type.size * self.len if self.type.needs_len else self.type.size
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    id: int
+    fields: tuple[Field, ...]
+    doc: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Schema:
+    path: str  # as given by the user, for messages and generated banners
+    digest: str  # sha256 of the schema file's bytes
+    version: int
+    slot_size: int
+    events: tuple[Event, ...]

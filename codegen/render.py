@@ -1,0 +1,254 @@
+"""Renderers: the layout, printed as C, Python and Markdown.
+
+Everything a template prints (declarations, statements, format strings) is
+computed here from the `Layout`; the templates only loop and print.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import jinja2
+
+from .layout import HEADER, HEADER_SIZE, LAYOUT_VERSION, EventLayout, Layout, Member
+from .model import CREDS_MEMBERS, Field
+
+# templates/ sits beside codegen/ both in the source tree and once installed (sdxfer/templates).
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+OUTPUT_FILES = ("xfer.h", "events.py", "LAYOUT.md")
+
+C_INT = {"u8": "__u8", "u16": "__u16", "u32": "__u32", "u64": "__u64",
+         "s8": "__s8", "s16": "__s16", "s32": "__s32", "s64": "__s64", "ipv4": "__u32"}
+C_STRUCT = {"sockaddr": "struct sdxfer_sockaddr", "creds": "struct sdxfer_creds"}
+PY_FORMAT = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "s8": "b", "s16": "h", "s32": "i", "s64": "q"}
+CONSTRUCT = {"u8": "Int8ul", "u16": "Int16ul", "u32": "Int32ul", "u64": "Int64ul",
+             "s8": "Int8sl", "s16": "Int16sl", "s32": "Int32sl", "s64": "Int64sl",
+             "sockaddr": "rt.SOCKADDR", "creds": "rt.CREDS"}
+HEADER_FORMAT = "<" + "".join({"__u64": "Q", "__u32": "I", "__u16": "H"}[c] for _, c, _ in HEADER)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _c_decl(m: Member) -> str:
+    f = m.field
+    if f is None:
+        return f"__u8 {m.name}[{m.size}];"
+    kind = f.type.name
+    if f.type.variable:
+        return f"struct sdxfer_var {f.name};"
+    if kind in C_INT:
+        return f"{C_INT[kind]} {f.name};"
+    if kind in C_STRUCT:
+        return f"{C_STRUCT[kind]} {f.name};"
+    return f"__u8 {f.name}[{m.size}];"  # ipv6, bytes
+
+
+def _c_params(e: EventLayout) -> list[str]:
+    params = ["void *ctx"]
+    for f in e.event.fields:
+        kind = f.type.name
+        if kind in C_INT:
+            params.append(f"{C_INT[kind]} {f.name}")
+        elif kind == "strlist":
+            params += [f"const char *{f.name}", f"__u32 {f.name}_len"]
+        elif f.type.variable:
+            params.append(f"const char *{f.name}")
+        else:
+            params.append(f"const void *{f.name}")
+    return params
+
+
+def _c_stores(e: EventLayout) -> list[str]:
+    stores = []
+    for m in e.members:
+        f = m.field
+        if f is None:
+            stores.append(f"__builtin_memset(rec->{m.name}, 0, {m.size});")
+        elif f.type.name in C_INT:
+            stores.append(f"rec->{f.name} = {f.name};")
+        elif not f.type.variable:
+            stores.append(f"sdxfer_put_fixed(&rec->{f.name}, {f.name}, {m.size});")
+    for v in e.variables:
+        f = v.field
+        head = f"cursor = sdxfer_put_{'strlist' if f.type.name == 'strlist' else 'str'}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {f.name}"
+        if f.type.name == "strlist":
+            stores.append(f"{head}, {f.name}_len, {f.max});")
+        else:
+            stores.append(f"{head}, {f.max}, {int(f.type.reader == 'user_str')});")
+    return stores
+
+
+def _c_context(layout: Layout, banner: str) -> dict:
+    events, asserts = [], []
+    for e in layout.events:
+        struct_name = f"struct sdxfer_{e.event.name}"
+        for m in e.members:
+            asserts.append({"expr": f"__builtin_offsetof({struct_name}, {m.name}) == {m.offset}",
+                            "what": f"{e.event.name}.{m.name} at offset {m.offset}"})
+        asserts.append({"expr": f"sizeof({struct_name}) >= {e.payload_off}",
+                        "what": f"{e.event.name}: fixed part is {e.payload_off} bytes"})
+        events.append({
+            "name": e.event.name,
+            "upper": e.event.name.upper(),
+            "id": e.event.id,
+            "index": e.index,
+            "doc": e.event.doc or "no description",
+            "members": ["struct sdxfer_head head;"] + [_c_decl(m) for m in e.members],
+            "params": _c_params(e),
+            "stores": _c_stores(e),
+            "has_variables": bool(e.variables),
+            "payload_off": e.payload_off,
+            "fingerprint": f"0x{e.fingerprint:08x}U",
+            "size_expr": f"cursor & 0x{e.size_mask:x}" if e.variables else str(e.payload_off),
+        })
+    offset = 0
+    for name, ctype, size in HEADER:
+        asserts.insert(0, {"expr": f"__builtin_offsetof(struct sdxfer_head, {name}) == {offset}", "what": f"header {name} at offset {offset}"})
+        offset += size
+    asserts.insert(0, {"expr": f"sizeof(struct sdxfer_head) == {HEADER_SIZE}", "what": f"header is {HEADER_SIZE} bytes"})
+    return {
+        "banner": banner,
+        "schema_path": _display_path(layout.schema.path),
+        "digest": layout.schema.digest,
+        "layout_version": LAYOUT_VERSION,
+        "slot_size": layout.schema.slot_size,
+        "header": [f"{ctype} {name};" for name, ctype, _ in HEADER],
+        "creds": CREDS_MEMBERS,
+        "events": events,
+        "asserts": asserts,
+    }
+
+
+def _py_format(m: Member) -> str:
+    f = m.field
+    if f is None:
+        return f"{m.size}x"
+    if f.type.variable:
+        return "HHI"
+    return PY_FORMAT.get(f.type.name, f"{m.size}s")
+
+
+def _py_construct(m: Member) -> str:
+    f = m.field
+    if f is None:
+        return f"Padding({m.size})"
+    if f.type.variable:
+        return "rt.VAR"
+    return CONSTRUCT.get(f.type.name, f"Bytes({m.size})")
+
+
+def _py_event(e: EventLayout) -> dict:
+    targets, conversions = [], []
+    for i, m in enumerate(e.members):
+        f = m.field
+        if f is None:
+            continue
+        if f.type.variable:
+            targets += [f"d_{f.name}_off", f"d_{f.name}_len", f"d_{f.name}_lost"]
+        else:
+            targets.append(f"f_{f.name}")
+            if f.type.name in ("ipv4", "ipv6", "sockaddr", "creds"):
+                conversions.append(f"f_{f.name} = rt.{f.type.name}(f_{f.name})")
+    for v in e.variables:
+        f = v.field
+        reader = "strlist" if f.type.name == "strlist" else "text"
+        conversions.append(
+            f'f_{f.name} = rt.{reader}(buf, size, {e.payload_off}, d_{f.name}_off, d_{f.name}_len, d_{f.name}_lost, "{f.name}", lost)'
+        )
+    fmt = "<" + "".join(_py_format(m) for m in e.members)
+    assert struct.calcsize(fmt) == e.payload_off - HEADER_SIZE
+    name = e.event.name
+    return {
+        "name": name,
+        "class_name": "".join(part.capitalize() for part in name.split("_")) + "Event",
+        "upper": name.upper(),
+        "id": e.event.id,
+        "doc": e.event.doc or f"The {name} event.",
+        "fingerprint": f"0x{e.fingerprint:08x}",
+        "payload_off": e.payload_off,
+        "max_size": e.max_size,
+        "fields": [f.name for f in e.event.fields],
+        "kinds": [f.type.name for f in e.event.fields],
+        "construct": [f'"{m.name}" / {_py_construct(m)}' for m in e.members],
+        "format": fmt,
+        "targets": targets,
+        "conversions": conversions,
+        "field_values": [f"f_{f.name}" for f in e.event.fields],
+        "uses_lost": bool(e.variables),
+    }
+
+
+def _py_context(layout: Layout, banner: str) -> dict:
+    return {
+        "banner": banner,
+        "schema_path": _display_path(layout.schema.path),
+        "digest": layout.schema.digest,
+        "layout_version": LAYOUT_VERSION,
+        "header_size": HEADER_SIZE,
+        "events": [_py_event(e) for e in layout.events],
+    }
+
+
+def _md_member_type(m: Member) -> str:
+    f = m.field
+    if f is None:
+        return "padding"
+    if f.type.variable:
+        return f"{f.type.name} (max {f.max}) descriptor"
+    if f.type.needs_len:
+        return f"bytes[{f.len}]"
+    return f.type.name
+
+
+def _md_context(layout: Layout, banner: str) -> dict:
+    header, offset = [], 0
+    for name, ctype, size in HEADER:
+        header.append({"name": name, "offset": offset, "size": size, "type": ctype.strip("_")})
+        offset += size
+    events = []
+    for e in layout.events:
+        events.append({
+            "name": e.event.name, "id": e.event.id, "doc": e.event.doc,
+            "fingerprint": f"0x{e.fingerprint:08x}", "payload_off": e.payload_off, "max_size": e.max_size,
+            "members": [{"name": m.name, "offset": m.offset, "size": m.size, "type": _md_member_type(m),
+                         "doc": (m.field.doc if m.field else "")} for m in e.members],
+            "variables": [{"name": v.field.name, "max": v.field.max, "cursor_max": v.cursor_max} for v in e.variables],
+        })
+    return {"banner": banner, "schema_path": _display_path(layout.schema.path), "slot_size": layout.schema.slot_size,
+            "header": header, "header_size": HEADER_SIZE, "events": events}
+
+
+def _display_path(path: str) -> str:
+    # The file name only: output must not depend on where the schema lives.
+    return os.path.basename(path)
+
+
+def _banner(layout: Layout) -> str:
+    return (f"Generated by sdxfer gen from {_display_path(layout.schema.path)}"
+            f" (schema sha256 {layout.schema.digest[:16]}). Do not edit.")
+
+
+def render_python(layout: Layout) -> str:
+    return _environment().get_template("events.py.j2").render(_py_context(layout, _banner(layout)))
+
+
+def render_all(layout: Layout) -> dict[str, str]:
+    """File name -> text for every generated file."""
+    env = _environment()
+    banner = _banner(layout)
+    return {
+        "xfer.h": env.get_template("xfer.h.j2").render(_c_context(layout, banner)),
+        "events.py": env.get_template("events.py.j2").render(_py_context(layout, banner)),
+        "LAYOUT.md": env.get_template("layout.md.j2").render(_md_context(layout, banner)),
+    }
+

@@ -1,0 +1,203 @@
+"""What generated decoders call: value types, field readers, the Event base.
+
+Generated modules check LAYOUT_VERSION on import, so a decoder generated for
+another record format fails loudly instead of misreading records.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from operator import itemgetter
+from types import MappingProxyType
+from typing import Any, Callable, NamedTuple
+
+from construct import Bytes, Int16ub, Int16ul, Int32ul, Int64ul, Struct
+
+from .errors import DecodeError
+
+LAYOUT_VERSION = 1
+LOST_UNKNOWN = 0xFFFFFFFF
+NO_LOSS = MappingProxyType({})
+
+HEAD = Struct(
+    "timestamp_ns" / Int64ul,
+    "seq" / Int64ul,
+    "size" / Int32ul,
+    "fingerprint" / Int32ul,
+    "id" / Int16ul,
+    "payload_off" / Int16ul,
+    "cpu" / Int32ul,
+)
+VAR = Struct("off" / Int16ul, "len" / Int16ul, "lost" / Int32ul)
+SOCKADDR = Struct("family" / Int16ul, "port" / Int16ub, "addr" / Bytes(16))
+CREDS = Struct(*(name / Int32ul for name in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")))
+
+
+def require_layout_version(version: int) -> None:
+    if version != LAYOUT_VERSION:
+        raise ImportError(
+            f"decoders generated for record layout {version}, this sdxfer runtime reads layout {LAYOUT_VERSION}: run sdxfer gen"
+        )
+
+
+class SockAddr(NamedTuple):
+    family: int
+    port: int
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None  # None for other families
+
+
+class Creds(NamedTuple):
+    uid: int
+    gid: int
+    suid: int
+    sgid: int
+    euid: int
+    egid: int
+    fsuid: int
+    fsgid: int
+
+
+def ipv4(raw: bytes) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(raw)
+
+
+def ipv6(raw: bytes) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address(raw)
+
+
+def sockaddr(raw: bytes) -> SockAddr:
+    family = raw[0] | raw[1] << 8
+    port = raw[2] << 8 | raw[3]
+    if family == socket.AF_INET:
+        return SockAddr(family, port, ipaddress.IPv4Address(raw[4:8]))
+    if family == socket.AF_INET6:
+        return SockAddr(family, port, ipaddress.IPv6Address(raw[4:20]))
+    return SockAddr(family, port, None)
+
+
+def creds(raw: bytes) -> Creds:
+    return Creds(*(int.from_bytes(raw[i : i + 4], "little") for i in range(0, 32, 4)))
+
+
+def _payload(size: int, payload_off: int, off: int, length: int, lost: int, name: str, lost_by_field: dict):
+    """Bounds of a variable field's bytes, or None when absent; notes truncation."""
+    if lost:
+        lost_by_field[name] = None if lost == LOST_UNKNOWN else lost
+    if off == 0:
+        if length:
+            raise DecodeError(f"field {name}: absent but {length} bytes long")
+        return None
+    end = off + length
+    if off < payload_off or end > size:
+        raise DecodeError(f"field {name}: bytes {off}..{end} lie outside the payload {payload_off}..{size}")
+    return end
+
+
+def text(buf, size: int, payload_off: int, off: int, length: int, lost: int, name: str, lost_by_field: dict) -> str | None:
+    end = _payload(size, payload_off, off, length, lost, name, lost_by_field)
+    if end is None:
+        return None
+    return str(buf[off:end], "utf-8", "surrogateescape")
+
+
+def strlist(buf, size: int, payload_off: int, off: int, length: int, lost: int, name: str, lost_by_field: dict) -> list[str] | None:
+    end = _payload(size, payload_off, off, length, lost, name, lost_by_field)
+    if end is None:
+        return None
+    if length == 0:
+        return []
+    items = str(buf[off:end], "utf-8", "surrogateescape").split("\0")
+    if buf[end - 1] == 0:
+        items.pop()  # every element ends with a NUL; only a truncated last one lacks it
+    return items
+
+
+class Event(tuple):
+    """A decoded record: header values, one attribute per schema field, and
+    `truncated` (names of fields that lost bytes) with `lost` (name -> bytes
+    lost, None when the kernel could not tell).
+
+    Subclasses are generated; they set name, id, fields and kinds.
+    """
+
+    __slots__ = ()
+    name: str = ""
+    id: int = 0
+    fingerprint: int = 0
+    payload_off: int = 0
+    max_size: int = 0
+    fields: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    timestamp_ns = property(itemgetter(0))
+    seq = property(itemgetter(1))
+    cpu = property(itemgetter(2))
+    truncated = property(itemgetter(-2))
+    lost = property(itemgetter(-1))
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for index, field in enumerate(cls.fields, start=3):
+            setattr(cls, field, property(itemgetter(index)))
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.fields)
+        return f"<{self.name} #{self.seq} cpu {self.cpu} {values}{' truncated=' + repr(self.truncated) if self.truncated else ''}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: addresses as text, bytes as hex, sockaddr and creds as objects."""
+        out: dict[str, Any] = {"event": self.name, "id": self.id, "timestamp_ns": self.timestamp_ns,
+                               "seq": self.seq, "cpu": self.cpu}
+        for field in self.fields:
+            out[field] = jsonable(getattr(self, field))
+        out["truncated"] = list(self.truncated)
+        out["lost"] = dict(self.lost)
+        return out
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return str(value)
+    if isinstance(value, SockAddr):
+        return {"family": value.family, "port": value.port,
+                "address": None if value.address is None else str(value.address)}
+    if isinstance(value, Creds):
+        return value._asdict()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+class EventSpec(NamedTuple):
+    """One event as a generated module describes it."""
+
+    cls: type[Event]
+    struct: Struct  # construct definition of header and fixed part
+    decode: Callable[..., Event]  # fast path: (buf, size, timestamp_ns, seq, cpu) -> Event
+
+
+FIXED_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "ipv4": ipv4,
+    "ipv6": ipv6,
+    "sockaddr": lambda c: sockaddr(SOCKADDR.build(c)),
+    "creds": lambda c: Creds(**{k: c[k] for k in Creds._fields}),
+}
+
+
+def decode_with_construct(spec: EventSpec, buf, size: int) -> Event:
+    """The same result as spec.decode, through construct alone (slower; a cross-check)."""
+    cls = spec.cls
+    parsed = spec.struct.parse(bytes(buf[: cls.payload_off]))
+    lost: dict = {}
+    values = []
+    for field, kind in zip(cls.fields, cls.kinds):
+        value = parsed[field]
+        if kind == "strlist":
+            value = strlist(buf, size, cls.payload_off, value.off, value.len, value.lost, field, lost)
+        elif kind in ("str", "ustr"):
+            value = text(buf, size, cls.payload_off, value.off, value.len, value.lost, field, lost)
+        elif kind in FIXED_CONVERTERS:
+            value = FIXED_CONVERTERS[kind](value)
+        values.append(value)
+    head = parsed.head
+    return cls((head.timestamp_ns, head.seq, head.cpu, *values, tuple(lost), lost))

@@ -1,0 +1,102 @@
+"""The `sdxfer` command: gen (schema -> C header, Python decoders, layout doc) and decode."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+# schema/ and generated/ sit beside sdxfer/ in the source tree, inside it once installed.
+_ROOT = _HERE.parent if (_HERE.parent / "schema" / "events.yaml").is_file() else _HERE
+SHIPPED_SCHEMA = _ROOT / "schema" / "events.yaml"
+SHIPPED_OUT = _ROOT / "generated"
+
+EXAMPLES = """examples:
+  sdxfer gen                                   regenerate generated/ from schema/events.yaml
+  sdxfer gen --check                           exit 1 if generated/ is stale (CI)
+  sdxfer gen --schema my.yaml --out build/gen  generate for another schema
+  sdxfer decode records.bin                    raw records -> NDJSON
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdxfer", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("gen", help="generate the C header, Python decoders and layout document",
+                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gen.add_argument("--schema", default=None, help=f"schema file (default: the shipped {SHIPPED_SCHEMA.name})")
+    gen.add_argument("--out", default=None, help="output folder (default: generated/ beside the shipped schema)")
+    gen.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the files that are stale")
+    decode = commands.add_parser("decode", help="decode a file of back-to-back raw records into NDJSON")
+    decode.add_argument("file", help="file of raw records, or - for standard input")
+    decode.add_argument("--schema", default=None, help="schema the records were packed with (default: the shipped one)")
+    return parser
+
+
+def _gen(args, stdout, stderr) -> int:
+    from .codegen import SchemaError, generate
+
+    schema = args.schema or str(SHIPPED_SCHEMA)
+    out_dir = Path(args.out) if args.out else SHIPPED_OUT
+    try:
+        files = generate(schema)
+    except SchemaError as exc:
+        for problem in exc.problems:
+            print(f"sdxfer gen: {problem}", file=stderr)
+        return 2
+    if args.check:
+        stale = [name for name, text in files.items()
+                 if not (out_dir / name).is_file() or (out_dir / name).read_text(encoding="utf-8") != text]
+        if stale:
+            print(f"sdxfer gen --check: stale in {out_dir}: {', '.join(stale)}; run sdxfer gen", file=stderr)
+            return 1
+        return 0
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out_dir / name).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"sdxfer gen: cannot write {exc.filename}: {exc.strerror}", file=stderr)
+        return 1
+    print(f"sdxfer gen: wrote {', '.join(files)} to {out_dir}", file=stdout)
+    return 0
+
+
+def _decode(args, stdout, stderr) -> int:
+    from . import DecodeError, Decoder, default_decoder
+
+    try:
+        decoder = Decoder.from_schema(args.schema) if args.schema else default_decoder()
+    except Exception as exc:  # SchemaError, with every problem listed
+        print(f"sdxfer decode: {exc}", file=stderr)
+        return 2
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"sdxfer decode: cannot read {args.file}: {exc.strerror}", file=stderr)
+        return 1
+    try:
+        for _, event in decoder.iter_decode(data):
+            stdout.write(json.dumps(event.to_dict()) + "\n")
+    except DecodeError as exc:
+        print(f"sdxfer decode: {args.file}: {exc}", file=stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    args = _parser().parse_args(argv)
+    try:
+        return _gen(args, stdout, stderr) if args.command == "gen" else _decode(args, stdout, stderr)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
