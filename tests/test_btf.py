@@ -1,7 +1,6 @@
 import os
 import random
 import struct
-import time
 
 import pytest
 
@@ -296,16 +295,3 @@ def test_kernel_refuses_pointers_and_unknown_members(kernel):
         kernel.offsetof("task_struct", "mm.arg_start")
     with pytest.raises(BtfError, match="no member 'no_such_member'"):
         kernel.offsetof("task_struct", "no_such_member")
-
-
-@needs_vmlinux
-def test_kernel_load_and_lookups_are_fast():
-    start = time.perf_counter()
-    kernel = btf.load()
-    for member in ("real_parent", "tgid", "pid", "cred", "real_cred", "mm"):
-        kernel.offsetof("task_struct", member)
-    for member in ("arg_start", "arg_end", "env_start", "env_end"):
-        kernel.offsetof("mm_struct", member)
-    kernel.offsetof("cred", "uid.val")
-    kernel.offsetof("cred", "gid.val")
-    assert time.perf_counter() - start < 1.0
