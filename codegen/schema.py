@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from .layout import layout_event
+from .layout import STR_READ_SLACK, layout_event
 from .model import TYPES, Event, Field, Schema
 
 SUPPORTED_VERSION = 1
@@ -30,7 +30,7 @@ C_KEYWORDS = frozenset(
 )
 # Names the generated code already uses on every event or packer.
 RESERVED_FIELD_NAMES = frozenset(
-    {"ctx", "rec", "cursor", "head", "name", "id", "timestamp_ns", "seq", "cpu", "truncated", "to_dict"}
+    {"ctx", "rec", "cursor", "head", "name", "id", "timestamp_ns", "seq", "cpu", "truncated", "lost", "to_dict"}
 )
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -112,7 +112,7 @@ class _Checker:
 
     def field(self, node: yaml.Node, event_name: str, taken: dict[str, int]) -> Field | None:
         where = f"event {event_name}"
-        entries = self.mapping(node, where, FIELD_KEYS, "a field")
+        entries = self.mapping(node, _where(where, "field", node), FIELD_KEYS, "a field")
         if entries is None:
             return None
         if "name" not in entries:
@@ -161,13 +161,14 @@ class _Checker:
         return Field(name, field_type, doc, max_value, length, node.start_mark.line + 1)
 
     def event(self, node: yaml.Node, names: dict[str, int], ids: dict[int, int]) -> Event | None:
-        entries = self.mapping(node, "", EVENT_KEYS, "an event")
+        outer = _where("", "event", node)
+        entries = self.mapping(node, outer, EVENT_KEYS, "an event")
         if entries is None:
             return None
         line = node.start_mark.line + 1
         for key in ("name", "id", "fields"):
             if key not in entries:
-                self.problem(node, "", f"event has no '{key}'")
+                self.problem(node, outer, f"event has no '{key}'")
         if "name" not in entries:
             return None
         name = self.identifier(entries["name"][1], "", "event name")
@@ -196,6 +197,17 @@ class _Checker:
         if event_id is None or doc is None or None in fields:
             return None
         return Event(name, event_id, tuple(fields), doc, line)
+
+
+def _where(outer: str, what: str, node: yaml.Node) -> str:
+    """Location text for a mapping whose own name is not checked yet."""
+    name = None
+    if isinstance(node, yaml.MappingNode):
+        name = next((v.value for k, v in node.value
+                     if isinstance(k, yaml.ScalarNode) and k.value == "name" and isinstance(v, yaml.ScalarNode)), None)
+    if name is None:
+        return outer
+    return f"{outer}, {what} {name}" if outer else f"{what} {name}"
 
 
 def _compose(path: str, text: str, checker: _Checker) -> yaml.Node | None:
@@ -256,10 +268,12 @@ def load_schema(path: str) -> Schema:
         for index, event in enumerate(events):
             if event is None:
                 continue
-            needed = layout_event(event, index).slot_needed
-            if needed > slot_size:
+            layout = layout_event(event, index)
+            if layout.slot_needed > slot_size:
                 checker.problems.append(Problem(path, event.line, f"event {event.name}",
-                    f"largest record needs a {needed}-byte slot (fields' max plus header and verifier bounds), slot_size is {slot_size}: lower some max or raise slot_size"))
+                    f"largest record is {layout.max_size} bytes; packing it needs a {layout.slot_needed}-byte slot"
+                    f" (string reads overrun max by {STR_READ_SLACK}, the output size is masked to {layout.size_mask} for the verifier),"
+                    f" slot_size is {slot_size}: lower some max or raise slot_size"))
     if checker.problems:
         raise SchemaError(checker.problems)
     return Schema(path, hashlib.sha256(raw).hexdigest(), version, slot_size, tuple(events))
