@@ -24,6 +24,7 @@ class Generated:
         import hostc
 
         assert sdxfer_main(["gen", "--schema", str(schema), "--out", str(out)]) == 0
+        self.schema = schema
         self.layout = compute_layout(load_schema(str(schema)))
         self.out = out
         spec = importlib.util.spec_from_file_location(f"gen_{out.name}", out / "events.py")
