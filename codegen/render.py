@@ -147,9 +147,31 @@ def _py_construct(m: Member) -> str:
     return CONSTRUCT.get(f.type.name, f"Bytes({m.size})")
 
 
+def _py_variable_lines(e: EventLayout, v) -> list[str]:
+    """Straight-line decoding of one variable field (no calls on the common path)."""
+    name = v.field.name
+    off, length, lost, value = f"d_{name}_off", f"d_{name}_len", f"d_{name}_lost", f"f_{name}"
+    if v.field.type.name == "strlist":
+        convert = f"rt.split_list(buf, {off}, {off} + {length})"
+    else:
+        convert = f'str(buf[{off}:{off} + {length}], "utf-8", "surrogateescape")'
+    return [
+        f"if {lost}:",
+        f'    lost["{name}"] = None if {lost} == rt.LOST_UNKNOWN else {lost}',
+        f"if {off}:",
+        f"    if {off} < {e.payload_off} or {off} + {length} > size:",
+        f'        rt.bad_field("{name}", {off}, {length}, {e.payload_off}, size)',
+        f"    {value} = {convert}",
+        f"elif {length}:",
+        f'    rt.bad_field("{name}", {off}, {length}, {e.payload_off}, size)',
+        "else:",
+        f"    {value} = None",
+    ]
+
+
 def _py_event(e: EventLayout) -> dict:
-    targets, conversions = [], []
-    for i, m in enumerate(e.members):
+    targets, lines = [name for name, _, _ in HEADER], []
+    for m in e.members:
         f = m.field
         if f is None:
             continue
@@ -158,15 +180,11 @@ def _py_event(e: EventLayout) -> dict:
         else:
             targets.append(f"f_{f.name}")
             if f.type.name in ("ipv4", "ipv6", "sockaddr", "creds"):
-                conversions.append(f"f_{f.name} = rt.{f.type.name}(f_{f.name})")
+                lines.append(f"f_{f.name} = rt.{f.type.name}(f_{f.name})")
     for v in e.variables:
-        f = v.field
-        reader = "strlist" if f.type.name == "strlist" else "text"
-        conversions.append(
-            f'f_{f.name} = rt.{reader}(buf, size, {e.payload_off}, d_{f.name}_off, d_{f.name}_len, d_{f.name}_lost, "{f.name}", lost)'
-        )
-    fmt = "<" + "".join(_py_format(m) for m in e.members)
-    assert struct.calcsize(fmt) == e.payload_off - HEADER_SIZE
+        lines += _py_variable_lines(e, v)
+    fmt = HEADER_FORMAT + "".join(_py_format(m) for m in e.members)
+    assert struct.calcsize(fmt) == e.payload_off
     name = e.event.name
     return {
         "name": name,
@@ -182,7 +200,7 @@ def _py_event(e: EventLayout) -> dict:
         "construct": [f'"{m.name}" / {_py_construct(m)}' for m in e.members],
         "format": fmt,
         "targets": targets,
-        "conversions": conversions,
+        "lines": lines,
         "field_values": [f"f_{f.name}" for f in e.event.fields],
         "uses_lost": bool(e.variables),
     }

@@ -44,11 +44,18 @@ EXEC_STRUCT = Struct(
     "ld_preload" / rt.VAR,
 )
 
-_EXEC_FIXED = struct.Struct("<IIIIIiHHIHHIHHIHHIHHI")
+_EXEC_FIXED = struct.Struct("<QQIIHHIIIIIIiHHIHHIHHIHHIHHI")
 
 
-def _decode_exec(buf, size, timestamp_ns, seq, cpu):
+def _decode_exec(buf):
     (
+        timestamp_ns,
+        seq,
+        size,
+        fingerprint,
+        id,
+        payload_off,
+        cpu,
         f_pid,
         f_tid,
         f_ppid,
@@ -70,13 +77,60 @@ def _decode_exec(buf, size, timestamp_ns, seq, cpu):
         d_ld_preload_off,
         d_ld_preload_len,
         d_ld_preload_lost,
-    ) = _EXEC_FIXED.unpack_from(buf, 32)
+    ) = _EXEC_FIXED.unpack_from(buf)
+    if fingerprint != 0x10f39858 or payload_off != 96 or not 96 <= size <= 21872 or size > len(buf):
+        rt.bad_head(ExecEvent, len(buf), fingerprint, payload_off, size)
     lost = {}
-    f_comm = rt.text(buf, size, 96, d_comm_off, d_comm_len, d_comm_lost, "comm", lost)
-    f_exe = rt.text(buf, size, 96, d_exe_off, d_exe_len, d_exe_lost, "exe", lost)
-    f_argv = rt.strlist(buf, size, 96, d_argv_off, d_argv_len, d_argv_lost, "argv", lost)
-    f_ssh_connection = rt.text(buf, size, 96, d_ssh_connection_off, d_ssh_connection_len, d_ssh_connection_lost, "ssh_connection", lost)
-    f_ld_preload = rt.text(buf, size, 96, d_ld_preload_off, d_ld_preload_len, d_ld_preload_lost, "ld_preload", lost)
+    if d_comm_lost:
+        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+    if d_comm_off:
+        if d_comm_off < 96 or d_comm_off + d_comm_len > size:
+            rt.bad_field("comm", d_comm_off, d_comm_len, 96, size)
+        f_comm = str(buf[d_comm_off:d_comm_off + d_comm_len], "utf-8", "surrogateescape")
+    elif d_comm_len:
+        rt.bad_field("comm", d_comm_off, d_comm_len, 96, size)
+    else:
+        f_comm = None
+    if d_exe_lost:
+        lost["exe"] = None if d_exe_lost == rt.LOST_UNKNOWN else d_exe_lost
+    if d_exe_off:
+        if d_exe_off < 96 or d_exe_off + d_exe_len > size:
+            rt.bad_field("exe", d_exe_off, d_exe_len, 96, size)
+        f_exe = str(buf[d_exe_off:d_exe_off + d_exe_len], "utf-8", "surrogateescape")
+    elif d_exe_len:
+        rt.bad_field("exe", d_exe_off, d_exe_len, 96, size)
+    else:
+        f_exe = None
+    if d_argv_lost:
+        lost["argv"] = None if d_argv_lost == rt.LOST_UNKNOWN else d_argv_lost
+    if d_argv_off:
+        if d_argv_off < 96 or d_argv_off + d_argv_len > size:
+            rt.bad_field("argv", d_argv_off, d_argv_len, 96, size)
+        f_argv = rt.split_list(buf, d_argv_off, d_argv_off + d_argv_len)
+    elif d_argv_len:
+        rt.bad_field("argv", d_argv_off, d_argv_len, 96, size)
+    else:
+        f_argv = None
+    if d_ssh_connection_lost:
+        lost["ssh_connection"] = None if d_ssh_connection_lost == rt.LOST_UNKNOWN else d_ssh_connection_lost
+    if d_ssh_connection_off:
+        if d_ssh_connection_off < 96 or d_ssh_connection_off + d_ssh_connection_len > size:
+            rt.bad_field("ssh_connection", d_ssh_connection_off, d_ssh_connection_len, 96, size)
+        f_ssh_connection = str(buf[d_ssh_connection_off:d_ssh_connection_off + d_ssh_connection_len], "utf-8", "surrogateescape")
+    elif d_ssh_connection_len:
+        rt.bad_field("ssh_connection", d_ssh_connection_off, d_ssh_connection_len, 96, size)
+    else:
+        f_ssh_connection = None
+    if d_ld_preload_lost:
+        lost["ld_preload"] = None if d_ld_preload_lost == rt.LOST_UNKNOWN else d_ld_preload_lost
+    if d_ld_preload_off:
+        if d_ld_preload_off < 96 or d_ld_preload_off + d_ld_preload_len > size:
+            rt.bad_field("ld_preload", d_ld_preload_off, d_ld_preload_len, 96, size)
+        f_ld_preload = str(buf[d_ld_preload_off:d_ld_preload_off + d_ld_preload_len], "utf-8", "surrogateescape")
+    elif d_ld_preload_len:
+        rt.bad_field("ld_preload", d_ld_preload_off, d_ld_preload_len, 96, size)
+    else:
+        f_ld_preload = None
     return ExecEvent((timestamp_ns, seq, cpu, f_pid, f_tid, f_ppid, f_uid, f_gid, f_ret, f_comm, f_exe, f_argv, f_ssh_connection, f_ld_preload, tuple(lost), lost))
 
 
@@ -99,14 +153,23 @@ EXIT_STRUCT = Struct(
     "code" / Int32sl,
 )
 
-_EXIT_FIXED = struct.Struct("<Ii")
+_EXIT_FIXED = struct.Struct("<QQIIHHIIi")
 
 
-def _decode_exit(buf, size, timestamp_ns, seq, cpu):
+def _decode_exit(buf):
     (
+        timestamp_ns,
+        seq,
+        size,
+        fingerprint,
+        id,
+        payload_off,
+        cpu,
         f_pid,
         f_code,
-    ) = _EXIT_FIXED.unpack_from(buf, 32)
+    ) = _EXIT_FIXED.unpack_from(buf)
+    if fingerprint != 0xf4c8c5cd or payload_off != 40 or not 40 <= size <= 40 or size > len(buf):
+        rt.bad_head(ExitEvent, len(buf), fingerprint, payload_off, size)
     return ExitEvent((timestamp_ns, seq, cpu, f_pid, f_code, (), rt.NO_LOSS))
 
 
@@ -132,17 +195,26 @@ CONNECT_STRUCT = Struct(
     "protocol" / Int8ul,
 )
 
-_CONNECT_FIXED = struct.Struct("<I20s20siB")
+_CONNECT_FIXED = struct.Struct("<QQIIHHII20s20siB")
 
 
-def _decode_connect(buf, size, timestamp_ns, seq, cpu):
+def _decode_connect(buf):
     (
+        timestamp_ns,
+        seq,
+        size,
+        fingerprint,
+        id,
+        payload_off,
+        cpu,
         f_pid,
         f_remote,
         f_local,
         f_ret,
         f_protocol,
-    ) = _CONNECT_FIXED.unpack_from(buf, 32)
+    ) = _CONNECT_FIXED.unpack_from(buf)
+    if fingerprint != 0xe7ed0ba4 or payload_off != 81 or not 81 <= size <= 81 or size > len(buf):
+        rt.bad_head(ConnectEvent, len(buf), fingerprint, payload_off, size)
     f_remote = rt.sockaddr(f_remote)
     f_local = rt.sockaddr(f_local)
     return ConnectEvent((timestamp_ns, seq, cpu, f_pid, f_protocol, f_remote, f_local, f_ret, (), rt.NO_LOSS))
@@ -170,17 +242,26 @@ LISTEN_STRUCT = Struct(
     "backlog" / Int16sl,
 )
 
-_LISTEN_FIXED = struct.Struct("<I4s16sHh")
+_LISTEN_FIXED = struct.Struct("<QQIIHHII4s16sHh")
 
 
-def _decode_listen(buf, size, timestamp_ns, seq, cpu):
+def _decode_listen(buf):
     (
+        timestamp_ns,
+        seq,
+        size,
+        fingerprint,
+        id,
+        payload_off,
+        cpu,
         f_pid,
         f_addr4,
         f_addr6,
         f_port,
         f_backlog,
-    ) = _LISTEN_FIXED.unpack_from(buf, 32)
+    ) = _LISTEN_FIXED.unpack_from(buf)
+    if fingerprint != 0x3665f011 or payload_off != 60 or not 60 <= size <= 60 or size > len(buf):
+        rt.bad_head(ListenEvent, len(buf), fingerprint, payload_off, size)
     f_addr4 = rt.ipv4(f_addr4)
     f_addr6 = rt.ipv6(f_addr6)
     return ListenEvent((timestamp_ns, seq, cpu, f_pid, f_addr4, f_addr6, f_port, f_backlog, (), rt.NO_LOSS))
@@ -206,15 +287,24 @@ CREDS_CHANGE_STRUCT = Struct(
     "new" / rt.CREDS,
 )
 
-_CREDS_CHANGE_FIXED = struct.Struct("<I32s32s")
+_CREDS_CHANGE_FIXED = struct.Struct("<QQIIHHII32s32s")
 
 
-def _decode_creds_change(buf, size, timestamp_ns, seq, cpu):
+def _decode_creds_change(buf):
     (
+        timestamp_ns,
+        seq,
+        size,
+        fingerprint,
+        id,
+        payload_off,
+        cpu,
         f_pid,
         f_old,
         f_new,
-    ) = _CREDS_CHANGE_FIXED.unpack_from(buf, 32)
+    ) = _CREDS_CHANGE_FIXED.unpack_from(buf)
+    if fingerprint != 0x22a35f66 or payload_off != 100 or not 100 <= size <= 100 or size > len(buf):
+        rt.bad_head(CredsChangeEvent, len(buf), fingerprint, payload_off, size)
     f_old = rt.creds(f_old)
     f_new = rt.creds(f_new)
     return CredsChangeEvent((timestamp_ns, seq, cpu, f_pid, f_old, f_new, (), rt.NO_LOSS))
@@ -245,11 +335,18 @@ FILE_WRITE_STRUCT = Struct(
     "state" / Int8ul,
 )
 
-_FILE_WRITE_FIXED = struct.Struct("<qQIHHIi16sbB")
+_FILE_WRITE_FIXED = struct.Struct("<QQIIHHIqQIHHIi16sbB")
 
 
-def _decode_file_write(buf, size, timestamp_ns, seq, cpu):
+def _decode_file_write(buf):
     (
+        timestamp_ns,
+        seq,
+        size,
+        fingerprint,
+        id,
+        payload_off,
+        cpu,
         f_offset,
         f_count,
         f_pid,
@@ -260,9 +357,20 @@ def _decode_file_write(buf, size, timestamp_ns, seq, cpu):
         f_prefix,
         f_nice,
         f_state,
-    ) = _FILE_WRITE_FIXED.unpack_from(buf, 32)
+    ) = _FILE_WRITE_FIXED.unpack_from(buf)
+    if fingerprint != 0x77ce5bfa or payload_off != 82 or not 82 <= size <= 4178 or size > len(buf):
+        rt.bad_head(FileWriteEvent, len(buf), fingerprint, payload_off, size)
     lost = {}
-    f_path = rt.text(buf, size, 82, d_path_off, d_path_len, d_path_lost, "path", lost)
+    if d_path_lost:
+        lost["path"] = None if d_path_lost == rt.LOST_UNKNOWN else d_path_lost
+    if d_path_off:
+        if d_path_off < 82 or d_path_off + d_path_len > size:
+            rt.bad_field("path", d_path_off, d_path_len, 82, size)
+        f_path = str(buf[d_path_off:d_path_off + d_path_len], "utf-8", "surrogateescape")
+    elif d_path_len:
+        rt.bad_field("path", d_path_off, d_path_len, 82, size)
+    else:
+        f_path = None
     return FileWriteEvent((timestamp_ns, seq, cpu, f_pid, f_path, f_offset, f_count, f_prefix, f_nice, f_state, f_gap_ns, tuple(lost), lost))
 
 

@@ -9,9 +9,9 @@ import ipaddress
 import socket
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, NoReturn
 
-from construct import Bytes, Int16ub, Int16ul, Int32ul, Int64ul, Struct
+from construct import Bytes, ConstructError, Int16ub, Int16ul, Int32ul, Int64ul, Struct
 
 from .errors import DecodeError
 
@@ -79,37 +79,35 @@ def creds(raw: bytes) -> Creds:
     return Creds(*(int.from_bytes(raw[i : i + 4], "little") for i in range(0, 32, 4)))
 
 
-def _payload(size: int, payload_off: int, off: int, length: int, lost: int, name: str, lost_by_field: dict):
-    """Bounds of a variable field's bytes, or None when absent; notes truncation."""
-    if lost:
-        lost_by_field[name] = None if lost == LOST_UNKNOWN else lost
-    if off == 0:
-        if length:
-            raise DecodeError(f"field {name}: absent but {length} bytes long")
-        return None
-    end = off + length
-    if off < payload_off or end > size:
-        raise DecodeError(f"field {name}: bytes {off}..{end} lie outside the payload {payload_off}..{size}")
-    return end
-
-
-def text(buf, size: int, payload_off: int, off: int, length: int, lost: int, name: str, lost_by_field: dict) -> str | None:
-    end = _payload(size, payload_off, off, length, lost, name, lost_by_field)
-    if end is None:
-        return None
-    return str(buf[off:end], "utf-8", "surrogateescape")
-
-
-def strlist(buf, size: int, payload_off: int, off: int, length: int, lost: int, name: str, lost_by_field: dict) -> list[str] | None:
-    end = _payload(size, payload_off, off, length, lost, name, lost_by_field)
-    if end is None:
-        return None
-    if length == 0:
+def split_list(buf, start: int, end: int) -> list[str]:
+    """A NUL-separated list: every element ends with a NUL, a truncated last one may not."""
+    if start == end:
         return []
-    items = str(buf[off:end], "utf-8", "surrogateescape").split("\0")
+    items = str(buf[start:end], "utf-8", "surrogateescape").split("\0")
     if buf[end - 1] == 0:
-        items.pop()  # every element ends with a NUL; only a truncated last one lacks it
+        items.pop()
     return items
+
+
+def bad_field(name: str, off: int, length: int, payload_off: int, size: int) -> NoReturn:
+    if off == 0:
+        raise DecodeError(f"field {name}: absent but {length} bytes long")
+    raise DecodeError(f"field {name}: bytes {off}..{off + length} lie outside the payload {payload_off}..{size}")
+
+
+def bad_head(cls: type[Event], buffer_size: int, fingerprint: int, payload_off: int, size: int) -> None:
+    """Raise DecodeError naming what is wrong with a record's header, if anything is."""
+    if fingerprint != cls.fingerprint:
+        raise DecodeError(
+            f"{cls.name}: layout fingerprint {fingerprint:#010x} is not this decoder's {cls.fingerprint:#010x}"
+            " (sensor and decoder were generated from different schemas)"
+        )
+    if payload_off != cls.payload_off:
+        raise DecodeError(f"{cls.name}: payload offset {payload_off}, expected {cls.payload_off}")
+    if not cls.payload_off <= size <= cls.max_size:
+        raise DecodeError(f"{cls.name}: size {size} outside {cls.payload_off}..{cls.max_size}")
+    if size > buffer_size:
+        raise DecodeError(f"{cls.name}: record says {size} bytes, only {buffer_size} given")
 
 
 class Event(tuple):
@@ -173,7 +171,7 @@ class EventSpec(NamedTuple):
 
     cls: type[Event]
     struct: Struct  # construct definition of header and fixed part
-    decode: Callable[..., Event]  # fast path: (buf, size, timestamp_ns, seq, cpu) -> Event
+    decode: Callable[..., Event]  # fast path: buf -> Event
 
 
 FIXED_CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -184,20 +182,32 @@ FIXED_CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def decode_with_construct(spec: EventSpec, buf, size: int) -> Event:
-    """The same result as spec.decode, through construct alone (slower; a cross-check)."""
+def decode_with_construct(spec: EventSpec, buf) -> Event:
+    """The same result as spec.decode, through construct's parser (slower; a cross-check)."""
     cls = spec.cls
-    parsed = spec.struct.parse(bytes(buf[: cls.payload_off]))
+    try:
+        parsed = spec.struct.parse(bytes(buf[: cls.payload_off]))
+    except ConstructError as exc:
+        raise DecodeError(f"{cls.name}: {exc}") from None
+    head = parsed.head
+    bad_head(cls, len(buf), head.fingerprint, head.payload_off, head.size)
     lost: dict = {}
     values = []
     for field, kind in zip(cls.fields, cls.kinds):
         value = parsed[field]
-        if kind == "strlist":
-            value = strlist(buf, size, cls.payload_off, value.off, value.len, value.lost, field, lost)
-        elif kind in ("str", "ustr"):
-            value = text(buf, size, cls.payload_off, value.off, value.len, value.lost, field, lost)
+        if kind in ("str", "ustr", "strlist"):
+            if value.lost:
+                lost[field] = None if value.lost == LOST_UNKNOWN else value.lost
+            end = value.off + value.len
+            if value.off == 0 and value.len == 0:
+                value = None
+            elif value.off < cls.payload_off or end > head.size:
+                bad_field(field, value.off, value.len, cls.payload_off, head.size)
+            elif kind == "strlist":
+                value = split_list(buf, value.off, end)
+            else:
+                value = str(buf[value.off:end], "utf-8", "surrogateescape")
         elif kind in FIXED_CONVERTERS:
             value = FIXED_CONVERTERS[kind](value)
         values.append(value)
-    head = parsed.head
     return cls((head.timestamp_ns, head.seq, head.cpu, *values, tuple(lost), lost))
