@@ -338,6 +338,13 @@ static __always_inline long sdxfer_output(void *ctx, void *rec, __u32 size, __u6
 #endif
 #endif /* SDXFER_HOST */
 
+/* Slot 1: SDXFER_SLOT_SIZE bytes for a probe's large locals, so they stay
+ * off the 512-byte BPF stack and clear of the record in slot 0. */
+static __always_inline void *sdxfer_get_local(void)
+{
+    return sdxfer_slot(1);
+}
+
 /* Reads a string into the payload at `cursor`. `cursor_max` is the layout's
  * bound: checking it proves the write in range to the verifier and never
  * fails for a record this header packs. */

@@ -105,7 +105,7 @@ def build(layout: Layout, header_dir: Path, workdir: Path) -> Path:
     binary = workdir / "harness"
     source.write_text(harness_source(layout))
     subprocess.run(
-        ["gcc", "-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function", "-I", str(header_dir), "-o", str(binary), str(source)],
+        ["gcc", "-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(header_dir), "-o", str(binary), str(source)],
         check=True, capture_output=True, text=True,
     )
     return binary
