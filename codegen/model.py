@@ -21,9 +21,18 @@ class FieldType:
     align: int
     variable: bool = False
     signed: bool = False
-    reader: str = ""  # kernel_str, user_str or user_blob for variable types
+    reader: str = ""  # variable types: kernel_str, user_str, kernel_blob or user_blob
     needs_max: bool = False
     needs_len: bool = False
+
+    @property
+    def takes_length(self) -> bool:
+        """The C packer takes a pointer and a `<name>_len` byte count."""
+        return self.reader.endswith("_blob")
+
+    @property
+    def from_user(self) -> bool:
+        return self.reader.startswith("user_")
 
 
 DESCRIPTOR_SIZE = 8  # struct sdxfer_var: u16 off, u16 len, u32 lost
@@ -48,6 +57,8 @@ TYPES: dict[str, FieldType] = {
         FieldType("str", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="kernel_str", needs_max=True),
         FieldType("ustr", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_str", needs_max=True),
         FieldType("strlist", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_blob", needs_max=True),
+        FieldType("blob", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="kernel_blob", needs_max=True),
+        FieldType("ublob", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_blob", needs_max=True),
     )
 }
 

@@ -61,6 +61,8 @@ def _c_params(e: EventLayout) -> list[str]:
             params.append(f"{C_INT[kind]} {f.name}")
         elif kind == "strlist":
             params += [f"const char *{f.name}", f"__u32 {f.name}_len"]
+        elif f.type.takes_length:
+            params += [f"const void *{f.name}", f"__u32 {f.name}_len"]
         elif f.type.variable:
             params.append(f"const char *{f.name}")
         else:
@@ -80,11 +82,9 @@ def _c_stores(e: EventLayout) -> list[str]:
             stores.append(f"sdxfer_put_fixed(&rec->{f.name}, {f.name}, {m.size});")
     for v in e.variables:
         f = v.field
-        head = f"cursor = sdxfer_put_{'strlist' if f.type.name == 'strlist' else 'str'}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {f.name}"
-        if f.type.name == "strlist":
-            stores.append(f"{head}, {f.name}_len, {f.max});")
-        else:
-            stores.append(f"{head}, {f.max}, {int(f.type.reader == 'user_str')});")
+        put, length = ("blob", f", {f.name}_len") if f.type.takes_length else ("str", "")
+        stores.append(f"cursor = sdxfer_put_{put}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {f.name}{length},"
+                      f" {f.max}, {int(f.type.from_user)});")
     return stores
 
 
@@ -153,6 +153,8 @@ def _py_variable_lines(e: EventLayout, v) -> list[str]:
     off, length, lost, value = f"d_{name}_off", f"d_{name}_len", f"d_{name}_lost", f"f_{name}"
     if v.field.type.name == "strlist":
         convert = f"rt.split_list(buf, {off}, {off} + {length})"
+    elif v.field.type.takes_length:
+        convert = f"bytes(buf[{off}:{off} + {length}])"
     else:
         convert = f'str(buf[{off}:{off} + {length}], "utf-8", "surrogateescape")'
     return [

@@ -140,8 +140,8 @@ class _Checker:
         if field_type is None:
             self.problem(entries["type"][1], where, f"unknown type {type_name!r} (one of: {', '.join(TYPES)})")
             return None
-        if field_type.variable:
-            # the C packer of a strlist takes `<name>_len` too
+        if field_type.takes_length:
+            # the C packer takes `<name>_len` too
             taken.setdefault(f"{name}_len", node.start_mark.line + 1)
         max_value = length = 0
         for key, needed, what in (("max", field_type.needs_max, "max"), ("len", field_type.needs_len, "len")):

@@ -195,7 +195,7 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
     values = []
     for field, kind in zip(cls.fields, cls.kinds):
         value = parsed[field]
-        if kind in ("str", "ustr", "strlist"):
+        if kind in ("str", "ustr", "strlist", "blob", "ublob"):
             if value.lost:
                 lost[field] = None if value.lost == LOST_UNKNOWN else value.lost
             end = value.off + value.len
@@ -205,6 +205,8 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
                 bad_field(field, value.off, value.len, cls.payload_off, head.size)
             elif kind == "strlist":
                 value = split_list(buf, value.off, end)
+            elif kind in ("blob", "ublob"):
+                value = bytes(buf[value.off:end])
             else:
                 value = str(buf[value.off:end], "utf-8", "surrogateescape")
         elif kind in FIXED_CONVERTERS:

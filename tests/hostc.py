@@ -83,7 +83,7 @@ def harness_source(layout: Layout) -> str:
             kind = f.type.name
             if f.type.variable:
                 reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i});")
-                args += [f"a{i}", f"l{i}"] if kind == "strlist" else [f"a{i}"]
+                args += [f"a{i}", f"l{i}"] if f.type.takes_length else [f"a{i}"]
                 frees.append(f"free(a{i});")
             elif kind in ("ipv6", "sockaddr", "creds", "bytes"):
                 reads.append(f"void *a{i} = read_fixed({f.fixed_size});")

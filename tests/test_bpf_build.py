@@ -18,6 +18,8 @@ HEADERS = os.path.join(os.path.dirname(__file__), "..", "build", "kernel-headers
 def _user_value(f, n):
     if f.type.name == "strlist":
         return b"first\0\0third arg\0" + bytes([0xC3, 0x28]) + b"\0"
+    if f.type.name == "ublob":
+        return bytes(range(n, n + 12)) + b"\0\xff"
     return f"user-{f.name}-{n}".encode()
 
 
@@ -29,18 +31,22 @@ def _inputs(layout):
         values, args, decls = {}, ["args"], []
         for i, f in enumerate(e.event.fields):
             kind = f.type.name
-            if kind in ("ustr", "strlist"):
+            if f.type.from_user:
                 data = _user_value(f, i)
                 buf = ctypes.create_string_buffer(data, len(data) + 1)
                 user_buffers.append(buf)
                 values[f.name] = data
                 ptr = f"(const char *){ctypes.addressof(buf)}ULL"
-                args += [ptr, str(len(data))] if kind == "strlist" else [ptr]
+                args += [ptr, str(len(data))] if f.type.takes_length else [ptr]
             elif kind == "str":
                 text = f"kernel-{f.name}"
                 values[f.name] = text.encode()
                 decls.append(f'char v{i}[] = "{text}";')
                 args.append(f"v{i}")
+            elif kind == "blob":
+                values[f.name] = bytes([0x30 + i]) * 10
+                decls.append(f"__u8 v{i}[10]; __builtin_memset(v{i}, {0x30 + i}, 10);")
+                args += [f"v{i}", "10"]
             elif kind in ("ipv6", "sockaddr", "creds", "bytes"):
                 values[f.name] = bytes([0x40 + i]) * f.fixed_size
                 decls.append(f"__u8 v{i}[{f.fixed_size}]; __builtin_memset(v{i}, {0x40 + i}, {f.fixed_size});")

@@ -46,6 +46,9 @@ def _field_value(f):
     if kind == "strlist":
         # (elements, whether the last one has its NUL): None means a NULL pointer
         return st.one_of(st.none(), st.tuples(_elements(f.max), st.booleans()))
+    if kind in ("blob", "ublob"):
+        edges = [0, 1, f.max - 1, f.max, f.max + 1, f.max + 30]
+        return st.one_of(st.none(), st.sampled_from(edges).flatmap(lambda n: st.binary(min_size=n, max_size=n)))
     if kind == "sockaddr":
         return st.one_of(st.none(), st.tuples(st.sampled_from([socket.AF_INET, socket.AF_INET6, 1, 0xFFFF]),
                                               st.integers(0, 65535), st.binary(min_size=16, max_size=16)))
@@ -93,6 +96,8 @@ def _expected(f, value):
         if value is None:
             return None, 0
         return value[: f.max].decode("utf-8", "surrogateescape"), (None if len(value) > f.max else 0)
+    if kind in ("blob", "ublob"):
+        return (None, 0) if value is None else (value[: f.max], max(0, len(value) - f.max))
     if kind == "strlist":
         if value is None:
             return None, 0
