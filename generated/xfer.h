@@ -15,7 +15,7 @@
  *
  * Packers: <event>_print(ctx, fields in schema order) returns the bytes sent
  * or a negative error. str fields are read as kernel (or BPF-local) strings,
- * ustr fields as user strings, a strlist as `<name>_len` bytes of user memory
+ * ustr fields as user strings (BPF memory works too), a strlist as `<name>_len` bytes of user memory
  * holding NUL-separated strings, a blob (ublob) as `<name>_len` bytes of
  * kernel (user) memory; a NULL pointer there means "absent".
  * ipv6, sockaddr, creds and bytes point at the value in its record format.
@@ -307,9 +307,27 @@ static __always_inline void sdxfer_count_drop(__u32 index)
 }
 
 #define sdxfer_read_kernel_str bpf_probe_read_kernel_str
-#define sdxfer_read_user_str bpf_probe_read_user_str
 #define sdxfer_read_kernel bpf_probe_read_kernel
-#define sdxfer_read_user bpf_probe_read_user
+
+/* User-memory fields also take BPF memory the probe filled itself (say, a
+ * failed exec's argv gathered in slot 1): a kernel address makes the user
+ * read fail at once, and the kernel read is tried instead. */
+static __always_inline long sdxfer_read_user_str(void *dst, __u32 size, const void *src)
+{
+    long n = bpf_probe_read_user_str(dst, size, src);
+    if (n < 0)
+        n = bpf_probe_read_kernel_str(dst, size, src);
+    return n;
+}
+
+static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *src)
+{
+    long err = bpf_probe_read_user(dst, size, src);
+    if (err < 0)
+        err = bpf_probe_read_kernel(dst, size, src);
+    return err;
+}
+
 #define sdxfer_now_ns() bpf_ktime_get_ns()
 #define sdxfer_cpu() bpf_get_smp_processor_id()
 

@@ -23,7 +23,7 @@ def _user_value(f, n):
     return f"user-{f.name}-{n}".encode()
 
 
-def _inputs(layout):
+def _inputs(layout, user_fields_on_stack=False):
     """Per event: the host harness values and the C expressions handing the same values to the packer."""
     user_buffers = []  # keeps the ctypes buffers alive
     plans = []
@@ -31,7 +31,13 @@ def _inputs(layout):
         values, args, decls = {}, ["args"], []
         for i, f in enumerate(e.event.fields):
             kind = f.type.name
-            if f.type.from_user:
+            if f.type.from_user and user_fields_on_stack:
+                data = _user_value(f, i)
+                values[f.name] = data
+                initial = ", ".join(str(b) for b in data + b"\0")
+                decls.append(f"__u8 v{i}[{len(data) + 1}] = {{{initial}}};")
+                args += [f"(const char *)v{i}", str(len(data))] if f.type.takes_length else [f"(const char *)v{i}"]
+            elif f.type.from_user:
                 data = _user_value(f, i)
                 buf = ctypes.create_string_buffer(data, len(data) + 1)
                 user_buffers.append(buf)
@@ -104,10 +110,11 @@ def _collect(program, transport):
     return got
 
 
-@pytest.mark.parametrize("transport", ["perf", "ringbuf"])
-def test_bpf_records_equal_host_records(generated, transport, capfd):
+@pytest.mark.parametrize("transport, user_fields_on_stack", [("perf", False), ("ringbuf", False), ("perf", True)],
+                         ids=["perf", "ringbuf", "user-fields-from-bpf-memory"])
+def test_bpf_records_equal_host_records(generated, transport, user_fields_on_stack, capfd):
     layout = generated.layout
-    plans, keep_alive = _inputs(layout)
+    plans, keep_alive = _inputs(layout, user_fields_on_stack)
     header = (generated.out / "xfer.h").read_text()
     records = _collect(_program(layout, header, plans, os.getpid()), transport)
     assert "warning" not in capfd.readouterr().err  # clang under BCC is silent about the header
