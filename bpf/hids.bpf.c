@@ -1,0 +1,303 @@
+/*
+ * execmon's probe: one exec record per execve/execveat, successful or failed.
+ *
+ * Successful execs are read at sched:sched_process_exec, after the kernel has
+ * built the new image, so argv and the environment are the new program's own
+ * (mm->arg_start..arg_end and the envp array on the new stack). Failed execs
+ * never reach that tracepoint: sys_enter_execve* remembers the caller's user
+ * pointers by thread id and sys_exit_execve* reports them when ret < 0.
+ *
+ * Kernel structure offsets arrive as -D macros computed from the running
+ * kernel's BTF by sdxfer.loader; the installed headers belong to another kernel.
+ * Large work areas live in slot 1 of the per-CPU scratch array.
+ */
+#include <linux/sched.h>
+#include "xfer.h"
+
+#if !defined(BTF_OFF_TASK_STRUCT_MM) || !defined(BTF_OFF_TASK_STRUCT_REAL_PARENT) || \
+    !defined(BTF_OFF_TASK_STRUCT_TGID) || !defined(BTF_OFF_MM_STRUCT_ARG_START) || \
+    !defined(BTF_OFF_MM_STRUCT_ARG_END) || !defined(BTF_OFF_MM_STRUCT_ENV_START) || \
+    !defined(BTF_OFF_MM_STRUCT_ENV_END) || !defined(BTF_OFF_MM_STRUCT_START_STACK)
+#error "kernel structure offsets missing: load this program with sdxfer.loader"
+#endif
+
+#define ARGV_MAX 16384          /* schema max of exec.argv; a power of two */
+#define EXE_MAX 4096            /* schema max of exec.exe */
+#define ENV_COPY_MAX 8192       /* environment bytes compared in BPF memory */
+#define ENVP_MAX 256            /* environment entries examined */
+#define FAILED_ARGS_MAX 1024    /* argv entries gathered for a failed exec */
+
+/* Slot 1 layout. A successful exec uses the environment copy and the envp
+ * array (its argv is read straight from the new image); a failed exec uses the
+ * argv blob and the exe copy. The argv area is followed by ARGV_MAX bytes so
+ * that a masked offset plus a bounded length stays inside the slot, which is
+ * what the verifier checks. */
+#define LOCAL_ARGV 0
+#define LOCAL_ENV (LOCAL_ARGV + ARGV_MAX)
+#define LOCAL_ENVP (LOCAL_ENV + ENV_COPY_MAX)
+#define LOCAL_EXE (LOCAL_ENVP + ENVP_MAX * 8)
+#define LOCAL_FOUND (LOCAL_EXE + EXE_MAX)
+#define LOCAL_ARGV_LEN (LOCAL_FOUND + 16)
+_Static_assert(LOCAL_ARGV_LEN + 4 <= SDXFER_SLOT_SIZE, "slot 1 too small");
+_Static_assert(LOCAL_ARGV + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE, "argv area too small");
+
+/* First bytes of "SSH_CONNECTION=" and "LD_PRELOAD=" as little-endian words. */
+#define SSH_CONNECTION_W0 0x4e4e4f435f485353ULL   /* "SSH_CONN" */
+#define SSH_CONNECTION_W1 0x003d4e4f49544345ULL   /* "ECTION=" */
+#define SSH_CONNECTION_W1_MASK 0x00ffffffffffffffULL
+#define SSH_CONNECTION_PREFIX 15
+#define LD_PRELOAD_W0 0x4f4c4552505f444cULL       /* "LD_PRELO" */
+#define LD_PRELOAD_W1 0x3d4441ULL                 /* "AD=" */
+#define LD_PRELOAD_W1_MASK 0xffffffULL
+#define LD_PRELOAD_PREFIX 11
+
+struct exec_call {
+    __u64 filename;
+    __u64 argv;
+    __u64 envp;
+};
+
+/* Keyed by thread id. Stale entries are harmless: a thread's exit is always
+ * preceded by its own enter, which overwrites the entry. */
+BPF_TABLE("lru_hash", __u32, struct exec_call, exec_calls, 16384);
+
+/* Kept in slot 1, not on the stack: the verifier does not track map memory,
+ * so every way out of the environment loop looks alike and is verified once. */
+struct env_values {
+    const char *ssh_connection;
+    const char *ld_preload;
+};
+
+static __always_inline struct env_values *clear_env_values(char *local)
+{
+    struct env_values *found = (struct env_values *)(local + LOCAL_FOUND);
+    found->ssh_connection = NULL;
+    found->ld_preload = NULL;
+    return found;
+}
+
+/* Applies a mask clang cannot fold away, so the verifier sees the bound. */
+static __always_inline __u32 bounded(__u32 value, const __u32 mask)
+{
+    asm volatile("%0 &= %1" : "+r"(value) : "i"(mask));
+    return value;
+}
+
+/* The packer clamps the argv length on a zero-extended copy but clang passes
+ * the original register to the read, so the verifier must already know a
+ * bound for it. Lengths past ARGV_LEN_CAP are reported as ARGV_LEN_CAP (the
+ * record then says at least that much was lost). */
+#define ARGV_LEN_CAP (ARGV_MAX + ARGV_MAX / 2)
+static __always_inline __u32 verifiable_len(__u64 len)
+{
+    if (len > ARGV_LEN_CAP)
+        len = ARGV_LEN_CAP;
+    return len;
+}
+
+static __always_inline __u64 read_kernel_u64(const void *addr)
+{
+    __u64 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), addr);
+    return value;
+}
+
+static __always_inline __u32 parent_tgid(const char *task)
+{
+    const char *parent = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
+    __u32 tgid = 0;
+    bpf_probe_read_kernel(&tgid, sizeof(tgid), parent + BTF_OFF_TASK_STRUCT_TGID);
+    return tgid;
+}
+
+/* Reads an environment entry's first bytes from user memory and notes where
+ * the value of SSH_CONNECTION or LD_PRELOAD starts. The last entry wins, as in
+ * ld.so's LD_PRELOAD handling; testing the found pointers instead would
+ * multiply the verifier's states per iteration. */
+static __always_inline void match_env(struct env_values *found, __u64 entry)
+{
+    __u64 head[2] = {};
+    bpf_probe_read_user_str(head, sizeof(head), (void *)entry);
+    if (head[0] == SSH_CONNECTION_W0 && (head[1] & SSH_CONNECTION_W1_MASK) == SSH_CONNECTION_W1)
+        found->ssh_connection = (const char *)(entry + SSH_CONNECTION_PREFIX);
+    else if (head[0] == LD_PRELOAD_W0 && (head[1] & LD_PRELOAD_W1_MASK) == LD_PRELOAD_W1)
+        found->ld_preload = (const char *)(entry + LD_PRELOAD_PREFIX);
+}
+
+/* The new stack starts with argc, argv[], NULL, envp[], NULL. A copy of the
+ * environment block (one bulk read) serves to reject most entries by their
+ * first eight bytes; candidates and entries past the copy are read again from
+ * user memory, so stale bytes beyond the copy can never produce a match. */
+static __always_inline void find_env_of_new_image(char *local, __u64 start_stack, __u64 arg_start,
+                                                  __u64 env_start, __u64 env_end,
+                                                  struct env_values *found)
+{
+    __u64 argc = 0;
+    if (bpf_probe_read_user(&argc, sizeof(argc), (void *)start_stack) < 0)
+        return;
+    __u64 envp = start_stack + 8 * (argc + 2);
+    if (envp >= arg_start)
+        return;
+    __u64 envp_bytes = arg_start - envp;
+    if (envp_bytes > ENVP_MAX * 8)
+        envp_bytes = ENVP_MAX * 8;
+    __u64 *entries = (__u64 *)(local + LOCAL_ENVP);
+    if (bpf_probe_read_user(entries, envp_bytes, (void *)envp) < 0)
+        return;
+
+    char *env = local + LOCAL_ENV;
+    __u64 env_len = env_end - env_start;
+    if (env_len > ENV_COPY_MAX)
+        env_len = ENV_COPY_MAX;
+    bpf_probe_read_user(env, env_len, (void *)env_start);
+
+    /* No count: the envp array's NULL lies inside what was read, since
+     * auxv and the strings sit between it and arg_start. */
+    for (__u32 i = 0; i < ENVP_MAX; i++) {
+        __u64 entry = entries[i];
+        if (!entry)
+            break;
+        __u64 offset = entry - env_start;
+        __u64 first_word = 0;
+        if (offset <= ENV_COPY_MAX - sizeof(first_word))
+            first_word = *(__u64 *)(env + offset);
+        else
+            first_word = SSH_CONNECTION_W0;
+        if (first_word == SSH_CONNECTION_W0 || first_word == LD_PRELOAD_W0)
+            match_env(found, entry);
+    }
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    char *local = sdxfer_get_local();
+    if (!local)
+        return 0;
+    const char *task = (const char *)bpf_get_current_task();
+    const char *mm = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM);
+    __u64 arg_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_START);
+    __u64 arg_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_END);
+    __u64 env_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_START);
+    __u64 env_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_END);
+    __u64 start_stack = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_START_STACK);
+
+    struct env_values *env = clear_env_values(local);
+    find_env_of_new_image(local, start_stack, arg_start, env_start, env_end, env);
+
+    __u32 argv_len = verifiable_len(arg_end - arg_start);
+
+    char comm[16];
+    bpf_get_current_comm(comm, sizeof(comm));
+    __u64 uid_gid = bpf_get_current_uid_gid();
+    const char *exe = (const char *)args + (args->data_loc_filename & 0xFFFF);
+    exec_print(args, args->pid, args->old_pid, parent_tgid(task), (__u32)uid_gid, uid_gid >> 32, 0,
+               comm, exe, (const char *)arg_start, argv_len, env->ssh_connection, env->ld_preload);
+    return 0;
+}
+
+static __always_inline int remember_exec_call(__u64 filename, __u64 argv, __u64 envp)
+{
+    __u32 tid = bpf_get_current_pid_tgid();
+    struct exec_call call = {.filename = filename, .argv = argv, .envp = envp};
+    exec_calls.update(&tid, &call);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    return remember_exec_call((__u64)args->filename, (__u64)args->argv, (__u64)args->envp);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    return remember_exec_call((__u64)args->filename, (__u64)args->argv, (__u64)args->envp);
+}
+
+/* Gathers the caller's argv strings into one NUL-separated blob in slot 1 and
+ * stores its length at LOCAL_ARGV_LEN, or ARGV_MAX + 1 when something did not
+ * fit (the exact loss is unknown here, only that there was one). The length
+ * lives in map memory so the verifier does not carry its range from one
+ * iteration to the next. */
+static __always_inline void gather_argv(char *local, __u64 argv)
+{
+    __u32 *len = (__u32 *)(local + LOCAL_ARGV_LEN);
+    *len = 0;
+    for (__u32 i = 0; i < FAILED_ARGS_MAX; i++) {
+        __u64 arg = 0;
+        if (bpf_probe_read_user(&arg, sizeof(arg), (void *)(argv + 8 * i)) < 0 || !arg)
+            return;
+        __u32 used = *len;
+        if (used >= ARGV_MAX) {
+            *len = ARGV_MAX + 1;
+            return;
+        }
+        used = bounded(used, ARGV_MAX - 1);
+        __u32 room = ARGV_MAX - used;
+        long copied = bpf_probe_read_user_str(local + LOCAL_ARGV + used, room, (void *)arg);
+        if (copied <= 0)
+            return;
+        *len = used + copied;
+        if (copied == room) {
+            /* Filled the blob exactly: truncated unless that was the NUL. */
+            char last = 1;
+            bpf_probe_read_user(&last, 1, (void *)(arg + copied - 1));
+            if (last)
+                *len = ARGV_MAX + 1;
+            return;
+        }
+    }
+    *len = ARGV_MAX + 1;
+}
+
+static __always_inline void find_env_of_caller(__u64 envp, struct env_values *found)
+{
+    for (__u32 i = 0; i < ENVP_MAX; i++) {
+        __u64 entry = 0;
+        if (bpf_probe_read_user(&entry, sizeof(entry), (void *)(envp + 8 * i)) < 0 || !entry)
+            return;
+        match_env(found, entry);
+    }
+}
+
+static __always_inline int report_failed_exec(void *ctx, long ret)
+{
+    if (ret >= 0)
+        return 0;
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tid = pid_tgid;
+    struct exec_call *found_call = exec_calls.lookup(&tid);
+    if (!found_call)
+        return 0;
+    struct exec_call call = *found_call;
+    exec_calls.delete(&tid);
+    char *local = sdxfer_get_local();
+    if (!local)
+        return 0;
+
+    const char *exe = local + LOCAL_EXE;
+    if (bpf_probe_read_user_str(local + LOCAL_EXE, EXE_MAX, (void *)call.filename) < 0)
+        exe = NULL;
+    gather_argv(local, call.argv);
+    __u32 argv_len = verifiable_len(*(__u32 *)(local + LOCAL_ARGV_LEN));
+    struct env_values *env = clear_env_values(local);
+    if (call.envp)
+        find_env_of_caller(call.envp, env);
+
+    char comm[16];
+    bpf_get_current_comm(comm, sizeof(comm));
+    __u64 uid_gid = bpf_get_current_uid_gid();
+    const char *task = (const char *)bpf_get_current_task();
+    exec_print(ctx, pid_tgid >> 32, tid, parent_tgid(task), (__u32)uid_gid, uid_gid >> 32, ret,
+               comm, exe, local + LOCAL_ARGV, argv_len, env->ssh_connection, env->ld_preload);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+    return report_failed_exec(args, args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+    return report_failed_exec(args, args->ret);
+}
