@@ -1,11 +1,11 @@
 /*
  * execmon's probe: one exec record per execve/execveat, successful or failed.
  *
- * Successful execs are read at sched:sched_process_exec, after the kernel has
- * built the new image, so argv and the environment are the new program's own
- * (mm->arg_start..arg_end and the envp array on the new stack). Failed execs
- * never reach that tracepoint: sys_enter_execve* remembers the caller's user
- * pointers by thread id and sys_exit_execve* reports them when ret < 0.
+ * Successful execs are read at the sched_process_exec raw tracepoint, after
+ * the kernel has built the new image, so argv and the environment are the new
+ * program's own (mm->arg_start..arg_end and the envp array on the new stack).
+ * Failed execs never reach that tracepoint: sys_exit_execve* reports them when
+ * ret < 0, reading the caller's arguments from its saved user registers.
  *
  * Kernel structure offsets arrive as -D macros computed from the running
  * kernel's BTF by sdxfer.loader; the installed headers belong to another kernel.
@@ -17,7 +17,11 @@
 #if !defined(BTF_OFF_TASK_STRUCT_MM) || !defined(BTF_OFF_TASK_STRUCT_REAL_PARENT) || \
     !defined(BTF_OFF_TASK_STRUCT_TGID) || !defined(BTF_OFF_MM_STRUCT_ARG_START) || \
     !defined(BTF_OFF_MM_STRUCT_ARG_END) || !defined(BTF_OFF_MM_STRUCT_ENV_START) || \
-    !defined(BTF_OFF_MM_STRUCT_ENV_END) || !defined(BTF_OFF_MM_STRUCT_START_STACK)
+    !defined(BTF_OFF_MM_STRUCT_ENV_END) || !defined(BTF_OFF_MM_STRUCT_START_STACK) || \
+    !defined(BTF_OFF_PT_REGS_DI) || !defined(BTF_OFF_PT_REGS_SI) || \
+    !defined(BTF_OFF_PT_REGS_DX) || !defined(BTF_OFF_PT_REGS_R10) || \
+    !defined(BTF_OFF_LINUX_BINPRM_ARGC) || !defined(BTF_OFF_LINUX_BINPRM_ENVC) || \
+    !defined(BTF_OFF_LINUX_BINPRM_FILENAME)
 #error "kernel structure offsets missing: load this program with sdxfer.loader"
 #endif
 
@@ -51,18 +55,6 @@ _Static_assert(LOCAL_ARGV + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE, "argv area too sma
 #define LD_PRELOAD_W1_MASK 0xffffffULL
 #define LD_PRELOAD_PREFIX 11
 
-struct exec_call {
-    __u64 filename;
-    __u64 argv;
-    __u64 envp;
-};
-
-/* Keyed by thread id. Stale entries are harmless: a thread's exit is always
- * preceded by its own enter, which overwrites the entry. */
-BPF_TABLE("lru_hash", __u32, struct exec_call, exec_calls, 16384);
-
-/* Kept in slot 1, not on the stack: the verifier does not track map memory,
- * so every way out of the environment loop looks alike and is verified once. */
 struct env_values {
     const char *ssh_connection;
     const char *ld_preload;
@@ -124,21 +116,27 @@ static __always_inline void match_env(struct env_values *found, __u64 entry)
         found->ld_preload = (const char *)(entry + LD_PRELOAD_PREFIX);
 }
 
-/* The new stack starts with argc, argv[], NULL, envp[], NULL. A copy of the
- * environment block (one bulk read) serves to reject most entries by their
- * first eight bytes; candidates and entries past the copy are read again from
- * user memory, so stale bytes beyond the copy can never produce a match. */
-static __always_inline void find_env_of_new_image(char *local, __u64 start_stack, __u64 arg_start,
-                                                  __u64 env_start, __u64 env_end,
+/* The new stack starts with argc, argv[argc], NULL, envp[envc], NULL (bprm
+ * knows both counts; below them lies a random gap that may not be mapped, so
+ * nothing past the envp array is read). A copy of the environment block (one
+ * bulk read) serves to reject most entries by their first eight bytes;
+ * candidates and entries past the copy are read again from user memory, so
+ * stale bytes beyond the copy can never produce a match. */
+static __always_inline void find_env_of_new_image(char *local, const char *mm, const char *bprm,
                                                   struct env_values *found)
 {
-    __u64 argc = 0;
-    if (bpf_probe_read_user(&argc, sizeof(argc), (void *)start_stack) < 0)
+    __u64 start_stack = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_START_STACK);
+    __u64 env_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_START);
+    __u64 env_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_END);
+    __s32 argc = 0, envc = 0;
+    bpf_probe_read_kernel(&argc, sizeof(argc), bprm + BTF_OFF_LINUX_BINPRM_ARGC);
+    bpf_probe_read_kernel(&envc, sizeof(envc), bprm + BTF_OFF_LINUX_BINPRM_ENVC);
+    if (argc < 0 || envc <= 0)
         return;
-    __u64 envp = start_stack + 8 * (argc + 2);
-    if (envp >= arg_start)
-        return;
-    __u64 envp_bytes = arg_start - envp;
+
+    /* envc + 1 entries take in the terminating NULL the loop stops at. */
+    __u64 envp = start_stack + 8 * ((__u64)argc + 2);
+    __u64 envp_bytes = 8 * ((__u64)envc + 1);
     if (envp_bytes > ENVP_MAX * 8)
         envp_bytes = ENVP_MAX * 8;
     __u64 *entries = (__u64 *)(local + LOCAL_ENVP);
@@ -151,66 +149,47 @@ static __always_inline void find_env_of_new_image(char *local, __u64 start_stack
         env_len = ENV_COPY_MAX;
     bpf_probe_read_user(env, env_len, (void *)env_start);
 
-    /* No count: the envp array's NULL lies inside what was read, since
-     * auxv and the strings sit between it and arg_start. */
     for (__u32 i = 0; i < ENVP_MAX; i++) {
         __u64 entry = entries[i];
         if (!entry)
             break;
         __u64 offset = entry - env_start;
-        __u64 first_word = 0;
+        /* Past the copy: treat as a candidate and read it from user memory. */
+        __u64 first_word = SSH_CONNECTION_W0;
         if (offset <= ENV_COPY_MAX - sizeof(first_word))
             first_word = *(__u64 *)(env + offset);
-        else
-            first_word = SSH_CONNECTION_W0;
         if (first_word == SSH_CONNECTION_W0 || first_word == LD_PRELOAD_W0)
             match_env(found, entry);
     }
 }
 
-TRACEPOINT_PROBE(sched, sched_process_exec)
+/* Raw tracepoint: cheaper than the trace-event one, and its arguments
+ * (task, old_pid, bprm) give the argument and environment counts. */
+RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     char *local = sdxfer_get_local();
     if (!local)
         return 0;
+    const char *bprm = (const char *)ctx->args[2];
     const char *task = (const char *)bpf_get_current_task();
     const char *mm = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM);
     __u64 arg_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_START);
     __u64 arg_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_END);
-    __u64 env_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_START);
-    __u64 env_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_END);
-    __u64 start_stack = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_START_STACK);
+    __u32 argv_len = verifiable_len(arg_end - arg_start);
 
     struct env_values *env = clear_env_values(local);
-    find_env_of_new_image(local, start_stack, arg_start, env_start, env_end, env);
-
-    __u32 argv_len = verifiable_len(arg_end - arg_start);
+    find_env_of_new_image(local, mm, bprm, env);
 
     char comm[16];
     bpf_get_current_comm(comm, sizeof(comm));
     __u64 uid_gid = bpf_get_current_uid_gid();
-    const char *exe = (const char *)args + (args->data_loc_filename & 0xFFFF);
-    exec_print(args, args->pid, args->old_pid, parent_tgid(task), (__u32)uid_gid, uid_gid >> 32, 0,
-               comm, exe, (const char *)arg_start, argv_len, env->ssh_connection, env->ld_preload);
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    const char *exe = (const char *)read_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
+    /* old_pid: the thread that called exec, which may not be the leader */
+    exec_print(ctx, pid_tgid >> 32, (__u32)ctx->args[1], parent_tgid(task), (__u32)uid_gid,
+               uid_gid >> 32, 0, comm, exe, (const char *)arg_start, argv_len, env->ssh_connection,
+               env->ld_preload);
     return 0;
-}
-
-static __always_inline int remember_exec_call(__u64 filename, __u64 argv, __u64 envp)
-{
-    __u32 tid = bpf_get_current_pid_tgid();
-    struct exec_call call = {.filename = filename, .argv = argv, .envp = envp};
-    exec_calls.update(&tid, &call);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
-{
-    return remember_exec_call((__u64)args->filename, (__u64)args->argv, (__u64)args->envp);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
-{
-    return remember_exec_call((__u64)args->filename, (__u64)args->argv, (__u64)args->envp);
 }
 
 /* Gathers the caller's argv strings into one NUL-separated blob in slot 1 and
@@ -259,20 +238,39 @@ static __always_inline void find_env_of_caller(__u64 envp, struct env_values *fo
     }
 }
 
-static __always_inline int report_failed_exec(void *ctx, long ret)
+/* The syscall's arguments as user space passed them: a failed exec leaves the
+ * saved user registers alone, so sys_exit can read them without an enter
+ * probe and a map update on every exec. x86-64 syscall ABI. */
+struct exec_call {
+    __u64 filename;
+    __u64 argv;
+    __u64 envp;
+};
+
+static __always_inline void read_exec_call(struct exec_call *call, int is_execveat)
+{
+    const char *regs = (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    if (is_execveat) {
+        /* execveat(dirfd, filename, argv, envp, flags) */
+        call->filename = read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
+        call->argv = read_kernel_u64(regs + BTF_OFF_PT_REGS_DX);
+        call->envp = read_kernel_u64(regs + BTF_OFF_PT_REGS_R10);
+    } else {
+        call->filename = read_kernel_u64(regs + BTF_OFF_PT_REGS_DI);
+        call->argv = read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
+        call->envp = read_kernel_u64(regs + BTF_OFF_PT_REGS_DX);
+    }
+}
+
+static __always_inline int report_failed_exec(void *ctx, long ret, int is_execveat)
 {
     if (ret >= 0)
         return 0;
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    __u32 tid = pid_tgid;
-    struct exec_call *found_call = exec_calls.lookup(&tid);
-    if (!found_call)
-        return 0;
-    struct exec_call call = *found_call;
-    exec_calls.delete(&tid);
     char *local = sdxfer_get_local();
     if (!local)
         return 0;
+    struct exec_call call;
+    read_exec_call(&call, is_execveat);
 
     const char *exe = local + LOCAL_EXE;
     if (bpf_probe_read_user_str(local + LOCAL_EXE, EXE_MAX, (void *)call.filename) < 0)
@@ -286,18 +284,19 @@ static __always_inline int report_failed_exec(void *ctx, long ret)
     char comm[16];
     bpf_get_current_comm(comm, sizeof(comm));
     __u64 uid_gid = bpf_get_current_uid_gid();
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
     const char *task = (const char *)bpf_get_current_task();
-    exec_print(ctx, pid_tgid >> 32, tid, parent_tgid(task), (__u32)uid_gid, uid_gid >> 32, ret,
-               comm, exe, local + LOCAL_ARGV, argv_len, env->ssh_connection, env->ld_preload);
+    exec_print(ctx, pid_tgid >> 32, (__u32)pid_tgid, parent_tgid(task), (__u32)uid_gid, uid_gid >> 32,
+               ret, comm, exe, local + LOCAL_ARGV, argv_len, env->ssh_connection, env->ld_preload);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
-    return report_failed_exec(args, args->ret);
+    return report_failed_exec(args, args->ret, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 {
-    return report_failed_exec(args, args->ret);
+    return report_failed_exec(args, args->ret, 1);
 }

@@ -42,6 +42,13 @@ KERNEL_MEMBERS = (
     ("mm_struct", "env_start"),
     ("mm_struct", "env_end"),
     ("mm_struct", "start_stack"),
+    ("linux_binprm", "argc"),
+    ("linux_binprm", "envc"),
+    ("linux_binprm", "filename"),
+    ("pt_regs", "di"),
+    ("pt_regs", "si"),
+    ("pt_regs", "dx"),
+    ("pt_regs", "r10"),
 )
 
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
