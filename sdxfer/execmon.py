@@ -1,0 +1,324 @@
+"""execmon: print every exec on this host, live (successful ones, and failed
+ones with -x), from the sdxfer probe bpf/hids.bpf.c.
+
+main(argv) parses options, opens the probe through sdxfer.loader and feeds
+each event through `Filter.matches` and a pure formatter (`format_line` or
+`json_line`), so the output is testable without a kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pwd
+import re
+import signal
+import sys
+import time
+from typing import Callable, NamedTuple, TextIO
+
+EXAMPLES = """\
+examples:
+  execmon                      # every successful exec: PID, command, arguments
+  execmon -x                   # failed execs too, with a RET column (-errno)
+  execmon -T -U                # wall-clock time and UID columns
+  execmon -u www-data          # only execs by user www-data (name or number)
+  execmon -n '^(ba|z)?sh$'     # only commands whose name matches the regex
+  execmon -l 'curl .*\\| *sh'   # only argument lines matching the regex
+  execmon -P 1                 # only children of PID 1
+  execmon -q --max-args 5      # quoted arguments, at most 5 shown
+  execmon --json | jq .argv    # one JSON object per exec
+  execmon --transport ringbuf  # BPF ring buffer instead of the perf buffer
+  execmon --ebpf               # print the BPF program text and exit
+"""
+
+HEADER_BANNER = "Watching execve events... Ctrl+C to stop"
+
+# Characters that could move the cursor, recolour or retitle a terminal, or
+# reorder text: C0, DEL, C1 and the bidirectional controls.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape_char(match: re.Match) -> str:
+    char = match.group(0)
+    code = ord(char)
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    if 0xDC80 <= code <= 0xDCFF:  # a non-UTF-8 byte carried by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """Text safe to print on a terminal; every unsafe character becomes a visible escape."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def quote(arg: str) -> str:
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Options(NamedTuple):
+    """What shapes the output; built from the command line by parse_args."""
+
+    failed: bool = False
+    wall_time: bool = False
+    relative_time: bool = False
+    uid_column: bool = False
+    quote: bool = False
+    max_args: int | None = None
+
+
+class Clock:
+    """Turns kernel timestamps (CLOCK_MONOTONIC ns) into wall-clock time."""
+
+    def __init__(self, start_ns: int | None = None):
+        self.wall_minus_mono_ns = time.time_ns() - time.monotonic_ns()
+        self.start_ns = time.monotonic_ns() if start_ns is None else start_ns
+
+    def wall(self, timestamp_ns: int) -> datetime.datetime:
+        ns = timestamp_ns + self.wall_minus_mono_ns
+        return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc)
+
+    def iso(self, timestamp_ns: int) -> str:
+        return self.wall(timestamp_ns).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+    def local_hms(self, timestamp_ns: int) -> str:
+        return self.wall(timestamp_ns).astimezone().strftime("%H:%M:%S")
+
+    def seconds_since_start(self, timestamp_ns: int) -> float:
+        return (timestamp_ns - self.start_ns) / 1e9
+
+
+class Filter(NamedTuple):
+    uid: int | None = None
+    comm: re.Pattern | None = None
+    args: re.Pattern | None = None
+    ppid: int | None = None
+    failed: bool = False
+
+    def matches(self, event) -> bool:
+        if event.ret != 0 and not self.failed:
+            return False
+        if self.uid is not None and event.uid != self.uid:
+            return False
+        if self.ppid is not None and event.ppid != self.ppid:
+            return False
+        if self.comm is not None and not self.comm.search(event.comm or ""):
+            return False
+        if self.args is not None and not self.args.search(" ".join(event.argv or ())):
+            return False
+        return True
+
+
+def shown_args(event, options: Options) -> tuple[list[str], bool]:
+    """The arguments to print and whether any were cut (by the kernel or --max-args)."""
+    argv = list(event.argv or ())
+    cut = "argv" in event.truncated
+    if options.max_args is not None and len(argv) > options.max_args:
+        argv = argv[: options.max_args]
+        cut = True
+    return argv, cut
+
+
+def header_line(options: Options) -> str:
+    columns = []
+    if options.wall_time:
+        columns.append(f"{'TIME':<8} ")
+    if options.relative_time:
+        columns.append(f"{'TIME(s)':<8} ")
+    if options.uid_column:
+        columns.append(f"{'UID':<6} ")
+    columns.append(f"{'PID':<8} {'EXEC':<20} ")
+    if options.failed:
+        columns.append(f"{'RET':<4} ")
+    columns.append("ARGS")
+    return "".join(columns)
+
+
+def format_line(event, options: Options, clock: Clock) -> str:
+    """One text line for an exec event (no trailing newline)."""
+    columns = []
+    if options.wall_time:
+        columns.append(f"{clock.local_hms(event.timestamp_ns):<8} ")
+    if options.relative_time:
+        columns.append(f"{clock.seconds_since_start(event.timestamp_ns):<8.3f} ")
+    if options.uid_column:
+        columns.append(f"{event.uid:<6} ")
+    columns.append(f"{event.pid:<8} {escape(event.comm or ''):<20} ")
+    if options.failed:
+        columns.append(f"{event.ret:<4} ")
+    argv, cut = shown_args(event, options)
+    args = " ".join(quote(escape(a)) if options.quote else escape(a) for a in argv)
+    columns.append(args + (" ..." if cut else ""))
+    return "".join(columns)
+
+
+def json_line(event, options: Options, clock: Clock) -> str:
+    """One JSON object for an exec event. Non-UTF-8 bytes stay lone surrogates
+    (written as \\udcXX escapes), so str.encode('utf-8', 'surrogateescape')
+    gives back the exact bytes."""
+    argv, cut = shown_args(event, options)
+    record = {
+        "event": event.name,
+        "time": clock.iso(event.timestamp_ns),
+        "ts_ns": event.timestamp_ns,
+        "pid": event.pid,
+        "tid": event.tid,
+        "ppid": event.ppid,
+        "uid": event.uid,
+        "gid": event.gid,
+        "comm": event.comm,
+        "exe": event.exe,
+        "argv": argv if event.argv is not None else None,
+        "argv_truncated": cut,
+        "ret": event.ret,
+        "ssh_connection": event.ssh_connection,
+        "ld_preload": event.ld_preload,
+    }
+    return json.dumps(record, ensure_ascii=True)
+
+
+def _user_id(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user: {text}") from None
+
+
+def _regex(text: str) -> re.Pattern:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {exc}") from None
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a non-negative number: {text}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="execmon",
+        description="Trace every exec on this host with eBPF (needs root).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-x", "--fails", action="store_true", help="include failed execs (RET column: -errno)")
+    parser.add_argument("-T", "--time", action="store_true", help="show wall-clock time (HH:MM:SS)")
+    parser.add_argument("-t", "--timestamp", action="store_true", help="show seconds since execmon started")
+    parser.add_argument("-U", "--print-uid", action="store_true", help="show the UID column")
+    parser.add_argument("-u", "--uid", type=_user_id, metavar="USER", help="only execs by this user (name or UID)")
+    parser.add_argument("-n", "--name", type=_regex, metavar="REGEX", help="only commands whose name matches REGEX")
+    parser.add_argument("-l", "--line", type=_regex, metavar="REGEX",
+                        help="only execs whose argument line (arguments joined by spaces) matches REGEX")
+    parser.add_argument("-P", "--ppid", type=_count, metavar="PPID", help="only children of this process")
+    parser.add_argument("-q", "--quote", action="store_true", help='put "double quotes" around each argument')
+    parser.add_argument("--max-args", type=_count, metavar="N", help="show at most N arguments (marked when cut)")
+    parser.add_argument("--transport", choices=("perf", "ringbuf"), default="perf",
+                        help="perf buffer (default) or BPF ring buffer")
+    parser.add_argument("--json", action="store_true", help="one JSON object per exec per line")
+    parser.add_argument("--ebpf", action="store_true", help="print the BPF program text and exit")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> tuple[Options, Filter]:
+    options = Options(failed=args.fails, wall_time=args.time, relative_time=args.timestamp,
+                      uid_column=args.print_uid, quote=args.quote, max_args=args.max_args)
+    event_filter = Filter(uid=args.uid, comm=args.name, args=args.line, ppid=args.ppid, failed=args.fails)
+    return options, event_filter
+
+
+def _error(message: str) -> int:
+    print(f"execmon: {message}", file=sys.stderr)
+    return 1
+
+
+def _install_stop_handlers() -> Callable[[], bool]:
+    stopping = []
+
+    def request_stop(_signum, _frame):
+        stopping.append(True)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return lambda: bool(stopping)
+
+
+class Printer:
+    """Renders matching events to `out` and reports loss on stderr as it happens."""
+
+    def __init__(self, probe, out: TextIO, options: Options, event_filter: Filter, as_json: bool,
+                 clock: Clock):
+        self.probe = probe
+        self.out = out
+        self.options = options
+        self.filter = event_filter
+        self.render = json_line if as_json else format_line
+        self.clock = clock
+        self.lost_reported = 0
+
+    def emit(self, records) -> None:
+        lines = [self.render(event, self.options, self.clock) for event in self.probe.decoded(records)
+                 if event.name == "exec" and self.filter.matches(event)]
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
+            self.out.flush()
+        lost = self.probe.stats.lost
+        if lost > self.lost_reported:
+            print(f"execmon: {lost - self.lost_reported} events lost ({self.probe.transport} "
+                  "buffer full: the reader fell behind)", file=sys.stderr)
+            self.lost_reported = lost
+
+    def run(self, stop: Callable[[], bool]) -> None:
+        while not stop():
+            self.emit(self.probe.read())
+        self.emit(self.probe.drain())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options, event_filter = options_from(args)
+    sys.stdout.reconfigure(errors="backslashreplace")
+
+    from .loader import ExecProbe, ProbeError, program_text
+
+    if args.ebpf:
+        try:
+            print(program_text(args.transport))
+        except ProbeError as exc:
+            return _error(str(exc))
+        return 0
+
+    clock = Clock()
+    stop = _install_stop_handlers()
+    try:
+        probe = ExecProbe(transport=args.transport)
+    except ProbeError as exc:
+        return _error(str(exc))
+
+    out = sys.stdout
+    try:
+        if not args.json:
+            out.write(HEADER_BANNER + "\n" + header_line(options) + "\n")
+            out.flush()
+        Printer(probe, out, options, event_filter, args.json, clock).run(stop)
+    except BrokenPipeError:
+        # The reader went away (execmon | head): stop quietly, and keep the
+        # interpreter's final flush from failing on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    finally:
+        probe.close()
+    stats = probe.stats
+    gaps = f", {stats.sequence_gaps} missing from sequence numbers" if stats.sequence_gaps else ""
+    print(f"execmon: {stats.delivered} events received, {stats.lost} lost{gaps}", file=sys.stderr)
+    return 0
