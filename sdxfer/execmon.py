@@ -322,3 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     gaps = f", {stats.sequence_gaps} missing from sequence numbers" if stats.sequence_gaps else ""
     print(f"execmon: {stats.delivered} events received, {stats.lost} lost{gaps}", file=sys.stderr)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

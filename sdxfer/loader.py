@@ -219,7 +219,7 @@ def _load_failure(exc: Exception, log: str) -> ProbeError:
 
 
 class _PerfReader:
-    def __init__(self, bpf, table_name: str, pages: int, wakeup_events: int):
+    def __init__(self, bpf, table_name: bytes, pages: int, wakeup_events: int):
         self._bpf = bpf
         self._pending: deque[Record] = deque()
         bpf[table_name].open_perf_buffer(
@@ -240,7 +240,7 @@ class _PerfReader:
 
 
 class _RingReader:
-    def __init__(self, bpf, table_name: str, drop_counter: Callable[[], int]):
+    def __init__(self, bpf, table_name: bytes, drop_counter: Callable[[], int]):
         self._bpf = bpf
         self._pending: deque[Record] = deque()
         self._drop_counter = drop_counter
@@ -310,20 +310,20 @@ class ExecProbe:
 
         try:
             with _stderr_captured() as log:
-                self._bpf = BPF(text=source, cflags=cflags)
+                self._bpf = BPF(text=source.encode(), cflags=cflags)
         except Exception as exc:  # bcc raises bare Exception for every failure
             raise _load_failure(exc, "".join(log)) from None
         if transport == "ringbuf":
-            self._reader = _RingReader(self._bpf, "sdxfer_events", self._exec_drops)
+            self._reader = _RingReader(self._bpf, b"sdxfer_events", self._exec_drops)
         else:
-            self._reader = _PerfReader(self._bpf, "sdxfer_events", perf_pages, perf_wakeup_events)
+            self._reader = _PerfReader(self._bpf, b"sdxfer_events", perf_pages, perf_wakeup_events)
 
     def _exec_drops(self) -> int:
         """Sum over CPUs of sdxfer_stats[1 + SDXFER_INDEX_EXEC] (index = schema order)."""
         from .generated import events
 
         index = 1 + [spec.cls.name for spec in events.EVENTS].index("exec")
-        return sum(self._bpf["sdxfer_stats"][ctypes.c_int(index)])
+        return sum(self._bpf[b"sdxfer_stats"][ctypes.c_int(index)])
 
     def read(self, timeout_ms: int = POLL_TIMEOUT_MS) -> list[Record]:
         """Waits up to timeout_ms and returns what arrived (possibly nothing)."""
