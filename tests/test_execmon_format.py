@@ -1,0 +1,159 @@
+"""execmon's formatter, filters and option parsing, without a kernel."""
+
+import datetime
+import json
+import re
+
+import pytest
+
+import sdxfer
+from sdxfer import execmon
+from sdxfer.execmon import Clock, Filter, Options, escape, format_line, header_line, json_line
+
+ExecEvent = sdxfer.default_decoder().events["exec"]
+START_NS = 1_000_000_000_000
+
+
+def make_event(*, pid=12350, tid=None, ppid=1, uid=1000, gid=1000, ret=0, comm="ls", exe="/bin/ls",
+               argv=("ls", "--color=auto", "/tmp"), ssh=None, preload=None, lost=None, ts=START_NS + 1_500_000_000):
+    lost = lost or {}
+    return ExecEvent((ts, 7, 0, pid, pid if tid is None else tid, ppid, uid, gid, ret, comm, exe,
+                      None if argv is None else list(argv), ssh, preload, tuple(lost), lost))
+
+
+@pytest.fixture
+def clock():
+    return Clock(start_ns=START_NS)
+
+
+def test_seed_format(clock):
+    assert header_line(Options()) == "PID      EXEC                 ARGS"
+    assert format_line(make_event(), Options(), clock) == "12350    ls                   ls --color=auto /tmp"
+
+
+def test_all_columns(clock):
+    options = Options(failed=True, wall_time=True, relative_time=True, uid_column=True)
+    assert header_line(options).split() == ["TIME", "TIME(s)", "UID", "PID", "EXEC", "RET", "ARGS"]
+    line = format_line(make_event(ret=-2), options, clock)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d 1\.500    1000   12350    ls +-2   ls --color=auto /tmp", line)
+
+
+def test_columns_line_up_with_the_header(clock):
+    options = Options(failed=True, uid_column=True)
+    header = header_line(options)
+    line = format_line(make_event(ret=-13), options, clock)
+    assert line.index("12350") == header.index("PID")
+    assert line.index("ls ") == header.index("EXEC")
+    assert line.index("-13") == header.index("RET")
+
+
+def test_control_characters_are_escaped(clock):
+    event = make_event(comm="a\x1b]0;t\x07", argv=["x", "\x1b[31mred", "new\nline", "\x9b2J", "bidi\u202e", "\udcff"])
+    line = format_line(event, Options(), clock)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line)
+    assert "\\x1b[31mred" in line and "new\\nline" in line and "\\x9b2J" in line
+    assert "bidi\\u202e" in line and "\\xff" in line
+    assert line.split()[1] == "a\\x1b]0;t\\x07"
+
+
+def test_escape_keeps_printable_unicode():
+    assert escape("héllo → ✓") == "héllo → ✓"
+
+
+def test_quoting(clock):
+    event = make_event(argv=["echo", "a b", "", 'say "hi"'])
+    line = format_line(event, Options(quote=True), clock)
+    assert line.endswith('"echo" "a b" "" "say \\"hi\\""')
+
+
+def test_max_args_and_kernel_truncation_are_marked(clock):
+    event = make_event(argv=["a", "b", "c", "d"])
+    assert format_line(event, Options(max_args=2), clock).endswith("a b ...")
+    cut = make_event(argv=["a", "b"], lost={"argv": 10})
+    assert format_line(cut, Options(), clock).endswith("a b ...")
+
+
+def test_json_keys_and_values(clock):
+    event = make_event(tid=12351, argv=["x", "\udcff\udcfe", ""], ssh="1.2.3.4 5 6.7.8.9 22", preload="")
+    record = json.loads(json_line(event, Options(), clock))
+    assert list(record) == ["event", "time", "ts_ns", "pid", "tid", "ppid", "uid", "gid", "comm", "exe",
+                            "argv", "argv_truncated", "ret", "ssh_connection", "ld_preload"]
+    assert record["event"] == "exec"
+    assert record["ts_ns"] == event.timestamp_ns
+    assert record["tid"] == 12351
+    assert record["argv"][1].encode("utf-8", "surrogateescape") == b"\xff\xfe"
+    assert record["argv_truncated"] is False
+    assert record["ssh_connection"] == "1.2.3.4 5 6.7.8.9 22"
+    assert record["ld_preload"] == ""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", record["time"])
+
+
+def test_json_time_follows_the_kernel_clock(clock):
+    first = json.loads(json_line(make_event(ts=START_NS), Options(), clock))
+    later = json.loads(json_line(make_event(ts=START_NS + 2_000_000), Options(), clock))
+    assert clock.wall(START_NS + 2_000_000) - clock.wall(START_NS) == datetime.timedelta(milliseconds=2)
+    assert first["time"] < later["time"]
+
+
+def test_json_absent_values_are_null(clock):
+    record = json.loads(json_line(make_event(exe=None, argv=None), Options(), clock))
+    assert record["exe"] is None and record["argv"] is None
+    assert record["ssh_connection"] is None and record["ld_preload"] is None
+
+
+def test_json_marks_truncation(clock):
+    record = json.loads(json_line(make_event(lost={"argv": 3}), Options(), clock))
+    assert record["argv_truncated"] is True
+
+
+@pytest.mark.parametrize("event_filter, kept", [
+    (Filter(), True),
+    (Filter(uid=1000), True),
+    (Filter(uid=0), False),
+    (Filter(ppid=1), True),
+    (Filter(ppid=2), False),
+    (Filter(comm=re.compile("^l")), True),
+    (Filter(comm=re.compile("^x")), False),
+    (Filter(args=re.compile("color=auto /tmp")), True),  # the argument line, not the name
+    (Filter(args=re.compile("^ls$")), False),
+])
+def test_filters(event_filter, kept):
+    assert event_filter.matches(make_event()) is kept
+
+
+def test_failed_execs_need_x():
+    failed = make_event(ret=-2)
+    assert not Filter().matches(failed)
+    assert Filter(failed=True).matches(failed)
+
+
+def test_options_from_the_command_line():
+    args = execmon.build_parser().parse_args(
+        ["-x", "-T", "-t", "-U", "-u", "0", "-n", "sh", "-l", "curl", "-P", "1", "-q", "--max-args", "3",
+         "--transport", "ringbuf", "--json"])
+    options, event_filter = execmon.options_from(args)
+    assert options == Options(failed=True, wall_time=True, relative_time=True, uid_column=True, quote=True,
+                              max_args=3)
+    assert (event_filter.uid, event_filter.ppid, event_filter.failed) == (0, 1, True)
+    assert event_filter.comm.pattern == "sh" and event_filter.args.pattern == "curl"
+    assert args.transport == "ringbuf" and args.json
+
+
+def test_user_names_resolve():
+    args = execmon.build_parser().parse_args(["-u", "root"])
+    assert args.uid == 0
+
+
+@pytest.mark.parametrize("bad", [["-u", "no-such-user-xyz"], ["-n", "("], ["--max-args", "-1"],
+                                 ["--transport", "carrier-pigeon"]])
+def test_bad_options_exit_2_with_a_message(bad, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        execmon.main(bad)
+    assert exit_info.value.code == 2
+    assert "execmon: error:" in capsys.readouterr().err
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        execmon.main(["--help"])
+    assert "examples:" in capsys.readouterr().out
