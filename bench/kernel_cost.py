@@ -33,18 +33,13 @@ EXEC_LOOP_C = r"""
 #include <time.h>
 #include <unistd.h>
 
-/* Fork+exec /bin/true with 10 arguments of 40 bytes for `seconds`; print execs/s. */
+/* exec_loop SECONDS [ARG...]: fork+exec /bin/true ARG... until SECONDS have
+ * passed; print "<execs> <elapsed seconds>". */
 int main(int argc, char **argv)
 {
     double seconds = argc > 1 ? atof(argv[1]) : 3.0;
-    char arg[41];
-    for (int i = 0; i < 40; i++)
-        arg[i] = 'a' + i % 26;
-    arg[40] = '\0';
-    char *child_argv[12] = {"/bin/true"};
-    for (int i = 1; i <= 10; i++)
-        child_argv[i] = arg;
-    child_argv[11] = NULL;
+    char **child_argv = argc > 1 ? argv + 1 : argv;
+    child_argv[0] = "/bin/true";
     char *child_env[] = {"PATH=/usr/bin:/bin", NULL};
 
     struct timespec start, now;
@@ -66,6 +61,7 @@ int main(int argc, char **argv)
     return 0;
 }
 """
+TEN_ARGS_OF_40 = [("abcdefghijklmnopqrstuvwxyz" * 2)[:40]] * 10
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 EXECSNOOP = "/usr/sbin/execsnoop"
@@ -79,10 +75,19 @@ def build_exec_loop(workdir: Path) -> Path:
     return binary
 
 
+def start_loop(binary: Path, seconds: float, args=TEN_ARGS_OF_40) -> subprocess.Popen:
+    return subprocess.Popen([str(binary), str(seconds), *args], stdout=subprocess.PIPE, text=True)
+
+
+def loop_result(loop: subprocess.Popen) -> tuple[int, float]:
+    """(execs, elapsed seconds) of a finished loop."""
+    execs, elapsed = loop.communicate()[0].split()
+    return int(execs), float(elapsed)
+
+
 def run_loop(binary: Path, seconds: float) -> float:
-    out = subprocess.run([str(binary), str(seconds)], capture_output=True, text=True, check=True).stdout
-    execs, elapsed = out.split()
-    return int(execs) / float(elapsed)
+    execs, elapsed = loop_result(start_loop(binary, seconds))
+    return execs / elapsed
 
 
 def prog_stats(pid: int) -> dict[int, tuple[int, int]]:

@@ -327,6 +327,11 @@ class ExecProbe:
         index = 1 + [spec.cls.name for spec in events.EVENTS].index("exec")
         return sum(self._bpf[b"sdxfer_stats"][ctypes.c_int(index)])
 
+    def records_sequenced(self) -> int:
+        """Records the probe has numbered so far (sent or dropped), over all CPUs:
+        delivered + lost must come to this."""
+        return sum(self._bpf[b"sdxfer_stats"][ctypes.c_int(0)])
+
     def read(self, timeout_ms: int = POLL_TIMEOUT_MS) -> list[Record]:
         """Waits up to timeout_ms and returns what arrived (possibly nothing)."""
         pending = self._reader.read(timeout_ms)
