@@ -162,7 +162,7 @@ def _default_kernel_source() -> None:
 def check_environment() -> None:
     """Raise ProbeError for the first thing that stops the probe from loading here."""
     if os.geteuid() != 0:
-        raise ProbeError("execmon must run as root (it loads eBPF programs): run it with sudo")
+        raise ProbeError("the probe needs root (it loads eBPF programs): run it with sudo")
     try:
         import bcc  # noqa: F401
     except ImportError:

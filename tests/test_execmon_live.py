@@ -156,6 +156,28 @@ def test_failed_exec_enoent(probe):
     assert event.ppid == os.getpid()
 
 
+def test_failed_execveat(probe, tmp_path):
+    """fexecve of a file that is not executable: execveat's arguments sit in other registers."""
+    data = tmp_path / "not-a-program"
+    data.write_text("data\n")
+    data.chmod(0o644)
+    code = (
+        "import os\n"
+        f"fd = os.open({str(data)!r}, os.O_RDONLY)\n"
+        "try:\n"
+        "    os.execve(fd, ['by-fd', 'denied'], {'LD_PRELOAD': '/x.so'})\n"
+        "except PermissionError:\n"
+        "    pass\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    child.wait()
+    event = wait_for(probe, lambda e: e.pid == child.pid and e.ret != 0)
+    assert event.ret == -13
+    assert event.argv == ["by-fd", "denied"]
+    assert event.exe == ""  # AT_EMPTY_PATH: the path is the descriptor
+    assert event.ld_preload == "/x.so"
+
+
 def test_uid_65534(probe):
     event = run_exec(probe, [TRUE, "nobody"], user=65534, group=65534, extra_groups=[])
     assert (event.uid, event.gid) == (65534, 65534)
