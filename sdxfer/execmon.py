@@ -9,6 +9,7 @@ each event through `Filter.matches` and a pure formatter (`format_line` or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -243,15 +244,17 @@ def _error(message: str) -> int:
     return 1
 
 
-def _install_stop_handlers() -> Callable[[], bool]:
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Yields stop(), which turns true at SIGINT or SIGTERM; restores the old handlers."""
     stopping = []
-
-    def request_stop(_signum, _frame):
-        stopping.append(True)
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    return lambda: bool(stopping)
+    previous = {sig: signal.signal(sig, lambda _sig, _frame: stopping.append(True))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(stopping)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Printer:
@@ -300,18 +303,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     clock = Clock()
-    stop = _install_stop_handlers()
     try:
         probe = ExecProbe(transport=args.transport)
     except ProbeError as exc:
         return _error(str(exc))
+    except KeyboardInterrupt:  # Ctrl+C while BCC compiles
+        return 130
 
     out = sys.stdout
     try:
-        if not args.json:
-            out.write(HEADER_BANNER + "\n" + header_line(options) + "\n")
-            out.flush()
-        Printer(probe, out, options, event_filter, args.json, clock).run(stop)
+        with _stop_on_signals() as stop:
+            if not args.json:
+                out.write(HEADER_BANNER + "\n" + header_line(options) + "\n")
+                out.flush()
+            Printer(probe, out, options, event_filter, args.json, clock).run(stop)
     except BrokenPipeError:
         # The reader went away (execmon | head): stop quietly, and keep the
         # interpreter's final flush from failing on the closed pipe.

@@ -1,7 +1,9 @@
 """execmon's formatter, filters and option parsing, without a kernel."""
 
 import datetime
+import io
 import json
+import os
 import re
 
 import pytest
@@ -157,3 +159,41 @@ def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         execmon.main(["--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+class FakeProbe:
+    """Stands in for ExecProbe: hands out prepared batches, then stops."""
+
+    transport = "perf"
+
+    def __init__(self, batches, lost_after):
+        self.batches = list(batches)
+        self.lost_after = list(lost_after)
+        self.stats = type("Stats", (), {"lost": 0})()
+
+    def read(self):
+        self.stats.lost = self.lost_after.pop(0)
+        return self.batches.pop(0)
+
+    def drain(self):
+        return []
+
+    def decoded(self, records):
+        return iter(records)
+
+
+def test_printer_prints_matches_and_reports_loss_once(capsys, clock):
+    probe = FakeProbe([[make_event(), make_event(ret=-2)], [make_event(pid=7)]], lost_after=[0, 5])
+    out = io.StringIO()
+    printer = execmon.Printer(probe, out, Options(), Filter(), as_json=False, clock=clock)
+    printer.run(stop=lambda: not probe.batches)
+    assert out.getvalue().splitlines() == ["12350    ls                   ls --color=auto /tmp",
+                                           "7        ls                   ls --color=auto /tmp"]
+    assert capsys.readouterr().err.count("5 events lost") == 1
+
+
+def test_main_without_root_is_one_line_and_exit_1(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert execmon.main(["--transport", "ringbuf"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("execmon: ") and "sudo" in err
