@@ -15,8 +15,9 @@
 #include "xfer.h"
 
 #if !defined(BTF_OFF_TASK_STRUCT_MM) || !defined(BTF_OFF_TASK_STRUCT_REAL_PARENT) || \
-    !defined(BTF_OFF_TASK_STRUCT_TGID) || !defined(BTF_OFF_MM_STRUCT_ARG_START) || \
-    !defined(BTF_OFF_MM_STRUCT_ARG_END) || !defined(BTF_OFF_MM_STRUCT_ENV_START) || \
+    !defined(BTF_OFF_TASK_STRUCT_TGID) || !defined(BTF_OFF_TASK_STRUCT_COMM) || \
+    !defined(BTF_OFF_MM_STRUCT_ARG_START) || !defined(BTF_OFF_MM_STRUCT_ARG_END) || \
+    !defined(BTF_OFF_MM_STRUCT_ENV_START) || \
     !defined(BTF_OFF_MM_STRUCT_ENV_END) || !defined(BTF_OFF_MM_STRUCT_START_STACK) || \
     !defined(BTF_OFF_PT_REGS_DI) || !defined(BTF_OFF_PT_REGS_SI) || \
     !defined(BTF_OFF_PT_REGS_DX) || !defined(BTF_OFF_PT_REGS_R10) || \
@@ -102,6 +103,34 @@ static __always_inline __u32 parent_tgid(const char *task)
     return tgid;
 }
 
+/* mm_struct's stack, argument and environment bounds. Kernels so far keep
+ * them side by side in this order, so one read fetches all five; a kernel
+ * that lays them out otherwise gets one read each. */
+struct mm_bounds {
+    __u64 start_stack;
+    __u64 arg_start;
+    __u64 arg_end;
+    __u64 env_start;
+    __u64 env_end;
+};
+
+static __always_inline void read_mm_bounds(const char *mm, struct mm_bounds *bounds)
+{
+#if BTF_OFF_MM_STRUCT_ARG_START == BTF_OFF_MM_STRUCT_START_STACK + 8 && \
+    BTF_OFF_MM_STRUCT_ARG_END == BTF_OFF_MM_STRUCT_START_STACK + 16 && \
+    BTF_OFF_MM_STRUCT_ENV_START == BTF_OFF_MM_STRUCT_START_STACK + 24 && \
+    BTF_OFF_MM_STRUCT_ENV_END == BTF_OFF_MM_STRUCT_START_STACK + 32
+    if (bpf_probe_read_kernel(bounds, sizeof(*bounds), mm + BTF_OFF_MM_STRUCT_START_STACK) < 0)
+        __builtin_memset(bounds, 0, sizeof(*bounds));
+#else
+    bounds->start_stack = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_START_STACK);
+    bounds->arg_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_START);
+    bounds->arg_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_END);
+    bounds->env_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_START);
+    bounds->env_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_END);
+#endif
+}
+
 /* Reads an environment entry's first bytes from user memory and notes where
  * the value of SSH_CONNECTION or LD_PRELOAD starts. The last entry wins, as in
  * ld.so's LD_PRELOAD handling; testing the found pointers instead would
@@ -122,12 +151,10 @@ static __always_inline void match_env(struct env_values *found, __u64 entry)
  * bulk read) serves to reject most entries by their first eight bytes;
  * candidates and entries past the copy are read again from user memory, so
  * stale bytes beyond the copy can never produce a match. */
-static __always_inline void find_env_of_new_image(char *local, const char *mm, const char *bprm,
-                                                  struct env_values *found)
+static __always_inline void find_env_of_new_image(char *local, const struct mm_bounds *mm,
+                                                  const char *bprm, struct env_values *found)
 {
-    __u64 start_stack = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_START_STACK);
-    __u64 env_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_START);
-    __u64 env_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_END);
+    __u64 env_start = mm->env_start;
     __s32 argc = 0, envc = 0;
     bpf_probe_read_kernel(&argc, sizeof(argc), bprm + BTF_OFF_LINUX_BINPRM_ARGC);
     bpf_probe_read_kernel(&envc, sizeof(envc), bprm + BTF_OFF_LINUX_BINPRM_ENVC);
@@ -135,7 +162,7 @@ static __always_inline void find_env_of_new_image(char *local, const char *mm, c
         return;
 
     /* envc + 1 entries take in the terminating NULL the loop stops at. */
-    __u64 envp = start_stack + 8 * ((__u64)argc + 2);
+    __u64 envp = mm->start_stack + 8 * ((__u64)argc + 2);
     __u64 envp_bytes = 8 * ((__u64)envc + 1);
     if (envp_bytes > ENVP_MAX * 8)
         envp_bytes = ENVP_MAX * 8;
@@ -144,7 +171,7 @@ static __always_inline void find_env_of_new_image(char *local, const char *mm, c
         return;
 
     char *env = local + LOCAL_ENV;
-    __u64 env_len = env_end - env_start;
+    __u64 env_len = mm->env_end - env_start;
     if (env_len > ENV_COPY_MAX)
         env_len = ENV_COPY_MAX;
     bpf_probe_read_user(env, env_len, (void *)env_start);
@@ -172,22 +199,21 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
         return 0;
     const char *bprm = (const char *)ctx->args[2];
     const char *task = (const char *)bpf_get_current_task();
-    const char *mm = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM);
-    __u64 arg_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_START);
-    __u64 arg_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_END);
-    __u32 argv_len = verifiable_len(arg_end - arg_start);
+    struct mm_bounds mm;
+    read_mm_bounds((const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM), &mm);
+    __u32 argv_len = verifiable_len(mm.arg_end - mm.arg_start);
 
     struct env_values *env = clear_env_values(local);
-    find_env_of_new_image(local, mm, bprm, env);
+    find_env_of_new_image(local, &mm, bprm, env);
 
-    char comm[16];
-    bpf_get_current_comm(comm, sizeof(comm));
+    /* comm is read straight from the task by the packer: no copy on the stack */
+    const char *comm = task + BTF_OFF_TASK_STRUCT_COMM;
     __u64 uid_gid = bpf_get_current_uid_gid();
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     const char *exe = (const char *)read_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
     /* old_pid: the thread that called exec, which may not be the leader */
     exec_print(ctx, pid_tgid >> 32, (__u32)ctx->args[1], parent_tgid(task), (__u32)uid_gid,
-               uid_gid >> 32, 0, comm, exe, (const char *)arg_start, argv_len, env->ssh_connection,
+               uid_gid >> 32, 0, comm, exe, (const char *)mm.arg_start, argv_len, env->ssh_connection,
                env->ld_preload);
     return 0;
 }
@@ -281,13 +307,11 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     if (call.envp)
         find_env_of_caller(call.envp, env);
 
-    char comm[16];
-    bpf_get_current_comm(comm, sizeof(comm));
     __u64 uid_gid = bpf_get_current_uid_gid();
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     const char *task = (const char *)bpf_get_current_task();
     exec_print(ctx, pid_tgid >> 32, (__u32)pid_tgid, parent_tgid(task), (__u32)uid_gid, uid_gid >> 32,
-               ret, comm, exe, local + LOCAL_ARGV, argv_len, env->ssh_connection, env->ld_preload);
+               ret, task + BTF_OFF_TASK_STRUCT_COMM, exe, local + LOCAL_ARGV, argv_len, env->ssh_connection, env->ld_preload);
     return 0;
 }
 

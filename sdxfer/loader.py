@@ -37,6 +37,7 @@ KERNEL_MEMBERS = (
     ("task_struct", "mm"),
     ("task_struct", "real_parent"),
     ("task_struct", "tgid"),
+    ("task_struct", "comm"),
     ("mm_struct", "arg_start"),
     ("mm_struct", "arg_end"),
     ("mm_struct", "env_start"),
