@@ -34,9 +34,10 @@
 
 /* Slot 1 layout. A successful exec uses the environment copy and the envp
  * array (its argv is read straight from the new image); a failed exec uses the
- * argv blob and the exe copy. The argv area is followed by ARGV_MAX bytes so
- * that a masked offset plus a bounded length stays inside the slot, which is
- * what the verifier checks. */
+ * argv blob and the exe copy. The verifier sees an argv write as a masked
+ * offset plus a bounded length, up to 2 * ARGV_MAX bytes from LOCAL_ARGV, so
+ * that much must lie inside the slot; at run time the blob stays within
+ * ARGV_MAX and the locals after it are safe. */
 #define LOCAL_ARGV 0
 #define LOCAL_ENV (LOCAL_ARGV + ARGV_MAX)
 #define LOCAL_ENVP (LOCAL_ENV + ENV_COPY_MAX)
@@ -44,7 +45,7 @@
 #define LOCAL_FOUND (LOCAL_EXE + EXE_MAX)
 #define LOCAL_ARGV_LEN (LOCAL_FOUND + 16)
 _Static_assert(LOCAL_ARGV_LEN + 4 <= SDXFER_SLOT_SIZE, "slot 1 too small");
-_Static_assert(LOCAL_ARGV + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE, "argv area too small");
+_Static_assert(LOCAL_ARGV + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE, "argv writes must stay in the slot");
 
 /* First bytes of "SSH_CONNECTION=" and "LD_PRELOAD=" as little-endian words. */
 #define SSH_CONNECTION_W0 0x4e4e4f435f485353ULL   /* "SSH_CONN" */
