@@ -12,11 +12,11 @@ it numbered (delivered + lost must equal it, whoever exec'd).
 import argparse
 import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
-import tempfile
 
 from kernel_cost import build_exec_loop, loop_result, start_loop
 from sdxfer.loader import ExecProbe
