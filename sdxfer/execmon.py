@@ -271,7 +271,9 @@ class Printer:
         self.lost_reported = 0
 
     def emit(self, records) -> None:
-        lines = [self.render(event, self.options, self.clock) for event in self.probe.decoded(records)
+        # Per-CPU buffers are read one CPU after another: order each batch by time.
+        events = sorted(self.probe.decoded(records), key=lambda event: event.timestamp_ns)
+        lines = [self.render(event, self.options, self.clock) for event in events
                  if event.name == "exec" and self.filter.matches(event)]
         if lines:
             self.out.write("\n".join(lines) + "\n")

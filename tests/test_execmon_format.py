@@ -192,6 +192,14 @@ def test_printer_prints_matches_and_reports_loss_once(capsys, clock):
     assert capsys.readouterr().err.count("5 events lost") == 1
 
 
+def test_printer_orders_each_batch_by_kernel_time(clock):
+    late, early = make_event(pid=2, ts=START_NS + 20), make_event(pid=1, ts=START_NS + 10)
+    probe = FakeProbe([[late, early]], lost_after=[0])
+    out = io.StringIO()
+    execmon.Printer(probe, out, Options(), Filter(), as_json=False, clock=clock).run(stop=lambda: not probe.batches)
+    assert [line.split()[0] for line in out.getvalue().splitlines()] == ["1", "2"]
+
+
 def test_main_without_root_is_one_line_and_exit_1(monkeypatch, capsys):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert execmon.main(["--transport", "ringbuf"]) == 1
