@@ -77,18 +77,6 @@ static __always_inline __u32 bounded(__u32 value, const __u32 mask)
     return value;
 }
 
-/* The packer clamps the argv length on a zero-extended copy but clang passes
- * the original register to the read, so the verifier must already know a
- * bound for it. Lengths past ARGV_LEN_CAP are reported as ARGV_LEN_CAP (the
- * record then says at least that much was lost). */
-#define ARGV_LEN_CAP (ARGV_MAX + ARGV_MAX / 2)
-static __always_inline __u32 verifiable_len(__u64 len)
-{
-    if (len > ARGV_LEN_CAP)
-        len = ARGV_LEN_CAP;
-    return len;
-}
-
 static __always_inline __u64 read_kernel_u64(const void *addr)
 {
     __u64 value = 0;
@@ -202,7 +190,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     const char *task = (const char *)bpf_get_current_task();
     struct mm_bounds mm;
     read_mm_bounds((const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM), &mm);
-    __u32 argv_len = verifiable_len(mm.arg_end - mm.arg_start);
+    __u32 argv_len = mm.arg_end - mm.arg_start;
 
     struct env_values *env = clear_env_values(local);
     find_env_of_new_image(local, &mm, bprm, env);
@@ -220,8 +208,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 }
 
 /* Gathers the caller's argv strings into one NUL-separated blob in slot 1 and
- * stores its length at LOCAL_ARGV_LEN, or ARGV_MAX + 1 when something did not
- * fit (the exact loss is unknown here, only that there was one). The length
+ * stores its length at LOCAL_ARGV_LEN, or SDXFER_LEN_UNKNOWN when something did
+ * not fit (the exact loss is unknown here, only that there was one). The length
  * lives in map memory so the verifier does not carry its range from one
  * iteration to the next. */
 static __always_inline void gather_argv(char *local, __u64 argv)
@@ -234,7 +222,7 @@ static __always_inline void gather_argv(char *local, __u64 argv)
             return;
         __u32 used = *len;
         if (used >= ARGV_MAX) {
-            *len = ARGV_MAX + 1;
+            *len = SDXFER_LEN_UNKNOWN;
             return;
         }
         used = bounded(used, ARGV_MAX - 1);
@@ -248,11 +236,11 @@ static __always_inline void gather_argv(char *local, __u64 argv)
             char last = 1;
             bpf_probe_read_user(&last, 1, (void *)(arg + copied - 1));
             if (last)
-                *len = ARGV_MAX + 1;
+                *len = SDXFER_LEN_UNKNOWN;
             return;
         }
     }
-    *len = ARGV_MAX + 1;
+    *len = SDXFER_LEN_UNKNOWN;
 }
 
 static __always_inline void find_env_of_caller(__u64 envp, struct env_values *found)
@@ -303,7 +291,7 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     if (bpf_probe_read_user_str(local + LOCAL_EXE, EXE_MAX, (void *)call.filename) < 0)
         exe = NULL;
     gather_argv(local, call.argv);
-    __u32 argv_len = verifiable_len(*(__u32 *)(local + LOCAL_ARGV_LEN));
+    __u32 argv_len = *(__u32 *)(local + LOCAL_ARGV_LEN);
     struct env_values *env = clear_env_values(local);
     if (call.envp)
         find_env_of_caller(call.envp, env);

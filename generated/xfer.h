@@ -28,6 +28,8 @@
 #define SDXFER_SLOT_SIZE 32768
 #define SDXFER_EVENT_COUNT 6
 #define SDXFER_LOST_UNKNOWN 0xffffffffU
+/* A blob or strlist length meaning "more than max, exactly how much unknown". */
+#define SDXFER_LEN_UNKNOWN 0xffffffffU
 #define SDXFER_ENOSLOT 12 /* ENOMEM: the scratch slot could not be had */
 #define SDXFER_EVENT_EXEC 59
 #define SDXFER_INDEX_EXEC 0
@@ -273,6 +275,7 @@ static __always_inline long sdxfer_output(void *ctx, void *rec, __u32 size, __u6
 
 #define sdxfer_now_ns() SDXFER_HOST_NOW_NS()
 #define sdxfer_cpu() SDXFER_HOST_CPU()
+#define sdxfer_bound(n, max) ((void)0)
 
 #else /* BPF, under BCC */
 
@@ -330,6 +333,9 @@ static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *
 
 #define sdxfer_now_ns() bpf_ktime_get_ns()
 #define sdxfer_cpu() bpf_get_smp_processor_id()
+/* clang may test a copy of a clamped length and hand the helper the
+ * original register; checking again in asm bounds the register it gets. */
+#define sdxfer_bound(n, max) asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(n) : "i"(max))
 
 #ifdef SDXFER_RINGBUF
 #ifndef SDXFER_RINGBUF_PAGES
@@ -406,13 +412,14 @@ static __always_inline __u32 sdxfer_put_str(void *rec, __u32 cursor, __u32 curso
 }
 
 /* Copies the longest prefix of `blob_len` bytes (a blob, or a NUL-separated
- * string list) that fits in `max`, and records exactly how many did not. */
+ * string list) that fits in `max`, and records exactly how many did not
+ * (unknown when blob_len is SDXFER_LEN_UNKNOWN). */
 static __always_inline __u32 sdxfer_put_blob(void *rec, __u32 cursor, __u32 cursor_max,
                                              struct sdxfer_var *var, const void *blob,
                                              __u32 blob_len, __u32 max, int from_user)
 {
     long err;
-    __u32 n = blob_len;
+    __u64 n = blob_len;
 
     var->off = 0;
     var->len = 0;
@@ -424,9 +431,10 @@ static __always_inline __u32 sdxfer_put_blob(void *rec, __u32 cursor, __u32 curs
         return cursor;
     }
     if (n > max) {
-        var->lost = n - max;
+        var->lost = blob_len == SDXFER_LEN_UNKNOWN ? SDXFER_LOST_UNKNOWN : blob_len - max;
         n = max;
     }
+    sdxfer_bound(n, max);
     if (n == 0)
         err = 0;
     else if (from_user)

@@ -61,6 +61,15 @@ static char *read_var(__u32 *len)
     return p;
 }}
 
+static __u32 read_claimed(__u32 len)
+{{
+    __u8 given;
+    must_read(&given, 1);
+    if (given)
+        must_read(&len, 4);
+    return len;
+}}
+
 static void *read_fixed(size_t n)
 {{
     __u8 present;
@@ -81,9 +90,14 @@ def harness_source(layout: Layout) -> str:
         reads, args, frees = [], ["NULL"], []
         for i, f in enumerate(e.event.fields):
             kind = f.type.name
-            if f.type.variable:
+            if f.type.takes_length:
+                # the length the packer is told may differ from the bytes there (SDXFER_LEN_UNKNOWN)
+                reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i}); if (a{i}) l{i} = read_claimed(l{i});")
+                args += [f"a{i}", f"l{i}"]
+                frees.append(f"free(a{i});")
+            elif f.type.variable:
                 reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i});")
-                args += [f"a{i}", f"l{i}"] if f.type.takes_length else [f"a{i}"]
+                args.append(f"a{i}")
                 frees.append(f"free(a{i});")
             elif kind in ("ipv6", "sockaddr", "creds", "bytes"):
                 reads.append(f"void *a{i} = read_fixed({f.fixed_size});")
@@ -104,19 +118,24 @@ def build(layout: Layout, header_dir: Path, workdir: Path) -> Path:
     source = workdir / "harness.c"
     binary = workdir / "harness"
     source.write_text(harness_source(layout))
-    subprocess.run(
+    compiled = subprocess.run(
         ["gcc", "-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(header_dir), "-o", str(binary), str(source)],
-        check=True, capture_output=True, text=True,
+        capture_output=True, text=True,
     )
+    assert compiled.returncode == 0, compiled.stderr
     return binary
 
 
 def encode_call(layout: Layout, index: int, values: dict) -> bytes:
-    """One call for the harness: `values` maps field name to an int, bytes, or None (absent/NULL)."""
+    """One call for the harness: `values` maps field name to an int, bytes, or None (absent/NULL);
+    a blob or strlist may be (bytes, length the packer is told)."""
     out = bytearray(struct.pack("<I", index))
     for f in layout.events[index].event.fields:
         value = values[f.name]
         if f.type.variable or f.type.name in ("ipv6", "sockaddr", "creds", "bytes"):
+            claimed = None
+            if f.type.takes_length and isinstance(value, tuple):
+                value, claimed = value
             if value is None:
                 out += b"\0"
             elif f.type.variable:
@@ -124,6 +143,8 @@ def encode_call(layout: Layout, index: int, values: dict) -> bytes:
             else:
                 assert len(value) == f.fixed_size
                 out += b"\1" + value
+            if f.type.takes_length and value is not None:
+                out += b"\0" if claimed is None else b"\1" + struct.pack("<I", claimed)
         else:
             out += struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF)
     return bytes(out)

@@ -43,7 +43,8 @@ def _inputs(layout, user_fields_on_stack=False):
                 user_buffers.append(buf)
                 values[f.name] = data
                 ptr = f"(const char *){ctypes.addressof(buf)}ULL"
-                args += [ptr, str(len(data))] if f.type.takes_length else [ptr]
+                # a length the verifier cannot bound (it equals len(data) at run time)
+                args += [ptr, f"(__u32)((bpf_get_current_pid_tgid() >> 32) - TGID + {len(data)})"] if f.type.takes_length else [ptr]
             elif kind == "str":
                 text = f"kernel-{f.name}"
                 values[f.name] = text.encode()
@@ -70,9 +71,10 @@ def _program(layout, header_text, plans, tgid):
     for e, (_, decls, args) in zip(layout.events, plans):
         calls.append("    {\n        " + "\n        ".join(decls + [f"{e.event.name}_print({', '.join(args)});"]) + "\n    }")
     return header_text + f"""
+#define TGID {tgid}ULL
 TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 {{
-    if (bpf_get_current_pid_tgid() >> 32 != {tgid})
+    if (bpf_get_current_pid_tgid() >> 32 != TGID)
         return 0;
 {chr(10).join(calls)}
     return 0;

@@ -104,6 +104,30 @@ def test_beyond_the_limit_keeps_a_prefix_and_flags_it(probe):
     assert sum(len(a) + 1 for a in kept) - 1 <= ARGV_MAX
 
 
+def test_far_beyond_the_limit_counts_the_loss_exactly(probe):
+    argv = [TRUE] + ["y" * 4000] * 30  # 120 KiB
+    event = run_exec(probe, argv)
+    assert event.lost["argv"] == sum(len(a) + 1 for a in argv) - ARGV_MAX
+    assert event.argv[:4] == argv[:4]
+
+
+def test_failed_exec_beyond_the_limit(probe):
+    code = (
+        "import os\n"
+        "try:\n"
+        "    os.execv('/nonexistent/sdxfer-big', ['ghost'] + ['w' * 3000] * 8)\n"
+        "except FileNotFoundError:\n"
+        "    pass\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    child.wait()
+    event = wait_for(probe, lambda e: e.pid == child.pid and e.ret != 0)
+    assert event.truncated == ("argv",)
+    assert event.lost == {"argv": None}  # gathered string by string: the amount is unknown
+    assert event.argv[:6] == ["ghost"] + ["w" * 3000] * 5
+    assert "w" * 3000 != event.argv[-1] and set(event.argv[-1]) <= {"w"}
+
+
 def test_argv0_differs_from_path(probe):
     event = run_exec(probe, ["not-true", "--flag"], executable=TRUE)
     assert event.argv == ["not-true", "--flag"]

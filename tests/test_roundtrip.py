@@ -160,3 +160,22 @@ def test_round_trip(generated, data):
         assert event.truncated == tuple(f.name for f in e.event.fields if f.name in expected_lost)
         # the record ends where its payload does: nothing stale is sent
         assert len(record) == e.payload_off + sum(_payload_bytes(v.field, values[v.field.name]) for v in e.variables)
+
+
+def test_length_unknown_beyond_max(generated):
+    """A probe that only knows "more than max" passes SDXFER_LEN_UNKNOWN: max bytes are kept, loss unknown."""
+    checked = 0
+    for e in generated.layout.events:
+        for f in (f for f in e.event.fields if f.type.takes_length):
+            values = {g.name: _wire(g, None) if g.type.variable or g.type.name in ("ipv6", "sockaddr", "creds", "bytes")
+                      else 0 for g in e.event.fields}
+            elements = [b"x"] * f.max
+            values[f.name] = (b"x\0" * f.max, 0xFFFFFFFF)
+            event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
+            assert event.lost == {f.name: None} and event.truncated == (f.name,)
+            if f.type.name == "strlist":
+                assert getattr(event, f.name) == [x.decode() for x in _prefix_elements(elements, True, f.max)]
+            else:
+                assert getattr(event, f.name) == (b"x\0" * f.max)[: f.max]
+            checked += 1
+    assert checked
