@@ -83,7 +83,11 @@ class _Checker:
     def scalar(self, node: yaml.Node, where: str, what: str, kind: type):
         """The node's value as `kind` (int or str), or None after a problem."""
         if isinstance(node, yaml.ScalarNode):
-            value = yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+            try:
+                value = yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+            except yaml.YAMLError as exc:
+                self.problem(node, where, f"{what}: {getattr(exc, 'problem', None) or exc}")
+                return None
             if type(value) is kind:  # bool is an int subclass: reject it on purpose
                 return value
         self.problem(node, where, f"{what} must be {'an integer' if kind is int else 'a string'}")
@@ -144,7 +148,7 @@ class _Checker:
             # the C packer takes `<name>_len` too
             taken.setdefault(f"{name}_len", node.start_mark.line + 1)
         max_value = length = 0
-        for key, needed, what in (("max", field_type.needs_max, "max"), ("len", field_type.needs_len, "len")):
+        for key, needed in (("max", field_type.needs_max), ("len", field_type.needs_len)):
             if key in entries and not needed:
                 self.problem(entries[key][0], where, f"type {type_name} takes no '{key}'")
                 ok = False

@@ -6,10 +6,13 @@ Each file in bad_schemas/ holds one mistake; its first line is
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sdxfer.cli import main as sdxfer_main
 from sdxfer.codegen import SchemaError, load_schema
 
+SHIPPED = Path(__file__).resolve().parent.parent / "schema" / "events.yaml"
 BAD = sorted((Path(__file__).parent / "bad_schemas").glob("*.yaml"))
 
 
@@ -56,3 +59,29 @@ def test_all_problems_are_listed(tmp_path):
         load_schema(str(target))
     messages = [p.message for p in caught.value.problems]
     assert len(messages) == 3, messages  # duplicate field, duplicate id, unknown type
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mangled_schemas_give_problems_never_crashes(tmp_path, data):
+    """Lines of the shipped schema dropped, duplicated or cut: a Schema or a SchemaError, nothing else."""
+    lines = SHIPPED.read_text().splitlines()
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        action = data.draw(st.sampled_from(["drop", "dup", "cut", "junk"]))
+        if action == "drop":
+            del lines[i]
+        elif action == "dup":
+            lines.insert(i, lines[i])
+        elif action == "cut":
+            lines[i] = lines[i][: data.draw(st.integers(0, len(lines[i])))]
+        else:
+            lines[i] += data.draw(st.sampled_from([" 7", ": x", "]", " !!binary", " &a", " *a", "\t", "\ufeff"]))
+        if not lines:
+            break
+    path = tmp_path / "mangled.yaml"
+    path.write_text("\n".join(lines))
+    try:
+        load_schema(str(path))
+    except SchemaError as exc:
+        assert exc.problems and all(str(p).startswith(f"{path}:") for p in exc.problems)
