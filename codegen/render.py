@@ -107,6 +107,7 @@ def _c_context(layout: Layout, banner: str) -> dict:
             "params": _c_params(e),
             "stores": _c_stores(e),
             "has_variables": bool(e.variables),
+            "limits": [f"SDXFER_MAX_{e.event.name.upper()}_{v.field.name.upper()} {v.field.max}" for v in e.variables],
             "payload_off": e.payload_off,
             "fingerprint": f"0x{e.fingerprint:08x}U",
             "size_expr": f"cursor & 0x{e.size_mask:x}" if e.variables else str(e.payload_off),

@@ -28,11 +28,22 @@
 #define SDXFER_SLOT_SIZE 32768
 #define SDXFER_EVENT_COUNT 6
 #define SDXFER_LOST_UNKNOWN 0xffffffffU
+/* Or'ed into a blob or strlist length: the source holds that many bytes but
+ * more were cut before they reached it, by an unknown amount. */
+#define SDXFER_LEN_TRUNCATED 0x80000000U
 /* A blob or strlist length meaning "more than max, exactly how much unknown". */
 #define SDXFER_LEN_UNKNOWN 0xffffffffU
+/* A pointer meaning "the probe could not tell this value": recorded as
+ * absent and truncated by an unknown amount. */
+#define SDXFER_UNKNOWN ((const void *)1)
 #define SDXFER_ENOSLOT 12 /* ENOMEM: the scratch slot could not be had */
 #define SDXFER_EVENT_EXEC 59
 #define SDXFER_INDEX_EXEC 0
+#define SDXFER_MAX_EXEC_COMM 16
+#define SDXFER_MAX_EXEC_EXE 4096
+#define SDXFER_MAX_EXEC_ARGV 16384
+#define SDXFER_MAX_EXEC_SSH_CONNECTION 256
+#define SDXFER_MAX_EXEC_LD_PRELOAD 1024
 #define SDXFER_EVENT_EXIT 60
 #define SDXFER_INDEX_EXIT 1
 #define SDXFER_EVENT_CONNECT 42
@@ -41,8 +52,11 @@
 #define SDXFER_INDEX_LISTEN 3
 #define SDXFER_EVENT_CREDS_CHANGE 105
 #define SDXFER_INDEX_CREDS_CHANGE 4
+#define SDXFER_MAX_CREDS_CHANGE_GROUPS 256
 #define SDXFER_EVENT_FILE_WRITE 1
 #define SDXFER_INDEX_FILE_WRITE 5
+#define SDXFER_MAX_FILE_WRITE_PATH 4096
+#define SDXFER_MAX_FILE_WRITE_DATA 256
 
 #ifdef SDXFER_HOST
 #include <stddef.h>
@@ -388,7 +402,7 @@ static __always_inline __u32 sdxfer_put_str(void *rec, __u32 cursor, __u32 curso
     var->lost = 0;
     if (!src)
         return cursor;
-    if (cursor > cursor_max) {
+    if ((const void *)src == SDXFER_UNKNOWN || cursor > cursor_max) {
         var->lost = SDXFER_LOST_UNKNOWN;
         return cursor;
     }
@@ -413,27 +427,30 @@ static __always_inline __u32 sdxfer_put_str(void *rec, __u32 cursor, __u32 curso
 
 /* Copies the longest prefix of `blob_len` bytes (a blob, or a NUL-separated
  * string list) that fits in `max`, and records exactly how many did not
- * (unknown when blob_len is SDXFER_LEN_UNKNOWN). */
+ * (unknown when blob_len carries SDXFER_LEN_TRUNCATED). */
 static __always_inline __u32 sdxfer_put_blob(void *rec, __u32 cursor, __u32 cursor_max,
                                              struct sdxfer_var *var, const void *blob,
                                              __u32 blob_len, __u32 max, int from_user)
 {
     long err;
-    __u64 n = blob_len;
+    __u64 n = blob_len & ~SDXFER_LEN_TRUNCATED;
+    __u32 lost_unknown = blob_len & SDXFER_LEN_TRUNCATED;
 
     var->off = 0;
     var->len = 0;
     var->lost = 0;
     if (!blob)
         return cursor;
-    if (cursor > cursor_max) {
+    if (blob == SDXFER_UNKNOWN || cursor > cursor_max) {
         var->lost = SDXFER_LOST_UNKNOWN;
         return cursor;
     }
     if (n > max) {
-        var->lost = blob_len == SDXFER_LEN_UNKNOWN ? SDXFER_LOST_UNKNOWN : blob_len - max;
+        var->lost = n - max;
         n = max;
     }
+    if (lost_unknown)
+        var->lost = SDXFER_LOST_UNKNOWN;
     sdxfer_bound(n, max);
     if (n == 0)
         err = 0;
@@ -442,7 +459,7 @@ static __always_inline __u32 sdxfer_put_blob(void *rec, __u32 cursor, __u32 curs
     else
         err = sdxfer_read_kernel((char *)rec + cursor, n, blob);
     if (err < 0) {
-        var->lost = blob_len;
+        var->lost = lost_unknown ? SDXFER_LOST_UNKNOWN : blob_len;
         return cursor;
     }
     var->off = cursor;

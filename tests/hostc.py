@@ -14,6 +14,7 @@ from pathlib import Path
 from sdxfer.codegen.layout import Layout
 
 HOST_NOW_NS = 0x0102030405060708
+UNKNOWN = object()  # a variable field passed as SDXFER_UNKNOWN
 HOST_CPU = 3
 
 _PRELUDE = f"""\
@@ -54,6 +55,8 @@ static char *read_var(__u32 *len)
     *len = 0;
     if (!present)
         return NULL;
+    if (present == 2)
+        return (char *)SDXFER_UNKNOWN;
     must_read(len, 4);
     p = malloc(*len + 1);
     must_read(p, *len);
@@ -92,13 +95,14 @@ def harness_source(layout: Layout) -> str:
             kind = f.type.name
             if f.type.takes_length:
                 # the length the packer is told may differ from the bytes there (SDXFER_LEN_UNKNOWN)
-                reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i}); if (a{i}) l{i} = read_claimed(l{i});")
+                reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i});"
+                             f" if (a{i} && a{i} != (char *)SDXFER_UNKNOWN) l{i} = read_claimed(l{i});")
                 args += [f"a{i}", f"l{i}"]
-                frees.append(f"free(a{i});")
+                frees.append(f"if (a{i} != (char *)SDXFER_UNKNOWN) free(a{i});")
             elif f.type.variable:
                 reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i});")
                 args.append(f"a{i}")
-                frees.append(f"free(a{i});")
+                frees.append(f"if (a{i} != (char *)SDXFER_UNKNOWN) free(a{i});")
             elif kind in ("ipv6", "sockaddr", "creds", "bytes"):
                 reads.append(f"void *a{i} = read_fixed({f.fixed_size});")
                 args.append(f"a{i}")
@@ -138,12 +142,14 @@ def encode_call(layout: Layout, index: int, values: dict) -> bytes:
                 value, claimed = value
             if value is None:
                 out += b"\0"
+            elif value is UNKNOWN:
+                out += b"\2"
             elif f.type.variable:
                 out += b"\1" + struct.pack("<I", len(value)) + value
             else:
                 assert len(value) == f.fixed_size
                 out += b"\1" + value
-            if f.type.takes_length and value is not None:
+            if f.type.takes_length and value is not None and value is not UNKNOWN:
                 out += b"\0" if claimed is None else b"\1" + struct.pack("<I", claimed)
         else:
             out += struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF)

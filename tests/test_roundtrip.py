@@ -177,5 +177,23 @@ def test_length_unknown_beyond_max(generated):
                 assert getattr(event, f.name) == [x.decode() for x in _prefix_elements(elements, True, f.max)]
             else:
                 assert getattr(event, f.name) == (b"x\0" * f.max)[: f.max]
+            # SDXFER_LEN_TRUNCATED: all bytes given are kept, and the record says more existed
+            values[f.name] = (b"y\0", 2 | 0x80000000)
+            event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
+            assert event.lost == {f.name: None}
+            assert getattr(event, f.name) == (["y"] if f.type.name == "strlist" else b"y\0")[: f.max]
             checked += 1
     assert checked
+
+
+def test_value_the_probe_could_not_tell(generated):
+    """SDXFER_UNKNOWN: absent, and truncated by an unknown amount."""
+    for e in generated.layout.events:
+        variables = [f for f in e.event.fields if f.type.variable]
+        if not variables:
+            continue
+        values = {g.name: hostc.UNKNOWN if g.type.variable else (
+            bytes(g.fixed_size) if g.type.name in ("ipv6", "sockaddr", "creds", "bytes") else 0) for g in e.event.fields}
+        event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
+        assert all(getattr(event, f.name) is None for f in variables)
+        assert event.lost == {f.name: None for f in variables}
