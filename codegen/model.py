@@ -87,6 +87,20 @@ class Event:
     doc: str = ""
     line: int = 0
 
+    @property
+    def class_name(self) -> str:
+        return event_class_name(self.name)
+
+
+def event_class_name(name: str) -> str:
+    """The Python class of an event: exec -> ExecEvent, creds_change -> CredsChangeEvent."""
+    return "".join(part.capitalize() for part in name.split("_")) + "Event"
+
+
+def generated_names(name: str) -> tuple[str, str]:
+    """Names the generators derive from an event name; two events may not share one."""
+    return name.upper(), event_class_name(name)
+
 
 @dataclass(frozen=True)
 class Schema:

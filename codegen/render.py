@@ -6,6 +6,7 @@ computed here from the `Layout`; the templates only loop and print.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def _c_context(layout: Layout, banner: str) -> dict:
             "upper": e.event.name.upper(),
             "id": e.event.id,
             "index": e.index,
-            "doc": e.event.doc or "no description",
+            "doc": _c_comment(e.event.doc) or "no description",
             "members": ["struct sdxfer_head head;"] + [_c_decl(m) for m in e.members],
             "params": _c_params(e),
             "stores": _c_stores(e),
@@ -191,10 +192,10 @@ def _py_event(e: EventLayout) -> dict:
     name = e.event.name
     return {
         "name": name,
-        "class_name": "".join(part.capitalize() for part in name.split("_")) + "Event",
+        "class_name": e.event.class_name,
         "upper": name.upper(),
         "id": e.event.id,
-        "doc": e.event.doc or f"The {name} event.",
+        "doc": repr(_one_line(e.event.doc) or f"The {name} event."),
         "fingerprint": f"0x{e.fingerprint:08x}",
         "payload_off": e.payload_off,
         "max_size": e.max_size,
@@ -239,10 +240,10 @@ def _md_context(layout: Layout, banner: str) -> dict:
     events = []
     for e in layout.events:
         events.append({
-            "name": e.event.name, "id": e.event.id, "doc": e.event.doc,
+            "name": e.event.name, "id": e.event.id, "doc": _one_line(e.event.doc),
             "fingerprint": f"0x{e.fingerprint:08x}", "payload_off": e.payload_off, "max_size": e.max_size,
             "members": [{"name": m.name, "offset": m.offset, "size": m.size, "type": _md_member_type(m),
-                         "doc": (m.field.doc if m.field else "")} for m in e.members],
+                         "doc": _md_cell(m.field.doc if m.field else "")} for m in e.members],
             "variables": [{"name": v.field.name, "max": v.field.max, "cursor_max": v.cursor_max} for v in e.variables],
         })
     return {"banner": banner, "schema_path": _display_path(layout.schema.path), "slot_size": layout.schema.slot_size,
@@ -250,8 +251,21 @@ def _md_context(layout: Layout, banner: str) -> dict:
 
 
 def _display_path(path: str) -> str:
-    # The file name only: output must not depend on where the schema lives.
-    return os.path.basename(path)
+    # The file name only, so output does not depend on where the schema lives;
+    # tame characters only, so it is safe in a C comment, a docstring and Markdown.
+    return re.sub(r"[^A-Za-z0-9._+-]", "?", os.path.basename(path))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _c_comment(text: str) -> str:
+    return _one_line(text).replace("*/", "* /")
+
+
+def _md_cell(text: str) -> str:
+    return _one_line(text).replace("|", "\\|")
 
 
 def _banner(layout: Layout) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import yaml
 
 from .layout import STR_READ_SLACK, layout_event
-from .model import TYPES, Event, Field, Schema
+from .model import TYPES, Event, Field, Schema, generated_names
 
 SUPPORTED_VERSION = 1
 # One per-CPU array value may not exceed PCPU_MIN_UNIT_SIZE (32 KiB).
@@ -26,12 +26,18 @@ C_KEYWORDS = frozenset(
     """auto break case char const continue default do double else enum extern float for goto if
     inline int long register restrict return short signed sizeof static struct switch typedef union
     unsigned void volatile while _Bool _Complex _Imaginary _Alignas _Alignof _Atomic _Generic
-    _Noreturn _Static_assert _Thread_local""".split()
+    _Noreturn _Static_assert _Thread_local asm typeof typeof_unqual bool true false nullptr
+    static_assert thread_local alignas alignof constexpr NULL""".split()
 )
-# Names the generated code already uses on every event or packer.
+# Names the generated code already uses on every event or packer: C
+# parameters and members, attributes of every decoded event (a tuple), and
+# keys of Event.to_dict().
 RESERVED_FIELD_NAMES = frozenset(
-    {"ctx", "rec", "cursor", "head", "name", "id", "timestamp_ns", "seq", "cpu", "truncated", "lost", "to_dict"}
+    {"ctx", "rec", "cursor", "head", "name", "id", "timestamp_ns", "seq", "cpu", "truncated", "lost", "to_dict",
+     "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index"}
 )
+# struct sdxfer_<name> already names these in the C header.
+RESERVED_EVENT_NAMES = frozenset({"head", "var", "sockaddr", "creds", "slot_data"})
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 TOP_KEYS = {"version", "slot_size", "events"}
@@ -144,9 +150,6 @@ class _Checker:
         if field_type is None:
             self.problem(entries["type"][1], where, f"unknown type {type_name!r} (one of: {', '.join(TYPES)})")
             return None
-        if field_type.takes_length:
-            # the C packer takes `<name>_len` too
-            taken.setdefault(f"{name}_len", node.start_mark.line + 1)
         max_value = length = 0
         for key, needed in (("max", field_type.needs_max), ("len", field_type.needs_len)):
             if key in entries and not needed:
@@ -164,7 +167,7 @@ class _Checker:
             return None
         return Field(name, field_type, doc, max_value, length, node.start_mark.line + 1)
 
-    def event(self, node: yaml.Node, names: dict[str, int], ids: dict[int, int]) -> Event | None:
+    def event(self, node: yaml.Node, names: dict[str, tuple[str, int]], ids: dict[int, int]) -> Event | None:
         outer = _where("", "event", node)
         entries = self.mapping(node, outer, EVENT_KEYS, "an event")
         if entries is None:
@@ -179,9 +182,19 @@ class _Checker:
         if name is None:
             return None
         where = f"event {name}"
-        if name in names:
-            self.problem(entries["name"][1], where, f"duplicate event name {name!r} (first at line {names[name]})")
-        names.setdefault(name, line)
+        if name in RESERVED_EVENT_NAMES:
+            self.problem(entries["name"][1], where, f"event name {name!r} is reserved (the C header has struct sdxfer_{name})")
+        for derived in generated_names(name):
+            if derived in names:
+                first, first_line = names[derived]
+                if first == name:
+                    message = f"duplicate event name {name!r} (first at line {first_line})"
+                else:
+                    message = f"event names {name!r} and {first!r} (line {first_line}) both become {derived} in generated code: rename one"
+                self.problem(entries["name"][1], where, message)
+                break
+        for derived in generated_names(name):
+            names.setdefault(derived, (name, line))
         event_id = None
         if "id" in entries:
             event_id = self.integer(entries["id"][1], where, "id", 1, 65535)
@@ -198,6 +211,12 @@ class _Checker:
             return None
         taken: dict[str, int] = {}
         fields = [self.field(f, name, taken) for f in fields_node.value]
+        by_name = {f.name: f for f in fields if f is not None}
+        for f in by_name.values():
+            clash = by_name.get(f"{f.name}_len")
+            if f.type.takes_length and clash is not None:
+                self.problems.append(Problem(self.path, clash.line, f"{where}, field {clash.name}",
+                    f"field name {clash.name!r} is taken by the length parameter of {f.type.name} field {f.name!r} (line {f.line})"))
         if event_id is None or doc is None or None in fields:
             return None
         return Event(name, event_id, tuple(fields), doc, line)
@@ -265,7 +284,7 @@ def load_schema(path: str) -> Schema:
         if not isinstance(events_node, yaml.SequenceNode) or not events_node.value:
             checker.problem(events_node, "", "events must be a non-empty list")
         else:
-            names: dict[str, int] = {}
+            names: dict[str, tuple[str, int]] = {}
             ids: dict[int, int] = {}
             events = [checker.event(e, names, ids) for e in events_node.value]
     if slot_size is not None:

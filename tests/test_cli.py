@@ -71,3 +71,15 @@ def test_decode_reports_a_bad_record(generated, tmp_path, capsys):
 
 def test_console_script_exists():
     assert (ROOT / ".venv" / "bin" / "sdxfer").exists()
+
+
+def test_awkward_doc_text_keeps_generated_files_valid(tmp_path):
+    from sdxfer import Decoder
+
+    schema = ROOT / "tests" / "schemas" / "awkward_text.yaml"
+    assert sdxfer_main(["gen", "--schema", str(schema), "--out", str(tmp_path)]) == 0
+    subprocess.run(["gcc", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-x", "c", "-DSDXFER_HOST",
+                    "-include", str(tmp_path / "xfer.h"), "/dev/null"], check=True)
+    decoder = Decoder.from_schema(str(schema))
+    assert decoder.events["a"].__doc__ == 'ends */ here, C:\\Users """ quotes | pipe'
+    assert "| a\\|b */" in (tmp_path / "LAYOUT.md").read_text()
