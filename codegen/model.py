@@ -24,6 +24,7 @@ class FieldType:
     reader: str = ""  # variable types: kernel_str, user_str, kernel_blob or user_blob
     needs_max: bool = False
     needs_len: bool = False
+    by_pointer: bool = False  # fixed-size value the C packer takes as `const void *`
 
     @property
     def takes_length(self) -> bool:
@@ -50,10 +51,10 @@ TYPES: dict[str, FieldType] = {
         FieldType("s32", 4, 4, signed=True),
         FieldType("s64", 8, 8, signed=True),
         FieldType("ipv4", 4, 4),
-        FieldType("ipv6", 16, 4),
-        FieldType("sockaddr", 20, 4),
-        FieldType("creds", 32, 4),
-        FieldType("bytes", 1, 1, needs_len=True),
+        FieldType("ipv6", 16, 4, by_pointer=True),
+        FieldType("sockaddr", 20, 4, by_pointer=True),
+        FieldType("creds", 32, 4, by_pointer=True),
+        FieldType("bytes", 1, 1, needs_len=True, by_pointer=True),
         FieldType("str", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="kernel_str", needs_max=True),
         FieldType("ustr", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_str", needs_max=True),
         FieldType("strlist", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_blob", needs_max=True),

@@ -67,6 +67,7 @@ def _c_params(e: EventLayout) -> list[str]:
         elif f.type.variable:
             params.append(f"const char *{f.name}")
         else:
+            assert f.type.by_pointer
             params.append(f"const void *{f.name}")
     return params
 

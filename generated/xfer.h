@@ -60,9 +60,19 @@
 
 #ifdef SDXFER_HOST
 #include <stddef.h>
-#include <stdint.h>
 #include <string.h>
 #include <time.h>
+/* The kernel's __u64 is unsigned long long, uint64_t may be unsigned long:
+ * take the kernel's types where they exist so both can be included. */
+#ifdef __has_include
+#if __has_include(<linux/types.h>)
+#define SDXFER_HOST_LINUX_TYPES
+#endif
+#endif
+#ifdef SDXFER_HOST_LINUX_TYPES
+#include <linux/types.h>
+#else
+#include <stdint.h>
 typedef uint8_t __u8;
 typedef uint16_t __u16;
 typedef uint32_t __u32;
@@ -71,6 +81,7 @@ typedef int8_t __s8;
 typedef int16_t __s16;
 typedef int32_t __s32;
 typedef int64_t __s64;
+#endif
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif
@@ -234,10 +245,15 @@ static __thread __u64 sdxfer_host_seq;
 int sdxfer_host_emit(void *ctx, const void *rec, __u32 size);
 
 #ifndef SDXFER_HOST_NOW_NS
+/* CLOCK_MONOTONIC, as bpf_ktime_get_ns; plain ISO C only has the wall clock. */
 static inline __u64 sdxfer_host_now_ns(void)
 {
     struct timespec ts;
+#ifdef CLOCK_MONOTONIC
     clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+    timespec_get(&ts, TIME_UTC);
+#endif
     return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
 }
 #define SDXFER_HOST_NOW_NS() sdxfer_host_now_ns()
@@ -265,7 +281,11 @@ static __always_inline void sdxfer_count_drop(__u32 index)
  * returns the bytes written, NUL included. */
 static __always_inline long sdxfer_read_str(void *dst, __u32 size, const void *src)
 {
-    size_t n = strnlen((const char *)src, size - 1);
+    const char *text = (const char *)src;
+    size_t n = 0;
+
+    while (n < size - 1 && text[n])
+        n++;
     memcpy(dst, src, n);
     ((char *)dst)[n] = '\0';
     return (long)n + 1;

@@ -103,7 +103,7 @@ def harness_source(layout: Layout) -> str:
                 reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i});")
                 args.append(f"a{i}")
                 frees.append(f"if (a{i} != (char *)SDXFER_UNKNOWN) free(a{i});")
-            elif kind in ("ipv6", "sockaddr", "creds", "bytes"):
+            elif f.type.by_pointer:
                 reads.append(f"void *a{i} = read_fixed({f.fixed_size});")
                 args.append(f"a{i}")
                 frees.append(f"free(a{i});")
@@ -136,7 +136,7 @@ def encode_call(layout: Layout, index: int, values: dict) -> bytes:
     out = bytearray(struct.pack("<I", index))
     for f in layout.events[index].event.fields:
         value = values[f.name]
-        if f.type.variable or f.type.name in ("ipv6", "sockaddr", "creds", "bytes"):
+        if f.type.variable or f.type.by_pointer:
             claimed = None
             if f.type.takes_length and isinstance(value, tuple):
                 value, claimed = value

@@ -54,7 +54,7 @@ def _inputs(layout, user_fields_on_stack=False):
                 values[f.name] = bytes([0x30 + i]) * 10
                 decls.append(f"__u8 v{i}[10]; __builtin_memset(v{i}, {0x30 + i}, 10);")
                 args += [f"v{i}", "10"]
-            elif kind in ("ipv6", "sockaddr", "creds", "bytes"):
+            elif f.type.by_pointer:
                 values[f.name] = bytes([0x40 + i]) * f.fixed_size
                 decls.append(f"__u8 v{i}[{f.fixed_size}]; __builtin_memset(v{i}, {0x40 + i}, {f.fixed_size});")
                 args.append(f"v{i}")

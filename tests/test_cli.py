@@ -49,7 +49,7 @@ def test_header_digest_matches_decoders(generated):
 
 def test_decode_writes_ndjson(generated, tmp_path, capsys):
     records = generated.pack([(0, {f.name: (b"a\xff\0b\0" if f.type.name == "strlist" else b"q" if f.type.variable
-                                            else bytes(f.fixed_size) if f.type.name in ("ipv6", "sockaddr", "creds", "bytes") else 5)
+                                            else bytes(f.fixed_size) if f.type.by_pointer else 5)
                                    for f in generated.layout.events[0].event.fields})] * 3)
     path = tmp_path / "records.bin"
     path.write_bytes(b"".join(records))

@@ -19,7 +19,7 @@ def _seed_records(generated):
             kind = f.type.name
             if f.type.variable:
                 values[f.name] = b"a\0bc\0" if kind == "strlist" else b"xyz"
-            elif kind in ("ipv6", "sockaddr", "creds", "bytes"):
+            elif f.type.by_pointer:
                 values[f.name] = bytes(range(f.fixed_size))
             else:
                 values[f.name] = 7

@@ -167,7 +167,7 @@ def test_length_unknown_beyond_max(generated):
     checked = 0
     for e in generated.layout.events:
         for f in (f for f in e.event.fields if f.type.takes_length):
-            values = {g.name: _wire(g, None) if g.type.variable or g.type.name in ("ipv6", "sockaddr", "creds", "bytes")
+            values = {g.name: _wire(g, None) if g.type.variable or g.type.by_pointer
                       else 0 for g in e.event.fields}
             elements = [b"x"] * f.max
             values[f.name] = (b"x\0" * f.max, 0xFFFFFFFF)
@@ -193,7 +193,7 @@ def test_value_the_probe_could_not_tell(generated):
         if not variables:
             continue
         values = {g.name: hostc.UNKNOWN if g.type.variable else (
-            bytes(g.fixed_size) if g.type.name in ("ipv6", "sockaddr", "creds", "bytes") else 0) for g in e.event.fields}
+            bytes(g.fixed_size) if g.type.by_pointer else 0) for g in e.event.fields}
         event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
         assert all(getattr(event, f.name) is None for f in variables)
         assert event.lost == {f.name: None for f in variables}

@@ -1,0 +1,43 @@
+"""The header in host mode is ordinary C: strict ISO C11 or GNU C, pedantic,
+with or without the kernel's <linux/types.h> included first."""
+import subprocess
+
+import pytest
+
+PROGRAM = """{first}
+#define SDXFER_HOST
+#include "xfer.h"
+
+int sdxfer_host_emit(void *ctx, const void *rec, __u32 size)
+{{
+    (void)ctx;
+    (void)rec;
+    (void)size;
+    return 0;
+}}
+
+int main(void)
+{{
+    return {call} == {size} ? 0 : 1;
+}}
+"""
+
+
+def _call(generated):
+    """A call of the first event without variable fields: it sends its fixed part only."""
+    e = next(e for e in generated.layout.events if not e.variables)
+    args = ["NULL"] + ["NULL" if f.type.by_pointer else "0" for f in e.event.fields]
+    return f"{e.event.name}_print({', '.join(args)})", e.payload_off
+
+
+@pytest.mark.parametrize("std", ["c11", "gnu11", "gnu17"])
+@pytest.mark.parametrize("first", ["", "#include <linux/types.h>"], ids=["alone", "after-linux-types"])
+def test_host_header_compiles_and_packs(generated, tmp_path, std, first):
+    call, size = _call(generated)
+    source = tmp_path / "host.c"
+    source.write_text(PROGRAM.format(first=first, call=call, size=size))
+    binary = tmp_path / "host"
+    compiled = subprocess.run(["gcc", f"-std={std}", "-pedantic", "-Wall", "-Wextra", "-Werror",
+                               "-I", str(generated.out), "-o", str(binary), str(source)], capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    assert subprocess.run([str(binary)]).returncode == 0
