@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("gen", help="generate the C header, Python decoders and layout document",
                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("--schema", default=None, help=f"schema file (default: the shipped {SHIPPED_SCHEMA.name})")
-    gen.add_argument("--out", default=None, help="output folder (default: generated/ beside the shipped schema)")
+    gen.add_argument("--out", default=None, help="output folder (default, for the shipped schema only: generated/)")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the files that are stale")
     decode = commands.add_parser("decode", help="decode a file of back-to-back raw records into NDJSON")
     decode.add_argument("file", help="file of raw records, or - for standard input")
@@ -40,7 +40,13 @@ def _gen(args, stdout, stderr) -> int:
     from .codegen import SchemaError, generate
 
     schema = args.schema or str(SHIPPED_SCHEMA)
-    out_dir = Path(args.out) if args.out else SHIPPED_OUT
+    if args.out:
+        out_dir = Path(args.out)
+    elif Path(schema).resolve() == SHIPPED_SCHEMA:
+        out_dir = SHIPPED_OUT
+    else:
+        print("sdxfer gen: --schema needs --out (generated/ holds the shipped schema's files)", file=stderr)
+        return 2
     try:
         files = generate(schema)
     except SchemaError as exc:
@@ -49,7 +55,7 @@ def _gen(args, stdout, stderr) -> int:
         return 2
     if args.check:
         stale = [name for name, text in files.items()
-                 if not (out_dir / name).is_file() or (out_dir / name).read_text(encoding="utf-8") != text]
+                 if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != text.encode("utf-8")]
         if stale:
             print(f"sdxfer gen --check: stale in {out_dir}: {', '.join(stale)}; run sdxfer gen", file=stderr)
             return 1

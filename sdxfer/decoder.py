@@ -54,10 +54,13 @@ class Decoder:
     def decode(self, buf) -> rt.Event:
         """Decode one record; raise DecodeError, and nothing else, when it is malformed."""
         try:
-            return self._by_id[_EVENT_ID.unpack_from(buf)[0]].decode(buf)
+            spec = self._by_id[_EVENT_ID.unpack_from(buf)[0]]
         except (KeyError, struct.error, TypeError):
-            event = self._spec(buf).cls  # raises DecodeError for a bad header or unknown id
-            raise DecodeError(f"{event.name}: {len(buf)} bytes, shorter than its {event.payload_off}-byte fixed part") from None
+            spec = self._spec(buf)  # raises DecodeError saying which
+        try:
+            return spec.decode(buf)
+        except struct.error:
+            raise DecodeError(f"{spec.cls.name}: {len(buf)} bytes, shorter than its {spec.cls.payload_off}-byte fixed part") from None
 
     def decode_with_construct(self, buf) -> rt.Event:
         """Like decode, through construct's parser alone: slower, for cross-checks."""

@@ -83,3 +83,15 @@ def test_awkward_doc_text_keeps_generated_files_valid(tmp_path):
     decoder = Decoder.from_schema(str(schema))
     assert decoder.events["a"].__doc__ == 'ends */ here, C:\\Users """ quotes | pipe'
     assert "| a\\|b */" in (tmp_path / "LAYOUT.md").read_text()
+
+
+def test_another_schema_needs_out(capsys):
+    assert sdxfer_main(["gen", "--schema", str(TEST_SCHEMA)]) == 2
+    assert "--schema needs --out" in capsys.readouterr().err
+
+
+def test_check_compares_bytes(tmp_path):
+    assert sdxfer_main(["gen", "--schema", str(TEST_SCHEMA), "--out", str(tmp_path)]) == 0
+    header = tmp_path / "xfer.h"
+    header.write_bytes(header.read_bytes().replace(b"\n", b"\r\n"))
+    assert sdxfer_main(["gen", "--schema", str(TEST_SCHEMA), "--out", str(tmp_path), "--check"]) == 1
