@@ -48,12 +48,12 @@ STR_READ_SLACK = 2
 
 @dataclass(frozen=True)
 class Member:
-    """A member of the fixed part: a field, a descriptor, or padding (field None)."""
+    """A member of the fixed part: a fixed field, or a variable field's descriptor."""
 
     name: str
     offset: int
     size: int
-    field: Field | None
+    field: Field
 
 @dataclass(frozen=True)
 class Variable:
@@ -92,7 +92,7 @@ def _fingerprint(event: Event, members: tuple[Member, ...], payload_off: int) ->
     parts = [f"v{LAYOUT_VERSION}", event.name, str(event.id), str(payload_off)]
     for m in members:
         f = m.field
-        parts.append(f"{m.name}:{f.type.name if f else 'pad'}:{m.offset}:{m.size}:{f.max if f else 0}")
+        parts.append(f"{m.name}:{f.type.name}:{m.offset}:{m.size}:{f.max}")
     return zlib.crc32("|".join(parts).encode())
 
 def layout_event(event: Event, index: int) -> EventLayout:
@@ -102,8 +102,8 @@ def layout_event(event: Event, index: int) -> EventLayout:
     descriptor_offsets: dict[str, int] = {}
     for field in ordered:
         start = _align_up(offset, field.type.align)
-        if start > offset:
-            members.append(Member(f"_pad{offset}", offset, start - offset, None))
+        # every type's size is a multiple of its alignment and the header's of 8
+        assert start == offset, f"{event.name}.{field.name} would need padding"
         members.append(Member(field.name, start, field.fixed_size, field))
         if field.type.variable:
             descriptor_offsets[field.name] = start

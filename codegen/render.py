@@ -42,8 +42,6 @@ def _environment() -> jinja2.Environment:
 
 def _c_decl(m: Member) -> str:
     f = m.field
-    if f is None:
-        return f"__u8 {m.name}[{m.size}];"
     kind = f.type.name
     if f.type.variable:
         return f"struct sdxfer_var {f.name};"
@@ -76,9 +74,7 @@ def _c_stores(e: EventLayout) -> list[str]:
     stores = []
     for m in e.members:
         f = m.field
-        if f is None:
-            stores.append(f"__builtin_memset(rec->{m.name}, 0, {m.size});")
-        elif f.type.name in C_INT:
+        if f.type.name in C_INT:
             stores.append(f"rec->{f.name} = {f.name};")
         elif not f.type.variable:
             stores.append(f"sdxfer_put_fixed(&rec->{f.name}, {f.name}, {m.size});")
@@ -134,8 +130,6 @@ def _c_context(layout: Layout, banner: str) -> dict:
 
 def _py_format(m: Member) -> str:
     f = m.field
-    if f is None:
-        return f"{m.size}x"
     if f.type.variable:
         return "HHI"
     return PY_FORMAT.get(f.type.name, f"{m.size}s")
@@ -143,8 +137,6 @@ def _py_format(m: Member) -> str:
 
 def _py_construct(m: Member) -> str:
     f = m.field
-    if f is None:
-        return f"Padding({m.size})"
     if f.type.variable:
         return "rt.VAR"
     return CONSTRUCT.get(f.type.name, f"Bytes({m.size})")
@@ -178,8 +170,6 @@ def _py_event(e: EventLayout) -> dict:
     targets, lines = [name for name, _, _ in HEADER], []
     for m in e.members:
         f = m.field
-        if f is None:
-            continue
         if f.type.variable:
             targets += [f"d_{f.name}_off", f"d_{f.name}_len", f"d_{f.name}_lost"]
         else:
@@ -224,8 +214,6 @@ def _py_context(layout: Layout, banner: str) -> dict:
 
 def _md_member_type(m: Member) -> str:
     f = m.field
-    if f is None:
-        return "padding"
     if f.type.variable:
         return f"{f.type.name} (max {f.max}) descriptor"
     if f.type.needs_len:
@@ -244,7 +232,7 @@ def _md_context(layout: Layout, banner: str) -> dict:
             "name": e.event.name, "id": e.event.id, "doc": _one_line(e.event.doc),
             "fingerprint": f"0x{e.fingerprint:08x}", "payload_off": e.payload_off, "max_size": e.max_size,
             "members": [{"name": m.name, "offset": m.offset, "size": m.size, "type": _md_member_type(m),
-                         "doc": _md_cell(m.field.doc if m.field else "")} for m in e.members],
+                         "doc": _md_cell(m.field.doc)} for m in e.members],
             "variables": [{"name": v.field.name, "max": v.field.max, "cursor_max": v.cursor_max} for v in e.variables],
         })
     return {"banner": banner, "schema_path": _display_path(layout.schema.path), "slot_size": layout.schema.slot_size,

@@ -7,7 +7,7 @@ through `sdxfer.Decoder`.
 """
 import struct
 
-from construct import Bytes, Int8sl, Int8ul, Int16sl, Int16ul, Int32sl, Int32ul, Int64sl, Int64ul, Padding, Struct
+from construct import Bytes, Int8sl, Int8ul, Int16sl, Int16ul, Int32sl, Int32ul, Int64sl, Int64ul, Struct
 
 from sdxfer import _runtime as rt
 

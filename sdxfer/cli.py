@@ -40,18 +40,18 @@ def _gen(args, stdout, stderr) -> int:
     from .codegen import SchemaError, generate
 
     schema = args.schema or str(SHIPPED_SCHEMA)
+    try:
+        files = generate(schema)
+    except SchemaError as exc:
+        for problem in exc.problems:
+            print(f"sdxfer gen: {problem}", file=stderr)
+        return 2
     if args.out:
         out_dir = Path(args.out)
     elif Path(schema).resolve() == SHIPPED_SCHEMA:
         out_dir = SHIPPED_OUT
     else:
         print("sdxfer gen: --schema needs --out (generated/ holds the shipped schema's files)", file=stderr)
-        return 2
-    try:
-        files = generate(schema)
-    except SchemaError as exc:
-        for problem in exc.problems:
-            print(f"sdxfer gen: {problem}", file=stderr)
         return 2
     if args.check:
         stale = [name for name, text in files.items()
