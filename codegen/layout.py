@@ -2,7 +2,7 @@
 
 A record is what one `<event>_print()` call sends:
 
-    header       32 bytes, the same for every event (HEADER below)
+    header       32 bytes, the same for every event (sdxfer.record.HEADER)
     fixed part   the event's fixed-size fields at natural alignment, largest
                  alignment first (schema order among equals), so no padding
                  is ever needed; one 8-byte `sdxfer_var` descriptor
@@ -12,7 +12,7 @@ A record is what one `<event>_print()` call sends:
 
 A descriptor with off == 0 means the value is absent (NULL pointer or a read
 that failed); lost != 0 means it was truncated, by `lost` bytes, or by an
-unknown amount when lost == LOST_UNKNOWN.
+unknown amount when lost == sdxfer.record.LOST_UNKNOWN.
 
 Bounds the BPF verifier needs come from here too: each variable field is
 written at a cursor that can never exceed `cursor_max`, the copy can touch at
@@ -25,22 +25,9 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+from ..record import HEADER_SIZE, LAYOUT_VERSION
 from .model import Event, Field, Schema
 
-LAYOUT_VERSION = 1
-LOST_UNKNOWN = 0xFFFFFFFF
-
-# (name, C type, size); offsets follow in order, each naturally aligned.
-HEADER = (
-    ("timestamp_ns", "__u64", 8),
-    ("seq", "__u64", 8),
-    ("size", "__u32", 4),
-    ("fingerprint", "__u32", 4),
-    ("id", "__u16", 2),
-    ("payload_off", "__u16", 2),
-    ("cpu", "__u32", 4),
-)
-HEADER_SIZE = sum(size for _, _, size in HEADER)
 
 # Strings are read with room for one byte more than `max` plus the NUL, so a
 # string of exactly `max` bytes is told apart from a longer, truncated one.

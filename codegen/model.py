@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..record import CREDS_MEMBERS, DESCRIPTOR_SIZE, SOCKADDR_SIZE
+
 
 @dataclass(frozen=True)
 class FieldType:
@@ -36,7 +38,6 @@ class FieldType:
         return self.reader.startswith("user_")
 
 
-DESCRIPTOR_SIZE = 8  # struct sdxfer_var: u16 off, u16 len, u32 lost
 DESCRIPTOR_ALIGN = 4
 
 TYPES: dict[str, FieldType] = {
@@ -52,8 +53,8 @@ TYPES: dict[str, FieldType] = {
         FieldType("s64", 8, 8, signed=True),
         FieldType("ipv4", 4, 4),
         FieldType("ipv6", 16, 4, by_pointer=True),
-        FieldType("sockaddr", 20, 4, by_pointer=True),
-        FieldType("creds", 32, 4, by_pointer=True),
+        FieldType("sockaddr", SOCKADDR_SIZE, 4, by_pointer=True),
+        FieldType("creds", 4 * len(CREDS_MEMBERS), 4, by_pointer=True),
         FieldType("bytes", 1, 1, needs_len=True, by_pointer=True),
         FieldType("str", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="kernel_str", needs_max=True),
         FieldType("ustr", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_str", needs_max=True),
@@ -63,7 +64,6 @@ TYPES: dict[str, FieldType] = {
     )
 }
 
-CREDS_MEMBERS = ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")
 
 
 @dataclass(frozen=True)

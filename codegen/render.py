@@ -12,8 +12,21 @@ from pathlib import Path
 
 import jinja2
 
-from .layout import HEADER, HEADER_SIZE, LAYOUT_VERSION, EventLayout, Layout, Member
-from .model import CREDS_MEMBERS, Field
+from ..record import (
+    CREDS_MEMBERS,
+    DESCRIPTOR,
+    DESCRIPTOR_FORMAT,
+    DESCRIPTOR_SIZE,
+    HEADER,
+    HEADER_FORMAT,
+    HEADER_OFFSETS,
+    HEADER_SIZE,
+    LAYOUT_VERSION,
+    LOST_UNKNOWN,
+    SOCKADDR_SIZE,
+    VARIABLE_DECODING,
+)
+from .layout import EventLayout, Layout, Member
 
 # templates/ sits beside codegen/ both in the source tree and once installed (sdxfer/templates).
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -26,7 +39,6 @@ PY_FORMAT = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "s8": "b", "s16": "h
 CONSTRUCT = {"u8": "Int8ul", "u16": "Int16ul", "u32": "Int32ul", "u64": "Int64ul",
              "s8": "Int8sl", "s16": "Int16sl", "s32": "Int32sl", "s64": "Int64sl",
              "sockaddr": "rt.SOCKADDR", "creds": "rt.CREDS"}
-HEADER_FORMAT = "<" + "".join({"__u64": "Q", "__u32": "I", "__u16": "H"}[c] for _, c, _ in HEADER)
 
 
 def _environment() -> jinja2.Environment:
@@ -110,11 +122,13 @@ def _c_context(layout: Layout, banner: str) -> dict:
             "fingerprint": f"0x{e.fingerprint:08x}U",
             "size_expr": f"cursor & 0x{e.size_mask:x}" if e.variables else str(e.payload_off),
         })
-    offset = 0
-    for name, ctype, size in HEADER:
-        asserts.insert(0, {"expr": f"__builtin_offsetof(struct sdxfer_head, {name}) == {offset}", "what": f"header {name} at offset {offset}"})
-        offset += size
-    asserts.insert(0, {"expr": f"sizeof(struct sdxfer_head) == {HEADER_SIZE}", "what": f"header is {HEADER_SIZE} bytes"})
+    header_asserts = [{"expr": f"sizeof(struct sdxfer_head) == {HEADER_SIZE}", "what": f"header is {HEADER_SIZE} bytes"},
+                      {"expr": f"sizeof(struct sdxfer_var) == {DESCRIPTOR_SIZE}", "what": f"descriptor is {DESCRIPTOR_SIZE} bytes"},
+                      {"expr": f"sizeof(struct sdxfer_sockaddr) == {SOCKADDR_SIZE}", "what": f"sockaddr is {SOCKADDR_SIZE} bytes"},
+                      {"expr": f"sizeof(struct sdxfer_creds) == {4 * len(CREDS_MEMBERS)}", "what": "creds are 8 u32"}]
+    header_asserts += [{"expr": f"__builtin_offsetof(struct sdxfer_head, {name}) == {HEADER_OFFSETS[name]}",
+                        "what": f"header {name} at offset {HEADER_OFFSETS[name]}"} for name, _, _ in HEADER]
+    asserts = header_asserts + asserts
     return {
         "banner": banner,
         "schema_path": _display_path(layout.schema.path),
@@ -122,6 +136,8 @@ def _c_context(layout: Layout, banner: str) -> dict:
         "layout_version": LAYOUT_VERSION,
         "slot_size": layout.schema.slot_size,
         "header": [f"{ctype} {name};" for name, ctype, _ in HEADER],
+        "descriptor": [f"{ctype} {name};" for name, ctype, _ in DESCRIPTOR],
+        "lost_unknown": f"0x{LOST_UNKNOWN:x}U",
         "creds": CREDS_MEMBERS,
         "events": events,
         "asserts": asserts,
@@ -131,7 +147,7 @@ def _c_context(layout: Layout, banner: str) -> dict:
 def _py_format(m: Member) -> str:
     f = m.field
     if f.type.variable:
-        return "HHI"
+        return DESCRIPTOR_FORMAT
     return PY_FORMAT.get(f.type.name, f"{m.size}s")
 
 
@@ -146,12 +162,11 @@ def _py_variable_lines(e: EventLayout, v) -> list[str]:
     """Straight-line decoding of one variable field (no calls on the common path)."""
     name = v.field.name
     off, length, lost, value = f"d_{name}_off", f"d_{name}_len", f"d_{name}_lost", f"f_{name}"
-    if v.field.type.name == "strlist":
-        convert = f"rt.split_list(buf, {off}, {off} + {length})"
-    elif v.field.type.takes_length:
-        convert = f"bytes(buf[{off}:{off} + {length}])"
-    else:
-        convert = f'str(buf[{off}:{off} + {length}], "utf-8", "surrogateescape")'
+    convert = {
+        "list": f"rt.split_list(buf, {off}, {off} + {length})",
+        "bytes": f"bytes(buf[{off}:{off} + {length}])",
+        "text": f'str(buf[{off}:{off} + {length}], "utf-8", "surrogateescape")',
+    }[VARIABLE_DECODING[v.field.type.name]]
     return [
         f"if {lost}:",
         f'    lost["{name}"] = None if {lost} == rt.LOST_UNKNOWN else {lost}',
@@ -222,10 +237,8 @@ def _md_member_type(m: Member) -> str:
 
 
 def _md_context(layout: Layout, banner: str) -> dict:
-    header, offset = [], 0
-    for name, ctype, size in HEADER:
-        header.append({"name": name, "offset": offset, "size": size, "type": ctype.strip("_")})
-        offset += size
+    header = [{"name": name, "offset": HEADER_OFFSETS[name], "size": struct.calcsize(fmt), "type": ctype.strip("_")}
+              for name, ctype, fmt in HEADER]
     events = []
     for e in layout.events:
         events.append({

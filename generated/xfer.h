@@ -189,13 +189,16 @@ struct sdxfer_file_write {
 
 /* The layout computed by sdxfer gen; the compiler holds this header to it. */
 _Static_assert(sizeof(struct sdxfer_head) == 32, "header is 32 bytes");
-_Static_assert(__builtin_offsetof(struct sdxfer_head, cpu) == 28, "header cpu at offset 28");
-_Static_assert(__builtin_offsetof(struct sdxfer_head, payload_off) == 26, "header payload_off at offset 26");
-_Static_assert(__builtin_offsetof(struct sdxfer_head, id) == 24, "header id at offset 24");
-_Static_assert(__builtin_offsetof(struct sdxfer_head, fingerprint) == 20, "header fingerprint at offset 20");
-_Static_assert(__builtin_offsetof(struct sdxfer_head, size) == 16, "header size at offset 16");
-_Static_assert(__builtin_offsetof(struct sdxfer_head, seq) == 8, "header seq at offset 8");
+_Static_assert(sizeof(struct sdxfer_var) == 8, "descriptor is 8 bytes");
+_Static_assert(sizeof(struct sdxfer_sockaddr) == 20, "sockaddr is 20 bytes");
+_Static_assert(sizeof(struct sdxfer_creds) == 32, "creds are 8 u32");
 _Static_assert(__builtin_offsetof(struct sdxfer_head, timestamp_ns) == 0, "header timestamp_ns at offset 0");
+_Static_assert(__builtin_offsetof(struct sdxfer_head, seq) == 8, "header seq at offset 8");
+_Static_assert(__builtin_offsetof(struct sdxfer_head, size) == 16, "header size at offset 16");
+_Static_assert(__builtin_offsetof(struct sdxfer_head, fingerprint) == 20, "header fingerprint at offset 20");
+_Static_assert(__builtin_offsetof(struct sdxfer_head, id) == 24, "header id at offset 24");
+_Static_assert(__builtin_offsetof(struct sdxfer_head, payload_off) == 26, "header payload_off at offset 26");
+_Static_assert(__builtin_offsetof(struct sdxfer_head, cpu) == 28, "header cpu at offset 28");
 _Static_assert(__builtin_offsetof(struct sdxfer_exec, pid) == 32, "exec.pid at offset 32");
 _Static_assert(__builtin_offsetof(struct sdxfer_exec, tid) == 36, "exec.tid at offset 36");
 _Static_assert(__builtin_offsetof(struct sdxfer_exec, ppid) == 40, "exec.ppid at offset 40");

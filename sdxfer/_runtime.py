@@ -14,23 +14,15 @@ from typing import Any, Callable, NamedTuple, NoReturn
 from construct import Bytes, ConstructError, Int16ub, Int16ul, Int32ul, Int64ul, Struct
 
 from .errors import DecodeError
+from .record import CREDS_MEMBERS, DESCRIPTOR, HEADER, LAYOUT_VERSION, LOST_UNKNOWN, SOCKADDR_SIZE, VARIABLE_DECODING
 
-LAYOUT_VERSION = 1
-LOST_UNKNOWN = 0xFFFFFFFF
 NO_LOSS = MappingProxyType({})
 
-HEAD = Struct(
-    "timestamp_ns" / Int64ul,
-    "seq" / Int64ul,
-    "size" / Int32ul,
-    "fingerprint" / Int32ul,
-    "id" / Int16ul,
-    "payload_off" / Int16ul,
-    "cpu" / Int32ul,
-)
-VAR = Struct("off" / Int16ul, "len" / Int16ul, "lost" / Int32ul)
-SOCKADDR = Struct("family" / Int16ul, "port" / Int16ub, "addr" / Bytes(16))
-CREDS = Struct(*(name / Int32ul for name in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")))
+_CONSTRUCT_INT = {"Q": Int64ul, "I": Int32ul, "H": Int16ul}
+HEAD = Struct(*(name / _CONSTRUCT_INT[fmt] for name, _, fmt in HEADER))
+VAR = Struct(*(name / _CONSTRUCT_INT[fmt] for name, _, fmt in DESCRIPTOR))
+SOCKADDR = Struct("family" / Int16ul, "port" / Int16ub, "addr" / Bytes(SOCKADDR_SIZE - 4))
+CREDS = Struct(*(name / Int32ul for name in CREDS_MEMBERS))
 
 
 def require_layout_version(version: int) -> None:
@@ -46,15 +38,7 @@ class SockAddr(NamedTuple):
     address: ipaddress.IPv4Address | ipaddress.IPv6Address | None  # None for other families
 
 
-class Creds(NamedTuple):
-    uid: int
-    gid: int
-    suid: int
-    sgid: int
-    euid: int
-    egid: int
-    fsuid: int
-    fsgid: int
+Creds = NamedTuple("Creds", [(name, int) for name in CREDS_MEMBERS])
 
 
 def ipv4(raw: bytes) -> ipaddress.IPv4Address:
@@ -76,7 +60,7 @@ def sockaddr(raw: bytes) -> SockAddr:
 
 
 def creds(raw: bytes) -> Creds:
-    return Creds(*(int.from_bytes(raw[i : i + 4], "little") for i in range(0, 32, 4)))
+    return Creds(*(int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw), 4)))
 
 
 def split_list(buf, start: int, end: int) -> list[str]:
@@ -195,7 +179,8 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
     values = []
     for field, kind in zip(cls.fields, cls.kinds):
         value = parsed[field]
-        if kind in ("str", "ustr", "strlist", "blob", "ublob"):
+        decoding = VARIABLE_DECODING.get(kind)
+        if decoding:
             if value.lost:
                 lost[field] = None if value.lost == LOST_UNKNOWN else value.lost
             end = value.off + value.len
@@ -203,9 +188,9 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
                 value = None
             elif value.off < cls.payload_off or end > head.size:
                 bad_field(field, value.off, value.len, cls.payload_off, head.size)
-            elif kind == "strlist":
+            elif decoding == "list":
                 value = split_list(buf, value.off, end)
-            elif kind in ("blob", "ublob"):
+            elif decoding == "bytes":
                 value = bytes(buf[value.off:end])
             else:
                 value = str(buf[value.off:end], "utf-8", "surrogateescape")

@@ -7,10 +7,10 @@ from collections.abc import Iterable, Iterator
 
 from . import _runtime as rt
 from .errors import DecodeError
+from .record import HEADER_OFFSETS, HEADER_SIZE
 
-HEADER_SIZE = 32
-_EVENT_ID = struct.Struct("<24xH2x4x")  # the header's id field
-_SIZE = struct.Struct("<16xI")
+_EVENT_ID = struct.Struct(f"<{HEADER_OFFSETS['id']}xH")
+_SIZE = struct.Struct(f"<{HEADER_OFFSETS['size']}xI")
 
 
 class Decoder:
