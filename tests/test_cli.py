@@ -95,3 +95,11 @@ def test_check_compares_bytes(tmp_path):
     header = tmp_path / "xfer.h"
     header.write_bytes(header.read_bytes().replace(b"\n", b"\r\n"))
     assert sdxfer_main(["gen", "--schema", str(TEST_SCHEMA), "--out", str(tmp_path), "--check"]) == 1
+
+
+def test_decode_reads_standard_input(generated, tmp_path):
+    e = next(e for e in generated.layout.events if not e.variables)
+    record = generated.pack([(e.index, {f.name: bytes(f.fixed_size) if f.type.by_pointer else 1 for f in e.event.fields})])[0]
+    done = subprocess.run([sys.executable, "-m", "sdxfer.cli", "decode", "-", "--schema", str(generated.schema)],
+                          input=record * 2, capture_output=True, check=True)
+    assert [json.loads(line)["event"] for line in done.stdout.splitlines()] == [e.event.name] * 2
