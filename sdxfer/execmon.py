@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Callable, NamedTuple, TextIO
 
+from .loader import TRANSPORTS
+
 EXAMPLES = """\
 examples:
   execmon                      # every successful exec: PID, command, arguments
@@ -163,7 +165,8 @@ def format_line(event, options: Options, clock: Clock) -> str:
 def json_line(event, options: Options, clock: Clock) -> str:
     """One JSON object for an exec event. Non-UTF-8 bytes stay lone surrogates
     (written as \\udcXX escapes), so str.encode('utf-8', 'surrogateescape')
-    gives back the exact bytes."""
+    gives back the exact bytes. `truncated` names every field the kernel cut
+    or could not tell (such a value may be null: unknown, not absent)."""
     argv, cut = shown_args(event, options)
     record = {
         "event": event.name,
@@ -181,6 +184,7 @@ def json_line(event, options: Options, clock: Clock) -> str:
         "ret": event.ret,
         "ssh_connection": event.ssh_connection,
         "ld_preload": event.ld_preload,
+        "truncated": list(event.truncated),
     }
     return json.dumps(record, ensure_ascii=True)
 
@@ -225,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-P", "--ppid", type=_count, metavar="PPID", help="only children of this process")
     parser.add_argument("-q", "--quote", action="store_true", help='put "double quotes" around each argument')
     parser.add_argument("--max-args", type=_count, metavar="N", help="show at most N arguments (marked when cut)")
-    parser.add_argument("--transport", choices=("perf", "ringbuf"), default="perf",
+    parser.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0],
                         help="perf buffer (default) or BPF ring buffer")
     parser.add_argument("--json", action="store_true", help="one JSON object per exec per line")
     parser.add_argument("--ebpf", action="store_true", help="print the BPF program text and exit")
@@ -280,14 +284,20 @@ class Printer:
             self.out.flush()
         lost = self.probe.stats.lost
         if lost > self.lost_reported:
-            print(f"execmon: {lost - self.lost_reported} events lost ({self.probe.transport} "
-                  "buffer full: the reader fell behind)", file=sys.stderr)
+            print(f"execmon: {lost - self.lost_reported} events lost (the {self.probe.transport} "
+                  "buffer was full, or not open yet)", file=sys.stderr)
             self.lost_reported = lost
 
     def run(self, stop: Callable[[], bool]) -> None:
         while not stop():
             self.emit(self.probe.read())
         self.emit(self.probe.drain())
+
+
+def summary_line(stats) -> str:
+    """The exit summary: one loss figure (see sdxfer.loader.LossStats)."""
+    undecodable = f", {stats.undecodable} undecodable" if stats.undecodable else ""
+    return f"execmon: {stats.delivered} events received, {stats.lost} lost{undecodable}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,9 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     finally:
         probe.close()
-    stats = probe.stats
-    gaps = f", {stats.sequence_gaps} missing from sequence numbers" if stats.sequence_gaps else ""
-    print(f"execmon: {stats.delivered} events received, {stats.lost} lost{gaps}", file=sys.stderr)
+    print(summary_line(probe.stats), file=sys.stderr)
     return 0
 
 

@@ -11,9 +11,8 @@ generated header (BCC rewrites map calls only in the main text) -> compile and
 attach with BCC, configured by -D macros only.
 
 Both transports yield the same `Record` (bytes, cpu, lost); decoding is
-separate. Loss is counted three ways: perf's lost notifications, the probe's
-in-kernel drop counters (the ring buffer has no lost callback in bcc), and gaps
-in each CPU's record sequence numbers.
+separate. Loss has one figure on both transports: the probe's in-kernel drop
+counters, which count every record the transport refused (see LossStats).
 """
 
 from __future__ import annotations
@@ -59,10 +58,11 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 # At most this long between polls, so batched records are delivered within it.
 POLL_TIMEOUT_MS = 100
 PERF_PAGES = 128  # per CPU
+RINGBUF_PAGES = 256  # shared by all CPUs
 # perf wakes the reader once per this many records of a CPU (a wake-up costs
-# ~15 us of kernel time); the poll timeout delivers the rest.
+# ~10 us of kernel time); the poll timeout delivers the rest.
 PERF_WAKEUP_EVENTS = 128
-STATS_INTERVAL_S = 0.1  # how often the ring buffer's drop counters are read
+DROPS_INTERVAL_S = 0.1  # how often the probe's drop counters are read
 
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
 
@@ -137,12 +137,15 @@ def kernel_offsets() -> dict[str, int]:
         raise ProbeError(f"cannot read kernel structure offsets from {BTF_PATH}: {exc}") from None
 
 
-def cflags_for(transport: str, offsets: dict[str, int]) -> list[str]:
+def cflags_for(transport: str, offsets: dict[str, int], ringbuf_pages: int = RINGBUF_PAGES) -> list[str]:
+    """The -D macros that configure the probe; the one place a transport is checked."""
     if transport not in TRANSPORTS:
-        raise ProbeError(f"unknown transport {transport!r}: choose perf or ringbuf")
+        raise ProbeError(f"unknown transport {transport!r}: choose {' or '.join(TRANSPORTS)}")
     flags = [f"-D{name}={value}" for name, value in sorted(offsets.items())]
     if transport == "ringbuf":
-        flags.append("-DSDXFER_RINGBUF")
+        if ringbuf_pages < 1 or ringbuf_pages & (ringbuf_pages - 1):
+            raise ProbeError(f"ring buffer pages must be a power of two, not {ringbuf_pages}")
+        flags += ["-DSDXFER_RINGBUF", f"-DSDXFER_RINGBUF_PAGES={ringbuf_pages}"]
     return flags
 
 
@@ -222,18 +225,21 @@ def _load_failure(exc: Exception, log: str) -> ProbeError:
 
 
 class _PerfReader:
-    def __init__(self, bpf, table_name: bytes, pages: int, wakeup_events: int):
+    def __init__(self, bpf, table_name: bytes, pages: int, wakeup_events: int, on_lost: Callable[[], None]):
         self._bpf = bpf
         self._pending: deque[Record] = deque()
+        self._on_lost = on_lost
         bpf[table_name].open_perf_buffer(
-            self._on_record, page_cnt=pages, lost_cb=self._on_lost, wakeup_events=wakeup_events
+            self._on_record, page_cnt=pages, lost_cb=self._lost, wakeup_events=wakeup_events
         )
 
     def _on_record(self, cpu, data, size):
         self._pending.append(Record(ctypes.string_at(data, size), cpu, 0))
 
-    def _on_lost(self, count):
-        self._pending.append(Record(b"", -1, count))
+    def _lost(self, _count):
+        # The probe's drop counters hold these records too (perf_submit
+        # failed for them) and give the figure; this says to read them now.
+        self._on_lost()
 
     def read(self, timeout_ms: int) -> deque[Record]:
         self._bpf.perf_buffer_poll(timeout_ms)
@@ -243,12 +249,9 @@ class _PerfReader:
 
 
 class _RingReader:
-    def __init__(self, bpf, table_name: bytes, drop_counter: Callable[[], int]):
+    def __init__(self, bpf, table_name: bytes):
         self._bpf = bpf
         self._pending: deque[Record] = deque()
-        self._drop_counter = drop_counter
-        self._drops_seen = 0
-        self._next_stats = 0.0
         bpf[table_name].open_ring_buffer(self._on_record)
 
     def _on_record(self, _ctx, data, size):
@@ -259,26 +262,30 @@ class _RingReader:
         self._bpf.ring_buffer_poll(timeout_ms)
         # The probe wakes the reader only now and then; consume collects the rest.
         self._bpf.ring_buffer_consume()
-        now = time.monotonic()
-        if now >= self._next_stats:
-            self._next_stats = now + STATS_INTERVAL_S
-            self.note_drops()
         return self._pending
-
-    def note_drops(self) -> None:
-        drops = self._drop_counter()
-        if drops > self._drops_seen:
-            self._pending.append(Record(b"", -1, drops - self._drops_seen))
-            self._drops_seen = drops
 
 
 class LossStats:
-    """What was delivered and what was lost, as the reader saw it."""
+    """What was delivered and what was lost, as the reader saw it.
+
+    `lost` is the one loss figure, the same on both transports: records the
+    probe numbered and the transport refused (buffer full, or perf's not open
+    yet), from the probe's in-kernel drop counters; exact, and complete after
+    drain(). perf's lost notifications count the same records again, so they
+    only prompt a read of the counters.
+
+    `sequence_gaps` is a cross-check: numbers missing between the records that
+    arrived from one CPU, which can only be records lost or undecodable, so it
+    never exceeds lost + undecodable. Both transports hand over one CPU's
+    records in the order they were numbered (perf has a buffer per CPU; the
+    ring buffer keeps reservation order, and a CPU numbers and reserves in one
+    go), so a missing number never turns up later.
+    """
 
     def __init__(self):
         self.delivered = 0
-        self.lost = 0  # reported by the transport (perf) or the probe's drop counters (ring buffer)
-        self.sequence_gaps = 0  # records missing from a CPU's sequence numbers
+        self.lost = 0
+        self.sequence_gaps = 0
         self.undecodable = 0
         self._last_seq: dict[int, int] = {}
 
@@ -295,11 +302,9 @@ class ExecProbe:
     records(), events() or run(callback). Close it (or use `with`) to detach."""
 
     def __init__(self, transport: str = "perf", *, decoder=None, perf_pages: int = PERF_PAGES,
-                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS):
-        if transport not in TRANSPORTS:
-            raise ProbeError(f"unknown transport {transport!r}: choose perf or ringbuf")
+                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int = RINGBUF_PAGES):
         check_environment()
-        cflags = cflags_for(transport, kernel_offsets())
+        cflags = cflags_for(transport, kernel_offsets(), ringbuf_pages)
         if decoder is None:
             from . import default_decoder
 
@@ -308,6 +313,7 @@ class ExecProbe:
         self.decoder = decoder
         self.stats = LossStats()
         self._closed = False
+        self._next_drops_read = 0.0
         source = amalgamate(probe_source_path().read_text(), generated_dir())
         from bcc import BPF
 
@@ -316,10 +322,16 @@ class ExecProbe:
                 self._bpf = BPF(text=source.encode(), cflags=cflags)
         except Exception as exc:  # bcc raises bare Exception for every failure
             raise _load_failure(exc, "".join(log)) from None
-        if transport == "ringbuf":
-            self._reader = _RingReader(self._bpf, b"sdxfer_events", self._exec_drops)
-        else:
-            self._reader = _PerfReader(self._bpf, b"sdxfer_events", perf_pages, perf_wakeup_events)
+        try:
+            if transport == "ringbuf":
+                self._reader = _RingReader(self._bpf, b"sdxfer_events")
+            else:
+                self._reader = _PerfReader(self._bpf, b"sdxfer_events", perf_pages, perf_wakeup_events,
+                                           self._read_drops_now)
+        except Exception as exc:  # bcc again: e.g. perf buffers beyond the memlock limit
+            self._bpf.cleanup()
+            raise ProbeError(f"could not open the {transport} buffer: {exc} (probe detached; "
+                             "if it is the memlock limit, raise it with ulimit -l)") from None
 
     def _exec_drops(self) -> int:
         """Sum over CPUs of sdxfer_stats[1 + SDXFER_INDEX_EXEC] (index = schema order)."""
@@ -329,17 +341,27 @@ class ExecProbe:
         return sum(self._bpf[b"sdxfer_stats"][ctypes.c_int(index)])
 
     def records_sequenced(self) -> int:
-        """Records the probe has numbered so far (sent or dropped), over all CPUs:
-        delivered + lost must come to this."""
+        """Records the probe has numbered so far (sent or refused), over all CPUs.
+        Once drained, stats.delivered + stats.lost + stats.undecodable come to
+        this (the probe sends exec records only)."""
         return sum(self._bpf[b"sdxfer_stats"][ctypes.c_int(0)])
 
+    def _read_drops_now(self) -> None:
+        self._next_drops_read = 0.0
+
     def read(self, timeout_ms: int = POLL_TIMEOUT_MS) -> list[Record]:
-        """Waits up to timeout_ms and returns what arrived (possibly nothing)."""
+        """Waits up to timeout_ms and returns what arrived (possibly nothing);
+        new loss comes as a Record with no data."""
         pending = self._reader.read(timeout_ms)
         batch = list(pending)
         pending.clear()
-        for record in batch:
-            self.stats.lost += record.lost
+        now = time.monotonic()
+        if now >= self._next_drops_read:
+            self._next_drops_read = now + DROPS_INTERVAL_S
+            lost = self._exec_drops() - self.stats.lost
+            if lost > 0:
+                self.stats.lost += lost
+                batch.append(Record(b"", -1, lost))
         return batch
 
     def records(self, stop: Callable[[], bool] = lambda: False) -> Iterator[Record]:
@@ -374,8 +396,7 @@ class ExecProbe:
 
     def drain(self) -> list[Record]:
         """What is still buffered, and the final drop count, without waiting."""
-        if isinstance(self._reader, _RingReader):
-            self._reader.note_drops()
+        self._read_drops_now()
         return self.read(0)
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ import re
 import pytest
 
 import sdxfer
-from sdxfer import execmon
+from sdxfer import execmon, loader
 from sdxfer.execmon import Clock, Filter, Options, escape, format_line, header_line, json_line
 
 ExecEvent = sdxfer.default_decoder().events["exec"]
@@ -79,7 +79,7 @@ def test_json_keys_and_values(clock):
     event = make_event(tid=12351, argv=["x", "\udcff\udcfe", ""], ssh="1.2.3.4 5 6.7.8.9 22", preload="")
     record = json.loads(json_line(event, Options(), clock))
     assert list(record) == ["event", "time", "ts_ns", "pid", "tid", "ppid", "uid", "gid", "comm", "exe",
-                            "argv", "argv_truncated", "ret", "ssh_connection", "ld_preload"]
+                            "argv", "argv_truncated", "ret", "ssh_connection", "ld_preload", "truncated"]
     assert record["event"] == "exec"
     assert record["ts_ns"] == event.timestamp_ns
     assert record["tid"] == 12351
@@ -87,6 +87,7 @@ def test_json_keys_and_values(clock):
     assert record["argv_truncated"] is False
     assert record["ssh_connection"] == "1.2.3.4 5 6.7.8.9 22"
     assert record["ld_preload"] == ""
+    assert record["truncated"] == []
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", record["time"])
 
 
@@ -106,6 +107,16 @@ def test_json_absent_values_are_null(clock):
 def test_json_marks_truncation(clock):
     record = json.loads(json_line(make_event(lost={"argv": 3}), Options(), clock))
     assert record["argv_truncated"] is True
+    assert record["truncated"] == ["argv"]
+
+
+def test_json_says_which_null_values_are_unknown(clock):
+    """An environment the probe could not read to the end: null, but named in truncated."""
+    event = make_event(lost={"ssh_connection": None, "ld_preload": None})
+    record = json.loads(json_line(event, Options(), clock))
+    assert record["ssh_connection"] is None and record["ld_preload"] is None
+    assert record["truncated"] == ["ssh_connection", "ld_preload"]
+    assert record["argv_truncated"] is False
 
 
 @pytest.mark.parametrize("event_filter, kept", [
@@ -198,6 +209,29 @@ def test_printer_orders_each_batch_by_kernel_time(clock):
     out = io.StringIO()
     execmon.Printer(probe, out, Options(), Filter(), as_json=False, clock=clock).run(stop=lambda: not probe.batches)
     assert [line.split()[0] for line in out.getvalue().splitlines()] == ["1", "2"]
+
+
+def test_summary_reports_one_loss_figure():
+    stats = loader.LossStats()
+    stats.delivered, stats.lost, stats.sequence_gaps = 10, 3, 3  # the gaps are the same records
+    assert execmon.summary_line(stats) == "execmon: 10 events received, 3 lost"
+    stats.undecodable = 1
+    assert execmon.summary_line(stats) == "execmon: 10 events received, 3 lost, 1 undecodable"
+
+
+def test_transport_choices_come_from_the_loader():
+    assert execmon.build_parser().parse_args(["--transport", loader.TRANSPORTS[-1]]).transport == "ringbuf"
+
+
+@pytest.mark.skipif(not os.path.exists(loader.BTF_PATH), reason="no kernel BTF")
+@pytest.mark.parametrize("transport, output", [("perf", "BPF_PERF_OUTPUT"), ("ringbuf", "BPF_RINGBUF_OUTPUT")])
+def test_ebpf_prints_the_program_and_exits(transport, output, capsys):
+    assert execmon.main(["--ebpf", "--transport", transport]) == 0
+    text = capsys.readouterr().out
+    assert "#define BTF_OFF_TASK_STRUCT_MM" in text
+    assert "RAW_TRACEPOINT_PROBE(sched_process_exec)" in text and "exec_print(" in text
+    assert output in text
+    assert '#include "xfer.h"' not in text
 
 
 def test_main_without_root_is_one_line_and_exit_1(monkeypatch, capsys):

@@ -37,9 +37,26 @@ def test_probe_amalgamates_with_the_generated_header():
 def test_cflags_carry_offsets_and_transport():
     offsets = {"BTF_OFF_TASK_STRUCT_MM": 1136}
     assert loader.cflags_for("perf", offsets) == ["-DBTF_OFF_TASK_STRUCT_MM=1136"]
-    assert loader.cflags_for("ringbuf", offsets)[-1] == "-DSDXFER_RINGBUF"
-    with pytest.raises(ProbeError, match="unknown transport"):
+    assert loader.cflags_for("ringbuf", offsets, ringbuf_pages=4)[1:] == ["-DSDXFER_RINGBUF",
+                                                                          "-DSDXFER_RINGBUF_PAGES=4"]
+    with pytest.raises(ProbeError, match="unknown transport 'pigeon': choose perf or ringbuf"):
         loader.cflags_for("pigeon", offsets)
+    with pytest.raises(ProbeError, match="power of two"):
+        loader.cflags_for("ringbuf", offsets, ringbuf_pages=3)
+
+
+def test_a_bad_transport_is_refused_before_anything_is_loaded(monkeypatch):
+    monkeypatch.setattr(loader, "check_environment", lambda: None)
+    monkeypatch.setattr(loader, "kernel_offsets", lambda: {})
+    with pytest.raises(ProbeError, match="unknown transport"):
+        loader.ExecProbe(transport="pigeon")
+
+
+def test_sequence_gaps_count_numbers_missing_per_cpu():
+    stats = loader.LossStats()
+    for cpu, seq in [(0, 5), (1, 0), (0, 6), (0, 9), (1, 1), (1, 4)]:
+        stats.note_sequence(cpu, seq)
+    assert stats.sequence_gaps == 2 + 2
 
 
 @pytest.mark.skipif(not os.path.exists(loader.BTF_PATH), reason="no kernel BTF")
