@@ -26,23 +26,27 @@
 #error "kernel structure offsets missing: load this program with sdxfer.loader"
 #endif
 
-#define ARGV_MAX 16384          /* schema max of exec.argv; a power of two */
-#define EXE_MAX 4096            /* schema max of exec.exe */
-#define ENV_COPY_MAX 8192       /* environment bytes compared in BPF memory */
-#define ENVP_MAX 256            /* environment entries examined */
+#define ARGV_MAX SDXFER_MAX_EXEC_ARGV
+#define EXE_MAX SDXFER_MAX_EXEC_EXE
+_Static_assert((ARGV_MAX & (ARGV_MAX - 1)) == 0, "argv offsets are bounded by a mask");
+#define ENV_WINDOW 8192         /* environment bytes compared in BPF memory at a time */
+#define ENVP_CHUNK 256          /* envp entries read at a time; a power of two */
+#define ENVP_SCAN_MAX 2048      /* environment entries of a new image examined */
+#define CALLER_ENVP_MAX 1024    /* environment entries of a failed exec examined */
 #define FAILED_ARGS_MAX 1024    /* argv entries gathered for a failed exec */
 
-/* Slot 1 layout. A successful exec uses the environment copy and the envp
- * array (its argv is read straight from the new image); a failed exec uses the
+/* Slot 1 layout. A successful exec uses the environment window and the envp
+ * chunk (its argv is read straight from the new image); a failed exec uses the
  * argv blob and the exe copy. The verifier sees an argv write as a masked
  * offset plus a bounded length, up to 2 * ARGV_MAX bytes from LOCAL_ARGV, so
  * that much must lie inside the slot; at run time the blob stays within
- * ARGV_MAX and the locals after it are safe. */
+ * ARGV_MAX and the locals after it are safe. The exe copy has room for
+ * EXE_MAX + 2 bytes, as the packer reads it, so a longer path shows as cut. */
 #define LOCAL_ARGV 0
 #define LOCAL_ENV (LOCAL_ARGV + ARGV_MAX)
-#define LOCAL_ENVP (LOCAL_ENV + ENV_COPY_MAX)
-#define LOCAL_EXE (LOCAL_ENVP + ENVP_MAX * 8)
-#define LOCAL_FOUND (LOCAL_EXE + EXE_MAX)
+#define LOCAL_ENVP (LOCAL_ENV + ENV_WINDOW)
+#define LOCAL_EXE (LOCAL_ENVP + ENVP_CHUNK * 8)
+#define LOCAL_FOUND (LOCAL_EXE + EXE_MAX + 8)
 #define LOCAL_ARGV_LEN (LOCAL_FOUND + 16)
 _Static_assert(LOCAL_ARGV_LEN + 4 <= SDXFER_SLOT_SIZE, "slot 1 too small");
 _Static_assert(LOCAL_ARGV + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE, "argv writes must stay in the slot");
@@ -68,6 +72,16 @@ static __always_inline struct env_values *clear_env_values(char *local)
     found->ssh_connection = NULL;
     found->ld_preload = NULL;
     return found;
+}
+
+/* Values not found in an environment the probe could not examine to the end
+ * are unknown, not absent. */
+static __always_inline void mark_unexamined(struct env_values *found)
+{
+    if (!found->ssh_connection)
+        found->ssh_connection = SDXFER_UNKNOWN;
+    if (!found->ld_preload)
+        found->ld_preload = SDXFER_UNKNOWN;
 }
 
 /* Applies a mask clang cannot fold away, so the verifier sees the bound. */
@@ -120,63 +134,118 @@ static __always_inline void read_mm_bounds(const char *mm, struct mm_bounds *bou
 #endif
 }
 
-/* Reads an environment entry's first bytes from user memory and notes where
- * the value of SSH_CONNECTION or LD_PRELOAD starts. The last entry wins, as in
- * ld.so's LD_PRELOAD handling; testing the found pointers instead would
- * multiply the verifier's states per iteration. */
-static __always_inline void match_env(struct env_values *found, __u64 entry)
+/* x, hidden from clang, which would otherwise turn arithmetic meant to be
+ * branch-free back into a compare and a branch. */
+static __always_inline __u64 opaque(__u64 x)
 {
-    __u64 head[2] = {};
-    bpf_probe_read_user_str(head, sizeof(head), (void *)entry);
-    if (head[0] == SSH_CONNECTION_W0 && (head[1] & SSH_CONNECTION_W1_MASK) == SSH_CONNECTION_W1)
-        found->ssh_connection = (const char *)(entry + SSH_CONNECTION_PREFIX);
-    else if (head[0] == LD_PRELOAD_W0 && (head[1] & LD_PRELOAD_W1_MASK) == LD_PRELOAD_W1)
-        found->ld_preload = (const char *)(entry + LD_PRELOAD_PREFIX);
+    asm volatile("" : "+r"(x));
+    return x;
+}
+
+/* 1 if x != 0, else 0, with no branch. The verifier walks the environment
+ * loops entry by entry, and every branch it cannot decide leaves a state
+ * pending per entry (8192 at most), so the common case takes one branch, an
+ * asm goto into the rare case: clang would lay out an if () the other way
+ * round, and the verifier walks the fall-through first. */
+static __always_inline __u64 nonzero(__u64 x)
+{
+    return (x | opaque(-x)) >> 63;
+}
+
+/* 1 if an entry starting with this word may be SSH_CONNECTION= or LD_PRELOAD= */
+static __always_inline __u64 may_match(__u64 first_word)
+{
+    return (nonzero(first_word ^ SSH_CONNECTION_W0) & nonzero(first_word ^ LD_PRELOAD_W0)) ^ 1;
+}
+
+/* if_set when condition is 1, otherwise when it is 0; no branch. */
+static __always_inline __u64 choose(__u64 condition, __u64 if_set, __u64 otherwise)
+{
+    return otherwise ^ ((if_set ^ otherwise) & opaque(-condition));
+}
+
+/* Notes where the value of SSH_CONNECTION or LD_PRELOAD starts, given an
+ * entry's first 16 bytes, with no branch (each way through would be explored
+ * again for every entry). The last entry wins, as in ld.so's LD_PRELOAD
+ * handling. */
+static __always_inline void match_env(struct env_values *found, __u64 entry, const __u64 head[2])
+{
+    __u64 is_ssh = (nonzero(head[0] ^ SSH_CONNECTION_W0) |
+                    nonzero((head[1] & SSH_CONNECTION_W1_MASK) ^ SSH_CONNECTION_W1)) ^ 1;
+    __u64 is_ld = (nonzero(head[0] ^ LD_PRELOAD_W0) |
+                   nonzero((head[1] & LD_PRELOAD_W1_MASK) ^ LD_PRELOAD_W1)) ^ 1;
+    found->ssh_connection = (const char *)choose(is_ssh, entry + SSH_CONNECTION_PREFIX,
+                                                 (__u64)found->ssh_connection);
+    found->ld_preload = (const char *)choose(is_ld, entry + LD_PRELOAD_PREFIX, (__u64)found->ld_preload);
+}
+
+/* Copies up to ENV_WINDOW bytes of the environment block from `from` (never
+ * past env_end: above the block lie only the exec path and the stack's end). */
+static __always_inline long read_env_window(char *env, __u64 from, __u64 env_end)
+{
+    __u64 len = env_end - from;
+    if (len > ENV_WINDOW)
+        len = ENV_WINDOW;
+    return bpf_probe_read_user(env, len, (void *)from);
 }
 
 /* The new stack starts with argc, argv[argc], NULL, envp[envc], NULL (bprm
  * knows both counts; below them lies a random gap that may not be mapped, so
- * nothing past the envp array is read). A copy of the environment block (one
- * bulk read) serves to reject most entries by their first eight bytes;
- * candidates and entries past the copy are read again from user memory, so
- * stale bytes beyond the copy can never produce a match. */
-static __always_inline void find_env_of_new_image(char *local, const struct mm_bounds *mm,
-                                                  const char *bprm, struct env_values *found)
+ * nothing past the envp array is read). The kernel laid the entries out in
+ * order in env_start..env_end, so a window on that block (one bulk read,
+ * moved on when an entry lies past it) rejects most entries by their first
+ * eight bytes; candidates are read again from user memory, so stale bytes
+ * after a short window can never produce a match. Returns whether every entry
+ * was examined. */
+static __always_inline int find_env_of_new_image(char *local, const struct mm_bounds *mm,
+                                                 const char *bprm, struct env_values *found)
 {
-    __u64 env_start = mm->env_start;
-    __s32 argc = 0, envc = 0;
+    __s32 argc = -1, envc = -1;
     bpf_probe_read_kernel(&argc, sizeof(argc), bprm + BTF_OFF_LINUX_BINPRM_ARGC);
     bpf_probe_read_kernel(&envc, sizeof(envc), bprm + BTF_OFF_LINUX_BINPRM_ENVC);
-    if (argc < 0 || envc <= 0)
-        return;
+    if (argc < 0 || envc < 0)
+        return 0;
+    if (envc == 0)
+        return 1;
 
-    /* envc + 1 entries take in the terminating NULL the loop stops at. */
     __u64 envp = mm->start_stack + 8 * ((__u64)argc + 2);
-    __u64 envp_bytes = 8 * ((__u64)envc + 1);
-    if (envp_bytes > ENVP_MAX * 8)
-        envp_bytes = ENVP_MAX * 8;
     __u64 *entries = (__u64 *)(local + LOCAL_ENVP);
-    if (bpf_probe_read_user(entries, envp_bytes, (void *)envp) < 0)
-        return;
-
     char *env = local + LOCAL_ENV;
-    __u64 env_len = mm->env_end - env_start;
-    if (env_len > ENV_COPY_MAX)
-        env_len = ENV_COPY_MAX;
-    bpf_probe_read_user(env, env_len, (void *)env_start);
+    __u64 window = mm->env_start;
+    if (read_env_window(env, window, mm->env_end) < 0)
+        return 0;
 
-    for (__u32 i = 0; i < ENVP_MAX; i++) {
-        __u64 entry = entries[i];
-        if (!entry)
-            break;
-        __u64 offset = entry - env_start;
-        /* Past the copy: treat as a candidate and read it from user memory. */
-        __u64 first_word = SSH_CONNECTION_W0;
-        if (offset <= ENV_COPY_MAX - sizeof(first_word))
-            first_word = *(__u64 *)(env + offset);
-        if (first_word == SSH_CONNECTION_W0 || first_word == LD_PRELOAD_W0)
-            match_env(found, entry);
+    for (__u32 i = 0; i < ENVP_SCAN_MAX; i++) {
+        if (i % ENVP_CHUNK == 0) {
+            if (i >= envc)
+                return 1;
+            __u64 chunk_bytes = 8 * ((__u64)envc - i);
+            if (chunk_bytes > ENVP_CHUNK * 8)
+                chunk_bytes = ENVP_CHUNK * 8;
+            if (bpf_probe_read_user(entries, chunk_bytes, (void *)(envp + 8 * i)) < 0)
+                return 0;
+        }
+        __u64 entry = entries[i % ENVP_CHUNK];
+        __u64 offset = entry - window;
+        __u64 first_word = *(__u64 *)(env + bounded(offset, ENV_WINDOW - 1));
+        __u64 past_last = (((__u64)i - opaque(envc)) >> 63) ^ 1;
+        /* First word not inside the window (an offset below it wraps round) */
+        __u64 past_window = nonzero((offset | (offset + sizeof(__u64) - 1)) / ENV_WINDOW);
+        asm goto("if %0 != 0 goto %l[rare]" : : "r"(past_last | past_window | may_match(first_word)) : : rare);
+        continue;
+    rare:
+        if (i >= envc)
+            return 1;
+        if (past_window) {
+            window = entry;
+            if (read_env_window(env, window, mm->env_end) < 0)
+                return 0;
+        }
+        __u64 head[2] = {};
+        bpf_probe_read_user_str(head, sizeof(head), (void *)entry);
+        match_env(found, entry, head);
     }
+    return envc <= ENVP_SCAN_MAX;
 }
 
 /* Raw tracepoint: cheaper than the trace-event one, and its arguments
@@ -193,7 +262,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     __u32 argv_len = mm.arg_end - mm.arg_start;
 
     struct env_values *env = clear_env_values(local);
-    find_env_of_new_image(local, &mm, bprm, env);
+    if (!find_env_of_new_image(local, &mm, bprm, env))
+        mark_unexamined(env);
 
     /* comm is read straight from the task by the packer: no copy on the stack */
     const char *comm = task + BTF_OFF_TASK_STRUCT_COMM;
@@ -207,50 +277,79 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     return 0;
 }
 
+/* Whether a user pointer array has an entry at `index` (an unreadable one
+ * counts: it says as little as one that is there). */
+static __always_inline int entry_follows(__u64 array, __u32 index)
+{
+    __u64 entry = 0;
+    return bpf_probe_read_user(&entry, sizeof(entry), (void *)(array + 8 * index)) < 0 || entry;
+}
+
 /* Gathers the caller's argv strings into one NUL-separated blob in slot 1 and
- * stores its length at LOCAL_ARGV_LEN, or SDXFER_LEN_UNKNOWN when something did
- * not fit (the exact loss is unknown here, only that there was one). The length
- * lives in map memory so the verifier does not carry its range from one
- * iteration to the next. */
+ * leaves its length at LOCAL_ARGV_LEN, or'ed with SDXFER_LEN_TRUNCATED when
+ * arguments (or part of one) were left out: how much is unknown here. The
+ * length lives in map memory, so the verifier carries neither its range from
+ * one iteration to the next nor a packer path per way out of the loop. */
 static __always_inline void gather_argv(char *local, __u64 argv)
 {
     __u32 *len = (__u32 *)(local + LOCAL_ARGV_LEN);
     *len = 0;
+    if (!argv)
+        return;  /* execve(path, NULL, envp): no arguments */
     for (__u32 i = 0; i < FAILED_ARGS_MAX; i++) {
         __u64 arg = 0;
-        if (bpf_probe_read_user(&arg, sizeof(arg), (void *)(argv + 8 * i)) < 0 || !arg)
+        if (bpf_probe_read_user(&arg, sizeof(arg), (void *)(argv + 8 * i)) < 0)
+            goto truncated;
+        if (!arg)
             return;
-        __u32 used = *len;
-        if (used >= ARGV_MAX) {
-            *len = SDXFER_LEN_UNKNOWN;
-            return;
-        }
-        used = bounded(used, ARGV_MAX - 1);
+        /* Below ARGV_MAX at run time: a full blob ends the loop. */
+        __u32 used = bounded(*len, ARGV_MAX - 1);
         __u32 room = ARGV_MAX - used;
         long copied = bpf_probe_read_user_str(local + LOCAL_ARGV + used, room, (void *)arg);
         if (copied <= 0)
-            return;
+            goto truncated;
         *len = used + copied;
         if (copied == room) {
-            /* Filled the blob exactly: truncated unless that was the NUL. */
+            /* The blob is full: complete only if that was this argument's
+             * own NUL and no argument follows. */
             char last = 1;
             bpf_probe_read_user(&last, 1, (void *)(arg + copied - 1));
-            if (last)
-                *len = SDXFER_LEN_UNKNOWN;
+            if (last || entry_follows(argv, i + 1))
+                goto truncated;
             return;
         }
     }
-    *len = SDXFER_LEN_UNKNOWN;
+    if (!entry_follows(argv, FAILED_ARGS_MAX))
+        return;
+truncated:
+    *len |= SDXFER_LEN_TRUNCATED;
 }
 
-static __always_inline void find_env_of_caller(__u64 envp, struct env_values *found)
+/* The caller's envp, entry by entry (its layout is the caller's own), with
+ * one branch per entry as in find_env_of_new_image. Returns whether every
+ * entry was examined. */
+static __always_inline int find_env_of_caller(__u64 envp, struct env_values *found)
 {
-    for (__u32 i = 0; i < ENVP_MAX; i++) {
+    if (!envp)
+        return 1;
+    for (__u32 i = 0; i < CALLER_ENVP_MAX; i++) {
         __u64 entry = 0;
-        if (bpf_probe_read_user(&entry, sizeof(entry), (void *)(envp + 8 * i)) < 0 || !entry)
-            return;
-        match_env(found, entry);
+        __u64 head[2] = {};
+        long entry_read = bpf_probe_read_user(&entry, sizeof(entry), (void *)(envp + 8 * i));
+        long head_read = bpf_probe_read_user_str(head, sizeof(head), (void *)entry);
+        __u64 failed = (__u64)(entry_read | head_read) >> 63;
+        asm goto("if %0 != 0 goto %l[rare]" : : "r"(failed | (nonzero(entry) ^ 1) | may_match(head[0])) : : rare);
+        continue;
+    rare:
+        if (entry_read < 0)
+            return 0;
+        if (!entry)
+            return 1;
+        if (head_read < 0)
+            return 0;
+        match_env(found, entry, head);
     }
+    return !entry_follows(envp, CALLER_ENVP_MAX);
 }
 
 /* The syscall's arguments as user space passed them: a failed exec leaves the
@@ -288,13 +387,13 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     read_exec_call(&call, is_execveat);
 
     const char *exe = local + LOCAL_EXE;
-    if (bpf_probe_read_user_str(local + LOCAL_EXE, EXE_MAX, (void *)call.filename) < 0)
-        exe = NULL;
+    if (bpf_probe_read_user_str(local + LOCAL_EXE, EXE_MAX + 2, (void *)call.filename) < 0)
+        exe = SDXFER_UNKNOWN;
     gather_argv(local, call.argv);
-    __u32 argv_len = *(__u32 *)(local + LOCAL_ARGV_LEN);
+    __u32 argv_len = *(volatile __u32 *)(local + LOCAL_ARGV_LEN);
     struct env_values *env = clear_env_values(local);
-    if (call.envp)
-        find_env_of_caller(call.envp, env);
+    if (!find_env_of_caller(call.envp, env))
+        mark_unexamined(env);
 
     __u64 uid_gid = bpf_get_current_uid_gid();
     __u64 pid_tgid = bpf_get_current_pid_tgid();

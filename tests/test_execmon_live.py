@@ -6,6 +6,7 @@ Needs root and bcc (CI runs as root); skipped otherwise.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,10 +19,15 @@ if os.geteuid() != 0:
     pytest.skip("live probe tests need root", allow_module_level=True)
 pytest.importorskip("bcc")
 
-from sdxfer.loader import ExecProbe  # noqa: E402
+from sdxfer.loader import ExecProbe, ProbeError  # noqa: E402
 
 TRUE = "/bin/true"
 ARGV_MAX = 16384  # schema max of exec.argv
+EXE_MAX = 4096  # schema max of exec.exe
+FAILED_ARGS_MAX = 1024  # arguments the probe gathers for a failed exec
+ENV_SCAN_MAX = 2048  # environment entries of a new image the probe examines
+CALLER_ENV_SCAN_MAX = 1024  # environment entries of a failed exec the probe examines
+BEYOND_ENV_SCAN = 20000  # environment entries, more than the probe examines
 WAIT_S = 10
 
 
@@ -47,8 +53,22 @@ def run_exec(probe, argv, **popen_args):
     return wait_for(probe, lambda e: e.pid == child.pid and e.ret == 0)
 
 
-def as_bytes(arg):
-    return arg if isinstance(arg, bytes) else arg.encode()
+def run_failed_execs(probe, attempts, marker):
+    """Runs, in one child pinned to one CPU, os.execve(path, argv, env) for each
+    (path, argv, env) in attempts (all must fail), and returns the failed exec
+    event whose argv[0] is marker."""
+    code = (
+        "import ast, os, sys\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "for path, argv, env in ast.literal_eval(sys.stdin.read()):\n"
+        "    try:\n"
+        "        os.execve(path, argv, env)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
+    child.communicate(repr(attempts))  # through stdin: one argument may hold only 128 KiB
+    return wait_for(probe, lambda e: e.pid == child.pid and e.ret != 0 and e.argv and e.argv[0] == marker)
 
 
 def test_identity_and_exe(probe):
@@ -126,6 +146,111 @@ def test_failed_exec_beyond_the_limit(probe):
     assert event.lost == {"argv": None}  # gathered string by string: the amount is unknown
     assert event.argv[:6] == ["ghost"] + ["w" * 3000] * 5
     assert "w" * 3000 != event.argv[-1] and set(event.argv[-1]) <= {"w"}
+
+
+def test_failed_exec_over_the_argument_count_limit_sends_no_stale_bytes(probe):
+    """More arguments than the probe gathers: what was gathered, flagged, and
+    nothing left in the scratch slot by an earlier, larger exec."""
+    big = ("/nonexistent/sdxfer-big", ["g1", "s" * 15000], {})
+    many = ("/nonexistent/sdxfer-many", ["g2"] + ["a"] * 1100, {})
+    event = run_failed_execs(probe, [big, many], "g2")
+    assert event.argv == ["g2"] + ["a"] * (FAILED_ARGS_MAX - 1)
+    assert event.truncated == ("argv",)
+    assert event.lost == {"argv": None}
+
+
+def test_failed_exec_with_exactly_the_argument_count_limit(probe):
+    argv = ["g3"] + [f"b{i}" for i in range(FAILED_ARGS_MAX - 1)]
+    event = run_failed_execs(probe, [("/nonexistent/sdxfer-exact", argv, {})], "g3")
+    assert event.argv == argv
+    assert event.truncated == ()
+
+
+def test_failed_exec_filling_the_blob_exactly_with_more_arguments_flags_it(probe):
+    first = ["g4", "f" * (ARGV_MAX - 4)]  # "g4\0" + 16380 + "\0" fill the blob to the byte
+    event = run_failed_execs(probe, [("/nonexistent/sdxfer-full", first + ["next"], {})], "g4")
+    assert event.argv == first
+    assert event.truncated == ("argv",)
+
+
+def test_failed_exec_path_too_long_is_flagged(probe):
+    path = "/nonexistent/" + "p" * 5000
+    event = run_failed_execs(probe, [(path, ["g5"], {})], "g5")
+    assert event.ret == -36  # ENAMETOOLONG
+    assert event.exe == path[:EXE_MAX]
+    assert "exe" in event.truncated
+
+
+def test_environment_value_behind_hundreds_of_entries(probe):
+    env = {f"F{i}": "v" for i in range(300)}
+    env["LD_PRELOAD"] = "/nonexistent/evil.so"
+    env["SSH_CONNECTION"] = "1.1.1.1 1 2.2.2.2 22"
+    event = run_exec(probe, [TRUE], env=env, stderr=subprocess.DEVNULL)
+    assert event.ld_preload == "/nonexistent/evil.so"
+    assert event.ssh_connection == "1.1.1.1 1 2.2.2.2 22"
+    failed = run_failed_execs(probe, [("/nonexistent/sdxfer-env", ["g6"], env)], "g6")
+    assert failed.ld_preload == "/nonexistent/evil.so"
+    assert failed.ssh_connection == "1.1.1.1 1 2.2.2.2 22"
+
+
+def test_environment_values_across_many_kilobytes(probe):
+    """Entries far into a 40 KiB environment, and near misses that must not match."""
+    env = {f"A{i}": "a" * 100 for i in range(100)}
+    env["SSH_CONNECTIONS"] = "near miss"
+    env["LD_PRELOAD"] = "/nonexistent/middle.so"
+    env.update({f"B{i}": "b" * 100 for i in range(300)})
+    env["LD_PRELOADED"] = "near miss"
+    env["SSH_CONNECTION"] = "3.3.3.3 3 4.4.4.4 22"
+    event = run_exec(probe, [TRUE], env=env, stderr=subprocess.DEVNULL)
+    assert (event.ld_preload, event.ssh_connection) == ("/nonexistent/middle.so", "3.3.3.3 3 4.4.4.4 22")
+    assert event.truncated == ()
+    failed = run_failed_execs(probe, [("/nonexistent/sdxfer-env", ["g8"], env)], "g8")
+    assert (failed.ld_preload, failed.ssh_connection) == ("/nonexistent/middle.so", "3.3.3.3 3 4.4.4.4 22")
+    assert failed.truncated == ()
+
+
+@pytest.mark.parametrize("entries", [ENV_SCAN_MAX, ENV_SCAN_MAX + 1])
+def test_environment_at_the_scan_limit(probe, entries):
+    env = {f"F{i}": "v" for i in range(entries - 1)}
+    env["LD_PRELOAD"] = "/nonexistent/last.so"
+    event = run_exec(probe, [TRUE], env=env, stderr=subprocess.DEVNULL)
+    if entries <= ENV_SCAN_MAX:
+        assert event.ld_preload == "/nonexistent/last.so"
+        assert event.truncated == ()
+    else:
+        assert event.ld_preload is None
+        assert set(event.truncated) == {"ld_preload", "ssh_connection"}
+
+
+@pytest.mark.parametrize("entries", [CALLER_ENV_SCAN_MAX, CALLER_ENV_SCAN_MAX + 1])
+def test_failed_exec_environment_at_the_scan_limit(probe, entries):
+    env = {f"F{i}": "v" for i in range(entries - 1)}
+    env["LD_PRELOAD"] = "/nonexistent/last.so"
+    failed = run_failed_execs(probe, [("/nonexistent/sdxfer-env", ["g9"], env)], "g9")
+    if entries <= CALLER_ENV_SCAN_MAX:
+        assert failed.ld_preload == "/nonexistent/last.so"
+        assert failed.truncated == ()
+    else:
+        assert failed.ld_preload is None
+        assert set(failed.truncated) == {"ld_preload", "ssh_connection"}
+
+
+def test_environment_beyond_the_scan_says_unknown_not_absent(probe):
+    env = {f"F{i}": "v" for i in range(BEYOND_ENV_SCAN)}
+    env["LD_PRELOAD"] = "/nonexistent/evil.so"
+    event = run_exec(probe, [TRUE], env=env, stderr=subprocess.DEVNULL)
+    failed = run_failed_execs(probe, [("/nonexistent/sdxfer-env", ["g7"], env)], "g7")
+    for exec_event in (event, failed):
+        assert exec_event.ld_preload is None and exec_event.ssh_connection is None
+        assert set(exec_event.truncated) == {"ld_preload", "ssh_connection"}
+        assert exec_event.lost == {"ld_preload": None, "ssh_connection": None}
+
+
+def test_environment_value_found_before_the_scan_ends_is_kept(probe):
+    env = {"LD_PRELOAD": "/nonexistent/first.so", **{f"F{i}": "v" for i in range(BEYOND_ENV_SCAN)}}
+    event = run_exec(probe, [TRUE], env=env, stderr=subprocess.DEVNULL)
+    assert event.ld_preload == "/nonexistent/first.so"
+    assert event.truncated == ("ssh_connection",)
 
 
 def test_argv0_differs_from_path(probe):
@@ -229,16 +354,85 @@ def test_no_loss_in_quiet_operation(probe):
     assert probe.stats.undecodable == 0
 
 
+@pytest.mark.parametrize("transport, buffer_size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
+def test_loss_from_a_full_buffer_is_counted_once(transport, buffer_size):
+    """A one-page buffer nobody reads overflows: every record the probe numbered
+    is delivered or counted lost, once, and sequence gaps never exceed that loss."""
+    one_cpu = {min(os.sched_getaffinity(0))}  # so that a per-CPU perf buffer overflows too
+    with ExecProbe(transport=transport, **buffer_size) as small:
+        for _ in range(100):
+            subprocess.run([TRUE, "x" * 1000], preexec_fn=lambda: os.sched_setaffinity(0, one_cpu))
+        numbered_before = small.records_sequenced()
+        delivered = list(small.decoded(small.drain()))
+        numbered_after = small.records_sequenced()
+        stats = small.stats
+    assert stats.lost > 0
+    assert stats.delivered == len(delivered) > 0
+    assert numbered_before <= stats.delivered + stats.lost + stats.undecodable <= numbered_after
+    assert stats.sequence_gaps <= stats.lost
+
+
+def _bpf_programs_held():
+    held = set()
+    for info in os.listdir("/proc/self/fdinfo"):
+        try:
+            with open(f"/proc/self/fdinfo/{info}") as text:
+                held.update(line for line in text if line.startswith("prog_id:"))
+        except OSError:
+            continue
+    return held
+
+
+def test_a_transport_that_cannot_open_detaches_the_probe():
+    before = _bpf_programs_held()
+    with pytest.raises(ProbeError, match="perf buffer"):
+        ExecProbe(transport="perf", perf_pages=3)  # bcc wants a power of two
+    assert _bpf_programs_held() == before
+
+
+def start_execmon(*options):
+    """execmon as a subprocess, and the list its stdout lines are collected into."""
+    execmon = subprocess.Popen([sys.executable, "-m", "sdxfer.execmon", *options],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    threading.Thread(target=lambda: lines.extend(execmon.stdout), daemon=True).start()
+    return execmon, lines
+
+
+def stop_execmon(execmon):
+    """SIGTERM, then its stderr; the exit status is left in returncode."""
+    execmon.send_signal(signal.SIGTERM)
+    err = execmon.stderr.read()
+    execmon.wait(timeout=WAIT_S)
+    return err
+
+
+def test_execmon_cli_text_with_filters():
+    """Text output of a real exec, with -n and -l keeping only the matching one."""
+    marker = f"sdxfer-text-{os.getpid()}"
+    execmon, lines = start_execmon("-n", "^true$", "-l", f"{marker} b$")
+    try:
+        deadline = time.monotonic() + WAIT_S * 2
+        while time.monotonic() < deadline and not any(marker in line for line in lines):
+            subprocess.run([TRUE, marker, "b"])
+            subprocess.run([TRUE, marker, "other"])  # name matches, argument line does not
+            subprocess.run(["/bin/echo", marker, "b"], stdout=subprocess.DEVNULL)  # line matches, name does not
+            time.sleep(0.3)
+    finally:
+        err = stop_execmon(execmon)
+    assert lines[:2] == ["Watching execve events... Ctrl+C to stop\n", "PID      EXEC                 ARGS\n"]
+    shown = lines[2:]
+    assert shown, "execmon never printed the matching exec"
+    for line in shown:
+        assert re.fullmatch(rf"\d+ +true {{16}} {TRUE} {marker} b\n", line)
+    assert execmon.returncode == 0
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("transport", ["perf", "ringbuf"])
 def test_execmon_cli_failed_exec_with_x(transport):
     """The console entry point end to end: -x shows a failed exec, SIGTERM stops it cleanly."""
-    execmon = subprocess.Popen(
-        [sys.executable, "-m", "sdxfer.execmon", "-x", "--json", "--transport", transport],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(execmon.stdout), daemon=True)
-    reader.start()
+    execmon, lines = start_execmon("-x", "--json", "--transport", transport)
     target = f"/nonexistent/sdxfer-cli-{transport}"
     attempt = f"import os\ntry:\n    os.execv({target!r}, ['x'])\nexcept OSError:\n    pass\n"
     try:
@@ -247,10 +441,7 @@ def test_execmon_cli_failed_exec_with_x(transport):
             subprocess.run([sys.executable, "-c", attempt])
             time.sleep(0.3)
     finally:
-        execmon.send_signal(signal.SIGTERM)
-        err = execmon.stderr.read()
-        execmon.wait(timeout=WAIT_S)
-        reader.join(timeout=WAIT_S)
+        err = stop_execmon(execmon)
     failed = [event for event in map(json.loads, lines) if event["exe"] == target]
     assert failed, "execmon never printed the failed exec"
     assert failed[0]["ret"] == -2
