@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import json
 import os
 import pwd
@@ -85,8 +86,10 @@ class Clock:
         self.start_ns = time.monotonic_ns() if start_ns is None else start_ns
 
     def wall(self, timestamp_ns: int) -> datetime.datetime:
-        ns = timestamp_ns + self.wall_minus_mono_ns
-        return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc)
+        # integer arithmetic: ns / 1e9 as a float loses microseconds at today's epoch
+        seconds, ns = divmod(timestamp_ns + self.wall_minus_mono_ns, 1_000_000_000)
+        return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc) + datetime.timedelta(
+            microseconds=ns // 1000)
 
     def iso(self, timestamp_ns: int) -> str:
         return self.wall(timestamp_ns).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -129,37 +132,33 @@ def shown_args(event, options: Options) -> tuple[list[str], bool]:
     return argv, cut
 
 
-def header_line(options: Options) -> str:
+@functools.lru_cache(maxsize=None)  # built once per Options, not once per line
+def _columns(options: Options) -> tuple[tuple[str, int, Callable], ...]:
+    """The columns before ARGS: (title, width, value of an event given the clock)."""
     columns = []
     if options.wall_time:
-        columns.append(f"{'TIME':<8} ")
+        columns.append(("TIME", 8, lambda event, clock: clock.local_hms(event.timestamp_ns)))
     if options.relative_time:
-        columns.append(f"{'TIME(s)':<8} ")
+        columns.append(("TIME(s)", 8, lambda event, clock: f"{clock.seconds_since_start(event.timestamp_ns):.3f}"))
     if options.uid_column:
-        columns.append(f"{'UID':<6} ")
-    columns.append(f"{'PID':<8} {'EXEC':<20} ")
+        columns.append(("UID", 6, lambda event, clock: event.uid))
+    columns.append(("PID", 8, lambda event, clock: event.pid))
+    columns.append(("EXEC", 20, lambda event, clock: escape(event.comm or "")))
     if options.failed:
-        columns.append(f"{'RET':<4} ")
-    columns.append("ARGS")
-    return "".join(columns)
+        columns.append(("RET", 4, lambda event, clock: event.ret))
+    return tuple(columns)
+
+
+def header_line(options: Options) -> str:
+    return "".join(f"{title:<{width}} " for title, width, _ in _columns(options)) + "ARGS"
 
 
 def format_line(event, options: Options, clock: Clock) -> str:
     """One text line for an exec event (no trailing newline)."""
-    columns = []
-    if options.wall_time:
-        columns.append(f"{clock.local_hms(event.timestamp_ns):<8} ")
-    if options.relative_time:
-        columns.append(f"{clock.seconds_since_start(event.timestamp_ns):<8.3f} ")
-    if options.uid_column:
-        columns.append(f"{event.uid:<6} ")
-    columns.append(f"{event.pid:<8} {escape(event.comm or ''):<20} ")
-    if options.failed:
-        columns.append(f"{event.ret:<4} ")
+    columns = "".join(f"{str(value(event, clock)):<{width}} " for _, width, value in _columns(options))
     argv, cut = shown_args(event, options)
     args = " ".join(quote(escape(a)) if options.quote else escape(a) for a in argv)
-    columns.append(args + (" ..." if cut else ""))
-    return "".join(columns)
+    return columns + args + (" ..." if cut else "")
 
 
 def json_line(event, options: Options, clock: Clock) -> str:

@@ -239,3 +239,10 @@ def test_main_without_root_is_one_line_and_exit_1(monkeypatch, capsys):
     assert execmon.main(["--transport", "ringbuf"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("execmon: ") and "sudo" in err
+
+
+def test_wall_clock_keeps_every_microsecond():
+    clock = Clock(start_ns=0)
+    for step in range(2000):
+        ts = 10**15 + step * 7919
+        assert clock.wall(ts + 2_000_000) - clock.wall(ts) == datetime.timedelta(milliseconds=2)
