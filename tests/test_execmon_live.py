@@ -132,16 +132,7 @@ def test_far_beyond_the_limit_counts_the_loss_exactly(probe):
 
 
 def test_failed_exec_beyond_the_limit(probe):
-    code = (
-        "import os\n"
-        "try:\n"
-        "    os.execv('/nonexistent/sdxfer-big', ['ghost'] + ['w' * 3000] * 8)\n"
-        "except FileNotFoundError:\n"
-        "    pass\n"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code])
-    child.wait()
-    event = wait_for(probe, lambda e: e.pid == child.pid and e.ret != 0)
+    event = run_failed_execs(probe, [("/nonexistent/sdxfer-big", ["ghost"] + ["w" * 3000] * 8, {})], "ghost")
     assert event.truncated == ("argv",)
     assert event.lost == {"argv": None}  # gathered string by string: the amount is unknown
     assert event.argv[:6] == ["ghost"] + ["w" * 3000] * 5
@@ -288,20 +279,11 @@ def test_exec_from_a_non_main_thread(probe):
 
 
 def test_failed_exec_enoent(probe):
-    code = (
-        "import os\n"
-        "try:\n"
-        "    os.execv('/nonexistent/sdxfer-test', ['ghost', 'a b'])\n"
-        "except FileNotFoundError:\n"
-        "    pass\n"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code])
-    child.wait()
-    event = wait_for(probe, lambda e: e.pid == child.pid and e.ret != 0)
+    event = run_failed_execs(probe, [("/nonexistent/sdxfer-test", ["ghost", "a b"], {})], "ghost")
     assert event.ret == -2
     assert event.exe == "/nonexistent/sdxfer-test"
     assert event.argv == ["ghost", "a b"]
-    assert event.tid == child.pid
+    assert event.tid == event.pid
     assert event.ppid == os.getpid()
 
 
