@@ -314,6 +314,10 @@ class ExecProbe:
         self.stats = LossStats()
         self._closed = False
         self._next_drops_read = 0.0
+        from .generated import events
+
+        # the probe's drop counter for exec records: 1 + the event's index in schema order
+        self._exec_drops_key = ctypes.c_int(1 + [spec.cls.name for spec in events.EVENTS].index("exec"))
         source = amalgamate(probe_source_path().read_text(), generated_dir())
         from bcc import BPF
 
@@ -334,11 +338,8 @@ class ExecProbe:
                              "if it is the memlock limit, raise it with ulimit -l)") from None
 
     def _exec_drops(self) -> int:
-        """Sum over CPUs of sdxfer_stats[1 + SDXFER_INDEX_EXEC] (index = schema order)."""
-        from .generated import events
-
-        index = 1 + [spec.cls.name for spec in events.EVENTS].index("exec")
-        return sum(self._bpf[b"sdxfer_stats"][ctypes.c_int(index)])
+        """Sum over CPUs of sdxfer_stats[1 + SDXFER_INDEX_EXEC]."""
+        return sum(self._bpf[b"sdxfer_stats"][self._exec_drops_key])
 
     def records_sequenced(self) -> int:
         """Records the probe has numbered so far (sent or refused), over all CPUs.
