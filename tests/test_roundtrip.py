@@ -103,7 +103,8 @@ def _expected(f, value):
             return None, 0
         elements, last_nul = value
         if not last_nul and elements and not elements[-1]:
-            elements = elements[:-1]  # an empty last element without its NUL is no bytes at all
+            # an empty last element without its NUL is no bytes at all: the rest are all terminated
+            elements, last_nul = elements[:-1], True
         blob = _wire(f, value)
         kept = _prefix_elements(elements, last_nul, f.max) if len(blob) > f.max else elements
         return [e.decode("utf-8", "surrogateescape") for e in kept], max(0, len(blob) - f.max)
