@@ -1,1 +1,1 @@
-"""execmon's probe (hids.bpf.c), shipped as package data for sdxfer.loader."""
+"""sdxfer's sample probe (hids.bpf.c) and the BPF helper headers probes share, shipped as package data."""

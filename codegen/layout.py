@@ -25,13 +25,9 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from ..record import HEADER_SIZE, LAYOUT_VERSION
+from ..record import HEADER_SIZE, LAYOUT_VERSION, STR_READ_SLACK
 from .model import Event, Field, Schema
 
-
-# Strings are read with room for one byte more than `max` plus the NUL, so a
-# string of exactly `max` bytes is told apart from a longer, truncated one.
-STR_READ_SLACK = 2
 
 @dataclass(frozen=True)
 class Member:

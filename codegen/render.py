@@ -13,16 +13,22 @@ from pathlib import Path
 import jinja2
 
 from ..record import (
+    C_MACROS,
+    CPU_MAP,
+    CPU_STATE,
     CREDS_MEMBERS,
     DESCRIPTOR,
     DESCRIPTOR_FORMAT,
     DESCRIPTOR_SIZE,
+    DROPS_MAP,
+    EVENTS_MAP,
     HEADER,
     HEADER_FORMAT,
     HEADER_OFFSETS,
     HEADER_SIZE,
     LAYOUT_VERSION,
-    LOST_UNKNOWN,
+    SCRATCH_MAP,
+    SOCKADDR,
     SOCKADDR_SIZE,
     VARIABLE_DECODING,
 )
@@ -98,6 +104,17 @@ def _c_stores(e: EventLayout) -> list[str]:
     return stores
 
 
+def _c_shared_structs() -> list[tuple[str, list[str]]]:
+    """The structs the record format and the runtime share, from sdxfer.record."""
+    return [
+        ("sdxfer_head", [f"{ctype} {name};" for name, ctype, _ in HEADER]),
+        ("sdxfer_var", [f"{ctype} {name};" for name, ctype, _ in DESCRIPTOR]),
+        ("sdxfer_sockaddr", [f"{decl};" for _, decl in SOCKADDR]),
+        ("sdxfer_creds", [f"__u32 {name};" for name in CREDS_MEMBERS]),
+        ("sdxfer_cpu_state", [f"{ctype} {name};" for name, ctype in CPU_STATE]),
+    ]
+
+
 def _c_context(layout: Layout, banner: str) -> dict:
     events, asserts = [], []
     for e in layout.events:
@@ -135,10 +152,9 @@ def _c_context(layout: Layout, banner: str) -> dict:
         "digest": layout.schema.digest,
         "layout_version": LAYOUT_VERSION,
         "slot_size": layout.schema.slot_size,
-        "header": [f"{ctype} {name};" for name, ctype, _ in HEADER],
-        "descriptor": [f"{ctype} {name};" for name, ctype, _ in DESCRIPTOR],
-        "lost_unknown": f"0x{LOST_UNKNOWN:x}U",
-        "creds": CREDS_MEMBERS,
+        "macros": C_MACROS,
+        "structs": _c_shared_structs(),
+        "maps": {"scratch": SCRATCH_MAP, "cpu": CPU_MAP, "drops": DROPS_MAP, "events": EVENTS_MAP},
         "events": events,
         "asserts": asserts,
     }

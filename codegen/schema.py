@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import yaml
 
-from .layout import STR_READ_SLACK, layout_event
+from ..record import STR_READ_SLACK
+from .layout import layout_event
 from .model import TYPES, Event, Field, Schema, generated_names
 
 SUPPORTED_VERSION = 1

@@ -2,16 +2,13 @@
 /*
  * C packers for the events of events.yaml.
  *
- * BPF build (default): include into a BCC program. BCC rewrites map calls
- * only in the main file, so amalgamate this header into the program text
- * (sdxfer.loader does). Transport: perf event array, or the BPF ring buffer
+ * BPF build (default): include into a BCC program; sdxfer.Sensor inlines this
+ * header and sdxfer_runtime.h into the program text (BCC rewrites map calls
+ * only in the main file). Transport: perf event array, or the BPF ring buffer
  * with -DSDXFER_RINGBUF.
  *
- * Host build: #define SDXFER_HOST before including; the header then compiles
- * as plain C and hands each record to
- *     int sdxfer_host_emit(void *ctx, const void *rec, __u32 size);
- * which the program defines (return < 0 to report a drop). SDXFER_HOST_NOW_NS()
- * and SDXFER_HOST_CPU() may be defined to fix the timestamp and CPU.
+ * Host build: #define SDXFER_HOST before including, and put sdxfer's include
+ * folder (sdxfer/include) on the include path; see sdxfer_runtime.h.
  *
  * Packers: <event>_print(ctx, fields in schema order) returns the bytes sent
  * or a negative error. str fields are read as kernel (or BPF-local) strings,
@@ -27,16 +24,19 @@
 #define SDXFER_LAYOUT_VERSION 1
 #define SDXFER_SLOT_SIZE 32768
 #define SDXFER_EVENT_COUNT 6
+
+/* The record format and the runtime's shared facts (sdxfer/record.py). */
 #define SDXFER_LOST_UNKNOWN 0xffffffffU
-/* Or'ed into a blob or strlist length: the source holds that many bytes but
- * more were cut before they reached it, by an unknown amount. */
 #define SDXFER_LEN_TRUNCATED 0x80000000U
-/* A blob or strlist length meaning "more than max, exactly how much unknown". */
 #define SDXFER_LEN_UNKNOWN 0xffffffffU
-/* A pointer meaning "the probe could not tell this value": recorded as
- * absent and truncated by an unknown amount. */
 #define SDXFER_UNKNOWN ((const void *)1)
-#define SDXFER_ENOSLOT 12 /* ENOMEM: the scratch slot could not be had */
+#define SDXFER_STR_READ_SLACK 2
+#define SDXFER_SCRATCH_SLOTS 6
+#define SDXFER_ENOSLOT 12
+#define SDXFER_ENESTED 16
+#define SDXFER_DEFAULT_RINGBUF_PAGES 256
+#define SDXFER_DEFAULT_WAKEUP_EVERY 64
+
 #define SDXFER_EVENT_EXEC 59
 #define SDXFER_INDEX_EXEC 0
 #define SDXFER_MAX_EXEC_COMM 16
@@ -44,48 +44,26 @@
 #define SDXFER_MAX_EXEC_ARGV 16384
 #define SDXFER_MAX_EXEC_SSH_CONNECTION 256
 #define SDXFER_MAX_EXEC_LD_PRELOAD 1024
+
 #define SDXFER_EVENT_EXIT 60
 #define SDXFER_INDEX_EXIT 1
+
 #define SDXFER_EVENT_CONNECT 42
 #define SDXFER_INDEX_CONNECT 2
+
 #define SDXFER_EVENT_LISTEN 50
 #define SDXFER_INDEX_LISTEN 3
+
 #define SDXFER_EVENT_CREDS_CHANGE 105
 #define SDXFER_INDEX_CREDS_CHANGE 4
 #define SDXFER_MAX_CREDS_CHANGE_GROUPS 256
+
 #define SDXFER_EVENT_FILE_WRITE 1
 #define SDXFER_INDEX_FILE_WRITE 5
 #define SDXFER_MAX_FILE_WRITE_PATH 4096
 #define SDXFER_MAX_FILE_WRITE_DATA 256
 
-#ifdef SDXFER_HOST
-#include <stddef.h>
-#include <string.h>
-#include <time.h>
-/* The kernel's __u64 is unsigned long long, uint64_t may be unsigned long:
- * take the kernel's types where they exist so both can be included. */
-#ifdef __has_include
-#if __has_include(<linux/types.h>)
-#define SDXFER_HOST_LINUX_TYPES
-#endif
-#endif
-#ifdef SDXFER_HOST_LINUX_TYPES
-#include <linux/types.h>
-#else
-#include <stdint.h>
-typedef uint8_t __u8;
-typedef uint16_t __u16;
-typedef uint32_t __u32;
-typedef uint64_t __u64;
-typedef int8_t __s8;
-typedef int16_t __s16;
-typedef int32_t __s32;
-typedef int64_t __s64;
-#endif
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-#endif
+#include "sdxfer_types.h"
 
 struct sdxfer_head {
     __u64 timestamp_ns;
@@ -97,7 +75,6 @@ struct sdxfer_head {
     __u32 cpu;
 };
 
-/* A variable field: payload offset (0: absent), bytes kept, bytes lost. */
 struct sdxfer_var {
     __u16 off;
     __u16 len;
@@ -105,8 +82,8 @@ struct sdxfer_var {
 };
 
 struct sdxfer_sockaddr {
-    __u16 family; /* AF_INET or AF_INET6 */
-    __u16 port;   /* network byte order */
+    __u16 family;
+    __u16 port;
     __u8 addr[16];
 };
 
@@ -120,6 +97,64 @@ struct sdxfer_creds {
     __u32 fsuid;
     __u32 fsgid;
 };
+
+struct sdxfer_cpu_state {
+    __u64 seq;
+    __u64 depth;
+    __u64 nesting_drops;
+};
+
+struct sdxfer_slot_data {
+    __u8 data[SDXFER_SLOT_SIZE];
+};
+
+#ifndef SDXFER_HOST
+/* The maps, and the only code that names them (BCC rewrites map calls in
+ * place, not through macros). */
+BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, SDXFER_SCRATCH_SLOTS);
+BPF_PERCPU_ARRAY(sdxfer_cpu, struct sdxfer_cpu_state, 1);
+BPF_PERCPU_ARRAY(sdxfer_drops, __u64, 6);
+#ifdef SDXFER_RINGBUF
+#ifndef SDXFER_RINGBUF_PAGES
+#define SDXFER_RINGBUF_PAGES SDXFER_DEFAULT_RINGBUF_PAGES
+#endif
+#ifndef SDXFER_WAKEUP_EVERY
+#define SDXFER_WAKEUP_EVERY SDXFER_DEFAULT_WAKEUP_EVERY
+#endif
+BPF_RINGBUF_OUTPUT(sdxfer_events, SDXFER_RINGBUF_PAGES);
+#else
+BPF_PERF_OUTPUT(sdxfer_events);
+#endif
+
+static __always_inline struct sdxfer_cpu_state *sdxfer_this_cpu(void)
+{
+    __u32 zero = 0;
+    return sdxfer_cpu.lookup(&zero);
+}
+
+static __always_inline void *sdxfer_scratch_slot(__u32 index)
+{
+    return sdxfer_scratch.lookup(&index);
+}
+
+static __always_inline __u64 *sdxfer_drop_counter(__u32 index)
+{
+    return sdxfer_drops.lookup(&index);
+}
+
+static __always_inline long sdxfer_events_output(void *ctx, void *rec, __u32 size, __u64 flags)
+{
+#ifdef SDXFER_RINGBUF
+    (void)ctx;
+    return sdxfer_events.ringbuf_output(rec, size, flags);
+#else
+    (void)flags;
+    return sdxfer_events.perf_submit(ctx, rec, size);
+#endif
+}
+#endif
+
+#include "sdxfer_runtime.h"
 
 /* exec (id 59): A task replaced its program image, or tried to and failed. */
 struct sdxfer_exec {
@@ -242,288 +277,14 @@ _Static_assert(__builtin_offsetof(struct sdxfer_file_write, nice) == 88, "file_w
 _Static_assert(__builtin_offsetof(struct sdxfer_file_write, state) == 89, "file_write.state at offset 89");
 _Static_assert(sizeof(struct sdxfer_file_write) >= 90, "file_write: fixed part is 90 bytes");
 
-#ifdef SDXFER_HOST
-static __thread __u8 sdxfer_host_slots[2][SDXFER_SLOT_SIZE] __attribute__((aligned(8)));
-static __thread __u64 sdxfer_host_seq;
-int sdxfer_host_emit(void *ctx, const void *rec, __u32 size);
-
-#ifndef SDXFER_HOST_NOW_NS
-/* CLOCK_MONOTONIC, as bpf_ktime_get_ns; plain ISO C only has the wall clock. */
-static inline __u64 sdxfer_host_now_ns(void)
-{
-    struct timespec ts;
-#ifdef CLOCK_MONOTONIC
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-#else
-    timespec_get(&ts, TIME_UTC);
-#endif
-    return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
-}
-#define SDXFER_HOST_NOW_NS() sdxfer_host_now_ns()
-#endif
-#ifndef SDXFER_HOST_CPU
-#define SDXFER_HOST_CPU() 0
-#endif
-
-static __always_inline void *sdxfer_slot(__u32 index)
-{
-    return sdxfer_host_slots[index & 1];
-}
-
-static __always_inline __u64 sdxfer_next_seq(void)
-{
-    return sdxfer_host_seq++;
-}
-
-static __always_inline void sdxfer_count_drop(__u32 index)
-{
-    (void)index;
-}
-
-/* Same contract as bpf_probe_read_*_str: at most size - 1 bytes and a NUL;
- * returns the bytes written, NUL included. */
-static __always_inline long sdxfer_read_str(void *dst, __u32 size, const void *src)
-{
-    const char *text = (const char *)src;
-    size_t n = 0;
-
-    while (n < size - 1 && text[n])
-        n++;
-    memcpy(dst, src, n);
-    ((char *)dst)[n] = '\0';
-    return (long)n + 1;
-}
-#define sdxfer_read_kernel_str sdxfer_read_str
-#define sdxfer_read_user_str sdxfer_read_str
-
-static __always_inline long sdxfer_read(void *dst, __u32 size, const void *src)
-{
-    memcpy(dst, src, size);
-    return 0;
-}
-#define sdxfer_read_kernel sdxfer_read
-#define sdxfer_read_user sdxfer_read
-
-static __always_inline long sdxfer_output(void *ctx, void *rec, __u32 size, __u64 seq)
-{
-    (void)seq;
-    return sdxfer_host_emit(ctx, rec, size);
-}
-
-#define sdxfer_now_ns() SDXFER_HOST_NOW_NS()
-#define sdxfer_cpu() SDXFER_HOST_CPU()
-#define sdxfer_bound(n, max) ((void)0)
-
-#else /* BPF, under BCC */
-
-struct sdxfer_slot_data {
-    __u8 data[SDXFER_SLOT_SIZE];
-};
-/* Slot 0 holds the record being packed, slot 1 a probe's large locals. */
-BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, 2);
-/* [0]: this CPU's record sequence number; [1 + event index]: that event's drops. */
-BPF_PERCPU_ARRAY(sdxfer_stats, __u64, 1 + SDXFER_EVENT_COUNT);
-
-static __always_inline void *sdxfer_slot(__u32 index)
-{
-    return sdxfer_scratch.lookup(&index);
-}
-
-static __always_inline __u64 sdxfer_next_seq(void)
-{
-    __u32 key = 0;
-    __u64 *seq = sdxfer_stats.lookup(&key);
-    if (!seq)
-        return 0;
-    return (*seq)++;
-}
-
-static __always_inline void sdxfer_count_drop(__u32 index)
-{
-    __u32 key = 1 + index;
-    __u64 *drops = sdxfer_stats.lookup(&key);
-    if (drops)
-        (*drops)++;
-}
-
-#define sdxfer_read_kernel_str bpf_probe_read_kernel_str
-#define sdxfer_read_kernel bpf_probe_read_kernel
-
-/* User-memory fields also take BPF memory the probe filled itself (say, a
- * failed exec's argv gathered in slot 1): a kernel address makes the user
- * read fail at once, and the kernel read is tried instead. */
-static __always_inline long sdxfer_read_user_str(void *dst, __u32 size, const void *src)
-{
-    long n = bpf_probe_read_user_str(dst, size, src);
-    if (n < 0)
-        n = bpf_probe_read_kernel_str(dst, size, src);
-    return n;
-}
-
-static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *src)
-{
-    long err = bpf_probe_read_user(dst, size, src);
-    if (err < 0)
-        err = bpf_probe_read_kernel(dst, size, src);
-    return err;
-}
-
-#define sdxfer_now_ns() bpf_ktime_get_ns()
-#define sdxfer_cpu() bpf_get_smp_processor_id()
-/* clang may test a copy of a clamped length and hand the helper the
- * original register; checking again in asm bounds the register it gets. */
-#define sdxfer_bound(n, max) asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(n) : "i"(max))
-
-#ifdef SDXFER_RINGBUF
-#ifndef SDXFER_RINGBUF_PAGES
-#define SDXFER_RINGBUF_PAGES 256
-#endif
-#ifndef SDXFER_WAKEUP_EVERY
-#define SDXFER_WAKEUP_EVERY 64
-#endif
-BPF_RINGBUF_OUTPUT(sdxfer_events, SDXFER_RINGBUF_PAGES);
-
-/* A wake-up per record costs ~10 us of kernel time: wake the reader once
- * every SDXFER_WAKEUP_EVERY records of a CPU; it polls at least every 100 ms
- * for the rest. (bcc 0.26 cannot call bpf_ringbuf_query on its maps.) */
-static __always_inline long sdxfer_output(void *ctx, void *rec, __u32 size, __u64 seq)
-{
-    (void)ctx;
-    return sdxfer_events.ringbuf_output(rec, size,
-                                        seq % SDXFER_WAKEUP_EVERY ? BPF_RB_NO_WAKEUP : 0);
-}
-#else
-BPF_PERF_OUTPUT(sdxfer_events);
-
-/* The reader sets the perf buffer's wakeup_events. */
-static __always_inline long sdxfer_output(void *ctx, void *rec, __u32 size, __u64 seq)
-{
-    (void)seq;
-    return sdxfer_events.perf_submit(ctx, rec, size);
-}
-#endif
-#endif /* SDXFER_HOST */
-
-/* Slot 1: SDXFER_SLOT_SIZE bytes for a probe's large locals, so they stay
- * off the 512-byte BPF stack and clear of the record in slot 0. */
-static __always_inline void *sdxfer_get_local(void)
-{
-    return sdxfer_slot(1);
-}
-
-/* Reads a string into the payload at `cursor`. `cursor_max` is the layout's
- * bound: checking it proves the write in range to the verifier and never
- * fails for a record this header packs. */
-static __always_inline __u32 sdxfer_put_str(void *rec, __u32 cursor, __u32 cursor_max,
-                                            struct sdxfer_var *var, const char *src,
-                                            __u32 max, int from_user)
-{
-    long n;
-
-    var->off = 0;
-    var->len = 0;
-    var->lost = 0;
-    if (!src)
-        return cursor;
-    if ((const void *)src == SDXFER_UNKNOWN || cursor > cursor_max) {
-        var->lost = SDXFER_LOST_UNKNOWN;
-        return cursor;
-    }
-    /* max + 2 bytes: a string of exactly max bytes is not mistaken for a longer one */
-    if (from_user)
-        n = sdxfer_read_user_str((char *)rec + cursor, max + 2, src);
-    else
-        n = sdxfer_read_kernel_str((char *)rec + cursor, max + 2, src);
-    if (n <= 0) {
-        var->lost = SDXFER_LOST_UNKNOWN;
-        return cursor;
-    }
-    n -= 1;
-    if (n > max) {
-        n = max;
-        var->lost = SDXFER_LOST_UNKNOWN;
-    }
-    var->off = cursor;
-    var->len = n;
-    return cursor + n;
-}
-
-/* Copies the longest prefix of `blob_len` bytes (a blob, or a NUL-separated
- * string list) that fits in `max`, and records exactly how many did not
- * (unknown when blob_len carries SDXFER_LEN_TRUNCATED). */
-static __always_inline __u32 sdxfer_put_blob(void *rec, __u32 cursor, __u32 cursor_max,
-                                             struct sdxfer_var *var, const void *blob,
-                                             __u32 blob_len, __u32 max, int from_user)
-{
-    long err;
-    __u64 n = blob_len & ~SDXFER_LEN_TRUNCATED;
-    __u32 lost_unknown = blob_len & SDXFER_LEN_TRUNCATED;
-
-    var->off = 0;
-    var->len = 0;
-    var->lost = 0;
-    if (!blob)
-        return cursor;
-    if (blob == SDXFER_UNKNOWN || cursor > cursor_max) {
-        var->lost = SDXFER_LOST_UNKNOWN;
-        return cursor;
-    }
-    if (n > max) {
-        var->lost = n - max;
-        n = max;
-    }
-    if (lost_unknown)
-        var->lost = SDXFER_LOST_UNKNOWN;
-    sdxfer_bound(n, max);
-    if (n == 0)
-        err = 0;
-    else if (from_user)
-        err = sdxfer_read_user((char *)rec + cursor, n, blob);
-    else
-        err = sdxfer_read_kernel((char *)rec + cursor, n, blob);
-    if (err < 0) {
-        var->lost = lost_unknown ? SDXFER_LOST_UNKNOWN : blob_len;
-        return cursor;
-    }
-    var->off = cursor;
-    var->len = n;
-    return cursor + n;
-}
-
-static __always_inline void sdxfer_put_fixed(void *dst, const void *src, __u32 size)
-{
-    if (!src || sdxfer_read_kernel(dst, size, src) < 0)
-        __builtin_memset(dst, 0, size);
-}
-
-static __always_inline int sdxfer_send(void *ctx, struct sdxfer_head *head, __u32 size,
-                                       __u16 id, __u32 fingerprint, __u16 payload_off,
-                                       __u32 index)
-{
-    long err;
-
-    head->timestamp_ns = sdxfer_now_ns();
-    head->seq = sdxfer_next_seq();
-    head->size = size;
-    head->fingerprint = fingerprint;
-    head->id = id;
-    head->payload_off = payload_off;
-    head->cpu = sdxfer_cpu();
-    err = sdxfer_output(ctx, head, size, head->seq);
-    if (err < 0) {
-        sdxfer_count_drop(index);
-        return (int)err;
-    }
-    return (int)size;
-}
-
 static __always_inline int exec_print(void *ctx, __u32 pid, __u32 tid, __u32 ppid, __u32 uid, __u32 gid, __s32 ret, const char *comm, const char *exe, const char *argv, __u32 argv_len, const char *ssh_connection, const char *ld_preload)
 {
-    struct sdxfer_exec *rec = sdxfer_slot(0);
+    struct sdxfer_claim claim;
+    struct sdxfer_exec *rec = sdxfer_begin_record(&claim, 0);
     __u32 cursor = 96;
 
     if (!rec)
-        return -SDXFER_ENOSLOT;
+        return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
     rec->pid = pid;
     rec->tid = tid;
     rec->ppid = ppid;
@@ -535,69 +296,74 @@ static __always_inline int exec_print(void *ctx, __u32 pid, __u32 tid, __u32 ppi
     cursor = sdxfer_put_blob(rec, cursor, 4208, &rec->argv, argv, argv_len, 16384, 1);
     cursor = sdxfer_put_str(rec, cursor, 20592, &rec->ssh_connection, ssh_connection, 256, 1);
     cursor = sdxfer_put_str(rec, cursor, 20848, &rec->ld_preload, ld_preload, 1024, 1);
-    return sdxfer_send(ctx, &rec->head, cursor & 0x7fff, 59, 0x10f39858U, 96, 0);
+    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x7fff, 59, 0x10f39858U, 96, 0);
 }
 
 static __always_inline int exit_print(void *ctx, __u32 pid, __s32 code)
 {
-    struct sdxfer_exit *rec = sdxfer_slot(0);
+    struct sdxfer_claim claim;
+    struct sdxfer_exit *rec = sdxfer_begin_record(&claim, 1);
 
     if (!rec)
-        return -SDXFER_ENOSLOT;
+        return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
     rec->pid = pid;
     rec->code = code;
-    return sdxfer_send(ctx, &rec->head, 40, 60, 0xf4c8c5cdU, 40, 1);
+    return sdxfer_send(ctx, &claim, &rec->head, 40, 60, 0xf4c8c5cdU, 40, 1);
 }
 
 static __always_inline int connect_print(void *ctx, __u32 pid, __u8 protocol, const void *remote, const void *local, __s32 ret)
 {
-    struct sdxfer_connect *rec = sdxfer_slot(0);
+    struct sdxfer_claim claim;
+    struct sdxfer_connect *rec = sdxfer_begin_record(&claim, 2);
 
     if (!rec)
-        return -SDXFER_ENOSLOT;
+        return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
     rec->pid = pid;
     sdxfer_put_fixed(&rec->remote, remote, 20);
     sdxfer_put_fixed(&rec->local, local, 20);
     rec->ret = ret;
     rec->protocol = protocol;
-    return sdxfer_send(ctx, &rec->head, 81, 42, 0xe7ed0ba4U, 81, 2);
+    return sdxfer_send(ctx, &claim, &rec->head, 81, 42, 0xe7ed0ba4U, 81, 2);
 }
 
 static __always_inline int listen_print(void *ctx, __u32 pid, __u32 addr4, const void *addr6, __u16 port, __s16 backlog)
 {
-    struct sdxfer_listen *rec = sdxfer_slot(0);
+    struct sdxfer_claim claim;
+    struct sdxfer_listen *rec = sdxfer_begin_record(&claim, 3);
 
     if (!rec)
-        return -SDXFER_ENOSLOT;
+        return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
     rec->pid = pid;
     rec->addr4 = addr4;
     sdxfer_put_fixed(&rec->addr6, addr6, 16);
     rec->port = port;
     rec->backlog = backlog;
-    return sdxfer_send(ctx, &rec->head, 60, 50, 0x3665f011U, 60, 3);
+    return sdxfer_send(ctx, &claim, &rec->head, 60, 50, 0x3665f011U, 60, 3);
 }
 
 static __always_inline int creds_change_print(void *ctx, __u32 pid, const void *old, const void *new, const void *groups, __u32 groups_len)
 {
-    struct sdxfer_creds_change *rec = sdxfer_slot(0);
+    struct sdxfer_claim claim;
+    struct sdxfer_creds_change *rec = sdxfer_begin_record(&claim, 4);
     __u32 cursor = 108;
 
     if (!rec)
-        return -SDXFER_ENOSLOT;
+        return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
     rec->pid = pid;
     sdxfer_put_fixed(&rec->old, old, 32);
     sdxfer_put_fixed(&rec->new, new, 32);
     cursor = sdxfer_put_blob(rec, cursor, 108, &rec->groups, groups, groups_len, 256, 0);
-    return sdxfer_send(ctx, &rec->head, cursor & 0x1ff, 105, 0xacf0b877U, 108, 4);
+    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1ff, 105, 0xacf0b877U, 108, 4);
 }
 
 static __always_inline int file_write_print(void *ctx, __u32 pid, const char *path, __s64 offset, __u64 nbytes, const void *prefix, __s8 nice, __u8 state, __s32 gap_ns, const void *data, __u32 data_len)
 {
-    struct sdxfer_file_write *rec = sdxfer_slot(0);
+    struct sdxfer_claim claim;
+    struct sdxfer_file_write *rec = sdxfer_begin_record(&claim, 5);
     __u32 cursor = 90;
 
     if (!rec)
-        return -SDXFER_ENOSLOT;
+        return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
     rec->offset = offset;
     rec->nbytes = nbytes;
     rec->pid = pid;
@@ -607,7 +373,7 @@ static __always_inline int file_write_print(void *ctx, __u32 pid, const char *pa
     rec->state = state;
     cursor = sdxfer_put_str(rec, cursor, 90, &rec->path, path, 4096, 0);
     cursor = sdxfer_put_blob(rec, cursor, 4186, &rec->data, data, data_len, 256, 1);
-    return sdxfer_send(ctx, &rec->head, cursor & 0x1fff, 1, 0xc2b5e6c3U, 90, 5);
+    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 1, 0xc2b5e6c3U, 90, 5);
 }
 
 #endif /* SDXFER_XFER_H */

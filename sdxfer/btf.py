@@ -298,6 +298,32 @@ class Btf:
             raise BtfError(f"{where} starts at bit {total_bits}, which is not byte aligned")
         return total_bits // 8
 
+    def has_composite(self, name: str) -> bool:
+        return name in self._composites
+
+    def member_paths(self, struct_name: str, flat: str) -> list[str]:
+        """Every dotted member path of `struct_name` whose member names, joined
+        by '_', spell `flat` (macro names cannot hold dots). Anonymous
+        structs and unions are walked as offsetof walks them."""
+        return list(self._paths_from(self._composite(struct_name), flat, 0))
+
+    def _paths_from(self, composite_id: int, flat: str, depth: int):
+        if depth > MAX_TYPE_CHAIN:
+            raise self._malformed(f"members nested deeper than {MAX_TYPE_CHAIN}")
+        for end in range(1, len(flat) + 1):
+            if end < len(flat) and flat[end] != "_":
+                continue
+            found = self._find_member(composite_id, flat[:end])
+            if found is None:
+                continue
+            if end == len(flat):
+                yield flat
+                continue
+            inner = self._strip(found[0])
+            if inner and self._type(inner)[1] in COMPOSITE_KINDS:
+                for rest in self._paths_from(inner, flat[end + 1:], depth + 1):
+                    yield f"{flat[:end]}.{rest}"
+
     def sizeof(self, type_name: str) -> int:
         """Size in bytes of a named struct or union."""
         return self._type(self._composite(type_name))[4]

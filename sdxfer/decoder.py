@@ -37,9 +37,14 @@ class Decoder:
         """
         from .codegen import generate_python  # the generator stays out of the runtime's imports
 
-        module = types.ModuleType(f"sdxfer_schema_{abs(hash(path))}")
-        exec(compile(generate_python(path), f"<sdxfer decoders for {path}>", "exec"), module.__dict__)
-        return cls.from_module(module)
+        return cls.from_module(cls.module_from_source(generate_python(path), path))
+
+    @staticmethod
+    def module_from_source(source: str, schema_path: str) -> types.ModuleType:
+        """A generated events.py, given as text, imported as a module."""
+        module = types.ModuleType(f"sdxfer_schema_{abs(hash(schema_path))}")
+        exec(compile(source, f"<sdxfer decoders for {schema_path}>", "exec"), module.__dict__)
+        return module
 
     def _spec(self, buf) -> rt.EventSpec:
         try:

@@ -1,7 +1,7 @@
 """execmon: print every exec on this host, live (successful ones, and failed
 ones with -x), from the sdxfer probe bpf/hids.bpf.c.
 
-main(argv) parses options, opens the probe through sdxfer.loader and feeds
+main(argv) parses options, opens the probe (sdxfer.ExecProbe, a Sensor) and feeds
 each event through `Filter.matches` and a pure formatter (`format_line` or
 `json_line`), so the output is testable without a kernel.
 """
@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Callable, NamedTuple, TextIO
 
-from .loader import TRANSPORTS
+from .program import TRANSPORTS
 
 EXAMPLES = """\
 examples:
@@ -294,7 +294,7 @@ class Printer:
 
 
 def summary_line(stats) -> str:
-    """The exit summary: one loss figure (see sdxfer.loader.LossStats)."""
+    """The exit summary: one loss figure (see sdxfer.sensor.SensorStats)."""
     undecodable = f", {stats.undecodable} undecodable" if stats.undecodable else ""
     return f"execmon: {stats.delivered} events received, {stats.lost} lost{undecodable}"
 
@@ -304,11 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     options, event_filter = options_from(args)
     sys.stdout.reconfigure(errors="backslashreplace")
 
-    from .loader import ExecProbe, ProbeError, program_text
+    from .loader import ExecProbe, ProbeError, exec_program_text
 
     if args.ebpf:
         try:
-            print(program_text(args.transport))
+            print(exec_program_text(args.transport))
         except ProbeError as exc:
             return _error(str(exc))
         return 0

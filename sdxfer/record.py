@@ -1,8 +1,10 @@
-"""The record format every schema shares, in one place.
+"""The record format and the C runtime's shared facts, in one place.
 
 The generator (codegen) lays events out around these definitions and prints
-them into the C header; the runtime builds its header parser and value
-parsers from them. Changing any of them changes LAYOUT_VERSION.
+them into the generated C header as structs and macros; the static C runtime
+(sdxfer/include/sdxfer_runtime.h) uses only those macros, and the Python
+runtime builds its header parser, value parsers and map readers from the same
+names. Changing the record format changes LAYOUT_VERSION.
 """
 import struct
 
@@ -32,7 +34,65 @@ DESCRIPTOR_SIZE = struct.calcsize("<" + DESCRIPTOR_FORMAT)
 LOST_UNKNOWN = 0xFFFFFFFF
 
 CREDS_MEMBERS = ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")
-SOCKADDR_SIZE = 20  # u16 family, u16 port (network order), 16 address bytes
+# (name, C declaration): family, port in network order, IPv4 or IPv6 address bytes
+SOCKADDR = (("family", "__u16 family"), ("port", "__u16 port"), ("addr", "__u8 addr[16]"))
+SOCKADDR_SIZE = 20
 
 # How the bytes of each variable type are turned into a value.
 VARIABLE_DECODING = {"str": "text", "ustr": "text", "strlist": "list", "blob": "bytes", "ublob": "bytes"}
+
+# ---- what a probe may pass to a packer -------------------------------------
+
+# Or'ed into a blob or strlist length: these bytes, and more were cut before
+# they reached the probe, by an unknown amount.
+LEN_TRUNCATED = 0x80000000
+# A blob or strlist length meaning "more than max, exactly how much unknown".
+LEN_UNKNOWN = 0xFFFFFFFF
+# A pointer value meaning "the probe could not tell": absent, truncated by an unknown amount.
+UNKNOWN_POINTER = 1
+# Strings are read with room for this many bytes beyond max (one more byte,
+# and the NUL), so a string of exactly max bytes is told apart from a longer one.
+STR_READ_SLACK = 2
+
+# ---- the kernel side's maps -------------------------------------------------
+
+SCRATCH_MAP = "sdxfer_scratch"  # per-CPU array of scratch slots, a nesting stack
+CPU_MAP = "sdxfer_cpu"  # per-CPU state: CPU_STATE
+DROPS_MAP = "sdxfer_drops"  # per-CPU array: records of each event (schema index) that were not sent
+EVENTS_MAP = "sdxfer_events"  # the perf event array or the ring buffer
+
+# Per-CPU state: (name, C type). `seq` numbers the records a CPU sends (or
+# tries to); `depth` counts scratch slots in use on that CPU (a program
+# interrupted mid-record keeps its slots; the interrupting one takes the next);
+# `nesting_drops` counts records dropped because every slot was taken.
+CPU_STATE = (("seq", "__u64"), ("depth", "__u64"), ("nesting_drops", "__u64"))
+
+# Scratch slots per CPU. A program holds at most two (its locals and the
+# record it packs); task, softirq and hardirq context can each hold theirs at
+# once, as the kernel's own perf output allows for three nesting levels.
+NESTING_LEVELS = 3
+SCRATCH_SLOTS = 2 * NESTING_LEVELS
+
+# Negative errno values a packer returns besides the transport's own.
+ENOSLOT = 12  # ENOMEM: the scratch map could not be read
+ENESTED = 16  # EBUSY: every scratch slot of this CPU is taken
+
+RINGBUF_PAGES = 256  # default ring buffer size, shared by all CPUs
+# A reader wake-up costs ~10 us of kernel time: the ring buffer wakes its
+# reader once per this many records of a CPU, perf readers set wakeup_events.
+WAKEUP_EVERY = 64
+
+# Every fact above that C needs as a number, as the generated header's
+# macros (structs and map names are printed from the tuples and names above).
+C_MACROS = (
+    ("SDXFER_LOST_UNKNOWN", f"0x{LOST_UNKNOWN:x}U"),
+    ("SDXFER_LEN_TRUNCATED", f"0x{LEN_TRUNCATED:x}U"),
+    ("SDXFER_LEN_UNKNOWN", f"0x{LEN_UNKNOWN:x}U"),
+    ("SDXFER_UNKNOWN", f"((const void *){UNKNOWN_POINTER})"),
+    ("SDXFER_STR_READ_SLACK", str(STR_READ_SLACK)),
+    ("SDXFER_SCRATCH_SLOTS", str(SCRATCH_SLOTS)),
+    ("SDXFER_ENOSLOT", str(ENOSLOT)),
+    ("SDXFER_ENESTED", str(ENESTED)),
+    ("SDXFER_DEFAULT_RINGBUF_PAGES", str(RINGBUF_PAGES)),
+    ("SDXFER_DEFAULT_WAKEUP_EVERY", str(WAKEUP_EVERY)),
+)

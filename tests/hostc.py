@@ -11,6 +11,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+from sdxfer import C_INCLUDE_DIR
 from sdxfer.codegen.layout import Layout
 
 HOST_NOW_NS = 0x0102030405060708
@@ -123,7 +124,7 @@ def build(layout: Layout, header_dir: Path, workdir: Path) -> Path:
     binary = workdir / "harness"
     source.write_text(harness_source(layout))
     compiled = subprocess.run(
-        ["gcc", "-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(header_dir), "-o", str(binary), str(source)],
+        ["gcc", "-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(header_dir), "-I", str(C_INCLUDE_DIR), "-o", str(binary), str(source)],
         capture_output=True, text=True,
     )
     assert compiled.returncode == 0, compiled.stderr

@@ -1,18 +1,21 @@
 """The generated header under BCC: a program calling every packer passes the
 verifier on both transports, and the records it sends are byte-identical to
-the host build's for the same inputs (timestamp, sequence and CPU aside)."""
+the host build's for the same inputs (timestamp, sequence and CPU aside).
+The program is loaded through Sensor, which generates its header from the schema."""
 import ctypes
 import os
 import struct
+import time
 
 import pytest
 
 import hostc
+from sdxfer.record import HEADER, HEADER_OFFSETS
 
 bcc = pytest.importorskip("bcc", reason="needs Debian's python3-bpfcc (scripts/setup.sh)")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
 
-HEADERS = os.path.join(os.path.dirname(__file__), "..", "build", "kernel-headers")
+from sdxfer import Sensor  # noqa: E402
 
 
 def _user_value(f, n):
@@ -66,12 +69,11 @@ def _inputs(layout, user_fields_on_stack=False):
     return plans, user_buffers
 
 
-def _program(layout, header_text, plans, tgid):
+def _program(layout, plans):
     calls = []
     for e, (_, decls, args) in zip(layout.events, plans):
         calls.append("    {\n        " + "\n        ".join(decls + [f"{e.event.name}_print({', '.join(args)});"]) + "\n    }")
-    return header_text + f"""
-#define TGID {tgid}ULL
+    return f"""#include "xfer.h"
 TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 {{
     if (bpf_get_current_pid_tgid() >> 32 != TGID)
@@ -82,34 +84,31 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 """
 
 
-def _collect(program, transport):
-    os.environ.setdefault("BCC_KERNEL_SOURCE", HEADERS)
-    cflags = ["-DSDXFER_RINGBUF"] if transport == "ringbuf" else []
-    b = bcc.BPF(text=program.encode(), cflags=cflags)
-    got = []
+def _collect(generated, program, transport, expected):
+    with Sensor(program, schema=generated.schema, transport=transport, defines={"TGID": f"{os.getpid()}ULL"}) as sensor:
+        # pin to one CPU so the perf buffer keeps order
+        affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(affinity)})
+        try:
+            os.getppid()
+            os.getppid()
+        finally:
+            os.sched_setaffinity(0, affinity)
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < expected and time.monotonic() < deadline:
+            got += [r.data for r in sensor.read(100) if r.data]
+        return got
 
-    def keep(_cpu_or_ctx, data, size):
-        got.append(ctypes.string_at(data, size))
-        return 0
 
-    if transport == "ringbuf":
-        b[b"sdxfer_events"].open_ring_buffer(lambda ctx, data, size: keep(ctx, data, size))
-        poll, consume = b.ring_buffer_poll, b.ring_buffer_consume
-    else:
-        b[b"sdxfer_events"].open_perf_buffer(lambda cpu, data, size: keep(cpu, data, size))
-        poll, consume = b.perf_buffer_poll, b.perf_buffer_consume
-    # pin to one CPU so the perf buffer keeps order
-    affinity = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(affinity)})
-    try:
-        os.getppid()
-        os.getppid()
-    finally:
-        os.sched_setaffinity(0, affinity)
-    poll(100)
-    consume()
-    b.cleanup()
-    return got
+def _varying(raw: bytes) -> bytes:
+    """The record with the fields that differ by nature (time, sequence, CPU) zeroed."""
+    out = bytearray(raw)
+    for name, _, fmt in HEADER:
+        if name in ("timestamp_ns", "seq", "cpu"):
+            start = HEADER_OFFSETS[name]
+            out[start:start + struct.calcsize(fmt)] = bytes(struct.calcsize(fmt))
+    return bytes(out)
 
 
 @pytest.mark.parametrize("transport, user_fields_on_stack", [("perf", False), ("ringbuf", False), ("perf", True)],
@@ -117,20 +116,16 @@ def _collect(program, transport):
 def test_bpf_records_equal_host_records(generated, transport, user_fields_on_stack, capfd):
     layout = generated.layout
     plans, keep_alive = _inputs(layout, user_fields_on_stack)
-    header = (generated.out / "xfer.h").read_text()
-    records = _collect(_program(layout, header, plans, os.getpid()), transport)
+    n = len(layout.events)
+    records = _collect(generated, _program(layout, plans), transport, 2 * n)  # two getppid calls
     assert "warning" not in capfd.readouterr().err  # clang under BCC is silent about the header
     host = generated.pack([(e.index, values) for e, (values, _, _) in zip(layout.events, plans)])
-    n = len(layout.events)
-    assert len(records) == 2 * n  # two getppid calls
+    assert len(records) == 2 * n
     for bpf_record, host_record in zip(records, host + host):
-        size = struct.unpack_from("<I", bpf_record, 16)[0]
+        size = struct.unpack_from("<I", bpf_record, HEADER_OFFSETS["size"])[0]
         bpf_record = bpf_record[:size]  # perf pads the sample
-        assert len(bpf_record) == len(host_record)
-        # timestamp and seq (bytes 0..16) and cpu (28..32) differ by nature
-        assert bpf_record[16:28] == host_record[16:28]
-        assert bpf_record[32:] == host_record[32:]
+        assert _varying(bpf_record) == _varying(host_record)
         generated.decoder.decode(bpf_record)
-    seqs = [struct.unpack_from("<Q", r, 8)[0] for r in records]
+    seqs = [struct.unpack_from("<Q", r, HEADER_OFFSETS["seq"])[0] for r in records]
     assert seqs == list(range(seqs[0], seqs[0] + 2 * n))
     del keep_alive

@@ -74,11 +74,11 @@ def test_console_script_exists():
 
 
 def test_awkward_doc_text_keeps_generated_files_valid(tmp_path):
-    from sdxfer import Decoder
+    from sdxfer import C_INCLUDE_DIR, Decoder
 
     schema = ROOT / "tests" / "schemas" / "awkward_text.yaml"
     assert sdxfer_main(["gen", "--schema", str(schema), "--out", str(tmp_path)]) == 0
-    subprocess.run(["gcc", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-x", "c", "-DSDXFER_HOST",
+    subprocess.run(["gcc", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-x", "c", "-DSDXFER_HOST", "-I", str(C_INCLUDE_DIR),
                     "-include", str(tmp_path / "xfer.h"), "/dev/null"], check=True)
     decoder = Decoder.from_schema(str(schema))
     assert decoder.events["a"].__doc__ == 'ends */ here, C:\\Users """ quotes | pipe'

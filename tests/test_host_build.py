@@ -4,6 +4,8 @@ import subprocess
 
 import pytest
 
+from sdxfer import C_INCLUDE_DIR
+
 PROGRAM = """{first}
 #define SDXFER_HOST
 #include "xfer.h"
@@ -38,6 +40,6 @@ def test_host_header_compiles_and_packs(generated, tmp_path, std, first):
     source.write_text(PROGRAM.format(first=first, call=call, size=size))
     binary = tmp_path / "host"
     compiled = subprocess.run(["gcc", f"-std={std}", "-pedantic", "-Wall", "-Wextra", "-Werror",
-                               "-I", str(generated.out), "-o", str(binary), str(source)], capture_output=True, text=True)
+                               "-I", str(generated.out), "-I", str(C_INCLUDE_DIR), "-o", str(binary), str(source)], capture_output=True, text=True)
     assert compiled.returncode == 0, compiled.stderr
     assert subprocess.run([str(binary)]).returncode == 0

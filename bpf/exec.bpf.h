@@ -1,0 +1,167 @@
+/*
+ * The exec family: one exec record per execve/execveat, successful or failed.
+ *
+ * Successful execs are read at the sched_process_exec raw tracepoint, after
+ * the kernel has built the new image, so argv and the environment are the new
+ * program's own (mm->arg_start..arg_end and the envp array on the new stack).
+ * Failed execs never reach that tracepoint: sys_exit_execve* reports them when
+ * ret < 0, reading the caller's arguments from its saved user registers.
+ */
+#ifndef SDXFER_BPF_EXEC_H
+#define SDXFER_BPF_EXEC_H
+
+#include "helpers.h"
+#include "environ.h"
+
+#define ARGV_MAX SDXFER_MAX_EXEC_ARGV
+#define EXE_MAX SDXFER_MAX_EXEC_EXE
+_Static_assert((ARGV_MAX & (ARGV_MAX - 1)) == 0, "argv offsets are bounded by a mask");
+#define FAILED_ARGS_MAX 1024    /* argv entries gathered for a failed exec */
+
+/* The exec probes' locals, in a scratch slot. A successful exec uses the
+ * environment scan (its argv is read straight from the new image); a failed
+ * exec the argv blob and the exe copy. */
+struct exec_area {
+    /* The verifier sees an argv write as a masked offset plus a bounded
+     * length, up to 2 * ARGV_MAX bytes from here, so that much must lie
+     * inside the slot; at run time the blob stays within ARGV_MAX. */
+    char argv[ARGV_MAX];
+    struct env_scan scan;
+    /* room for EXE_MAX + 2 bytes, as the packer reads it, so a longer path shows as cut */
+    char exe[EXE_MAX + 8];
+    struct env_values found;
+    __u32 argv_len;
+};
+_Static_assert(sizeof(struct exec_area) <= SDXFER_SLOT_SIZE, "exec locals must fit a scratch slot");
+_Static_assert(__builtin_offsetof(struct exec_area, argv) + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE,
+               "argv writes must stay in the slot");
+
+/* Raw tracepoint: cheaper than the trace-event one, and its arguments
+ * (task, old_pid, bprm) give the argument and environment counts. */
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+    SDXFER_LOCAL(struct exec_area, area);
+    if (!area)
+        return 0;
+    const char *bprm = (const char *)ctx->args[2];
+    const char *task = (const char *)bpf_get_current_task();
+    struct mm_bounds mm;
+    read_mm_bounds((const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM), &mm);
+    __u32 argv_len = mm.arg_end - mm.arg_start;
+
+    clear_env_values(&area->found);
+    if (!find_env_of_new_image(&area->scan, &mm, bprm, &area->found))
+        mark_unexamined(&area->found);
+
+    __u64 uid_gid = bpf_get_current_uid_gid();
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    const char *exe = (const char *)read_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
+    /* old_pid: the thread that called exec, which may not be the leader */
+    exec_print(ctx, pid_tgid >> 32, (__u32)ctx->args[1], parent_tgid(task), (__u32)uid_gid,
+               uid_gid >> 32, 0, task_comm(task), exe, (const char *)mm.arg_start, argv_len,
+               area->found.ssh_connection, area->found.ld_preload);
+    return 0;
+}
+
+/* Gathers the caller's argv strings into one NUL-separated blob and sets
+ * argv_len, or'ed with SDXFER_LEN_TRUNCATED when arguments (or part of one)
+ * were left out: how much is unknown here. The length lives in map memory,
+ * so the verifier carries neither its range from one iteration to the next
+ * nor a packer path per way out of the loop. */
+static __always_inline void gather_argv(struct exec_area *area, __u64 argv)
+{
+    area->argv_len = 0;
+    if (!argv)
+        return;  /* execve(path, NULL, envp): no arguments */
+    for (__u32 i = 0; i < FAILED_ARGS_MAX; i++) {
+        __u64 arg = 0;
+        if (bpf_probe_read_user(&arg, sizeof(arg), (void *)(argv + 8 * i)) < 0)
+            goto truncated;
+        if (!arg)
+            return;
+        /* Below ARGV_MAX at run time: a full blob ends the loop. */
+        __u32 used = bounded(area->argv_len, ARGV_MAX - 1);
+        __u32 room = ARGV_MAX - used;
+        long copied = bpf_probe_read_user_str(area->argv + used, room, (void *)arg);
+        if (copied <= 0)
+            goto truncated;
+        area->argv_len = used + copied;
+        if (copied == room) {
+            /* The blob is full: complete only if that was this argument's
+             * own NUL and no argument follows. */
+            char last = 1;
+            bpf_probe_read_user(&last, 1, (void *)(arg + copied - 1));
+            if (last || entry_follows(argv, i + 1))
+                goto truncated;
+            return;
+        }
+    }
+    if (!entry_follows(argv, FAILED_ARGS_MAX))
+        return;
+truncated:
+    area->argv_len |= SDXFER_LEN_TRUNCATED;
+}
+
+/* The syscall's arguments as user space passed them: a failed exec leaves the
+ * saved user registers alone, so sys_exit can read them without an enter
+ * probe and a map update on every exec. x86-64 syscall ABI. */
+struct exec_call {
+    __u64 filename;
+    __u64 argv;
+    __u64 envp;
+};
+
+static __always_inline void read_exec_call(struct exec_call *call, int is_execveat)
+{
+    const char *regs = (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    if (is_execveat) {
+        /* execveat(dirfd, filename, argv, envp, flags) */
+        call->filename = read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
+        call->argv = read_kernel_u64(regs + BTF_OFF_PT_REGS_DX);
+        call->envp = read_kernel_u64(regs + BTF_OFF_PT_REGS_R10);
+    } else {
+        call->filename = read_kernel_u64(regs + BTF_OFF_PT_REGS_DI);
+        call->argv = read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
+        call->envp = read_kernel_u64(regs + BTF_OFF_PT_REGS_DX);
+    }
+}
+
+static __always_inline int report_failed_exec(void *ctx, long ret, int is_execveat)
+{
+    if (ret >= 0)
+        return 0;
+    SDXFER_LOCAL(struct exec_area, area);
+    if (!area)
+        return 0;
+    struct exec_call call;
+    read_exec_call(&call, is_execveat);
+
+    const char *exe = area->exe;
+    if (bpf_probe_read_user_str(area->exe, EXE_MAX + 2, (void *)call.filename) < 0)
+        exe = SDXFER_UNKNOWN;
+    gather_argv(area, call.argv);
+    __u32 argv_len = *(volatile __u32 *)&area->argv_len;
+    clear_env_values(&area->found);
+    if (!find_env_of_caller(call.envp, &area->found))
+        mark_unexamined(&area->found);
+
+    __u64 uid_gid = bpf_get_current_uid_gid();
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    const char *task = (const char *)bpf_get_current_task();
+    exec_print(ctx, pid_tgid >> 32, (__u32)pid_tgid, parent_tgid(task), (__u32)uid_gid, uid_gid >> 32,
+               ret, task_comm(task), exe, area->argv, argv_len, area->found.ssh_connection,
+               area->found.ld_preload);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+    return report_failed_exec(args, args->ret, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+    return report_failed_exec(args, args->ret, 1);
+}
+
+#endif /* SDXFER_BPF_EXEC_H */

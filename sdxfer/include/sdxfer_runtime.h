@@ -1,0 +1,342 @@
+/*
+ * sdxfer's C runtime: everything a packer needs that no schema decides.
+ *
+ * Not included directly: a generated xfer.h defines the shared facts first
+ * (SDXFER_* macros and structs from sdxfer/record.py, the slot size and
+ * event count of its schema, the maps and their accessors), includes this
+ * file, then defines the packers.
+ *
+ *   scratch    per-CPU slots used as a nesting stack: a program interrupted
+ *              mid-record keeps its slots and the interrupting program takes
+ *              the next ones; past the last slot a record is dropped and
+ *              counted (nesting_drops, and the event's drop counter)
+ *   locals     SDXFER_LOCAL(type, name) gives a probe a slot for its large
+ *              locals, given back automatically when `name` goes out of scope
+ *   copiers    sdxfer_put_str / sdxfer_put_blob / sdxfer_put_fixed
+ *   send       header, sequence number, transport (perf buffer, or the BPF
+ *              ring buffer with -DSDXFER_RINGBUF), per-event drop counters
+ *
+ * Host build (#define SDXFER_HOST): plain C, the same bytes, handed to
+ *     int sdxfer_host_emit(void *ctx, const void *rec, __u32 size);
+ * which the program defines (return < 0 to report a drop). SDXFER_HOST_NOW_NS()
+ * and SDXFER_HOST_CPU() may be defined to fix the timestamp and CPU.
+ */
+#ifndef SDXFER_RUNTIME_H
+#define SDXFER_RUNTIME_H
+
+#ifndef SDXFER_XFER_H
+#error "include the generated xfer.h, not sdxfer_runtime.h"
+#endif
+
+/* What a claim on a scratch slot needs to give it back. */
+struct sdxfer_claim {
+    struct sdxfer_cpu_state *cpu;
+    void *slot;
+    __u32 level;
+};
+
+#ifdef SDXFER_HOST
+static __thread struct sdxfer_slot_data sdxfer_host_slots[SDXFER_SCRATCH_SLOTS] __attribute__((aligned(8)));
+static __thread struct sdxfer_cpu_state sdxfer_host_cpu;
+static __thread __u64 sdxfer_host_drops[SDXFER_EVENT_COUNT ? SDXFER_EVENT_COUNT : 1];
+int sdxfer_host_emit(void *ctx, const void *rec, __u32 size);
+
+#ifndef SDXFER_HOST_NOW_NS
+/* CLOCK_MONOTONIC, as bpf_ktime_get_ns; plain ISO C only has the wall clock. */
+static inline __u64 sdxfer_host_now_ns(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+    timespec_get(&ts, TIME_UTC);
+#endif
+    return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
+}
+#define SDXFER_HOST_NOW_NS() sdxfer_host_now_ns()
+#endif
+#ifndef SDXFER_HOST_CPU
+#define SDXFER_HOST_CPU() 0
+#endif
+
+static __always_inline struct sdxfer_cpu_state *sdxfer_this_cpu(void)
+{
+    return &sdxfer_host_cpu;
+}
+
+static __always_inline void *sdxfer_scratch_slot(__u32 index)
+{
+    return index < SDXFER_SCRATCH_SLOTS ? &sdxfer_host_slots[index] : NULL;
+}
+
+static __always_inline void sdxfer_count_drop(__u32 index)
+{
+    if (index < SDXFER_EVENT_COUNT)
+        sdxfer_host_drops[index]++;
+}
+
+/* Same contract as bpf_probe_read_*_str: at most size - 1 bytes and a NUL;
+ * returns the bytes written, NUL included. */
+static __always_inline long sdxfer_read_str(void *dst, __u32 size, const void *src)
+{
+    const char *text = (const char *)src;
+    size_t n = 0;
+
+    while (n < size - 1 && text[n])
+        n++;
+    memcpy(dst, src, n);
+    ((char *)dst)[n] = '\0';
+    return (long)n + 1;
+}
+#define sdxfer_read_kernel_str sdxfer_read_str
+#define sdxfer_read_user_str sdxfer_read_str
+
+static __always_inline long sdxfer_read(void *dst, __u32 size, const void *src)
+{
+    memcpy(dst, src, size);
+    return 0;
+}
+#define sdxfer_read_kernel sdxfer_read
+#define sdxfer_read_user sdxfer_read
+
+static __always_inline long sdxfer_output(void *ctx, void *rec, __u32 size, __u64 seq)
+{
+    (void)seq;
+    return sdxfer_host_emit(ctx, rec, size);
+}
+
+#define sdxfer_now_ns() SDXFER_HOST_NOW_NS()
+#define sdxfer_cpu_id() SDXFER_HOST_CPU()
+#define sdxfer_bound(n, max) ((void)0)
+
+#else /* BPF, under BCC */
+
+/* sdxfer_this_cpu, sdxfer_scratch_slot, sdxfer_drop_counter and
+ * sdxfer_events_output come with the maps from the generated header. */
+static __always_inline void sdxfer_count_drop(__u32 index)
+{
+    __u64 *drops = sdxfer_drop_counter(index);
+    if (drops)
+        (*drops)++;
+}
+
+#define sdxfer_read_kernel_str bpf_probe_read_kernel_str
+#define sdxfer_read_kernel bpf_probe_read_kernel
+
+/* User-memory fields also take BPF memory the probe filled itself (say, a
+ * failed exec's argv gathered in its locals): a kernel address makes the user
+ * read fail at once, and the kernel read is tried instead. */
+static __always_inline long sdxfer_read_user_str(void *dst, __u32 size, const void *src)
+{
+    long n = bpf_probe_read_user_str(dst, size, src);
+    if (n < 0)
+        n = bpf_probe_read_kernel_str(dst, size, src);
+    return n;
+}
+
+static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *src)
+{
+    long err = bpf_probe_read_user(dst, size, src);
+    if (err < 0)
+        err = bpf_probe_read_kernel(dst, size, src);
+    return err;
+}
+
+#define sdxfer_now_ns() bpf_ktime_get_ns()
+#define sdxfer_cpu_id() bpf_get_smp_processor_id()
+/* clang may test a copy of a clamped length and hand the helper the
+ * original register; checking again in asm bounds the register it gets. */
+#define sdxfer_bound(n, max) asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(n) : "i"(max))
+
+#ifdef SDXFER_RINGBUF
+/* Wake the reader once every SDXFER_WAKEUP_EVERY records of a CPU; it polls
+ * at least every 100 ms for the rest. (bcc 0.26 cannot call
+ * bpf_ringbuf_query on its maps.) */
+#define sdxfer_output(ctx, rec, size, seq) \
+    sdxfer_events_output(ctx, rec, size, (seq) % SDXFER_WAKEUP_EVERY ? BPF_RB_NO_WAKEUP : 0)
+#else
+/* The reader sets the perf buffer's wakeup_events. */
+#define sdxfer_output(ctx, rec, size, seq) sdxfer_events_output(ctx, rec, size, 0)
+#endif
+#endif /* SDXFER_HOST */
+
+/* Takes the next free scratch slot of this CPU; NULL when the map cannot be
+ * read or every slot is taken (counted as nesting_drops). Programs that
+ * interrupt this one (softirq, hardirq) give back what they take before it
+ * resumes, so the slots form a stack. */
+static __always_inline void *sdxfer_claim_slot(struct sdxfer_claim *claim)
+{
+    struct sdxfer_cpu_state *cpu = sdxfer_this_cpu();
+    __u64 depth;
+
+    claim->cpu = cpu;
+    claim->slot = NULL;
+    claim->level = 0;
+    if (!cpu)
+        return NULL;
+    depth = cpu->depth;
+    if (depth >= SDXFER_SCRATCH_SLOTS) {
+        cpu->nesting_drops++;
+        return NULL;
+    }
+    claim->slot = sdxfer_scratch_slot((__u32)depth);
+    if (!claim->slot)
+        return NULL;
+    claim->level = (__u32)depth;
+    cpu->depth = depth + 1;
+    return claim->slot;
+}
+
+/* Gives back a claimed slot and every slot claimed after it. */
+static __always_inline void sdxfer_release_slot(struct sdxfer_claim *claim)
+{
+    if (claim->slot && claim->cpu)
+        claim->cpu->depth = claim->level;
+    claim->slot = NULL;
+}
+
+/* A probe's large locals (SDXFER_SLOT_SIZE bytes, off the 512-byte stack):
+ *     SDXFER_LOCAL(struct my_area, area);
+ *     if (!area)
+ *         return 0;
+ * declares `struct my_area *area` in a slot of its own, given back when the
+ * enclosing block is left, on every path. */
+#define SDXFER_LOCAL(type, name)                                                                  \
+    struct sdxfer_claim sdxfer_local_##name __attribute__((cleanup(sdxfer_release_slot)));        \
+    type *name = (type *)sdxfer_claim_slot(&sdxfer_local_##name)
+
+/* The same claim by hand: every sdxfer_get_local() must be matched by
+ * sdxfer_put_local() on every path (SDXFER_LOCAL does it for you). */
+static __always_inline void *sdxfer_get_local(void)
+{
+    struct sdxfer_claim claim;
+    return sdxfer_claim_slot(&claim);
+}
+
+static __always_inline void sdxfer_put_local(void)
+{
+    struct sdxfer_cpu_state *cpu = sdxfer_this_cpu();
+    if (cpu && cpu->depth > 0)
+        cpu->depth--;
+}
+
+/* Claims the slot a packer builds its record in; a record that cannot have
+ * one is counted as a drop of its event. */
+static __always_inline void *sdxfer_begin_record(struct sdxfer_claim *claim, __u32 index)
+{
+    void *rec = sdxfer_claim_slot(claim);
+    if (!rec)
+        sdxfer_count_drop(index);
+    return rec;
+}
+
+/* Reads a string into the payload at `cursor`. `cursor_max` is the layout's
+ * bound: checking it proves the write in range to the verifier and never
+ * fails for a record this header packs. */
+static __always_inline __u32 sdxfer_put_str(void *rec, __u32 cursor, __u32 cursor_max,
+                                            struct sdxfer_var *var, const char *src,
+                                            __u32 max, int from_user)
+{
+    long n;
+
+    var->off = 0;
+    var->len = 0;
+    var->lost = 0;
+    if (!src)
+        return cursor;
+    if ((const void *)src == SDXFER_UNKNOWN || cursor > cursor_max) {
+        var->lost = SDXFER_LOST_UNKNOWN;
+        return cursor;
+    }
+    if (from_user)
+        n = sdxfer_read_user_str((char *)rec + cursor, max + SDXFER_STR_READ_SLACK, src);
+    else
+        n = sdxfer_read_kernel_str((char *)rec + cursor, max + SDXFER_STR_READ_SLACK, src);
+    if (n <= 0) {
+        var->lost = SDXFER_LOST_UNKNOWN;
+        return cursor;
+    }
+    n -= 1;
+    if (n > max) {
+        n = max;
+        var->lost = SDXFER_LOST_UNKNOWN;
+    }
+    var->off = cursor;
+    var->len = n;
+    return cursor + n;
+}
+
+/* Copies the longest prefix of `blob_len` bytes (a blob, or a NUL-separated
+ * string list) that fits in `max`, and records exactly how many did not
+ * (unknown when blob_len carries SDXFER_LEN_TRUNCATED). */
+static __always_inline __u32 sdxfer_put_blob(void *rec, __u32 cursor, __u32 cursor_max,
+                                             struct sdxfer_var *var, const void *blob,
+                                             __u32 blob_len, __u32 max, int from_user)
+{
+    long err;
+    __u64 n = blob_len & ~SDXFER_LEN_TRUNCATED;
+    __u32 lost_unknown = blob_len & SDXFER_LEN_TRUNCATED;
+
+    var->off = 0;
+    var->len = 0;
+    var->lost = 0;
+    if (!blob)
+        return cursor;
+    if (blob == SDXFER_UNKNOWN || cursor > cursor_max) {
+        var->lost = SDXFER_LOST_UNKNOWN;
+        return cursor;
+    }
+    if (n > max) {
+        var->lost = n - max;
+        n = max;
+    }
+    if (lost_unknown)
+        var->lost = SDXFER_LOST_UNKNOWN;
+    sdxfer_bound(n, max);
+    if (n == 0)
+        err = 0;
+    else if (from_user)
+        err = sdxfer_read_user((char *)rec + cursor, n, blob);
+    else
+        err = sdxfer_read_kernel((char *)rec + cursor, n, blob);
+    if (err < 0) {
+        var->lost = lost_unknown ? SDXFER_LOST_UNKNOWN : blob_len;
+        return cursor;
+    }
+    var->off = cursor;
+    var->len = n;
+    return cursor + n;
+}
+
+static __always_inline void sdxfer_put_fixed(void *dst, const void *src, __u32 size)
+{
+    if (!src || sdxfer_read_kernel(dst, size, src) < 0)
+        __builtin_memset(dst, 0, size);
+}
+
+/* Fills the header, sends `size` bytes and gives the record's slot back.
+ * Returns the bytes sent or a negative error (counted as a drop). */
+static __always_inline int sdxfer_send(void *ctx, struct sdxfer_claim *claim, struct sdxfer_head *head,
+                                       __u32 size, __u16 id, __u32 fingerprint, __u16 payload_off,
+                                       __u32 index)
+{
+    struct sdxfer_cpu_state *cpu = claim->cpu;
+    long err;
+
+    head->timestamp_ns = sdxfer_now_ns();
+    head->seq = cpu ? cpu->seq++ : 0;
+    head->size = size;
+    head->fingerprint = fingerprint;
+    head->id = id;
+    head->payload_off = payload_off;
+    head->cpu = sdxfer_cpu_id();
+    err = sdxfer_output(ctx, head, size, head->seq);
+    sdxfer_release_slot(claim);
+    if (err < 0) {
+        sdxfer_count_drop(index);
+        return (int)err;
+    }
+    return (int)size;
+}
+
+#endif /* SDXFER_RUNTIME_H */

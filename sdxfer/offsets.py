@@ -1,0 +1,77 @@
+"""Kernel structure offsets and sizes a probe asks for by naming them.
+
+A probe uses macros; every one found in its text (comments aside) is
+resolved from the running kernel's BTF and passed to the compiler as -D:
+
+    BTF_OFF_<STRUCT>_<MEMBER>           offsetof(struct, member)
+    BTF_OFF_<STRUCT>_<MEMBER>_<MEMBER>  a member of an embedded struct or union,
+                                        e.g. BTF_OFF_SOCK___SK_COMMON_SKC_DADDR
+                                        is sock.__sk_common.skc_daddr
+    BTF_SIZE_<STRUCT>                   sizeof(struct)
+
+Names are matched case-insensitively against the kernel's (lower-case)
+names; members of anonymous structs and unions are found without naming
+them (BTF_OFF_MM_STRUCT_ARG_START). A spelling that fits two different
+places is refused, and so is a struct or member this kernel lacks.
+"""
+from __future__ import annotations
+
+import re
+
+from .btf import BtfError
+from .errors import ProbeError
+
+_MACRO = re.compile(r"\bBTF_(OFF|SIZE)_([A-Za-z0-9_]+)\b")
+_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
+
+
+def macros_used(text: str) -> list[str]:
+    """The BTF_OFF_ and BTF_SIZE_ names in C text, comments left out, sorted."""
+    return sorted({m.group(0) for m in _MACRO.finditer(_COMMENT.sub(" ", text))})
+
+
+def _underscores(text: str) -> list[int]:
+    return [i for i, c in enumerate(text) if c == "_"]
+
+
+def _resolve_offset(btf, name: str, spelled: str) -> int:
+    candidates = {}
+    structs_seen = []
+    for split in _underscores(spelled):
+        struct, flat = spelled[:split], spelled[split + 1:]
+        if not struct or not flat or not btf.has_composite(struct):
+            continue
+        structs_seen.append(struct)
+        for path in btf.member_paths(struct, flat):
+            try:
+                candidates[f"{struct}.{path}"] = btf.offsetof(struct, path)
+            except BtfError as exc:
+                raise ProbeError(f"{name}: {exc}") from None
+    if len(set(candidates.values())) > 1:
+        raise ProbeError(f"{name} is ambiguous in this kernel: it spells {', '.join(sorted(candidates))}, "
+                         "at different offsets")
+    if candidates:
+        return next(iter(candidates.values()))
+    if structs_seen:
+        longest = max(structs_seen, key=len)
+        member = spelled[len(longest) + 1:]
+        raise ProbeError(f"{name}: struct {longest} has no member (or member path) {member!r} in this kernel ({btf.path})")
+    raise ProbeError(f"{name}: this kernel ({btf.path}) has no struct or union named by any prefix of {spelled!r}")
+
+
+def resolve(btf, names: list[str]) -> dict[str, int]:
+    """Macro name -> value for every name; ProbeError (one line) for the first that fails."""
+    values = {}
+    for name in names:
+        kind, spelled = _MACRO.fullmatch(name).groups()
+        spelled = spelled.lower()
+        if kind == "SIZE":
+            if not btf.has_composite(spelled):
+                raise ProbeError(f"{name}: this kernel ({btf.path}) has no struct or union {spelled!r}")
+            try:
+                values[name] = btf.sizeof(spelled)
+            except BtfError as exc:
+                raise ProbeError(f"{name}: {exc}") from None
+        else:
+            values[name] = _resolve_offset(btf, name, spelled)
+    return values

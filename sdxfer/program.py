@@ -1,0 +1,166 @@
+"""A probe's program text, assembled as BCC will compile it.
+
+    program (path or text) + the schema's generated xfer.h + sdxfer/include/
+      + helpers from bpf/     -> one text (BCC rewrites map calls only in the
+                                 main file, so quoted includes are inlined)
+    BTF_OFF_/BTF_SIZE_ names  -> -D values from the running kernel's BTF
+    transport, defines        -> -D flags
+
+Nothing here loads anything: `assemble` is what Sensor compiles and what
+`--ebpf` prints.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from . import C_INCLUDE_DIR, record
+from .errors import ProbeError
+
+TRANSPORTS = ("perf", "ringbuf")
+BTF_PATH = "/sys/kernel/btf/vmlinux"
+# bpf/ sits beside sdxfer/ in the source tree and inside it once installed.
+_HERE = Path(__file__).resolve().parent
+BPF_DIR = _HERE / "bpf" if (_HERE / "bpf").is_dir() else _HERE.parent / "bpf"
+# A call of a function nobody declared would reach LLVM's BPF back end, which
+# exits the process; as an error, clang stops first and says which.
+STRICT_CFLAGS = ("-Werror=implicit-function-declaration",)
+
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def amalgamate(source: str, find: Callable[[str], str | None], _seen: frozenset = frozenset()) -> str:
+    """Replace each `#include "name"` that `find` knows by its text (recursively,
+    each file once); other includes are left to the compiler."""
+
+    def inline(match: re.Match) -> str:
+        name = match.group(1)
+        text = find(name)
+        if text is None:
+            return match.group(0)
+        if name in _seen:
+            return f"/* {name} already included above */"
+        return f"/* begin {name} */\n{amalgamate(text, find, _seen | {name}).rstrip()}\n/* end {name} */"
+
+    return _INCLUDE.sub(inline, source)
+
+
+def include_finder(files: dict[str, str], dirs: list[Path]) -> Callable[[str], str | None]:
+    """Looks a quoted include up among in-memory files, then in each folder."""
+
+    def find(name: str) -> str | None:
+        if name in files:
+            return files[name]
+        for folder in dirs:
+            path = folder / name
+            if path.is_file():
+                return path.read_text()
+        return None
+
+    return find
+
+
+class SchemaCode(NamedTuple):
+    """The two sides generated from one schema."""
+
+    header: str  # xfer.h
+    decoder: object  # sdxfer.Decoder
+    event_names: tuple[str, ...]  # schema order, which indexes the drop counters
+
+
+def schema_code(schema: str | Path | None) -> SchemaCode:
+    """The shipped schema's committed files, or any schema generated in memory."""
+    from .decoder import Decoder
+
+    if schema is None:
+        from . import default_decoder
+        from .generated import events
+
+        header = (Path(events.__file__).parent / "xfer.h").read_text()
+        return SchemaCode(header, default_decoder(), tuple(spec.cls.name for spec in events.EVENTS))
+    from .codegen import SchemaError, generate  # the generator is needed only for other schemas
+
+    try:
+        files = generate(str(schema))
+    except SchemaError as exc:
+        raise ProbeError(f"schema {schema}: {'; '.join(str(p) for p in exc.problems)}") from None
+    module = Decoder.module_from_source(files["events.py"], str(schema))
+    return SchemaCode(files["xfer.h"], Decoder.from_module(module), tuple(spec.cls.name for spec in module.EVENTS))
+
+
+def _define_flag(name: str, value) -> str:
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise ProbeError(f"define {name!r} is not a C macro name")
+    if name.startswith(("BTF_OFF_", "BTF_SIZE_")):
+        raise ProbeError(f"define {name}: BTF_OFF_ and BTF_SIZE_ names are resolved from the kernel's BTF, not given")
+    if value is None or value is True:
+        return f"-D{name}"
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or "\n" in str(value):
+        raise ProbeError(f"define {name}: value {value!r} is not an integer or one line of text")
+    return f"-D{name}={value}"
+
+
+def transport_flags(transport: str, ringbuf_pages: int) -> list[str]:
+    """The one place a transport is checked."""
+    if transport not in TRANSPORTS:
+        raise ProbeError(f"unknown transport {transport!r}: choose {' or '.join(TRANSPORTS)}")
+    if transport == "perf":
+        return []
+    if ringbuf_pages < 1 or ringbuf_pages & (ringbuf_pages - 1):
+        raise ProbeError(f"ring buffer pages must be a power of two, not {ringbuf_pages}")
+    return ["-DSDXFER_RINGBUF", f"-DSDXFER_RINGBUF_PAGES={ringbuf_pages}"]
+
+
+def kernel_values(text: str, btf_path: str = BTF_PATH) -> dict[str, int]:
+    """Every BTF_OFF_/BTF_SIZE_ macro the text uses, resolved from the running kernel."""
+    from . import offsets
+    from .btf import BtfError, load
+
+    names = offsets.macros_used(text)
+    if not names:
+        return {}
+    try:
+        btf = load(btf_path)
+    except BtfError as exc:
+        raise ProbeError(str(exc)) from None
+    return offsets.resolve(btf, names)
+
+
+class Assembly(NamedTuple):
+    text: str  # what BCC compiles
+    cflags: list[str]
+    code: SchemaCode
+
+    def with_defines(self) -> str:
+        """The text with its -D flags written out as #defines: exactly what runs."""
+        defines = "\n".join("#define " + flag[2:].replace("=", " ", 1) for flag in self.cflags if flag.startswith("-D"))
+        return f"/* -D macros passed by sdxfer */\n{defines}\n\n{self.text}"
+
+
+def program_source(program: str | Path) -> tuple[str, list[Path]]:
+    """(text, folders its quoted includes may come from): a path, or program text itself."""
+    if isinstance(program, str) and "\n" in program:
+        return program, []
+    path = Path(program)
+    try:
+        return path.read_text(), [path.resolve().parent]
+    except OSError as exc:
+        raise ProbeError(f"cannot read the program {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProbeError(f"the program {path} is not UTF-8 text") from None
+
+
+def assemble(program: str | Path, *, schema: str | Path | None = None, transport: str = "perf",
+             defines: dict | None = None, ringbuf_pages: int = record.RINGBUF_PAGES,
+             btf_path: str = BTF_PATH) -> Assembly:
+    flags = transport_flags(transport, ringbuf_pages)
+    flags += [_define_flag(name, value) for name, value in sorted((defines or {}).items(), key=lambda kv: str(kv[0]))]
+    source, dirs = program_source(program)
+    code = schema_code(schema)
+    find = include_finder({"xfer.h": code.header}, dirs + [C_INCLUDE_DIR, BPF_DIR])
+    text = amalgamate(source, find)
+    kernel = kernel_values(text, btf_path)
+    flags = [f"-D{name}={value}" for name, value in sorted(kernel.items())] + flags + list(STRICT_CFLAGS)
+    return Assembly(text, flags, code)
