@@ -1,4 +1,5 @@
-"""The `sdxfer` command: gen (schema -> C header, Python decoders, layout doc) and decode."""
+"""The `sdxfer` command: gen (schema -> C header, Python decoders, layout doc),
+decode (raw records -> NDJSON) and run (load any probe, print its events)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from .program import TRANSPORTS
 
 _HERE = Path(__file__).resolve().parent
 # schema/ and generated/ sit beside sdxfer/ in the source tree, inside it once installed.
@@ -18,6 +21,8 @@ EXAMPLES = """examples:
   sdxfer gen --check                           exit 1 if generated/ is stale (CI)
   sdxfer gen --schema my.yaml --out build/gen  generate for another schema
   sdxfer decode records.bin                    raw records -> NDJSON
+  sudo sdxfer run my.bpf.c --schema my.yaml    load a probe, print its decoded events
+  sudo sdxfer run my.bpf.c -D TARGET_PID=42 --json --events openat
 """
 
 
@@ -33,7 +38,29 @@ def _parser() -> argparse.ArgumentParser:
     decode = commands.add_parser("decode", help="decode a file of back-to-back raw records into NDJSON")
     decode.add_argument("file", help="file of raw records, or - for standard input")
     decode.add_argument("--schema", default=None, help="schema the records were packed with (default: the shipped one)")
+    run = commands.add_parser("run", help="load a BPF program built on the generated header and print its events",
+                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("program", help="BPF C program that includes \"xfer.h\"")
+    run.add_argument("--schema", default=None, help="schema of the program's events (default: the shipped one)")
+    run.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0], help="perf buffer (default) or BPF ring buffer")
+    run.add_argument("--events", type=_names, default=None, metavar="NAME,...", help="print only these events")
+    run.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
+                     help="define a macro for the program (repeatable)")
+    run.add_argument("--json", action="store_true", help="one JSON object (the event's to_dict()) per line")
+    run.add_argument("--ebpf", action="store_true", help="print the final program text and exit")
     return parser
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("no event names given")
+    return names
+
+
+def _define(text: str) -> tuple[str, str | None]:
+    name, equals, value = text.partition("=")
+    return name, value if equals else None
 
 
 def _gen(args, stdout, stderr) -> int:
@@ -93,12 +120,19 @@ def _decode(args, stdout, stderr) -> int:
     return 0
 
 
+def _run(args, stdout, stderr) -> int:
+    from .run import run_probe
+
+    return run_probe(args, stdout, stderr)
+
+
 def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     args = _parser().parse_args(argv)
+    commands = {"gen": _gen, "decode": _decode, "run": _run}
     try:
-        return _gen(args, stdout, stderr) if args.command == "gen" else _decode(args, stdout, stderr)
+        return commands[args.command](args, stdout, stderr)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -9,18 +9,15 @@ each event through `Filter.matches` and a pure formatter (`format_line` or
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import functools
 import json
 import os
 import pwd
 import re
-import signal
 import sys
-import time
 from typing import Callable, NamedTuple, TextIO
 
+from .console import Clock, escape, quote, stop_on_signals
 from .program import TRANSPORTS
 
 EXAMPLES = """\
@@ -40,33 +37,6 @@ examples:
 
 HEADER_BANNER = "Watching execve events... Ctrl+C to stop"
 
-# Characters that could move the cursor, recolour or retitle a terminal, or
-# reorder text: C0, DEL, C1 and the bidirectional controls.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
-_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape_char(match: re.Match) -> str:
-    char = match.group(0)
-    code = ord(char)
-    if char in _NAMED_ESCAPES:
-        return _NAMED_ESCAPES[char]
-    if 0xDC80 <= code <= 0xDCFF:  # a non-UTF-8 byte carried by surrogateescape
-        return f"\\x{code - 0xDC00:02x}"
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}"
-
-
-def escape(text: str) -> str:
-    """Text safe to print on a terminal; every unsafe character becomes a visible escape."""
-    return _UNSAFE.sub(_escape_char, text)
-
-
-def quote(arg: str) -> str:
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class Options(NamedTuple):
     """What shapes the output; built from the command line by parse_args."""
 
@@ -76,29 +46,6 @@ class Options(NamedTuple):
     uid_column: bool = False
     quote: bool = False
     max_args: int | None = None
-
-
-class Clock:
-    """Turns kernel timestamps (CLOCK_MONOTONIC ns) into wall-clock time."""
-
-    def __init__(self, start_ns: int | None = None):
-        self.wall_minus_mono_ns = time.time_ns() - time.monotonic_ns()
-        self.start_ns = time.monotonic_ns() if start_ns is None else start_ns
-
-    def wall(self, timestamp_ns: int) -> datetime.datetime:
-        # integer arithmetic: ns / 1e9 as a float loses microseconds at today's epoch
-        seconds, ns = divmod(timestamp_ns + self.wall_minus_mono_ns, 1_000_000_000)
-        return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc) + datetime.timedelta(
-            microseconds=ns // 1000)
-
-    def iso(self, timestamp_ns: int) -> str:
-        return self.wall(timestamp_ns).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-    def local_hms(self, timestamp_ns: int) -> str:
-        return self.wall(timestamp_ns).astimezone().strftime("%H:%M:%S")
-
-    def seconds_since_start(self, timestamp_ns: int) -> float:
-        return (timestamp_ns - self.start_ns) / 1e9
 
 
 class Filter(NamedTuple):
@@ -247,19 +194,6 @@ def _error(message: str) -> int:
     return 1
 
 
-@contextlib.contextmanager
-def _stop_on_signals():
-    """Yields stop(), which turns true at SIGINT or SIGTERM; restores the old handlers."""
-    stopping = []
-    previous = {sig: signal.signal(sig, lambda _sig, _frame: stopping.append(True))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: bool(stopping)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 class Printer:
     """Renders matching events to `out` and reports loss on stderr as it happens."""
 
@@ -323,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = sys.stdout
     try:
-        with _stop_on_signals() as stop:
+        with stop_on_signals() as stop:
             if not args.json:
                 out.write(HEADER_BANNER + "\n" + header_line(options) + "\n")
                 out.flush()

@@ -55,10 +55,12 @@ def merge(dest: Path, arch_tree: Path | None = None) -> Path:
         return dest
     shutil.rmtree(dest, ignore_errors=True)
     for tree in (common_tree, arch_tree):  # arch files win over common ones
-        for root, _dirs, files in os.walk(tree):
+        for root, dirs, files in os.walk(tree):
             target = dest / Path(root).relative_to(tree)
             target.mkdir(parents=True, exist_ok=True)
-            for name in files:
+            # a linked folder (Debian links scripts/ into linux-kbuild) stays a link
+            linked = [name for name in dirs if (Path(root) / name).is_symlink()]
+            for name in linked + files:
                 link = target / name
                 if link.is_symlink() or link.exists():
                     link.unlink()

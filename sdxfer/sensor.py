@@ -234,6 +234,10 @@ class Sensor:
             raise load_failure(exc, "".join(log), headers, self.event_names) from None
         self._attached = True
 
+    @property
+    def programs_attached(self) -> int:
+        return len(self._bpf.tracepoint_fds) + len(self._bpf.raw_tracepoint_fds) if self._attached else 0
+
     # ---- counters in the kernel --------------------------------------------
 
     def _drops(self) -> list[int]:

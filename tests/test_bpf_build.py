@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-import hostc
 from sdxfer.record import HEADER, HEADER_OFFSETS
 
 bcc = pytest.importorskip("bcc", reason="needs Debian's python3-bpfcc (scripts/setup.sh)")

@@ -1,0 +1,82 @@
+"""`sdxfer run`: any probe built on the generated header, its events printed.
+
+One line per event: `name key=value ...` (terminal-safe), or with --json the
+event's to_dict() as one JSON object. Loss goes to stderr when it happens and
+in a summary at exit (Ctrl+C, SIGTERM).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from .console import event_fields, stop_on_signals
+from .errors import ProbeError
+
+
+def text_line(event) -> str:
+    return f"{event.name} {event_fields(event)}".rstrip()
+
+
+def json_line(event) -> str:
+    return json.dumps(event.to_dict(), ensure_ascii=True)
+
+
+def summary_line(stats) -> str:
+    undecodable = f", {stats.undecodable} undecodable" if stats.undecodable else ""
+    lost = [f"{name} {c.lost}" for name, c in stats.per_event.items() if c.lost]
+    per_event = f" ({', '.join(lost)})" if lost else ""
+    return f"sdxfer run: {stats.delivered} events received, {stats.lost} lost{per_event}{undecodable}"
+
+
+def run_probe(args, stdout, stderr) -> int:
+    from .sensor import Sensor, program_text
+
+    defines = dict(args.defines)
+    options = {"schema": args.schema, "transport": args.transport, "defines": defines}
+    try:
+        if args.ebpf:
+            print(program_text(args.program, **options), file=stdout)
+            return 0
+        sensor = Sensor(args.program, **options)
+    except ProbeError as exc:
+        print(f"sdxfer run: {exc}", file=stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl+C while BCC compiles
+        return 130
+    wanted = set(args.events) if args.events else None
+    unknown = sorted(wanted - set(sensor.event_names)) if wanted else []
+    if unknown:
+        sensor.close()
+        print(f"sdxfer run: no event {', '.join(unknown)} in the schema (its events: {', '.join(sensor.event_names)})",
+              file=stderr)
+        return 2
+    print(f"sdxfer run: {sensor.programs_attached} programs attached ({sensor.transport}); Ctrl+C to stop",
+          file=stderr, flush=True)
+    render = json_line if args.json else text_line
+    lost_reported = 0
+
+    def emit(records) -> None:
+        nonlocal lost_reported
+        # Per-CPU buffers are read one CPU after another: order each batch by time.
+        events = sorted(sensor.decoded(records), key=lambda event: event.timestamp_ns)
+        lines = [render(event) for event in events if wanted is None or event.name in wanted]
+        if lines:
+            stdout.write("\n".join(lines) + "\n")
+            stdout.flush()
+        if sensor.stats.lost > lost_reported:
+            print(f"sdxfer run: {sensor.stats.lost - lost_reported} events lost (the {sensor.transport} buffer "
+                  "was full, or every scratch slot was taken)", file=stderr)
+            lost_reported = sensor.stats.lost
+
+    try:
+        with stop_on_signals() as stop:
+            while not stop():
+                emit(sensor.read())
+            sensor.detach()
+            emit(sensor.drain())
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+    finally:
+        sensor.close()
+    print(summary_line(sensor.stats), file=stderr)
+    return 0

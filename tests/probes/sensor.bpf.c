@@ -1,0 +1,52 @@
+/* The live Sensor tests' probe: values the test can predict exactly. */
+#include "xfer.h"
+#include "helpers.h"
+
+TRACEPOINT_PROBE(syscalls, sys_enter_getpgid)
+{
+    if (bpf_get_current_pid_tgid() >> 32 != TARGET_PID)
+        return 0;
+    const char *task = (const char *)bpf_get_current_task();
+    getpgid_call_print(args, TARGET_PID, args->pid, TEST_MARKER, BTF_OFF_TASK_STRUCT_TGID,
+                       BTF_OFF_SOCK___SK_COMMON_SKC_DPORT, BTF_OFF_MM_STRUCT_ARG_START, BTF_SIZE_TASK_STRUCT,
+                       task_comm(task), parent_tgid(task));
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_write)
+{
+    if (bpf_get_current_pid_tgid() >> 32 != TARGET_PID || args->fd != BAD_FD)
+        return 0;
+    write_call_print(args, args->fd, args->buf, args->count);
+    return 0;
+}
+
+#ifdef WATCH_INTERRUPTS
+/* Raw tracepoints in interrupt context: they may run while the programs
+ * above are halfway through a record on the same CPU. */
+struct fill_area {
+    __u8 fill[SDXFER_MAX_INTERRUPT_FILL];
+};
+
+static __always_inline int report_interrupt(void *ctx, __u8 kind)
+{
+    struct sdxfer_cpu_state *cpu = sdxfer_this_cpu();
+    __u64 depth_seen = cpu ? cpu->depth : 0;
+    SDXFER_LOCAL(struct fill_area, area);  /* locals in a slot of their own, too */
+    if (!area)
+        return 0;
+    __builtin_memset(area->fill, kind, sizeof(area->fill));
+    interrupt_print(ctx, kind, depth_seen, area->fill, sizeof(area->fill));
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(hrtimer_expire_entry)
+{
+    return report_interrupt(ctx, 1);
+}
+
+RAW_TRACEPOINT_PROBE(softirq_entry)
+{
+    return report_interrupt(ctx, 2);
+}
+#endif

@@ -1,0 +1,294 @@
+"""Live tests of the Sensor SDK: a test-only schema and probe, loaded through
+Sensor and through `sdxfer run`, on both transports: exact values, kernel
+offsets named in the program (nested and anonymous members, sizes), each
+one-line error, per-event loss, nothing lost at start-up, and records that
+stay intact while interrupt-context programs pack their own on the same CPU.
+
+Needs root and bcc (CI runs as root); skipped otherwise.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+if os.geteuid() != 0:
+    pytest.skip("live probe tests need root", allow_module_level=True)
+pytest.importorskip("bcc")
+
+from sdxfer import ProbeError, Sensor, btf  # noqa: E402
+from sdxfer.program import BTF_PATH  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SCHEMA = HERE / "schemas" / "sensor.yaml"
+PROBE = HERE / "probes" / "sensor.bpf.c"
+BAD_FD = 987654  # write(2) to it fails at once; the probe reports only those
+SDXFER = str(ROOT / ".venv" / "bin" / "sdxfer")
+WAIT_S = 10
+TRANSPORTS = ["perf", "ringbuf"]
+
+
+def defines(pid: int, **more) -> dict:
+    return {"TARGET_PID": pid, "TEST_MARKER": "0x1122334455ULL", "BAD_FD": BAD_FD, **more}
+
+
+def getpgid(value: int) -> None:
+    try:
+        os.getpgid(value)
+    except OSError:
+        pass
+
+
+def write_bad_fd(data: bytes) -> None:
+    try:
+        os.write(BAD_FD, data)
+    except OSError:
+        pass
+
+
+def collect(sensor, count: int, name: str | None = None) -> list:
+    got = []
+    deadline = time.monotonic() + WAIT_S
+    while len(got) < count and time.monotonic() < deadline:
+        got += [e for e in sensor.decoded(sensor.read(100)) if name is None or e.name == name]
+    return got
+
+
+def kernel_values() -> dict:
+    kernel = btf.load(BTF_PATH)
+    return {"tgid_offset": kernel.offsetof("task_struct", "tgid"),
+            "dport_offset": kernel.offsetof("sock", "__sk_common.skc_dport"),
+            "arg_start_offset": kernel.offsetof("mm_struct", "arg_start"),
+            "task_size": kernel.sizeof("task_struct")}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sensor_delivers_exact_values(transport):
+    with Sensor(PROBE, schema=str(SCHEMA), transport=transport, defines=defines(os.getpid())) as sensor:
+        for value in (100001, -7, 0):
+            getpgid(value)
+        write_bad_fd(b"a\0b\xff" * 3)
+        events = collect(sensor, 4)
+        assert str(sensor.stats).startswith("delivered 4, lost 0, undecodable 0")
+    calls = [e for e in events if e.name == "getpgid_call"]
+    assert [e.asked for e in calls] == [100001, -7, 0]
+    comm = Path("/proc/self/comm").read_text().strip()
+    for e in calls:
+        assert (e.pid, e.marker, e.comm, e.parent_tgid) == (os.getpid(), 0x1122334455, comm, os.getppid())
+        assert {k: getattr(e, k) for k in kernel_values()} == kernel_values()
+    (write,) = [e for e in events if e.name == "write_call"]
+    assert (write.fd, write.data, write.truncated) == (BAD_FD, b"a\0b\xff" * 3, ())
+    assert sensor.stats.per_event["getpgid_call"].delivered == 3
+    assert sensor.stats.per_event["write_call"].delivered == 1
+    assert sensor.stats.per_event["interrupt"].delivered == 0
+
+
+def test_program_text_is_accepted_too():
+    text = PROBE.read_text()
+    with Sensor(text, schema=SCHEMA, defines=defines(os.getpid())) as sensor:
+        getpgid(31337)
+        (event,) = collect(sensor, 1)
+    assert (event.name, event.asked) == ("getpgid_call", 31337)
+
+
+WRITTEN = b"x y\nz"
+CHILD = """
+import os, sys
+sys.stdin.readline()
+try:
+    os.getpgid(4242)
+except OSError:
+    pass
+try:
+    os.write(%d, %r)
+except OSError:
+    pass
+print("done", flush=True)
+sys.stdin.readline()
+""" % (BAD_FD, WRITTEN)
+
+
+def run_cli_against_child(extra: list[str], transport: str, count: int = 2):
+    """sdxfer run on a child that acts once the probe is attached; returns (stdout lines, stderr)."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    command = [SDXFER, "run", str(PROBE), "--schema", str(SCHEMA), "--transport", transport,
+               "-D", f"TARGET_PID={child.pid}", "-D", "TEST_MARKER=7", "-D", f"BAD_FD={BAD_FD}", *extra]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = run.stderr.readline()
+        assert "programs attached" in started, started + run.stderr.read()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+        lines = [run.stdout.readline() for _ in range(count)]
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=WAIT_S)
+        assert run.returncode == 0, err
+        return [line.rstrip("\n") for line in lines], started + err
+    finally:
+        child.kill()
+        run.kill()
+        child.wait()
+        run.wait()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sdxfer_run_json(transport):
+    lines, err = run_cli_against_child(["--json"], transport)
+    call, write = (json.loads(line) for line in lines)
+    assert {k: call[k] for k in ("event", "asked", "marker", "comm", *kernel_values())} == {
+        "event": "getpgid_call", "asked": 4242, "marker": 7, "comm": Path(sys.executable).name[:15], **kernel_values()}
+    assert (write["event"], write["fd"], write["data"], write["truncated"]) == ("write_call", BAD_FD, WRITTEN.hex(), [])
+    assert "sdxfer run: 2 events received, 0 lost" in err
+
+
+def test_sdxfer_run_text_and_event_filter():
+    lines, err = run_cli_against_child(["--events", "write_call"], "perf", count=1)
+    assert lines == [f"write_call fd={BAD_FD} data={WRITTEN.hex()}"]
+    assert "sdxfer run: 2 events received, 0 lost" in err
+
+
+def test_sdxfer_run_ebpf_prints_the_final_program():
+    out = subprocess.run([SDXFER, "run", str(PROBE), "--schema", str(SCHEMA), "-D", "TARGET_PID=1",
+                          "-D", "TEST_MARKER=2", "-D", "BAD_FD=3", "--ebpf"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "#define TARGET_PID 1" in out.stdout and "#define BTF_OFF_SOCK___SK_COMMON_SKC_DPORT" in out.stdout
+    assert "static __always_inline int getpgid_call_print(" in out.stdout and '#include "xfer.h"' not in out.stdout
+
+
+BROKEN = {
+    "compile": ('int x = ;\n', "BCC could not compile the probe: /virtual/main.c"),
+    "missing_packer": ('#include "xfer.h"\nTRACEPOINT_PROBE(syscalls, sys_enter_getpgid)\n{\n    nope_print(args, 1);\n'
+                       '    return 0;\n}\n',
+                       "the program calls nope_print(), but the schema has no event 'nope' "
+                       "(its events: getpgid_call, write_call, interrupt)"),
+    "verifier": ('#include "xfer.h"\nTRACEPOINT_PROBE(syscalls, sys_enter_getpgid)\n{\n'
+                 '    char *p = (char *)sdxfer_scratch_slot(0);\n    if (p)\n        p[args->pid] = 1;\n    return 0;\n}\n',
+                 "the kernel's verifier rejected the probe"),
+    "member": ('#include "xfer.h"\nint x = BTF_OFF_TASK_STRUCT_NO_SUCH_MEMBER;\n',
+               "BTF_OFF_TASK_STRUCT_NO_SUCH_MEMBER: struct task_struct has no member"),
+    "struct": ('#include "xfer.h"\nint x = BTF_SIZE_NO_SUCH_STRUCT;\n',
+               "BTF_SIZE_NO_SUCH_STRUCT: this kernel (/sys/kernel/btf/vmlinux) has no struct or union"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_each_failure_is_one_probe_error_line(case, tmp_path):
+    text, message = BROKEN[case]
+    with pytest.raises(ProbeError) as caught:
+        Sensor(text, schema=SCHEMA)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    # the same line from sdxfer run, exit status 1, nothing on stdout
+    program = tmp_path / "broken.bpf.c"
+    program.write_text(text)
+    out = subprocess.run([SDXFER, "run", str(program), "--schema", str(SCHEMA)], capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr.startswith(f"sdxfer run: {message}") and out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
+def test_loss_is_counted_per_event_with_a_tiny_buffer(transport, size):
+    sent = {"write_call": 200, "getpgid_call": 300}
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})  # one CPU: one perf buffer to fill
+    try:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(os.getpid()), **size) as sensor:
+            for _ in range(sent["write_call"]):
+                write_bad_fd(b"w" * 3000)
+            for i in range(sent["getpgid_call"]):
+                getpgid(i)
+            sensor.detach()
+            events = list(sensor.decoded(sensor.drain()))
+            stats = sensor.stats
+            numbered = sensor.records_sequenced()
+    finally:
+        os.sched_setaffinity(0, affinity)
+    for name, count in sent.items():
+        counts = stats.per_event[name]
+        assert counts.delivered == sum(e.name == name for e in events)
+        assert counts.delivered + counts.lost == count, name
+    assert stats.per_event["write_call"].lost > 0
+    assert stats.lost == sum(c.lost for c in stats.per_event.values())
+    assert stats.delivered + stats.lost == numbered == sum(sent.values())
+    assert stats.sequence_gaps <= stats.lost
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_nothing_is_lost_at_start_up(transport):
+    """Calls made from before the programs attach until after: the very first
+    records the probe numbers on each CPU arrive (the reader opens first)."""
+    script = ("import os, time\nwhile True:\n    for _ in range(20):\n        try:\n            os.getpgid(-1)\n"
+              "        except OSError:\n            pass\n    time.sleep(0.001)\n")
+    hammer = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(hammer.pid)) as sensor:
+            events = collect(sensor, 500)
+            sensor.detach()
+            events += list(sensor.decoded(sensor.drain()))
+            numbered = sensor.records_sequenced()
+            stats = sensor.stats
+    finally:
+        hammer.kill()
+        hammer.wait()
+    assert stats.lost == 0 and stats.delivered == numbered == len(events) >= 500
+    assert {min(e.seq for e in events if e.cpu == cpu) for cpu in {e.cpu for e in events}} == {0}
+    assert stats.sequence_gaps == 0
+
+
+NESTING_WRITER = """
+import os, sys, time
+sys.stdin.readline()
+n = 0
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    for _ in range(100):
+        try:
+            os.write(%d, b"%%08d" %% n * 500)
+        except OSError:
+            pass
+        n += 1
+print(n, flush=True)
+""" % BAD_FD
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_records_stay_intact_when_interrupt_programs_nest(transport):
+    """A process-context program packs 4000-byte records while raw tracepoints
+    in timer and softirq context pack their own on the same CPUs."""
+    writer = subprocess.Popen([sys.executable, "-c", NESTING_WRITER, "3"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport,
+                    defines=defines(writer.pid, WATCH_INTERRUPTS=None)) as sensor:
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            events = []
+            while writer.poll() is None:
+                events += sensor.decoded(sensor.read(50))
+            sent = int(writer.stdout.read())
+            sensor.detach()
+            events += sensor.decoded(sensor.drain())
+            depths = [cpu["depth"] for cpu in sensor.cpu_state()]
+            stats = sensor.stats
+    finally:
+        writer.kill()
+        writer.wait()
+    writes = [e for e in events if e.name == "write_call"]
+    interrupts = [e for e in events if e.name == "interrupt"]
+    numbers = set()
+    for e in writes:
+        number = e.data[:8]
+        assert e.data == number * 500, "a write record was overwritten"
+        numbers.add(int(number))
+    assert len(numbers) == len(writes)  # each once
+    assert len(writes) + stats.per_event["write_call"].lost == sent
+    for e in interrupts:
+        assert e.fill == bytes([e.kind]) * 512 and e.kind in (1, 2)
+    assert any(e.depth_seen > 0 for e in interrupts), "no interrupt program ran while a record was being packed"
+    assert depths == [0] * len(depths)
+    assert stats.undecodable == 0 and stats.nesting_drops == 0
