@@ -28,6 +28,7 @@ from ..record import (
     HEADER_SIZE,
     LAYOUT_VERSION,
     SCRATCH_MAP,
+    SCRATCH_SLOTS,
     SOCKADDR,
     SOCKADDR_SIZE,
     VARIABLE_DECODING,
@@ -265,6 +266,7 @@ def _md_context(layout: Layout, banner: str) -> dict:
             "variables": [{"name": v.field.name, "max": v.field.max, "cursor_max": v.cursor_max} for v in e.variables],
         })
     return {"banner": banner, "schema_path": _display_path(layout.schema.path), "slot_size": layout.schema.slot_size,
+            "scratch_slots": SCRATCH_SLOTS,
             "header": header, "header_size": HEADER_SIZE, "events": events}
 
 

@@ -1,0 +1,61 @@
+"""The README's "Write your own probe" steps, exactly as written: its schema
+and probe saved under my/, its command run, its action done, its output seen.
+
+Needs root and bcc (CI runs as root); skipped otherwise.
+"""
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+if os.geteuid() != 0:
+    pytest.skip("live probe tests need root", allow_module_level=True)
+pytest.importorskip("bcc")
+
+ROOT = Path(__file__).resolve().parent.parent
+WAIT_S = 15
+
+
+def section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"## {title}")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_write_your_own_probe(tmp_path):
+    steps = section("Write your own probe")
+    files = dict(re.findall(r"`(my/[\w.]+)`[^`]*?```\w+\n(.*?)```", steps, re.DOTALL))
+    assert set(files) == {"my/events.yaml", "my/open.bpf.c"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    console = re.search(r"\n    # (.+)\n((?:    .+\n)+)", steps)
+    command, shown = console.group(1), [line[4:] for line in console.group(2).splitlines()]
+    action = re.search(r"while `([^`]+)` runs", steps).group(1)
+
+    run = subprocess.Popen(shlex.split(command.replace(".venv/bin/", f"{ROOT}/.venv/bin/")), cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stderr.readline() == shown[0] + "\n"
+        cat = subprocess.run(action.split(), capture_output=True, check=True)
+        assert cat.stdout == Path("/etc/hostname").read_bytes()
+        expected = [re.sub(r"pid=\d+", "pid=PID", line) for line in shown[1:]]
+        got = []
+        deadline = time.monotonic() + WAIT_S
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            line = run.stdout.readline()
+            if " comm=cat " in line:
+                got.append(re.sub(r"pid=\d+", "pid=PID", line.rstrip("\n")))
+        assert got == expected
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=WAIT_S)
+        assert run.returncode == 0
+        assert re.fullmatch(r"sdxfer run: \d+ events received, \d+ lost.*\n", err)
+    finally:
+        run.kill()
+        run.wait()
