@@ -32,6 +32,8 @@
 #define SDXFER_UNKNOWN ((const void *)1)
 #define SDXFER_STR_READ_SLACK 2
 #define SDXFER_SCRATCH_SLOTS 6
+#define SDXFER_FIXED_LOCALS_SLOT 6
+#define SDXFER_SCRATCH_MAP_SLOTS 7
 #define SDXFER_ENOSLOT 12
 #define SDXFER_ENESTED 16
 #define SDXFER_DEFAULT_RINGBUF_PAGES 256
@@ -100,7 +102,7 @@ struct sdxfer_creds {
 
 struct sdxfer_cpu_state {
     __u64 seq;
-    __u64 depth;
+    __u64 busy;
     __u64 nesting_drops;
 };
 
@@ -111,7 +113,7 @@ struct sdxfer_slot_data {
 #ifndef SDXFER_HOST
 /* The maps, and the only code that names them (BCC rewrites map calls in
  * place, not through macros). */
-BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, SDXFER_SCRATCH_SLOTS);
+BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, SDXFER_SCRATCH_MAP_SLOTS);
 BPF_PERCPU_ARRAY(sdxfer_cpu, struct sdxfer_cpu_state, 1);
 BPF_PERCPU_ARRAY(sdxfer_drops, __u64, 6);
 #ifdef SDXFER_RINGBUF

@@ -56,22 +56,27 @@ STR_READ_SLACK = 2
 
 # ---- the kernel side's maps -------------------------------------------------
 
-SCRATCH_MAP = "sdxfer_scratch"  # per-CPU array of scratch slots, a nesting stack
+SCRATCH_MAP = "sdxfer_scratch"  # per-CPU array of scratch slots
 CPU_MAP = "sdxfer_cpu"  # per-CPU state: CPU_STATE
 DROPS_MAP = "sdxfer_drops"  # per-CPU array: records of each event (schema index) that were not sent
 EVENTS_MAP = "sdxfer_events"  # the perf event array or the ring buffer
 
 # Per-CPU state: (name, C type). `seq` numbers the records a CPU sends (or
-# tries to); `depth` counts scratch slots in use on that CPU (a program
-# interrupted mid-record keeps its slots; the interrupting one takes the next);
-# `nesting_drops` counts records dropped because every slot was taken.
-CPU_STATE = (("seq", "__u64"), ("depth", "__u64"), ("nesting_drops", "__u64"))
+# tries to); bit i of `busy` is set while scratch slot i is in use (a program
+# interrupted or preempted mid-record keeps its slots, the other takes free
+# ones); `nesting_drops` counts records dropped because every slot was taken.
+# Claims are atomic, so this holds where programs preempt each other too.
+CPU_STATE = (("seq", "__u64"), ("busy", "__u64"), ("nesting_drops", "__u64"))
 
-# Scratch slots per CPU. A program holds at most two (its locals and the
-# record it packs); task, softirq and hardirq context can each hold theirs at
-# once, as the kernel's own perf output allows for three nesting levels.
+# Claimable scratch slots per CPU. A program holds at most two (its locals
+# and the record it packs); task, softirq and hardirq context can each hold
+# theirs at once, as the kernel's own perf output allows for three nesting levels.
 NESTING_LEVELS = 3
 SCRATCH_SLOTS = 2 * NESTING_LEVELS
+# One more slot, after those, for sdxfer_get_local(): the fixed locals slot
+# of the first record format, never claimed, so not safe under nesting.
+FIXED_LOCALS_SLOT = SCRATCH_SLOTS
+SCRATCH_MAP_SLOTS = SCRATCH_SLOTS + 1
 
 # Negative errno values a packer returns besides the transport's own.
 ENOSLOT = 12  # ENOMEM: the scratch map could not be read
@@ -91,6 +96,8 @@ C_MACROS = (
     ("SDXFER_UNKNOWN", f"((const void *){UNKNOWN_POINTER})"),
     ("SDXFER_STR_READ_SLACK", str(STR_READ_SLACK)),
     ("SDXFER_SCRATCH_SLOTS", str(SCRATCH_SLOTS)),
+    ("SDXFER_FIXED_LOCALS_SLOT", str(FIXED_LOCALS_SLOT)),
+    ("SDXFER_SCRATCH_MAP_SLOTS", str(SCRATCH_MAP_SLOTS)),
     ("SDXFER_ENOSLOT", str(ENOSLOT)),
     ("SDXFER_ENESTED", str(ENESTED)),
     ("SDXFER_DEFAULT_RINGBUF_PAGES", str(RINGBUF_PAGES)),

@@ -245,8 +245,14 @@ class Sensor:
         return [sum(self._drops_table[ctypes.c_int(i)]) for i in range(len(self.event_names))]
 
     def cpu_state(self) -> list[dict[str, int]]:
-        """Per CPU: records numbered (seq), scratch slots in use (depth), nesting drops."""
-        return [{name: getattr(cpu, name) for name, _ in record.CPU_STATE} for cpu in self._cpu_table[ctypes.c_int(0)]]
+        """Per CPU: records numbered (seq), scratch slots in use (busy, a bit per
+        slot, and slots_in_use), records refused for want of a slot (nesting_drops)."""
+        states = []
+        for cpu in self._cpu_table[ctypes.c_int(0)]:
+            state = {name: getattr(cpu, name) for name, _ in record.CPU_STATE}
+            state["slots_in_use"] = bin(state["busy"]).count("1")
+            states.append(state)
+        return states
 
     def records_sequenced(self) -> int:
         """Records the probe has numbered so far (sent or refused by the transport),

@@ -1,6 +1,6 @@
 """The nesting-safe scratch in host mode: a packer re-entered from the emit
-hook (as an interrupt-context program re-enters on a CPU) packs into the next
-slot and leaves the outer record intact; past the last slot a record is
+hook (as an interrupt-context program re-enters on a CPU) packs into another
+slot and leaves the outer record intact; with every slot taken a record is
 dropped and counted; SDXFER_LOCAL gives its slot back on leaving scope."""
 import subprocess
 
@@ -63,19 +63,22 @@ int main(int argc, char **argv)
     nest_left = argc > 1 ? NESTS : 0;
     int outer = pack(7);
     nest_left = 0;
-    fprintf(stderr, "outer=%d depth=%llu nesting_drops=%llu drops=%llu inner=",
-            outer, (unsigned long long)sdxfer_this_cpu()->depth,
+    fprintf(stderr, "outer=%d busy=%llu nesting_drops=%llu drops=%llu inner=",
+            outer, (unsigned long long)sdxfer_this_cpu()->busy,
             (unsigned long long)sdxfer_this_cpu()->nesting_drops, (unsigned long long)sdxfer_host_drops[0]);
     for (int i = 0; i < inner_count; i++)
         fprintf(stderr, "%d,", inner_results[i]);
     {
         SDXFER_LOCAL(struct area, locals);
-        fprintf(stderr, " local_depth=%llu", (unsigned long long)sdxfer_this_cpu()->depth);
+        fprintf(stderr, " local_busy=%llu", (unsigned long long)sdxfer_this_cpu()->busy);
         memset(locals->bytes, 'z', sizeof(locals->bytes));
-        pack(8);  /* the record takes the next slot: the locals stay as they were */
-        fprintf(stderr, " locals_intact=%d", locals->bytes[0] == 'z' && locals->bytes[399] == 'z');
+        char *fixed = sdxfer_get_local();  /* the first format's fixed slot: no claimed slot is it */
+        memset(fixed, 'q', 400);
+        pack(8);  /* the record takes another slot: the locals stay as they were */
+        fprintf(stderr, " locals_intact=%d", locals->bytes[0] == 'z' && locals->bytes[399] == 'z' &&
+                fixed[0] == 'q' && fixed[399] == 'q');
     }
-    fprintf(stderr, " after_scope=%llu\n", (unsigned long long)sdxfer_this_cpu()->depth);
+    fprintf(stderr, " after_scope=%llu\n", (unsigned long long)sdxfer_this_cpu()->busy);
     return 0;
 }
 """
@@ -121,8 +124,8 @@ def test_a_packer_reentered_from_the_emit_hook_keeps_both_records_intact(tmp_pat
     head = record.HEADER_OFFSETS["seq"]
     # the same bytes as without nesting, but for the sequence number the inner records took first
     assert outer[:head] + outer[head + 8:] == plain[0][:head] + plain[0][head + 8:]
-    assert state == {"outer": str(len(plain[0])), "depth": "0", "nesting_drops": "0", "drops": "0",
-                     "inner": f"{len(nested[0])},{len(nested[1])},", "local_depth": "1", "locals_intact": "1",
+    assert state == {"outer": str(len(plain[0])), "busy": "0", "nesting_drops": "0", "drops": "0",
+                     "inner": f"{len(nested[0])},{len(nested[1])},", "local_busy": "1", "locals_intact": "1",
                      "after_scope": "0"}
 
 
@@ -131,12 +134,12 @@ def test_past_the_last_slot_a_record_is_dropped_and_counted(tmp_path):
     records, state = _run(binary, "nest")
     events = [decoder.decode(r) for r in records]
     results = [int(x) for x in state["inner"].rstrip(",").split(",")]
-    # the outer record holds slot 0; inner ones take slots 1.. until none is left
+    # the outer record holds slot 0; inner ones take the others until none is left
     kept = record.SCRATCH_SLOTS - 1
     assert [r > 0 for r in results] == [True] * kept + [False] * (len(results) - kept)
     assert set(results[kept:]) == {-record.ENESTED}
     assert (state["nesting_drops"], state["drops"]) == ("1", "1")  # the deepest re-entry is refused once
-    assert state["depth"] == "0" and state["after_scope"] == "0"
+    assert state["busy"] == "0" and state["after_scope"] == "0"
     for e in events:
         _check(e, e.n)
     assert sorted(e.n for e in events) == sorted([7, 8] + [1000 + i for i in range(kept)])

@@ -6,10 +6,11 @@
  * event count of its schema, the maps and their accessors), includes this
  * file, then defines the packers.
  *
- *   scratch    per-CPU slots used as a nesting stack: a program interrupted
- *              mid-record keeps its slots and the interrupting program takes
- *              the next ones; past the last slot a record is dropped and
- *              counted (nesting_drops, and the event's drop counter)
+ *   scratch    per-CPU slots claimed atomically: a program interrupted (or,
+ *              where the kernel allows it, preempted) mid-record keeps its
+ *              slots and the other program takes free ones; with none free a
+ *              record is dropped and counted (nesting_drops, and the event's
+ *              drop counter)
  *   locals     SDXFER_LOCAL(type, name) gives a probe a slot for its large
  *              locals, given back automatically when `name` goes out of scope
  *   copiers    sdxfer_put_str / sdxfer_put_blob / sdxfer_put_fixed
@@ -36,7 +37,7 @@ struct sdxfer_claim {
 };
 
 #ifdef SDXFER_HOST
-static __thread struct sdxfer_slot_data sdxfer_host_slots[SDXFER_SCRATCH_SLOTS] __attribute__((aligned(8)));
+static __thread struct sdxfer_slot_data sdxfer_host_slots[SDXFER_SCRATCH_MAP_SLOTS] __attribute__((aligned(8)));
 static __thread struct sdxfer_cpu_state sdxfer_host_cpu;
 static __thread __u64 sdxfer_host_drops[SDXFER_EVENT_COUNT ? SDXFER_EVENT_COUNT : 1];
 int sdxfer_host_emit(void *ctx, const void *rec, __u32 size);
@@ -66,7 +67,7 @@ static __always_inline struct sdxfer_cpu_state *sdxfer_this_cpu(void)
 
 static __always_inline void *sdxfer_scratch_slot(__u32 index)
 {
-    return index < SDXFER_SCRATCH_SLOTS ? &sdxfer_host_slots[index] : NULL;
+    return index < SDXFER_SCRATCH_MAP_SLOTS ? &sdxfer_host_slots[index] : NULL;
 }
 
 static __always_inline void sdxfer_count_drop(__u32 index)
@@ -160,38 +161,41 @@ static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *
 #endif
 #endif /* SDXFER_HOST */
 
-/* Takes the next free scratch slot of this CPU; NULL when the map cannot be
- * read or every slot is taken (counted as nesting_drops). Programs that
- * interrupt this one (softirq, hardirq) give back what they take before it
- * resumes, so the slots form a stack. */
+/* Takes a free scratch slot of this CPU; NULL when the map cannot be read or
+ * every slot is taken (counted as nesting_drops). The claim is an atomic
+ * or, so a program that interrupts or preempts this one between the test
+ * and the claim simply takes another slot. */
 static __always_inline void *sdxfer_claim_slot(struct sdxfer_claim *claim)
 {
     struct sdxfer_cpu_state *cpu = sdxfer_this_cpu();
-    __u64 depth;
 
     claim->cpu = cpu;
     claim->slot = NULL;
     claim->level = 0;
     if (!cpu)
         return NULL;
-    depth = cpu->depth;
-    if (depth >= SDXFER_SCRATCH_SLOTS) {
-        cpu->nesting_drops++;
-        return NULL;
+    for (__u32 i = 0; i < SDXFER_SCRATCH_SLOTS; i++) {
+        __u64 bit = 1ULL << i;
+        if (cpu->busy & bit)
+            continue;
+        if (__sync_fetch_and_or(&cpu->busy, bit) & bit)
+            continue;  /* taken meanwhile */
+        claim->slot = sdxfer_scratch_slot(i);
+        if (!claim->slot) {
+            __sync_fetch_and_and(&cpu->busy, ~bit);
+            return NULL;
+        }
+        claim->level = i;
+        return claim->slot;
     }
-    claim->slot = sdxfer_scratch_slot((__u32)depth);
-    if (!claim->slot)
-        return NULL;
-    claim->level = (__u32)depth;
-    cpu->depth = depth + 1;
-    return claim->slot;
+    __sync_fetch_and_add(&cpu->nesting_drops, 1);
+    return NULL;
 }
 
-/* Gives back a claimed slot and every slot claimed after it. */
 static __always_inline void sdxfer_release_slot(struct sdxfer_claim *claim)
 {
     if (claim->slot && claim->cpu)
-        claim->cpu->depth = claim->level;
+        __sync_fetch_and_and(&claim->cpu->busy, ~(1ULL << claim->level));
     claim->slot = NULL;
 }
 
@@ -205,19 +209,12 @@ static __always_inline void sdxfer_release_slot(struct sdxfer_claim *claim)
     struct sdxfer_claim sdxfer_local_##name __attribute__((cleanup(sdxfer_release_slot)));        \
     type *name = (type *)sdxfer_claim_slot(&sdxfer_local_##name)
 
-/* The same claim by hand: every sdxfer_get_local() must be matched by
- * sdxfer_put_local() on every path (SDXFER_LOCAL does it for you). */
+/* The first record format's locals: one fixed slot per CPU, never claimed.
+ * A program that interrupts another on the same CPU and uses it too
+ * overwrites the other's locals: prefer SDXFER_LOCAL. */
 static __always_inline void *sdxfer_get_local(void)
 {
-    struct sdxfer_claim claim;
-    return sdxfer_claim_slot(&claim);
-}
-
-static __always_inline void sdxfer_put_local(void)
-{
-    struct sdxfer_cpu_state *cpu = sdxfer_this_cpu();
-    if (cpu && cpu->depth > 0)
-        cpu->depth--;
+    return sdxfer_scratch_slot(SDXFER_FIXED_LOCALS_SLOT);
 }
 
 /* Claims the slot a packer builds its record in; a record that cannot have
@@ -324,7 +321,7 @@ static __always_inline int sdxfer_send(void *ctx, struct sdxfer_claim *claim, st
     long err;
 
     head->timestamp_ns = sdxfer_now_ns();
-    head->seq = cpu ? cpu->seq++ : 0;
+    head->seq = cpu ? __sync_fetch_and_add(&cpu->seq, 1) : 0;
     head->size = size;
     head->fingerprint = fingerprint;
     head->id = id;

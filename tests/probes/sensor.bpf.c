@@ -31,12 +31,12 @@ struct fill_area {
 static __always_inline int report_interrupt(void *ctx, __u8 kind)
 {
     struct sdxfer_cpu_state *cpu = sdxfer_this_cpu();
-    __u64 depth_seen = cpu ? cpu->depth : 0;
+    __u64 busy_seen = cpu ? cpu->busy : 0;
     SDXFER_LOCAL(struct fill_area, area);  /* locals in a slot of their own, too */
     if (!area)
         return 0;
     __builtin_memset(area->fill, kind, sizeof(area->fill));
-    interrupt_print(ctx, kind, depth_seen, area->fill, sizeof(area->fill));
+    interrupt_print(ctx, kind, busy_seen, area->fill, sizeof(area->fill));
     return 0;
 }
 
