@@ -34,7 +34,8 @@ C_KEYWORDS = frozenset(
 # keys of Event.to_dict().
 RESERVED_FIELD_NAMES = frozenset(
     {"ctx", "rec", "cursor", "head", "name", "id", "timestamp_ns", "seq", "cpu", "truncated", "lost", "to_dict",
-     "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index"}
+     "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index",
+     "version", "versions", "missing", "newer"}
 )
 # struct sdxfer_<name> already names these in the C header.
 RESERVED_EVENT_NAMES = frozenset({"head", "var", "sockaddr", "creds", "slot_data"})

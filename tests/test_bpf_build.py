@@ -127,9 +127,9 @@ def test_bpf_records_equal_host_records(generated, transport, user_fields_on_sta
         size = struct.unpack_from("<I", bpf_record, 16)[0]
         bpf_record = bpf_record[:size]  # perf pads the sample
         assert len(bpf_record) == len(host_record)
-        # timestamp and seq (bytes 0..16) and cpu (28..32) differ by nature
+        # timestamp and seq (bytes 0..16) and cpu (28..30) differ by nature
         assert bpf_record[16:28] == host_record[16:28]
-        assert bpf_record[32:] == host_record[32:]
+        assert bpf_record[30:] == host_record[30:]
         generated.decoder.decode(bpf_record)
     seqs = [struct.unpack_from("<Q", r, 8)[0] for r in records]
     assert seqs == list(range(seqs[0], seqs[0] + 2 * n))
