@@ -26,8 +26,7 @@ def plan(schema_path: str, major: bool = False) -> Layout:
     (unless `major`: then the schema starts a new major version).
     """
     schema = load_schema(schema_path)
-    path = lock_path(schema_path)
-    return compute_layout(schema, evolve(schema, read_lock(path), path, major))
+    return compute_layout(schema, evolve(schema, read_lock(lock_path(schema_path)), major))
 
 
 def generate(schema_path: str) -> dict[str, str]:

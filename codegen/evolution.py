@@ -17,11 +17,11 @@ from .schema import Problem, SchemaError
 _MAJOR = " (unless sdxfer gen --major starts a new major version)"
 
 
-def incompatibilities(old: Sequence[Event], old_path: str, new: Schema) -> list[Problem]:
+def incompatibilities(old: Sequence[Event], new: Schema) -> list[Problem]:
     """Every way `new` breaks what `old` published, one Problem each.
 
-    Problems point into `new`; an event that vanished is reported where
-    `old` (a schema file, or the lock) has it.
+    Problems point into `new`, where the thing is or should be: a removed
+    field at its event, a removed event at the `events:` list.
     """
     problems = []
     old_by_name = {e.name: e for e in old}
@@ -43,7 +43,7 @@ def incompatibilities(old: Sequence[Event], old_path: str, new: Schema) -> list[
         taker = new_by_id.get(published.id)
         renamed = taker is not None and taker.name not in old_by_name  # reported above, as the id reused
         if published.name not in new_by_name and not renamed:
-            problems.append(Problem(old_path, published.line, f"event {published.name}",
+            problems.append(Problem(new.path, new.events_line, f"event {published.name}",
                                     "removed; a published event is never removed" + _MAJOR))
     return problems
 
@@ -89,7 +89,7 @@ def _signature(event: Event) -> tuple:
     return tuple((f.name, f.type.name, f.max, f.len) for f in event.fields)
 
 
-def evolve(schema: Schema, lock: History | None, lock_path: str, major: bool = False) -> History:
+def evolve(schema: Schema, lock: History | None, major: bool = False) -> History:
     """The history after this schema: a new version of every event whose fields changed.
 
     No lock, or `major`: the schema is version 1 of everything (major + 1).
@@ -99,7 +99,7 @@ def evolve(schema: Schema, lock: History | None, lock_path: str, major: bool = F
         return History.first(schema)
     if major:
         return History.first(schema, lock.major + 1)
-    problems = incompatibilities([p.current for p in lock.events], lock_path, schema)
+    problems = incompatibilities([p.current for p in lock.events], schema)
     if problems:
         raise SchemaError(problems)
     published = {p.current.name: p for p in lock.events}

@@ -110,6 +110,7 @@ class Schema:
     version: int
     slot_size: int
     events: tuple[Event, ...]
+    events_line: int = 0  # of the `events:` key: where a removed event is missing
 
 
 @dataclass(frozen=True)

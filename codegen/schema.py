@@ -300,4 +300,5 @@ def load_schema(path: str) -> Schema:
                     f" slot_size is {slot_size}: lower some max or raise slot_size"))
     if checker.problems:
         raise SchemaError(checker.problems)
-    return Schema(path, hashlib.sha256(raw).hexdigest(), version, slot_size, tuple(events))
+    return Schema(path, hashlib.sha256(raw).hexdigest(), version, slot_size, tuple(events),
+                  top["events"][0].start_mark.line + 1)

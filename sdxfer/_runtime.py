@@ -224,16 +224,16 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
     """The same result as the spec's decoders, through construct's parser (slower; a cross-check)."""
     cls = spec.cls
     try:
-        version = HEAD.parse(bytes(buf[:HEADER_SIZE])).version
+        head = HEAD.parse(bytes(buf[:HEADER_SIZE]))
+        version = head.version
         if version < 1:
             raise DecodeError(f"{cls.name}: version {version}; versions start at 1")
         known = min(version, len(cls.versions))
+        bad_head(cls, known, len(buf), head.fingerprint, version, head.payload_off, head.size)
         layout = cls.versions[known - 1]
         parsed = spec.structs[known - 1].parse(bytes(buf[: layout.payload_off]))
     except ConstructError as exc:
         raise DecodeError(f"{cls.name}: {exc}") from None
-    head = parsed.head
-    bad_head(cls, known, len(buf), head.fingerprint, version, head.payload_off, head.size)
     lost: dict = {}
     values = []
     for field, kind in zip(cls.fields[: layout.field_count], cls.kinds):

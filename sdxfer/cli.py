@@ -102,7 +102,7 @@ def _compat(args, stdout, stderr) -> int:
     if errors:
         return 2
     old, new = schemas
-    problems = incompatibilities(old.events, old.path, new)
+    problems = incompatibilities(old.events, new)
     for problem in problems:
         print(problem, file=stdout)
     if problems:

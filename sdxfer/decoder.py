@@ -4,14 +4,16 @@ from __future__ import annotations
 import struct
 import types
 from collections.abc import Iterable, Iterator
+from typing import NoReturn
 
 from . import _runtime as rt
 from .errors import DecodeError
-from .record import HEADER_OFFSETS, HEADER_SIZE
+from .record import HEADER, HEADER_FORMAT, HEADER_OFFSETS, HEADER_SIZE
 
 # (id, version): the key of a known version's decoder, in one unpack
 _KEY = struct.Struct(f"<{HEADER_OFFSETS['id']}xH{HEADER_OFFSETS['version'] - HEADER_OFFSETS['id'] - 2}xH")
 _VERSION = struct.Struct(f"<{HEADER_OFFSETS['version']}xH")
+_HEAD = struct.Struct(HEADER_FORMAT)
 _SIZE = struct.Struct(f"<{HEADER_OFFSETS['size']}xI")
 
 
@@ -76,8 +78,16 @@ class Decoder:
         try:
             return decode(buf)
         except struct.error:
-            cls = self._spec(buf).cls
-            raise DecodeError(f"{cls.name}: {len(buf)} bytes, shorter than its fixed part") from None
+            self._short(buf)
+
+    def _short(self, buf) -> NoReturn:
+        """A record shorter than its fixed part: say so, unless its header is wrong already."""
+        cls = self._spec(buf).cls
+        head = dict(zip((name for name, _, _ in HEADER), _HEAD.unpack_from(buf)))
+        version = head["version"]
+        rt.bad_head(cls, min(version, len(cls.versions)), len(buf), head["fingerprint"], version,
+                    head["payload_off"], head["size"])
+        raise DecodeError(f"{cls.name}: {len(buf)} bytes, shorter than its fixed part") from None
 
     def decode_with_construct(self, buf) -> rt.Event:
         """Like decode, through construct's parser alone: slower, for cross-checks."""
