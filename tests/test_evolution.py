@@ -4,7 +4,6 @@ together; incompatible ones are refused by gen and by compat.
 Each folder in incompatible/ holds one incompatible change: old.yaml, and
 new.yaml whose first line is `# expect: <message>` ({file}: the new schema).
 """
-import importlib.util
 import json
 import shutil
 import struct
@@ -16,10 +15,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hostc
+from conftest import SHIPPED_SCHEMA, Generated
 from sdxfer import DecodeError, Decoder
 from sdxfer.cli import main as sdxfer_main
-from sdxfer.codegen import plan
 from sdxfer.codegen.model import TYPES
 from test_roundtrip import _expected, _field_value, _wire
 
@@ -141,8 +139,6 @@ def test_malformed_lock_is_a_problem(tmp_path, capsys):
 
 
 def test_shipped_lock_is_beside_the_schema():
-    from conftest import SHIPPED_SCHEMA
-
     first = SHIPPED_SCHEMA.with_suffix(".lock").read_text().splitlines()[0]
     assert first.startswith("# Written by sdxfer gen") and "Commit it" in first
 
@@ -186,19 +182,10 @@ def histories(draw):
     return steps
 
 
-class _Step:
+def _step(schema: Path, events: list, out: Path):
     """One step: the real sdxfer gen (lock carried along), its host-C packer, its decoder."""
-
-    def __init__(self, schema: Path, events: list, out: Path):
-        schema.write_text(_schema_text(events))
-        assert sdxfer_main(["gen", "--schema", str(schema), "--out", str(out)]) == 0
-        self.layout = plan(str(schema))
-        spec = importlib.util.spec_from_file_location(f"evolution_{out.name}", out / "events.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        self.decoder = Decoder.from_module(module)
-        self.harness = hostc.build(self.layout, out, out)
-        self.by_name = {e.event.name: e for e in self.layout.events}
+    schema.write_text(_schema_text(events))
+    return Generated(schema, out)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -206,21 +193,19 @@ class _Step:
 def test_every_step_decodes_every_other_steps_records(steps, data):
     with tempfile.TemporaryDirectory() as tmp:
         schema = Path(tmp) / "events.yaml"
-        built = [_Step(schema, events, Path(tmp) / f"step{i}") for i, events in enumerate(steps)]
+        built = [_step(schema, events, Path(tmp) / f"step{i}") for i, events in enumerate(steps)]
         for sensor in built:
             calls = [(e.index, {f.name: data.draw(_field_value(f)) for f in e.event.fields}) for e in sensor.layout.events]
-            records = hostc.run(sensor.harness, b"".join(
-                hostc.encode_call(sensor.layout, i, {f.name: _wire(f, v) for f, v in
-                                                     zip(sensor.layout.events[i].event.fields, values.values())})
-                for i, values in calls))
+            records = sensor.pack([(i, {f.name: _wire(f, values[f.name]) for f in sensor.layout.events[i].event.fields})
+                                   for i, values in calls])
             for (index, values), record in zip(calls, records):
                 packed = sensor.layout.events[index]
                 for agent in built:
                     _check(agent, packed, values, record)
 
 
-def _check(agent: _Step, packed, values: dict, record: bytes) -> None:
-    known = agent.by_name.get(packed.event.name)
+def _check(agent, packed, values: dict, record: bytes) -> None:
+    known = next((e for e in agent.layout.events if e.event.name == packed.event.name), None)
     if known is None:  # an event this agent has never heard of
         with pytest.raises(DecodeError, match="unknown event id"):
             agent.decoder.decode(record)
@@ -248,8 +233,6 @@ def _check(agent: _Step, packed, values: dict, record: bytes) -> None:
 # --- records of another lineage --------------------------------------------
 
 def test_record_of_an_unrelated_schema_is_refused(tmp_path):
-    from conftest import Generated
-
     def make(name: str, fields: list) -> Generated:
         folder = tmp_path / name
         folder.mkdir()
@@ -272,8 +255,6 @@ def test_record_of_an_unrelated_schema_is_refused(tmp_path):
 
 
 def test_new_major_version_refuses_older_records(tmp_path):
-    from conftest import Generated
-
     schema = tmp_path / "events.yaml"
     schema.write_text(_schema_text([{"name": "a", "id": 1, "fields": [{"name": "x", "type": "u32"}]}]))
     before = Generated(schema, tmp_path / "v1")
@@ -298,3 +279,28 @@ def test_version_zero_and_bad_newer_records_are_refused(generated):
     struct.pack_into("<H", record, 26, e.payload_off - 1)  # a newer version never shrinks the fixed part
     with pytest.raises(DecodeError, match="payload offset"):
         generated.decoder.decode(bytes(record))
+
+
+# --- the layout rule -------------------------------------------------------
+
+def test_appending_never_moves_a_field_and_padding_is_zeroed(tmp_path):
+    fields = [{"name": "a", "type": "u8"}, {"name": "b", "type": "u32"}, {"name": "c", "type": "s8"}]
+    schema = tmp_path / "events.yaml"
+    big = {"name": "big", "id": 2, "fields": [{"name": f"w{i}", "type": "u64"} for i in range(4)]}
+    offsets = None
+    for more in ([], [{"name": "d", "type": "u64"}], [{"name": "e", "type": "u16"}, {"name": "s", "type": "str", "max": 3}]):
+        fields = fields + more
+        schema.write_text(_schema_text([{"name": "padded", "id": 1, "fields": fields}, big]))
+        step = Generated(schema, tmp_path / f"out{len(fields)}")
+        padded = step.layout.events[0]
+        now = {m.name: m.offset for m in padded.members if m.field}
+        assert offsets is None or {k: now[k] for k in offsets} == offsets
+        offsets = now
+        # slot 0 first holds a record of all-ones bytes; none of them may leak through the padding
+        ones = {f"w{i}": 2**64 - 1 for i in range(4)}
+        record = step.pack([(1, ones), (0, {f["name"]: 2**64 - 1 if f["type"] != "str" else b"xy" for f in fields})])[1]
+        pads = [m for m in padded.members if m.field is None]
+        assert pads and all(record[m.offset:m.offset + m.size] == bytes(m.size) for m in pads)
+        event = step.decoder.decode(record)
+        assert (event.version, event.missing, event.newer) == (padded.version, (), False)
+        assert "missing" not in event.to_dict() and "newer" not in event.to_dict()
