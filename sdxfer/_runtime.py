@@ -88,6 +88,13 @@ class Version(NamedTuple):
     max_size: int
 
 
+def decoding_version(cls: type[Event], version: int) -> int:
+    """Which published version's decoder reads a record of `version`: its own, or the newest for a newer one."""
+    if version < 1:
+        raise DecodeError(f"{cls.name}: version {version}; versions start at 1")
+    return min(version, len(cls.versions))
+
+
 def bad_head(cls: type[Event], known: int, buffer_size: int, fingerprint: int, version: int, payload_off: int,
              size: int) -> None:
     """Raise DecodeError naming what is wrong with a record's header for the decoder of version `known`.
@@ -226,9 +233,7 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
     try:
         head = HEAD.parse(bytes(buf[:HEADER_SIZE]))
         version = head.version
-        if version < 1:
-            raise DecodeError(f"{cls.name}: version {version}; versions start at 1")
-        known = min(version, len(cls.versions))
+        known = decoding_version(cls, version)
         bad_head(cls, known, len(buf), head.fingerprint, version, head.payload_off, head.size)
         layout = cls.versions[known - 1]
         parsed = spec.structs[known - 1].parse(bytes(buf[: layout.payload_off]))

@@ -64,10 +64,7 @@ class Decoder:
     def _other_version(self, buf):
         """The decoder for a record of a version newer than any known; DecodeError for other misses."""
         spec = self._spec(buf)
-        (version,) = _VERSION.unpack_from(buf)
-        if version < 1:
-            raise DecodeError(f"{spec.cls.name}: version {version}; versions start at 1")
-        return spec.decoders[-1]
+        return spec.decoders[rt.decoding_version(spec.cls, _VERSION.unpack_from(buf)[0]) - 1]
 
     def decode(self, buf) -> rt.Event:
         """Decode one record; raise DecodeError, and nothing else, when it is malformed."""
@@ -85,7 +82,7 @@ class Decoder:
         cls = self._spec(buf).cls
         head = dict(zip((name for name, _, _ in HEADER), _HEAD.unpack_from(buf)))
         version = head["version"]
-        rt.bad_head(cls, min(version, len(cls.versions)), len(buf), head["fingerprint"], version,
+        rt.bad_head(cls, rt.decoding_version(cls, version), len(buf), head["fingerprint"], version,
                     head["payload_off"], head["size"])
         raise DecodeError(f"{cls.name}: {len(buf)} bytes, shorter than its fixed part") from None
 
