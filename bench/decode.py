@@ -20,12 +20,12 @@ from sdxfer import default_decoder  # noqa: E402
 from sdxfer.codegen import load_schema  # noqa: E402
 from sdxfer.codegen.layout import compute_layout  # noqa: E402
 
-HEAD_AND_EXEC = struct.Struct("<QQIIHHIIIIIIiHHIHHIHHIHHIHHI")
+HEAD_AND_EXEC = struct.Struct("<QQIIHHHHIIIIIiHHIHHIHHIHHIHHI")
 
 
 def hand_written(buf):
     """What an agent author would write by hand for this one record."""
-    (ts, seq, size, fp, event_id, poff, cpu, pid, tid, ppid, uid, gid, ret,
+    (ts, seq, size, fp, event_id, poff, cpu, version, pid, tid, ppid, uid, gid, ret,
      comm_off, comm_len, comm_lost, exe_off, exe_len, exe_lost, argv_off, argv_len, argv_lost,
      ssh_off, ssh_len, ssh_lost, ld_off, ld_len, ld_lost) = HEAD_AND_EXEC.unpack_from(buf)
 

@@ -1,22 +1,38 @@
-"""sdxfer's generator: schema file -> model -> layout -> C, Python and Markdown.
+"""sdxfer's generator: schema file (+ its lock) -> model -> layout -> C, Python and Markdown.
 
-    load_schema (schema.py)   YAML with line numbers -> validated Schema
-    compute_layout (layout.py) Schema -> Layout, the one record layout
-    render_all (render.py)    Layout -> {file name: text}
+    load_schema (schema.py)     YAML with line numbers -> validated Schema
+    read_lock (lock.py)         the lock file beside the schema -> published History
+    evolve (evolution.py)       Schema + History -> History with the schema's versions,
+                                or SchemaError naming every incompatible change
+    compute_layout (layout.py)  Schema + History -> Layout of every published version
+    render_all (render.py)      Layout -> {file name: text}; render_lock (lock.py): History -> the lock
 """
 from __future__ import annotations
 
-from .layout import compute_layout
+from .evolution import evolve, incompatibilities
+from .layout import Layout, compute_layout
+from .lock import lock_path, read_lock, render_lock
 from .render import render_all, render_python
 from .schema import Problem, SchemaError, load_schema
 
-__all__ = ["Problem", "SchemaError", "generate", "generate_python", "load_schema"]
+__all__ = ["Problem", "SchemaError", "generate", "generate_python", "incompatibilities", "load_schema",
+           "lock_path", "plan", "render_all", "render_lock"]
+
+
+def plan(schema_path: str, major: bool = False) -> Layout:
+    """The layout of every published version, from the schema and the lock beside it.
+
+    Raises SchemaError for a bad schema or lock, or an incompatible change
+    (unless `major`: then the schema starts a new major version).
+    """
+    schema = load_schema(schema_path)
+    return compute_layout(schema, evolve(schema, read_lock(lock_path(schema_path)), major))
 
 
 def generate(schema_path: str) -> dict[str, str]:
     """Every generated file for the schema: {file name: text}."""
-    return render_all(compute_layout(load_schema(schema_path)))
+    return render_all(plan(schema_path))
 
 
 def generate_python(schema_path: str) -> str:
-    return render_python(compute_layout(load_schema(schema_path)))
+    return render_python(plan(schema_path))

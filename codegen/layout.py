@@ -3,16 +3,22 @@
 A record is what one `<event>_print()` call sends:
 
     header       32 bytes, the same for every event (sdxfer.record.HEADER)
-    fixed part   the event's fixed-size fields at natural alignment, largest
-                 alignment first (schema order among equals), so no padding
-                 is ever needed; one 8-byte `sdxfer_var` descriptor
-                 (u16 off, u16 len, u32 lost) stands for each variable field
+    fixed part   the event's fixed-size fields in schema order, each at its
+                 natural alignment; where alignment leaves a gap, an explicit
+                 padding member (`_pad<offset>`, zeroed by the packer) fills
+                 it, so appending a field never moves an existing one; one
+                 8-byte `sdxfer_var` descriptor (u16 off, u16 len, u32 lost)
+                 stands for each variable field
     payload      the bytes of the variable fields, back to back, in schema
                  order, without NUL terminators; `size` ends the record
 
 A descriptor with off == 0 means the value is absent (NULL pointer or a read
 that failed); lost != 0 means it was truncated, by `lost` bytes, or by an
 unknown amount when lost == sdxfer.record.LOST_UNKNOWN.
+
+Every published version of an event has its own layout (`older` holds the
+earlier ones); each is a prefix of the next, since compatible changes only
+append fields or raise a max. All share the event's lineage fingerprint.
 
 Bounds the BPF verifier needs come from here too: each variable field is
 written at a cursor that can never exceed `cursor_max`, the copy can touch at
@@ -26,17 +32,18 @@ import zlib
 from dataclasses import dataclass
 
 from ..record import HEADER_SIZE, LAYOUT_VERSION, STR_READ_SLACK
-from .model import Event, Field, Schema
+from .model import Event, Field, History, Schema
 
 
 @dataclass(frozen=True)
 class Member:
-    """A member of the fixed part: a fixed field, or a variable field's descriptor."""
+    """A member of the fixed part: a fixed field, a variable field's descriptor,
+    or padding (field None) that the packer zeroes."""
 
     name: str
     offset: int
     size: int
-    field: Field
+    field: Field | None
 
 @dataclass(frozen=True)
 class Variable:
@@ -51,13 +58,15 @@ class Variable:
 class EventLayout:
     event: Event
     index: int  # position in the schema; indexes per-event counters
+    version: int  # published version, from 1
     members: tuple[Member, ...]  # fixed part after the header, by offset
     variables: tuple[Variable, ...]  # schema order = payload order
     payload_off: int
     max_size: int
     size_mask: int
     write_end: int  # highest byte offset (exclusive) any copy may touch
-    fingerprint: int
+    fingerprint: int  # of the lineage: the same for every version
+    older: tuple[EventLayout, ...] = ()  # layouts of earlier published versions, oldest first
 
     @property
     def slot_needed(self) -> int:
@@ -66,27 +75,28 @@ class EventLayout:
 @dataclass(frozen=True)
 class Layout:
     schema: Schema
-    events: tuple[EventLayout, ...]
+    history: History
+    events: tuple[EventLayout, ...]  # the current version of each event, schema order
 
 def _align_up(value: int, align: int) -> int:
     return (value + align - 1) // align * align
 
-def _fingerprint(event: Event, members: tuple[Member, ...], payload_off: int) -> int:
-    parts = [f"v{LAYOUT_VERSION}", event.name, str(event.id), str(payload_off)]
-    for m in members:
-        f = m.field
-        parts.append(f"{m.name}:{f.type.name}:{m.offset}:{m.size}:{f.max}")
+def lineage_fingerprint(major: int, first: Event) -> int:
+    """Of the event's first published version: what compatible changes keep."""
+    parts = [f"v{LAYOUT_VERSION}", f"major {major}", first.name, str(first.id)]
+    parts += [f"{f.name}:{f.type.name}" for f in first.fields]
     return zlib.crc32("|".join(parts).encode())
 
-def layout_event(event: Event, index: int) -> EventLayout:
-    ordered = sorted(event.fields, key=lambda f: -f.type.align)  # stable: schema order among equals
+def layout_event(event: Event, index: int, version: int = 1, fingerprint: int | None = None,
+                 older: tuple[EventLayout, ...] = ()) -> EventLayout:
+    """One version of an event; without a fingerprint, the event is its own first version of major 1."""
     members: list[Member] = []
     offset = HEADER_SIZE
     descriptor_offsets: dict[str, int] = {}
-    for field in ordered:
+    for field in event.fields:
         start = _align_up(offset, field.type.align)
-        # every type's size is a multiple of its alignment and the header's of 8
-        assert start == offset, f"{event.name}.{field.name} would need padding"
+        if start > offset:
+            members.append(Member(f"_pad{offset}", offset, start - offset, None))
         members.append(Member(field.name, start, field.fixed_size, field))
         if field.type.variable:
             descriptor_offsets[field.name] = start
@@ -106,18 +116,26 @@ def layout_event(event: Event, index: int) -> EventLayout:
     max_size = cursor_max
     size_mask = (1 << max_size.bit_length()) - 1  # smallest 2**k - 1 >= max_size
 
-    member_tuple = tuple(members)
     return EventLayout(
         event=event,
         index=index,
-        members=member_tuple,
+        version=version,
+        members=tuple(members),
         variables=tuple(variables),
         payload_off=payload_off,
         max_size=max_size,
         size_mask=size_mask,
         write_end=write_end,
-        fingerprint=_fingerprint(event, member_tuple, payload_off),
+        fingerprint=lineage_fingerprint(1, event) if fingerprint is None else fingerprint,
+        older=older,
     )
 
-def compute_layout(schema: Schema) -> Layout:
-    return Layout(schema, tuple(layout_event(e, i) for i, e in enumerate(schema.events)))
+def compute_layout(schema: Schema, history: History | None = None) -> Layout:
+    """Layouts of every published version; without a history, the schema is version 1 of major 1."""
+    history = history or History.first(schema)
+    events = []
+    for index, published in enumerate(history.events):
+        fingerprint = lineage_fingerprint(history.major, published.versions[0])
+        versions = [layout_event(e, index, n, fingerprint) for n, e in enumerate(published.versions[:-1], start=1)]
+        events.append(layout_event(published.versions[-1], index, len(published.versions), fingerprint, tuple(versions)))
+    return Layout(schema, history, tuple(events))

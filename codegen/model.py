@@ -110,3 +110,31 @@ class Schema:
     version: int
     slot_size: int
     events: tuple[Event, ...]
+    events_line: int = 0  # of the `events:` key: where a removed event is missing
+
+
+@dataclass(frozen=True)
+class Published:
+    """An event's published versions, oldest first; the last is the schema's own event."""
+
+    versions: tuple[Event, ...]
+
+    @property
+    def current(self) -> Event:
+        return self.versions[-1]
+
+
+@dataclass(frozen=True)
+class History:
+    """What has been published (the lock file beside the schema), brought up to the schema.
+
+    Events are in schema order; `major` changes only by `sdxfer gen --major`.
+    """
+
+    major: int
+    events: tuple[Published, ...]
+
+    @classmethod
+    def first(cls, schema: Schema, major: int = 1) -> History:
+        """The schema as the first version of every event."""
+        return cls(major, tuple(Published((e,)) for e in schema.events))

@@ -61,6 +61,8 @@ def _environment() -> jinja2.Environment:
 
 def _c_decl(m: Member) -> str:
     f = m.field
+    if f is None:
+        return f"__u8 {m.name}[{m.size}];"
     kind = f.type.name
     if f.type.variable:
         return f"struct sdxfer_var {f.name};"
@@ -90,10 +92,12 @@ def _c_params(e: EventLayout) -> list[str]:
 
 
 def _c_stores(e: EventLayout) -> list[str]:
-    stores = []
+    stores = [f"rec->head.version = {e.version};"]
     for m in e.members:
         f = m.field
-        if f.type.name in C_INT:
+        if f is None:
+            stores.append(f"__builtin_memset(rec->{m.name}, 0, {m.size});")  # slot 0 holds an earlier record's bytes
+        elif f.type.name in C_INT:
             stores.append(f"rec->{f.name} = {f.name};")
         elif not f.type.variable:
             stores.append(f"sdxfer_put_fixed(&rec->{f.name}, {f.name}, {m.size});")
@@ -163,6 +167,8 @@ def _c_context(layout: Layout, banner: str) -> dict:
 
 def _py_format(m: Member) -> str:
     f = m.field
+    if f is None:
+        return f"{m.size}x"
     if f.type.variable:
         return DESCRIPTOR_FORMAT
     return PY_FORMAT.get(f.type.name, f"{m.size}s")
@@ -170,9 +176,11 @@ def _py_format(m: Member) -> str:
 
 def _py_construct(m: Member) -> str:
     f = m.field
+    if f is None:
+        return f"Padding({m.size})"
     if f.type.variable:
-        return "rt.VAR"
-    return CONSTRUCT.get(f.type.name, f"Bytes({m.size})")
+        return f'"{m.name}" / rt.VAR'
+    return f'"{m.name}" / {CONSTRUCT.get(f.type.name, f"Bytes({m.size})")}'
 
 
 def _py_variable_lines(e: EventLayout, v) -> list[str]:
@@ -184,24 +192,28 @@ def _py_variable_lines(e: EventLayout, v) -> list[str]:
         "bytes": f"bytes(buf[{off}:{off} + {length}])",
         "text": f'str(buf[{off}:{off} + {length}], "utf-8", "surrogateescape")',
     }[VARIABLE_DECODING[v.field.type.name]]
+    # payload_off, not the layout's: equal to it unless the record is of a newer version
     return [
         f"if {lost}:",
         f'    lost["{name}"] = None if {lost} == rt.LOST_UNKNOWN else {lost}',
         f"if {off}:",
-        f"    if {off} < {e.payload_off} or {off} + {length} > size:",
-        f'        rt.bad_field("{name}", {off}, {length}, {e.payload_off}, size)',
+        f"    if {off} < payload_off or {off} + {length} > size:",
+        f'        rt.bad_field("{name}", {off}, {length}, payload_off, size)',
         f"    {value} = {convert}",
         f"elif {length}:",
-        f'    rt.bad_field("{name}", {off}, {length}, {e.payload_off}, size)',
+        f'    rt.bad_field("{name}", {off}, {length}, payload_off, size)',
         "else:",
         f"    {value} = None",
     ]
 
 
-def _py_event(e: EventLayout) -> dict:
+def _py_version(e: EventLayout, current: EventLayout) -> dict:
+    """The straight-line decoder of one published version; fields it lacks are None."""
     targets, lines = [name for name, _, _ in HEADER], []
     for m in e.members:
         f = m.field
+        if f is None:
+            continue
         if f.type.variable:
             targets += [f"d_{f.name}_off", f"d_{f.name}_len", f"d_{f.name}_lost"]
         else:
@@ -212,11 +224,28 @@ def _py_event(e: EventLayout) -> dict:
         lines += _py_variable_lines(e, v)
     fmt = HEADER_FORMAT + "".join(_py_format(m) for m in e.members)
     assert struct.calcsize(fmt) == e.payload_off
+    known = len(e.event.fields)
+    return {
+        "version": e.version,
+        "prefix": f"{e.event.name.upper()}_V{e.version}",
+        "function": f"_decode_{e.event.name}_v{e.version}",
+        "field_count": known,
+        "payload_off": e.payload_off,
+        "max_size": e.max_size,
+        "construct": [_py_construct(m) for m in e.members],
+        "format": fmt,
+        "targets": targets,
+        "lines": lines,
+        "field_values": [f"f_{f.name}" for f in e.event.fields] + ["None"] * (len(current.event.fields) - known),
+        "uses_lost": bool(e.variables),
+    }
+
+
+def _py_event(e: EventLayout) -> dict:
     name = e.event.name
     return {
         "name": name,
         "class_name": e.event.class_name,
-        "upper": name.upper(),
         "id": e.event.id,
         "doc": repr(_one_line(e.event.doc) or f"The {name} event."),
         "fingerprint": f"0x{e.fingerprint:08x}",
@@ -224,12 +253,7 @@ def _py_event(e: EventLayout) -> dict:
         "max_size": e.max_size,
         "fields": [f.name for f in e.event.fields],
         "kinds": [f.type.name for f in e.event.fields],
-        "construct": [f'"{m.name}" / {_py_construct(m)}' for m in e.members],
-        "format": fmt,
-        "targets": targets,
-        "lines": lines,
-        "field_values": [f"f_{f.name}" for f in e.event.fields],
-        "uses_lost": bool(e.variables),
+        "versions": [_py_version(v, e) for v in e.older + (e,)],
     }
 
 
@@ -246,6 +270,8 @@ def _py_context(layout: Layout, banner: str) -> dict:
 
 def _md_member_type(m: Member) -> str:
     f = m.field
+    if f is None:
+        return "padding (zero)"
     if f.type.variable:
         return f"{f.type.name} (max {f.max}) descriptor"
     if f.type.needs_len:
@@ -261,8 +287,10 @@ def _md_context(layout: Layout, banner: str) -> dict:
         events.append({
             "name": e.event.name, "id": e.event.id, "doc": _one_line(e.event.doc),
             "fingerprint": f"0x{e.fingerprint:08x}", "payload_off": e.payload_off, "max_size": e.max_size,
+            "version": e.version, "older": [{"version": o.version, "payload_off": o.payload_off, "max_size": o.max_size}
+                                             for o in e.older],
             "members": [{"name": m.name, "offset": m.offset, "size": m.size, "type": _md_member_type(m),
-                         "doc": _md_cell(m.field.doc)} for m in e.members],
+                         "doc": _md_cell(m.field.doc) if m.field else ""} for m in e.members],
             "variables": [{"name": v.field.name, "max": v.field.max, "cursor_max": v.cursor_max} for v in e.variables],
         })
     return {"banner": banner, "schema_path": _display_path(layout.schema.path), "slot_size": layout.schema.slot_size,

@@ -35,7 +35,8 @@ C_KEYWORDS = frozenset(
 # keys of Event.to_dict().
 RESERVED_FIELD_NAMES = frozenset(
     {"ctx", "rec", "cursor", "head", "name", "id", "timestamp_ns", "seq", "cpu", "truncated", "lost", "to_dict",
-     "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index"}
+     "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index",
+     "version", "versions", "missing", "newer"}
 )
 # struct sdxfer_<name> already names these in the C header.
 RESERVED_EVENT_NAMES = frozenset({"head", "var", "sockaddr", "creds", "slot_data"})
@@ -300,4 +301,5 @@ def load_schema(path: str) -> Schema:
                     f" slot_size is {slot_size}: lower some max or raise slot_size"))
     if checker.problems:
         raise SchemaError(checker.problems)
-    return Schema(path, hashlib.sha256(raw).hexdigest(), version, slot_size, tuple(events))
+    return Schema(path, hashlib.sha256(raw).hexdigest(), version, slot_size, tuple(events),
+                  top["events"][0].start_mark.line + 1)

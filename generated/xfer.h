@@ -21,7 +21,7 @@
 #define SDXFER_XFER_H
 
 #define SDXFER_SCHEMA_DIGEST "7bd94ab42aed4b3790ce5ac578d1539fe318b35487005bc6517a11524f44cbd5"
-#define SDXFER_LAYOUT_VERSION 1
+#define SDXFER_LAYOUT_VERSION 2
 #define SDXFER_SLOT_SIZE 32768
 #define SDXFER_EVENT_COUNT 6
 
@@ -74,7 +74,8 @@ struct sdxfer_head {
     __u32 fingerprint;
     __u16 id;
     __u16 payload_off;
-    __u32 cpu;
+    __u16 cpu;
+    __u16 version;
 };
 
 struct sdxfer_var {
@@ -185,10 +186,11 @@ struct sdxfer_exit {
 struct sdxfer_connect {
     struct sdxfer_head head;
     __u32 pid;
+    __u8 protocol;
+    __u8 _pad37[3];
     struct sdxfer_sockaddr remote;
     struct sdxfer_sockaddr local;
     __s32 ret;
-    __u8 protocol;
 };
 
 /* listen (id 50): A socket started listening. */
@@ -213,15 +215,17 @@ struct sdxfer_creds_change {
 /* file_write (id 1): A task wrote to a file it should not touch. */
 struct sdxfer_file_write {
     struct sdxfer_head head;
-    __s64 offset;
-    __u64 nbytes;
     __u32 pid;
     struct sdxfer_var path;
-    __s32 gap_ns;
-    struct sdxfer_var data;
+    __u8 _pad44[4];
+    __s64 offset;
+    __u64 nbytes;
     __u8 prefix[16];
     __s8 nice;
     __u8 state;
+    __u8 _pad82[2];
+    __s32 gap_ns;
+    struct sdxfer_var data;
 };
 
 /* The layout computed by sdxfer gen; the compiler holds this header to it. */
@@ -236,6 +240,7 @@ _Static_assert(__builtin_offsetof(struct sdxfer_head, fingerprint) == 20, "heade
 _Static_assert(__builtin_offsetof(struct sdxfer_head, id) == 24, "header id at offset 24");
 _Static_assert(__builtin_offsetof(struct sdxfer_head, payload_off) == 26, "header payload_off at offset 26");
 _Static_assert(__builtin_offsetof(struct sdxfer_head, cpu) == 28, "header cpu at offset 28");
+_Static_assert(__builtin_offsetof(struct sdxfer_head, version) == 30, "header version at offset 30");
 _Static_assert(__builtin_offsetof(struct sdxfer_exec, pid) == 32, "exec.pid at offset 32");
 _Static_assert(__builtin_offsetof(struct sdxfer_exec, tid) == 36, "exec.tid at offset 36");
 _Static_assert(__builtin_offsetof(struct sdxfer_exec, ppid) == 40, "exec.ppid at offset 40");
@@ -252,11 +257,12 @@ _Static_assert(__builtin_offsetof(struct sdxfer_exit, pid) == 32, "exit.pid at o
 _Static_assert(__builtin_offsetof(struct sdxfer_exit, code) == 36, "exit.code at offset 36");
 _Static_assert(sizeof(struct sdxfer_exit) >= 40, "exit: fixed part is 40 bytes");
 _Static_assert(__builtin_offsetof(struct sdxfer_connect, pid) == 32, "connect.pid at offset 32");
-_Static_assert(__builtin_offsetof(struct sdxfer_connect, remote) == 36, "connect.remote at offset 36");
-_Static_assert(__builtin_offsetof(struct sdxfer_connect, local) == 56, "connect.local at offset 56");
-_Static_assert(__builtin_offsetof(struct sdxfer_connect, ret) == 76, "connect.ret at offset 76");
-_Static_assert(__builtin_offsetof(struct sdxfer_connect, protocol) == 80, "connect.protocol at offset 80");
-_Static_assert(sizeof(struct sdxfer_connect) >= 81, "connect: fixed part is 81 bytes");
+_Static_assert(__builtin_offsetof(struct sdxfer_connect, protocol) == 36, "connect.protocol at offset 36");
+_Static_assert(__builtin_offsetof(struct sdxfer_connect, _pad37) == 37, "connect._pad37 at offset 37");
+_Static_assert(__builtin_offsetof(struct sdxfer_connect, remote) == 40, "connect.remote at offset 40");
+_Static_assert(__builtin_offsetof(struct sdxfer_connect, local) == 60, "connect.local at offset 60");
+_Static_assert(__builtin_offsetof(struct sdxfer_connect, ret) == 80, "connect.ret at offset 80");
+_Static_assert(sizeof(struct sdxfer_connect) >= 84, "connect: fixed part is 84 bytes");
 _Static_assert(__builtin_offsetof(struct sdxfer_listen, pid) == 32, "listen.pid at offset 32");
 _Static_assert(__builtin_offsetof(struct sdxfer_listen, addr4) == 36, "listen.addr4 at offset 36");
 _Static_assert(__builtin_offsetof(struct sdxfer_listen, addr6) == 40, "listen.addr6 at offset 40");
@@ -268,16 +274,18 @@ _Static_assert(__builtin_offsetof(struct sdxfer_creds_change, old) == 36, "creds
 _Static_assert(__builtin_offsetof(struct sdxfer_creds_change, new) == 68, "creds_change.new at offset 68");
 _Static_assert(__builtin_offsetof(struct sdxfer_creds_change, groups) == 100, "creds_change.groups at offset 100");
 _Static_assert(sizeof(struct sdxfer_creds_change) >= 108, "creds_change: fixed part is 108 bytes");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, offset) == 32, "file_write.offset at offset 32");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, nbytes) == 40, "file_write.nbytes at offset 40");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, pid) == 48, "file_write.pid at offset 48");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, path) == 52, "file_write.path at offset 52");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, gap_ns) == 60, "file_write.gap_ns at offset 60");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, data) == 64, "file_write.data at offset 64");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, prefix) == 72, "file_write.prefix at offset 72");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, nice) == 88, "file_write.nice at offset 88");
-_Static_assert(__builtin_offsetof(struct sdxfer_file_write, state) == 89, "file_write.state at offset 89");
-_Static_assert(sizeof(struct sdxfer_file_write) >= 90, "file_write: fixed part is 90 bytes");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, pid) == 32, "file_write.pid at offset 32");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, path) == 36, "file_write.path at offset 36");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, _pad44) == 44, "file_write._pad44 at offset 44");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, offset) == 48, "file_write.offset at offset 48");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, nbytes) == 56, "file_write.nbytes at offset 56");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, prefix) == 64, "file_write.prefix at offset 64");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, nice) == 80, "file_write.nice at offset 80");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, state) == 81, "file_write.state at offset 81");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, _pad82) == 82, "file_write._pad82 at offset 82");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, gap_ns) == 84, "file_write.gap_ns at offset 84");
+_Static_assert(__builtin_offsetof(struct sdxfer_file_write, data) == 88, "file_write.data at offset 88");
+_Static_assert(sizeof(struct sdxfer_file_write) >= 96, "file_write: fixed part is 96 bytes");
 
 static __always_inline int exec_print(void *ctx, __u32 pid, __u32 tid, __u32 ppid, __u32 uid, __u32 gid, __s32 ret, const char *comm, const char *exe, const char *argv, __u32 argv_len, const char *ssh_connection, const char *ld_preload)
 {
@@ -287,6 +295,7 @@ static __always_inline int exec_print(void *ctx, __u32 pid, __u32 tid, __u32 ppi
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    rec->head.version = 1;
     rec->pid = pid;
     rec->tid = tid;
     rec->ppid = ppid;
@@ -298,7 +307,7 @@ static __always_inline int exec_print(void *ctx, __u32 pid, __u32 tid, __u32 ppi
     cursor = sdxfer_put_blob(rec, cursor, 4208, &rec->argv, argv, argv_len, 16384, 1);
     cursor = sdxfer_put_str(rec, cursor, 20592, &rec->ssh_connection, ssh_connection, 256, 1);
     cursor = sdxfer_put_str(rec, cursor, 20848, &rec->ld_preload, ld_preload, 1024, 1);
-    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x7fff, 59, 0x10f39858U, 96, 0);
+    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x7fff, 59, 0x4f9f0d18U, 96, 0);
 }
 
 static __always_inline int exit_print(void *ctx, __u32 pid, __s32 code)
@@ -308,9 +317,10 @@ static __always_inline int exit_print(void *ctx, __u32 pid, __s32 code)
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    rec->head.version = 1;
     rec->pid = pid;
     rec->code = code;
-    return sdxfer_send(ctx, &claim, &rec->head, 40, 60, 0xf4c8c5cdU, 40, 1);
+    return sdxfer_send(ctx, &claim, &rec->head, 40, 60, 0x21f3bd92U, 40, 1);
 }
 
 static __always_inline int connect_print(void *ctx, __u32 pid, __u8 protocol, const void *remote, const void *local, __s32 ret)
@@ -320,12 +330,14 @@ static __always_inline int connect_print(void *ctx, __u32 pid, __u8 protocol, co
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    rec->head.version = 1;
     rec->pid = pid;
+    rec->protocol = protocol;
+    __builtin_memset(rec->_pad37, 0, 3);
     sdxfer_put_fixed(&rec->remote, remote, 20);
     sdxfer_put_fixed(&rec->local, local, 20);
     rec->ret = ret;
-    rec->protocol = protocol;
-    return sdxfer_send(ctx, &claim, &rec->head, 81, 42, 0xe7ed0ba4U, 81, 2);
+    return sdxfer_send(ctx, &claim, &rec->head, 84, 42, 0x938c793aU, 84, 2);
 }
 
 static __always_inline int listen_print(void *ctx, __u32 pid, __u32 addr4, const void *addr6, __u16 port, __s16 backlog)
@@ -335,12 +347,13 @@ static __always_inline int listen_print(void *ctx, __u32 pid, __u32 addr4, const
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    rec->head.version = 1;
     rec->pid = pid;
     rec->addr4 = addr4;
     sdxfer_put_fixed(&rec->addr6, addr6, 16);
     rec->port = port;
     rec->backlog = backlog;
-    return sdxfer_send(ctx, &claim, &rec->head, 60, 50, 0x3665f011U, 60, 3);
+    return sdxfer_send(ctx, &claim, &rec->head, 60, 50, 0xad5bef02U, 60, 3);
 }
 
 static __always_inline int creds_change_print(void *ctx, __u32 pid, const void *old, const void *new, const void *groups, __u32 groups_len)
@@ -351,31 +364,35 @@ static __always_inline int creds_change_print(void *ctx, __u32 pid, const void *
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    rec->head.version = 1;
     rec->pid = pid;
     sdxfer_put_fixed(&rec->old, old, 32);
     sdxfer_put_fixed(&rec->new, new, 32);
     cursor = sdxfer_put_blob(rec, cursor, 108, &rec->groups, groups, groups_len, 256, 0);
-    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1ff, 105, 0xacf0b877U, 108, 4);
+    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1ff, 105, 0x9760e576U, 108, 4);
 }
 
 static __always_inline int file_write_print(void *ctx, __u32 pid, const char *path, __s64 offset, __u64 nbytes, const void *prefix, __s8 nice, __u8 state, __s32 gap_ns, const void *data, __u32 data_len)
 {
     struct sdxfer_claim claim;
     struct sdxfer_file_write *rec = sdxfer_begin_record(&claim, 5);
-    __u32 cursor = 90;
+    __u32 cursor = 96;
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    rec->head.version = 1;
+    rec->pid = pid;
+    __builtin_memset(rec->_pad44, 0, 4);
     rec->offset = offset;
     rec->nbytes = nbytes;
-    rec->pid = pid;
-    rec->gap_ns = gap_ns;
     sdxfer_put_fixed(&rec->prefix, prefix, 16);
     rec->nice = nice;
     rec->state = state;
-    cursor = sdxfer_put_str(rec, cursor, 90, &rec->path, path, 4096, 0);
-    cursor = sdxfer_put_blob(rec, cursor, 4186, &rec->data, data, data_len, 256, 1);
-    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 1, 0xc2b5e6c3U, 90, 5);
+    __builtin_memset(rec->_pad82, 0, 2);
+    rec->gap_ns = gap_ns;
+    cursor = sdxfer_put_str(rec, cursor, 96, &rec->path, path, 4096, 0);
+    cursor = sdxfer_put_blob(rec, cursor, 4192, &rec->data, data, data_len, 256, 1);
+    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 1, 0x85af9840U, 96, 5);
 }
 
 #endif /* SDXFER_XFER_H */

@@ -14,7 +14,8 @@ from typing import Any, Callable, NamedTuple, NoReturn
 from construct import Bytes, ConstructError, Int16ub, Int16ul, Int32ul, Int64ul, Struct
 
 from .errors import DecodeError
-from .record import CREDS_MEMBERS, DESCRIPTOR, HEADER, LAYOUT_VERSION, LOST_UNKNOWN, SOCKADDR_SIZE, VARIABLE_DECODING
+from .record import (CREDS_MEMBERS, DESCRIPTOR, HEADER, HEADER_SIZE, LAYOUT_VERSION, LOST_UNKNOWN, SOCKADDR_SIZE,
+                     VARIABLE_DECODING)
 
 NO_LOSS = MappingProxyType({})
 
@@ -79,17 +80,48 @@ def bad_field(name: str, off: int, length: int, payload_off: int, size: int) -> 
     raise DecodeError(f"field {name}: bytes {off}..{off + length} lie outside the payload {payload_off}..{size}")
 
 
-def bad_head(cls: type[Event], buffer_size: int, fingerprint: int, payload_off: int, size: int) -> None:
-    """Raise DecodeError naming what is wrong with a record's header, if anything is."""
+class Version(NamedTuple):
+    """One published version of an event, as its decoder checks records of it."""
+
+    field_count: int  # the first field_count of the event's fields
+    payload_off: int
+    max_size: int
+
+
+def decoding_version(cls: type[Event], version: int) -> int:
+    """Which published version's decoder reads a record of `version`: its own, or the newest for a newer one."""
+    if version < 1:
+        raise DecodeError(f"{cls.name}: version {version}; versions start at 1")
+    return min(version, len(cls.versions))
+
+
+def bad_head(cls: type[Event], known: int, buffer_size: int, fingerprint: int, version: int, payload_off: int,
+             size: int) -> None:
+    """Raise DecodeError naming what is wrong with a record's header for the decoder of version `known`.
+
+    Returns when the record is of a version newer than any this decoder
+    knows (given to the newest decoder) and fit to be decoded as far as it knows.
+    """
     if fingerprint != cls.fingerprint:
         raise DecodeError(
-            f"{cls.name}: layout fingerprint {fingerprint:#010x} is not this decoder's {cls.fingerprint:#010x}"
+            f"{cls.name}: lineage fingerprint {fingerprint:#010x} is not this decoder's {cls.fingerprint:#010x}"
             " (sensor and decoder were generated from different schemas)"
         )
-    if payload_off != cls.payload_off:
-        raise DecodeError(f"{cls.name}: payload offset {payload_off}, expected {cls.payload_off}")
-    if not cls.payload_off <= size <= cls.max_size:
-        raise DecodeError(f"{cls.name}: size {size} outside {cls.payload_off}..{cls.max_size}")
+    newest = len(cls.versions)
+    layout = cls.versions[known - 1]
+    if version > newest and known == newest:
+        if payload_off < layout.payload_off:
+            raise DecodeError(f"{cls.name}: version {version} record has payload offset {payload_off},"
+                              f" below version {newest}'s {layout.payload_off}")
+        if not payload_off <= size <= buffer_size:
+            raise DecodeError(f"{cls.name}: size {size} outside {payload_off}..{buffer_size} (the bytes given)")
+        return
+    if version != known:
+        raise DecodeError(f"{cls.name}: a version {version} record, not version {known}")
+    if payload_off != layout.payload_off:
+        raise DecodeError(f"{cls.name}: payload offset {payload_off}, expected {layout.payload_off}")
+    if not layout.payload_off <= size <= layout.max_size:
+        raise DecodeError(f"{cls.name}: size {size} outside {layout.payload_off}..{layout.max_size}")
     if size > buffer_size:
         raise DecodeError(f"{cls.name}: record says {size} bytes, only {buffer_size} given")
 
@@ -99,41 +131,69 @@ class Event(tuple):
     `truncated` (names of fields that lost bytes) with `lost` (name -> bytes
     lost, None when the kernel could not tell).
 
-    Subclasses are generated; they set name, id, fields and kinds.
+    `version` is the record's published version of the event. A record of an
+    older version lacks the fields named in `missing` (their values are None);
+    one of a newer version than this decoder knows has `newer` set and gives
+    the fields this decoder knows.
+
+    Subclasses are generated; they set name, id, fields, kinds and versions.
     """
 
     __slots__ = ()
     name: str = ""
     id: int = 0
     fingerprint: int = 0
-    payload_off: int = 0
+    payload_off: int = 0  # of the newest version known
     max_size: int = 0
     fields: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
+    versions: tuple[Version, ...] = ()  # every published version, from 1
 
     timestamp_ns = property(itemgetter(0))
     seq = property(itemgetter(1))
     cpu = property(itemgetter(2))
+    version = property(itemgetter(3))
     truncated = property(itemgetter(-2))
     lost = property(itemgetter(-1))
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for index, field in enumerate(cls.fields, start=3):
+        for index, field in enumerate(cls.fields, start=4):
             setattr(cls, field, property(itemgetter(index)))
+
+    @property
+    def newer(self) -> bool:
+        return self[3] > len(self.versions)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        if self.newer:
+            return ()
+        return self.fields[self.versions[self[3] - 1].field_count:]
 
     def __repr__(self) -> str:
         values = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.fields)
-        return f"<{self.name} #{self.seq} cpu {self.cpu} {values}{' truncated=' + repr(self.truncated) if self.truncated else ''}>"
+        extra = (f" truncated={self.truncated!r}" if self.truncated else "") + (
+            f" missing={self.missing!r}" if self.missing else "") + (" newer" if self.newer else "")
+        return f"<{self.name} v{self.version} #{self.seq} cpu {self.cpu} {values}{extra}>"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: addresses as text, bytes as hex, sockaddr and creds as objects."""
+        """JSON-ready: addresses as text, bytes as hex, sockaddr and creds as objects.
+
+        "missing" and "newer" appear only when they say something, so a record
+        of the decoder's own version gives the same keys as ever.
+        """
         out: dict[str, Any] = {"event": self.name, "id": self.id, "timestamp_ns": self.timestamp_ns,
                                "seq": self.seq, "cpu": self.cpu}
         for field in self.fields:
             out[field] = jsonable(getattr(self, field))
         out["truncated"] = list(self.truncated)
         out["lost"] = dict(self.lost)
+        missing = self.missing
+        if missing:
+            out["missing"] = list(missing)
+        if self.newer:
+            out["newer"] = True
         return out
 
 
@@ -151,11 +211,12 @@ def jsonable(value: Any) -> Any:
 
 
 class EventSpec(NamedTuple):
-    """One event as a generated module describes it."""
+    """One event as a generated module describes it; per published version,
+    index version - 1, the newest also decoding records of newer versions."""
 
     cls: type[Event]
-    struct: Struct  # construct definition of header and fixed part
-    decode: Callable[..., Event]  # fast path: buf -> Event
+    structs: tuple[Struct, ...]  # construct definitions of header and fixed part
+    decoders: tuple[Callable[..., Event], ...]  # fast paths: buf -> Event
 
 
 FIXED_CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -167,17 +228,20 @@ FIXED_CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 
 def decode_with_construct(spec: EventSpec, buf) -> Event:
-    """The same result as spec.decode, through construct's parser (slower; a cross-check)."""
+    """The same result as the spec's decoders, through construct's parser (slower; a cross-check)."""
     cls = spec.cls
     try:
-        parsed = spec.struct.parse(bytes(buf[: cls.payload_off]))
+        head = HEAD.parse(bytes(buf[:HEADER_SIZE]))
+        version = head.version
+        known = decoding_version(cls, version)
+        bad_head(cls, known, len(buf), head.fingerprint, version, head.payload_off, head.size)
+        layout = cls.versions[known - 1]
+        parsed = spec.structs[known - 1].parse(bytes(buf[: layout.payload_off]))
     except ConstructError as exc:
         raise DecodeError(f"{cls.name}: {exc}") from None
-    head = parsed.head
-    bad_head(cls, len(buf), head.fingerprint, head.payload_off, head.size)
     lost: dict = {}
     values = []
-    for field, kind in zip(cls.fields, cls.kinds):
+    for field, kind in zip(cls.fields[: layout.field_count], cls.kinds):
         value = parsed[field]
         decoding = VARIABLE_DECODING.get(kind)
         if decoding:
@@ -186,8 +250,8 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
             end = value.off + value.len
             if value.off == 0 and value.len == 0:
                 value = None
-            elif value.off < cls.payload_off or end > head.size:
-                bad_field(field, value.off, value.len, cls.payload_off, head.size)
+            elif value.off < head.payload_off or end > head.size:
+                bad_field(field, value.off, value.len, head.payload_off, head.size)
             elif decoding == "list":
                 value = split_list(buf, value.off, end)
             elif decoding == "bytes":
@@ -197,4 +261,5 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
         elif kind in FIXED_CONVERTERS:
             value = FIXED_CONVERTERS[kind](value)
         values.append(value)
-    return cls((head.timestamp_ns, head.seq, head.cpu, *values, tuple(lost), lost))
+    values += [None] * (len(cls.fields) - layout.field_count)
+    return cls((head.timestamp_ns, head.seq, head.cpu, version, *values, tuple(lost), lost))

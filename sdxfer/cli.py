@@ -1,5 +1,6 @@
-"""The `sdxfer` command: gen (schema -> C header, Python decoders, layout doc),
-decode (raw records -> NDJSON) and run (load any probe, print its events)."""
+"""The `sdxfer` command: gen (schema -> C header, Python decoders, layout doc,
+lock), compat (are two schemas compatible?), decode (raw records -> NDJSON)
+and run (load any probe, print its events)."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,9 @@ SHIPPED_OUT = _ROOT / "generated"
 EXAMPLES = """examples:
   sdxfer gen                                   regenerate generated/ from schema/events.yaml
   sdxfer gen --check                           exit 1 if generated/ is stale (CI)
-  sdxfer gen --schema my.yaml --out build/gen  generate for another schema
+  sdxfer gen --schema my.yaml --out build/gen  generate for another schema (its lock: my.lock)
+  sdxfer gen --major                           accept an incompatible change: a new major version
+  sdxfer compat old/events.yaml events.yaml    exit 1, one line per incompatible change
   sdxfer decode records.bin                    raw records -> NDJSON
   sudo sdxfer run my.bpf.c --schema my.yaml    load a probe, print its decoded events
   sudo sdxfer run my.bpf.c -D TARGET_PID=42 --json --events openat
@@ -35,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--schema", default=None, help=f"schema file (default: the shipped {SHIPPED_SCHEMA.name})")
     gen.add_argument("--out", default=None, help="output folder (default, for the shipped schema only: generated/)")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the files that are stale")
+    gen.add_argument("--major", action="store_true",
+                     help="start a new major version: the lock restarts from this schema, older records are refused")
+    compat = commands.add_parser("compat", help="exit 0 if NEW keeps decoders and sensors of OLD working, else 1",
+                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    compat.add_argument("old", help="the schema file deployed so far")
+    compat.add_argument("new", help="the schema file to deploy")
     decode = commands.add_parser("decode", help="decode a file of back-to-back raw records into NDJSON")
     decode.add_argument("file", help="file of raw records, or - for standard input")
     decode.add_argument("--schema", default=None, help="schema the records were packed with (default: the shipped one)")
@@ -64,15 +73,19 @@ def _define(text: str) -> tuple[str, str | None]:
 
 
 def _gen(args, stdout, stderr) -> int:
-    from .codegen import SchemaError, generate
+    from .codegen import SchemaError, lock_path, plan, render_all, render_lock
 
     schema = args.schema or str(SHIPPED_SCHEMA)
     try:
-        files = generate(schema)
+        layout = plan(schema, major=args.major)
     except SchemaError as exc:
         for problem in exc.problems:
             print(f"sdxfer gen: {problem}", file=stderr)
         return 2
+    files = render_all(layout)
+    lock = Path(lock_path(schema))
+    lock_text = render_lock(layout.history, schema).encode("utf-8")
+    lock_current = lock.is_file() and lock.read_bytes() == lock_text
     if args.out:
         out_dir = Path(args.out)
     elif Path(schema).resolve() == SHIPPED_SCHEMA:
@@ -85,16 +98,44 @@ def _gen(args, stdout, stderr) -> int:
                  if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != text.encode("utf-8")]
         if stale:
             print(f"sdxfer gen --check: stale in {out_dir}: {', '.join(stale)}; run sdxfer gen", file=stderr)
-            return 1
-        return 0
+        if not lock_current:
+            print(f"sdxfer gen --check: {lock} is stale or missing; run sdxfer gen and commit it", file=stderr)
+        return 1 if stale or not lock_current else 0
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             (out_dir / name).write_text(text, encoding="utf-8")
+        if not lock_current:
+            lock.write_bytes(lock_text)
     except OSError as exc:
         print(f"sdxfer gen: cannot write {exc.filename}: {exc.strerror}", file=stderr)
         return 1
     print(f"sdxfer gen: wrote {', '.join(files)} to {out_dir}", file=stdout)
+    if not lock_current:
+        print(f"sdxfer gen: wrote {lock}, the published versions; commit it with the schema", file=stdout)
+    return 0
+
+
+def _compat(args, stdout, stderr) -> int:
+    from .codegen import SchemaError, incompatibilities, load_schema
+
+    schemas, errors = [], []
+    for path in (args.old, args.new):
+        try:
+            schemas.append(load_schema(path))
+        except SchemaError as exc:
+            errors += exc.problems
+    for problem in errors:
+        print(f"sdxfer compat: {problem}", file=stderr)
+    if errors:
+        return 2
+    old, new = schemas
+    problems = incompatibilities(old.events, new)
+    for problem in problems:
+        print(problem, file=stdout)
+    if problems:
+        return 1
+    print("compatible", file=stdout)
     return 0
 
 
@@ -130,7 +171,7 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     args = _parser().parse_args(argv)
-    commands = {"gen": _gen, "decode": _decode, "run": _run}
+    commands = {"gen": _gen, "compat": _compat, "decode": _decode, "run": _run}
     try:
         return commands[args.command](args, stdout, stderr)
     except BrokenPipeError:

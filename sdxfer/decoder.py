@@ -4,12 +4,16 @@ from __future__ import annotations
 import struct
 import types
 from collections.abc import Iterable, Iterator
+from typing import NoReturn
 
 from . import _runtime as rt
 from .errors import DecodeError
-from .record import HEADER_OFFSETS, HEADER_SIZE
+from .record import HEADER, HEADER_FORMAT, HEADER_OFFSETS, HEADER_SIZE
 
-_EVENT_ID = struct.Struct(f"<{HEADER_OFFSETS['id']}xH")
+# (id, version): the key of a known version's decoder, in one unpack
+_KEY = struct.Struct(f"<{HEADER_OFFSETS['id']}xH{HEADER_OFFSETS['version'] - HEADER_OFFSETS['id'] - 2}xH")
+_VERSION = struct.Struct(f"<{HEADER_OFFSETS['version']}xH")
+_HEAD = struct.Struct(HEADER_FORMAT)
 _SIZE = struct.Struct(f"<{HEADER_OFFSETS['size']}xI")
 
 
@@ -17,12 +21,16 @@ class Decoder:
     """Turns raw records (bytes-like; trailing padding allowed) into events.
 
     `Decoder.from_schema(path)` builds one for any schema file;
-    `sdxfer.default_decoder()` is the one for the shipped schema.
+    `sdxfer.default_decoder()` is the one for the shipped schema. Records of
+    every published version of an event decode, and those of newer versions
+    as far as this decoder knows them.
     """
 
     def __init__(self, specs: Iterable[rt.EventSpec], schema_digest: str = ""):
         self.schema_digest = schema_digest
         self._by_id = {spec.cls.id: spec for spec in specs}
+        self._by_key = {(spec.cls.id, version): decode
+                        for spec in self._by_id.values() for version, decode in enumerate(spec.decoders, start=1)}
         self.events: dict[str, type[rt.Event]] = {spec.cls.name: spec.cls for spec in self._by_id.values()}
 
     @classmethod
@@ -31,9 +39,11 @@ class Decoder:
 
     @classmethod
     def from_schema(cls, path: str) -> Decoder:
-        """Generate decoders for the schema at `path` in memory (needs jinja2).
+        """Generate decoders for the schema at `path` in memory (needs jinja2),
+        for every version published in the lock file beside it, if there is one.
 
-        Raises sdxfer.codegen.schema.SchemaError when the schema is invalid.
+        Raises sdxfer.codegen.schema.SchemaError when the schema is invalid or
+        incompatible with its lock file.
         """
         from .codegen import generate_python  # the generator stays out of the runtime's imports
 
@@ -48,7 +58,7 @@ class Decoder:
 
     def _spec(self, buf) -> rt.EventSpec:
         try:
-            (event_id,) = _EVENT_ID.unpack_from(buf)
+            event_id, _ = _KEY.unpack_from(buf)
         except (struct.error, TypeError) as exc:
             raise DecodeError(f"record shorter than its {HEADER_SIZE}-byte header or not bytes: {exc}") from None
         spec = self._by_id.get(event_id)
@@ -56,16 +66,30 @@ class Decoder:
             raise DecodeError(f"unknown event id {event_id}")
         return spec
 
+    def _other_version(self, buf):
+        """The decoder for a record of a version newer than any known; DecodeError for other misses."""
+        spec = self._spec(buf)
+        return spec.decoders[rt.decoding_version(spec.cls, _VERSION.unpack_from(buf)[0]) - 1]
+
     def decode(self, buf) -> rt.Event:
         """Decode one record; raise DecodeError, and nothing else, when it is malformed."""
         try:
-            spec = self._by_id[_EVENT_ID.unpack_from(buf)[0]]
+            decode = self._by_key[_KEY.unpack_from(buf)]
         except (KeyError, struct.error, TypeError):
-            spec = self._spec(buf)  # raises DecodeError saying which
+            decode = self._other_version(buf)  # or raises DecodeError saying what is wrong
         try:
-            return spec.decode(buf)
+            return decode(buf)
         except struct.error:
-            raise DecodeError(f"{spec.cls.name}: {len(buf)} bytes, shorter than its {spec.cls.payload_off}-byte fixed part") from None
+            self._short(buf)
+
+    def _short(self, buf) -> NoReturn:
+        """A record shorter than its fixed part: say so, unless its header is wrong already."""
+        cls = self._spec(buf).cls
+        head = dict(zip((name for name, _, _ in HEADER), _HEAD.unpack_from(buf)))
+        version = head["version"]
+        rt.bad_head(cls, rt.decoding_version(cls, version), len(buf), head["fingerprint"], version,
+                    head["payload_off"], head["size"])
+        raise DecodeError(f"{cls.name}: {len(buf)} bytes, shorter than its fixed part") from None
 
     def decode_with_construct(self, buf) -> rt.Event:
         """Like decode, through construct's parser alone: slower, for cross-checks."""

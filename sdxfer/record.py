@@ -8,17 +8,20 @@ names. Changing the record format changes LAYOUT_VERSION.
 """
 import struct
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 # The header of every record: (name, C type, struct format), naturally aligned in order.
 HEADER = (
     ("timestamp_ns", "__u64", "Q"),  # bpf_ktime_get_ns(): CLOCK_MONOTONIC
     ("seq", "__u64", "Q"),  # per-CPU record number; a gap is a lost record
     ("size", "__u32", "I"),  # bytes used, header included
-    ("fingerprint", "__u32", "I"),  # of the event's layout; differs => other schema
+    # of the event's lineage (its first published version): the same across
+    # compatible versions, differs => an unrelated schema
+    ("fingerprint", "__u32", "I"),
     ("id", "__u16", "H"),  # event id from the schema
     ("payload_off", "__u16", "H"),  # where the variable bytes start
-    ("cpu", "__u32", "I"),
+    ("cpu", "__u16", "H"),
+    ("version", "__u16", "H"),  # the event's published version, from 1
 )
 HEADER_FORMAT = "<" + "".join(fmt for _, _, fmt in HEADER)
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)

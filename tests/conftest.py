@@ -6,8 +6,7 @@ import pytest
 
 from sdxfer import Decoder
 from sdxfer.cli import main as sdxfer_main
-from sdxfer.codegen import load_schema
-from sdxfer.codegen.layout import compute_layout
+from sdxfer.codegen import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_SCHEMA = ROOT / "schema" / "events.yaml"
@@ -25,7 +24,7 @@ class Generated:
 
         assert sdxfer_main(["gen", "--schema", str(schema), "--out", str(out)]) == 0
         self.schema = schema
-        self.layout = compute_layout(load_schema(str(schema)))
+        self.layout = plan(str(schema))  # with the lock gen just wrote
         self.out = out
         spec = importlib.util.spec_from_file_location(f"gen_{out.name}", out / "events.py")
         module = importlib.util.module_from_spec(spec)

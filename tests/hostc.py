@@ -40,15 +40,16 @@ static void must_read(void *p, size_t n)
         exit(3);
 }}
 
-static __u64 read_int(void)
+static __attribute__((unused)) __u64 read_int(void)
 {{
     __u64 v;
     must_read(&v, 8);
     return v;
 }}
 
+/* unused: a schema need not have every kind of field */
 /* present flag, then u32 length and bytes; NUL-terminated for C strings */
-static char *read_var(__u32 *len)
+static __attribute__((unused)) char *read_var(__u32 *len)
 {{
     __u8 present;
     char *p;
@@ -65,7 +66,7 @@ static char *read_var(__u32 *len)
     return p;
 }}
 
-static __u32 read_claimed(__u32 len)
+static __attribute__((unused)) __u32 read_claimed(__u32 len)
 {{
     __u8 given;
     must_read(&given, 1);
@@ -74,7 +75,7 @@ static __u32 read_claimed(__u32 len)
     return len;
 }}
 
-static void *read_fixed(size_t n)
+static __attribute__((unused)) void *read_fixed(size_t n)
 {{
     __u8 present;
     void *p;

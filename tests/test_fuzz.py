@@ -38,7 +38,7 @@ def _outcome(decoder, buf):
 
 def _mutations(record: bytes, rng: random.Random):
     data = bytearray(record)
-    choice = rng.randrange(6)
+    choice = rng.randrange(7)
     if choice == 0:  # flip bits
         for _ in range(rng.randint(1, 4)):
             i = rng.randrange(len(data))
@@ -46,15 +46,22 @@ def _mutations(record: bytes, rng: random.Random):
     elif choice == 1:  # cut short
         del data[rng.randrange(len(data)):]
     elif choice == 2:  # random header field values
-        offset, fmt = rng.choice([(16, "<I"), (24, "<H"), (26, "<H"), (20, "<I")])
+        offset, fmt = rng.choice([(16, "<I"), (24, "<H"), (26, "<H"), (20, "<I"), (30, "<H")])
         struct.pack_into(fmt, data, offset, rng.getrandbits(8 * struct.calcsize(fmt)))
     elif choice == 3 and len(data) > 40:  # a descriptor or fixed field overwritten
         i = rng.randrange(32, len(data) - 4)
         struct.pack_into("<I", data, i, rng.getrandbits(32))
     elif choice == 4:  # random bytes of random length
         data = bytearray(rng.randbytes(rng.randrange(0, 200)))
-    else:  # size field grown past the buffer
+    elif choice == 5:  # size field grown past the buffer
         struct.pack_into("<I", data, 16, len(data) + rng.randint(1, 1000))
+    else:  # said to be of a newer version, perhaps with bytes appended to the fixed part
+        grow = rng.choice([0, 0, 4, 8])
+        size, payload_off = struct.unpack_from("<I", data, 16)[0], struct.unpack_from("<H", data, 26)[0]
+        data[payload_off:payload_off] = rng.randbytes(grow)
+        struct.pack_into("<I", data, 16, size + grow)
+        struct.pack_into("<H", data, 26, payload_off + grow)
+        struct.pack_into("<H", data, 30, struct.unpack_from("<H", data, 30)[0] + rng.randint(1, 3))
     return bytes(data)
 
 
@@ -67,6 +74,10 @@ def test_ten_thousand_malformed_records(generated):
         record = _mutations(rng.choice(seeds), rng)
         result = _outcome(decoder, record)
         outcomes[DecodeError if result is DecodeError else Event] += 1
+        try:
+            assert decoder.decode_with_construct(record) == result  # the oracle agrees
+        except DecodeError:
+            assert result is DecodeError
         if result is not DecodeError and len(record) >= 20:
             # the answer depends on the record's own bytes only
             size = struct.unpack_from("<I", record, 16)[0]

@@ -1,0 +1,139 @@
+"""The lock file: every published version of every event, beside the schema.
+
+`schema/events.yaml` has `schema/events.lock`, so a copied schema folder
+carries its history. `sdxfer gen` writes it (sorted, no timestamps) and reads
+it back as a `History`; decoders are generated for every version it holds.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from .model import TYPES, Event, Field, History, Published
+from .schema import Problem, SchemaError
+
+_LINE = "__line__"  # key the loader adds to every mapping: its line in the file
+
+
+def lock_path(schema_path: str) -> str:
+    """`<schema stem>.lock` in the schema's folder."""
+    return str(Path(schema_path).with_suffix(".lock"))
+
+
+def render_lock(history: History, schema_path: str) -> str:
+    lines = [f"# Written by sdxfer gen from {os.path.basename(schema_path)}: every published version of every"
+             " event. Commit it with the schema; never edit it.",
+             f"major: {history.major}",
+             "events:"]
+    for published in sorted(history.events, key=lambda p: p.current.name):
+        lines += [f"  - name: {_scalar(published.current.name)}", f"    id: {published.current.id}", "    versions:"]
+        for number, event in enumerate(published.versions, start=1):
+            lines += [f"      - version: {number}", "        fields:" + ("" if event.fields else " []")]
+            lines += [f"          - {_field(f)}" for f in event.fields]
+    return "\n".join(lines) + "\n"
+
+
+def _field(f: Field) -> str:
+    extra = f", max: {f.max}" if f.type.needs_max else f", len: {f.len}" if f.type.needs_len else ""
+    return f"{{name: {_scalar(f.name)}, type: {f.type.name}{extra}}}"
+
+
+def _scalar(text: str) -> str:
+    # names such as `on` or `yes` would read back as booleans unquoted
+    return text if yaml.safe_load(text) == text else json.dumps(text)
+
+
+class _LockLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        mapping = super().construct_mapping(node, deep=deep)
+        mapping[_LINE] = node.start_mark.line + 1
+        return mapping
+
+
+class _Malformed(Exception):
+    def __init__(self, line: int, what: str):
+        self.line = line
+        self.what = what
+
+
+def read_lock(path: str) -> History | None:
+    """The lock at `path` as a History (events sorted by name, lines from the lock), or None if there is none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaError([Problem(path, 0, "", f"cannot read lock file: {getattr(exc, 'strerror', None) or exc}")]) from None
+    try:
+        root = yaml.load(text, Loader=_LockLoader)
+        return _history(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line, what = (mark.line + 1 if mark else 1), f"YAML syntax error: {getattr(exc, 'problem', None) or exc}"
+    except _Malformed as exc:
+        line, what = exc.line, exc.what
+    raise SchemaError([Problem(path, line, "", f"malformed lock file ({what}): it is written by sdxfer gen;"
+                               " restore it from version control")])
+
+
+def _mapping(value, line: int, keys: set[str], what: str) -> dict:
+    if not isinstance(value, dict):
+        raise _Malformed(line, f"{what} must be a mapping")
+    unknown = set(value) - keys - {_LINE}
+    missing = keys - set(value) - {"max", "len"}
+    if unknown or missing:
+        raise _Malformed(value[_LINE], f"{what} has keys {sorted(set(value) - {_LINE})}, expected {sorted(keys)}")
+    return value
+
+
+def _integer(value, line: int, what: str, low: int) -> int:
+    if type(value) is not int or value < low:
+        raise _Malformed(line, f"{what} must be an integer >= {low}")
+    return value
+
+
+def _list(value, line: int, what: str) -> list:
+    if not isinstance(value, list):
+        raise _Malformed(line, f"{what} must be a list")
+    return value
+
+
+def _history(root) -> History:
+    top = _mapping(root, 1, {"major", "events"}, "the lock")
+    major = _integer(top["major"], top[_LINE], "major", 1)
+    events = []
+    for entry in _list(top["events"], top[_LINE], "events"):
+        entry = _mapping(entry, top[_LINE], {"name", "id", "versions"}, "an event")
+        line = entry[_LINE]
+        name, event_id = entry["name"], _integer(entry["id"], line, "id", 1)
+        if not isinstance(name, str):
+            raise _Malformed(line, "event name must be a string")
+        versions = []
+        for number, version in enumerate(_list(entry["versions"], line, "versions"), start=1):
+            version = _mapping(version, line, {"version", "fields"}, "a version")
+            if version["version"] != number:
+                raise _Malformed(version[_LINE], f"versions of {name} must be numbered 1, 2, ...")
+            fields = tuple(_lock_field(f, version[_LINE]) for f in _list(version["fields"], version[_LINE], "fields"))
+            versions.append(Event(name, event_id, fields, "", line))
+        if not versions:
+            raise _Malformed(line, f"event {name} has no versions")
+        events.append(Published(tuple(versions)))
+    return History(major, tuple(events))
+
+
+def _lock_field(entry, line: int) -> Field:
+    entry = _mapping(entry, line, {"name", "type", "max", "len"}, "a field")
+    field_type = TYPES.get(entry["type"])
+    if not isinstance(entry["name"], str) or field_type is None:
+        raise _Malformed(entry[_LINE], "a field needs a name and a known type")
+    size = {}
+    for key, needed in (("max", field_type.needs_max), ("len", field_type.needs_len)):
+        if needed:
+            size[key] = _integer(entry.get(key), entry[_LINE], key, 1)
+        elif key in entry:
+            raise _Malformed(entry[_LINE], f"type {field_type.name} takes no '{key}'")
+    return Field(entry["name"], field_type, "", size.get("max", 0), size.get("len", 0), entry[_LINE])
