@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import hostc
 from sdxfer import Creds, SockAddr
+from sdxfer.record import LEN_TRUNCATED, LEN_UNKNOWN
 
 INT_RANGES = {"u8": (0, 2**8 - 1), "u16": (0, 2**16 - 1), "u32": (0, 2**32 - 1), "u64": (0, 2**64 - 1),
               "s8": (-(2**7), 2**7 - 1), "s16": (-(2**15), 2**15 - 1), "s32": (-(2**31), 2**31 - 1),
@@ -171,7 +172,7 @@ def test_length_unknown_beyond_max(generated):
             values = {g.name: _wire(g, None) if g.type.variable or g.type.by_pointer
                       else 0 for g in e.event.fields}
             elements = [b"x"] * f.max
-            values[f.name] = (b"x\0" * f.max, 0xFFFFFFFF)
+            values[f.name] = (b"x\0" * f.max, LEN_UNKNOWN)
             event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
             assert event.lost == {f.name: None} and event.truncated == (f.name,)
             if f.type.name == "strlist":
@@ -179,7 +180,7 @@ def test_length_unknown_beyond_max(generated):
             else:
                 assert getattr(event, f.name) == (b"x\0" * f.max)[: f.max]
             # SDXFER_LEN_TRUNCATED: all bytes given are kept, and the record says more existed
-            values[f.name] = (b"y\0", 2 | 0x80000000)
+            values[f.name] = (b"y\0", 2 | LEN_TRUNCATED)
             event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
             assert event.lost == {f.name: None}
             assert getattr(event, f.name) == (["y"] if f.type.name == "strlist" else b"y\0")[: f.max]
