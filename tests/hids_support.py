@@ -1,0 +1,77 @@
+"""What the live HIDS tests share: waiting for an event, running a child
+that acts once the probe is attached, and checking the common fields every
+event carries (pid, tid, ppid, uid, gid, comm, cgroup_id, mntns, sid)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WAIT_S = 10
+
+
+def wait_for(sensor, predicate, timeout: float = WAIT_S):
+    """The first decoded event that satisfies predicate, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in sensor.decoded(sensor.read(100)):
+            if predicate(event):
+                return event
+    raise AssertionError("the expected event never arrived")
+
+
+def events_until(sensor, predicate, timeout: float = WAIT_S) -> list:
+    """Every decoded event until one satisfies predicate (that one included)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in sensor.decoded(sensor.read(100)):
+            got.append(event)
+            if predicate(event):
+                return got
+    raise AssertionError(f"the expected event never arrived ({len(got)} others did)")
+
+
+def run_python(code: str, *args: str, **popen) -> subprocess.CompletedProcess:
+    """Runs code in a fresh interpreter (its own pid) and waits for it."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, **popen)
+
+
+def cgroup2_id(path: str) -> int:
+    """The id the kernel gives a cgroup v2 directory: its inode in a cgroup2
+    mount (one is made for the look-up where the host has none)."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if line.split()[2] == "cgroup2"]
+    if mounts:
+        return os.stat(mounts[0] + path).st_ino
+    with tempfile.TemporaryDirectory() as point:
+        subprocess.run(["mount", "-t", "cgroup2", "none", point], check=True)
+        try:
+            return os.stat(point + path).st_ino
+        finally:
+            subprocess.run(["umount", point], check=True)
+
+
+class Identity:
+    """What the common fields of a process's events must say."""
+
+    def __init__(self, pid: int, tid: int | None = None):
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        self.pid = pid
+        self.tid = pid if tid is None else tid
+        self.ppid = int(status["PPid"])
+        self.uid = int(status["Uid"].split()[0])
+        self.gid = int(status["Gid"].split()[0])
+        self.comm = Path(f"/proc/{pid}/comm").read_text().rstrip("\n")
+        self.mntns = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        self.sid = os.getsid(pid)
+        unified = next(line for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if line.startswith("0::"))
+        self.cgroup_id = cgroup2_id(unified[3:])
+
+    def check(self, event) -> None:
+        """Every common field the event carries equals this identity's."""
+        for name in ("pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "mntns", "sid"):
+            if name in event.fields:
+                assert getattr(event, name) == getattr(self, name), (name, event)
