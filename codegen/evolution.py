@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .layout import type_text as _type_text
 from .model import Event, Field, History, Published, Schema
 from .schema import Problem, SchemaError
 
@@ -80,13 +81,9 @@ def _field_problems(old: Event, new: Event, path: str) -> list[Problem]:
     return problems
 
 
-def _type_text(f: Field) -> str:
-    return f"{f.type.name}[{f.len}]" if f.type.needs_len else f.type.name
-
-
 def _signature(event: Event) -> tuple:
     """What a version is made of: docs and lines aside."""
-    return tuple((f.name, f.type.name, f.max, f.len) for f in event.fields)
+    return tuple((f.name, _type_text(f), f.max) for f in event.fields)
 
 
 def evolve(schema: Schema, lock: History | None, major: bool = False) -> History:

@@ -78,13 +78,20 @@ class Layout:
     history: History
     events: tuple[EventLayout, ...]  # the current version of each event, schema order
 
+def type_text(f: Field) -> str:
+    """A field's type with what fixes its layout: bytes[16], array<pid:u32,comm:chars[16]>."""
+    if f.type.entries:
+        return f"array<{','.join(f'{e.name}:{type_text(e)}' for e in f.entries)}>"
+    return f"{f.type.name}[{f.len}]" if f.type.needs_len else f.type.name
+
+
 def _align_up(value: int, align: int) -> int:
     return (value + align - 1) // align * align
 
 def lineage_fingerprint(major: int, first: Event) -> int:
     """Of the event's first published version: what compatible changes keep."""
     parts = [f"v{LAYOUT_VERSION}", f"major {major}", first.name, str(first.id)]
-    parts += [f"{f.name}:{f.type.name}" for f in first.fields]
+    parts += [f"{f.name}:{type_text(f)}" for f in first.fields]
     return zlib.crc32("|".join(parts).encode())
 
 def layout_event(event: Event, index: int, version: int = 1, fingerprint: int | None = None,
@@ -109,10 +116,10 @@ def layout_event(event: Event, index: int, version: int = 1, fingerprint: int | 
     for field in event.fields:
         if not field.type.variable:
             continue
-        room = field.max + (STR_READ_SLACK if field.type.reader.endswith("_str") else 0)
+        room = field.max_bytes + (STR_READ_SLACK if field.type.reader.endswith("_str") else 0)
         variables.append(Variable(field, descriptor_offsets[field.name], cursor_max, room))
         write_end = max(write_end, cursor_max + room)
-        cursor_max += field.max
+        cursor_max += field.max_bytes
     max_size = cursor_max
     size_mask = (1 << max_size.bit_length()) - 1  # smallest 2**k - 1 >= max_size
 

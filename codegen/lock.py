@@ -38,6 +38,8 @@ def render_lock(history: History, schema_path: str) -> str:
 
 def _field(f: Field) -> str:
     extra = f", max: {f.max}" if f.type.needs_max else f", len: {f.len}" if f.type.needs_len else ""
+    if f.type.entries:
+        extra += f", of: [{', '.join(_field(e) for e in f.entries)}]"
     return f"{{name: {_scalar(f.name)}, type: {f.type.name}{extra}}}"
 
 
@@ -84,7 +86,7 @@ def _mapping(value, line: int, keys: set[str], what: str) -> dict:
     if not isinstance(value, dict):
         raise _Malformed(line, f"{what} must be a mapping")
     unknown = set(value) - keys - {_LINE}
-    missing = keys - set(value) - {"max", "len"}
+    missing = keys - set(value) - {"max", "len", "of"}
     if unknown or missing:
         raise _Malformed(value[_LINE], f"{what} has keys {sorted(set(value) - {_LINE})}, expected {sorted(keys)}")
     return value
@@ -126,7 +128,7 @@ def _history(root) -> History:
 
 
 def _lock_field(entry, line: int) -> Field:
-    entry = _mapping(entry, line, {"name", "type", "max", "len"}, "a field")
+    entry = _mapping(entry, line, {"name", "type", "max", "len", "of"}, "a field")
     field_type = TYPES.get(entry["type"])
     if not isinstance(entry["name"], str) or field_type is None:
         raise _Malformed(entry[_LINE], "a field needs a name and a known type")
@@ -136,4 +138,7 @@ def _lock_field(entry, line: int) -> Field:
             size[key] = _integer(entry.get(key), entry[_LINE], key, 1)
         elif key in entry:
             raise _Malformed(entry[_LINE], f"type {field_type.name} takes no '{key}'")
-    return Field(entry["name"], field_type, "", size.get("max", 0), size.get("len", 0), entry[_LINE])
+    if field_type.entries != ("of" in entry):
+        raise _Malformed(entry[_LINE], f"'of' goes with type array only, and always")
+    entries = tuple(_lock_field(e, entry[_LINE]) for e in _list(entry["of"], entry[_LINE], "of")) if "of" in entry else ()
+    return Field(entry["name"], field_type, "", size.get("max", 0), size.get("len", 0), entry[_LINE], entries=entries)

@@ -27,11 +27,18 @@ class FieldType:
     needs_max: bool = False
     needs_len: bool = False
     by_pointer: bool = False  # fixed-size value the C packer takes as `const void *`
+    text: bool = False  # fixed-size bytes decoded as text up to the first NUL
+    entries: bool = False  # a variable-length array of fixed-size entries (`of`)
 
     @property
     def takes_length(self) -> bool:
         """The C packer takes a pointer and a `<name>_len` byte count."""
-        return self.reader.endswith("_blob")
+        return self.reader.endswith("_blob") and not self.entries
+
+    @property
+    def takes_count(self) -> bool:
+        """The C packer takes a pointer to entries and a `<name>_count` entry count."""
+        return self.entries
 
     @property
     def from_user(self) -> bool:
@@ -56,12 +63,34 @@ TYPES: dict[str, FieldType] = {
         FieldType("sockaddr", SOCKADDR_SIZE, 4, by_pointer=True),
         FieldType("creds", 4 * len(CREDS_MEMBERS), 4, by_pointer=True),
         FieldType("bytes", 1, 1, needs_len=True, by_pointer=True),
+        FieldType("chars", 1, 1, needs_len=True, by_pointer=True, text=True),
         FieldType("str", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="kernel_str", needs_max=True),
         FieldType("ustr", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_str", needs_max=True),
         FieldType("strlist", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_blob", needs_max=True),
         FieldType("blob", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="kernel_blob", needs_max=True),
         FieldType("ublob", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="user_blob", needs_max=True),
+        FieldType("array", DESCRIPTOR_SIZE, DESCRIPTOR_ALIGN, variable=True, reader="kernel_blob", needs_max=True,
+                  entries=True),
     )
+}
+# What an array's entries may hold: fixed-size types, laid out as in a record's fixed part.
+ENTRY_TYPES = tuple(name for name, t in TYPES.items() if not t.variable)
+
+# Where a common field's value comes from when the packer fills it itself:
+# source -> the type its field must have. sdxfer_sources.h implements each.
+SOURCES: dict[str, str] = {
+    "pid": "u32",  # thread group id
+    "tid": "u32",
+    "ppid": "u32",  # thread group id of the real parent
+    "pgid": "u32",
+    "sid": "u32",  # session id
+    "uid": "u32",
+    "gid": "u32",
+    "euid": "u32",
+    "egid": "u32",
+    "cgroup_id": "u64",  # cgroup v2 id, as bpf_get_current_cgroup_id()
+    "mntns": "u32",  # mount namespace inode number
+    "comm": "str",
 }
 
 
@@ -71,13 +100,25 @@ class Field:
     name: str
     type: FieldType
     doc: str = ""
-    max: int = 0  # variable types: most payload bytes kept
-    len: int = 0  # bytes: array length
+    max: int = 0  # variable types: most payload bytes kept (array: most entries)
+    len: int = 0  # bytes, chars: length in bytes
     line: int = 0
+    source: str = ""  # a common field the packer fills itself (a SOURCES key), not a parameter
+    entries: tuple[Field, ...] = ()  # array: the fields of one entry
 
     @property
     def fixed_size(self) -> int:
         return self.type.size * self.len if self.type.needs_len else self.type.size
+
+    @property
+    def entry_size(self) -> int:
+        """array: bytes per entry (its fields back to back, which validation keeps gap-free)."""
+        return sum(f.fixed_size for f in self.entries)
+
+    @property
+    def max_bytes(self) -> int:
+        """Most payload bytes a variable field keeps."""
+        return self.max * self.entry_size if self.type.entries else self.max
 
 
 @dataclass(frozen=True)
@@ -111,6 +152,7 @@ class Schema:
     slot_size: int
     events: tuple[Event, ...]
     events_line: int = 0  # of the `events:` key: where a removed event is missing
+    common: tuple[Field, ...] = ()  # fields every event starts with (events' own fields follow)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from ..record import (
     SOCKADDR_SIZE,
     VARIABLE_DECODING,
 )
-from .layout import EventLayout, Layout, Member
+from .layout import EventLayout, Layout, Member, type_text
+from .model import SOURCES, TYPES, Field
 
 # templates/ sits beside codegen/ both in the source tree and once installed (sdxfer/templates).
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -70,6 +71,8 @@ def _c_decl(m: Member) -> str:
         return f"{C_INT[kind]} {f.name};"
     if kind in C_STRUCT:
         return f"{C_STRUCT[kind]} {f.name};"
+    if f.type.text:
+        return f"char {f.name}[{m.size}];"
     return f"__u8 {f.name}[{m.size}];"  # ipv6, bytes
 
 
@@ -77,7 +80,11 @@ def _c_params(e: EventLayout) -> list[str]:
     params = ["void *ctx"]
     for f in e.event.fields:
         kind = f.type.name
-        if kind in C_INT:
+        if f.source:
+            continue  # the packer fills it
+        if f.type.takes_count:
+            params += [f"const void *{f.name}", f"__u32 {f.name}_count"]
+        elif kind in C_INT:
             params.append(f"{C_INT[kind]} {f.name}")
         elif kind == "strlist":
             params += [f"const char *{f.name}", f"__u32 {f.name}_len"]
@@ -98,15 +105,42 @@ def _c_stores(e: EventLayout) -> list[str]:
         if f is None:
             stores.append(f"__builtin_memset(rec->{m.name}, 0, {m.size});")  # slot 0 holds an earlier record's bytes
         elif f.type.name in C_INT:
-            stores.append(f"rec->{f.name} = {f.name};")
+            stores.append(f"rec->{f.name} = {_c_value(f)};")
         elif not f.type.variable:
             stores.append(f"sdxfer_put_fixed(&rec->{f.name}, {f.name}, {m.size});")
     for v in e.variables:
         f = v.field
-        put, length = ("blob", f", {f.name}_len") if f.type.takes_length else ("str", "")
-        stores.append(f"cursor = sdxfer_put_{put}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {f.name}{length},"
-                      f" {f.max}, {int(f.type.from_user)});")
+        if f.type.takes_count:
+            put, length = "blob", f", sdxfer_entry_bytes({f.name}_count, {f.entry_size})"
+        elif f.type.takes_length:
+            put, length = "blob", f", {f.name}_len"
+        else:
+            put, length = "str", ""
+        stores.append(f"cursor = sdxfer_put_{put}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {_c_value(f)}{length},"
+                      f" {f.max_bytes}, {int(f.type.from_user)});")
     return stores
+
+
+def _c_value(f: Field) -> str:
+    """What the packer stores: its parameter, or for a common field its source."""
+    return f"sdxfer_source_{f.source}()" if f.source else f.name
+
+
+def _c_entry_struct(event: str, f: Field) -> tuple[str, list[str], list[dict]]:
+    """An array's entry as a C struct, with the asserts that hold it to the layout."""
+    name = f"sdxfer_{event}_{f.name}_entry"
+    members, asserts, offset = [], [], 0
+    for entry in f.entries:
+        members.append(_c_decl(Member(entry.name, offset, entry.fixed_size, entry)))
+        asserts.append({"expr": f"__builtin_offsetof(struct {name}, {entry.name}) == {offset}",
+                        "what": f"{event}.{f.name} entry {entry.name} at offset {offset}"})
+        offset += entry.fixed_size
+    asserts.append({"expr": f"sizeof(struct {name}) == {f.entry_size}", "what": f"{event}.{f.name} entries are {f.entry_size} bytes"})
+    return name, members, asserts
+
+
+def _c_source_type(kind: str) -> str:
+    return "const char *" if TYPES[kind].variable else C_INT[kind]
 
 
 def _c_shared_structs() -> list[tuple[str, list[str]]]:
@@ -121,9 +155,14 @@ def _c_shared_structs() -> list[tuple[str, list[str]]]:
 
 
 def _c_context(layout: Layout, banner: str) -> dict:
-    events, asserts = [], []
+    events, asserts, entry_structs = [], [], []
     for e in layout.events:
         struct_name = f"struct sdxfer_{e.event.name}"
+        for v in e.variables:
+            if v.field.type.entries:
+                name, members, entry_asserts = _c_entry_struct(e.event.name, v.field)
+                entry_structs.append((name, members))
+                asserts += entry_asserts
         for m in e.members:
             asserts.append({"expr": f"__builtin_offsetof({struct_name}, {m.name}) == {m.offset}",
                             "what": f"{e.event.name}.{m.name} at offset {m.offset}"})
@@ -160,6 +199,9 @@ def _c_context(layout: Layout, banner: str) -> dict:
         "macros": C_MACROS,
         "structs": _c_shared_structs(),
         "maps": {"scratch": SCRATCH_MAP, "cpu": CPU_MAP, "drops": DROPS_MAP, "events": EVENTS_MAP},
+        "sources": sorted({f.source for e in layout.events for f in e.event.fields if f.source}),
+        "host_sources": [(_c_source_type(kind), name) for name, kind in SOURCES.items()],
+        "entry_structs": entry_structs,
         "events": events,
         "asserts": asserts,
     }
@@ -191,6 +233,7 @@ def _py_variable_lines(e: EventLayout, v) -> list[str]:
         "list": f"rt.split_list(buf, {off}, {off} + {length})",
         "bytes": f"bytes(buf[{off}:{off} + {length}])",
         "text": f'str(buf[{off}:{off} + {length}], "utf-8", "surrogateescape")',
+        "entries": f"{_py_entry_name(e.event.name, name)}.decode(buf[{off}:{off} + {length}])",
     }[VARIABLE_DECODING[v.field.type.name]]
     # payload_off, not the layout's: equal to it unless the record is of a newer version
     return [
@@ -218,7 +261,7 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
             targets += [f"d_{f.name}_off", f"d_{f.name}_len", f"d_{f.name}_lost"]
         else:
             targets.append(f"f_{f.name}")
-            if f.type.name in ("ipv4", "ipv6", "sockaddr", "creds"):
+            if f.type.name in ("ipv4", "ipv6", "sockaddr", "creds", "chars"):
                 lines.append(f"f_{f.name} = rt.{f.type.name}(f_{f.name})")
     for v in e.variables:
         lines += _py_variable_lines(e, v)
@@ -241,9 +284,24 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
     }
 
 
+def _py_entry_name(event: str, field: str) -> str:
+    return f"{event.upper()}_{field.upper()}_ENTRY"
+
+
+def _py_entry_type(event: str, f: Field) -> dict:
+    """An array field's entries: the arguments of rt.EntryType."""
+    class_name = "".join(part.capitalize() for part in f"{event}_{f.name}".split("_")) + "Entry"
+    fmt = "<" + "".join(PY_FORMAT.get(e.type.name, f"{e.fixed_size}s") for e in f.entries)
+    construct = ", ".join(f'"{e.name}" / {CONSTRUCT.get(e.type.name, f"Bytes({e.fixed_size})")}' for e in f.entries)
+    return {"var": _py_entry_name(event, f.name), "field": f.name, "class_name": class_name,
+            "names": [e.name for e in f.entries], "kinds": [e.type.name for e in f.entries], "format": fmt,
+            "construct": f"Struct({construct})"}
+
+
 def _py_event(e: EventLayout) -> dict:
     name = e.event.name
     return {
+        "entry_types": [_py_entry_type(name, v.field) for v in e.variables if v.field.type.entries],
         "name": name,
         "class_name": e.event.class_name,
         "id": e.event.id,
@@ -273,10 +331,8 @@ def _md_member_type(m: Member) -> str:
     if f is None:
         return "padding (zero)"
     if f.type.variable:
-        return f"{f.type.name} (max {f.max}) descriptor"
-    if f.type.needs_len:
-        return f"bytes[{f.len}]"
-    return f.type.name
+        return f"{type_text(f)} (max {f.max}) descriptor"
+    return type_text(f)
 
 
 def _md_context(layout: Layout, banner: str) -> dict:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import yaml
 
 from ..record import STR_READ_SLACK
-from .layout import layout_event
-from .model import TYPES, Event, Field, Schema, generated_names
+from .layout import layout_event, type_text
+from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema, generated_names
 
 SUPPORTED_VERSION = 1
 # One per-CPU array value may not exceed PCPU_MIN_UNIT_SIZE (32 KiB).
@@ -36,15 +36,18 @@ C_KEYWORDS = frozenset(
 RESERVED_FIELD_NAMES = frozenset(
     {"ctx", "rec", "cursor", "head", "name", "id", "timestamp_ns", "seq", "cpu", "truncated", "lost", "to_dict",
      "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index",
-     "version", "versions", "missing", "newer"}
+     "version", "versions", "missing", "newer", "entry_types"}
 )
 # struct sdxfer_<name> already names these in the C header.
 RESERVED_EVENT_NAMES = frozenset({"head", "var", "sockaddr", "creds", "slot_data"})
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-TOP_KEYS = {"version", "slot_size", "events"}
+TOP_KEYS = {"version", "slot_size", "events", "common"}
 EVENT_KEYS = {"name", "id", "doc", "fields"}
-FIELD_KEYS = {"name", "type", "doc", "max", "len"}
+FIELD_KEYS = {"name", "type", "doc", "max", "len", "of"}
+COMMON_KEYS = FIELD_KEYS | {"source"}
+ENTRY_KEYS = FIELD_KEYS - {"max", "of"}
+MAX_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,11 @@ class _Checker:
             return value
         return None
 
-    def field(self, node: yaml.Node, event_name: str, taken: dict[str, int]) -> Field | None:
-        where = f"event {event_name}"
-        entries = self.mapping(node, _where(where, "field", node), FIELD_KEYS, "a field")
+    def field(self, node: yaml.Node, owner: str, taken: dict[str, int], kind: str = "event") -> Field | None:
+        """One field of an event (kind "event"), of the common list ("common") or of an array entry ("entry")."""
+        keys = {"event": FIELD_KEYS, "common": COMMON_KEYS, "entry": ENTRY_KEYS}[kind]
+        where = owner
+        entries = self.mapping(node, _where(where, "field", node), keys, "a field")
         if entries is None:
             return None
         if "name" not in entries:
@@ -133,43 +138,103 @@ class _Checker:
         name = self.identifier(entries["name"][1], where, "field name")
         if name is None:
             return None
-        where = f"event {event_name}, field {name}"
+        where = f"{owner}, field {name}"
         ok = True
-        if name in RESERVED_FIELD_NAMES:
+        if name in RESERVED_FIELD_NAMES and kind != "entry":
             self.problem(entries["name"][1], where, f"field name {name!r} is reserved (used by every event: {', '.join(sorted(RESERVED_FIELD_NAMES))})")
             ok = False
         if name in taken:
             self.problem(entries["name"][1], where, f"duplicate field {name!r} (first at line {taken[name]})")
             ok = False
         taken.setdefault(name, node.start_mark.line + 1)
+        allowed = ENTRY_TYPES if kind == "entry" else tuple(TYPES)
         if "type" not in entries:
-            self.problem(node, where, f"field has no 'type' (one of: {', '.join(TYPES)})")
+            self.problem(node, where, f"field has no 'type' (one of: {', '.join(allowed)})")
             return None
         type_name = self.scalar(entries["type"][1], where, "type", str)
         if type_name is None:
             return None
-        field_type = TYPES.get(type_name)
+        field_type = TYPES.get(type_name) if type_name in allowed else None
         if field_type is None:
-            self.problem(entries["type"][1], where, f"unknown type {type_name!r} (one of: {', '.join(TYPES)})")
+            what = (f"type {type_name!r} is not fixed-size, so not allowed in an array entry" if type_name in TYPES
+                    else f"unknown type {type_name!r}")
+            self.problem(entries["type"][1], where, f"{what} (one of: {', '.join(allowed)})")
             return None
         max_value = length = 0
-        for key, needed in (("max", field_type.needs_max), ("len", field_type.needs_len)):
+        for key, needed in (("max", field_type.needs_max), ("len", field_type.needs_len), ("of", field_type.entries)):
             if key in entries and not needed:
                 self.problem(entries[key][0], where, f"type {type_name} takes no '{key}'")
                 ok = False
             elif key not in entries and needed:
-                self.problem(node, where, f"type {type_name} needs '{key}' ({'most bytes kept' if key == 'max' else 'array length in bytes'})")
+                meaning = {"max": "most entries kept" if field_type.entries else "most bytes kept",
+                           "len": "length in bytes" if field_type.text else "array length in bytes",
+                           "of": "the fields of one entry"}[key]
+                self.problem(node, where, f"type {type_name} needs '{key}' ({meaning})")
                 ok = False
         if field_type.needs_max and "max" in entries:
-            max_value = self.integer(entries["max"][1], where, "max", 1, MAX_FIELD_MAX)
+            high = MAX_ENTRIES if field_type.entries else MAX_FIELD_MAX
+            max_value = self.integer(entries["max"][1], where, "max", 1, high)
         if field_type.needs_len and "len" in entries:
             length = self.integer(entries["len"][1], where, "len", 1, MAX_BYTES_LEN)
+        entry_fields = self.entry_fields(entries["of"][1], where) if field_type.entries and "of" in entries else ()
+        source = ""
+        if kind == "common":
+            source = self.source(entries.get("source"), node, where, type_name)
         doc = self.scalar(entries["doc"][1], where, "doc", str) if "doc" in entries else ""
-        if not ok or max_value is None or length is None or doc is None:
+        if not ok or max_value is None or length is None or doc is None or entry_fields is None or source is None:
             return None
-        return Field(name, field_type, doc, max_value, length, node.start_mark.line + 1)
+        return Field(name, field_type, doc, max_value, length, node.start_mark.line + 1, source, entry_fields)
 
-    def event(self, node: yaml.Node, names: dict[str, tuple[str, int]], ids: dict[int, int]) -> Event | None:
+    def source(self, entry, node: yaml.Node, where: str, type_name: str) -> str | None:
+        """A common field's source, checked against its type."""
+        if entry is None:
+            self.problem(node, where, f"common field has no 'source' (one of: {', '.join(SOURCES)})")
+            return None
+        source = self.scalar(entry[1], where, "source", str)
+        if source is None:
+            return None
+        if source not in SOURCES:
+            self.problem(entry[1], where, f"unknown source {source!r} (one of: {', '.join(SOURCES)})")
+            return None
+        if SOURCES[source] != type_name:
+            self.problem(entry[1], where, f"source {source} gives a {SOURCES[source]}, not a {type_name}")
+            return None
+        return source
+
+    def entry_fields(self, node: yaml.Node, where: str) -> tuple[Field, ...] | None:
+        """An array's entry: fixed-size fields laid out back to back, so no gap can hide stale bytes."""
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            self.problem(node, where, "'of' must be a non-empty list of fields")
+            return None
+        taken: dict[str, int] = {}
+        fields = [self.field(f, f"{where}, entry", taken, "entry") for f in node.value]
+        if None in fields:
+            return None
+        offset = 0
+        for f in fields:
+            if offset % f.type.align:
+                self.problems.append(Problem(self.path, f.line, f"{where}, entry field {f.name}",
+                    f"would start at byte {offset} of the entry, not on its {f.type.align}-byte alignment:"
+                    " order the entry's fields by alignment, largest first"))
+                return None
+            offset += f.fixed_size
+        align = max(f.type.align for f in fields)
+        if offset % align:
+            self.problem(node, where, f"an entry of {offset} bytes is not a multiple of its {align}-byte alignment:"
+                         " entries would need padding; add or resize fields")
+            return None
+        return tuple(fields)
+
+    def common(self, node: yaml.Node) -> tuple[Field, ...] | None:
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, "", "common must be a list of fields")
+            return None
+        taken: dict[str, int] = {}
+        fields = [self.field(f, "common", taken, "common") for f in node.value]
+        return None if None in fields else tuple(fields)
+
+    def event(self, node: yaml.Node, names: dict[str, tuple[str, int]], ids: dict[int, int],
+              common: tuple[Field, ...] = ()) -> Event | None:
         outer = _where("", "event", node)
         entries = self.mapping(node, outer, EVENT_KEYS, "an event")
         if entries is None:
@@ -212,16 +277,40 @@ class _Checker:
             self.problem(fields_node, where, "fields must be a list")
             return None
         taken: dict[str, int] = {}
-        fields = [self.field(f, name, taken) for f in fields_node.value]
-        by_name = {f.name: f for f in fields if f is not None}
-        for f in by_name.values():
-            clash = by_name.get(f"{f.name}_len")
-            if f.type.takes_length and clash is not None:
+        own = [self.field(f, where, taken) for f in fields_node.value]
+        fields = self.with_common(common, [f for f in own if f is not None], where)
+        by_name = {f.name: f for f in fields}
+        for f in fields:
+            suffix = "_count" if f.type.takes_count else "_len" if f.type.takes_length else None
+            clash = by_name.get(f"{f.name}{suffix}") if suffix else None
+            if clash is not None:
+                what = "entry count" if f.type.takes_count else "length"
                 self.problems.append(Problem(self.path, clash.line, f"{where}, field {clash.name}",
-                    f"field name {clash.name!r} is taken by the length parameter of {f.type.name} field {f.name!r} (line {f.line})"))
-        if event_id is None or doc is None or None in fields:
+                    f"field name {clash.name!r} is taken by the {what} parameter of {f.type.name} field {f.name!r} (line {f.line})"))
+        if event_id is None or doc is None or None in own:
             return None
         return Event(name, event_id, tuple(fields), doc, line)
+
+    def with_common(self, common: tuple[Field, ...], own: list[Field], where: str) -> list[Field]:
+        """The common fields first, then the event's own. An event that declares
+        a common field again (same type) passes its value to the packer itself."""
+        redeclared = {f.name: f for f in own if any(c.name == f.name for c in common)}
+        fields = []
+        for c in common:
+            mine = redeclared.get(c.name)
+            if mine is None:
+                fields.append(c)
+            elif (mine.type, mine.max, mine.len) != (c.type, c.max, c.len):
+                self.problems.append(Problem(self.path, mine.line, f"{where}, field {mine.name}",
+                    f"redeclares common field {c.name} (line {c.line}) as {_type_text(mine)}; it must stay"
+                    f" {_type_text(c)} (redeclared, it is a packer parameter instead of {c.source})"))
+            else:
+                fields.append(mine)
+        return fields + [f for f in own if f.name not in redeclared]
+
+
+def _type_text(f: Field) -> str:
+    return type_text(f) + (f" max {f.max}" if f.type.needs_max else "")
 
 
 def _where(outer: str, what: str, node: yaml.Node) -> str:
@@ -266,7 +355,7 @@ def load_schema(path: str) -> Schema:
     top = checker.mapping(root, "", TOP_KEYS, "the schema")
     if top is None:
         raise SchemaError(checker.problems)
-    for key in TOP_KEYS:
+    for key in TOP_KEYS - {"common"}:
         if key not in top:
             checker.problem(root, "", f"schema has no '{key}'")
     version = checker.integer(top["version"][1], "", "version", SUPPORTED_VERSION, SUPPORTED_VERSION) if "version" in top else None
@@ -280,6 +369,9 @@ def load_schema(path: str) -> Schema:
         elif slot_size is not None and slot_size < MIN_SLOT_SIZE:
             checker.problem(slot_node, "", f"slot_size {slot_size} is below {MIN_SLOT_SIZE}")
             slot_size = None
+    common: tuple[Field, ...] | None = ()
+    if "common" in top:
+        common = checker.common(top["common"][1])
     events: list[Event | None] = []
     if "events" in top:
         events_node = top["events"][1]
@@ -288,7 +380,7 @@ def load_schema(path: str) -> Schema:
         else:
             names: dict[str, tuple[str, int]] = {}
             ids: dict[int, int] = {}
-            events = [checker.event(e, names, ids) for e in events_node.value]
+            events = [checker.event(e, names, ids, common or ()) for e in events_node.value]
     if slot_size is not None:
         for index, event in enumerate(events):
             if event is None:
@@ -302,4 +394,4 @@ def load_schema(path: str) -> Schema:
     if checker.problems:
         raise SchemaError(checker.problems)
     return Schema(path, hashlib.sha256(raw).hexdigest(), version, slot_size, tuple(events),
-                  top["events"][0].start_mark.line + 1)
+                  top["events"][0].start_mark.line + 1, common or ())

@@ -342,7 +342,7 @@ class FileWriteEvent(rt.Event):
     __slots__ = ()
     name = "file_write"
     id = 1
-    fingerprint = 0x85af9840
+    fingerprint = 0x2d9f889e
     payload_off = 96
     max_size = 4448
     fields = ("pid", "path", "offset", "nbytes", "prefix", "nice", "state", "gap_ns", "data", )
@@ -392,7 +392,7 @@ def _decode_file_write_v1(buf):
         d_data_len,
         d_data_lost,
     ) = _FILE_WRITE_V1_FIXED.unpack_from(buf)
-    if fingerprint != 0x85af9840 or version != 1 or payload_off != 96 or not 96 <= size <= 4448 or size > len(buf):
+    if fingerprint != 0x2d9f889e or version != 1 or payload_off != 96 or not 96 <= size <= 4448 or size > len(buf):
         rt.bad_head(FileWriteEvent, 1, len(buf), fingerprint, version, payload_off, size)
     lost = {}
     if d_path_lost:

@@ -392,7 +392,7 @@ static __always_inline int file_write_print(void *ctx, __u32 pid, const char *pa
     rec->gap_ns = gap_ns;
     cursor = sdxfer_put_str(rec, cursor, 96, &rec->path, path, 4096, 0);
     cursor = sdxfer_put_blob(rec, cursor, 4192, &rec->data, data, data_len, 256, 1);
-    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 1, 0x85af9840U, 96, 5);
+    return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 1, 0x2d9f889eU, 96, 5);
 }
 
 #endif /* SDXFER_XFER_H */

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
+from collections import namedtuple
 from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Callable, NamedTuple, NoReturn
 
-from construct import Bytes, ConstructError, Int16ub, Int16ul, Int32ul, Int64ul, Struct
+from construct import Array, Bytes, ConstructError, Int16ub, Int16ul, Int32ul, Int64ul, Struct
 
 from .errors import DecodeError
 from .record import (CREDS_MEMBERS, DESCRIPTOR, HEADER, HEADER_SIZE, LAYOUT_VERSION, LOST_UNKNOWN, SOCKADDR_SIZE,
@@ -62,6 +64,50 @@ def sockaddr(raw: bytes) -> SockAddr:
 
 def creds(raw: bytes) -> Creds:
     return Creds(*(int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw), 4)))
+
+
+def chars(raw: bytes) -> str:
+    """Fixed-length text: everything before the first NUL."""
+    end = raw.find(0)
+    return str(raw if end < 0 else raw[:end], "utf-8", "surrogateescape")
+
+
+class EntryType:
+    """The entries of one array field: a NamedTuple class per entry, the
+    struct format of one entry (fast path), its construct Struct (oracle)."""
+
+    def __init__(self, field: str, class_name: str, names: tuple[str, ...], kinds: tuple[str, ...], fmt: str,
+                 construct: Struct):
+        self.field = field
+        self.cls = namedtuple(class_name, names)
+        self.struct = struct.Struct(fmt)
+        self.construct = construct
+        self.kinds = kinds
+        self.converters = tuple((i, ENTRY_CONVERTERS[kind]) for i, kind in enumerate(kinds) if kind in ENTRY_CONVERTERS)
+
+    def _check(self, data) -> None:
+        if len(data) % self.struct.size:
+            raise DecodeError(f"field {self.field}: {len(data)} bytes is not a whole number of"
+                              f" {self.struct.size}-byte entries")
+
+    def decode(self, data) -> list:
+        self._check(data)
+        make, converters = self.cls._make, self.converters
+        if not converters:
+            return [make(values) for values in self.struct.iter_unpack(data)]
+        rows = []
+        for values in self.struct.iter_unpack(data):
+            values = list(values)
+            for i, convert in converters:
+                values[i] = convert(values[i])
+            rows.append(make(values))
+        return rows
+
+    def decode_with_construct(self, data) -> list:
+        self._check(data)
+        parsed = Array(len(data) // self.struct.size, self.construct).parse(bytes(data))
+        return [self.cls._make(FIXED_CONVERTERS[kind](entry[name]) if kind in FIXED_CONVERTERS else entry[name]
+                               for name, kind in zip(self.cls._fields, self.kinds)) for entry in parsed]
 
 
 def split_list(buf, start: int, end: int) -> list[str]:
@@ -148,6 +194,7 @@ class Event(tuple):
     fields: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     versions: tuple[Version, ...] = ()  # every published version, from 1
+    entry_types: dict[str, EntryType] = {}  # array field -> its entries
 
     timestamp_ns = property(itemgetter(0))
     seq = property(itemgetter(1))
@@ -200,6 +247,8 @@ class Event(tuple):
 def jsonable(value: Any) -> Any:
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return str(value)
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
     if isinstance(value, SockAddr):
         return {"family": value.family, "port": value.port,
                 "address": None if value.address is None else str(value.address)}
@@ -207,6 +256,8 @@ def jsonable(value: Any) -> Any:
         return value._asdict()
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # an array's entry
+        return {name: jsonable(item) for name, item in value._asdict().items()}
     return value
 
 
@@ -219,11 +270,17 @@ class EventSpec(NamedTuple):
     decoders: tuple[Callable[..., Event], ...]  # fast paths: buf -> Event
 
 
+# construct's values of fixed types -> the decoded value
 FIXED_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "ipv4": ipv4,
     "ipv6": ipv6,
     "sockaddr": lambda c: sockaddr(SOCKADDR.build(c)),
     "creds": lambda c: Creds(**{k: c[k] for k in Creds._fields}),
+    "chars": chars,
+}
+# struct's values (bytes for these) -> the decoded value, as the fast path converts them
+ENTRY_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "ipv4": ipv4, "ipv6": ipv6, "sockaddr": sockaddr, "creds": creds, "chars": chars,
 }
 
 
@@ -256,6 +313,8 @@ def decode_with_construct(spec: EventSpec, buf) -> Event:
                 value = split_list(buf, value.off, end)
             elif decoding == "bytes":
                 value = bytes(buf[value.off:end])
+            elif decoding == "entries":
+                value = cls.entry_types[field].decode_with_construct(buf[value.off:end])
             else:
                 value = str(buf[value.off:end], "utf-8", "surrogateescape")
         elif kind in FIXED_CONVERTERS:

@@ -42,7 +42,8 @@ SOCKADDR = (("family", "__u16 family"), ("port", "__u16 port"), ("addr", "__u8 a
 SOCKADDR_SIZE = 20
 
 # How the bytes of each variable type are turned into a value.
-VARIABLE_DECODING = {"str": "text", "ustr": "text", "strlist": "list", "blob": "bytes", "ublob": "bytes"}
+VARIABLE_DECODING = {"str": "text", "ustr": "text", "strlist": "list", "blob": "bytes", "ublob": "bytes",
+                     "array": "entries"}
 
 # ---- what a probe may pass to a packer -------------------------------------
 

@@ -94,8 +94,18 @@ def harness_source(layout: Layout) -> str:
     for e in layout.events:
         reads, args, frees = [], ["NULL"], []
         for i, f in enumerate(e.event.fields):
-            kind = f.type.name
-            if f.type.takes_length:
+            if f.source and f.type.variable:  # the packer reads it from sdxfer_host_sources
+                reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i}); sdxfer_host_sources.{f.source} = a{i};")
+                frees.append(f"if (a{i} != (char *)SDXFER_UNKNOWN) free(a{i});")
+            elif f.source:
+                reads.append(f"sdxfer_host_sources.{f.source} = read_int();")
+            elif f.type.takes_count:
+                # the entry count the packer is told may differ from the entries there
+                reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i});"
+                             f" if (a{i} && a{i} != (char *)SDXFER_UNKNOWN) l{i} = read_claimed(l{i} / {f.entry_size});")
+                args += [f"a{i}", f"l{i}"]
+                frees.append(f"if (a{i} != (char *)SDXFER_UNKNOWN) free(a{i});")
+            elif f.type.takes_length:
                 # the length the packer is told may differ from the bytes there (SDXFER_LEN_UNKNOWN)
                 reads.append(f"__u32 l{i}; char *a{i} = read_var(&l{i});"
                              f" if (a{i} && a{i} != (char *)SDXFER_UNKNOWN) l{i} = read_claimed(l{i});")
@@ -134,13 +144,15 @@ def build(layout: Layout, header_dir: Path, workdir: Path) -> Path:
 
 def encode_call(layout: Layout, index: int, values: dict) -> bytes:
     """One call for the harness: `values` maps field name to an int, bytes, or None (absent/NULL);
-    a blob or strlist may be (bytes, length the packer is told)."""
+    a blob or strlist may be (bytes, length the packer is told), an array (entry bytes, count told).
+    Common fields (from a source) are set in sdxfer_host_sources before the call."""
     out = bytearray(struct.pack("<I", index))
     for f in layout.events[index].event.fields:
         value = values[f.name]
         if f.type.variable or f.type.by_pointer:
             claimed = None
-            if f.type.takes_length and isinstance(value, tuple):
+            counted = f.type.takes_length or f.type.takes_count
+            if counted and isinstance(value, tuple):
                 value, claimed = value
             if value is None:
                 out += b"\0"
@@ -151,7 +163,7 @@ def encode_call(layout: Layout, index: int, values: dict) -> bytes:
             else:
                 assert len(value) == f.fixed_size
                 out += b"\1" + value
-            if f.type.takes_length and value is not None and value is not UNKNOWN:
+            if counted and value is not None and value is not UNKNOWN:
                 out += b"\0" if claimed is None else b"\1" + struct.pack("<I", claimed)
         else:
             out += struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF)

@@ -5,10 +5,13 @@ The program is loaded through Sensor, which generates its header from the schema
 import ctypes
 import os
 import struct
+import threading
 import time
 
 import pytest
 
+from hids_support import Identity
+from sdxfer.codegen.model import SOURCES
 from sdxfer.record import HEADER, HEADER_OFFSETS
 
 bcc = pytest.importorskip("bcc", reason="needs Debian's python3-bpfcc (scripts/setup.sh)")
@@ -25,6 +28,17 @@ def _user_value(f, n):
     return f"user-{f.name}-{n}".encode()
 
 
+def _sources_here() -> dict:
+    """Every common-field source, as a packer running in this process finds it."""
+    me = Identity(os.getpid())
+    return {"pid": me.pid, "tid": threading.get_native_id(), "ppid": me.ppid, "pgid": os.getpgid(0), "sid": me.sid,
+            "uid": me.uid, "gid": me.gid, "euid": os.geteuid(), "egid": os.getegid(), "cgroup_id": me.cgroup_id,
+            "mntns": me.mntns, "comm": me.comm.encode()}
+
+
+SOURCES_HERE = _sources_here()
+
+
 def _inputs(layout, user_fields_on_stack=False):
     """Per event: the host harness values and the C expressions handing the same values to the packer."""
     user_buffers = []  # keeps the ctypes buffers alive
@@ -33,7 +47,13 @@ def _inputs(layout, user_fields_on_stack=False):
         values, args, decls = {}, ["args"], []
         for i, f in enumerate(e.event.fields):
             kind = f.type.name
-            if f.type.from_user and user_fields_on_stack:
+            if f.source:
+                values[f.name] = SOURCES_HERE[f.source]  # what the packer finds for this process
+            elif kind == "array":
+                values[f.name] = bytes([0x50 + i]) * (2 * f.entry_size)
+                decls.append(f"__u8 v{i}[{2 * f.entry_size}]; __builtin_memset(v{i}, {0x50 + i}, {2 * f.entry_size});")
+                args += [f"v{i}", "2"]
+            elif f.type.from_user and user_fields_on_stack:
                 data = _user_value(f, i)
                 values[f.name] = data
                 initial = ", ".join(str(b) for b in data + b"\0")
@@ -114,6 +134,7 @@ def _varying(raw: bytes) -> bytes:
                          ids=["perf", "ringbuf", "user-fields-from-bpf-memory"])
 def test_bpf_records_equal_host_records(generated, transport, user_fields_on_stack, capfd):
     layout = generated.layout
+    assert set(SOURCES_HERE) == set(SOURCES)  # every source is checked against the kernel's answer
     plans, keep_alive = _inputs(layout, user_fields_on_stack)
     n = len(layout.events)
     records = _collect(generated, _program(layout, plans), transport, 2 * n)  # two getppid calls

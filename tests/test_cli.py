@@ -98,8 +98,9 @@ def test_check_compares_bytes(tmp_path):
 
 
 def test_decode_reads_standard_input(generated, tmp_path):
-    e = next(e for e in generated.layout.events if not e.variables)
-    record = generated.pack([(e.index, {f.name: bytes(f.fixed_size) if f.type.by_pointer else 1 for f in e.event.fields})])[0]
+    e = generated.layout.events[0]
+    values = {f.name: None if f.type.variable else bytes(f.fixed_size) if f.type.by_pointer else 1 for f in e.event.fields}
+    record = generated.pack([(e.index, values)])[0]
     done = subprocess.run([sys.executable, "-m", "sdxfer.cli", "decode", "-", "--schema", str(generated.schema)],
                           input=record * 2, capture_output=True, check=True)
     assert [json.loads(line)["event"] for line in done.stdout.splitlines()] == [e.event.name] * 2

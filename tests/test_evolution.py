@@ -151,6 +151,9 @@ def _field(draw, kind: str, name: str) -> dict:
         field["max"] = draw(st.integers(1, 24))
     if TYPES[kind].needs_len:
         field["len"] = draw(st.integers(1, 9))
+    if TYPES[kind].entries:
+        field["of"] = draw(st.sampled_from([[{"name": "n", "type": "u32"}],
+                                            [{"name": "n", "type": "u16"}, {"name": "tag", "type": "chars", "len": 2}]]))
     return field
 
 

@@ -30,7 +30,9 @@ def _seed_records(generated):
         values = {}
         for f in e.event.fields:
             kind = f.type.name
-            if f.type.variable:
+            if f.type.takes_count:
+                values[f.name] = bytes(range(2 * f.entry_size))
+            elif f.type.variable:
                 values[f.name] = b"a\0bc\0" if kind == "strlist" else b"xyz"
             elif f.type.by_pointer:
                 values[f.name] = bytes(range(f.fixed_size))

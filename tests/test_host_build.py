@@ -26,9 +26,16 @@ int main(void)
 
 
 def _call(generated):
-    """A call of the first event without variable fields: it sends its fixed part only."""
-    e = next(e for e in generated.layout.events if not e.variables)
-    args = ["NULL"] + ["NULL" if f.type.by_pointer else "0" for f in e.event.fields]
+    """A call of the first event with every pointer NULL: it sends its fixed part only."""
+    e = generated.layout.events[0]
+    args = ["NULL"]
+    for f in e.event.fields:
+        if f.source:
+            continue  # filled by the packer: sdxfer_host_sources is all zeros and NULL
+        if f.type.takes_length or f.type.takes_count:
+            args += ["NULL", "0"]
+        else:
+            args.append("NULL" if f.type.by_pointer or f.type.variable else "0")
     return f"{e.event.name}_print({', '.join(args)})", e.payload_off
 
 

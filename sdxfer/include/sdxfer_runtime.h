@@ -305,6 +305,19 @@ static __always_inline __u32 sdxfer_put_blob(void *rec, __u32 cursor, __u32 curs
     return cursor + n;
 }
 
+/* An array's entry count (or'ed with SDXFER_LEN_TRUNCATED, or
+ * SDXFER_LEN_UNKNOWN) as the byte length sdxfer_put_blob takes. */
+static __always_inline __u32 sdxfer_entry_bytes(__u32 count, __u32 entry_size)
+{
+    __u32 n = count & ~SDXFER_LEN_TRUNCATED;
+
+    if (count == SDXFER_LEN_UNKNOWN)
+        return count;
+    if (n > SDXFER_SLOT_SIZE)
+        n = SDXFER_SLOT_SIZE;  /* more than any max already: keeps the product in range */
+    return n * entry_size | (count & SDXFER_LEN_TRUNCATED);
+}
+
 static __always_inline void sdxfer_put_fixed(void *dst, const void *src, __u32 size)
 {
     if (!src || sdxfer_read_kernel(dst, size, src) < 0)

@@ -1,0 +1,136 @@
+/*
+ * Where common fields come from in a BPF program: the current task, read
+ * through offsets from the running kernel's BTF. The generated xfer.h
+ * defines SDXFER_SOURCE_<NAME> for each source its schema uses and includes
+ * this file (a host build takes its values from sdxfer_host_sources).
+ */
+#ifndef SDXFER_SOURCES_H
+#define SDXFER_SOURCES_H
+
+#define SDXFER_PIDTYPE_PGID 2 /* enum pid_type: PID, TGID, PGID, SID */
+#define SDXFER_PIDTYPE_SID 3
+
+static __always_inline const char *sdxfer_task(void)
+{
+    return (const char *)bpf_get_current_task();
+}
+
+static __always_inline __u64 sdxfer_task_u64(const char *at)
+{
+    __u64 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), at);
+    return value;
+}
+
+static __always_inline __u32 sdxfer_task_u32(const char *at)
+{
+    __u32 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), at);
+    return value;
+}
+
+#if defined(SDXFER_SOURCE_PGID) || defined(SDXFER_SOURCE_SID)
+/* task->signal->pids[type], as a pid number of the initial namespace */
+static __always_inline __u32 sdxfer_task_pid_of_type(__u32 type)
+{
+    const char *signal = (const char *)sdxfer_task_u64(sdxfer_task() + BTF_OFF_TASK_STRUCT_SIGNAL);
+    const char *pid = (const char *)sdxfer_task_u64(signal + BTF_OFF_SIGNAL_STRUCT_PIDS + 8 * type);
+    return pid ? sdxfer_task_u32(pid + BTF_OFF_PID_NUMBERS + BTF_OFF_UPID_NR) : 0;
+}
+#endif
+
+#if defined(SDXFER_SOURCE_EUID) || defined(SDXFER_SOURCE_EGID)
+static __always_inline const char *sdxfer_task_cred(void)
+{
+    return (const char *)sdxfer_task_u64(sdxfer_task() + BTF_OFF_TASK_STRUCT_CRED);
+}
+#endif
+
+#ifdef SDXFER_SOURCE_PID
+static __always_inline __u32 sdxfer_source_pid(void)
+{
+    return bpf_get_current_pid_tgid() >> 32;
+}
+#endif
+
+#ifdef SDXFER_SOURCE_TID
+static __always_inline __u32 sdxfer_source_tid(void)
+{
+    return (__u32)bpf_get_current_pid_tgid();
+}
+#endif
+
+#ifdef SDXFER_SOURCE_PPID
+static __always_inline __u32 sdxfer_source_ppid(void)
+{
+    const char *parent = (const char *)sdxfer_task_u64(sdxfer_task() + BTF_OFF_TASK_STRUCT_REAL_PARENT);
+    return sdxfer_task_u32(parent + BTF_OFF_TASK_STRUCT_TGID);
+}
+#endif
+
+#ifdef SDXFER_SOURCE_PGID
+static __always_inline __u32 sdxfer_source_pgid(void)
+{
+    return sdxfer_task_pid_of_type(SDXFER_PIDTYPE_PGID);
+}
+#endif
+
+#ifdef SDXFER_SOURCE_SID
+static __always_inline __u32 sdxfer_source_sid(void)
+{
+    return sdxfer_task_pid_of_type(SDXFER_PIDTYPE_SID);
+}
+#endif
+
+#ifdef SDXFER_SOURCE_UID
+static __always_inline __u32 sdxfer_source_uid(void)
+{
+    return (__u32)bpf_get_current_uid_gid();
+}
+#endif
+
+#ifdef SDXFER_SOURCE_GID
+static __always_inline __u32 sdxfer_source_gid(void)
+{
+    return bpf_get_current_uid_gid() >> 32;
+}
+#endif
+
+#ifdef SDXFER_SOURCE_EUID
+static __always_inline __u32 sdxfer_source_euid(void)
+{
+    return sdxfer_task_u32(sdxfer_task_cred() + BTF_OFF_CRED_EUID);
+}
+#endif
+
+#ifdef SDXFER_SOURCE_EGID
+static __always_inline __u32 sdxfer_source_egid(void)
+{
+    return sdxfer_task_u32(sdxfer_task_cred() + BTF_OFF_CRED_EGID);
+}
+#endif
+
+#ifdef SDXFER_SOURCE_CGROUP_ID
+static __always_inline __u64 sdxfer_source_cgroup_id(void)
+{
+    return bpf_get_current_cgroup_id();
+}
+#endif
+
+#ifdef SDXFER_SOURCE_MNTNS
+static __always_inline __u32 sdxfer_source_mntns(void)
+{
+    const char *nsproxy = (const char *)sdxfer_task_u64(sdxfer_task() + BTF_OFF_TASK_STRUCT_NSPROXY);
+    const char *mnt_ns = nsproxy ? (const char *)sdxfer_task_u64(nsproxy + BTF_OFF_NSPROXY_MNT_NS) : NULL;
+    return mnt_ns ? sdxfer_task_u32(mnt_ns + BTF_OFF_MNT_NAMESPACE_NS_INUM) : 0;
+}
+#endif
+
+#ifdef SDXFER_SOURCE_COMM
+static __always_inline const char *sdxfer_source_comm(void)
+{
+    return sdxfer_task() + BTF_OFF_TASK_STRUCT_COMM;
+}
+#endif
+
+#endif /* SDXFER_SOURCES_H */
