@@ -17,6 +17,7 @@
 #define EXE_MAX SDXFER_MAX_EXEC_EXE
 _Static_assert((ARGV_MAX & (ARGV_MAX - 1)) == 0, "argv offsets are bounded by a mask");
 #define FAILED_ARGS_MAX 1024    /* argv entries gathered for a failed exec */
+#define ANCESTORS_MAX SDXFER_MAX_EXEC_ANCESTORS
 
 /* The exec probes' locals, in a scratch slot. A successful exec uses the
  * environment scan (its argv is read straight from the new image); a failed
@@ -31,11 +32,30 @@ struct exec_area {
     char exe[EXE_MAX + 8];
     struct env_values found;
     __u32 argv_len;
+    struct sdxfer_exec_ancestors_entry ancestors[ANCESTORS_MAX];
 };
 _Static_assert(sizeof(struct exec_area) <= SDXFER_SLOT_SIZE, "exec locals must fit a scratch slot");
 _Static_assert(__builtin_offsetof(struct exec_area, argv) + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE,
                "argv writes must stay in the slot");
 
+/* The task's parent chain, nearest parent first, up to ANCESTORS_MAX: the
+ * count, or'ed with SDXFER_LEN_TRUNCATED when the chain goes on. It ends at
+ * the idle task (tgid 0), init's parent. */
+static __always_inline __u32 walk_ancestors(const char *task, struct sdxfer_exec_ancestors_entry *out)
+{
+    for (__u32 i = 0; i < ANCESTORS_MAX; i++) {
+        const char *parent = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
+        __u32 tgid = parent ? read_kernel_u32(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
+        if (tgid == 0 || parent == task)
+            return i;
+        out[i].pid = tgid;
+        bpf_probe_read_kernel(out[i].comm, sizeof(out[i].comm), task_comm(parent));
+        task = parent;
+    }
+    return parent_tgid(task) ? ANCESTORS_MAX | SDXFER_LEN_TRUNCATED : ANCESTORS_MAX;
+}
+
+#if defined(HIDS_WANT_EXEC) || !defined(HIDS_SELECTED)
 /* Raw tracepoint: cheaper than the trace-event one, and its arguments
  * (task, old_pid, bprm) give the argument and environment counts. */
 RAW_TRACEPOINT_PROBE(sched_process_exec)
@@ -53,13 +73,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     if (!find_env_of_new_image(&area->scan, &mm, bprm, &area->found))
         mark_unexamined(&area->found);
 
-    __u64 uid_gid = bpf_get_current_uid_gid();
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
     const char *exe = (const char *)read_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
-    /* old_pid: the thread that called exec, which may not be the leader */
-    exec_print(ctx, pid_tgid >> 32, (__u32)ctx->args[1], parent_tgid(task), (__u32)uid_gid,
-               uid_gid >> 32, 0, task_comm(task), exe, (const char *)mm.arg_start, argv_len,
-               area->found.ssh_connection, area->found.ld_preload);
+    __u32 ancestors = walk_ancestors(task, area->ancestors);
+    /* old_pid: the thread that called exec, which may not be the leader; the
+     * packer fills pid, ppid, uid, comm and the rest of the common fields */
+    exec_print(ctx, (__u32)ctx->args[1], 0, exe, (const char *)mm.arg_start, argv_len,
+               area->found.ssh_connection, area->found.ld_preload, area->ancestors, ancestors);
     return 0;
 }
 
@@ -145,12 +164,9 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     if (!find_env_of_caller(call.envp, &area->found))
         mark_unexamined(&area->found);
 
-    __u64 uid_gid = bpf_get_current_uid_gid();
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    const char *task = (const char *)bpf_get_current_task();
-    exec_print(ctx, pid_tgid >> 32, (__u32)pid_tgid, parent_tgid(task), (__u32)uid_gid, uid_gid >> 32,
-               ret, task_comm(task), exe, area->argv, argv_len, area->found.ssh_connection,
-               area->found.ld_preload);
+    __u32 ancestors = walk_ancestors((const char *)bpf_get_current_task(), area->ancestors);
+    exec_print(ctx, (__u32)bpf_get_current_pid_tgid(), ret, exe, area->argv, argv_len, area->found.ssh_connection,
+               area->found.ld_preload, area->ancestors, ancestors);
     return 0;
 }
 
@@ -163,5 +179,6 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 {
     return report_failed_exec(args, args->ret, 1);
 }
+#endif
 
 #endif /* SDXFER_BPF_EXEC_H */

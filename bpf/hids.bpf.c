@@ -1,8 +1,9 @@
 /*
- * sdxfer's sample sensor: the probe behind execmon, one file per event
- * family included below. Load it with sdxfer.Sensor (or ExecProbe), which
- * inlines the generated xfer.h and these headers and resolves every
- * BTF_OFF_ name they use from the running kernel's BTF.
+ * sdxfer's HIDS probe: every event of schema/events.yaml, one header per
+ * event family. Load it with sdxfer.Sensor, which inlines the generated
+ * xfer.h and these headers and resolves every BTF_OFF_ name they use from
+ * the running kernel's BTF. With -DHIDS_SELECTED only the events named by
+ * -DHIDS_WANT_<EVENT> are compiled (hidsmon --events, execmon).
  */
 #include <linux/sched.h>
 #include "xfer.h"

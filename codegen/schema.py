@@ -34,9 +34,9 @@ C_KEYWORDS = frozenset(
 # parameters and members, attributes of every decoded event (a tuple), and
 # keys of Event.to_dict().
 RESERVED_FIELD_NAMES = frozenset(
-    {"ctx", "rec", "cursor", "head", "name", "id", "timestamp_ns", "seq", "cpu", "truncated", "lost", "to_dict",
+    {"ctx", "rec", "cursor", "head", "id", "timestamp_ns", "seq", "cpu", "truncated", "lost", "to_dict",
      "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index",
-     "version", "versions", "missing", "newer", "entry_types"}
+     "version", "versions", "missing", "newer", "entry_types", "value"}
 )
 # struct sdxfer_<name> already names these in the C header.
 RESERVED_EVENT_NAMES = frozenset({"head", "var", "sockaddr", "creds", "slot_data"})

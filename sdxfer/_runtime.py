@@ -172,6 +172,11 @@ def bad_head(cls: type[Event], known: int, buffer_size: int, fingerprint: int, v
         raise DecodeError(f"{cls.name}: record says {size} bytes, only {buffer_size} given")
 
 
+# Field names a schema may use although every event has an attribute of that
+# name; such a field is read with event.value(name) (and to_dict()).
+SHADOWED_BY_EVENT = frozenset({"name"})
+
+
 class Event(tuple):
     """A decoded record: header values, one attribute per schema field, and
     `truncated` (names of fields that lost bytes) with `lost` (name -> bytes
@@ -206,7 +211,13 @@ class Event(tuple):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         for index, field in enumerate(cls.fields, start=4):
-            setattr(cls, field, property(itemgetter(index)))
+            if field not in SHADOWED_BY_EVENT:
+                setattr(cls, field, property(itemgetter(index)))
+
+    def value(self, field: str) -> Any:
+        """A field's value by name; the one way to reach a field called `name`
+        (event.name is the event's own name)."""
+        return self[4 + self.fields.index(field)]
 
     @property
     def newer(self) -> bool:
@@ -219,7 +230,7 @@ class Event(tuple):
         return self.fields[self.versions[self[3] - 1].field_count:]
 
     def __repr__(self) -> str:
-        values = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.fields)
+        values = ", ".join(f"{f}={self.value(f)!r}" for f in self.fields)
         extra = (f" truncated={self.truncated!r}" if self.truncated else "") + (
             f" missing={self.missing!r}" if self.missing else "") + (" newer" if self.newer else "")
         return f"<{self.name} v{self.version} #{self.seq} cpu {self.cpu} {values}{extra}>"
@@ -233,7 +244,7 @@ class Event(tuple):
         out: dict[str, Any] = {"event": self.name, "id": self.id, "timestamp_ns": self.timestamp_ns,
                                "seq": self.seq, "cpu": self.cpu}
         for field in self.fields:
-            out[field] = jsonable(getattr(self, field))
+            out[field] = jsonable(self.value(field))
         out["truncated"] = list(self.truncated)
         out["lost"] = dict(self.lost)
         missing = self.missing

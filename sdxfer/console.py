@@ -100,7 +100,7 @@ def format_value(value) -> str:
 
 def event_fields(event, skip: tuple[str, ...] = ()) -> str:
     """`key=value ...` for every field of an event, then what was truncated."""
-    parts = [f"{name}={format_value(getattr(event, name))}" for name in event.fields if name not in skip]
+    parts = [f"{name}={format_value(event.value(name))}" for name in event.fields if name not in skip]
     if event.truncated:
         parts.append("truncated=" + ",".join(event.truncated))
     return " ".join(parts)

@@ -1,4 +1,4 @@
-"""execmon's probe (bpf/hids.bpf.c) for other agents: one user of Sensor.
+"""execmon's probe (the exec family of bpf/hids.bpf.c) for other agents: one user of Sensor.
 
     from sdxfer import ExecProbe
     with ExecProbe(transport="ringbuf") as probe:
@@ -24,9 +24,13 @@ def probe_source_path() -> Path:
     return BPF_DIR / "hids.bpf.c"
 
 
+# the exec family alone: execmon needs nothing else
+EXEC_ONLY = {"HIDS_SELECTED": None, "HIDS_WANT_EXEC": None}
+
+
 def exec_program_text(transport: str = "perf") -> str:
     """The exact text BCC compiles for execmon, -D macros written out."""
-    return program_text(probe_source_path(), transport=transport)
+    return program_text(probe_source_path(), transport=transport, defines=EXEC_ONLY)
 
 
 class ExecProbe(Sensor):
@@ -34,5 +38,5 @@ class ExecProbe(Sensor):
 
     def __init__(self, transport: str = "perf", *, decoder=None, perf_pages: int = PERF_PAGES,
                  perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int = record.RINGBUF_PAGES):
-        super().__init__(probe_source_path(), transport=transport, decoder=decoder, perf_pages=perf_pages,
-                         perf_wakeup_events=perf_wakeup_events, ringbuf_pages=ringbuf_pages)
+        super().__init__(probe_source_path(), transport=transport, defines=EXEC_ONLY, decoder=decoder,
+                         perf_pages=perf_pages, perf_wakeup_events=perf_wakeup_events, ringbuf_pages=ringbuf_pages)

@@ -74,4 +74,4 @@ class Identity:
         """Every common field the event carries equals this identity's."""
         for name in ("pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "mntns", "sid"):
             if name in event.fields:
-                assert getattr(event, name) == getattr(self, name), (name, event)
+                assert event.value(name) == getattr(self, name), (name, event)

@@ -222,11 +222,11 @@ def _check(agent, packed, values: dict, record: bytes) -> None:
     for f in known.event.fields:
         if f.name in sent:
             want, amount = _expected(sent[f.name], values[f.name])
-            assert getattr(event, f.name) == want, f.name
+            assert event.value(f.name) == want, f.name
             if amount != 0:
                 lost[f.name] = amount
         else:
-            assert getattr(event, f.name) is None
+            assert event.value(f.name) is None
     assert event.missing == tuple(f.name for f in known.event.fields if f.name not in sent)
     assert dict(event.lost) == lost
     as_dict = event.to_dict()

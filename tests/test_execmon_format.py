@@ -19,8 +19,12 @@ START_NS = 1_000_000_000_000
 def make_event(*, pid=12350, tid=None, ppid=1, uid=1000, gid=1000, ret=0, comm="ls", exe="/bin/ls",
                argv=("ls", "--color=auto", "/tmp"), ssh=None, preload=None, lost=None, ts=START_NS + 1_500_000_000):
     lost = lost or {}
-    return ExecEvent((ts, 7, 0, 1, pid, pid if tid is None else tid, ppid, uid, gid, ret, comm, exe,
-                      None if argv is None else list(argv), ssh, preload, tuple(lost), lost))
+    values = {"pid": pid, "tid": pid if tid is None else tid, "ppid": ppid, "pgid": pid, "sid": 1, "uid": uid,
+              "gid": gid, "euid": uid, "cgroup_id": 1, "mntns": 4026531840, "comm": comm, "ret": ret, "exe": exe,
+              "argv": None if argv is None else list(argv), "ssh_connection": ssh, "ld_preload": preload,
+              "ancestors": []}
+    version = len(ExecEvent.versions)
+    return ExecEvent((ts, 7, 0, version, *(values[f] for f in ExecEvent.fields), tuple(lost), lost))
 
 
 @pytest.fixture

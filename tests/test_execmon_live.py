@@ -21,9 +21,12 @@ pytest.importorskip("bcc")
 
 from sdxfer.loader import ExecProbe, ProbeError  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+
 TRUE = "/bin/true"
 ARGV_MAX = 16384  # schema max of exec.argv
 EXE_MAX = 4096  # schema max of exec.exe
+ANCESTORS_MAX = 16  # schema max of exec.ancestors
 FAILED_ARGS_MAX = 1024  # arguments the probe gathers for a failed exec
 ENV_SCAN_MAX = 2048  # environment entries of a new image the probe examines
 CALLER_ENV_SCAN_MAX = 1024  # environment entries of a failed exec the probe examines
@@ -432,3 +435,55 @@ def test_execmon_cli_failed_exec_with_x(transport):
     assert execmon.returncode == 0
     assert "Traceback" not in err
     assert "events received" in err
+
+
+def _chain_from_proc(pid: int) -> list[tuple[int, set[str]]]:
+    """A process's parent chain as /proc tells it, nearest parent first, up to
+    init: each parent's pid and the names of its threads (the parent of record
+    is the thread that forked, which may have a name of its own)."""
+    chain = []
+    while True:
+        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+        pid = int(status["PPid"])
+        if pid == 0:
+            return chain
+        tasks = os.listdir(f"/proc/{pid}/task")
+        chain.append((pid, {open(f"/proc/{pid}/task/{t}/comm").read().rstrip("\n") for t in tasks}))
+
+
+def test_common_fields_and_ancestors(probe):
+    from hids_support import Identity
+
+    child = subprocess.Popen(["/bin/sleep", "2"])
+    try:
+        event = wait_for(probe, lambda e: e.pid == child.pid and e.ret == 0)
+        Identity(child.pid).check(event)  # pid, tid, ppid, uid, gid, comm, cgroup_id, mntns, sid
+        assert (event.pgid, event.euid) == (os.getpgid(child.pid), os.geteuid())
+        expected = _chain_from_proc(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert event.ancestors[0] == (os.getpid(), open("/proc/self/comm").read().rstrip("\n"))
+    assert [a.pid for a in event.ancestors] == [pid for pid, _ in expected[:ANCESTORS_MAX]]
+    assert all(a.comm in names for a, (_, names) in zip(event.ancestors, expected))
+    assert ("ancestors" in event.truncated) == (len(expected) > ANCESTORS_MAX)
+    assert event.to_dict()["ancestors"][0] == {"pid": os.getpid(), "comm": event.ancestors[0].comm}
+
+
+DEEP = """
+import os, subprocess, sys
+depth = int(sys.argv[1])
+if depth:
+    subprocess.run([sys.executable, "-c", os.environ["DEEP"], str(depth - 1)])
+else:
+    os.execv("/bin/true", ["/bin/true", "deepest"])
+"""
+
+
+def test_ancestors_beyond_the_limit_are_flagged(probe):
+    chain = subprocess.Popen([sys.executable, "-c", DEEP, str(ANCESTORS_MAX + 2)], env={**os.environ, "DEEP": DEEP})
+    chain.wait()
+    event = wait_for(probe, lambda e: e.argv == ["/bin/true", "deepest"] and e.ret == 0)
+    assert len(event.ancestors) == ANCESTORS_MAX and "ancestors" in event.truncated
+    assert all(a.comm == "python" for a in event.ancestors)  # the nearest ANCESTORS_MAX are the chain's own
+    assert event.lost["ancestors"] is None

@@ -190,7 +190,7 @@ def test_round_trip(generated, data):
         expected_lost = {}
         for f in e.event.fields:
             want, lost = _expected(f, values[f.name])
-            assert getattr(event, f.name) == want, f.name
+            assert event.value(f.name) == want, f.name
             if lost != 0:
                 expected_lost[f.name] = lost
         assert dict(event.lost) == expected_lost
@@ -211,14 +211,14 @@ def test_length_unknown_beyond_max(generated):
             event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
             assert event.lost == {f.name: None} and event.truncated == (f.name,)
             if f.type.name == "strlist":
-                assert getattr(event, f.name) == [x.decode() for x in _prefix_elements(elements, True, f.max)]
+                assert event.value(f.name) == [x.decode() for x in _prefix_elements(elements, True, f.max)]
             else:
-                assert getattr(event, f.name) == (b"x\0" * f.max)[: f.max]
+                assert event.value(f.name) == (b"x\0" * f.max)[: f.max]
             # SDXFER_LEN_TRUNCATED: all bytes given are kept, and the record says more existed
             values[f.name] = (b"y\0", 2 | LEN_TRUNCATED)
             event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
             assert event.lost == {f.name: None}
-            assert getattr(event, f.name) == (["y"] if f.type.name == "strlist" else b"y\0")[: f.max]
+            assert event.value(f.name) == (["y"] if f.type.name == "strlist" else b"y\0")[: f.max]
             checked += 1
     assert checked
 
@@ -232,7 +232,7 @@ def test_value_the_probe_could_not_tell(generated):
         values = {g.name: hostc.UNKNOWN if g.type.variable else (
             bytes(g.fixed_size) if g.type.by_pointer else 0) for g in e.event.fields}
         event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
-        assert all(getattr(event, f.name) is None for f in variables)
+        assert all(event.value(f.name) is None for f in variables)
         assert event.lost == {f.name: None for f in variables}
 
 
@@ -246,9 +246,9 @@ def test_array_counts_the_probe_cannot_give_exactly(generated):
             entry = bytes(range(1, f.entry_size + 1))
             values[f.name] = (entry * (f.max + 1), LEN_UNKNOWN)
             event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
-            assert (len(getattr(event, f.name)), event.lost) == (f.max, {f.name: None})
+            assert (len(event.value(f.name)), event.lost) == (f.max, {f.name: None})
             values[f.name] = (entry, 1 | LEN_TRUNCATED)
             event = generated.decoder.decode(generated.pack([(e.index, values)])[0])
-            assert (len(getattr(event, f.name)), event.lost) == (1, {f.name: None})
+            assert (len(event.value(f.name)), event.lost) == (1, {f.name: None})
             checked += 1
     assert checked or not any(f.type.takes_count for e in generated.layout.events for f in e.event.fields)
