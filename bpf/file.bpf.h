@@ -31,37 +31,30 @@ struct file_call {
     __u64 arg[6];
 };
 
+/* The caller's saved user registers. bpf_task_pt_regs gives a BTF pointer,
+ * which the verifier lets a program load from directly (a faulting load
+ * reads 0): ~40 ns less per register than bpf_probe_read_kernel, which is
+ * most of what a plain open costs here. */
 static __always_inline const char *file_user_regs(void)
 {
     return (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-/* pt_regs keeps r10, r9, r8, ax, cx, dx, si, di side by side in this order
- * (x86-64 since the beginning), so one read fetches all six arguments; a
- * kernel that lays them out otherwise gets one read each. */
+/* One saved register, at its BTF_OFF_PT_REGS_<NAME> offset. */
+static __always_inline __u64 file_reg(const char *regs, const __u32 offset)
+{
+    return *(const volatile __u64 *)(regs + offset);
+}
+
 static __always_inline void file_read_call(struct file_call *call)
 {
     const char *regs = file_user_regs();
-#if BTF_OFF_PT_REGS_R9 == BTF_OFF_PT_REGS_R10 + 8 && BTF_OFF_PT_REGS_R8 == BTF_OFF_PT_REGS_R10 + 16 && \
-    BTF_OFF_PT_REGS_DX == BTF_OFF_PT_REGS_R10 + 40 && BTF_OFF_PT_REGS_SI == BTF_OFF_PT_REGS_R10 + 48 && \
-    BTF_OFF_PT_REGS_DI == BTF_OFF_PT_REGS_R10 + 56
-    __u64 span[8];
-    if (bpf_probe_read_kernel(span, sizeof(span), regs + BTF_OFF_PT_REGS_R10) < 0)
-        __builtin_memset(span, 0, sizeof(span));
-    call->arg[0] = span[7];
-    call->arg[1] = span[6];
-    call->arg[2] = span[5];
-    call->arg[3] = span[0];
-    call->arg[4] = span[2];
-    call->arg[5] = span[1];
-#else
-    call->arg[0] = read_kernel_u64(regs + BTF_OFF_PT_REGS_DI);
-    call->arg[1] = read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
-    call->arg[2] = read_kernel_u64(regs + BTF_OFF_PT_REGS_DX);
-    call->arg[3] = read_kernel_u64(regs + BTF_OFF_PT_REGS_R10);
-    call->arg[4] = read_kernel_u64(regs + BTF_OFF_PT_REGS_R8);
-    call->arg[5] = read_kernel_u64(regs + BTF_OFF_PT_REGS_R9);
-#endif
+    call->arg[0] = file_reg(regs, BTF_OFF_PT_REGS_DI);
+    call->arg[1] = file_reg(regs, BTF_OFF_PT_REGS_SI);
+    call->arg[2] = file_reg(regs, BTF_OFF_PT_REGS_DX);
+    call->arg[3] = file_reg(regs, BTF_OFF_PT_REGS_R10);
+    call->arg[4] = file_reg(regs, BTF_OFF_PT_REGS_R8);
+    call->arg[5] = file_reg(regs, BTF_OFF_PT_REGS_R9);
 }
 
 #define FILE_PATH(x) ((const char *)(x))
@@ -186,15 +179,14 @@ TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
 /* ---- file_create: open(path, flags, mode), openat(dfd, path, flags, mode),
  *      openat2(dfd, path, how, size), creat(path, mode) ------------------
  * Every open of the host passes through here, so a plain one (neither
- * O_CREAT nor O_TMPFILE) costs one register read and returns: the flags
+ * O_CREAT nor O_TMPFILE) costs one register load and returns: the flags
  * register is read alone, before anything else. */
 #ifdef HIDS_WANT_FILE_CREATE
 #define FILE_MAY_CREATE(flags) (((flags) & (FILE_O_CREAT | FILE_O_TMPFILE_BIT)) != 0)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
-    const char *regs = file_user_regs();
-    __u64 flags = read_kernel_u64(regs + BTF_OFF_PT_REGS_DX);
+    __u64 flags = file_reg(file_user_regs(), BTF_OFF_PT_REGS_DX);
     if (!FILE_MAY_CREATE(flags))
         return 0;
     char name[] = "openat";
@@ -206,8 +198,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
-    const char *regs = file_user_regs();
-    __u64 flags = read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
+    __u64 flags = file_reg(file_user_regs(), BTF_OFF_PT_REGS_SI);
     if (!FILE_MAY_CREATE(flags))
         return 0;
     char name[] = "open";
