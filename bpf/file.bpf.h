@@ -16,8 +16,6 @@
 #ifndef SDXFER_BPF_FILE_H
 #define SDXFER_BPF_FILE_H
 
-#include "helpers.h"
-
 /* UAPI values (x86-64), spelled here so no kernel header is needed. */
 #define FILE_AT_FDCWD (-100)
 #define FILE_AT_REMOVEDIR 0x200
@@ -75,8 +73,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mount)
  *      fchmodat2(dfd, path, mode, flags) --------------------------------- */
 #ifdef HIDS_WANT_CHMOD
 /* mode is umode_t in every one of them: the kernel reads 16 bits. */
-static __always_inline int report_chmod(void *ctx, const char *syscall, __s32 fd, __u64 path, __u64 mode,
-                                        long ret)
+static __always_inline int file_report_chmod(void *ctx, const char *syscall, __s32 fd, __u64 path, __u64 mode,
+                                             long ret)
 {
     chmod_print(ctx, syscall, fd, FILE_PATH(path), (__u16)mode, ret);
     return 0;
@@ -87,7 +85,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_chmod)
     char name[] = "chmod";
     struct file_call call;
     file_read_call(&call);
-    return report_chmod(args, name, FILE_AT_FDCWD, call.arg[0], call.arg[1], args->ret);
+    return file_report_chmod(args, name, FILE_AT_FDCWD, call.arg[0], call.arg[1], args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmod)
@@ -95,7 +93,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmod)
     char name[] = "fchmod";
     struct file_call call;
     file_read_call(&call);
-    return report_chmod(args, name, (__s32)call.arg[0], 0, call.arg[1], args->ret);
+    return file_report_chmod(args, name, (__s32)call.arg[0], 0, call.arg[1], args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat)
@@ -103,7 +101,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat)
     char name[] = "fchmodat";
     struct file_call call;
     file_read_call(&call);
-    return report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret);
+    return file_report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
@@ -111,7 +109,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
     char name[] = "fchmodat2";
     struct file_call call;
     file_read_call(&call);
-    return report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret);
+    return file_report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret);
 }
 #endif
 
