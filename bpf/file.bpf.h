@@ -11,7 +11,7 @@
  * flagged by the packer. Only 64-bit syscalls are seen: the kernel does not
  * trace compat (ia32) syscalls.
  *
- * Each event's programs are compiled only under HIDS_WANT_<EVENT>.
+ * Each event's programs are compiled unless HIDS_SELECTED is defined without HIDS_WANT_<EVENT>.
  */
 #ifndef SDXFER_BPF_FILE_H
 #define SDXFER_BPF_FILE_H
@@ -58,7 +58,7 @@ static __always_inline void file_read_call(struct file_call *call)
 #define FILE_PATH(x) ((const char *)(x))
 
 /* ---- mount(source, target, fstype, flags, data) ---------------------- */
-#ifdef HIDS_WANT_MOUNT
+#if defined(HIDS_WANT_MOUNT) || !defined(HIDS_SELECTED)
 TRACEPOINT_PROBE(syscalls, sys_exit_mount)
 {
     struct file_call call;
@@ -71,7 +71,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mount)
 
 /* ---- chmod(path, mode), fchmod(fd, mode), fchmodat(dfd, path, mode),
  *      fchmodat2(dfd, path, mode, flags) --------------------------------- */
-#ifdef HIDS_WANT_CHMOD
+#if defined(HIDS_WANT_CHMOD) || !defined(HIDS_SELECTED)
 /* mode is umode_t in every one of them: the kernel reads 16 bits. */
 static __always_inline int file_report_chmod(void *ctx, const char *syscall, __s32 fd, __u64 path, __u64 mode,
                                              long ret)
@@ -115,7 +115,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
 
 /* ---- rename(old, new), renameat(olddfd, old, newdfd, new),
  *      renameat2(olddfd, old, newdfd, new, flags) ------------------------ */
-#ifdef HIDS_WANT_RENAME
+#if defined(HIDS_WANT_RENAME) || !defined(HIDS_SELECTED)
 TRACEPOINT_PROBE(syscalls, sys_exit_rename)
 {
     char name[] = "rename";
@@ -145,7 +145,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_renameat2)
 #endif
 
 /* ---- unlink(path), rmdir(path), unlinkat(dfd, path, flag) ------------- */
-#ifdef HIDS_WANT_UNLINK
+#if defined(HIDS_WANT_UNLINK) || !defined(HIDS_SELECTED)
 TRACEPOINT_PROBE(syscalls, sys_exit_unlink)
 {
     char name[] = "unlink";
@@ -179,7 +179,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
  * Every open of the host passes through here, so a plain one (neither
  * O_CREAT nor O_TMPFILE) costs one register load and returns: the flags
  * register is read alone, before anything else. */
-#ifdef HIDS_WANT_FILE_CREATE
+#if defined(HIDS_WANT_FILE_CREATE) || !defined(HIDS_SELECTED)
 #define FILE_MAY_CREATE(flags) (((flags) & (FILE_O_CREAT | FILE_O_TMPFILE_BIT)) != 0)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)

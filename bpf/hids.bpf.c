@@ -8,3 +8,4 @@
 #include <linux/sched.h>
 #include "xfer.h"
 #include "exec.bpf.h"
+#include "file.bpf.h"

@@ -8,8 +8,7 @@ Every name a test touches carries a unique tag, so its events are told from
 the host's other file traffic; set-up creates files with mknod and mkdir,
 which no file_create program sees.
 
-Needs root and bcc (CI runs as root); skipped otherwise. PROGRAM, SCHEMA and
-DEFINES may be repointed at bpf/hids.bpf.c and the shipped schema.
+Needs root and bcc (CI runs as root); skipped otherwise.
 """
 import ctypes
 import errno
@@ -33,9 +32,10 @@ from sdxfer import Sensor  # noqa: E402
 import hids_support  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PROGRAM = HERE / "probes" / "dev_file.bpf.c"
-SCHEMA = HERE / "schemas" / "dev_file.yaml"
-DEFINES = {}
+PROGRAM = HERE.parent / "bpf" / "hids.bpf.c"
+SCHEMA = None  # the shipped one
+DEFINES = {"HIDS_SELECTED": None, **{f"HIDS_WANT_{name.upper()}": None
+                                     for name in ("mount", "chmod", "rename", "unlink", "file_create")}}
 
 AT_FDCWD = -100
 AT_REMOVEDIR = 0x200
