@@ -38,7 +38,9 @@ PROGRAM = HERE / "probes" / "dev_process.bpf.c"
 SCHEMA = HERE / "schemas" / "dev_process.yaml"
 # Kernels with module support have these tracepoints (this one has not).
 KMOD_TRACEPOINT = Path("/sys/kernel/tracing/events/syscalls/sys_exit_finit_module")
-DEFINES = {"HIDS_DEV_PARENT": os.getpid(), "HIDS_KMOD_TRACEPOINTS": int(KMOD_TRACEPOINT.exists())}
+# Without them, kmod_load is seen at the raw sys_exit (bpf/process.bpf.h says what that costs).
+DEFINES = {"HIDS_DEV_PARENT": os.getpid(),
+           **({"HIDS_KMOD_TRACEPOINTS": 1} if KMOD_TRACEPOINT.exists() else {"HIDS_KMOD_RAW_SYSCALLS": None})}
 NAME = "name_"  # how SCHEMA spells the contract's `name` fields ('name' is reserved there)
 
 DONE = 93  # exit status of a child whose exit is not under test
