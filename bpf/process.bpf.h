@@ -156,8 +156,10 @@ struct creds_snapshot {
 };
 _Static_assert(sizeof(struct creds_snapshot) % 8 == 0, "compared as u64 words");
 
-/* One entry per thread inside one of these calls: they do not block for long. */
-BPF_HASH(process_creds_before, __u32, struct creds_snapshot, 10240);
+/* One entry per thread inside one of these calls, deleted at its sys_exit;
+ * LRU, so entries of threads that never got there (killed in the call)
+ * cannot fill the table. */
+BPF_TABLE("lru_hash", __u32, struct creds_snapshot, process_creds_before, 10240);
 
 static __always_inline void read_creds(struct creds_snapshot *snap, int with_groups)
 {
@@ -321,7 +323,7 @@ static __always_inline int report_kmod_load(void *ctx, int finit, long ret, cons
 struct kmod_name {
     char name[KMOD_NAME_MAX];
 };
-BPF_HASH(process_kmod_names, __u32, struct kmod_name, 1024);
+BPF_TABLE("lru_hash", __u32, struct kmod_name, process_kmod_names, 1024);
 
 /* TP_PROTO(struct module *mod) */
 RAW_TRACEPOINT_PROBE(module_load)
