@@ -8,4 +8,5 @@
 #include <linux/sched.h>
 #include "xfer.h"
 #include "exec.bpf.h"
+#include "process.bpf.h"
 #include "file.bpf.h"

@@ -1,7 +1,7 @@
 /*
  * The process family: exit, ptrace, memfd_create, prctl, setsid,
- * creds_change and kmod_load. Each event's programs are compiled only under
- * HIDS_WANT_<EVENT>.
+ * creds_change and kmod_load. Each event's programs are compiled unless
+ * HIDS_SELECTED is defined without HIDS_WANT_<EVENT>.
  *
  * Syscalls are reported at sys_exit, with ret, success and failure alike;
  * their arguments are read from the caller's saved user registers (x86-64
@@ -9,19 +9,11 @@
  * no enter probe or map is needed. creds_change is the exception: it must
  * see the credentials from before the call, so it caches them at sys_enter
  * in a hash keyed by thread id and compares at sys_exit.
- *
- * PROCESS_SKIP_CURRENT(), if defined before this header, is checked first in
- * every program: a probe can keep tasks out in the kernel (the DEV test probe
- * keeps everything but the test's children out).
  */
 #ifndef SDXFER_BPF_PROCESS_H
 #define SDXFER_BPF_PROCESS_H
 
 #include "helpers.h"
-
-#ifndef PROCESS_SKIP_CURRENT
-#define PROCESS_SKIP_CURRENT() 0
-#endif
 
 /* The caller's saved user registers (struct pt_regs), where a syscall's
  * arguments still are at sys_exit. */
@@ -31,7 +23,7 @@ static __always_inline const char *syscall_regs(void)
 }
 
 /* ---- exit ---------------------------------------------------------------- */
-#ifdef HIDS_WANT_EXIT
+#if defined(HIDS_WANT_EXIT) || !defined(HIDS_SELECTED)
 #define SIGNAL_GROUP_EXIT 0x00000004  /* include/linux/sched/signal.h: exit_group() or a fatal signal */
 
 /* Raw tracepoint: TP_PROTO(struct task_struct *p, bool group_dead), called
@@ -43,7 +35,7 @@ static __always_inline const char *syscall_regs(void)
  * called exit(); the leader may have gone first). */
 RAW_TRACEPOINT_PROBE(sched_process_exit)
 {
-    if (!(__u8)ctx->args[1] || PROCESS_SKIP_CURRENT())
+    if (!(__u8)ctx->args[1])
         return 0;
     const char *task = (const char *)ctx->args[0];
     const char *signal = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_SIGNAL);
@@ -60,7 +52,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 #endif
 
 /* ---- ptrace -------------------------------------------------------------- */
-#ifdef HIDS_WANT_PTRACE
+#if defined(HIDS_WANT_PTRACE) || !defined(HIDS_SELECTED)
 /* Requests that attach to another process or write into its memory, registers
  * or state, as bits: below 64 (POKETEXT 4, POKEDATA 5, POKEUSR 6, SETREGS 13,
  * SETFPREGS 15, ATTACH 16, SETFPXREGS 19, SET_THREAD_AREA 26, ARCH_PRCTL 30)
@@ -85,7 +77,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_ptrace)
 {
     const char *regs = syscall_regs();
     __s64 request = read_kernel_u64(regs + BTF_OFF_PT_REGS_DI);
-    if (!ptrace_writes(request) || PROCESS_SKIP_CURRENT())
+    if (!ptrace_writes(request))
         return 0;
     ptrace_print(args, request, (__s32)read_kernel_u64(regs + BTF_OFF_PT_REGS_SI),
                  read_kernel_u64(regs + BTF_OFF_PT_REGS_DX), args->ret);
@@ -94,12 +86,10 @@ TRACEPOINT_PROBE(syscalls, sys_exit_ptrace)
 #endif
 
 /* ---- memfd_create -------------------------------------------------------- */
-#ifdef HIDS_WANT_MEMFD_CREATE
+#if defined(HIDS_WANT_MEMFD_CREATE) || !defined(HIDS_SELECTED)
 /* memfd_create(name, flags) */
 TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create)
 {
-    if (PROCESS_SKIP_CURRENT())
-        return 0;
     const char *regs = syscall_regs();
     memfd_create_print(args, (const char *)read_kernel_u64(regs + BTF_OFF_PT_REGS_DI),
                        (__u32)read_kernel_u64(regs + BTF_OFF_PT_REGS_SI), args->ret);
@@ -108,14 +98,12 @@ TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create)
 #endif
 
 /* ---- prctl --------------------------------------------------------------- */
-#ifdef HIDS_WANT_PRCTL
+#if defined(HIDS_WANT_PRCTL) || !defined(HIDS_SELECTED)
 #define PROCESS_PR_SET_NAME 15  /* include/uapi/linux/prctl.h */
 
 /* prctl(option, arg2, ...): arg2 is the new name for PR_SET_NAME */
 TRACEPOINT_PROBE(syscalls, sys_exit_prctl)
 {
-    if (PROCESS_SKIP_CURRENT())
-        return 0;
     const char *regs = syscall_regs();
     __s32 option = (__s32)read_kernel_u64(regs + BTF_OFF_PT_REGS_DI);
     const char *name = NULL;
@@ -127,18 +115,16 @@ TRACEPOINT_PROBE(syscalls, sys_exit_prctl)
 #endif
 
 /* ---- setsid -------------------------------------------------------------- */
-#ifdef HIDS_WANT_SETSID
+#if defined(HIDS_WANT_SETSID) || !defined(HIDS_SELECTED)
 TRACEPOINT_PROBE(syscalls, sys_exit_setsid)
 {
-    if (PROCESS_SKIP_CURRENT())
-        return 0;
     setsid_print(args, args->ret);
     return 0;
 }
 #endif
 
 /* ---- creds_change -------------------------------------------------------- */
-#ifdef HIDS_WANT_CREDS_CHANGE
+#if defined(HIDS_WANT_CREDS_CHANGE) || !defined(HIDS_SELECTED)
 /* capset's tracepoint arguments have the types cap_user_header_t and
  * cap_user_data_t, which BCC's generated argument struct needs declared. */
 #include <linux/capability.h>
@@ -219,8 +205,6 @@ static __always_inline int creds_differ(const struct creds_snapshot *a, const st
 
 static __always_inline int creds_enter(int with_groups)
 {
-    if (PROCESS_SKIP_CURRENT())
-        return 0;
     __u32 tid = bpf_get_current_pid_tgid();
     struct creds_snapshot snap;
     read_creds(&snap, with_groups);
@@ -282,7 +266,7 @@ CREDS_PROBES(setgroups, CREDS_GROUPS)
 #endif
 
 /* ---- kmod_load ----------------------------------------------------------- */
-#ifdef HIDS_WANT_KMOD_LOAD
+#if defined(HIDS_WANT_KMOD_LOAD) || !defined(HIDS_SELECTED)
 /* Where the calls are seen is the including program's choice, by define:
  *
  * HIDS_KMOD_TRACEPOINTS=1: at syscalls:sys_exit_init_module and
@@ -296,12 +280,13 @@ CREDS_PROBES(setgroups, CREDS_GROUPS)
  *   about 10 to 20% of its rate on top of what any syscall tracepoint costs.
  *   No module name there.
  *
- * Neither is a compile error rather than a silent gap. */
+ * Neither: the raw sys_exit, which works on every kernel (sdxfer.hids
+ * chooses the tracepoints where tracefs has them). */
 #ifndef HIDS_KMOD_TRACEPOINTS
 #define HIDS_KMOD_TRACEPOINTS 0
 #endif
 #if !HIDS_KMOD_TRACEPOINTS && !defined(HIDS_KMOD_RAW_SYSCALLS)
-#error "kmod_load: define HIDS_KMOD_TRACEPOINTS=1 (the kernel has syscalls:sys_exit_finit_module) or HIDS_KMOD_RAW_SYSCALLS"
+#define HIDS_KMOD_RAW_SYSCALLS 1
 #endif
 
 static __always_inline int report_kmod_load(void *ctx, int finit, long ret, const char *name)
@@ -328,8 +313,6 @@ BPF_TABLE("lru_hash", __u32, struct kmod_name, process_kmod_names, 1024);
 /* TP_PROTO(struct module *mod) */
 RAW_TRACEPOINT_PROBE(module_load)
 {
-    if (PROCESS_SKIP_CURRENT())
-        return 0;
     __u32 tid = bpf_get_current_pid_tgid();
     struct kmod_name found = {};
     bpf_probe_read_kernel_str(found.name, sizeof(found.name), (const char *)ctx->args[0] + BTF_OFF_MODULE_NAME);
@@ -339,8 +322,6 @@ RAW_TRACEPOINT_PROBE(module_load)
 
 static __always_inline int report_kmod_syscall(void *ctx, int finit, long ret)
 {
-    if (PROCESS_SKIP_CURRENT())
-        return 0;
     __u32 tid = bpf_get_current_pid_tgid();
     struct kmod_name *found = process_kmod_names.lookup(&tid);
     report_kmod_load(ctx, finit, ret, found ? found->name : SDXFER_UNKNOWN);
@@ -370,7 +351,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     if (nr != PROCESS_NR_INIT_MODULE && nr != PROCESS_NR_FINIT_MODULE)
         return 0;
     const char *task = (const char *)bpf_get_current_task();
-    if (read_kernel_u32(task + BTF_OFF_TASK_STRUCT_THREAD_INFO_STATUS) & PROCESS_TS_COMPAT || PROCESS_SKIP_CURRENT())
+    if (read_kernel_u32(task + BTF_OFF_TASK_STRUCT_THREAD_INFO_STATUS) & PROCESS_TS_COMPAT)
         return 0;
     /* no module name here (and without module support the kernel never
      * reads the image) */

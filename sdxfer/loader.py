@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import record
+from . import hids, record
 from .errors import ProbeError
-from .program import BPF_DIR, BTF_PATH, TRANSPORTS
+from .program import BTF_PATH, TRANSPORTS
 from .readers import Record
 from .sensor import PERF_PAGES, PERF_WAKEUP_EVENTS, Sensor, SensorStats, program_text
 
@@ -21,11 +21,10 @@ LossStats = SensorStats  # the name ExecProbe's stats had first
 
 
 def probe_source_path() -> Path:
-    return BPF_DIR / "hids.bpf.c"
+    return hids.PROGRAM
 
 
-# the exec family alone: execmon needs nothing else
-EXEC_ONLY = {"HIDS_SELECTED": None, "HIDS_WANT_EXEC": None}
+EXEC_ONLY = hids.defines_for(["exec"])  # execmon needs nothing else
 
 
 def exec_program_text(transport: str = "perf") -> str:

@@ -27,15 +27,14 @@ if os.geteuid() != 0:
     pytest.skip("live probe tests need root", allow_module_level=True)
 pytest.importorskip("bcc")
 
-from sdxfer import Sensor  # noqa: E402
+from sdxfer import Sensor, hids  # noqa: E402
 
 import hids_support  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PROGRAM = HERE.parent / "bpf" / "hids.bpf.c"
+PROGRAM = hids.PROGRAM
 SCHEMA = None  # the shipped one
-DEFINES = {"HIDS_SELECTED": None, **{f"HIDS_WANT_{name.upper()}": None
-                                     for name in ("mount", "chmod", "rename", "unlink", "file_create")}}
+DEFINES = hids.defines_for(["mount", "chmod", "rename", "unlink", "file_create"])
 
 AT_FDCWD = -100
 AT_REMOVEDIR = 0x200

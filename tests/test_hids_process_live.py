@@ -7,10 +7,8 @@ the test can read the child's identity from /proc while it is in the state
 the event describes (hids_support.Identity checks the common fields once the
 schema has them), then lets it go on.
 
-PROGRAM, SCHEMA and DEFINES point at the family's DEV probe and schema; at
-integration they point at bpf/hids.bpf.c and the shipped schema. The DEV
-schema has no pid, so the DEV probe reports only this process's children
-(HIDS_DEV_PARENT); with a pid field the tests match on it.
+The probe is bpf/hids.bpf.c with this family's events selected; events are
+matched to the child by their pid.
 
 Needs root and bcc (CI runs as root); skipped otherwise.
 """
@@ -31,17 +29,13 @@ if os.geteuid() != 0:
 pytest.importorskip("bcc")
 
 import hids_support  # noqa: E402
-from sdxfer import Creds, Sensor  # noqa: E402
+from sdxfer import Creds, Sensor, hids  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PROGRAM = HERE / "probes" / "dev_process.bpf.c"
-SCHEMA = HERE / "schemas" / "dev_process.yaml"
-# Kernels with module support have these tracepoints (this one has not).
-KMOD_TRACEPOINT = Path("/sys/kernel/tracing/events/syscalls/sys_exit_finit_module")
-# Without them, kmod_load is seen at the raw sys_exit (bpf/process.bpf.h says what that costs).
-DEFINES = {"HIDS_DEV_PARENT": os.getpid(),
-           **({"HIDS_KMOD_TRACEPOINTS": 1} if KMOD_TRACEPOINT.exists() else {"HIDS_KMOD_RAW_SYSCALLS": None})}
-NAME = "name_"  # how SCHEMA spells the contract's `name` fields ('name' is reserved there)
+PROGRAM = hids.PROGRAM
+SCHEMA = None  # the shipped one
+DEFINES = hids.defines_for(["exit", "ptrace", "memfd_create", "prctl", "setsid", "creds_change", "kmod_load"])
+NAME = "name"  # read with event.value(NAME): event.name is the event's own name
 
 DONE = 93  # exit status of a child whose exit is not under test
 
@@ -119,12 +113,11 @@ class Child:
 
 
 def mine(event, child) -> bool:
-    """The event is the child's (DEV schema: the probe reports only our children)."""
-    return "pid" not in event.fields or event.pid == child.pid
+    return event.pid == child.pid
 
 
-def matches(child, name, values):
-    return lambda e: e.name == name and mine(e, child) and all(getattr(e, k) == v for k, v in values.items())
+def matches(child, event_name, values):
+    return lambda e: e.name == event_name and mine(e, child) and all(e.value(k) == v for k, v in values.items())
 
 
 def arrived(sensor, backlog, timeout=hids_support.WAIT_S):
@@ -138,10 +131,10 @@ def arrived(sensor, backlog, timeout=hids_support.WAIT_S):
     raise AssertionError("the expected event never arrived")
 
 
-def expect(sensor, child, name, **values):
-    """The child's first event `name` whose fields have these values; events
+def expect(sensor, child, event_name, **values):
+    """The child's first event `event_name` whose fields have these values; events
     read meanwhile stay in sensor.backlog for the next look."""
-    wanted = matches(child, name, values)
+    wanted = matches(child, event_name, values)
     for batch in [sensor.backlog] if any(map(wanted, sensor.backlog)) else arrived(sensor, sensor.backlog):
         if any(map(wanted, batch)):
             break
@@ -150,10 +143,10 @@ def expect(sensor, child, name, **values):
     return event
 
 
-def child_events_until(sensor, child, name, **values) -> list:
-    """The child's events up to its first `name` event with these values,
+def child_events_until(sensor, child, event_name, **values) -> list:
+    """The child's events up to its first `event_name` event with these values,
     and whatever was recorded before that one on other CPUs."""
-    wanted = matches(child, name, values)
+    wanted = matches(child, event_name, values)
     if not any(map(wanted, sensor.backlog)):
         for batch in arrived(sensor, sensor.backlog):
             if any(map(wanted, batch)):
@@ -296,8 +289,8 @@ def test_memfd_create(sensor):
         child.proceed()
         assert child.result()["long"] == [-1, errno.EINVAL]
         event = hids_support.wait_for(sensor, lambda e: e.name == "memfd_create" and mine(e, child) and
-                                      (getattr(e, NAME) or "").startswith("mmm"))
-        assert LONG_NAME.startswith(getattr(event, NAME)) and NAME in event.truncated
+                                      (e.value(NAME) or "").startswith("mmm"))
+        assert LONG_NAME.startswith(event.value(NAME)) and NAME in event.truncated
         assert (event.flags, event.ret) == (0, -errno.EINVAL)
         identity.check(event)
 
@@ -320,12 +313,12 @@ def test_prctl(sensor):
         child.proceed()
         assert child.result()["get"] == [1, 0]
         event = expect(sensor, child, "prctl", option=PR_GET_DUMPABLE)
-        assert (getattr(event, NAME), event.ret) == (None, 1)
+        assert (event.value(NAME), event.ret) == (None, 1)
         identity.check(event)
         child.proceed()
         assert child.result()["bad"] == [-1, errno.EINVAL]
         event = expect(sensor, child, "prctl", option=0x7fff1234)
-        assert (getattr(event, NAME), event.ret) == (None, -errno.EINVAL)
+        assert (event.value(NAME), event.ret) == (None, -errno.EINVAL)
         identity.check(event)
 
 
@@ -421,11 +414,11 @@ def test_kmod_load_of_what_is_not_a_module(sensor, tmp_path):
         assert ret == -1 and err != 0
         identity = child.identity()
         event = expect(sensor, child, "kmod_load", syscall="finit_module", fd=first["fd"])
-        assert (getattr(event, NAME), event.ret, NAME in event.truncated) == (None, -err, True)
+        assert (event.value(NAME), event.ret, NAME in event.truncated) == (None, -err, True)
         identity.check(event)
         child.proceed()
         ret, err = child.result()["init"]
         assert ret == -1 and err != 0
         event = expect(sensor, child, "kmod_load", syscall="init_module")
-        assert (getattr(event, NAME), event.fd, event.ret, NAME in event.truncated) == (None, -1, -err, True)
+        assert (event.value(NAME), event.fd, event.ret, NAME in event.truncated) == (None, -1, -err, True)
         identity.check(event)
