@@ -322,6 +322,7 @@ def _py_context(layout: Layout, banner: str) -> dict:
         "digest": layout.schema.digest,
         "layout_version": LAYOUT_VERSION,
         "header_size": HEADER_SIZE,
+        "common": [f.name for f in layout.schema.common],
         "events": [_py_event(e) for e in layout.events],
     }
 

@@ -14,6 +14,8 @@ from sdxfer import _runtime as rt
 rt.require_layout_version(2)
 
 SCHEMA_DIGEST = "4035768fe1fede62609eab7ba10cadce20faa74312e5ad6611384e45197252bf"
+# Fields every event starts with (the schema's `common` list).
+COMMON_FIELDS = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", )
 
 
 EXEC_ANCESTORS_ENTRY = rt.EntryType(

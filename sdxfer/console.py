@@ -82,8 +82,8 @@ def format_value(value) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        text = escape(value)
-        return quote(text) if not text or re.search(r'[\s"=\\]', text) else text
+        text = escape(value)  # control characters become visible escapes
+        return '"' + text.replace('"', '\\"') + '"' if not text or re.search(r'[ "=]', text) else text
     if isinstance(value, list):
         return "[" + ",".join(format_value(item) for item in value) + "]"
     if isinstance(value, SockAddr):
@@ -95,6 +95,8 @@ def format_value(value) -> str:
         return ",".join(f"{name}:{getattr(value, name)}" for name in Creds._fields)
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # an array's entry
+        return "{" + ",".join(f"{k}={format_value(v)}" for k, v in value._asdict().items()) + "}"
     return str(value)
 
 

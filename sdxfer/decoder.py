@@ -26,8 +26,9 @@ class Decoder:
     as far as this decoder knows them.
     """
 
-    def __init__(self, specs: Iterable[rt.EventSpec], schema_digest: str = ""):
+    def __init__(self, specs: Iterable[rt.EventSpec], schema_digest: str = "", common_fields: tuple[str, ...] = ()):
         self.schema_digest = schema_digest
+        self.common_fields = common_fields  # what every event starts with
         self._by_id = {spec.cls.id: spec for spec in specs}
         self._by_key = {(spec.cls.id, version): decode
                         for spec in self._by_id.values() for version, decode in enumerate(spec.decoders, start=1)}
@@ -35,7 +36,7 @@ class Decoder:
 
     @classmethod
     def from_module(cls, module: types.ModuleType) -> Decoder:
-        return cls(module.EVENTS, module.SCHEMA_DIGEST)
+        return cls(module.EVENTS, module.SCHEMA_DIGEST, module.COMMON_FIELDS)
 
     @classmethod
     def from_schema(cls, path: str) -> Decoder:

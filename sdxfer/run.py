@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Callable
 
 from .console import event_fields, stop_on_signals
 from .errors import ProbeError
@@ -21,11 +22,44 @@ def json_line(event) -> str:
     return json.dumps(event.to_dict(), ensure_ascii=True)
 
 
-def summary_line(stats) -> str:
+def summary_line(tool: str, stats) -> str:
     undecodable = f", {stats.undecodable} undecodable" if stats.undecodable else ""
     lost = [f"{name} {c.lost}" for name, c in stats.per_event.items() if c.lost]
     per_event = f" ({', '.join(lost)})" if lost else ""
-    return f"sdxfer run: {stats.delivered} events received, {stats.lost} lost{per_event}{undecodable}"
+    return f"{tool}: {stats.delivered} events received, {stats.lost} lost{per_event}{undecodable}"
+
+
+def follow(sensor, render: Callable, accept: Callable, stdout, stderr, tool: str) -> None:
+    """Prints every accepted event as render gives it until Ctrl+C or SIGTERM,
+    loss on stderr as it happens, and the summary at exit; closes the sensor."""
+    lost_reported = 0
+
+    def emit(records) -> None:
+        nonlocal lost_reported
+        # Per-CPU buffers are read one CPU after another: order each batch by time.
+        events = sorted(sensor.decoded(records), key=lambda event: event.timestamp_ns)
+        lines = [render(event) for event in events if accept(event)]
+        if lines:
+            stdout.write("\n".join(lines) + "\n")
+            stdout.flush()
+        if sensor.stats.lost > lost_reported:
+            print(f"{tool}: {sensor.stats.lost - lost_reported} events lost (the {sensor.transport} buffer "
+                  "was full, or every scratch slot was taken)", file=stderr)
+            lost_reported = sensor.stats.lost
+
+    try:
+        with stop_on_signals() as stop:
+            while not stop():
+                emit(sensor.read())
+            sensor.detach()
+            emit(sensor.drain())
+    except BrokenPipeError:
+        # The reader went away (... | head): stop quietly, and keep the
+        # interpreter's final flush from failing on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+    finally:
+        sensor.close()
+    print(summary_line(tool, sensor.stats), file=stderr)
 
 
 def run_probe(args, stdout, stderr) -> int:
@@ -52,31 +86,6 @@ def run_probe(args, stdout, stderr) -> int:
         return 2
     print(f"sdxfer run: {sensor.programs_attached} programs attached ({sensor.transport}); Ctrl+C to stop",
           file=stderr, flush=True)
-    render = json_line if args.json else text_line
-    lost_reported = 0
-
-    def emit(records) -> None:
-        nonlocal lost_reported
-        # Per-CPU buffers are read one CPU after another: order each batch by time.
-        events = sorted(sensor.decoded(records), key=lambda event: event.timestamp_ns)
-        lines = [render(event) for event in events if wanted is None or event.name in wanted]
-        if lines:
-            stdout.write("\n".join(lines) + "\n")
-            stdout.flush()
-        if sensor.stats.lost > lost_reported:
-            print(f"sdxfer run: {sensor.stats.lost - lost_reported} events lost (the {sensor.transport} buffer "
-                  "was full, or every scratch slot was taken)", file=stderr)
-            lost_reported = sensor.stats.lost
-
-    try:
-        with stop_on_signals() as stop:
-            while not stop():
-                emit(sensor.read())
-            sensor.detach()
-            emit(sensor.drain())
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
-    finally:
-        sensor.close()
-    print(summary_line(sensor.stats), file=stderr)
+    follow(sensor, json_line if args.json else text_line, lambda event: wanted is None or event.name in wanted,
+           stdout, stderr, "sdxfer run")
     return 0

@@ -1,0 +1,139 @@
+"""hidsmon: its formatter and filters without a kernel, then live end to end."""
+import datetime
+import ipaddress
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import sdxfer
+from sdxfer import hidsmon
+from sdxfer.console import Clock
+
+ROOT = Path(__file__).resolve().parent.parent
+HIDSMON = str(ROOT / ".venv" / "bin" / "hidsmon")
+DECODER = sdxfer.default_decoder()
+START_NS = 1_000_000_000_000
+
+
+def make(event_name, **values):
+    cls = DECODER.events[event_name]
+    defaults = {"pid": 4242, "tid": 4242, "ppid": 1, "pgid": 4242, "sid": 4242, "uid": 1000, "gid": 1000,
+                "euid": 1000, "cgroup_id": 1, "mntns": 4026531840, "comm": "curl"}
+    row = [values.get(f, defaults.get(f)) for f in cls.fields]
+    return cls((START_NS + 5_000_000, 3, 1, len(cls.versions), *row, (), {}))
+
+
+def test_text_line_is_time_event_pid_comm_then_own_fields():
+    clock = Clock(start_ns=START_NS)
+    event = make("connect", fd=3, protocol=6, remote=sdxfer.SockAddr(2, 443, ipaddress.ip_address("10.1.2.3")),
+                 local=sdxfer.SockAddr(2, 51000, ipaddress.ip_address("127.0.0.1")), ret=-115)
+    line = hidsmon.text_line(event, clock, DECODER.common_fields)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} connect +4242 +curl +fd=3 protocol=6 remote=10\.1\.2\.3:443 "
+                        r"local=127\.0\.0\.1:51000 ret=-115", line)
+
+
+def test_text_line_is_terminal_safe_and_shows_names_and_entries():
+    clock = Clock(start_ns=START_NS)
+    event = make("prctl", comm="evil\x1b[2J", option=15, name="new\nname", ret=0)
+    line = hidsmon.text_line(event, clock, DECODER.common_fields)
+    assert "\x1b" not in line and "\n" not in line
+    assert 'evil\\x1b[2J' in line and 'option=15 name=new\\nname ret=0' in line
+    entry = DECODER.events["exec"].entry_types["ancestors"].cls(1, "init")
+    line = hidsmon.text_line(make("exec", ret=0, exe="/bin/x", argv=["x"], ancestors=[entry]), clock, ())
+    assert "ancestors=[{pid=1,comm=init}]" in line
+
+
+def test_json_line_is_to_dict_plus_time():
+    clock = Clock(start_ns=START_NS)
+    event = make("memfd_create", name="jit", flags=1, ret=3)
+    record = json.loads(hidsmon.json_line(event, clock))
+    time_field = record.pop("time")
+    assert record == event.to_dict() and record["name"] == "jit" and record["event"] == "memfd_create"
+    assert time_field == clock.iso(event.timestamp_ns) and time_field.endswith("Z")
+    datetime.datetime.fromisoformat(time_field.replace("Z", "+00:00"))
+
+
+def test_filters():
+    f = hidsmon.Filter(pid=4242, uid=1000, comm=re.compile("^cu"))
+    assert f.matches(make("setsid", ret=0))
+    assert not f.matches(make("setsid", pid=1, ret=0))
+    assert not f.matches(make("setsid", uid=0, ret=0))
+    assert not f.matches(make("setsid", comm="bash", ret=0))
+
+
+def test_unknown_events_are_refused_naming_the_catalogue(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        hidsmon.build_parser().parse_args(["--events", "exec,nope"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "no event nope; the catalogue has: exec, exit, connect" in err
+
+
+def test_not_root_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert hidsmon.main(["--events", "exec"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hidsmon: ") and "sudo" in err
+
+
+live = pytest.mark.skipif(os.geteuid() != 0, reason="live probe tests need root")
+
+
+def _start(*args):
+    mon = subprocess.Popen([HIDSMON, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = mon.stderr.readline()
+    assert re.fullmatch(r"hidsmon: \d+ events, \d+ programs attached in \d+\.\d s \((perf|ringbuf)\); "
+                        r"Ctrl\+C to stop\n", started), started + mon.stderr.read()
+    return mon, started
+
+
+CHILD = "import os, sys\nsys.stdin.readline()\nos.setsid()\nos._exit(7)\n"
+
+
+@live
+@pytest.mark.parametrize("transport", ["perf", "ringbuf"])
+def test_live_selected_events_as_json(transport):
+    mon, started = _start("--events", "exec,exit,setsid", "--json", "--transport", transport)
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, text=True)
+    child.communicate("go\n")
+    got = {}
+    try:
+        # 3 programs watch execs (one success, two failure paths), one exits, one setsid
+        assert started.startswith("hidsmon: 3 events, 5 programs attached")
+        deadline = time.monotonic() + 10
+        while len(got) < 3 and time.monotonic() < deadline:
+            record = json.loads(mon.stdout.readline())
+            assert record["event"] in ("exec", "exit", "setsid")
+            if record["pid"] == child.pid:
+                got[record["event"]] = record
+    finally:
+        mon.send_signal(signal.SIGINT)
+        _, err = mon.communicate(timeout=10)
+    assert got["exec"]["argv"][1:] == ["-c", CHILD] and got["exec"]["ret"] == 0
+    assert got["setsid"]["ret"] == child.pid and got["setsid"]["sid"] == child.pid
+    assert got["exit"]["code"] == 7 << 8
+    for record in got.values():
+        assert record["time"].endswith("Z") and record["ppid"] == os.getpid()
+    assert mon.returncode == 0 and re.search(r"hidsmon: \d+ events received, 0 lost", err)
+
+
+@live
+def test_live_text_filtered_by_pid():
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, text=True)
+    mon, _ = _start("--events", "setsid,exit", "-p", str(child.pid))
+    try:
+        subprocess.run([sys.executable, "-c", "import os; os.setsid()"])  # another process: not shown
+        child.communicate("go\n")
+        lines = [mon.stdout.readline().rstrip("\n") for _ in range(2)]
+    finally:
+        mon.send_signal(signal.SIGINT)
+        mon.communicate(timeout=10)
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} setsid +{child.pid} +python +ret={child.pid}", lines[0])
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} exit +{child.pid} +python +code=1792", lines[1])
