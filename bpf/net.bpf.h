@@ -121,7 +121,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
 _Static_assert(SDXFER_MAX_DNS_QUERY >= DNS_NAME_MAX - 1, "the dotted name must fit the query field");
 
 struct dns_area {
-    __u8 wire[DNS_WIRE_SIZE];
+    __u8 wire[DNS_WIRE_SIZE + 8];  /* + 8: QTYPE's second byte after a masked offset */
     struct sdxfer_sockaddr remote;
 };
 _Static_assert(sizeof(struct dns_area) <= SDXFER_SLOT_SIZE, "dns locals must fit a scratch slot");
@@ -197,7 +197,7 @@ static __always_inline const char *dns_question(struct dns_area *area, __u64 buf
     }
     if (!done || failed || end + 2 >= wire_len)
         return NULL;
-    __u32 qtype_at = bounded(end + 1, DNS_WIRE_SIZE - 2);
+    __u32 qtype_at = bounded(end + 1, DNS_WIRE_SIZE - 1);
     *qtype = (__u16)area->wire[qtype_at] << 8 | area->wire[qtype_at + 1];
     /* the text starts after the first length byte; a root name is empty */
     return (const char *)area->wire + DNS_HEADER_LEN + nonzero(end ^ DNS_HEADER_LEN);

@@ -4,8 +4,7 @@
  * the record's sockaddr format (struct sdxfer_sockaddr: family, port in
  * network order, 16 address bytes: an IPv4 address in the first 4).
  *
- * x86-64 only (the syscall ABI's registers, and a little-endian host for the
- * port's byte swap).
+ * x86-64 only (the syscall ABI's registers).
  */
 #ifndef SDXFER_BPF_SOCKETS_H
 #define SDXFER_BPF_SOCKETS_H
@@ -88,15 +87,18 @@ static __always_inline __u16 sock_protocol(const char *sk)
     return sk ? read_kernel_u16(sk + BTF_OFF_SOCK_SK_PROTOCOL) : 0;
 }
 
-/* A socket's own address as bound now (rcv_saddr and skc_num, a host-order
- * port); all zero for no socket, family only for one that is not inet. */
+/* A socket's own address now, as getsockname(2) gives it: rcv_saddr, and
+ * inet_sport (network order; struct inet_sock starts with its struct sock).
+ * Not skc_num: a refused connect gives the port back (skc_num 0) but the
+ * SYN went from inet_sport, which getsockname still shows. All zero for no
+ * socket, family only for one that is not inet. */
 static __always_inline void sock_local(const char *sk, struct sdxfer_sockaddr *addr)
 {
     __builtin_memset(addr, 0, sizeof(*addr));
     addr->family = sock_family(sk);
     if (!is_inet(addr->family))
         return;
-    addr->port = __builtin_bswap16(read_kernel_u16(sk + BTF_OFF_SOCK___SK_COMMON_SKC_NUM));
+    addr->port = read_kernel_u16(sk + BTF_OFF_INET_SOCK_INET_SPORT);
     if (addr->family == NET_AF_INET)
         bpf_probe_read_kernel(addr->addr, 4, sk + BTF_OFF_SOCK___SK_COMMON_SKC_RCV_SADDR);
     else
