@@ -185,8 +185,9 @@ static __always_inline const char *dns_question(struct dns_area *area, __u64 buf
         __u64 c = area->wire[here];
         __u64 live = done ^ 1;
         __u64 past = (wire_len - at - 1) >> 63;                 /* at >= wire_len */
-        __u64 is_end = (nonzero(c) ^ 1) & (past ^ 1);
-        __u64 is_bad = past | nonzero(c >> 6);
+        __u64 too_long = (DNS_HEADER_LEN + DNS_NAME_MAX - 1 - at) >> 63;   /* the root label would lie past 255 bytes */
+        __u64 is_end = (nonzero(c) ^ 1) & ((past | too_long) ^ 1);
+        __u64 is_bad = past | too_long | nonzero(c >> 6);
         __u64 first = nonzero(at ^ DNS_HEADER_LEN) ^ 1;
         __u64 dot = live & ((is_end | is_bad | first) ^ 1);    /* a length byte inside the text */
         area->wire[here] = choose(dot, '.', c);

@@ -480,9 +480,11 @@ def test_dns_longest_name_and_root(sensor):
 
 def test_dns_failed_and_unparsable(sensor):
     """A send the kernel refuses (MSG_OOB on UDP: -EOPNOTSUPP) is reported with -errno; a datagram
-    to port 53 that is not a DNS question has no query (null, truncated) and qtype 0."""
+    to port 53 that is not a DNS question, or whose name is longer than DNS allows (256 bytes on
+    the wire), has no query (null, truncated) and qtype 0."""
     name = f"{token()}.example.com"
     junk = b"\x00\x01not a dns message, no root label" + b"\x7f" * 40
+    too_long = dns_query(".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 62]), A)
     code = f"""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -491,16 +493,18 @@ def test_dns_failed_and_unparsable(sensor):
     except OSError as e:
         oob = -e.errno
     s.sendto(bytes.fromhex({junk.hex()!r}), ("127.0.0.1", 53))
+    s.sendto(bytes.fromhex({too_long.hex()!r}), ("127.0.0.1", 53))
     report(oob=oob)
     """
     with dns_child(code) as child:
         got = child.go()
-        failed, unparsed = child.wait_all(sensor, "dns", lambda e: (e.query, e.syscall) == (name, "sendto"),
-                                          lambda e: e.query is None and e.ret == len(junk))
+        failed, unparsed, unbounded = child.wait_all(
+            sensor, "dns", lambda e: (e.query, e.syscall) == (name, "sendto"),
+            lambda e: e.query is None and e.ret == len(junk), lambda e: e.query is None and e.ret == len(too_long))
     assert got["oob"] == -errno.EOPNOTSUPP
     assert (failed.qtype, failed.remote, failed.ret) == (A, SERVER4, -errno.EOPNOTSUPP)
-    assert (unparsed.qtype, unparsed.remote, unparsed.syscall, unparsed.truncated) == (
-        0, SERVER4, "sendto", ("query",))
+    for event in (unparsed, unbounded):
+        assert (event.qtype, event.remote, event.syscall, event.truncated) == (0, SERVER4, "sendto", ("query",))
 
 
 def test_dns_only_port_53_and_udp(sensor):
