@@ -27,7 +27,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     if (!is_inet(user_sockaddr(user_arg(regs, BTF_OFF_PT_REGS_SI), user_arg(regs, BTF_OFF_PT_REGS_DX), &remote)))
         return 0;
     __s32 fd = user_arg(regs, BTF_OFF_PT_REGS_DI);
-    const char *sk = fd_sock(fd);
+    const char *sk = sock_of_fd(fd);
     sock_local(sk, &local);
     connect_print(args, fd, sock_protocol(sk), &remote, &local, args->ret);
     return 0;
@@ -45,7 +45,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_bind)
     if (!is_inet(user_sockaddr(user_arg(regs, BTF_OFF_PT_REGS_SI), user_arg(regs, BTF_OFF_PT_REGS_DX), &local)))
         return 0;
     __s32 fd = user_arg(regs, BTF_OFF_PT_REGS_DI);
-    const char *sk = fd_sock(fd);
+    const char *sk = sock_of_fd(fd);
     if (args->ret == 0)
         sock_local(sk, &local);
     bind_print(args, fd, sock_protocol(sk), &local, args->ret);
@@ -59,7 +59,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_listen)
 {
     const char *regs = user_regs();
     __s32 fd = user_arg(regs, BTF_OFF_PT_REGS_DI);
-    const char *sk = fd_sock(fd);
+    const char *sk = sock_of_fd(fd);
     if (!is_inet(sock_family(sk)))
         return 0;
     struct sdxfer_sockaddr local;
@@ -77,13 +77,13 @@ static __always_inline int report_accept(void *ctx, long ret, int is_accept4)
 {
     const char *regs = user_regs();
     __s32 fd = user_arg(regs, BTF_OFF_PT_REGS_DI);
-    const char *listener = fd_sock(fd);
+    const char *listener = sock_of_fd(fd);
     if (!is_inet(sock_family(listener)))
         return 0;
     __s32 flags = is_accept4 ? (__s32)user_arg(regs, BTF_OFF_PT_REGS_R10) : 0;
     struct sdxfer_sockaddr remote, local;
     if (ret >= 0) {
-        const char *sk = fd_sock(ret);
+        const char *sk = sock_of_fd(ret);
         sock_peer(sk, &remote);
         sock_local(sk, &local);
     } else {
@@ -144,7 +144,7 @@ struct user_iovec {
 /* The UDP socket behind fd, or NULL. */
 static __always_inline const char *udp_sock(__s32 fd)
 {
-    const char *sk = fd_sock(fd);
+    const char *sk = sock_of_fd(fd);
     return sock_protocol(sk) == NET_IPPROTO_UDP ? sk : NULL;
 }
 

@@ -49,7 +49,7 @@ static __always_inline int is_inet(__u16 family)
 
 /* The current task's struct file for fd, or NULL. At sys_exit the fd may
  * already be closed by another thread: then NULL, or whatever took its place. */
-static __always_inline const char *fd_file(__s32 fd)
+static __always_inline const char *file_of_fd(__s32 fd)
 {
     if (fd < 0)
         return NULL;
@@ -64,9 +64,9 @@ static __always_inline const char *fd_file(__s32 fd)
 
 /* The struct sock behind fd, or NULL when fd is not an open socket. A file
  * is a socket when its inode says so; only then is private_data a struct socket. */
-static __always_inline const char *fd_sock(__s32 fd)
+static __always_inline const char *sock_of_fd(__s32 fd)
 {
-    const char *file = fd_file(fd);
+    const char *file = file_of_fd(fd);
     if (!file)
         return NULL;
     const char *inode = (const char *)read_kernel_u64(file + BTF_OFF_FILE_F_INODE);
