@@ -1,0 +1,141 @@
+/*
+ * Sockets for probes at sys_exit: the syscall's arguments from the caller's
+ * saved user registers, fd -> struct file -> struct sock, and addresses in
+ * the record's sockaddr format (struct sdxfer_sockaddr: family, port in
+ * network order, 16 address bytes: an IPv4 address in the first 4).
+ *
+ * x86-64 only (the syscall ABI's registers).
+ */
+#ifndef SDXFER_BPF_SOCKETS_H
+#define SDXFER_BPF_SOCKETS_H
+
+#include "helpers.h"
+
+#define NET_AF_INET 2
+#define NET_AF_INET6 10
+#define NET_IPPROTO_UDP 17
+#define NET_S_IFMT 0170000
+#define NET_S_IFSOCK 0140000
+/* sizeof(struct sockaddr_in) and sizeof(struct sockaddr_in6): a shorter
+ * address is refused by the kernel, and its bytes past addrlen are not the
+ * caller's address. */
+#define NET_SOCKADDR_IN_LEN 16
+#define NET_SOCKADDR_IN6_LEN 24
+
+static __always_inline __u16 read_kernel_u16(const void *addr)
+{
+    __u16 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), addr);
+    return value;
+}
+
+/* The caller's saved user registers: at sys_exit they still hold the
+ * syscall's arguments (x86-64: di, si, dx, r10, r8, r9), so no sys_enter
+ * probe and no map are needed to know them. */
+static __always_inline const char *user_regs(void)
+{
+    return (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+static __always_inline __u64 user_arg(const char *regs, __u32 offset)
+{
+    return read_kernel_u64(regs + offset);
+}
+
+static __always_inline int is_inet(__u16 family)
+{
+    return family == NET_AF_INET || family == NET_AF_INET6;
+}
+
+/* The current task's struct file for fd, or NULL. At sys_exit the fd may
+ * already be closed by another thread: then NULL, or whatever took its place. */
+static __always_inline const char *file_of_fd(__s32 fd)
+{
+    if (fd < 0)
+        return NULL;
+    const char *task = (const char *)bpf_get_current_task();
+    const char *files = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_FILES);
+    const char *fdt = (const char *)read_kernel_u64(files + BTF_OFF_FILES_STRUCT_FDT);
+    if (!fdt || (__u32)fd >= read_kernel_u32(fdt + BTF_OFF_FDTABLE_MAX_FDS))
+        return NULL;
+    const char *fds = (const char *)read_kernel_u64(fdt + BTF_OFF_FDTABLE_FD);
+    return (const char *)read_kernel_u64(fds + 8 * (__u64)fd);
+}
+
+/* The struct sock behind fd, or NULL when fd is not an open socket. A file
+ * is a socket when its inode says so; only then is private_data a struct socket. */
+static __always_inline const char *sock_of_fd(__s32 fd)
+{
+    const char *file = file_of_fd(fd);
+    if (!file)
+        return NULL;
+    const char *inode = (const char *)read_kernel_u64(file + BTF_OFF_FILE_F_INODE);
+    if ((read_kernel_u16(inode + BTF_OFF_INODE_I_MODE) & NET_S_IFMT) != NET_S_IFSOCK)
+        return NULL;
+    const char *socket = (const char *)read_kernel_u64(file + BTF_OFF_FILE_PRIVATE_DATA);
+    return (const char *)read_kernel_u64(socket + BTF_OFF_SOCKET_SK);
+}
+
+static __always_inline __u16 sock_family(const char *sk)
+{
+    return sk ? read_kernel_u16(sk + BTF_OFF_SOCK___SK_COMMON_SKC_FAMILY) : 0;
+}
+
+/* IPPROTO_* of a socket, 0 for none. */
+static __always_inline __u16 sock_protocol(const char *sk)
+{
+    return sk ? read_kernel_u16(sk + BTF_OFF_SOCK_SK_PROTOCOL) : 0;
+}
+
+/* A socket's own address now, as getsockname(2) gives it: rcv_saddr, and
+ * inet_sport (network order; struct inet_sock starts with its struct sock).
+ * Not skc_num: a refused connect gives the port back (skc_num 0) but the
+ * SYN went from inet_sport, which getsockname still shows. All zero for no
+ * socket, family only for one that is not inet. */
+static __always_inline void sock_local(const char *sk, struct sdxfer_sockaddr *addr)
+{
+    __builtin_memset(addr, 0, sizeof(*addr));
+    addr->family = sock_family(sk);
+    if (!is_inet(addr->family))
+        return;
+    addr->port = read_kernel_u16(sk + BTF_OFF_INET_SOCK_INET_SPORT);
+    if (addr->family == NET_AF_INET)
+        bpf_probe_read_kernel(addr->addr, 4, sk + BTF_OFF_SOCK___SK_COMMON_SKC_RCV_SADDR);
+    else
+        bpf_probe_read_kernel(addr->addr, 16, sk + BTF_OFF_SOCK___SK_COMMON_SKC_V6_RCV_SADDR);
+}
+
+/* A socket's peer (daddr and dport, already in network order). */
+static __always_inline void sock_peer(const char *sk, struct sdxfer_sockaddr *addr)
+{
+    __builtin_memset(addr, 0, sizeof(*addr));
+    addr->family = sock_family(sk);
+    if (!is_inet(addr->family))
+        return;
+    addr->port = read_kernel_u16(sk + BTF_OFF_SOCK___SK_COMMON_SKC_DPORT);
+    if (addr->family == NET_AF_INET)
+        bpf_probe_read_kernel(addr->addr, 4, sk + BTF_OFF_SOCK___SK_COMMON_SKC_DADDR);
+    else
+        bpf_probe_read_kernel(addr->addr, 16, sk + BTF_OFF_SOCK___SK_COMMON_SKC_V6_DADDR);
+}
+
+/* A caller's struct sockaddr of addrlen bytes, converted: sockaddr_in keeps
+ * its address at 4, sockaddr_in6 at 8 (after sin6_flowinfo). Family and port
+ * are kept for any family; the address only for inet ones long enough.
+ * Returns the family (0: none, or unreadable). */
+static __always_inline __u16 user_sockaddr(__u64 uaddr, __u32 addrlen, struct sdxfer_sockaddr *addr)
+{
+    __builtin_memset(addr, 0, sizeof(*addr));
+    if (!uaddr || addrlen < 4 || bpf_probe_read_user(addr, 4, (void *)uaddr) < 0) {
+        addr->family = 0;
+        addr->port = 0;
+        return 0;
+    }
+    if (addr->family == NET_AF_INET && addrlen >= NET_SOCKADDR_IN_LEN)
+        bpf_probe_read_user(addr->addr, 4, (void *)(uaddr + 4));
+    else if (addr->family == NET_AF_INET6 && addrlen >= NET_SOCKADDR_IN6_LEN)
+        bpf_probe_read_user(addr->addr, 16, (void *)(uaddr + 8));
+    return addr->family;
+}
+
+#endif /* SDXFER_BPF_SOCKETS_H */
