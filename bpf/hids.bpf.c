@@ -9,4 +9,5 @@
 #include "xfer.h"
 #include "exec.bpf.h"
 #include "process.bpf.h"
+#include "net.bpf.h"
 #include "file.bpf.h"

@@ -9,7 +9,8 @@
  * struct sock behind the fd. Only IPv4 and IPv6 are reported: unix sockets
  * (syslog, D-Bus, nscd) would drown everything else.
  *
- * Each event's programs are compiled only with HIDS_WANT_<EVENT> defined.
+ * Each event's programs are compiled unless HIDS_SELECTED is defined without
+ * HIDS_WANT_<EVENT>.
  */
 #ifndef SDXFER_BPF_NET_H
 #define SDXFER_BPF_NET_H
@@ -17,7 +18,7 @@
 #include "helpers.h"
 #include "sockets.h"
 
-#ifdef HIDS_WANT_CONNECT
+#if defined(HIDS_WANT_CONNECT) || !defined(HIDS_SELECTED)
 /* connect(fd, addr, addrlen): remote as asked, local as bound after the call
  * (a refused TCP connect leaves the socket unbound again: 0.0.0.0:0). */
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
@@ -34,7 +35,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 }
 #endif
 
-#ifdef HIDS_WANT_BIND
+#if defined(HIDS_WANT_BIND) || !defined(HIDS_SELECTED)
 /* bind(fd, addr, addrlen): local is the socket's address once bound (so a
  * port 0 shows the port the kernel chose), and the address asked for when
  * the bind failed. */
@@ -53,7 +54,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_bind)
 }
 #endif
 
-#ifdef HIDS_WANT_LISTEN
+#if defined(HIDS_WANT_LISTEN) || !defined(HIDS_SELECTED)
 /* listen(fd, backlog), on inet sockets (a non-socket fd is not reported). */
 TRACEPOINT_PROBE(syscalls, sys_exit_listen)
 {
@@ -69,7 +70,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_listen)
 }
 #endif
 
-#ifdef HIDS_WANT_ACCEPT
+#if defined(HIDS_WANT_ACCEPT) || !defined(HIDS_SELECTED)
 /* accept(fd, addr, addrlen) and accept4(fd, addr, addrlen, flags) on inet
  * listeners: remote and local from the new socket; on failure no peer, and
  * the listening socket's own address. */
@@ -105,7 +106,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
 }
 #endif
 
-#ifdef HIDS_WANT_DNS
+#if defined(HIDS_WANT_DNS) || !defined(HIDS_SELECTED)
 #define DNS_PORT_BE 0x3500          /* htons(53) */
 #define DNS_HEADER_LEN 12
 #define DNS_NAME_MAX 255            /* a name's wire form, length bytes and root included (RFC 1035) */

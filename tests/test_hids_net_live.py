@@ -28,15 +28,15 @@ if os.geteuid() != 0:
     pytest.skip("live probe tests need root", allow_module_level=True)
 pytest.importorskip("bcc")
 
-from sdxfer import Sensor, SockAddr  # noqa: E402
+from sdxfer import Sensor, SockAddr, hids  # noqa: E402
 
 from hids_support import Identity, events_until, wait_for  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PROGRAM = HERE / "probes" / "dev_net.bpf.c"
-SCHEMA = HERE / "schemas" / "dev_net.yaml"
+PROGRAM = hids.PROGRAM
+SCHEMA = None  # the shipped one
 EVENTS = ("connect", "bind", "listen", "accept", "dns")
-DEFINES = {f"HIDS_WANT_{name.upper()}": 1 for name in EVENTS}
+DEFINES = hids.defines_for(EVENTS)
 
 FAMILIES = {"ipv4": (socket.AF_INET, "127.0.0.1"), "ipv6": (socket.AF_INET6, "::1")}
 NO_ADDRESS = SockAddr(0, 0, None)
