@@ -44,8 +44,8 @@ _Static_assert(__builtin_offsetof(struct exec_area, argv) + 2 * ARGV_MAX <= SDXF
 static __always_inline __u32 walk_ancestors(const char *task, struct sdxfer_exec_ancestors_entry *out)
 {
     for (__u32 i = 0; i < ANCESTORS_MAX; i++) {
-        const char *parent = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-        __u32 tgid = parent ? read_kernel_u32(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
+        const char *parent = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
+        __u32 tgid = parent ? sdxfer_kernel_u32(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
         if (tgid == 0 || parent == task)
             return i;
         out[i].pid = tgid;
@@ -66,14 +66,14 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     const char *bprm = (const char *)ctx->args[2];
     const char *task = (const char *)bpf_get_current_task();
     struct mm_bounds mm;
-    read_mm_bounds((const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM), &mm);
+    read_mm_bounds((const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM), &mm);
     __u32 argv_len = mm.arg_end - mm.arg_start;
 
     clear_env_values(&area->found);
     if (!find_env_of_new_image(&area->scan, &mm, bprm, &area->found))
         mark_unexamined(&area->found);
 
-    const char *exe = (const char *)read_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
+    const char *exe = (const char *)sdxfer_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
     __u32 ancestors = walk_ancestors(task, area->ancestors);
     /* old_pid: the thread that called exec, which may not be the leader; the
      * packer fills pid, ppid, uid, comm and the rest of the common fields */
@@ -132,16 +132,16 @@ struct exec_call {
 
 static __always_inline void read_exec_call(struct exec_call *call, int is_execveat)
 {
-    const char *regs = (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    const char *regs = syscall_regs();
     if (is_execveat) {
         /* execveat(dirfd, filename, argv, envp, flags) */
-        call->filename = read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
-        call->argv = read_kernel_u64(regs + BTF_OFF_PT_REGS_DX);
-        call->envp = read_kernel_u64(regs + BTF_OFF_PT_REGS_R10);
+        call->filename = syscall_reg(regs, BTF_OFF_PT_REGS_SI);
+        call->argv = syscall_reg(regs, BTF_OFF_PT_REGS_DX);
+        call->envp = syscall_reg(regs, BTF_OFF_PT_REGS_R10);
     } else {
-        call->filename = read_kernel_u64(regs + BTF_OFF_PT_REGS_DI);
-        call->argv = read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
-        call->envp = read_kernel_u64(regs + BTF_OFF_PT_REGS_DX);
+        call->filename = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
+        call->argv = syscall_reg(regs, BTF_OFF_PT_REGS_SI);
+        call->envp = syscall_reg(regs, BTF_OFF_PT_REGS_DX);
     }
 }
 

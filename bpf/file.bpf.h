@@ -16,6 +16,8 @@
 #ifndef SDXFER_BPF_FILE_H
 #define SDXFER_BPF_FILE_H
 
+#include "helpers.h"
+
 /* UAPI values (x86-64), spelled here so no kernel header is needed. */
 #define FILE_AT_FDCWD (-100)
 #define FILE_AT_REMOVEDIR 0x200
@@ -24,45 +26,14 @@
 #define FILE_O_TRUNC 01000
 #define FILE_O_TMPFILE_BIT 020000000 /* __O_TMPFILE; O_TMPFILE adds O_DIRECTORY */
 
-/* The syscall's arguments in x86-64 order (di, si, dx, r10, r8, r9). */
-struct file_call {
-    __u64 arg[6];
-};
-
-/* The caller's saved user registers. bpf_task_pt_regs gives a BTF pointer,
- * which the verifier lets a program load from directly (a faulting load
- * reads 0): ~40 ns less per register than bpf_probe_read_kernel, which is
- * most of what a plain open costs here. */
-static __always_inline const char *file_user_regs(void)
-{
-    return (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
-}
-
-/* One saved register, at its BTF_OFF_PT_REGS_<NAME> offset. */
-static __always_inline __u64 file_reg(const char *regs, const __u32 offset)
-{
-    return *(const volatile __u64 *)(regs + offset);
-}
-
-static __always_inline void file_read_call(struct file_call *call)
-{
-    const char *regs = file_user_regs();
-    call->arg[0] = file_reg(regs, BTF_OFF_PT_REGS_DI);
-    call->arg[1] = file_reg(regs, BTF_OFF_PT_REGS_SI);
-    call->arg[2] = file_reg(regs, BTF_OFF_PT_REGS_DX);
-    call->arg[3] = file_reg(regs, BTF_OFF_PT_REGS_R10);
-    call->arg[4] = file_reg(regs, BTF_OFF_PT_REGS_R8);
-    call->arg[5] = file_reg(regs, BTF_OFF_PT_REGS_R9);
-}
-
 #define FILE_PATH(x) ((const char *)(x))
 
 /* ---- mount(source, target, fstype, flags, data) ---------------------- */
 #if defined(HIDS_WANT_MOUNT) || !defined(HIDS_SELECTED)
 TRACEPOINT_PROBE(syscalls, sys_exit_mount)
 {
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     mount_print(args, FILE_PATH(call.arg[0]), FILE_PATH(call.arg[1]), FILE_PATH(call.arg[2]), call.arg[3],
                 args->ret);
     return 0;
@@ -83,32 +54,32 @@ static __always_inline int file_report_chmod(void *ctx, const char *syscall, __s
 TRACEPOINT_PROBE(syscalls, sys_exit_chmod)
 {
     char name[] = "chmod";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     return file_report_chmod(args, name, FILE_AT_FDCWD, call.arg[0], call.arg[1], args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmod)
 {
     char name[] = "fchmod";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     return file_report_chmod(args, name, (__s32)call.arg[0], 0, call.arg[1], args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat)
 {
     char name[] = "fchmodat";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     return file_report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
 {
     char name[] = "fchmodat2";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     return file_report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret);
 }
 #endif
@@ -119,8 +90,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
 TRACEPOINT_PROBE(syscalls, sys_exit_rename)
 {
     char name[] = "rename";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     rename_print(args, name, FILE_PATH(call.arg[0]), FILE_PATH(call.arg[1]), 0, args->ret);
     return 0;
 }
@@ -128,8 +99,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_rename)
 TRACEPOINT_PROBE(syscalls, sys_exit_renameat)
 {
     char name[] = "renameat";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     rename_print(args, name, FILE_PATH(call.arg[1]), FILE_PATH(call.arg[3]), 0, args->ret);
     return 0;
 }
@@ -137,8 +108,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_renameat)
 TRACEPOINT_PROBE(syscalls, sys_exit_renameat2)
 {
     char name[] = "renameat2";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     rename_print(args, name, FILE_PATH(call.arg[1]), FILE_PATH(call.arg[3]), (__u32)call.arg[4], args->ret);
     return 0;
 }
@@ -149,8 +120,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_renameat2)
 TRACEPOINT_PROBE(syscalls, sys_exit_unlink)
 {
     char name[] = "unlink";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     unlink_print(args, name, FILE_PATH(call.arg[0]), 0, args->ret);
     return 0;
 }
@@ -158,8 +129,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_unlink)
 TRACEPOINT_PROBE(syscalls, sys_exit_rmdir)
 {
     char name[] = "rmdir";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     unlink_print(args, name, FILE_PATH(call.arg[0]), 1, args->ret);
     return 0;
 }
@@ -167,8 +138,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_rmdir)
 TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
 {
     char name[] = "unlinkat";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     unlink_print(args, name, FILE_PATH(call.arg[1]), (call.arg[2] & FILE_AT_REMOVEDIR) != 0, args->ret);
     return 0;
 }
@@ -184,24 +155,24 @@ TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
-    __u64 flags = file_reg(file_user_regs(), BTF_OFF_PT_REGS_DX);
+    __u64 flags = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_DX);
     if (!FILE_MAY_CREATE(flags))
         return 0;
     char name[] = "openat";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     file_create_print(args, name, FILE_PATH(call.arg[1]), (__s32)flags, (__u16)call.arg[3], args->ret);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
-    __u64 flags = file_reg(file_user_regs(), BTF_OFF_PT_REGS_SI);
+    __u64 flags = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_SI);
     if (!FILE_MAY_CREATE(flags))
         return 0;
     char name[] = "open";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     file_create_print(args, name, FILE_PATH(call.arg[0]), (__s32)flags, (__u16)call.arg[2], args->ret);
     return 0;
 }
@@ -209,8 +180,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_open)
 TRACEPOINT_PROBE(syscalls, sys_exit_creat)
 {
     char name[] = "creat";
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     file_create_print(args, name, FILE_PATH(call.arg[0]), FILE_O_CREAT | FILE_O_WRONLY | FILE_O_TRUNC,
                       (__u16)call.arg[1], args->ret);
     return 0;
@@ -227,8 +198,8 @@ struct file_open_how {
  * The kernel refuses a mode beyond 07777, so 32 bits of it say all. */
 TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 {
-    struct file_call call;
-    file_read_call(&call);
+    struct syscall_args call;
+    read_syscall_args(&call);
     struct file_open_how how;
     if (bpf_probe_read_user(&how, sizeof(how), (const void *)call.arg[2]) < 0)
         return 0;

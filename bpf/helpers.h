@@ -35,25 +35,42 @@ static __always_inline __u64 choose(__u64 condition, __u64 if_set, __u64 otherwi
     return otherwise ^ ((if_set ^ otherwise) & opaque(-condition));
 }
 
-static __always_inline __u64 read_kernel_u64(const void *addr)
+/* The caller's saved user registers (struct pt_regs) at a syscall
+ * tracepoint: a syscall leaves them alone, so its arguments are still there
+ * at sys_exit (x86-64 ABI: di, si, dx, r10, r8, r9). */
+static __always_inline const char *syscall_regs(void)
 {
-    __u64 value = 0;
-    bpf_probe_read_kernel(&value, sizeof(value), addr);
-    return value;
+    return (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-static __always_inline __u32 read_kernel_u32(const void *addr)
+/* One saved register, at its BTF_OFF_PT_REGS_<NAME> offset. bpf_task_pt_regs
+ * gives a BTF pointer the verifier lets a program load from directly (a
+ * faulting load reads 0): ~40 ns less per register than a probe read. */
+static __always_inline __u64 syscall_reg(const char *regs, const __u32 offset)
 {
-    __u32 value = 0;
-    bpf_probe_read_kernel(&value, sizeof(value), addr);
-    return value;
+    return *(const volatile __u64 *)(regs + offset);
+}
+
+struct syscall_args {
+    __u64 arg[6];
+};
+
+static __always_inline void read_syscall_args(struct syscall_args *call)
+{
+    const char *regs = syscall_regs();
+    call->arg[0] = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
+    call->arg[1] = syscall_reg(regs, BTF_OFF_PT_REGS_SI);
+    call->arg[2] = syscall_reg(regs, BTF_OFF_PT_REGS_DX);
+    call->arg[3] = syscall_reg(regs, BTF_OFF_PT_REGS_R10);
+    call->arg[4] = syscall_reg(regs, BTF_OFF_PT_REGS_R8);
+    call->arg[5] = syscall_reg(regs, BTF_OFF_PT_REGS_R9);
 }
 
 /* The thread group id of a task's real parent. */
 static __always_inline __u32 parent_tgid(const char *task)
 {
-    const char *parent = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-    return read_kernel_u32(parent + BTF_OFF_TASK_STRUCT_TGID);
+    const char *parent = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
+    return sdxfer_kernel_u32(parent + BTF_OFF_TASK_STRUCT_TGID);
 }
 
 /* A task's command name, in place: packers read str fields from kernel memory. */
@@ -82,11 +99,11 @@ static __always_inline void read_mm_bounds(const char *mm, struct mm_bounds *bou
     if (bpf_probe_read_kernel(bounds, sizeof(*bounds), mm + BTF_OFF_MM_STRUCT_START_STACK) < 0)
         __builtin_memset(bounds, 0, sizeof(*bounds));
 #else
-    bounds->start_stack = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_START_STACK);
-    bounds->arg_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_START);
-    bounds->arg_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_END);
-    bounds->env_start = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_START);
-    bounds->env_end = read_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_END);
+    bounds->start_stack = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_START_STACK);
+    bounds->arg_start = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_START);
+    bounds->arg_end = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_END);
+    bounds->env_start = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_START);
+    bounds->env_end = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_END);
 #endif
 }
 

@@ -15,13 +15,6 @@
 
 #include "helpers.h"
 
-/* The caller's saved user registers (struct pt_regs), where a syscall's
- * arguments still are at sys_exit. */
-static __always_inline const char *syscall_regs(void)
-{
-    return (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
-}
-
 /* ---- exit ---------------------------------------------------------------- */
 #if defined(HIDS_WANT_EXIT) || !defined(HIDS_SELECTED)
 #define SIGNAL_GROUP_EXIT 0x00000004  /* include/linux/sched/signal.h: exit_group() or a fatal signal */
@@ -38,13 +31,13 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
     if (!(__u8)ctx->args[1])
         return 0;
     const char *task = (const char *)ctx->args[0];
-    const char *signal = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_SIGNAL);
+    const char *signal = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_SIGNAL);
     __s32 code;
-    if (read_kernel_u32(signal + BTF_OFF_SIGNAL_STRUCT_FLAGS) & SIGNAL_GROUP_EXIT) {
-        code = read_kernel_u32(signal + BTF_OFF_SIGNAL_STRUCT_GROUP_EXIT_CODE);
+    if (sdxfer_kernel_u32(signal + BTF_OFF_SIGNAL_STRUCT_FLAGS) & SIGNAL_GROUP_EXIT) {
+        code = sdxfer_kernel_u32(signal + BTF_OFF_SIGNAL_STRUCT_GROUP_EXIT_CODE);
     } else {
-        const char *leader = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_GROUP_LEADER);
-        code = read_kernel_u32(leader + BTF_OFF_TASK_STRUCT_EXIT_CODE);
+        const char *leader = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_GROUP_LEADER);
+        code = sdxfer_kernel_u32(leader + BTF_OFF_TASK_STRUCT_EXIT_CODE);
     }
     exit_print(ctx, code);
     return 0;
@@ -76,11 +69,11 @@ static __always_inline int ptrace_writes(__u64 request)
 TRACEPOINT_PROBE(syscalls, sys_exit_ptrace)
 {
     const char *regs = syscall_regs();
-    __s64 request = read_kernel_u64(regs + BTF_OFF_PT_REGS_DI);
+    __s64 request = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
     if (!ptrace_writes(request))
         return 0;
-    ptrace_print(args, request, (__s32)read_kernel_u64(regs + BTF_OFF_PT_REGS_SI),
-                 read_kernel_u64(regs + BTF_OFF_PT_REGS_DX), args->ret);
+    ptrace_print(args, request, (__s32)syscall_reg(regs, BTF_OFF_PT_REGS_SI),
+                 syscall_reg(regs, BTF_OFF_PT_REGS_DX), args->ret);
     return 0;
 }
 #endif
@@ -91,8 +84,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_ptrace)
 TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create)
 {
     const char *regs = syscall_regs();
-    memfd_create_print(args, (const char *)read_kernel_u64(regs + BTF_OFF_PT_REGS_DI),
-                       (__u32)read_kernel_u64(regs + BTF_OFF_PT_REGS_SI), args->ret);
+    memfd_create_print(args, (const char *)syscall_reg(regs, BTF_OFF_PT_REGS_DI),
+                       (__u32)syscall_reg(regs, BTF_OFF_PT_REGS_SI), args->ret);
     return 0;
 }
 #endif
@@ -105,10 +98,10 @@ TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create)
 TRACEPOINT_PROBE(syscalls, sys_exit_prctl)
 {
     const char *regs = syscall_regs();
-    __s32 option = (__s32)read_kernel_u64(regs + BTF_OFF_PT_REGS_DI);
+    __s32 option = (__s32)syscall_reg(regs, BTF_OFF_PT_REGS_DI);
     const char *name = NULL;
     if (option == PROCESS_PR_SET_NAME)
-        name = (const char *)read_kernel_u64(regs + BTF_OFF_PT_REGS_SI);
+        name = (const char *)syscall_reg(regs, BTF_OFF_PT_REGS_SI);
     prctl_print(args, option, name, args->ret);
     return 0;
 }
@@ -150,7 +143,7 @@ BPF_TABLE("lru_hash", __u32, struct creds_snapshot, process_creds_before, 10240)
 static __always_inline void read_creds(struct creds_snapshot *snap, int with_groups)
 {
     const char *task = (const char *)bpf_get_current_task();
-    const char *cred = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_CRED);
+    const char *cred = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_CRED);
 #if BTF_OFF_CRED_GID == BTF_OFF_CRED_UID + 4 && BTF_OFF_CRED_SUID == BTF_OFF_CRED_UID + 8 && \
     BTF_OFF_CRED_SGID == BTF_OFF_CRED_UID + 12 && BTF_OFF_CRED_EUID == BTF_OFF_CRED_UID + 16 && \
     BTF_OFF_CRED_EGID == BTF_OFF_CRED_UID + 20 && BTF_OFF_CRED_FSUID == BTF_OFF_CRED_UID + 24 && \
@@ -159,14 +152,14 @@ static __always_inline void read_creds(struct creds_snapshot *snap, int with_gro
     if (bpf_probe_read_kernel(&snap->ids, sizeof(snap->ids), cred + BTF_OFF_CRED_UID) < 0)
         __builtin_memset(&snap->ids, 0, sizeof(snap->ids));
 #else
-    snap->ids.uid = read_kernel_u32(cred + BTF_OFF_CRED_UID);
-    snap->ids.gid = read_kernel_u32(cred + BTF_OFF_CRED_GID);
-    snap->ids.suid = read_kernel_u32(cred + BTF_OFF_CRED_SUID);
-    snap->ids.sgid = read_kernel_u32(cred + BTF_OFF_CRED_SGID);
-    snap->ids.euid = read_kernel_u32(cred + BTF_OFF_CRED_EUID);
-    snap->ids.egid = read_kernel_u32(cred + BTF_OFF_CRED_EGID);
-    snap->ids.fsuid = read_kernel_u32(cred + BTF_OFF_CRED_FSUID);
-    snap->ids.fsgid = read_kernel_u32(cred + BTF_OFF_CRED_FSGID);
+    snap->ids.uid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_UID);
+    snap->ids.gid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_GID);
+    snap->ids.suid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_SUID);
+    snap->ids.sgid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_SGID);
+    snap->ids.euid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_EUID);
+    snap->ids.egid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_EGID);
+    snap->ids.fsuid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_FSUID);
+    snap->ids.fsgid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_FSGID);
 #endif
 #if BTF_OFF_CRED_CAP_PERMITTED == BTF_OFF_CRED_CAP_INHERITABLE + 8 && \
     BTF_OFF_CRED_CAP_EFFECTIVE == BTF_OFF_CRED_CAP_INHERITABLE + 16 && \
@@ -175,21 +168,21 @@ static __always_inline void read_creds(struct creds_snapshot *snap, int with_gro
     if (bpf_probe_read_kernel(snap->caps, sizeof(snap->caps), cred + BTF_OFF_CRED_CAP_INHERITABLE) < 0)
         __builtin_memset(snap->caps, 0, sizeof(snap->caps));
 #else
-    snap->caps[0] = read_kernel_u64(cred + BTF_OFF_CRED_CAP_INHERITABLE);
-    snap->caps[1] = read_kernel_u64(cred + BTF_OFF_CRED_CAP_PERMITTED);
-    snap->caps[2] = read_kernel_u64(cred + BTF_OFF_CRED_CAP_EFFECTIVE);
-    snap->caps[3] = read_kernel_u64(cred + BTF_OFF_CRED_CAP_BSET);
-    snap->caps[4] = read_kernel_u64(cred + BTF_OFF_CRED_CAP_AMBIENT);
+    snap->caps[0] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_INHERITABLE);
+    snap->caps[1] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_PERMITTED);
+    snap->caps[2] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_EFFECTIVE);
+    snap->caps[3] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_BSET);
+    snap->caps[4] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_AMBIENT);
 #endif
     snap->ngroups = 0;
     snap->groups_hash = 0;
     if (!with_groups)
         return;
-    const char *groups = (const char *)read_kernel_u64(cred + BTF_OFF_CRED_GROUP_INFO);
-    __u32 ngroups = read_kernel_u32(groups + BTF_OFF_GROUP_INFO_NGROUPS);
+    const char *groups = (const char *)sdxfer_kernel_u64(cred + BTF_OFF_CRED_GROUP_INFO);
+    __u32 ngroups = sdxfer_kernel_u32(groups + BTF_OFF_GROUP_INFO_NGROUPS);
     __u32 hash = 2166136261U;  /* FNV-1a over the gids */
     for (__u32 i = 0; i < CREDS_GROUPS_HASHED && i < ngroups; i++)
-        hash = (hash ^ read_kernel_u32(groups + BTF_OFF_GROUP_INFO_GID + 4 * i)) * 16777619U;
+        hash = (hash ^ sdxfer_kernel_u32(groups + BTF_OFF_GROUP_INFO_GID + 4 * i)) * 16777619U;
     snap->ngroups = ngroups;
     snap->groups_hash = hash;
 }
@@ -229,7 +222,7 @@ static __always_inline int creds_exit(void *ctx, const char *syscall, long ret, 
     read_creds(&after, kind == CREDS_GROUPS);
     int report = ret < 0 || creds_differ(before, &after);
     if (kind == CREDS_FSUID || kind == CREDS_FSGID) {
-        __u32 asked = read_kernel_u64(syscall_regs() + BTF_OFF_PT_REGS_DI);
+        __u32 asked = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_DI);
         __u32 had = kind == CREDS_FSUID ? before->ids.fsuid : before->ids.fsgid;
         __u32 has = kind == CREDS_FSUID ? after.ids.fsuid : after.ids.fsgid;
         report = creds_differ(before, &after) || (asked != (__u32)-1 && asked != had && has == had);
@@ -295,7 +288,7 @@ static __always_inline int report_kmod_load(void *ctx, int finit, long ret, cons
     __s32 fd = -1;
     if (finit) {
         __builtin_memcpy(syscall, "finit_module", sizeof("finit_module"));
-        fd = read_kernel_u64(syscall_regs() + BTF_OFF_PT_REGS_DI);  /* finit_module(fd, uargs, flags) */
+        fd = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_DI);  /* finit_module(fd, uargs, flags) */
     }
     kmod_load_print(ctx, syscall, name, fd, ret);
     return 0;
@@ -347,11 +340,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
 /* TP_PROTO(struct pt_regs *regs, long ret); the syscall number is orig_ax */
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
-    __u64 nr = read_kernel_u64((const char *)ctx->args[0] + BTF_OFF_PT_REGS_ORIG_AX);
+    __u64 nr = sdxfer_kernel_u64((const char *)ctx->args[0] + BTF_OFF_PT_REGS_ORIG_AX);
     if (nr != PROCESS_NR_INIT_MODULE && nr != PROCESS_NR_FINIT_MODULE)
         return 0;
     const char *task = (const char *)bpf_get_current_task();
-    if (read_kernel_u32(task + BTF_OFF_TASK_STRUCT_THREAD_INFO_STATUS) & PROCESS_TS_COMPAT)
+    if (sdxfer_kernel_u32(task + BTF_OFF_TASK_STRUCT_THREAD_INFO_STATUS) & PROCESS_TS_COMPAT)
         return 0;
     /* no module name here (and without module support the kernel never
      * reads the image) */

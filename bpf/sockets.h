@@ -32,16 +32,6 @@ static __always_inline __u16 read_kernel_u16(const void *addr)
 /* The caller's saved user registers: at sys_exit they still hold the
  * syscall's arguments (x86-64: di, si, dx, r10, r8, r9), so no sys_enter
  * probe and no map are needed to know them. */
-static __always_inline const char *user_regs(void)
-{
-    return (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
-}
-
-static __always_inline __u64 user_arg(const char *regs, __u32 offset)
-{
-    return read_kernel_u64(regs + offset);
-}
-
 static __always_inline int is_inet(__u16 family)
 {
     return family == NET_AF_INET || family == NET_AF_INET6;
@@ -54,12 +44,12 @@ static __always_inline const char *file_of_fd(__s32 fd)
     if (fd < 0)
         return NULL;
     const char *task = (const char *)bpf_get_current_task();
-    const char *files = (const char *)read_kernel_u64(task + BTF_OFF_TASK_STRUCT_FILES);
-    const char *fdt = (const char *)read_kernel_u64(files + BTF_OFF_FILES_STRUCT_FDT);
-    if (!fdt || (__u32)fd >= read_kernel_u32(fdt + BTF_OFF_FDTABLE_MAX_FDS))
+    const char *files = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_FILES);
+    const char *fdt = (const char *)sdxfer_kernel_u64(files + BTF_OFF_FILES_STRUCT_FDT);
+    if (!fdt || (__u32)fd >= sdxfer_kernel_u32(fdt + BTF_OFF_FDTABLE_MAX_FDS))
         return NULL;
-    const char *fds = (const char *)read_kernel_u64(fdt + BTF_OFF_FDTABLE_FD);
-    return (const char *)read_kernel_u64(fds + 8 * (__u64)fd);
+    const char *fds = (const char *)sdxfer_kernel_u64(fdt + BTF_OFF_FDTABLE_FD);
+    return (const char *)sdxfer_kernel_u64(fds + 8 * (__u64)fd);
 }
 
 /* The struct sock behind fd, or NULL when fd is not an open socket. A file
@@ -69,11 +59,11 @@ static __always_inline const char *sock_of_fd(__s32 fd)
     const char *file = file_of_fd(fd);
     if (!file)
         return NULL;
-    const char *inode = (const char *)read_kernel_u64(file + BTF_OFF_FILE_F_INODE);
+    const char *inode = (const char *)sdxfer_kernel_u64(file + BTF_OFF_FILE_F_INODE);
     if ((read_kernel_u16(inode + BTF_OFF_INODE_I_MODE) & NET_S_IFMT) != NET_S_IFSOCK)
         return NULL;
-    const char *socket = (const char *)read_kernel_u64(file + BTF_OFF_FILE_PRIVATE_DATA);
-    return (const char *)read_kernel_u64(socket + BTF_OFF_SOCKET_SK);
+    const char *socket = (const char *)sdxfer_kernel_u64(file + BTF_OFF_FILE_PRIVATE_DATA);
+    return (const char *)sdxfer_kernel_u64(socket + BTF_OFF_SOCKET_SK);
 }
 
 static __always_inline __u16 sock_family(const char *sk)

@@ -124,6 +124,21 @@ static __always_inline void sdxfer_count_drop(__u32 index)
 #define sdxfer_read_kernel_str bpf_probe_read_kernel_str
 #define sdxfer_read_kernel bpf_probe_read_kernel
 
+/* A word of kernel memory; 0 where it cannot be read. */
+static __always_inline __u64 sdxfer_kernel_u64(const void *at)
+{
+    __u64 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), at);
+    return value;
+}
+
+static __always_inline __u32 sdxfer_kernel_u32(const void *at)
+{
+    __u32 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), at);
+    return value;
+}
+
 /* User-memory fields also take BPF memory the probe filled itself (say, a
  * failed exec's argv gathered in its locals): a kernel address makes the user
  * read fail at once, and the kernel read is tried instead. */
