@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .layout import type_text as _type_text
-from .model import Event, Field, History, Published, Schema
+from .model import Event, History, Published, Schema
 from .schema import Problem, SchemaError
 
 _MAJOR = " (unless sdxfer gen --major starts a new major version)"

@@ -139,6 +139,6 @@ def _lock_field(entry, line: int) -> Field:
         elif key in entry:
             raise _Malformed(entry[_LINE], f"type {field_type.name} takes no '{key}'")
     if field_type.entries != ("of" in entry):
-        raise _Malformed(entry[_LINE], f"'of' goes with type array only, and always")
+        raise _Malformed(entry[_LINE], "'of' goes with type array only, and always")
     entries = tuple(_lock_field(e, entry[_LINE]) for e in _list(entry["of"], entry[_LINE], "of")) if "of" in entry else ()
     return Field(entry["name"], field_type, "", size.get("max", 0), size.get("len", 0), entry[_LINE], entries=entries)

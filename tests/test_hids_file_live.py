@@ -10,7 +10,6 @@ which no file_create program sees.
 
 Needs root and bcc (CI runs as root); skipped otherwise.
 """
-import ctypes
 import errno
 import json
 import os
