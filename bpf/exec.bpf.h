@@ -41,18 +41,25 @@ _Static_assert(__builtin_offsetof(struct exec_area, argv) + 2 * ARGV_MAX <= SDXF
 /* The task's parent chain, nearest parent first, up to ANCESTORS_MAX: the
  * count, or'ed with SDXFER_LEN_TRUNCATED when the chain goes on. It ends at
  * the idle task (tgid 0), init's parent. */
-static __always_inline __u32 walk_ancestors(const char *task, struct sdxfer_exec_ancestors_entry *out)
+static __always_inline __u32 walk_ancestors(struct sdxfer_exec_ancestors_entry *out)
 {
+    /* A BTF pointer: its members (and those of the tasks it leads to) are
+     * plain loads, not a probe read each; a faulting load reads 0. */
+    const char *task = (const char *)bpf_get_current_task_btf();
     for (__u32 i = 0; i < ANCESTORS_MAX; i++) {
-        const char *parent = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-        __u32 tgid = parent ? sdxfer_kernel_u32(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
+        const char *parent = (const char *)*(const volatile __u64 *)(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
+        __u32 tgid = parent ? *(const volatile __u32 *)(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
         if (tgid == 0 || parent == task)
             return i;
         out[i].pid = tgid;
-        bpf_probe_read_kernel(out[i].comm, sizeof(out[i].comm), task_comm(parent));
+        __u64 *comm = (__u64 *)out[i].comm;
+        comm[0] = *(const volatile __u64 *)(parent + BTF_OFF_TASK_STRUCT_COMM);
+        comm[1] = *(const volatile __u64 *)(parent + BTF_OFF_TASK_STRUCT_COMM + 8);
         task = parent;
     }
-    return parent_tgid(task) ? ANCESTORS_MAX | SDXFER_LEN_TRUNCATED : ANCESTORS_MAX;
+    const char *parent = (const char *)*(const volatile __u64 *)(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
+    __u32 more = parent && parent != task ? *(const volatile __u32 *)(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
+    return more ? ANCESTORS_MAX | SDXFER_LEN_TRUNCATED : ANCESTORS_MAX;
 }
 
 #if defined(HIDS_WANT_EXEC) || !defined(HIDS_SELECTED)
@@ -74,7 +81,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
         mark_unexamined(&area->found);
 
     const char *exe = (const char *)sdxfer_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
-    __u32 ancestors = walk_ancestors(task, area->ancestors);
+    __u32 ancestors = walk_ancestors(area->ancestors);
     /* old_pid: the thread that called exec, which may not be the leader; the
      * packer fills pid, ppid, uid, comm and the rest of the common fields */
     exec_print(ctx, (__u32)ctx->args[1], 0, exe, (const char *)mm.arg_start, argv_len,
@@ -164,7 +171,7 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     if (!find_env_of_caller(call.envp, &area->found))
         mark_unexamined(&area->found);
 
-    __u32 ancestors = walk_ancestors((const char *)bpf_get_current_task(), area->ancestors);
+    __u32 ancestors = walk_ancestors(area->ancestors);
     exec_print(ctx, (__u32)bpf_get_current_pid_tgid(), ret, exe, area->argv, argv_len, area->found.ssh_connection,
                area->found.ld_preload, area->ancestors, ancestors);
     return 0;

@@ -10,25 +10,38 @@
 #define SDXFER_PIDTYPE_PGID 2 /* enum pid_type: PID, TGID, PGID, SID */
 #define SDXFER_PIDTYPE_SID 3
 
+/* The current task as a BTF pointer: the verifier lets a program load its
+ * members directly (a faulting load reads 0), far cheaper than a probe read
+ * per member. */
 static __always_inline const char *sdxfer_task(void)
 {
-    return (const char *)bpf_get_current_task();
+    return (const char *)bpf_get_current_task_btf();
+}
+
+static __always_inline __u64 sdxfer_member_u64(const char *base, const __u32 offset)
+{
+    return *(const volatile __u64 *)(base + offset);
+}
+
+static __always_inline __u32 sdxfer_member_u32(const char *base, const __u32 offset)
+{
+    return *(const volatile __u32 *)(base + offset);
 }
 
 #if defined(SDXFER_SOURCE_PGID) || defined(SDXFER_SOURCE_SID)
 /* task->signal->pids[type], as a pid number of the initial namespace */
 static __always_inline __u32 sdxfer_task_pid_of_type(__u32 type)
 {
-    const char *signal = (const char *)sdxfer_kernel_u64(sdxfer_task() + BTF_OFF_TASK_STRUCT_SIGNAL);
-    const char *pid = (const char *)sdxfer_kernel_u64(signal + BTF_OFF_SIGNAL_STRUCT_PIDS + 8 * type);
-    return pid ? sdxfer_kernel_u32(pid + BTF_OFF_PID_NUMBERS + BTF_OFF_UPID_NR) : 0;
+    const char *signal = (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_SIGNAL);
+    const char *pid = (const char *)sdxfer_member_u64(signal, BTF_OFF_SIGNAL_STRUCT_PIDS + 8 * type);
+    return pid ? sdxfer_member_u32(pid, BTF_OFF_PID_NUMBERS + BTF_OFF_UPID_NR) : 0;
 }
 #endif
 
 #if defined(SDXFER_SOURCE_EUID) || defined(SDXFER_SOURCE_EGID)
 static __always_inline const char *sdxfer_task_cred(void)
 {
-    return (const char *)sdxfer_kernel_u64(sdxfer_task() + BTF_OFF_TASK_STRUCT_CRED);
+    return (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_CRED);
 }
 #endif
 
@@ -49,8 +62,8 @@ static __always_inline __u32 sdxfer_source_tid(void)
 #ifdef SDXFER_SOURCE_PPID
 static __always_inline __u32 sdxfer_source_ppid(void)
 {
-    const char *parent = (const char *)sdxfer_kernel_u64(sdxfer_task() + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-    return sdxfer_kernel_u32(parent + BTF_OFF_TASK_STRUCT_TGID);
+    const char *parent = (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_REAL_PARENT);
+    return sdxfer_member_u32(parent, BTF_OFF_TASK_STRUCT_TGID);
 }
 #endif
 
@@ -85,14 +98,14 @@ static __always_inline __u32 sdxfer_source_gid(void)
 #ifdef SDXFER_SOURCE_EUID
 static __always_inline __u32 sdxfer_source_euid(void)
 {
-    return sdxfer_kernel_u32(sdxfer_task_cred() + BTF_OFF_CRED_EUID);
+    return sdxfer_member_u32(sdxfer_task_cred(), BTF_OFF_CRED_EUID);
 }
 #endif
 
 #ifdef SDXFER_SOURCE_EGID
 static __always_inline __u32 sdxfer_source_egid(void)
 {
-    return sdxfer_kernel_u32(sdxfer_task_cred() + BTF_OFF_CRED_EGID);
+    return sdxfer_member_u32(sdxfer_task_cred(), BTF_OFF_CRED_EGID);
 }
 #endif
 
@@ -106,9 +119,9 @@ static __always_inline __u64 sdxfer_source_cgroup_id(void)
 #ifdef SDXFER_SOURCE_MNTNS
 static __always_inline __u32 sdxfer_source_mntns(void)
 {
-    const char *nsproxy = (const char *)sdxfer_kernel_u64(sdxfer_task() + BTF_OFF_TASK_STRUCT_NSPROXY);
-    const char *mnt_ns = nsproxy ? (const char *)sdxfer_kernel_u64(nsproxy + BTF_OFF_NSPROXY_MNT_NS) : NULL;
-    return mnt_ns ? sdxfer_kernel_u32(mnt_ns + BTF_OFF_MNT_NAMESPACE_NS_INUM) : 0;
+    const char *nsproxy = (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_NSPROXY);
+    const char *mnt_ns = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, BTF_OFF_NSPROXY_MNT_NS) : NULL;
+    return mnt_ns ? sdxfer_member_u32(mnt_ns, BTF_OFF_MNT_NAMESPACE_NS_INUM) : 0;
 }
 #endif
 
