@@ -340,7 +340,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
 /* TP_PROTO(struct pt_regs *regs, long ret); the syscall number is orig_ax */
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
-    __u64 nr = sdxfer_kernel_u64((const char *)ctx->args[0] + BTF_OFF_PT_REGS_ORIG_AX);
+    /* runs for every syscall of the host: a plain load, not a probe read */
+    __u64 nr = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_ORIG_AX);
     if (nr != PROCESS_NR_INIT_MODULE && nr != PROCESS_NR_FINIT_MODULE)
         return 0;
     const char *task = (const char *)bpf_get_current_task();
