@@ -300,6 +300,8 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
         "lines": lines,
         "field_values": [f"f_{f.name}" for f in e.event.fields] + ["None"] * (len(current.event.fields) - known),
         "uses_lost": bool(e.variables),
+        "spans": [f"rt.Span({i}, {v.descriptor_offset}, {v.field.max}, {v.field.total})"
+                  for v in e.variables for i, f in enumerate(e.event.fields) if f is v.field and f.spans],
     }
 
 
