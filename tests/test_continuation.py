@@ -161,15 +161,17 @@ def test_age_limit_delivers_once_flagged(spans):
 def test_pending_bytes_limit_evicts_the_oldest(spans):
     first = _pack(spans, _argv_bytes([1000]), None, n=1)
     second = [_with_cpu(r, 1) for r in _pack(spans, _argv_bytes([1000]), None, n=2)]
-    reassembler = Reassembler(spans.decoder, max_pending_bytes=700)
+    reassembler = Reassembler(spans.decoder, max_pending_bytes=1100)
     out = reassembler.feed(first[0]) + reassembler.feed(first[1]) + reassembler.feed(second[0])
     out += reassembler.feed(second[1])
     assert reassembler.pending_bytes == 2 * (ARGV_MAX + CHUNK)
     assert out == []
     out = reassembler.feed(second[2])
+    assert out == []
+    out = reassembler.feed(second[3])  # 4 * 320 held: over the limit
     assert [e.n for e in out] == [1] and out[0].truncated == ("argv",)
-    assert reassembler.stats.evicted == 1 and reassembler.pending_bytes <= 700
-    rest = _feed_all(reassembler, second[3:] + first[2:])
+    assert reassembler.stats.evicted == 1 and reassembler.pending_bytes <= 1100
+    rest = _feed_all(reassembler, second[4:] + first[2:])
     assert [(e.n, e.truncated) for e in rest] == [(2, ())]
     assert reassembler.stats.orphans == len(first) - 2
 
