@@ -402,17 +402,26 @@ static __always_inline void sdxfer_send_rest(void *ctx, const struct sdxfer_rest
                                              __u16 id, __u32 fingerprint, __u16 version, __u8 field,
                                              __u32 total, __u32 chunks, int from_user)
 {
-    __u32 known = rest->known;
-    __u32 end = known < total ? known : total;
-    __u32 off = rest->sent;
-
     if (!rest->sent)
         return;
     struct sdxfer_claim claim __attribute__((cleanup(sdxfer_release_slot)));
     struct sdxfer_continuation *rec = sdxfer_begin_record(&claim, SDXFER_CONTINUATION_DROPS);
     if (!rec)
         return;
+    /* Through map memory, so that every path into the loop looks alike to
+     * the verifier and it walks the loop once, not once per path. */
+    rec->parent_seq = parent_seq;
+    rec->offset = rest->sent;
+    rec->lost = rest->cut;
+    *(const void **)rec->data = rest->src;
+    *(__u32 *)(rec->data + 8) = rest->known < total ? rest->known : total;
+    *(__u32 *)(rec->data + 12) = rest->known;
+    const char *src = *(const char *volatile *)rec->data;
+    __u32 end = *(volatile __u32 *)(rec->data + 8);
+    __u32 known = *(volatile __u32 *)(rec->data + 12);
+    __u32 cut = *(volatile __u32 *)&rec->lost;
     for (__u32 i = 0; i < chunks; i++) {
+        __u32 off = *(volatile __u32 *)&rec->offset;
         __u32 n = end > off ? end - off : 0;
         long err = 0;
 
@@ -422,18 +431,16 @@ static __always_inline void sdxfer_send_rest(void *ctx, const struct sdxfer_rest
         rec->flags = off + n >= end ? SDXFER_CONTINUATION_LAST : 0;
         rec->lost = 0;
         if (rec->flags)
-            rec->lost = rest->cut ? SDXFER_LOST_UNKNOWN : known - end;
+            rec->lost = cut ? SDXFER_LOST_UNKNOWN : known - end;
         if (n && from_user)
-            err = sdxfer_read_user(rec->data, n, (const char *)rest->src + off);
+            err = sdxfer_read_user(rec->data, n, src + off);
         else if (n)
-            err = sdxfer_read_kernel(rec->data, n, (const char *)rest->src + off);
+            err = sdxfer_read_kernel(rec->data, n, src + off);
         if (err < 0) {
             n = 0;
             rec->flags = SDXFER_CONTINUATION_LAST;
             rec->lost = SDXFER_LOST_UNKNOWN;
         }
-        rec->parent_seq = parent_seq;
-        rec->offset = off;
         rec->event_id = id;
         rec->field = field;
         rec->head.version = version;
@@ -441,7 +448,7 @@ static __always_inline void sdxfer_send_rest(void *ctx, const struct sdxfer_rest
                     SDXFER_CONTINUATION_ID, fingerprint, SDXFER_CONTINUATION_PAYLOAD_OFF, SDXFER_CONTINUATION_DROPS);
         if (rec->flags)
             return;
-        off += n;
+        rec->offset = off + n;
     }
 }
 
