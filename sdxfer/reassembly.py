@@ -258,3 +258,25 @@ class Reassembler:
                 lost[name] = missing
         ordered = {name: lost[name] for name in cls.fields if name in lost}
         return cls((*values, tuple(ordered), ordered))
+
+
+_SIZE = struct.Struct(f"<{HEADER_OFFSETS['size']}xI")
+
+
+def iter_reassembled(decoder, data, **limits):
+    """Events of back-to-back records (a file), continuations reassembled;
+    DecodeError names the byte offset of a malformed record."""
+    reassembler = Reassembler(decoder, **limits)
+    view = memoryview(data)
+    offset = 0
+    while offset < len(view):
+        rec = view[offset:]
+        try:
+            size = _SIZE.unpack_from(rec)[0]
+            yield from reassembler.feed(rec[:size] if size else rec)
+        except (DecodeError, struct.error) as exc:
+            raise DecodeError(f"record at byte {offset}: {exc}") from None
+        if size == 0:
+            raise DecodeError(f"record at byte {offset}: size 0")
+        offset += size
+    yield from reassembler.flush()

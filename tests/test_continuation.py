@@ -179,3 +179,49 @@ def test_pending_bytes_limit_evicts_the_oldest(spans):
 def test_a_plain_decoder_reads_events_that_never_span(spans):
     [rec] = spans.pack([(1, {"tag": b"hi"})])
     assert Reassembler(spans.decoder).feed(rec)[0].tag == "hi"
+
+
+def test_sdxfer_decode_reassembles_a_file(spans, tmp_path, capsys):
+    import json
+
+    from sdxfer.cli import main
+
+    records = _pack(spans, _argv_bytes([2000]), b"z" * 600)
+    path = tmp_path / "records.bin"
+    path.write_bytes(b"".join(records))
+    assert main(["decode", "--schema", str(SCHEMA), str(path)]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    event = json.loads(line)
+    assert event["argv"] == ["A" * 2000] and event["data"] == (b"z" * 600).hex() and event["truncated"] == []
+    # its first continuation lost: the record's part only, never bytes spliced over the gap
+    path.write_bytes(records[0] + b"".join(records[2:]))
+    assert main(["decode", "--schema", str(SCHEMA), str(path)]) == 0
+    event = json.loads(capsys.readouterr().out)
+    assert event["truncated"] == ["argv"] and event["lost"]["argv"] == 2001 - ARGV_MAX
+    assert main(["decode", "--max-age-ms", "-1", str(path)]) == 2
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzzed_streams_raise_only_decode_errors(spans, data):
+    """Flipped bytes and cut records in a stream of continuations: a DecodeError or events, nothing else."""
+    from sdxfer import DecodeError
+
+    records = [bytearray(r) for r in _pack(spans, _argv_bytes([700]), b"q" * 300)]
+    for _ in range(data.draw(st.integers(1, 6))):
+        rec = records[data.draw(st.integers(0, len(records) - 1))]
+        at = data.draw(st.integers(0, len(rec) - 1))
+        rec[at] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        cut = data.draw(st.integers(0, len(records) - 1))
+        records[cut] = records[cut][: data.draw(st.integers(0, len(records[cut])))]
+    reassembler = Reassembler(spans.decoder, max_pending_bytes=data.draw(st.integers(0, 4000)))
+    for rec in records:
+        try:
+            for event in reassembler.feed(bytes(rec)):
+                event.to_dict()
+        except DecodeError:
+            pass
+    for event in reassembler.flush():
+        event.to_dict()
+    assert reassembler.pending == 0 and reassembler.pending_bytes == 0
