@@ -198,7 +198,9 @@ def test_sdxfer_decode_reassembles_a_file(spans, tmp_path, capsys):
     assert main(["decode", "--schema", str(SCHEMA), str(path)]) == 0
     event = json.loads(capsys.readouterr().out)
     assert event["truncated"] == ["argv"] and event["lost"]["argv"] == 2001 - ARGV_MAX
-    assert main(["decode", "--max-age-ms", "-1", str(path)]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        main(["decode", "--max-age-ms", "-1", str(path)])
+    assert stopped.value.code == 2 and "--max-age-ms: '-1' is not a whole number >= 0" in capsys.readouterr().err
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
