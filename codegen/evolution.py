@@ -1,9 +1,10 @@
 """Schema evolution: which changes keep deployed sensors and decoders working.
 
-Compatible: a new event, a field appended to an event, a larger `max`, docs.
+Compatible: a new event, a field appended to an event, a larger `max` or
+`total`, docs.
 Everything else that touches a published event is not: removing, renaming,
 retyping or reordering a field, changing an event's id or reusing one, a
-smaller `max`, removing an event. `sdxfer gen` checks the schema against the
+smaller `max` or `total`, removing an event. `sdxfer gen` checks the schema against the
 latest published version of each event (the lock file); `sdxfer compat`
 checks one schema file against another. Both use `incompatibilities`.
 """
@@ -78,12 +79,15 @@ def _field_problems(old: Event, new: Event, path: str) -> list[Problem]:
         elif now.max < f.max:
             problems.append(Problem(path, now.line, where, f"max lowered from {f.max} to {now.max};"
                                     " a published max never shrinks" + _MAJOR))
+        elif max(now.total, now.max) < max(f.total, f.max):
+            problems.append(Problem(path, now.line, where, f"total lowered from {max(f.total, f.max)} to"
+                                    f" {max(now.total, now.max)}; a published total never shrinks" + _MAJOR))
     return problems
 
 
 def _signature(event: Event) -> tuple:
     """What a version is made of: docs and lines aside."""
-    return tuple((f.name, _type_text(f), f.max) for f in event.fields)
+    return tuple((f.name, _type_text(f), f.max, f.total) for f in event.fields)
 
 
 def evolve(schema: Schema, lock: History | None, major: bool = False) -> History:

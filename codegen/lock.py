@@ -38,6 +38,8 @@ def render_lock(history: History, schema_path: str) -> str:
 
 def _field(f: Field) -> str:
     extra = f", max: {f.max}" if f.type.needs_max else f", len: {f.len}" if f.type.needs_len else ""
+    if f.total:
+        extra += f", total: {f.total}"
     if f.type.entries:
         extra += f", of: [{', '.join(_field(e) for e in f.entries)}]"
     return f"{{name: {_scalar(f.name)}, type: {f.type.name}{extra}}}"
@@ -86,7 +88,7 @@ def _mapping(value, line: int, keys: set[str], what: str) -> dict:
     if not isinstance(value, dict):
         raise _Malformed(line, f"{what} must be a mapping")
     unknown = set(value) - keys - {_LINE}
-    missing = keys - set(value) - {"max", "len", "of"}
+    missing = keys - set(value) - {"max", "len", "of", "total"}
     if unknown or missing:
         raise _Malformed(value[_LINE], f"{what} has keys {sorted(set(value) - {_LINE})}, expected {sorted(keys)}")
     return value
@@ -128,7 +130,7 @@ def _history(root) -> History:
 
 
 def _lock_field(entry, line: int) -> Field:
-    entry = _mapping(entry, line, {"name", "type", "max", "len", "of"}, "a field")
+    entry = _mapping(entry, line, {"name", "type", "max", "len", "of", "total"}, "a field")
     field_type = TYPES.get(entry["type"])
     if not isinstance(entry["name"], str) or field_type is None:
         raise _Malformed(entry[_LINE], "a field needs a name and a known type")
@@ -141,4 +143,8 @@ def _lock_field(entry, line: int) -> Field:
     if field_type.entries != ("of" in entry):
         raise _Malformed(entry[_LINE], "'of' goes with type array only, and always")
     entries = tuple(_lock_field(e, entry[_LINE]) for e in _list(entry["of"], entry[_LINE], "of")) if "of" in entry else ()
-    return Field(entry["name"], field_type, "", size.get("max", 0), size.get("len", 0), entry[_LINE], entries=entries)
+    total = _integer(entry["total"], entry[_LINE], "total", size.get("max", 0) + 1) if "total" in entry else 0
+    if total and not field_type.may_span:
+        raise _Malformed(entry[_LINE], f"type {field_type.name} takes no 'total'")
+    return Field(entry["name"], field_type, "", size.get("max", 0), size.get("len", 0), entry[_LINE], entries=entries,
+                 total=total)

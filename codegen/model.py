@@ -36,6 +36,11 @@ class FieldType:
         return self.reader.endswith("_blob") and not self.entries
 
     @property
+    def may_span(self) -> bool:
+        """May take a `total` beyond `max` (continuation records)."""
+        return self.takes_length
+
+    @property
     def takes_count(self) -> bool:
         """The C packer takes a pointer to entries and a `<name>_count` entry count."""
         return self.entries
@@ -105,6 +110,12 @@ class Field:
     line: int = 0
     source: str = ""  # a common field the packer fills itself (a SOURCES key), not a parameter
     entries: tuple[Field, ...] = ()  # array: the fields of one entry
+    total: int = 0  # strlist, blob, ublob: most bytes kept over the record and its continuations (0: max)
+
+    @property
+    def spans(self) -> bool:
+        """Bytes beyond `max` travel in continuation records."""
+        return self.total > self.max
 
     @property
     def fixed_size(self) -> int:

@@ -14,6 +14,8 @@ import jinja2
 
 from ..record import (
     C_MACROS,
+    CONTINUATION,
+    CONTINUATION_PAYLOAD_OFF,
     CPU_MAP,
     CPU_STATE,
     CREDS_MEMBERS,
@@ -32,6 +34,7 @@ from ..record import (
     SOCKADDR,
     SOCKADDR_SIZE,
     VARIABLE_DECODING,
+    continuation_chunk,
 )
 from .layout import EventLayout, Layout, Member, type_text
 from .model import SOURCES, TYPES, Field
@@ -118,7 +121,15 @@ def _c_stores(e: EventLayout) -> list[str]:
             put, length = "str", ""
         stores.append(f"cursor = sdxfer_put_{put}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {_c_value(f)}{length},"
                       f" {f.max_bytes}, {int(f.type.from_user)});")
+        if f.spans:
+            stores.append(f"sdxfer_rest_of(&rest_{f.name}, &rec->{f.name}, {f.name}, {f.name}_len, {f.max});")
     return stores
+
+
+def _c_spans(e: EventLayout, chunk: int) -> list[dict]:
+    """Fields whose bytes beyond max go in continuation records, and the loop bound of each."""
+    return [{"name": f.name, "index": i, "total": f.total, "chunks": -(-(f.total - f.max) // chunk),
+             "from_user": int(f.type.from_user)} for i, f in enumerate(e.event.fields) if f.spans]
 
 
 def _c_value(f: Field) -> str:
@@ -156,6 +167,7 @@ def _c_shared_structs() -> list[tuple[str, list[str]]]:
 
 def _c_context(layout: Layout, banner: str) -> dict:
     events, asserts, entry_structs = [], [], []
+    chunk = continuation_chunk(layout.schema.slot_size)
     for e in layout.events:
         struct_name = f"struct sdxfer_{e.event.name}"
         for v in e.variables:
@@ -177,6 +189,8 @@ def _c_context(layout: Layout, banner: str) -> dict:
             "members": ["struct sdxfer_head head;"] + [_c_decl(m) for m in e.members],
             "params": _c_params(e),
             "stores": _c_stores(e),
+            "spans": _c_spans(e, chunk),
+            "version": e.version,
             "has_variables": bool(e.variables),
             "limits": [f"SDXFER_MAX_{e.event.name.upper()}_{v.field.name.upper()} {v.field.max}" for v in e.variables],
             "payload_off": e.payload_off,
@@ -189,6 +203,8 @@ def _c_context(layout: Layout, banner: str) -> dict:
                       {"expr": f"sizeof(struct sdxfer_creds) == {4 * len(CREDS_MEMBERS)}", "what": "creds are 8 u32"}]
     header_asserts += [{"expr": f"__builtin_offsetof(struct sdxfer_head, {name}) == {HEADER_OFFSETS[name]}",
                         "what": f"header {name} at offset {HEADER_OFFSETS[name]}"} for name, _, _ in HEADER]
+    header_asserts.append({"expr": f"__builtin_offsetof(struct sdxfer_continuation, data) == {CONTINUATION_PAYLOAD_OFF}",
+                           "what": f"continuation bytes at offset {CONTINUATION_PAYLOAD_OFF}"})
     asserts = header_asserts + asserts
     return {
         "banner": banner,
@@ -198,6 +214,9 @@ def _c_context(layout: Layout, banner: str) -> dict:
         "slot_size": layout.schema.slot_size,
         "macros": C_MACROS,
         "structs": _c_shared_structs(),
+        "continuation": [f"{ctype} {name};" for name, ctype, _ in CONTINUATION],
+        "chunk": chunk,
+        "continuation_mask": f"0x{(1 << (CONTINUATION_PAYLOAD_OFF + chunk).bit_length()) - 1:x}",
         "maps": {"scratch": SCRATCH_MAP, "cpu": CPU_MAP, "drops": DROPS_MAP, "events": EVENTS_MAP},
         "sources": sorted({f.source for e in layout.events for f in e.event.fields if f.source}),
         "host_sources": [(_c_source_type(kind), name) for name, kind in SOURCES.items()],
@@ -281,6 +300,8 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
         "lines": lines,
         "field_values": [f"f_{f.name}" for f in e.event.fields] + ["None"] * (len(current.event.fields) - known),
         "uses_lost": bool(e.variables),
+        "spans": [f"rt.Span({i}, {v.descriptor_offset}, {v.field.max}, {v.field.total})"
+                  for v in e.variables for i, f in enumerate(e.event.fields) if f is v.field and f.spans],
     }
 
 

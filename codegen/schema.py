@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from ..record import STR_READ_SLACK
+from ..record import MAX_FIELD_TOTAL, STR_READ_SLACK
 from .layout import layout_event, type_text
 from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema, generated_names
 
@@ -44,9 +44,9 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 TOP_KEYS = {"version", "slot_size", "events", "common"}
 EVENT_KEYS = {"name", "id", "doc", "fields"}
-FIELD_KEYS = {"name", "type", "doc", "max", "len", "of"}
+FIELD_KEYS = {"name", "type", "doc", "max", "len", "of", "total"}
 COMMON_KEYS = FIELD_KEYS | {"source"}
-ENTRY_KEYS = FIELD_KEYS - {"max", "of"}
+ENTRY_KEYS = FIELD_KEYS - {"max", "of", "total"}
 MAX_ENTRIES = 4096
 
 
@@ -176,14 +176,33 @@ class _Checker:
             max_value = self.integer(entries["max"][1], where, "max", 1, high)
         if field_type.needs_len and "len" in entries:
             length = self.integer(entries["len"][1], where, "len", 1, MAX_BYTES_LEN)
+        total = self.total(entries, field_type, max_value, where)
         entry_fields = self.entry_fields(entries["of"][1], where) if field_type.entries and "of" in entries else ()
         source = ""
         if kind == "common":
             source = self.source(entries.get("source"), node, where, type_name)
         doc = self.scalar(entries["doc"][1], where, "doc", str) if "doc" in entries else ""
-        if not ok or max_value is None or length is None or doc is None or entry_fields is None or source is None:
+        if not ok or None in (max_value, length, doc, entry_fields, source, total):
             return None
-        return Field(name, field_type, doc, max_value, length, node.start_mark.line + 1, source, entry_fields)
+        return Field(name, field_type, doc, max_value, length, node.start_mark.line + 1, source, entry_fields, total)
+
+    def total(self, entries, field_type, max_value: int | None, where: str) -> int | None:
+        """`total`: the most bytes a strlist or blob keeps over its record and continuation records."""
+        if "total" not in entries:
+            return 0
+        key, node = entries["total"]
+        if not field_type.may_span:
+            self.problem(key, where, f"type {field_type.name} takes no 'total' (only strlist, blob and ublob"
+                         " continue into continuation records)")
+            return None
+        if not max_value:
+            return None  # max is missing or wrong, said already
+        total = self.integer(node, where, "total", 1, MAX_FIELD_TOTAL)
+        if total is not None and total <= max_value:
+            self.problem(node, where, f"total {total} must exceed max {max_value} (the bytes beyond max are what"
+                         " continuation records carry)")
+            return None
+        return total
 
     def source(self, entry, node: yaml.Node, where: str, type_name: str) -> str | None:
         """A common field's source, checked against its type."""

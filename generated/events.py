@@ -35,7 +35,9 @@ class ExecEvent(rt.Event):
     max_size = 22224
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "ret", "exe", "argv", "ssh_connection", "ld_preload", "ancestors", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s32", "str", "strlist", "ustr", "ustr", "array", )
-    versions = (rt.Version(17, 128, 22224), )
+    versions = (
+        rt.Version(17, 128, 22224),
+    )
     entry_types = {"ancestors": EXEC_ANCESTORS_ENTRY, }
 
 
@@ -180,7 +182,9 @@ class ExitEvent(rt.Event):
     max_size = 104
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "code", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s32", )
-    versions = (rt.Version(12, 88, 104), )
+    versions = (
+        rt.Version(12, 88, 104),
+    )
 
 
 EXIT_V1_STRUCT = Struct(
@@ -254,7 +258,9 @@ class ConnectEvent(rt.Event):
     max_size = 152
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "fd", "protocol", "remote", "local", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s32", "u16", "sockaddr", "sockaddr", "s32", )
-    versions = (rt.Version(16, 136, 152), )
+    versions = (
+        rt.Version(16, 136, 152),
+    )
 
 
 CONNECT_V1_STRUCT = Struct(
@@ -339,7 +345,9 @@ class BindEvent(rt.Event):
     max_size = 132
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "fd", "protocol", "local", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s32", "u16", "sockaddr", "s32", )
-    versions = (rt.Version(15, 116, 132), )
+    versions = (
+        rt.Version(15, 116, 132),
+    )
 
 
 BIND_V1_STRUCT = Struct(
@@ -421,7 +429,9 @@ class ListenEvent(rt.Event):
     max_size = 132
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "fd", "local", "backlog", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s32", "sockaddr", "s32", "s32", )
-    versions = (rt.Version(15, 116, 132), )
+    versions = (
+        rt.Version(15, 116, 132),
+    )
 
 
 LISTEN_V1_STRUCT = Struct(
@@ -502,7 +512,9 @@ class AcceptEvent(rt.Event):
     max_size = 152
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "fd", "flags", "remote", "local", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s32", "s32", "sockaddr", "sockaddr", "s32", )
-    versions = (rt.Version(16, 136, 152), )
+    versions = (
+        rt.Version(16, 136, 152),
+    )
 
 
 ACCEPT_V1_STRUCT = Struct(
@@ -586,7 +598,9 @@ class DnsEvent(rt.Event):
     max_size = 424
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "query", "qtype", "remote", "syscall", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "str", "u16", "sockaddr", "str", "s64", )
-    versions = (rt.Version(16, 136, 424), )
+    versions = (
+        rt.Version(16, 136, 424),
+    )
 
 
 DNS_V1_STRUCT = Struct(
@@ -695,7 +709,9 @@ class PtraceEvent(rt.Event):
     max_size = 136
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "request", "target", "addr", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s64", "s32", "u64", "s64", )
-    versions = (rt.Version(15, 120, 136), )
+    versions = (
+        rt.Version(15, 120, 136),
+    )
 
 
 PTRACE_V1_STRUCT = Struct(
@@ -777,7 +793,9 @@ class MemfdCreateEvent(rt.Event):
     max_size = 372
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "name", "flags", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "ustr", "u32", "s32", )
-    versions = (rt.Version(14, 100, 372), )
+    versions = (
+        rt.Version(14, 100, 372),
+    )
 
 
 MEMFD_CREATE_V1_STRUCT = Struct(
@@ -867,7 +885,9 @@ class PrctlEvent(rt.Event):
     max_size = 132
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "option", "name", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s32", "ustr", "s32", )
-    versions = (rt.Version(14, 100, 132), )
+    versions = (
+        rt.Version(14, 100, 132),
+    )
 
 
 PRCTL_V1_STRUCT = Struct(
@@ -957,7 +977,9 @@ class SetsidEvent(rt.Event):
     max_size = 104
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "s32", )
-    versions = (rt.Version(12, 88, 104), )
+    versions = (
+        rt.Version(12, 88, 104),
+    )
 
 
 SETSID_V1_STRUCT = Struct(
@@ -1031,7 +1053,9 @@ class CredsChangeEvent(rt.Event):
     max_size = 200
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "syscall", "old", "new", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "str", "creds", "creds", "s64", )
-    versions = (rt.Version(15, 168, 200), )
+    versions = (
+        rt.Version(15, 168, 200),
+    )
 
 
 CREDS_CHANGE_V1_STRUCT = Struct(
@@ -1126,7 +1150,9 @@ class KmodLoadEvent(rt.Event):
     max_size = 204
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "syscall", "name", "fd", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "str", "str", "s32", "s32", )
-    versions = (rt.Version(15, 108, 204), )
+    versions = (
+        rt.Version(15, 108, 204),
+    )
 
 
 KMOD_LOAD_V1_STRUCT = Struct(
@@ -1230,7 +1256,9 @@ class MountEvent(rt.Event):
     max_size = 8588
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "source", "target", "fstype", "flags", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "ustr", "ustr", "ustr", "u64", "s32", )
-    versions = (rt.Version(16, 124, 8588), )
+    versions = (
+        rt.Version(16, 124, 8588),
+    )
 
 
 MOUNT_V1_STRUCT = Struct(
@@ -1349,7 +1377,9 @@ class ChmodEvent(rt.Event):
     max_size = 4240
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "syscall", "fd", "path", "mode", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "str", "s32", "ustr", "u32", "s32", )
-    versions = (rt.Version(16, 112, 4240), )
+    versions = (
+        rt.Version(16, 112, 4240),
+    )
 
 
 CHMOD_V1_STRUCT = Struct(
@@ -1455,7 +1485,9 @@ class RenameEvent(rt.Event):
     max_size = 8340
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "syscall", "old_path", "new_path", "flags", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "str", "ustr", "ustr", "u32", "s32", )
-    versions = (rt.Version(16, 116, 8340), )
+    versions = (
+        rt.Version(16, 116, 8340),
+    )
 
 
 RENAME_V1_STRUCT = Struct(
@@ -1573,7 +1605,9 @@ class UnlinkEvent(rt.Event):
     max_size = 4236
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "syscall", "path", "dir", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "str", "ustr", "u8", "s32", )
-    versions = (rt.Version(15, 108, 4236), )
+    versions = (
+        rt.Version(15, 108, 4236),
+    )
 
 
 UNLINK_V1_STRUCT = Struct(
@@ -1678,7 +1712,9 @@ class FileCreateEvent(rt.Event):
     max_size = 4240
     fields = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "syscall", "path", "flags", "mode", "ret", )
     kinds = ("u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u64", "u32", "str", "str", "ustr", "s32", "u32", "s32", )
-    versions = (rt.Version(16, 112, 4240), )
+    versions = (
+        rt.Version(16, 112, 4240),
+    )
 
 
 FILE_CREATE_V1_STRUCT = Struct(

@@ -24,6 +24,11 @@
 #define SDXFER_LAYOUT_VERSION 2
 #define SDXFER_SLOT_SIZE 32768
 #define SDXFER_EVENT_COUNT 18
+/* Drop counters: one per event (its schema index), then continuation records'. */
+#define SDXFER_CONTINUATION_DROPS SDXFER_EVENT_COUNT
+#define SDXFER_DROP_COUNTERS (SDXFER_EVENT_COUNT + 1)
+#define SDXFER_CONTINUATION_CHUNK 16384
+#define SDXFER_CONTINUATION_SIZE_MASK 0x7fff
 
 /* The record format and the runtime's shared facts (sdxfer/record.py). */
 #define SDXFER_LOST_UNKNOWN 0xffffffffU
@@ -35,6 +40,9 @@
 #define SDXFER_FIXED_LOCALS_SLOT 6
 #define SDXFER_SCRATCH_MAP_SLOTS 7
 #define SDXFER_ENOSLOT 12
+#define SDXFER_CONTINUATION_ID 0
+#define SDXFER_CONTINUATION_LAST 1
+#define SDXFER_CONTINUATION_PAYLOAD_OFF 52
 #define SDXFER_ENESTED 16
 #define SDXFER_DEFAULT_RINGBUF_PAGES 256
 #define SDXFER_DEFAULT_WAKEUP_EVERY 64
@@ -177,6 +185,18 @@ struct sdxfer_cpu_state {
     __u64 nesting_drops;
 };
 
+/* A continuation record: the header, then what links it to its record. */
+struct sdxfer_continuation {
+    struct sdxfer_head head;
+    __u64 parent_seq;
+    __u32 offset;
+    __u32 lost;
+    __u16 event_id;
+    __u8 field;
+    __u8 flags;
+    __u8 data[SDXFER_CONTINUATION_CHUNK];
+};
+
 struct sdxfer_slot_data {
     __u8 data[SDXFER_SLOT_SIZE];
 };
@@ -186,7 +206,7 @@ struct sdxfer_slot_data {
  * place, not through macros). */
 BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, SDXFER_SCRATCH_MAP_SLOTS);
 BPF_PERCPU_ARRAY(sdxfer_cpu, struct sdxfer_cpu_state, 1);
-BPF_PERCPU_ARRAY(sdxfer_drops, __u64, 18);
+BPF_PERCPU_ARRAY(sdxfer_drops, __u64, SDXFER_DROP_COUNTERS);
 #ifdef SDXFER_RINGBUF
 #ifndef SDXFER_RINGBUF_PAGES
 #define SDXFER_RINGBUF_PAGES SDXFER_DEFAULT_RINGBUF_PAGES
@@ -661,6 +681,7 @@ _Static_assert(__builtin_offsetof(struct sdxfer_head, id) == 24, "header id at o
 _Static_assert(__builtin_offsetof(struct sdxfer_head, payload_off) == 26, "header payload_off at offset 26");
 _Static_assert(__builtin_offsetof(struct sdxfer_head, cpu) == 28, "header cpu at offset 28");
 _Static_assert(__builtin_offsetof(struct sdxfer_head, version) == 30, "header version at offset 30");
+_Static_assert(__builtin_offsetof(struct sdxfer_continuation, data) == 52, "continuation bytes at offset 52");
 _Static_assert(__builtin_offsetof(struct sdxfer_exec_ancestors_entry, pid) == 0, "exec.ancestors entry pid at offset 0");
 _Static_assert(__builtin_offsetof(struct sdxfer_exec_ancestors_entry, comm) == 4, "exec.ancestors entry comm at offset 4");
 _Static_assert(sizeof(struct sdxfer_exec_ancestors_entry) == 20, "exec.ancestors entries are 20 bytes");

@@ -126,12 +126,22 @@ def bad_field(name: str, off: int, length: int, payload_off: int, size: int) -> 
     raise DecodeError(f"field {name}: bytes {off}..{off + length} lie outside the payload {payload_off}..{size}")
 
 
+class Span(NamedTuple):
+    """A field whose bytes beyond `max` (up to `total`) come in continuation records."""
+
+    index: int  # among the event's fields
+    descriptor_off: int
+    max: int
+    total: int
+
+
 class Version(NamedTuple):
     """One published version of an event, as its decoder checks records of it."""
 
     field_count: int  # the first field_count of the event's fields
     payload_off: int
     max_size: int
+    spans: tuple[Span, ...] = ()
 
 
 def decoding_version(cls: type[Event], version: int) -> int:

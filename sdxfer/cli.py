@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     decode = commands.add_parser("decode", help="decode a file of back-to-back raw records into NDJSON")
     decode.add_argument("file", help="file of raw records, or - for standard input")
     decode.add_argument("--schema", default=None, help="schema the records were packed with (default: the shipped one)")
+    decode.add_argument("--max-pending-bytes", type=_non_negative, default=64 << 20,
+                        help="bytes of events awaiting continuation records held at most (default 64 MiB)")
+    decode.add_argument("--max-age-ms", type=_non_negative, default=2000,
+                        help="an event whose continuations are missing this long (record time) is given as it is")
     run = commands.add_parser("run", help="load a BPF program built on the generated header and print its events",
                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("program", help="BPF C program that includes \"xfer.h\"")
@@ -139,6 +143,16 @@ def _compat(args, stdout, stderr) -> int:
     return 0
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
 def _decode(args, stdout, stderr) -> int:
     from . import DecodeError, Decoder, default_decoder
 
@@ -152,8 +166,11 @@ def _decode(args, stdout, stderr) -> int:
     except OSError as exc:
         print(f"sdxfer decode: cannot read {args.file}: {exc.strerror}", file=stderr)
         return 1
+    from .reassembly import iter_reassembled
+
     try:
-        for _, event in decoder.iter_decode(data):
+        for event in iter_reassembled(decoder, data, max_pending_bytes=args.max_pending_bytes,
+                                      max_age_ns=args.max_age_ms * 1_000_000):
             stdout.write(json.dumps(event.to_dict()) + "\n")
     except DecodeError as exc:
         print(f"sdxfer decode: {args.file}: {exc}", file=stderr)

@@ -36,6 +36,40 @@ DESCRIPTOR_FORMAT = "".join(fmt for _, _, fmt in DESCRIPTOR)
 DESCRIPTOR_SIZE = struct.calcsize("<" + DESCRIPTOR_FORMAT)
 LOST_UNKNOWN = 0xFFFFFFFF
 
+# ---- continuation records ---------------------------------------------------
+
+# A field whose `total` exceeds its `max` keeps its first `max` bytes in the
+# event's record, as any field; the rest travels in continuation records sent
+# right after it from the same CPU: a header with this id (no schema event has
+# it), the fingerprint and version of the event continued, then CONTINUATION
+# and the chunk's bytes. The record's descriptor says how many bytes it lacks
+# (`lost`), so a decoder that does not reassemble sees the field truncated.
+CONTINUATION_ID = 0
+# (name, C type, struct format), after the header.
+CONTINUATION = (
+    ("parent_seq", "__u64", "Q"),  # seq of the record continued; with the CPU, its key
+    ("offset", "__u32", "I"),  # of the chunk's first byte in the whole field
+    ("lost", "__u32", "I"),  # last chunk: bytes cut beyond `total` (LOST_UNKNOWN: unknown), else 0
+    ("event_id", "__u16", "H"),
+    ("field", "__u8", "B"),  # the field's index among the event's fields
+    ("flags", "__u8", "B"),  # CONTINUATION_LAST
+)
+CONTINUATION_FORMAT = HEADER_FORMAT + "".join(fmt for _, _, fmt in CONTINUATION)
+CONTINUATION_PAYLOAD_OFF = struct.calcsize(CONTINUATION_FORMAT)
+CONTINUATION_LAST = 1  # the field's last chunk: nothing follows it (it may carry no bytes)
+# Most bytes one field may span (`total`): the kernel's largest argv is 6 MiB.
+MAX_FIELD_TOTAL = 8 << 20
+
+
+def continuation_chunk(slot_size: int) -> int:
+    """Payload bytes per continuation record: the largest power of two whose
+    record, its output size masked to 2**k - 1 for the verifier, fits a slot."""
+    chunk = 1
+    while (1 << (CONTINUATION_PAYLOAD_OFF + 2 * chunk).bit_length()) - 1 <= slot_size:
+        chunk *= 2
+    return chunk
+
+
 CREDS_MEMBERS = ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")
 # (name, C declaration): family, port in network order, IPv4 or IPv6 address bytes
 SOCKADDR = (("family", "__u16 family"), ("port", "__u16 port"), ("addr", "__u8 addr[16]"))
@@ -103,6 +137,9 @@ C_MACROS = (
     ("SDXFER_FIXED_LOCALS_SLOT", str(FIXED_LOCALS_SLOT)),
     ("SDXFER_SCRATCH_MAP_SLOTS", str(SCRATCH_MAP_SLOTS)),
     ("SDXFER_ENOSLOT", str(ENOSLOT)),
+    ("SDXFER_CONTINUATION_ID", str(CONTINUATION_ID)),
+    ("SDXFER_CONTINUATION_LAST", str(CONTINUATION_LAST)),
+    ("SDXFER_CONTINUATION_PAYLOAD_OFF", str(CONTINUATION_PAYLOAD_OFF)),
     ("SDXFER_ENESTED", str(ENESTED)),
     ("SDXFER_DEFAULT_RINGBUF_PAGES", str(RINGBUF_PAGES)),
     ("SDXFER_DEFAULT_WAKEUP_EVERY", str(WAKEUP_EVERY)),

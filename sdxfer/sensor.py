@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import struct
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from . import kheaders, record
 from .errors import DecodeError, ProbeError
 from .program import TRANSPORTS, Assembly, assemble
 from .readers import PerfReader, Record, RingReader
+from .reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, Reassembler
 
 __all__ = ["EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "TRANSPORTS", "check_environment"]
 
@@ -38,6 +40,7 @@ PERF_PAGES = 128  # per CPU
 PERF_WAKEUP_EVENTS = 2 * record.WAKEUP_EVERY
 DROPS_INTERVAL_S = 0.1  # how often the probe's drop counters are read
 _EVENT_ID_AT = record.HEADER_OFFSETS["id"]
+_HEAD = struct.Struct(record.HEADER_FORMAT)
 
 
 def check_environment() -> Path:
@@ -196,7 +199,8 @@ class Sensor:
 
     def __init__(self, program: str | Path, *, schema: str | Path | None = None, transport: str = "perf",
                  defines: dict | None = None, decoder=None, perf_pages: int = PERF_PAGES,
-                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int = record.RINGBUF_PAGES):
+                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int = record.RINGBUF_PAGES,
+                 max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS):
         assembly = assemble(program, schema=schema, transport=transport, defines=defines,
                             ringbuf_pages=ringbuf_pages)
         headers = check_environment()
@@ -206,6 +210,10 @@ class Sensor:
         self.event_names = assembly.code.event_names
         self.stats = SensorStats(self.event_names)
         self._names_by_id = {cls.id: name for name, cls in self.decoder.events.items()}
+        # events whose records continuation records may follow go through it
+        self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns)
+        self._spanning = frozenset(cls.id for cls in self.decoder.events.values()
+                                   if any(v.spans for v in cls.versions))
         self._closed = False
         self._attached = False
         self._next_drops_read = 0.0
@@ -303,19 +311,35 @@ class Sensor:
         are counted and skipped."""
         decode = self.decoder.decode
         stats = self.stats
+        spanning, reassembler = self._spanning, self.reassembler
         for rec in records:
             if not rec.data:
                 continue
+            event_id = int.from_bytes(rec.data[_EVENT_ID_AT:_EVENT_ID_AT + 2], "little")
             try:
+                if event_id == record.CONTINUATION_ID or event_id in spanning:
+                    yield from self._delivered(reassembler.feed(rec.data, time.monotonic_ns()), rec.data)
+                    continue
                 event = decode(rec.data)
             except DecodeError:
                 stats.undecodable += 1
-                event_id = int.from_bytes(rec.data[_EVENT_ID_AT:_EVENT_ID_AT + 2], "little")
                 stats.counts(self._names_by_id.get(event_id, "unknown")).undecodable += 1
                 continue
             stats.delivered += 1
             stats.per_event[event.name].delivered += 1
             stats.note_sequence(event.cpu, event.seq)
+            yield event
+        yield from self._delivered(reassembler.flush(), b"")
+
+    def _delivered(self, events, raw) -> Iterator:
+        """Counts reassembled events (and a continuation's sequence number) as decoded() does."""
+        if len(raw) >= record.HEADER_SIZE and int.from_bytes(raw[_EVENT_ID_AT:_EVENT_ID_AT + 2], "little") == record.CONTINUATION_ID:
+            head = dict(zip((name for name, _, _ in record.HEADER), _HEAD.unpack_from(raw)))
+            self.stats.note_sequence(head["cpu"], head["seq"])
+        for event in events:
+            self.stats.delivered += 1
+            self.stats.counts(event.name).delivered += 1
+            self.stats.note_sequence(event.cpu, event.seq)
             yield event
 
     def run(self, callback: Callable, stop: Callable[[], bool] = lambda: False) -> None:

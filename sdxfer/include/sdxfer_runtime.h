@@ -39,7 +39,7 @@ struct sdxfer_claim {
 #ifdef SDXFER_HOST
 static __thread struct sdxfer_slot_data sdxfer_host_slots[SDXFER_SCRATCH_MAP_SLOTS] __attribute__((aligned(8)));
 static __thread struct sdxfer_cpu_state sdxfer_host_cpu;
-static __thread __u64 sdxfer_host_drops[SDXFER_EVENT_COUNT ? SDXFER_EVENT_COUNT : 1];
+static __thread __u64 sdxfer_host_drops[SDXFER_DROP_COUNTERS];
 int sdxfer_host_emit(void *ctx, const void *rec, __u32 size);
 
 #ifndef SDXFER_HOST_NOW_NS
@@ -72,7 +72,7 @@ static __always_inline void *sdxfer_scratch_slot(__u32 index)
 
 static __always_inline void sdxfer_count_drop(__u32 index)
 {
-    if (index < SDXFER_EVENT_COUNT)
+    if (index < SDXFER_DROP_COUNTERS)
         sdxfer_host_drops[index]++;
 }
 
@@ -339,9 +339,9 @@ static __always_inline void sdxfer_put_fixed(void *dst, const void *src, __u32 s
         __builtin_memset(dst, 0, size);
 }
 
-/* Fills the header, sends `size` bytes and gives the record's slot back.
- * Returns the bytes sent or a negative error (counted as a drop). */
-static __always_inline int sdxfer_send(void *ctx, struct sdxfer_claim *claim, struct sdxfer_head *head,
+/* Fills the header and sends `size` bytes; the slot stays claimed. Returns
+ * the bytes sent or a negative error (counted as a drop of `index`). */
+static __always_inline int sdxfer_emit(void *ctx, struct sdxfer_claim *claim, struct sdxfer_head *head,
                                        __u32 size, __u16 id, __u32 fingerprint, __u16 payload_off,
                                        __u32 index)
 {
@@ -356,12 +356,100 @@ static __always_inline int sdxfer_send(void *ctx, struct sdxfer_claim *claim, st
     head->payload_off = payload_off;
     head->cpu = sdxfer_cpu_id();
     err = sdxfer_output(ctx, head, size, head->seq);
-    sdxfer_release_slot(claim);
     if (err < 0) {
         sdxfer_count_drop(index);
         return (int)err;
     }
     return (int)size;
+}
+
+/* sdxfer_emit, then gives the record's slot back. */
+static __always_inline int sdxfer_send(void *ctx, struct sdxfer_claim *claim, struct sdxfer_head *head,
+                                       __u32 size, __u16 id, __u32 fingerprint, __u16 payload_off,
+                                       __u32 index)
+{
+    int sent = sdxfer_emit(ctx, claim, head, size, id, fingerprint, payload_off, index);
+    sdxfer_release_slot(claim);
+    return sent;
+}
+
+/* What a record's spanning field leaves to its continuation records. */
+struct sdxfer_rest {
+    const void *src;
+    __u32 known;    /* bytes there are to read (SDXFER_LEN_UNKNOWN: only the record's) */
+    __u32 cut;      /* more existed than `known`, by an unknown amount */
+    __u32 sent;     /* bytes the record kept (its max), 0: no continuation */
+};
+
+/* A spanning field's record part is full and bytes are missing from it:
+ * continuation records follow (at least one, the last flagged, even when
+ * no byte is known beyond max). */
+static __always_inline void sdxfer_rest_of(struct sdxfer_rest *rest, const struct sdxfer_var *var,
+                                           const void *src, __u32 src_len, __u32 max)
+{
+    rest->src = src;
+    rest->known = src_len == SDXFER_LEN_UNKNOWN ? max : src_len & ~SDXFER_LEN_TRUNCATED;
+    rest->cut = src_len & SDXFER_LEN_TRUNCATED;
+    rest->sent = var->off && var->len == max && var->lost ? max : 0;
+}
+
+/* Sends bytes max..min(len, total) of a field in chunks of
+ * SDXFER_CONTINUATION_CHUNK, at most `chunks` records (the layout's bound),
+ * each linked to the record of `parent_seq` and its CPU. A chunk that cannot
+ * be read ends the field (lost unknown). A continuation that cannot be sent
+ * counts at drop index SDXFER_CONTINUATION_DROPS; the decoder sees the gap. */
+static __always_inline void sdxfer_send_rest(void *ctx, const struct sdxfer_rest *rest, __u64 parent_seq,
+                                             __u16 id, __u32 fingerprint, __u16 version, __u8 field,
+                                             __u32 total, __u32 chunks, int from_user)
+{
+    if (!rest->sent)
+        return;
+    struct sdxfer_claim claim __attribute__((cleanup(sdxfer_release_slot)));
+    struct sdxfer_continuation *rec = sdxfer_begin_record(&claim, SDXFER_CONTINUATION_DROPS);
+    if (!rec)
+        return;
+    /* Through map memory, so that every path into the loop looks alike to
+     * the verifier and it walks the loop once, not once per path. */
+    rec->parent_seq = parent_seq;
+    rec->offset = rest->sent;
+    rec->lost = rest->cut;
+    *(const void **)rec->data = rest->src;
+    *(__u32 *)(rec->data + 8) = rest->known < total ? rest->known : total;
+    *(__u32 *)(rec->data + 12) = rest->known;
+    const char *src = *(const char *volatile *)rec->data;
+    __u32 end = *(volatile __u32 *)(rec->data + 8);
+    __u32 known = *(volatile __u32 *)(rec->data + 12);
+    __u32 cut = *(volatile __u32 *)&rec->lost;
+    for (__u32 i = 0; i < chunks; i++) {
+        __u32 off = *(volatile __u32 *)&rec->offset;
+        __u32 n = end > off ? end - off : 0;
+        long err = 0;
+
+        if (n > SDXFER_CONTINUATION_CHUNK)
+            n = SDXFER_CONTINUATION_CHUNK;
+        sdxfer_bound(n, SDXFER_CONTINUATION_CHUNK);
+        rec->flags = off + n >= end ? SDXFER_CONTINUATION_LAST : 0;
+        rec->lost = 0;
+        if (rec->flags)
+            rec->lost = cut ? SDXFER_LOST_UNKNOWN : known - end;
+        if (n && from_user)
+            err = sdxfer_read_user(rec->data, n, src + off);
+        else if (n)
+            err = sdxfer_read_kernel(rec->data, n, src + off);
+        if (err < 0) {
+            n = 0;
+            rec->flags = SDXFER_CONTINUATION_LAST;
+            rec->lost = SDXFER_LOST_UNKNOWN;
+        }
+        rec->event_id = id;
+        rec->field = field;
+        rec->head.version = version;
+        sdxfer_emit(ctx, &claim, &rec->head, (SDXFER_CONTINUATION_PAYLOAD_OFF + n) & SDXFER_CONTINUATION_SIZE_MASK,
+                    SDXFER_CONTINUATION_ID, fingerprint, SDXFER_CONTINUATION_PAYLOAD_OFF, SDXFER_CONTINUATION_DROPS);
+        if (rec->flags)
+            return;
+        rec->offset = off + n;
+    }
 }
 
 #endif /* SDXFER_RUNTIME_H */
