@@ -301,6 +301,10 @@ class Sensor:
     def decoded(self, records) -> Iterator:
         """Decodes records; loss is counted in self.stats, undecodable records
         are counted and skipped."""
+        return (event for _, event in self.decoded_records(records))
+
+    def decoded_records(self, records) -> Iterator[tuple[bytes, object]]:
+        """As decoded(), each event beside its raw record (what fleet output publishes)."""
         decode = self.decoder.decode
         stats = self.stats
         for rec in records:
@@ -316,7 +320,7 @@ class Sensor:
             stats.delivered += 1
             stats.per_event[event.name].delivered += 1
             stats.note_sequence(event.cpu, event.seq)
-            yield event
+            yield rec.data, event
 
     def run(self, callback: Callable, stop: Callable[[], bool] = lambda: False) -> None:
         for event in self.events(stop):
