@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from ..errors import DecodeError
 from .envelope import Batch, EnvelopeError, Host, Sender, event_dict, unpack
-from .nats_io import Connection, Endpoint, FleetError, connect, find_stream
+from .nats_io import FIRST_CONNECT_S, Connection, Endpoint, FleetError, connect, find_stream
 
 FETCH_BATCH = 64
 FETCH_WAIT_S = 0.5
@@ -81,9 +81,9 @@ class Consumer:
 
     async def _open(self):
         try:
-            nc = await connect(self.endpoint, self._options)
-        except Exception as exc:
-            raise FleetError(f"cannot reach {self.endpoint.server}: {exc or type(exc).__name__}") from None
+            nc = await asyncio.wait_for(connect(self.endpoint, self._options), FIRST_CONNECT_S)
+        except Exception:  # a timeout: nats-py retries for ever
+            raise FleetError(f"cannot reach {self.endpoint.server} in {FIRST_CONNECT_S:g} s") from None
         js = nc.jetstream()
         try:
             stream = await find_stream(js, self.endpoint.subject)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 ACK_TIMEOUT_S = 2.0
 RETRY_S = 0.25
 DUPLICATE_WINDOW_S = 120.0
+FIRST_CONNECT_S = 5.0
 
 
 class FleetError(Exception):
@@ -88,10 +89,16 @@ class StreamLimits:
     replicas: int = 1
 
 
+async def _quiet(_exc) -> None:
+    """nats-py prints every connection error with a traceback; the callers report state instead."""
+
+
 async def connect(endpoint: Endpoint, options: dict, **callbacks):
-    """options: Connection.options(), made before (its errors belong to the caller's thread)."""
+    """A connection that reconnects for ever (first connect included); options:
+    Connection.options(), made before (its errors belong to the caller's thread)."""
     import nats
 
+    callbacks.setdefault("error_cb", _quiet)
     return await nats.connect(servers=[endpoint.server], connect_timeout=2, reconnect_time_wait=RETRY_S,
                               max_reconnect_attempts=-1, allow_reconnect=True, **options, **callbacks)
 
@@ -165,15 +172,11 @@ class Sender:
         async def reconnected():
             self.connected.set()
 
-        async def error(exc):  # nats-py logs otherwise; the state is what matters here
-            pass
-
         while not self._stopping.is_set():
             try:
-                nc = await connect(self.endpoint, self._options, disconnected_cb=disconnected,
-                                   reconnected_cb=reconnected, error_cb=error)
-            except Exception:  # no server yet (nats-py's NoServersError, OSError, timeouts): try again
-                await asyncio.sleep(RETRY_S)
+                nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected,
+                                                    reconnected_cb=reconnected), FIRST_CONNECT_S)
+            except Exception:  # no server yet (timeouts, nats-py's NoServersError): try again
                 continue
             try:
                 js = nc.jetstream(timeout=ACK_TIMEOUT_S)
