@@ -144,8 +144,10 @@ def test_rotation_keeps_lines_whole_and_bounded_files(tmp_path_factory, batches,
     files = [folder / "events.ndjson"] + [folder / f"events.ndjson.{n}" for n in range(1, keep + 1)]
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in files if p.exists())
     kept = [p.read_bytes() for p in reversed(files) if p.exists()]
+    longest = max((len(line.encode()) + 1 for lines in batches for line in lines), default=0)
     for data in kept:
         assert data == b"" or data.endswith(b"\n")
+        assert len(data) <= max(max_bytes, longest)
     lines_kept = b"".join(kept).decode().split("\n")[:-1]
     every_line = [line for lines in written for line in lines]
     assert lines_kept == every_line[len(every_line) - len(lines_kept):]  # the newest, in order

@@ -2,9 +2,9 @@
 
 PATH is always the file being written; at rotation it becomes PATH.1, PATH.1
 becomes PATH.2 and so on, and PATH.KEEP goes (renames keep inodes, which is
-how the shippers follow a rotated file). Lines are written only whole, a
-batch at a time with O_APPEND, and a rotation happens only between batches,
-so no line is ever torn across files.
+how the shippers follow a rotated file). Lines are written only whole, with
+O_APPEND, and a rotation happens only between lines, so no line is ever torn
+across files.
 """
 from __future__ import annotations
 
@@ -27,11 +27,8 @@ class RotatingFile:
         self._size = os.fstat(self._fd).st_size
         self._opened = time.monotonic()
 
-    def _due(self, adding: int) -> bool:
-        if self._size == 0:
-            return False
-        return (self._size + adding > self.max_bytes
-                or (self.max_age_s > 0 and time.monotonic() - self._opened >= self.max_age_s))
+    def _old(self) -> bool:
+        return self._size > 0 and self.max_age_s > 0 and time.monotonic() - self._opened >= self.max_age_s
 
     def rotate(self) -> None:
         os.close(self._fd)
@@ -51,19 +48,32 @@ class RotatingFile:
         self._open()
 
     def write_lines(self, lines: list[str]) -> None:
-        """Appends whole lines (no newlines inside), rotating first when size or age say so."""
-        data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
-        if self._due(len(data)):
+        """Appends whole lines (no newlines inside); a file passes max_bytes only
+        by a single line longer than that. Age is checked once per call."""
+        if self._old():
             self.rotate()
-        view = memoryview(data)
+        chunk: list[bytes] = []
+        used = 0
+        for line in lines:
+            data = line.encode("utf-8", "surrogateescape") + b"\n"
+            if self._size + used + len(data) > self.max_bytes and self._size + used > 0:
+                self._write(chunk, used)
+                chunk, used = [], 0
+                self.rotate()
+            chunk.append(data)
+            used += len(data)
+        self._write(chunk, used)
+        self.lines += len(lines)
+
+    def _write(self, chunk: list[bytes], used: int) -> None:
+        view = memoryview(b"".join(chunk))
         while view:
             view = view[os.write(self._fd, view):]
-        self._size += len(data)
-        self.lines += len(lines)
+        self._size += used
 
     def tick(self) -> None:
         """Rotates an old file even while nothing is written."""
-        if self._due(0):
+        if self._old():
             self.rotate()
 
     def close(self) -> None:
