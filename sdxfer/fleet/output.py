@@ -18,6 +18,7 @@ from pathlib import Path
 from .envelope import Sender, event_json, pack, this_host
 
 BATCH_BYTES = 256 * 1024  # well under NATS's default 1 MiB max_payload
+BATCHES_IN_MEMORY = 4  # at least: small bounds drop a few events at a time, not a whole read
 _SIZE = re.compile(r"(\d+)([KMG]?)(i?B)?", re.IGNORECASE)
 
 
@@ -127,6 +128,7 @@ class NatsOutput:
 
         self.url, self.sender, self.json_wire = url, sender, args.wire == "json"
         self.flush_timeout = args.flush_timeout
+        self.batch_bytes = max(1, min(BATCH_BYTES, args.memory_bytes // BATCHES_IN_MEMORY))
         self._seq = 0
         self._run_key = time.time_ns()
         self.backlog = Backlog(args.memory_bytes, args.spool, args.spool_bytes)
@@ -148,7 +150,7 @@ class NatsOutput:
             return
         batch, used = [], 0
         for raw, _ in pairs:
-            if batch and used + len(raw) > BATCH_BYTES:
+            if batch and used + len(raw) > self.batch_bytes:
                 self._put(pack(self.sender, self._seq + 1, batch), len(batch))
                 batch, used = [], 0
             batch.append(raw)
