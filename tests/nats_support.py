@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
@@ -48,3 +50,12 @@ class NatsServer:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
         self.process = None
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A started server, killed after the test (import it into a test module)."""
+    nats = NatsServer(tmp_path / "store")
+    nats.start()
+    yield nats
+    nats.kill()

@@ -24,7 +24,7 @@ from sdxfer.cli import SHIPPED_SCHEMA
 from sdxfer.fleet.output import NatsOutput, add_output_arguments, schema_major, size
 from sdxfer.record import HEADER_OFFSETS, HEADER_SIZE
 
-from nats_support import NatsServer
+from nats_support import NatsServer, server  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 SDXFER = str(ROOT / ".venv" / "bin" / "sdxfer")
@@ -227,14 +227,6 @@ def packer(tmp_path_factory):
         return hostc.run(generated.harness, calls)
 
     return pack
-
-
-@pytest.fixture
-def server(tmp_path):
-    nats = NatsServer(tmp_path / "store")
-    nats.start()
-    yield nats
-    nats.kill()
 
 
 def output_args(**settings) -> argparse.Namespace:

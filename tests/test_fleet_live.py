@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nats_support import NatsServer
+from nats_support import NatsServer, server  # noqa: F401 (a fixture)
 from test_fleet import consume_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,14 +72,6 @@ class Monitor:
 @pytest.fixture
 def marker(tmp_path):
     return Marker(tmp_path)
-
-
-@pytest.fixture
-def server(tmp_path):
-    nats = NatsServer(tmp_path / "store")
-    nats.start()
-    yield nats
-    nats.kill()
 
 
 def by_host(items) -> dict[str, list[str]]:
