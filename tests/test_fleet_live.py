@@ -38,12 +38,19 @@ class Marker:
 
 
 class Monitor:
-    """hidsmon --events exec -n MARKER --output URL, attached once started."""
+    """hidsmon --events exec -n MARKER --output URL, attached once started.
+
+    hidsmon sees every exec on the host: under others' load its perf buffer
+    can overflow, so each test allows the loss the sensor reports (exact when
+    the machine is quiet) and checks the fleet path exactly."""
+
+    running: list[Monitor] = []
 
     def __init__(self, marker: Marker, *options: str, host: str = "h-a"):
         env = dict(os.environ, SDXFER_HOSTNAME=host, SDXFER_MACHINE_ID=f"machine-{host}", SDXFER_BOOT_ID=f"boot-{host}")
         self.proc = subprocess.Popen([HIDSMON, "--events", "exec", "-n", f"^{marker.name}$", *options],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        Monitor.running.append(self)
         self.err: list[str] = []
         attached = threading.Event()
 
@@ -59,19 +66,40 @@ class Monitor:
         attached.wait(120)
         assert self.proc.poll() is None, "".join(self.err)
 
-    def stop(self) -> str:
+    def stop(self) -> tuple[str, int]:
+        """hidsmon's stderr, and the events the kernel lost."""
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=60)
+        Monitor.running.remove(self)
         self._reader.join(10)
         text = "".join(self.err)
         assert self.proc.returncode == 0 and "Traceback" not in text, text
-        assert re.search(r"events received, 0 lost", text), text
-        return text
+        return text, int(re.search(r"events received, (\d+) lost", text).group(1))
+
+
+@pytest.fixture(autouse=True)
+def no_monitor_left():
+    yield
+    for monitor in list(Monitor.running):
+        monitor.proc.kill()
+        monitor.proc.wait()
+        Monitor.running.remove(monitor)
 
 
 @pytest.fixture
 def marker(tmp_path):
     return Marker(tmp_path)
+
+
+def published(err: str) -> int:
+    return int(re.search(r"(\d+) events (?:published|written)", err).group(1))
+
+
+def check_once(got: list[str], tags: list[str], sent: int, lost: int, dropped: int = 0) -> None:
+    """What the consumer got is what the sensor sent, each once; missing are
+    exactly the drops counted, and at most the kernel's reported loss besides."""
+    assert len(got) == len(set(got)) == sent and set(got) <= set(tags)
+    assert dropped <= len(tags) - sent <= dropped + lost
 
 
 def by_host(items) -> dict[str, list[str]]:
@@ -85,13 +113,12 @@ def test_two_hosts_publish_one_consumer_decodes_each_event_once(server, marker):
     url = server.url("fleet.live")
     monitors = [Monitor(marker, "--output", url, host=host) for host in ("h-a", "h-b")]
     tags = marker.run(range(150))
-    for monitor in monitors:
-        assert "150 events published" in monitor.stop()
-    items = consume_all(url, 300, durable="central")
+    results = [monitor.stop() for monitor in monitors]
+    items = consume_all(url, sum(published(err) for err, _ in results), durable="central")
     hosts = by_host(items)
     assert sorted(hosts) == ["h-a", "h-b"]
-    for host, got in hosts.items():
-        assert sorted(got) == sorted(tags), host  # every one, none twice
+    for host, (err, lost) in zip(("h-a", "h-b"), results):
+        check_once(hosts[host], tags, published(err), lost)
     ids = {(item.host.machine_id, item.host.boot_id) for item in items}
     assert ids == {("machine-h-a", "boot-h-a"), ("machine-h-b", "boot-h-b")}
     assert all(item.event.comm == marker.name and item.to_dict()["host"]["hostname"] in hosts for item in items)
@@ -105,10 +132,9 @@ def test_server_killed_and_restarted_under_a_live_sensor(server, marker, tmp_pat
     tags += marker.run(range(100, 200))
     server.start()
     tags += marker.run(range(200, 300))
-    err = monitor.stop()
-    assert "300 events published" in err and "0 dropped" in err, err
-    got = by_host(consume_all(url, 300))["h-a"]
-    assert len(got) == 300 and sorted(got) == sorted(tags)
+    err, lost = monitor.stop()
+    assert re.search(r"events published in \d+ messages to \S+, 0 dropped", err), err
+    check_once(by_host(consume_all(url, published(err)))["h-a"], tags, published(err), lost)
 
 
 def test_full_spool_under_a_live_sensor_drops_exactly_what_it_says(tmp_path, marker):
@@ -116,17 +142,17 @@ def test_full_spool_under_a_live_sensor_drops_exactly_what_it_says(tmp_path, mar
     url = nats.url("fleet.full")
     monitor = Monitor(marker, "--output", url, "--spool", str(tmp_path / "spool"), "--memory-bytes", "8K",
                       "--spool-bytes", "16K")
-    marker.run(range(300))
+    tags = marker.run(range(300))
     nats.start()
     try:
-        err = monitor.stop()
+        err, lost = monitor.stop()
         dropped = int(re.search(r"events published in \d+ messages to \S+, (\d+) dropped", err).group(1))
-        assert 0 < dropped < 300 and re.search(rf"events dropped: memory .* \({dropped} in all\)", err), err
-        assert f"{300 - dropped} events published" in err, err
-        got = by_host(consume_all(url, 300 - dropped))["h-a"]
+        assert dropped > 0 and re.search(rf"events dropped: memory .* \({dropped} in all\)", err), err
+        got = by_host(consume_all(url, published(err)))["h-a"]
     finally:
         nats.kill()
-    assert len(got) == len(set(got)) == 300 - dropped
+    assert published(err) > 0
+    check_once(got, tags, published(err), lost, dropped)
 
 
 def test_file_output_rotates_under_load_without_a_torn_or_lost_line(tmp_path, marker):
@@ -138,8 +164,8 @@ def test_file_output_rotates_under_load_without_a_torn_or_lost_line(tmp_path, ma
         loop.start()
     for loop in loops:
         loop.join()
-    err = monitor.stop()
-    rotations = int(re.search(r"600 events written to \S+ \((\d+) rotations\)", err).group(1))
+    err, lost = monitor.stop()
+    rotations = int(re.search(r"events written to \S+ \((\d+) rotations\)", err).group(1))
     files = sorted(path.parent.iterdir(), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
     assert rotations >= 5 and len(files) == rotations + 1
     tags = []
@@ -150,4 +176,4 @@ def test_file_output_rotates_under_load_without_a_torn_or_lost_line(tmp_path, ma
             record = json.loads(line)
             assert record["host"]["hostname"] == "h-a" and record["comm"] == marker.name
             tags.append(record["argv"][1])
-    assert sorted(tags) == sorted(f"n{start + n}" for start in (0, 1000, 2000) for n in range(200))
+    check_once(tags, [f"n{start + n}" for start in (0, 1000, 2000) for n in range(200)], published(err), lost)
