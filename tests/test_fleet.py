@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -238,18 +239,18 @@ def output_args(**settings) -> argparse.Namespace:
     return args
 
 
-def publisher(url: str, host: envelope.Host = HOST, **settings) -> NatsOutput:
-    decoder = sdxfer.default_decoder()
-    sender = envelope.Sender.start(host, decoder.schema_digest, MAJOR)
+def publisher(url: str, host: envelope.Host = HOST, digest: str = sdxfer.default_decoder().schema_digest,
+              major: int = MAJOR, **settings) -> NatsOutput:
+    sender = envelope.Sender.start(host, digest, major)
     return NatsOutput(url, sender, output_args(**settings))
 
 
-def consume_all(url: str, expected: int, durable: str | None = None, quiet_s: float = 1.5) -> list:
+def consume_all(url: str, expected: int, durable: str | None = None, quiet_s: float = 1.5, schema=None) -> list:
     """Every event until `expected` arrived and then nothing more for quiet_s."""
     from sdxfer.fleet import Consumer
 
     got = []
-    with Consumer(url, durable=durable) as consumer:
+    with Consumer(url, durable=durable, schema=schema) as consumer:
         last = time.monotonic()
         deadline = time.monotonic() + 60
 
@@ -353,8 +354,7 @@ def test_consume_cli_prints_host_fields_and_says_what_it_cannot_decode(server, p
     out = publisher(url)
     out.send([(raw, None) for raw in packer(["c1"])])
     out.close()
-    other = publisher(url, host=envelope.Host("db-2", "m2", "b2"))
-    other.sender = envelope.Sender.start(other.sender.host, "e" * 64, MAJOR + 1)  # a major this consumer lacks
+    other = publisher(url, host=envelope.Host("db-2", "m2", "b2"), digest="e" * 64, major=MAJOR + 1)
     other.send([(raw, None) for raw in packer(["c2"])])
     other.close()
     with subprocess.Popen([SDXFER, "consume", url, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -367,3 +367,45 @@ def test_consume_cli_prints_host_fields_and_says_what_it_cannot_decode(server, p
     assert record["name"] == "c1" and record["host"]["hostname"] == "web-1"
     assert f"db-2: schema major {MAJOR + 1}, this consumer's is {MAJOR}" in err
     assert "1 events from 2 messages, 1 undecodable" in err
+
+
+EVOLVING = """\
+version: 1
+slot_size: 4096
+events:
+  - name: note
+    id: 300
+    fields:
+      - {name: pid, type: u32}
+      - {name: text, type: str, max: 32}
+"""
+
+
+def test_hosts_on_older_and_newer_schema_versions_decode_through_evolution(server, tmp_path):
+    """Host old runs version 1 of `note`, host new version 2 (a field appended):
+    a consumer of either version decodes both."""
+    from conftest import Generated
+    import hostc
+
+    old_dir, new_dir = tmp_path / "v1", tmp_path / "v2"
+    old_dir.mkdir()
+    (old_dir / "events.yaml").write_text(EVOLVING)
+    old = Generated(old_dir / "events.yaml", tmp_path / "gen1")
+    shutil.copytree(old_dir, new_dir)
+    (new_dir / "events.yaml").write_text(EVOLVING + "      - {name: extra, type: u32}\n")
+    new = Generated(new_dir / "events.yaml", tmp_path / "gen2")
+    url = server.url("fleet.evolve")
+    for name, generated, values in (("old", old, {}), ("new", new, {"extra": 99})):
+        out = publisher(url, host=envelope.Host(name, f"m-{name}", "b"), digest=generated.decoder.schema_digest,
+                        major=1)
+        raws = hostc.run(generated.harness, hostc.encode_call(generated.layout, 0,
+                                                              {"pid": 1, "text": name.encode(), **values}))
+        out.send([(raw, None) for raw in raws])
+        out.close()
+    # the v2 consumer gives the old host's missing field as None; the v1 one flags the newer record
+    newer_view = {item.host.hostname: item.event for item in consume_all(url, 2, schema=str(new_dir / "events.yaml"))}
+    assert newer_view["old"].extra is None and newer_view["old"].missing == ("extra",)
+    assert newer_view["new"].extra == 99 and newer_view["old"].text == "old" and newer_view["new"].text == "new"
+    older_view = {item.host.hostname: item.event for item in consume_all(url, 2, schema=str(old_dir / "events.yaml"))}
+    assert older_view["new"].newer and "extra" not in older_view["new"].fields
+    assert older_view["new"].text == "new" and older_view["old"].text == "old" and not older_view["old"].newer

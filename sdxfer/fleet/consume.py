@@ -61,13 +61,11 @@ class Consumer:
 
         self.endpoint = Endpoint.parse(url)
         self.durable = durable
-        if decoder is None:
-            from .. import Decoder, default_decoder
-
-            decoder = Decoder.from_schema(schema) if schema else default_decoder()
-        self.decoder = decoder
+        from .. import Decoder, default_decoder
         from ..cli import SHIPPED_SCHEMA
 
+        # the schema's lock names the major; a decoder given too must be of that schema
+        self.decoder = decoder or (Decoder.from_schema(schema) if schema else default_decoder())
         self.major = schema_major(schema or SHIPPED_SCHEMA)
         self.stats = ConsumeStats()
         self._said: set[tuple] = set()

@@ -147,7 +147,6 @@ class Sender:
         self.endpoint, self.limits, self.backlog = endpoint, limits, backlog
         self._options = connection.options()
         self.stats = SendStats()
-        self.connected = threading.Event()
         self._stopping = threading.Event()
         self._fatal: str | None = None
         self._thread = threading.Thread(target=self._main, name="sdxfer-nats", daemon=True)
@@ -166,16 +165,12 @@ class Sender:
 
     async def _open(self):
         async def disconnected():
-            self.connected.clear()
             self.stats.disconnects += 1
-
-        async def reconnected():
-            self.connected.set()
 
         while not self._stopping.is_set():
             try:
-                nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected,
-                                                    reconnected_cb=reconnected), FIRST_CONNECT_S)
+                nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected),
+                                            FIRST_CONNECT_S)
             except Exception:  # no server yet (timeouts, nats-py's NoServersError): try again
                 continue
             try:
@@ -188,7 +183,6 @@ class Sender:
                 await nc.close()
                 await asyncio.sleep(RETRY_S)
                 continue
-            self.connected.set()
             return nc, js
         return None, None
 
@@ -226,7 +220,7 @@ class Sender:
                 pass
 
     def close(self, timeout_s: float) -> None:
-        """Sends what waits for up to timeout_s (while connected), then stops."""
+        """Sends what waits for up to timeout_s, then stops."""
         deadline = time.monotonic() + timeout_s
         while len(self.backlog) and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.02)
