@@ -369,16 +369,7 @@ def test_consume_cli_prints_host_fields_and_says_what_it_cannot_decode(server, p
     assert "1 events from 2 messages, 1 undecodable" in err
 
 
-EVOLVING = """\
-version: 1
-slot_size: 4096
-events:
-  - name: note
-    id: 300
-    fields:
-      - {name: pid, type: u32}
-      - {name: text, type: str, max: 32}
-"""
+EVOLVING = (ROOT / "tests" / "schemas" / "fleet_note.yaml").read_text()
 
 
 def test_hosts_on_older_and_newer_schema_versions_decode_through_evolution(server, tmp_path):
