@@ -109,10 +109,10 @@ def main() -> None:
     finally:
         server.kill()
     print(f"prctl loop of {options.events} events per run; kernel-side loss: local {lost_local}, fleet {lost_fleet}")
-    print(f"  local hidsmon (decode + --json lines): {local:8d} events in {local_s:6.2f} s = {local / local_s:10,.0f} events/s")
-    print(f"  sensor -> JetStream (acked):            {acked:8d} events in {publish_s:6.2f} s = {acked / publish_s:10,.0f} events/s")
-    print(f"  JetStream -> consumer (decoded):        {consumed:8d} events in {consume_s:6.2f} s ="
-          f" {consumed / consume_s:10,.0f} events/s")
+    for what, events, seconds in (("local hidsmon (decode + --json lines)", local, local_s),
+                                  ("sensor -> JetStream (acked)", acked, publish_s),
+                                  ("JetStream -> consumer (decoded)", consumed, consume_s)):
+        print(f"  {what:<40} {events:8d} events in {seconds:6.2f} s = {events / seconds:10,.0f} events/s")
 
 
 if __name__ == "__main__":

@@ -275,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout
     try:
         with stop_on_signals() as stop:
-            if not args.json and output is None:
+            if output is not None:
+                print(f"execmon: watching execve events, out to {args.output}; Ctrl+C to stop", file=sys.stderr,
+                      flush=True)
+            elif not args.json:
                 out.write(HEADER_BANNER + "\n" + header_line(options) + "\n")
                 out.flush()
             Printer(probe, out, options, event_filter, args.json, clock, output).run(stop)

@@ -32,8 +32,8 @@ class NatsServer:
 
     def start(self) -> None:
         log = (self.store.parent / f"{self.store.name}.log").open("ab")
-        self.process = subprocess.Popen([SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-                                        stdout=log, stderr=subprocess.STDOUT)
+        command = [SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "nats-server exited at start"

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -193,12 +191,13 @@ def test_bad_options_are_one_line(argv, message):
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_unusable_outputs_are_one_line_before_the_probe_loads(tmp_path):
+@pytest.mark.parametrize("tool", [["hidsmon"], ["execmon"], ["sdxfer", "run", "my.bpf.c"]])
+def test_unusable_outputs_are_one_line_before_the_probe_loads(tmp_path, tool):
     for output, message in ((f"file:{tmp_path}/no/such/dir/e.ndjson", "No such file or directory"),
                             ("nats://127.0.0.1:1/x", None)):
-        args = ["--output", output, "--tls-ca", str(tmp_path / "missing.pem")] if message is None else ["--output", output]
-        done = subprocess.run([str(ROOT / ".venv" / "bin" / "hidsmon"), *args], capture_output=True, text=True,
-                              timeout=60)
+        args = ["--output", output] + (["--tls-ca", str(tmp_path / "missing.pem")] if message is None else [])
+        done = subprocess.run([str(ROOT / ".venv" / "bin" / tool[0]), *tool[1:], *args], capture_output=True,
+                              text=True, timeout=60)
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         assert (message or "TLS settings") in done.stderr

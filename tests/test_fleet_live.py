@@ -19,6 +19,7 @@ from test_fleet import consume_all
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDSMON = str(ROOT / ".venv" / "bin" / "hidsmon")
+EXECMON = str(ROOT / ".venv" / "bin" / "execmon")
 
 
 class Marker:
@@ -38,7 +39,7 @@ class Marker:
 
 
 class Monitor:
-    """hidsmon --events exec -n MARKER --output URL, attached once started.
+    """hidsmon --events exec -n MARKER --output URL (or execmon), attached once started.
 
     hidsmon sees every exec on the host: under others' load its perf buffer
     can overflow, so each test allows the loss the sensor reports (exact when
@@ -46,9 +47,9 @@ class Monitor:
 
     running: list[Monitor] = []
 
-    def __init__(self, marker: Marker, *options: str, host: str = "h-a"):
+    def __init__(self, marker: Marker, *options: str, host: str = "h-a", tool: tuple = (HIDSMON, "--events", "exec")):
         env = dict(os.environ, SDXFER_HOSTNAME=host, SDXFER_MACHINE_ID=f"machine-{host}", SDXFER_BOOT_ID=f"boot-{host}")
-        self.proc = subprocess.Popen([HIDSMON, "--events", "exec", "-n", f"^{marker.name}$", *options],
+        self.proc = subprocess.Popen([*tool, "-n", f"^{marker.name}$", *options],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         Monitor.running.append(self)
         self.err: list[str] = []
@@ -177,3 +178,11 @@ def test_file_output_rotates_under_load_without_a_torn_or_lost_line(tmp_path, ma
             assert record["host"]["hostname"] == "h-a" and record["comm"] == marker.name
             tags.append(record["argv"][1])
     check_once(tags, [f"n{start + n}" for start in (0, 1000, 2000) for n in range(200)], published(err), lost)
+
+
+def test_execmon_publishes_too(server, marker):
+    url = server.url("fleet.execmon")
+    monitor = Monitor(marker, "--output", url, tool=(EXECMON,))
+    tags = marker.run(range(20))
+    err, lost = monitor.stop()
+    check_once(by_host(consume_all(url, published(err)))["h-a"], tags, published(err), lost)

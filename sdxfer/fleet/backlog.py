@@ -83,7 +83,7 @@ class Backlog:
             if self._in_memory + len(payload) <= self.memory_bytes:
                 heapq.heappush(self._heap, Message(key, message_id, payload, events))
                 self._in_memory += len(payload)
-            elif self.spool_dir and self._in_spool + self._spooled_size(message_id, events, payload) <= self.spool_bytes:
+            elif self._spool_has_room(message_id, events, payload):
                 self._push_spooled(Message(key, message_id, payload, events))
             else:
                 self.stats.dropped_events += events
@@ -96,8 +96,9 @@ class Backlog:
     def _head(message_id: str, events: int) -> bytes:
         return b"%s %s %d\n" % (_MAGIC, message_id.encode(), events)
 
-    def _spooled_size(self, message_id: str, events: int, payload: bytes) -> int:
-        return len(self._head(message_id, events)) + len(payload)
+    def _spool_has_room(self, message_id: str, events: int, payload: bytes) -> bool:
+        size = len(self._head(message_id, events)) + len(payload)
+        return self.spool_dir is not None and self._in_spool + size <= self.spool_bytes
 
     def _push_spooled(self, message: Message) -> None:
         path = self.spool_dir / f"{message.key[0]:020d}-{message.key[1]:012d}{SPOOL_SUFFIX}"
@@ -139,8 +140,7 @@ class Backlog:
             self._heap = [message for message in self._heap if message.path is not None]
             heapq.heapify(self._heap)
             for message in in_memory:
-                size = self._spooled_size(message.message_id, message.events, message.payload)
-                if self.spool_dir and self._in_spool + size <= self.spool_bytes:
+                if self._spool_has_room(message.message_id, message.events, message.payload):
                     self._push_spooled(message)
                 else:
                     lost += message.events
