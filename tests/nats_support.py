@@ -22,23 +22,25 @@ def free_port() -> int:
 
 
 class NatsServer:
-    def __init__(self, store: Path):
+    def __init__(self, store: Path, *options: str):
         self.store = store
+        self.options = options  # more nats-server flags (TLS, auth)
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
-    def url(self, subject: str) -> str:
-        return f"nats://127.0.0.1:{self.port}/{subject}"
+    def url(self, subject: str, scheme: str = "nats") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/{subject}"
 
     def start(self) -> None:
         log = (self.store.parent / f"{self.store.name}.log").open("ab")
-        command = [SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
+        command = [SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store), *self.options]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "nats-server exited at start"
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                time.sleep(0.1)  # JetStream comes up just after the port
                 return
             except OSError:
                 time.sleep(0.05)

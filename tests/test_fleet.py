@@ -18,7 +18,7 @@ import sdxfer
 from sdxfer.fleet import envelope
 from sdxfer.fleet.backlog import Backlog
 from sdxfer.fleet.files import RotatingFile
-from sdxfer.fleet.nats_io import Endpoint, FleetError
+from sdxfer.fleet.nats_io import Connection, Endpoint, FleetError
 from sdxfer.cli import SHIPPED_SCHEMA
 from sdxfer.fleet.output import NatsOutput, add_output_arguments, schema_major, size
 from sdxfer.record import HEADER_OFFSETS, HEADER_SIZE
@@ -244,12 +244,13 @@ def publisher(url: str, host: envelope.Host = HOST, digest: str = sdxfer.default
     return NatsOutput(url, sender, output_args(**settings))
 
 
-def consume_all(url: str, expected: int, durable: str | None = None, quiet_s: float = 1.5, schema=None) -> list:
+def consume_all(url: str, expected: int, durable: str | None = None, quiet_s: float = 1.5, schema=None,
+                connection: Connection = Connection()) -> list:
     """Every event until `expected` arrived and then nothing more for quiet_s."""
     from sdxfer.fleet import Consumer
 
     got = []
-    with Consumer(url, durable=durable, schema=schema) as consumer:
+    with Consumer(url, durable=durable, schema=schema, connection=connection) as consumer:
         last = time.monotonic()
         deadline = time.monotonic() + 60
 
@@ -399,3 +400,25 @@ def test_hosts_on_older_and_newer_schema_versions_decode_through_evolution(serve
     older_view = {item.host.hostname: item.event for item in consume_all(url, 2, schema=str(old_dir / "events.yaml"))}
     assert older_view["new"].newer and "extra" not in older_view["new"].fields
     assert older_view["new"].text == "new" and older_view["old"].text == "old" and not older_view["old"].newer
+
+
+def test_tls_and_a_token(tmp_path, packer):
+    from sdxfer.fleet import Consumer
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    nats = NatsServer(tmp_path / "store", "--tls", "--tlscert", str(cert), "--tlskey", str(key), "--auth", "s3cret")
+    nats.start()
+    try:
+        url = nats.url("fleet.tls", scheme="tls")
+        out = publisher(url, tls_ca=str(cert), token="s3cret")
+        out.send([(raw, None) for raw in packer(["t1"])])
+        assert "1 events published" in out.close()
+        with pytest.raises(FleetError, match="cannot reach .*Authorization Violation"):
+            Consumer(url, connection=Connection(tls_ca=str(cert), token="wrong"))
+        got = consume_all(url, 1, connection=Connection(tls_ca=str(cert), token="s3cret"))
+    finally:
+        nats.kill()
+    assert markers_of(got) == ["t1"]

@@ -78,10 +78,16 @@ class Consumer:
             raise
 
     async def _open(self):
+        errors = []
+
+        async def note(exc) -> None:
+            errors.append(exc)
+
         try:
-            nc = await asyncio.wait_for(connect(self.endpoint, self._options), FIRST_CONNECT_S)
+            nc = await asyncio.wait_for(connect(self.endpoint, self._options, error_cb=note), FIRST_CONNECT_S)
         except Exception:  # a timeout: nats-py retries for ever
-            raise FleetError(f"cannot reach {self.endpoint.server} in {FIRST_CONNECT_S:g} s") from None
+            last = f" (last: {errors[-1] or type(errors[-1]).__name__})" if errors else ""
+            raise FleetError(f"cannot reach {self.endpoint.server} in {FIRST_CONNECT_S:g} s{last}") from None
         js = nc.jetstream()
         try:
             stream = await find_stream(js, self.endpoint.subject)
