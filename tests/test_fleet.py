@@ -121,6 +121,16 @@ def test_spooled_messages_keep_their_ids_across_runs(tmp_path):
     assert (tmp_path / "stray.bad").exists() and not list(tmp_path.glob("*.sdxb"))
 
 
+def test_an_ack_after_spill_forgets_the_spooled_copy(tmp_path):
+    backlog = Backlog(1000, tmp_path, 1000)
+    backlog.put((1, 1), "a", b"x" * 10, 2)
+    message, _ = backlog.oldest(0)
+    assert backlog.spill() == 0 and backlog.spool_used > 0
+    backlog.done(message)
+    assert len(backlog) == 0 and backlog.spool_used == 0 and backlog.memory_used == 0
+    assert not list(tmp_path.glob("*.sdxb"))
+
+
 def test_a_full_spool_drops_and_counts(tmp_path):
     backlog = Backlog(10, tmp_path, 0)
     assert backlog.put((1, 1), "a", b"x" * 10, 3)

@@ -124,7 +124,14 @@ class Backlog:
     def done(self, message: Message) -> None:
         """The server has the message: forget it."""
         with self._cond:
-            heapq.heappop(self._heap)  # only the sender removes, and only the oldest it was given
+            if self._heap and self._heap[0] is message:
+                heapq.heappop(self._heap)
+            else:  # spill() moved it to the spool while its ack was on the way
+                message = next((entry for entry in self._heap if entry.key == message.key), None)
+                if message is None:
+                    return
+                self._heap.remove(message)
+                heapq.heapify(self._heap)
             if message.path:
                 self._in_spool -= message.path.stat().st_size
                 message.path.unlink()

@@ -86,7 +86,9 @@ class Consumer:
         try:
             nc = await asyncio.wait_for(connect(self.endpoint, self._options, error_cb=note), FIRST_CONNECT_S)
         except Exception:  # a timeout: nats-py retries for ever
-            last = f" (last: {errors[-1] or type(errors[-1]).__name__})" if errors else ""
+            # the server's own word (authorization, TLS) says more than the broken pipe after it
+            telling = [exc for exc in errors if not isinstance(exc, OSError)] or errors
+            last = f" (last: {telling[-1] or type(telling[-1]).__name__})" if telling else ""
             raise FleetError(f"cannot reach {self.endpoint.server} in {FIRST_CONNECT_S:g} s{last}") from None
         js = nc.jetstream()
         try:

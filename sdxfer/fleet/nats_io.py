@@ -13,7 +13,7 @@ import re
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 ACK_TIMEOUT_S = 2.0
@@ -133,11 +133,10 @@ async def ensure_stream(js, endpoint: Endpoint, limits: StreamLimits) -> str:
 
 @dataclass
 class SendStats:
-    published_messages: int = 0
+    published_messages: int = 0  # acked: each in the stream once
     published_events: int = 0
-    duplicates: int = 0  # resends the server already had (acked as duplicates)
+    duplicates: int = 0  # of those, resends the server already had (their first ack was lost)
     disconnects: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class Sender:
@@ -208,11 +207,9 @@ class Sender:
                             return  # it stays in the backlog
                         await asyncio.sleep(RETRY_S)
                 self.backlog.done(message)
-                if ack.duplicate:
-                    self.stats.duplicates += 1
-                else:
-                    self.stats.published_messages += 1
-                    self.stats.published_events += message.events
+                self.stats.published_messages += 1
+                self.stats.published_events += message.events
+                self.stats.duplicates += bool(ack.duplicate)
         finally:
             try:
                 await nc.close()
