@@ -359,6 +359,26 @@ def test_full_spool_drops_exactly_what_it_counts(tmp_path, packer):
     assert kept == {f"s{n}" for n in range(200 - dropped)}
 
 
+def test_consumer_rides_out_a_server_restart(server, packer):
+    from sdxfer.fleet import Consumer
+
+    url = server.url("fleet.consumer_restart")
+    out = publisher(url)
+    out.send([(raw, None) for raw in packer(["before"])])
+    out.close()
+    got = []
+    with Consumer(url, durable="central") as consumer:
+        deadline = time.monotonic() + 60
+        for item in consumer.events(lambda: len(got) == 2 or time.monotonic() > deadline):
+            got.append(item)
+            server.kill()
+            server.start()
+            out = publisher(url)
+            out.send([(raw, None) for raw in packer(["after"])])
+            out.close()
+    assert markers_of(got) == ["before", "after"]
+
+
 def test_consume_cli_prints_host_fields_and_says_what_it_cannot_decode(server, packer):
     url = server.url("fleet.cli")
     out = publisher(url)

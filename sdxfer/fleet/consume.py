@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from ..errors import DecodeError
 from .envelope import Batch, EnvelopeError, Host, Sender, event_dict, unpack
-from .nats_io import FIRST_CONNECT_S, Connection, Endpoint, FleetError, connect, find_stream
+from .nats_io import FIRST_CONNECT_S, RETRY_S, Connection, Endpoint, FleetError, connect, find_stream
 
 FETCH_BATCH = 64
 FETCH_WAIT_S = 0.5
@@ -147,22 +147,29 @@ class Consumer:
 
     def events(self, stop: Callable[[], bool] = lambda: False) -> Iterator[FleetEvent]:
         """Every host's events until stop() is true (checked at least every half second)."""
-        from nats.errors import TimeoutError as NatsTimeout
+        from nats.errors import Error as NatsError
 
         while not stop():
             try:
                 messages = self._loop.run_until_complete(self._sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S))
-            except (NatsTimeout, asyncio.TimeoutError):
+            except (NatsError, asyncio.TimeoutError):
+                # nothing yet, or the server is away: nats-py reconnects, the next pull resumes
+                self._loop.run_until_complete(asyncio.sleep(RETRY_S))
                 continue
             for message in messages:
                 self.stats.messages += 1
                 yield from self._items(message.data)
-                self._loop.run_until_complete(message.ack())
+                try:
+                    self._loop.run_until_complete(message.ack())
+                except NatsError:  # not acked: the stream sends it again
+                    pass
 
     def close(self) -> None:
         if not self._loop.is_closed():
             try:
                 self._loop.run_until_complete(self._nc.close())
+            except (Exception, asyncio.CancelledError):  # a connection that went away mid-close is closed
+                pass
             finally:
                 self._loop.close()
 
