@@ -2,11 +2,13 @@
 # Installs everything sdxfer needs on a fresh Debian 12 machine (run as root):
 # Debian's BCC for /usr/bin/python3, kernel headers that BCC can compile
 # against (merged into build/kernel-headers), tracefs, and a virtualenv at
-# .venv with the project in editable mode.
+# .venv with the project in editable mode (with nats-py, the fleet extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(python3-bpfcc python3-venv linux-headers-amd64 gcc libbpf-tools bpftrace)
+# nats-server (2.9, JetStream with -js): the fleet tests start their own on loopback,
+# with a TLS certificate openssl makes.
+apt_packages=(python3-bpfcc python3-venv linux-headers-amd64 gcc libbpf-tools bpftrace nats-server openssl)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -23,7 +25,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,fleet]'
 
 # Debian splits one kernel's headers into an arch tree and a common tree;
 # BCC wants one directory: sdxfer merges them (symlinks) where it finds them.

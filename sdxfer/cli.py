@@ -1,6 +1,7 @@
 """The `sdxfer` command: gen (schema -> C header, Python decoders, layout doc,
-lock), compat (are two schemas compatible?), decode (raw records -> NDJSON)
-and run (load any probe, print its events)."""
+lock), compat (are two schemas compatible?), decode (raw records -> NDJSON),
+run (load any probe, print or publish its events) and consume (decode every
+host's records from NATS JetStream)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from .fleet.output import add_connection_arguments, add_output_arguments
 from .program import TRANSPORTS
 
 _HERE = Path(__file__).resolve().parent
@@ -26,6 +28,8 @@ EXAMPLES = """examples:
   sdxfer decode records.bin                    raw records -> NDJSON
   sudo sdxfer run my.bpf.c --schema my.yaml    load a probe, print its decoded events
   sudo sdxfer run my.bpf.c -D TARGET_PID=42 --json --events openat
+  sudo sdxfer run my.bpf.c --output nats://127.0.0.1:4222/sdxfer.events
+  sdxfer consume nats://127.0.0.1:4222/sdxfer.events --durable central --json
 """
 
 
@@ -61,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="define a macro for the program (repeatable)")
     run.add_argument("--json", action="store_true", help="one JSON object (the event's to_dict()) per line")
     run.add_argument("--ebpf", action="store_true", help="print the final program text and exit")
+    add_output_arguments(run)
+    consume = commands.add_parser("consume", help="decode every host's records from NATS JetStream, one event a line",
+                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    consume.add_argument("url", metavar="nats://HOST:PORT/SUBJECT", help="server and subject the sensors publish to")
+    consume.add_argument("--schema", default=None,
+                         help="schema (with its lock) the sensors' records follow (default: the shipped one)")
+    consume.add_argument("--durable", metavar="NAME", help="durable consumer: a restart goes on where it stopped"
+                         " (default: an ephemeral one, from the stream's start)")
+    consume.add_argument("--json", action="store_true", help="one JSON object per event: to_dict(), time, host")
+    add_connection_arguments(consume.add_argument_group("connection"))
     return parser
 
 
@@ -184,11 +198,17 @@ def _run(args, stdout, stderr) -> int:
     return run_probe(args, stdout, stderr)
 
 
+def _consume(args, stdout, stderr) -> int:
+    from .fleet.consume import run_consume
+
+    return run_consume(args, stdout, stderr)
+
+
 def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     args = _parser().parse_args(argv)
-    commands = {"gen": _gen, "compat": _compat, "decode": _decode, "run": _run}
+    commands = {"gen": _gen, "compat": _compat, "decode": _decode, "run": _run, "consume": _consume}
     try:
         return commands[args.command](args, stdout, stderr)
     except BrokenPipeError:

@@ -42,8 +42,10 @@ def quote(arg: str) -> str:
 class Clock:
     """Turns kernel timestamps (CLOCK_MONOTONIC ns) into wall-clock time."""
 
-    def __init__(self, start_ns: int | None = None):
-        self.wall_minus_mono_ns = time.time_ns() - time.monotonic_ns()
+    def __init__(self, start_ns: int | None = None, wall_minus_mono_ns: int | None = None):
+        # another host's offset turns that host's kernel timestamps into wall time
+        self.wall_minus_mono_ns = time.time_ns() - time.monotonic_ns() if wall_minus_mono_ns is None \
+            else wall_minus_mono_ns
         self.start_ns = time.monotonic_ns() if start_ns is None else start_ns
 
     def wall(self, timestamp_ns: int) -> datetime.datetime:

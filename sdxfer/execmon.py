@@ -18,6 +18,7 @@ import sys
 from typing import Callable, NamedTuple, TextIO
 
 from .console import Clock, escape, quote, stop_on_signals
+from .fleet.output import add_output_arguments, deliver
 from .program import TRANSPORTS
 
 EXAMPLES = """\
@@ -33,6 +34,7 @@ examples:
   execmon --json | jq .argv    # one JSON object per exec
   execmon --transport ringbuf  # BPF ring buffer instead of the perf buffer
   execmon --ebpf               # print the BPF program text and exit
+  execmon --output nats://10.0.0.5:4222/sdxfer.execs   # publish to NATS JetStream
 """
 
 HEADER_BANNER = "Watching execve events... Ctrl+C to stop"
@@ -179,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="perf buffer (default) or BPF ring buffer")
     parser.add_argument("--json", action="store_true", help="one JSON object per exec per line")
     parser.add_argument("--ebpf", action="store_true", help="print the BPF program text and exit")
+    add_output_arguments(parser)
     return parser
 
 
@@ -198,8 +201,9 @@ class Printer:
     """Renders matching events to `out` and reports loss on stderr as it happens."""
 
     def __init__(self, probe, out: TextIO, options: Options, event_filter: Filter, as_json: bool,
-                 clock: Clock):
+                 clock: Clock, output=None):
         self.probe = probe
+        self.output = output  # --output: raw records and events go there instead
         self.out = out
         self.options = options
         self.filter = event_filter
@@ -207,11 +211,17 @@ class Printer:
         self.clock = clock
         self.lost_reported = 0
 
+    def _wanted(self, event) -> bool:
+        return event.name == "exec" and self.filter.matches(event)
+
     def emit(self, records) -> None:
+        if self.output is not None:
+            deliver(self.output, [pair for pair in self.probe.decoded_records(records) if self._wanted(pair[1])],
+                    "execmon", sys.stderr)
+            records = ()
         # Per-CPU buffers are read one CPU after another: order each batch by time.
         events = sorted(self.probe.decoded(records), key=lambda event: event.timestamp_ns)
-        lines = [self.render(event, self.options, self.clock) for event in events
-                 if event.name == "exec" and self.filter.matches(event)]
+        lines = [self.render(event, self.options, self.clock) for event in events if self._wanted(event)]
         if lines:
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()
@@ -247,27 +257,39 @@ def main(argv: list[str] | None = None) -> int:
             return _error(str(exc))
         return 0
 
+    from . import default_decoder
+    from .cli import SHIPPED_SCHEMA
+    from .run import _closed, start_output
+
     clock = Clock()
+    output, ok = start_output(args, default_decoder(), SHIPPED_SCHEMA, "execmon", sys.stderr)
+    if not ok:
+        return 1
     try:
         probe = ExecProbe(transport=args.transport)
     except ProbeError as exc:
-        return _error(str(exc))
+        return _closed(output, _error(str(exc)))
     except KeyboardInterrupt:  # Ctrl+C while BCC compiles
-        return 130
+        return _closed(output, 130)
 
     out = sys.stdout
     try:
         with stop_on_signals() as stop:
-            if not args.json:
+            if output is not None:
+                print(f"execmon: watching execve events, out to {args.output}; Ctrl+C to stop", file=sys.stderr,
+                      flush=True)
+            elif not args.json:
                 out.write(HEADER_BANNER + "\n" + header_line(options) + "\n")
                 out.flush()
-            Printer(probe, out, options, event_filter, args.json, clock).run(stop)
+            Printer(probe, out, options, event_filter, args.json, clock, output).run(stop)
     except BrokenPipeError:
         # The reader went away (execmon | head): stop quietly, and keep the
         # interpreter's final flush from failing on the closed pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     finally:
         probe.close()
+        if output is not None:
+            print(f"execmon: {output.close()}", file=sys.stderr)
     print(summary_line(probe.stats), file=sys.stderr)
     return 0
 

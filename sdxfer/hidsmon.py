@@ -24,6 +24,8 @@ examples:
   hidsmon -u www-data -n '^(ba|z)?sh$' # a user's shells
   hidsmon --json | jq .                # one JSON object per event
   hidsmon --transport ringbuf          # BPF ring buffer instead of the perf buffer
+  hidsmon --output nats://10.0.0.5:4222/sdxfer.events --spool /var/spool/sdxfer
+  hidsmon --output file:/var/log/sdxfer/events.ndjson --rotate-bytes 64M --keep 5
 """
 
 
@@ -65,6 +67,7 @@ def _event_list(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from .execmon import _regex, _user_id
+    from .fleet.output import add_output_arguments
 
     parser = argparse.ArgumentParser(prog="hidsmon", description="Watch every HIDS event on this host with eBPF"
                                      " (needs root).", epilog=EXAMPLES,
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", "--name", type=_regex, metavar="REGEX", help="only commands whose name matches REGEX")
     parser.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0],
                         help="perf buffer (default) or BPF ring buffer")
+    add_output_arguments(parser)
     return parser
 
 
@@ -84,27 +88,32 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(errors="backslashreplace")
     from . import default_decoder, hids
     from .errors import ProbeError
-    from .run import follow
+    from .cli import SHIPPED_SCHEMA
+    from .run import _closed, follow, start_output
     from .sensor import Sensor
 
     decoder = default_decoder()
     events = args.events or list(decoder.events)
     clock = Clock()
     started = time.monotonic()
+    output, ok = start_output(args, decoder, SHIPPED_SCHEMA, "hidsmon", sys.stderr)
+    if not ok:
+        return 1
     try:
         sensor = Sensor(hids.PROGRAM, transport=args.transport, defines=hids.defines_for(events))
     except ProbeError as exc:
         print(f"hidsmon: {exc}", file=sys.stderr)
-        return 1
+        return _closed(output, 1)
     except KeyboardInterrupt:  # Ctrl+C while BCC compiles
-        return 130
+        return _closed(output, 130)
     print(f"hidsmon: {len(events)} events, {sensor.programs_attached} programs attached in"
           f" {time.monotonic() - started:.1f} s ({sensor.transport}); Ctrl+C to stop", file=sys.stderr, flush=True)
     event_filter = Filter(args.pid, args.uid, args.name)
     wanted = set(events)
     common = decoder.common_fields
     render = (lambda e: json_line(e, clock)) if args.json else (lambda e: text_line(e, clock, common))
-    follow(sensor, render, lambda e: e.name in wanted and event_filter.matches(e), sys.stdout, sys.stderr, "hidsmon")
+    follow(sensor, render, lambda e: e.name in wanted and event_filter.matches(e), sys.stdout, sys.stderr, "hidsmon",
+           output)
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 from .console import event_fields, stop_on_signals
 from .errors import ProbeError
+from .fleet.output import deliver, open_output
 
 
 def text_line(event) -> str:
@@ -29,19 +30,24 @@ def summary_line(tool: str, stats) -> str:
     return f"{tool}: {stats.delivered} events received, {stats.lost} lost{per_event}{undecodable}"
 
 
-def follow(sensor, render: Callable, accept: Callable, stdout, stderr, tool: str) -> None:
-    """Prints every accepted event as render gives it until Ctrl+C or SIGTERM,
-    loss on stderr as it happens, and the summary at exit; closes the sensor."""
+def follow(sensor, render: Callable, accept: Callable, stdout, stderr, tool: str, output=None) -> None:
+    """Prints every accepted event as render gives it (or hands it, with its raw
+    record, to a fleet output) until Ctrl+C or SIGTERM, loss on stderr as it
+    happens, and the summary at exit; closes the sensor and the output."""
     lost_reported = 0
 
     def emit(records) -> None:
         nonlocal lost_reported
-        # Per-CPU buffers are read one CPU after another: order each batch by time.
-        events = sorted(sensor.decoded(records), key=lambda event: event.timestamp_ns)
-        lines = [render(event) for event in events if accept(event)]
-        if lines:
-            stdout.write("\n".join(lines) + "\n")
-            stdout.flush()
+        if output is not None:
+            deliver(output, [(raw, event) for raw, event in sensor.decoded_records(records) if accept(event)],
+                    tool, stderr)
+        else:
+            # Per-CPU buffers are read one CPU after another: order each batch by time.
+            events = sorted(sensor.decoded(records), key=lambda event: event.timestamp_ns)
+            lines = [render(event) for event in events if accept(event)]
+            if lines:
+                stdout.write("\n".join(lines) + "\n")
+                stdout.flush()
         if sensor.stats.lost > lost_reported:
             print(f"{tool}: {sensor.stats.lost - lost_reported} events lost (the {sensor.transport} buffer "
                   "was full, or every scratch slot was taken)", file=stderr)
@@ -59,27 +65,49 @@ def follow(sensor, render: Callable, accept: Callable, stdout, stderr, tool: str
         os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
     finally:
         sensor.close()
+        if output is not None:
+            print(f"{tool}: {output.close()}", file=stderr)
     print(summary_line(tool, sensor.stats), file=stderr)
 
 
+def start_output(args, decoder, schema_path, tool: str, stderr):
+    """(the --output, or None; True) or (None, False) once a one-line error is printed."""
+    from .fleet.nats_io import FleetError
+
+    try:
+        return open_output(args, decoder, schema_path), True
+    except FleetError as exc:
+        print(f"{tool}: {exc}", file=stderr)
+        return None, False
+
+
 def run_probe(args, stdout, stderr) -> int:
+    from .cli import SHIPPED_SCHEMA
     from .sensor import Sensor, program_text
+    from .program import schema_code
 
     defines = dict(args.defines)
     options = {"schema": args.schema, "transport": args.transport, "defines": defines}
+    output = None
     try:
         if args.ebpf:
             print(program_text(args.program, **options), file=stdout)
             return 0
+        if args.output:
+            output, ok = start_output(args, schema_code(args.schema).decoder, args.schema or SHIPPED_SCHEMA,
+                                      "sdxfer run", stderr)
+            if not ok:
+                return 1
         sensor = Sensor(args.program, **options)
     except ProbeError as exc:
         print(f"sdxfer run: {exc}", file=stderr)
-        return 1
+        return _closed(output, 1)
     except KeyboardInterrupt:  # Ctrl+C while BCC compiles
-        return 130
+        return _closed(output, 130)
     wanted = set(args.events) if args.events else None
     unknown = sorted(wanted - set(sensor.event_names)) if wanted else []
     if unknown:
+        _closed(output, 2)
         sensor.close()
         print(f"sdxfer run: no event {', '.join(unknown)} in the schema (its events: {', '.join(sensor.event_names)})",
               file=stderr)
@@ -87,5 +115,12 @@ def run_probe(args, stdout, stderr) -> int:
     print(f"sdxfer run: {sensor.programs_attached} programs attached ({sensor.transport}); Ctrl+C to stop",
           file=stderr, flush=True)
     follow(sensor, json_line if args.json else text_line, lambda event: wanted is None or event.name in wanted,
-           stdout, stderr, "sdxfer run")
+           stdout, stderr, "sdxfer run", output)
     return 0
+
+
+def _closed(output, status: int) -> int:
+    """Stops an output the tool will not use (the probe did not load)."""
+    if output is not None:
+        output.close()
+    return status

@@ -309,6 +309,10 @@ class Sensor:
     def decoded(self, records) -> Iterator:
         """Decodes records; loss is counted in self.stats, undecodable records
         are counted and skipped."""
+        return (event for _, event in self.decoded_records(records))
+
+    def decoded_records(self, records) -> Iterator[tuple[bytes, object]]:
+        """As decoded(), each event beside its raw record (what fleet output publishes)."""
         decode = self.decoder.decode
         stats = self.stats
         spanning, reassembler = self._spanning, self.reassembler
@@ -328,7 +332,7 @@ class Sensor:
             stats.delivered += 1
             stats.per_event[event.name].delivered += 1
             stats.note_sequence(event.cpu, event.seq)
-            yield event
+            yield rec.data, event
         yield from self._delivered(reassembler.flush(), b"")
 
     def _delivered(self, events, raw) -> Iterator:
@@ -340,7 +344,9 @@ class Sensor:
             self.stats.delivered += 1
             self.stats.counts(event.name).delivered += 1
             self.stats.note_sequence(event.cpu, event.seq)
-            yield event
+            # a reassembled event's raw record is the one that completed it
+            # (fleet output publishes raw records: spanning fields do not cross it yet)
+            yield raw, event
 
     def run(self, callback: Callable, stop: Callable[[], bool] = lambda: False) -> None:
         for event in self.events(stop):

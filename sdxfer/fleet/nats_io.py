@@ -1,0 +1,225 @@
+"""NATS JetStream, both ways: the connection options, the stream (created if
+absent), and the publisher's sending thread.
+
+nats-py is asyncio; the tools are not. The publisher runs its own event loop
+in a thread and takes messages from a Backlog, oldest first, one JetStream
+ack at a time per message; a message leaves the backlog only once acked, and
+a resend carries the same Nats-Msg-Id, so the server keeps one copy.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+ACK_TIMEOUT_S = 2.0
+RETRY_S = 0.25
+DUPLICATE_WINDOW_S = 120.0
+FIRST_CONNECT_S = 5.0
+
+
+class FleetError(Exception):
+    """Bad fleet settings, or a server that refuses them: one line."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    server: str  # nats://[user:pass@]host:port
+    subject: str
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        subject = parts.path.lstrip("/")
+        if parts.scheme not in ("nats", "tls") or not parts.hostname or not subject:
+            raise FleetError(f"{url!r} is not nats://HOST:PORT/SUBJECT")
+        if not re.fullmatch(r"[^\s/]+", subject) or ".." in subject or subject.startswith("."):
+            raise FleetError(f"{subject!r} is not a NATS subject")
+        try:
+            port = parts.port or 4222
+        except ValueError:
+            raise FleetError(f"bad port in {url!r}") from None
+        netloc = parts.netloc if parts.port else f"{parts.netloc}:{port}"
+        return cls(f"{parts.scheme}://{netloc}", subject)
+
+    @property
+    def default_stream(self) -> str:
+        """A stream name from the subject: sdxfer.events -> SDXFER_EVENTS (wildcards dropped)."""
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", self.subject.replace(">", "").replace("*", "")).strip("_")
+        return name.upper() or "SDXFER"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the server: TLS and credentials, as nats-py offers them."""
+
+    creds: str | None = None  # a .creds file (JWT + NKey seed)
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def options(self) -> dict:
+        options = {}
+        if self.creds:
+            options["user_credentials"] = self.creds
+        if self.token:
+            options["token"] = self.token
+        if self.tls_ca or self.tls_cert:
+            try:
+                context = ssl.create_default_context(cafile=self.tls_ca)
+                if self.tls_cert:
+                    context.load_cert_chain(self.tls_cert, self.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise FleetError(f"TLS settings: {exc}") from None
+            options["tls"] = context
+        return options
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    name: str | None = None  # default: from the subject
+    max_bytes: int = -1
+    max_msgs: int = -1
+    max_age_s: float = 0.0  # 0: no limit
+    replicas: int = 1
+
+
+async def _quiet(_exc) -> None:
+    """nats-py prints every connection error with a traceback; the callers report state instead."""
+
+
+async def connect(endpoint: Endpoint, options: dict, **callbacks):
+    """A connection that reconnects for ever (first connect included); options:
+    Connection.options(), made before (its errors belong to the caller's thread)."""
+    import nats
+
+    callbacks.setdefault("error_cb", _quiet)
+    return await nats.connect(servers=[endpoint.server], connect_timeout=2, reconnect_time_wait=RETRY_S,
+                              max_reconnect_attempts=-1, allow_reconnect=True, **options, **callbacks)
+
+
+async def find_stream(js, subject: str) -> str | None:
+    from nats.js.errors import NotFoundError
+
+    try:
+        return await js.find_stream_name_by_subject(subject)
+    except NotFoundError:
+        return None
+
+
+async def ensure_stream(js, endpoint: Endpoint, limits: StreamLimits) -> str:
+    """The stream that holds the subject; created with the limits if there is none."""
+    from nats.js.api import StreamConfig
+    from nats.js.errors import BadRequestError
+
+    name = await find_stream(js, endpoint.subject)
+    if name:
+        return name
+    name = limits.name or endpoint.default_stream
+    config = StreamConfig(name=name, subjects=[endpoint.subject], max_bytes=limits.max_bytes,
+                          max_msgs=limits.max_msgs, max_age=limits.max_age_s or None,
+                          num_replicas=limits.replicas, duplicate_window=DUPLICATE_WINDOW_S)
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        raise FleetError(f"cannot create stream {name} for {endpoint.subject}: {exc.description}") from None
+    return name
+
+
+@dataclass
+class SendStats:
+    published_messages: int = 0  # acked: each in the stream once
+    published_events: int = 0
+    duplicates: int = 0  # of those, resends the server already had (their first ack was lost)
+    disconnects: int = 0
+
+
+class Sender:
+    """Sends a Backlog's messages to JetStream from a thread of its own."""
+
+    def __init__(self, endpoint: Endpoint, connection: Connection, limits: StreamLimits, backlog):
+        self.endpoint, self.limits, self.backlog = endpoint, limits, backlog
+        self._options = connection.options()
+        self.stats = SendStats()
+        self._stopping = threading.Event()
+        self._fatal: str | None = None
+        self._thread = threading.Thread(target=self._main, name="sdxfer-nats", daemon=True)
+        self._thread.start()
+
+    @property
+    def fatal(self) -> str | None:
+        """A reason the sender gave up (a bad setting the server refuses), else None."""
+        return self._fatal
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except FleetError as exc:
+            self._fatal = str(exc)
+
+    async def _open(self):
+        async def disconnected():
+            self.stats.disconnects += 1
+
+        while not self._stopping.is_set():
+            try:
+                nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected),
+                                            FIRST_CONNECT_S)
+            except Exception:  # no server yet (timeouts, nats-py's NoServersError): try again
+                continue
+            try:
+                js = nc.jetstream(timeout=ACK_TIMEOUT_S)
+                await ensure_stream(js, self.endpoint, self.limits)
+            except FleetError:
+                await nc.close()
+                raise
+            except Exception:  # the server went away again, or JetStream is not up yet
+                await nc.close()
+                await asyncio.sleep(RETRY_S)
+                continue
+            return nc, js
+        return None, None
+
+    async def _run(self) -> None:
+        nc, js = await self._open()
+        if nc is None:
+            return
+        try:
+            while True:
+                item = await asyncio.to_thread(self.backlog.oldest, 0.1)
+                if item is None:
+                    if self._stopping.is_set():
+                        return
+                    continue
+                message, payload = item
+                while True:
+                    try:
+                        ack = await js.publish(self.endpoint.subject, payload, timeout=ACK_TIMEOUT_S,
+                                               headers={"Nats-Msg-Id": message.message_id})
+                        break
+                    except Exception:  # timeout, no responders, reconnecting: the same message again
+                        if self._stopping.is_set():
+                            return  # it stays in the backlog
+                        await asyncio.sleep(RETRY_S)
+                self.backlog.done(message)
+                self.stats.published_messages += 1
+                self.stats.published_events += message.events
+                self.stats.duplicates += bool(ack.duplicate)
+        finally:
+            try:
+                await nc.close()
+            except Exception:
+                pass
+
+    def close(self, timeout_s: float) -> None:
+        """Sends what waits for up to timeout_s, then stops."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.backlog) and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.02)
+        self._stopping.set()
+        self._thread.join(timeout=ACK_TIMEOUT_S + 1)

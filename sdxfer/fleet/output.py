@@ -1,0 +1,210 @@
+"""`--output` for hidsmon, execmon and `sdxfer run`: where accepted events go
+instead of standard output.
+
+    nats://HOST:PORT/SUBJECT   raw records in envelopes (or one JSON object per
+                               message with --wire json) to NATS JetStream
+    file:PATH                  NDJSON, rotated by size and age
+
+An output takes (raw record, decoded event) pairs, says on stderr what the
+operator must know as it happens (drops), and ends with a summary line.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+from .envelope import Sender, event_json, pack, this_host
+
+BATCH_BYTES = 256 * 1024  # well under NATS's default 1 MiB max_payload
+BATCHES_IN_MEMORY = 4  # at least: small bounds drop a few events at a time, not a whole read
+_SIZE = re.compile(r"(\d+)([KMG]?)(i?B)?", re.IGNORECASE)
+
+
+def size(text: str) -> int:
+    """A byte count: 65536, 64K, 64M, 1G (powers of 1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 65536, 64K, 64M, 1G)")
+    return int(match.group(1)) * 1024 ** " KMG".index((match.group(2) or " ").upper())
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a non-negative number: {text!r}")
+    return int(text)
+
+
+def output_url(text: str) -> str:
+    if not (text.startswith("nats://") or text.startswith("tls://") or text.startswith("file:")):
+        raise argparse.ArgumentTypeError(f"{text!r}: an output is nats://HOST:PORT/SUBJECT or file:PATH")
+    if text.startswith("file:") and not text[5:]:
+        raise argparse.ArgumentTypeError("file: needs a path (file:/var/log/sdxfer/events.ndjson)")
+    return text
+
+
+def add_connection_arguments(group) -> None:
+    group.add_argument("--creds", metavar="FILE", help="NATS credentials file (JWT and NKey seed)")
+    group.add_argument("--token", metavar="TOKEN", help="NATS authentication token")
+    group.add_argument("--tls-ca", metavar="FILE", help="CA bundle that signs the server's certificate (TLS)")
+    group.add_argument("--tls-cert", metavar="FILE", help="client certificate (TLS)")
+    group.add_argument("--tls-key", metavar="FILE", help="client certificate's key (TLS)")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("fleet output (instead of standard output)")
+    group.add_argument("--output", type=output_url, metavar="URL",
+                       help="nats://HOST:PORT/SUBJECT (JetStream) or file:PATH (rotated NDJSON)")
+    group.add_argument("--wire", choices=("raw", "json"), default="raw",
+                       help="NATS messages: raw records in batches (default) or one JSON event each")
+    add_connection_arguments(group)
+    group.add_argument("--stream", metavar="NAME", help="JetStream stream to create if none holds the subject"
+                       " (default: the subject in capitals, dots as _)")
+    group.add_argument("--stream-max-bytes", type=size, default=-1, metavar="SIZE", help="created stream's size limit")
+    group.add_argument("--stream-max-msgs", type=count, default=-1, metavar="N", help="created stream's message limit")
+    group.add_argument("--stream-max-age", type=seconds, default=0.0, metavar="SECONDS",
+                       help="created stream's age limit")
+    group.add_argument("--stream-replicas", type=count, default=1, metavar="N", help="created stream's replicas")
+    group.add_argument("--memory-bytes", type=size, default=size("64M"), metavar="SIZE",
+                       help="messages held in memory while the server is away (default 64M)")
+    group.add_argument("--spool", metavar="DIR", help="then spool messages to files here (resent by the next run too)")
+    group.add_argument("--spool-bytes", type=size, default=size("1G"), metavar="SIZE",
+                       help="most bytes in the spool (default 1G); beyond memory and spool, events are dropped"
+                       " and counted")
+    group.add_argument("--flush-timeout", type=seconds, default=10.0, metavar="SECONDS",
+                       help="at exit, wait this long for the server to ack what waits (default 10)")
+    group.add_argument("--rotate-bytes", type=size, default=size("64M"), metavar="SIZE",
+                       help="file: rotate when the file would pass this size (default 64M)")
+    group.add_argument("--rotate-seconds", type=seconds, default=3600.0, metavar="SECONDS",
+                       help="file: rotate a file this old (default 3600; 0: never)")
+    group.add_argument("--keep", type=count, default=5, metavar="N", help="file: rotated files kept (default 5)")
+
+
+def schema_major(schema_path: str | Path) -> int:
+    """The major version in the schema's lock (1 where there is no lock yet)."""
+    from ..codegen.lock import lock_path, read_lock
+
+    history = read_lock(lock_path(str(schema_path)))
+    return history.major if history else 1
+
+
+class FileOutput:
+    def __init__(self, path: str, sender: Sender, max_bytes: int, max_age_s: float, keep: int):
+        from .files import RotatingFile
+
+        self.sender = sender
+        self.file = RotatingFile(path, max_bytes, max_age_s, keep)
+
+    def send(self, pairs) -> None:
+        lines = [event_json(event, self.sender) for _, event in pairs]
+        if lines:
+            self.file.write_lines(lines)
+        else:
+            self.file.tick()
+
+    def notices(self) -> list[str]:
+        return []
+
+    def close(self) -> str:
+        self.file.close()
+        return f"{self.file.lines} events written to {self.file.path} ({self.file.rotations} rotations)"
+
+
+class NatsOutput:
+    def __init__(self, url: str, sender: Sender, args):
+        from .backlog import Backlog
+        from .nats_io import Connection, Endpoint, Sender as NatsSender, StreamLimits
+
+        self.url, self.sender, self.json_wire = url, sender, args.wire == "json"
+        self.flush_timeout = args.flush_timeout
+        self.batch_bytes = max(1, min(BATCH_BYTES, args.memory_bytes // BATCHES_IN_MEMORY))
+        self._seq = 0
+        self._run_key = time.time_ns()
+        self.backlog = Backlog(args.memory_bytes, args.spool, args.spool_bytes)
+        self._dropped_reported = 0
+        self._fatal_reported = False
+        limits = StreamLimits(args.stream, args.stream_max_bytes, args.stream_max_msgs, args.stream_max_age,
+                              args.stream_replicas)
+        connection = Connection(args.creds, args.token, args.tls_ca, args.tls_cert, args.tls_key)
+        self.nats = NatsSender(Endpoint.parse(url), connection, limits, self.backlog)
+
+    def _put(self, payload: bytes, events: int) -> None:
+        self._seq += 1
+        self.backlog.put((self._run_key, self._seq), self.sender.message_id(self._seq), payload, events)
+
+    def send(self, pairs) -> None:
+        if self.json_wire:
+            for _, event in pairs:
+                self._put(event_json(event, self.sender).encode(), 1)
+            return
+        batch, used = [], 0
+        for raw, _ in pairs:
+            if batch and used + len(raw) > self.batch_bytes:
+                self._put(pack(self.sender, self._seq + 1, batch), len(batch))
+                batch, used = [], 0
+            batch.append(raw)
+            used += len(raw)
+        if batch:
+            self._put(pack(self.sender, self._seq + 1, batch), len(batch))
+
+    def notices(self) -> list[str]:
+        notes = []
+        dropped = self.backlog.stats.dropped_events
+        if dropped > self._dropped_reported:
+            notes.append(f"{dropped - self._dropped_reported} events dropped: memory ({self.backlog.memory_bytes}"
+                         f" bytes) and spool full while {self.url} is away ({dropped} in all)")
+            self._dropped_reported = dropped
+        if self.nats.fatal and not self._fatal_reported:
+            notes.append(f"{self.url}: {self.nats.fatal}; events are kept in memory and spool only")
+            self._fatal_reported = True
+        return notes
+
+    def close(self) -> str:
+        self.nats.close(self.flush_timeout)
+        unsent = self.backlog.spill()
+        spooled = self.backlog.waiting_events()
+        stats, drops = self.nats.stats, self.backlog.stats
+        parts = [f"{stats.published_events} events published in {stats.published_messages} messages to {self.url}",
+                 f"{drops.dropped_events} dropped (memory and spool full)"]
+        if spooled:
+            parts.append(f"{spooled} left in the spool {self.backlog.spool_dir} for the next run")
+        if unsent:
+            parts.append(f"{unsent} not sent (the server did not ack them in {self.flush_timeout:g} s; no spool)")
+        return ", ".join(parts)
+
+
+def open_output(args, decoder, schema_path: str | Path):
+    """The output --output names, or None for standard output; FleetError on bad settings."""
+    import importlib.util
+
+    from .nats_io import FleetError
+
+    if not getattr(args, "output", None):
+        return None
+    sender = Sender.start(this_host(), decoder.schema_digest, schema_major(schema_path))
+    try:
+        if args.output.startswith("file:"):
+            return FileOutput(args.output[5:], sender, args.rotate_bytes, args.rotate_seconds, args.keep)
+        if importlib.util.find_spec("nats") is None:
+            raise FleetError("NATS output needs nats-py: pip install 'sdxfer[fleet]'")
+        return NatsOutput(args.output, sender, args)
+    except OSError as exc:
+        raise FleetError(f"{exc.filename}: {exc.strerror}") from None
+
+
+def deliver(output, pairs, tool: str, stderr) -> None:
+    """Hands (raw record, event) pairs to the output; its notices go to stderr."""
+    output.send(pairs)
+    for note in output.notices():
+        print(f"{tool}: {note}", file=stderr)
