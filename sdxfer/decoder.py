@@ -8,13 +8,10 @@ from typing import NoReturn
 
 from . import _runtime as rt
 from .errors import DecodeError
-from .record import HEADER, HEADER_FORMAT, HEADER_OFFSETS, HEADER_SIZE
+from .record import HEADER_FIELD, HEADER_OFFSETS, HEADER_SIZE, parse_header
 
 # (id, version): the key of a known version's decoder, in one unpack
 _KEY = struct.Struct(f"<{HEADER_OFFSETS['id']}xH{HEADER_OFFSETS['version'] - HEADER_OFFSETS['id'] - 2}xH")
-_VERSION = struct.Struct(f"<{HEADER_OFFSETS['version']}xH")
-_HEAD = struct.Struct(HEADER_FORMAT)
-_SIZE = struct.Struct(f"<{HEADER_OFFSETS['size']}xI")
 
 
 class Decoder:
@@ -70,7 +67,7 @@ class Decoder:
     def _other_version(self, buf):
         """The decoder for a record of a version newer than any known; DecodeError for other misses."""
         spec = self._spec(buf)
-        return spec.decoders[rt.decoding_version(spec.cls, _VERSION.unpack_from(buf)[0]) - 1]
+        return spec.decoders[rt.decoding_version(spec.cls, HEADER_FIELD["version"].unpack_from(buf)[0]) - 1]
 
     def decode(self, buf) -> rt.Event:
         """Decode one record; raise DecodeError, and nothing else, when it is malformed."""
@@ -86,7 +83,7 @@ class Decoder:
     def _short(self, buf) -> NoReturn:
         """A record shorter than its fixed part: say so, unless its header is wrong already."""
         cls = self._spec(buf).cls
-        head = dict(zip((name for name, _, _ in HEADER), _HEAD.unpack_from(buf)))
+        head = parse_header(buf)
         version = head["version"]
         rt.bad_head(cls, rt.decoding_version(cls, version), len(buf), head["fingerprint"], version,
                     head["payload_off"], head["size"])
@@ -107,4 +104,4 @@ class Decoder:
             except DecodeError as exc:
                 raise DecodeError(f"record at byte {offset}: {exc}") from None
             yield offset, event
-            offset += _SIZE.unpack_from(record)[0]
+            offset += HEADER_FIELD["size"].unpack_from(record)[0]

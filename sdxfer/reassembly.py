@@ -24,18 +24,17 @@ from dataclasses import dataclass, field
 from . import _runtime as rt
 from .errors import DecodeError
 from .record import (CONTINUATION_FORMAT, CONTINUATION_ID, CONTINUATION_LAST, CONTINUATION_PAYLOAD_OFF,
-                     HEADER_OFFSETS, LOST_UNKNOWN)
+                     DESCRIPTOR_FORMAT, HEADER_FIELD, LOST_UNKNOWN)
 
 DEFAULT_MAX_PENDING_BYTES = 64 << 20
 DEFAULT_MAX_AGE_NS = 2_000_000_000
 
 _CONTINUATION = struct.Struct(CONTINUATION_FORMAT)
-_ID = struct.Struct(f"<{HEADER_OFFSETS['id']}xH")
-_DESCRIPTOR = struct.Struct("<HHI")
+_DESCRIPTOR = struct.Struct("<" + DESCRIPTOR_FORMAT)
 
 
 def is_continuation(buf) -> bool:
-    return _ID.unpack_from(buf)[0] == CONTINUATION_ID
+    return HEADER_FIELD["id"].unpack_from(buf)[0] == CONTINUATION_ID
 
 
 @dataclass
@@ -260,9 +259,6 @@ class Reassembler:
         return cls((*values, tuple(ordered), ordered))
 
 
-_SIZE = struct.Struct(f"<{HEADER_OFFSETS['size']}xI")
-
-
 def iter_reassembled(decoder, data, **limits):
     """Events of back-to-back records (a file), continuations reassembled;
     DecodeError names the byte offset of a malformed record."""
@@ -272,7 +268,7 @@ def iter_reassembled(decoder, data, **limits):
     while offset < len(view):
         rec = view[offset:]
         try:
-            size = _SIZE.unpack_from(rec)[0]
+            size = HEADER_FIELD["size"].unpack_from(rec)[0]
             yield from reassembler.feed(rec[:size] if size else rec)
         except (DecodeError, struct.error) as exc:
             raise DecodeError(f"record at byte {offset}: {exc}") from None

@@ -28,6 +28,14 @@ HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
 HEADER_OFFSETS = {
     name: struct.calcsize("<" + "".join(fmt for _, _, fmt in HEADER[:i])) for i, (name, _, _) in enumerate(HEADER)
 }
+HEADER_STRUCT = struct.Struct(HEADER_FORMAT)
+# Each header field alone, read without unpacking the rest.
+HEADER_FIELD = {name: struct.Struct(f"<{HEADER_OFFSETS[name]}x{fmt}") for name, _, fmt in HEADER}
+
+
+def parse_header(buf) -> dict[str, int]:
+    """A record's header as {field: value}; struct.error when buf is shorter."""
+    return dict(zip((name for name, _, _ in HEADER), HEADER_STRUCT.unpack_from(buf)))
 
 # A variable field's descriptor in the fixed part: payload offset (0: absent),
 # bytes kept, bytes lost (LOST_UNKNOWN: truncated by an unknown amount).

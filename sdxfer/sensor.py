@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -39,8 +38,11 @@ POLL_TIMEOUT_MS = 100
 PERF_PAGES = 128  # per CPU
 PERF_WAKEUP_EVENTS = 2 * record.WAKEUP_EVERY
 DROPS_INTERVAL_S = 0.1  # how often the probe's drop counters are read
-_EVENT_ID_AT = record.HEADER_OFFSETS["id"]
-_HEAD = struct.Struct(record.HEADER_FORMAT)
+
+
+def _event_id(data) -> int | None:
+    """A raw record's event id; None when it is shorter than a header (decoding says why)."""
+    return record.HEADER_FIELD["id"].unpack_from(data)[0] if len(data) >= record.HEADER_SIZE else None
 
 
 def check_environment() -> Path:
@@ -319,10 +321,14 @@ class Sensor:
         for rec in records:
             if not rec.data:
                 continue
-            event_id = int.from_bytes(rec.data[_EVENT_ID_AT:_EVENT_ID_AT + 2], "little")
+            event_id = _event_id(rec.data)
             try:
                 if event_id == record.CONTINUATION_ID or event_id in spanning:
-                    yield from self._delivered(reassembler.feed(rec.data, time.monotonic_ns()), rec.data)
+                    events = reassembler.feed(rec.data, time.monotonic_ns())
+                    if event_id == record.CONTINUATION_ID:  # numbered like any record: the gap check sees it
+                        head = record.parse_header(rec.data)
+                        stats.note_sequence(head["cpu"], head["seq"])
+                    yield from self._counted(events, rec.data)
                     continue
                 event = decode(rec.data)
             except DecodeError:
@@ -333,13 +339,10 @@ class Sensor:
             stats.per_event[event.name].delivered += 1
             stats.note_sequence(event.cpu, event.seq)
             yield rec.data, event
-        yield from self._delivered(reassembler.flush(), b"")
+        yield from self._counted(reassembler.flush(), b"")
 
-    def _delivered(self, events, raw) -> Iterator:
-        """Counts reassembled events (and a continuation's sequence number) as decoded() does."""
-        if len(raw) >= record.HEADER_SIZE and int.from_bytes(raw[_EVENT_ID_AT:_EVENT_ID_AT + 2], "little") == record.CONTINUATION_ID:
-            head = dict(zip((name for name, _, _ in record.HEADER), _HEAD.unpack_from(raw)))
-            self.stats.note_sequence(head["cpu"], head["seq"])
+    def _counted(self, events, raw) -> Iterator:
+        """Counts reassembled events as decoded_records() counts the others."""
         for event in events:
             self.stats.delivered += 1
             self.stats.counts(event.name).delivered += 1

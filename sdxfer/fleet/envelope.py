@@ -28,13 +28,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..record import HEADER_OFFSETS
+from ..record import HEADER_FIELD
 
 MAGIC = b"SDXB"
 VERSION = 1
 _FIXED = struct.Struct("<4sHHQ16sqHI")
 _LEN = struct.Struct("<H")
-_SIZE = struct.Struct(f"<{HEADER_OFFSETS['size']}xI")
+_SIZE = HEADER_FIELD["size"]
 
 
 class EnvelopeError(ValueError):
