@@ -18,7 +18,7 @@ import sys
 from typing import Callable, NamedTuple, TextIO
 
 from .console import Clock, escape, quote, stop_on_signals
-from .fleet.output import add_output_arguments, deliver
+from .fleet.output import add_output_arguments
 from .program import TRANSPORTS
 
 EXAMPLES = """\
@@ -198,38 +198,21 @@ def _error(message: str) -> int:
 
 
 class Printer:
-    """Renders matching events to `out` and reports loss on stderr as it happens."""
+    """Renders matching exec events to `out` (or hands them to a fleet output)
+    and reports loss on stderr as it happens."""
 
     def __init__(self, probe, out: TextIO, options: Options, event_filter: Filter, as_json: bool,
                  clock: Clock, output=None):
-        self.probe = probe
-        self.output = output  # --output: raw records and events go there instead
-        self.out = out
-        self.options = options
-        self.filter = event_filter
-        self.render = json_line if as_json else format_line
-        self.clock = clock
-        self.lost_reported = 0
+        from .run import Emitter
 
-    def _wanted(self, event) -> bool:
-        return event.name == "exec" and self.filter.matches(event)
+        render = json_line if as_json else format_line
+        self.probe = probe
+        self._emitter = Emitter(probe, lambda event: render(event, options, clock),
+                                lambda event: event.name == "exec" and event_filter.matches(event),
+                                out, sys.stderr, "execmon", output)
 
     def emit(self, records) -> None:
-        if self.output is not None:
-            deliver(self.output, [pair for pair in self.probe.decoded_records(records) if self._wanted(pair[1])],
-                    "execmon", sys.stderr)
-            records = ()
-        # Per-CPU buffers are read one CPU after another: order each batch by time.
-        events = sorted(self.probe.decoded(records), key=lambda event: event.timestamp_ns)
-        lines = [self.render(event, self.options, self.clock) for event in events if self._wanted(event)]
-        if lines:
-            self.out.write("\n".join(lines) + "\n")
-            self.out.flush()
-        lost = self.probe.stats.lost
-        if lost > self.lost_reported:
-            print(f"execmon: {lost - self.lost_reported} events lost (the {self.probe.transport} "
-                  "buffer was full, or not open yet)", file=sys.stderr)
-            self.lost_reported = lost
+        self._emitter.emit(records)
 
     def run(self, stop: Callable[[], bool]) -> None:
         while not stop():

@@ -30,28 +30,38 @@ def summary_line(tool: str, stats) -> str:
     return f"{tool}: {stats.delivered} events received, {stats.lost} lost{per_event}{undecodable}"
 
 
+class Emitter:
+    """Each batch of records: the accepted events printed as render gives them
+    (or handed, with their raw records, to a fleet output), new loss on stderr."""
+
+    def __init__(self, sensor, render: Callable, accept: Callable, stdout, stderr, tool: str, output=None):
+        self.sensor, self.render, self.accept = sensor, render, accept
+        self.stdout, self.stderr, self.tool, self.output = stdout, stderr, tool, output
+        self.lost_reported = 0
+
+    def emit(self, records) -> None:
+        sensor = self.sensor
+        if self.output is not None:
+            deliver(self.output, [(raw, event) for raw, event in sensor.decoded_records(records) if self.accept(event)],
+                    self.tool, self.stderr)
+        else:
+            # Per-CPU buffers are read one CPU after another: order each batch by time.
+            events = sorted(sensor.decoded(records), key=lambda event: event.timestamp_ns)
+            lines = [self.render(event) for event in events if self.accept(event)]
+            if lines:
+                self.stdout.write("\n".join(lines) + "\n")
+                self.stdout.flush()
+        if sensor.stats.lost > self.lost_reported:
+            print(f"{self.tool}: {sensor.stats.lost - self.lost_reported} events lost (the {sensor.transport} buffer "
+                  "was full, or every scratch slot was taken)", file=self.stderr)
+            self.lost_reported = sensor.stats.lost
+
+
 def follow(sensor, render: Callable, accept: Callable, stdout, stderr, tool: str, output=None) -> None:
     """Prints every accepted event as render gives it (or hands it, with its raw
     record, to a fleet output) until Ctrl+C or SIGTERM, loss on stderr as it
     happens, and the summary at exit; closes the sensor and the output."""
-    lost_reported = 0
-
-    def emit(records) -> None:
-        nonlocal lost_reported
-        if output is not None:
-            deliver(output, [(raw, event) for raw, event in sensor.decoded_records(records) if accept(event)],
-                    tool, stderr)
-        else:
-            # Per-CPU buffers are read one CPU after another: order each batch by time.
-            events = sorted(sensor.decoded(records), key=lambda event: event.timestamp_ns)
-            lines = [render(event) for event in events if accept(event)]
-            if lines:
-                stdout.write("\n".join(lines) + "\n")
-                stdout.flush()
-        if sensor.stats.lost > lost_reported:
-            print(f"{tool}: {sensor.stats.lost - lost_reported} events lost (the {sensor.transport} buffer "
-                  "was full, or every scratch slot was taken)", file=stderr)
-            lost_reported = sensor.stats.lost
+    emit = Emitter(sensor, render, accept, stdout, stderr, tool, output).emit
 
     try:
         with stop_on_signals() as stop:
