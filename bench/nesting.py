@@ -24,6 +24,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from kernel_cost import BPF_STATS, prog_stats  # bench/, beside this file
 from sdxfer import Sensor
 
 SCHEMA = """\
@@ -108,21 +109,10 @@ int main(int argc, char **argv)
     return 0;
 }
 """
-BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
-
-
 def prog_totals(pid: int) -> tuple[int, int]:
     """(run_time_ns, run_cnt) summed over the BPF programs the process holds open."""
-    time_ns = runs = 0
-    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
-        try:
-            fields = dict(line.split(":", 1) for line in info.read_text().splitlines() if ":" in line)
-        except OSError:
-            continue
-        if "run_time_ns" in fields:
-            time_ns += int(fields["run_time_ns"])
-            runs += int(fields["run_cnt"])
-    return time_ns, runs
+    stats = prog_stats(pid).values()
+    return sum(t for t, _ in stats), sum(n for _, n in stats)
 
 
 def measure(loop: Path, schema: Path, text: str, transport: str, calls: int) -> float:
