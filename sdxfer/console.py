@@ -3,9 +3,11 @@ wall-clock time, a stop flag raised by Ctrl+C or SIGTERM, and a readable
 `key=value` rendering of any decoded event."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import ipaddress
+import pwd
 import re
 import signal
 import time
@@ -108,3 +110,21 @@ def event_fields(event, skip: tuple[str, ...] = ()) -> str:
     if event.truncated:
         parts.append("truncated=" + ",".join(event.truncated))
     return " ".join(parts)
+
+
+def user_id(text: str) -> int:
+    """argparse type: a user name or number, as a UID."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user: {text}") from None
+
+
+def regex(text: str) -> re.Pattern:
+    """argparse type: a compiled regular expression."""
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {exc}") from None

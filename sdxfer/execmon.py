@@ -12,12 +12,11 @@ import argparse
 import functools
 import json
 import os
-import pwd
 import re
 import sys
 from typing import Callable, NamedTuple, TextIO
 
-from .console import Clock, escape, quote, stop_on_signals
+from .console import Clock, escape, quote, regex, stop_on_signals, user_id
 from .fleet.output import add_output_arguments
 from .program import TRANSPORTS
 
@@ -137,22 +136,6 @@ def json_line(event, options: Options, clock: Clock) -> str:
     return json.dumps(record, ensure_ascii=True)
 
 
-def _user_id(text: str) -> int:
-    if text.isdigit():
-        return int(text)
-    try:
-        return pwd.getpwnam(text).pw_uid
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"no such user: {text}") from None
-
-
-def _regex(text: str) -> re.Pattern:
-    try:
-        return re.compile(text)
-    except re.error as exc:
-        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {exc}") from None
-
-
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"not a non-negative number: {text}")
@@ -170,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-T", "--time", action="store_true", help="show wall-clock time (HH:MM:SS)")
     parser.add_argument("-t", "--timestamp", action="store_true", help="show seconds since execmon started")
     parser.add_argument("-U", "--print-uid", action="store_true", help="show the UID column")
-    parser.add_argument("-u", "--uid", type=_user_id, metavar="USER", help="only execs by this user (name or UID)")
-    parser.add_argument("-n", "--name", type=_regex, metavar="REGEX", help="only commands whose name matches REGEX")
-    parser.add_argument("-l", "--line", type=_regex, metavar="REGEX",
+    parser.add_argument("-u", "--uid", type=user_id, metavar="USER", help="only execs by this user (name or UID)")
+    parser.add_argument("-n", "--name", type=regex, metavar="REGEX", help="only commands whose name matches REGEX")
+    parser.add_argument("-l", "--line", type=regex, metavar="REGEX",
                         help="only execs whose argument line (arguments joined by spaces) matches REGEX")
     parser.add_argument("-P", "--ppid", type=_count, metavar="PPID", help="only children of this process")
     parser.add_argument("-q", "--quote", action="store_true", help='put "double quotes" around each argument')

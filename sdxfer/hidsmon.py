@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from .console import Clock, escape, event_fields
+from .console import Clock, escape, event_fields, regex, user_id
 from .program import TRANSPORTS
 
 EXAMPLES = """\
@@ -66,7 +66,6 @@ def _event_list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .execmon import _regex, _user_id
     from .fleet.output import add_output_arguments
 
     parser = argparse.ArgumentParser(prog="hidsmon", description="Watch every HIDS event on this host with eBPF"
@@ -75,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", type=_event_list, metavar="LIST", help="comma-separated events (default: all)")
     parser.add_argument("--json", action="store_true", help="one JSON object per event per line")
     parser.add_argument("-p", "--pid", type=int, metavar="PID", help="only events of this process")
-    parser.add_argument("-u", "--uid", type=_user_id, metavar="USER", help="only events of this user (name or UID)")
-    parser.add_argument("-n", "--name", type=_regex, metavar="REGEX", help="only commands whose name matches REGEX")
+    parser.add_argument("-u", "--uid", type=user_id, metavar="USER", help="only events of this user (name or UID)")
+    parser.add_argument("-n", "--name", type=regex, metavar="REGEX", help="only commands whose name matches REGEX")
     parser.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0],
                         help="perf buffer (default) or BPF ring buffer")
     add_output_arguments(parser)
