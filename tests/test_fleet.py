@@ -371,11 +371,12 @@ def test_consumer_rides_out_a_server_restart(server, packer):
         deadline = time.monotonic() + 60
         for item in consumer.events(lambda: len(got) == 2 or time.monotonic() > deadline):
             got.append(item)
-            server.kill()
-            server.start()
-            out = publisher(url)
-            out.send([(raw, None) for raw in packer(["after"])])
-            out.close()
+            if len(got) == 1:  # the ack of "before" may die with the server: it comes again, and is known
+                server.kill()
+                server.start()
+                out = publisher(url)
+                out.send([(raw, None) for raw in packer(["after"])])
+                out.close()
     assert markers_of(got) == ["before", "after"]
 
 

@@ -7,12 +7,15 @@
             print(item.host.hostname, item.event.name, item.to_dict())
 
 A message is acked once every event in it has been handed over (on the next
-pull), so a consumer that stops mid-message gets that message again: at
-least once from the stream, which holds each published batch exactly once.
+pull), so a consumer that stops mid-message gets that message again. A
+message the stream sends again after an ack the server never saw (it went
+away meanwhile) is known by its stream sequence and acked without being
+handed over twice.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -23,6 +26,7 @@ from .nats_io import FIRST_CONNECT_S, RETRY_S, Connection, Endpoint, FleetError,
 
 FETCH_BATCH = 64
 FETCH_WAIT_S = 0.5
+REMEMBERED_MESSAGES = 65536  # stream sequences handed over, for knowing redeliveries
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class Consumer:
         self.major = schema_major(schema or SHIPPED_SCHEMA)
         self.stats = ConsumeStats()
         self._said: set[tuple] = set()
+        self._handed_over: set[int] = set()
+        self._handed_order: collections.deque[int] = collections.deque()
         self._options = connection.options()
         self._loop = asyncio.new_event_loop()
         try:
@@ -157,12 +163,23 @@ class Consumer:
                 self._loop.run_until_complete(asyncio.sleep(RETRY_S))
                 continue
             for message in messages:
-                self.stats.messages += 1
-                yield from self._items(message.data)
+                if stop():  # the rest of the batch comes again, unacked
+                    return
+                sequence = message.metadata.sequence.stream
+                if sequence not in self._handed_over:
+                    self.stats.messages += 1
+                    yield from self._items(message.data)
+                    self._remember(sequence)
                 try:
                     self._loop.run_until_complete(message.ack())
-                except NatsError:  # not acked: the stream sends it again
+                except NatsError:  # not acked: the stream sends it again, and it is known
                     pass
+
+    def _remember(self, sequence: int) -> None:
+        self._handed_over.add(sequence)
+        self._handed_order.append(sequence)
+        if len(self._handed_order) > REMEMBERED_MESSAGES:
+            self._handed_over.discard(self._handed_order.popleft())
 
     def close(self) -> None:
         if not self._loop.is_closed():
