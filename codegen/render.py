@@ -245,28 +245,45 @@ def _py_construct(m: Member) -> str:
 
 
 def _py_variable_lines(e: EventLayout, v) -> list[str]:
-    """Straight-line decoding of one variable field (no calls on the common path)."""
+    """Straight-line decoding of one variable field (no calls on the common path).
+
+    Lists (strlist, array) are checked here and built on first read
+    (rt.Deferred, on a copy of their bytes, so a reused buffer cannot change them)."""
     name = v.field.name
-    off, length, lost, value = f"d_{name}_off", f"d_{name}_len", f"d_{name}_lost", f"f_{name}"
+    off, length, value = f"d_{name}_off", f"d_{name}_len", f"f_{name}"
+    field_bytes = f"buf[{off}:{off} + {length}]"
+    entries = _py_entry_name(e.event.name, name)
+    decoding = VARIABLE_DECODING[v.field.type.name]
     convert = {
-        "list": f"rt.split_list(buf, {off}, {off} + {length})",
-        "bytes": f"bytes(buf[{off}:{off} + {length}])",
-        "text": f'str(buf[{off}:{off} + {length}], "utf-8", "surrogateescape")',
-        "entries": f"{_py_entry_name(e.event.name, name)}.decode(buf[{off}:{off} + {length}])",
-    }[VARIABLE_DECODING[v.field.type.name]]
+        "list": f"rt.Deferred(rt.split_list, bytes({field_bytes}), 0, {length})",
+        "bytes": f"bytes({field_bytes})",
+        "text": f'str({field_bytes}, "utf-8", "surrogateescape")',
+        "entries": f"rt.Deferred({entries}.decode, bytes({field_bytes}))",
+    }[decoding]
     # payload_off, not the layout's: equal to it unless the record is of a newer version
-    return [
-        f"if {lost}:",
-        f'    lost["{name}"] = None if {lost} == rt.LOST_UNKNOWN else {lost}',
+    lines = [
         f"if {off}:",
         f"    if {off} < payload_off or {off} + {length} > size:",
         f'        rt.bad_field("{name}", {off}, {length}, payload_off, size)',
+    ]
+    if decoding == "entries":
+        lines += [f"    if {length} % {v.field.entry_size}:", f"        {entries}.bad_length({length})"]
+    return lines + [
         f"    {value} = {convert}",
         f"elif {length}:",
         f'    rt.bad_field("{name}", {off}, {length}, payload_off, size)',
         "else:",
         f"    {value} = None",
     ]
+
+
+def _py_lost_lines(e: EventLayout) -> list[str]:
+    """The lost map, built only for a record that lost bytes (most lose none)."""
+    lines = []
+    for v in e.variables:
+        name, lost = v.field.name, f"d_{v.field.name}_lost"
+        lines += [f"if {lost}:", f'    lost["{name}"] = None if {lost} == rt.LOST_UNKNOWN else {lost}']
+    return lines
 
 
 def _py_version(e: EventLayout, current: EventLayout) -> dict:
@@ -299,7 +316,8 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
         "targets": targets,
         "lines": lines,
         "field_values": [f"f_{f.name}" for f in e.event.fields] + ["None"] * (len(current.event.fields) - known),
-        "uses_lost": bool(e.variables),
+        "any_lost": " or ".join(f"d_{v.field.name}_lost" for v in e.variables),
+        "lost_lines": _py_lost_lines(e),
         "spans": [f"rt.Span({i}, {v.descriptor_offset}, {v.field.max}, {v.field.total})"
                   for v in e.variables for i, f in enumerate(e.event.fields) if f is v.field and f.spans],
     }

@@ -107,9 +107,6 @@ def _decode_exec_v1(buf):
     ) = _EXEC_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x30d369cc or version != 1 or payload_off != 128 or not 128 <= size <= 22224 or size > len(buf):
         rt.bad_head(ExecEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -118,8 +115,6 @@ def _decode_exec_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_exe_lost:
-        lost["exe"] = None if d_exe_lost == rt.LOST_UNKNOWN else d_exe_lost
     if d_exe_off:
         if d_exe_off < payload_off or d_exe_off + d_exe_len > size:
             rt.bad_field("exe", d_exe_off, d_exe_len, payload_off, size)
@@ -128,18 +123,14 @@ def _decode_exec_v1(buf):
         rt.bad_field("exe", d_exe_off, d_exe_len, payload_off, size)
     else:
         f_exe = None
-    if d_argv_lost:
-        lost["argv"] = None if d_argv_lost == rt.LOST_UNKNOWN else d_argv_lost
     if d_argv_off:
         if d_argv_off < payload_off or d_argv_off + d_argv_len > size:
             rt.bad_field("argv", d_argv_off, d_argv_len, payload_off, size)
-        f_argv = rt.split_list(buf, d_argv_off, d_argv_off + d_argv_len)
+        f_argv = rt.Deferred(rt.split_list, bytes(buf[d_argv_off:d_argv_off + d_argv_len]), 0, d_argv_len)
     elif d_argv_len:
         rt.bad_field("argv", d_argv_off, d_argv_len, payload_off, size)
     else:
         f_argv = None
-    if d_ssh_connection_lost:
-        lost["ssh_connection"] = None if d_ssh_connection_lost == rt.LOST_UNKNOWN else d_ssh_connection_lost
     if d_ssh_connection_off:
         if d_ssh_connection_off < payload_off or d_ssh_connection_off + d_ssh_connection_len > size:
             rt.bad_field("ssh_connection", d_ssh_connection_off, d_ssh_connection_len, payload_off, size)
@@ -148,8 +139,6 @@ def _decode_exec_v1(buf):
         rt.bad_field("ssh_connection", d_ssh_connection_off, d_ssh_connection_len, payload_off, size)
     else:
         f_ssh_connection = None
-    if d_ld_preload_lost:
-        lost["ld_preload"] = None if d_ld_preload_lost == rt.LOST_UNKNOWN else d_ld_preload_lost
     if d_ld_preload_off:
         if d_ld_preload_off < payload_off or d_ld_preload_off + d_ld_preload_len > size:
             rt.bad_field("ld_preload", d_ld_preload_off, d_ld_preload_len, payload_off, size)
@@ -158,17 +147,32 @@ def _decode_exec_v1(buf):
         rt.bad_field("ld_preload", d_ld_preload_off, d_ld_preload_len, payload_off, size)
     else:
         f_ld_preload = None
-    if d_ancestors_lost:
-        lost["ancestors"] = None if d_ancestors_lost == rt.LOST_UNKNOWN else d_ancestors_lost
     if d_ancestors_off:
         if d_ancestors_off < payload_off or d_ancestors_off + d_ancestors_len > size:
             rt.bad_field("ancestors", d_ancestors_off, d_ancestors_len, payload_off, size)
-        f_ancestors = EXEC_ANCESTORS_ENTRY.decode(buf[d_ancestors_off:d_ancestors_off + d_ancestors_len])
+        if d_ancestors_len % 20:
+            EXEC_ANCESTORS_ENTRY.bad_length(d_ancestors_len)
+        f_ancestors = rt.Deferred(EXEC_ANCESTORS_ENTRY.decode, bytes(buf[d_ancestors_off:d_ancestors_off + d_ancestors_len]))
     elif d_ancestors_len:
         rt.bad_field("ancestors", d_ancestors_off, d_ancestors_len, payload_off, size)
     else:
         f_ancestors = None
-    return ExecEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_ret, f_exe, f_argv, f_ssh_connection, f_ld_preload, f_ancestors, tuple(lost), lost))
+    if d_comm_lost or d_exe_lost or d_argv_lost or d_ssh_connection_lost or d_ld_preload_lost or d_ancestors_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_exe_lost:
+            lost["exe"] = None if d_exe_lost == rt.LOST_UNKNOWN else d_exe_lost
+        if d_argv_lost:
+            lost["argv"] = None if d_argv_lost == rt.LOST_UNKNOWN else d_argv_lost
+        if d_ssh_connection_lost:
+            lost["ssh_connection"] = None if d_ssh_connection_lost == rt.LOST_UNKNOWN else d_ssh_connection_lost
+        if d_ld_preload_lost:
+            lost["ld_preload"] = None if d_ld_preload_lost == rt.LOST_UNKNOWN else d_ld_preload_lost
+        if d_ancestors_lost:
+            lost["ancestors"] = None if d_ancestors_lost == rt.LOST_UNKNOWN else d_ancestors_lost
+        return ExecEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_ret, f_exe, f_argv, f_ssh_connection, f_ld_preload, f_ancestors, tuple(lost), lost))
+    return ExecEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_ret, f_exe, f_argv, f_ssh_connection, f_ld_preload, f_ancestors, (), rt.NO_LOSS))
 
 
 class ExitEvent(rt.Event):
@@ -233,9 +237,6 @@ def _decode_exit_v1(buf):
     ) = _EXIT_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x2a6b649b or version != 1 or payload_off != 88 or not 88 <= size <= 104 or size > len(buf):
         rt.bad_head(ExitEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -244,7 +245,12 @@ def _decode_exit_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    return ExitEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_code, tuple(lost), lost))
+    if d_comm_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        return ExitEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_code, tuple(lost), lost))
+    return ExitEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_code, (), rt.NO_LOSS))
 
 
 class ConnectEvent(rt.Event):
@@ -318,11 +324,8 @@ def _decode_connect_v1(buf):
     ) = _CONNECT_V1_FIXED.unpack_from(buf)
     if fingerprint != 0xb40aea76 or version != 1 or payload_off != 136 or not 136 <= size <= 152 or size > len(buf):
         rt.bad_head(ConnectEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
     f_remote = rt.sockaddr(f_remote)
     f_local = rt.sockaddr(f_local)
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -331,7 +334,12 @@ def _decode_connect_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    return ConnectEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_protocol, f_remote, f_local, f_ret, tuple(lost), lost))
+    if d_comm_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        return ConnectEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_protocol, f_remote, f_local, f_ret, tuple(lost), lost))
+    return ConnectEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_protocol, f_remote, f_local, f_ret, (), rt.NO_LOSS))
 
 
 class BindEvent(rt.Event):
@@ -403,10 +411,7 @@ def _decode_bind_v1(buf):
     ) = _BIND_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x80388314 or version != 1 or payload_off != 116 or not 116 <= size <= 132 or size > len(buf):
         rt.bad_head(BindEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
     f_local = rt.sockaddr(f_local)
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -415,7 +420,12 @@ def _decode_bind_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    return BindEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_protocol, f_local, f_ret, tuple(lost), lost))
+    if d_comm_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        return BindEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_protocol, f_local, f_ret, tuple(lost), lost))
+    return BindEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_protocol, f_local, f_ret, (), rt.NO_LOSS))
 
 
 class ListenEvent(rt.Event):
@@ -486,10 +496,7 @@ def _decode_listen_v1(buf):
     ) = _LISTEN_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x9ee7d1bd or version != 1 or payload_off != 116 or not 116 <= size <= 132 or size > len(buf):
         rt.bad_head(ListenEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
     f_local = rt.sockaddr(f_local)
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -498,7 +505,12 @@ def _decode_listen_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    return ListenEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_local, f_backlog, f_ret, tuple(lost), lost))
+    if d_comm_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        return ListenEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_local, f_backlog, f_ret, tuple(lost), lost))
+    return ListenEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_local, f_backlog, f_ret, (), rt.NO_LOSS))
 
 
 class AcceptEvent(rt.Event):
@@ -571,11 +583,8 @@ def _decode_accept_v1(buf):
     ) = _ACCEPT_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x7edc7ed1 or version != 1 or payload_off != 136 or not 136 <= size <= 152 or size > len(buf):
         rt.bad_head(AcceptEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
     f_remote = rt.sockaddr(f_remote)
     f_local = rt.sockaddr(f_local)
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -584,7 +593,12 @@ def _decode_accept_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    return AcceptEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_flags, f_remote, f_local, f_ret, tuple(lost), lost))
+    if d_comm_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        return AcceptEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_flags, f_remote, f_local, f_ret, tuple(lost), lost))
+    return AcceptEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_fd, f_flags, f_remote, f_local, f_ret, (), rt.NO_LOSS))
 
 
 class DnsEvent(rt.Event):
@@ -663,10 +677,7 @@ def _decode_dns_v1(buf):
     ) = _DNS_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x138d9469 or version != 1 or payload_off != 136 or not 136 <= size <= 424 or size > len(buf):
         rt.bad_head(DnsEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
     f_remote = rt.sockaddr(f_remote)
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -675,8 +686,6 @@ def _decode_dns_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_query_lost:
-        lost["query"] = None if d_query_lost == rt.LOST_UNKNOWN else d_query_lost
     if d_query_off:
         if d_query_off < payload_off or d_query_off + d_query_len > size:
             rt.bad_field("query", d_query_off, d_query_len, payload_off, size)
@@ -685,8 +694,6 @@ def _decode_dns_v1(buf):
         rt.bad_field("query", d_query_off, d_query_len, payload_off, size)
     else:
         f_query = None
-    if d_syscall_lost:
-        lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
     if d_syscall_off:
         if d_syscall_off < payload_off or d_syscall_off + d_syscall_len > size:
             rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
@@ -695,7 +702,16 @@ def _decode_dns_v1(buf):
         rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
     else:
         f_syscall = None
-    return DnsEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_query, f_qtype, f_remote, f_syscall, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_query_lost or d_syscall_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_query_lost:
+            lost["query"] = None if d_query_lost == rt.LOST_UNKNOWN else d_query_lost
+        if d_syscall_lost:
+            lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
+        return DnsEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_query, f_qtype, f_remote, f_syscall, f_ret, tuple(lost), lost))
+    return DnsEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_query, f_qtype, f_remote, f_syscall, f_ret, (), rt.NO_LOSS))
 
 
 class PtraceEvent(rt.Event):
@@ -768,9 +784,6 @@ def _decode_ptrace_v1(buf):
     ) = _PTRACE_V1_FIXED.unpack_from(buf)
     if fingerprint != 0xf9329f1f or version != 1 or payload_off != 120 or not 120 <= size <= 136 or size > len(buf):
         rt.bad_head(PtraceEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -779,7 +792,12 @@ def _decode_ptrace_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    return PtraceEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_request, f_target, f_addr, f_ret, tuple(lost), lost))
+    if d_comm_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        return PtraceEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_request, f_target, f_addr, f_ret, tuple(lost), lost))
+    return PtraceEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_request, f_target, f_addr, f_ret, (), rt.NO_LOSS))
 
 
 class MemfdCreateEvent(rt.Event):
@@ -850,9 +868,6 @@ def _decode_memfd_create_v1(buf):
     ) = _MEMFD_CREATE_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x82e85db3 or version != 1 or payload_off != 100 or not 100 <= size <= 372 or size > len(buf):
         rt.bad_head(MemfdCreateEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -861,8 +876,6 @@ def _decode_memfd_create_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_name_lost:
-        lost["name"] = None if d_name_lost == rt.LOST_UNKNOWN else d_name_lost
     if d_name_off:
         if d_name_off < payload_off or d_name_off + d_name_len > size:
             rt.bad_field("name", d_name_off, d_name_len, payload_off, size)
@@ -871,7 +884,14 @@ def _decode_memfd_create_v1(buf):
         rt.bad_field("name", d_name_off, d_name_len, payload_off, size)
     else:
         f_name = None
-    return MemfdCreateEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_name, f_flags, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_name_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_name_lost:
+            lost["name"] = None if d_name_lost == rt.LOST_UNKNOWN else d_name_lost
+        return MemfdCreateEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_name, f_flags, f_ret, tuple(lost), lost))
+    return MemfdCreateEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_name, f_flags, f_ret, (), rt.NO_LOSS))
 
 
 class PrctlEvent(rt.Event):
@@ -942,9 +962,6 @@ def _decode_prctl_v1(buf):
     ) = _PRCTL_V1_FIXED.unpack_from(buf)
     if fingerprint != 0xd1fb35b7 or version != 1 or payload_off != 100 or not 100 <= size <= 132 or size > len(buf):
         rt.bad_head(PrctlEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -953,8 +970,6 @@ def _decode_prctl_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_name_lost:
-        lost["name"] = None if d_name_lost == rt.LOST_UNKNOWN else d_name_lost
     if d_name_off:
         if d_name_off < payload_off or d_name_off + d_name_len > size:
             rt.bad_field("name", d_name_off, d_name_len, payload_off, size)
@@ -963,7 +978,14 @@ def _decode_prctl_v1(buf):
         rt.bad_field("name", d_name_off, d_name_len, payload_off, size)
     else:
         f_name = None
-    return PrctlEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_option, f_name, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_name_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_name_lost:
+            lost["name"] = None if d_name_lost == rt.LOST_UNKNOWN else d_name_lost
+        return PrctlEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_option, f_name, f_ret, tuple(lost), lost))
+    return PrctlEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_option, f_name, f_ret, (), rt.NO_LOSS))
 
 
 class SetsidEvent(rt.Event):
@@ -1028,9 +1050,6 @@ def _decode_setsid_v1(buf):
     ) = _SETSID_V1_FIXED.unpack_from(buf)
     if fingerprint != 0xa397984a or version != 1 or payload_off != 88 or not 88 <= size <= 104 or size > len(buf):
         rt.bad_head(SetsidEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -1039,7 +1058,12 @@ def _decode_setsid_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    return SetsidEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_ret, tuple(lost), lost))
+    if d_comm_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        return SetsidEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_ret, tuple(lost), lost))
+    return SetsidEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_ret, (), rt.NO_LOSS))
 
 
 class CredsChangeEvent(rt.Event):
@@ -1113,11 +1137,8 @@ def _decode_creds_change_v1(buf):
     ) = _CREDS_CHANGE_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x87f3a1b1 or version != 1 or payload_off != 168 or not 168 <= size <= 200 or size > len(buf):
         rt.bad_head(CredsChangeEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
     f_old = rt.creds(f_old)
     f_new = rt.creds(f_new)
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -1126,8 +1147,6 @@ def _decode_creds_change_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_syscall_lost:
-        lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
     if d_syscall_off:
         if d_syscall_off < payload_off or d_syscall_off + d_syscall_len > size:
             rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
@@ -1136,7 +1155,14 @@ def _decode_creds_change_v1(buf):
         rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
     else:
         f_syscall = None
-    return CredsChangeEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_old, f_new, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_syscall_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_syscall_lost:
+            lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
+        return CredsChangeEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_old, f_new, f_ret, tuple(lost), lost))
+    return CredsChangeEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_old, f_new, f_ret, (), rt.NO_LOSS))
 
 
 class KmodLoadEvent(rt.Event):
@@ -1211,9 +1237,6 @@ def _decode_kmod_load_v1(buf):
     ) = _KMOD_LOAD_V1_FIXED.unpack_from(buf)
     if fingerprint != 0xa287086e or version != 1 or payload_off != 108 or not 108 <= size <= 204 or size > len(buf):
         rt.bad_head(KmodLoadEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -1222,8 +1245,6 @@ def _decode_kmod_load_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_syscall_lost:
-        lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
     if d_syscall_off:
         if d_syscall_off < payload_off or d_syscall_off + d_syscall_len > size:
             rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
@@ -1232,8 +1253,6 @@ def _decode_kmod_load_v1(buf):
         rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
     else:
         f_syscall = None
-    if d_name_lost:
-        lost["name"] = None if d_name_lost == rt.LOST_UNKNOWN else d_name_lost
     if d_name_off:
         if d_name_off < payload_off or d_name_off + d_name_len > size:
             rt.bad_field("name", d_name_off, d_name_len, payload_off, size)
@@ -1242,7 +1261,16 @@ def _decode_kmod_load_v1(buf):
         rt.bad_field("name", d_name_off, d_name_len, payload_off, size)
     else:
         f_name = None
-    return KmodLoadEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_name, f_fd, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_syscall_lost or d_name_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_syscall_lost:
+            lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
+        if d_name_lost:
+            lost["name"] = None if d_name_lost == rt.LOST_UNKNOWN else d_name_lost
+        return KmodLoadEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_name, f_fd, f_ret, tuple(lost), lost))
+    return KmodLoadEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_name, f_fd, f_ret, (), rt.NO_LOSS))
 
 
 class MountEvent(rt.Event):
@@ -1322,9 +1350,6 @@ def _decode_mount_v1(buf):
     ) = _MOUNT_V1_FIXED.unpack_from(buf)
     if fingerprint != 0xa026c02b or version != 1 or payload_off != 124 or not 124 <= size <= 8588 or size > len(buf):
         rt.bad_head(MountEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -1333,8 +1358,6 @@ def _decode_mount_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_source_lost:
-        lost["source"] = None if d_source_lost == rt.LOST_UNKNOWN else d_source_lost
     if d_source_off:
         if d_source_off < payload_off or d_source_off + d_source_len > size:
             rt.bad_field("source", d_source_off, d_source_len, payload_off, size)
@@ -1343,8 +1366,6 @@ def _decode_mount_v1(buf):
         rt.bad_field("source", d_source_off, d_source_len, payload_off, size)
     else:
         f_source = None
-    if d_target_lost:
-        lost["target"] = None if d_target_lost == rt.LOST_UNKNOWN else d_target_lost
     if d_target_off:
         if d_target_off < payload_off or d_target_off + d_target_len > size:
             rt.bad_field("target", d_target_off, d_target_len, payload_off, size)
@@ -1353,8 +1374,6 @@ def _decode_mount_v1(buf):
         rt.bad_field("target", d_target_off, d_target_len, payload_off, size)
     else:
         f_target = None
-    if d_fstype_lost:
-        lost["fstype"] = None if d_fstype_lost == rt.LOST_UNKNOWN else d_fstype_lost
     if d_fstype_off:
         if d_fstype_off < payload_off or d_fstype_off + d_fstype_len > size:
             rt.bad_field("fstype", d_fstype_off, d_fstype_len, payload_off, size)
@@ -1363,7 +1382,18 @@ def _decode_mount_v1(buf):
         rt.bad_field("fstype", d_fstype_off, d_fstype_len, payload_off, size)
     else:
         f_fstype = None
-    return MountEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_source, f_target, f_fstype, f_flags, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_source_lost or d_target_lost or d_fstype_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_source_lost:
+            lost["source"] = None if d_source_lost == rt.LOST_UNKNOWN else d_source_lost
+        if d_target_lost:
+            lost["target"] = None if d_target_lost == rt.LOST_UNKNOWN else d_target_lost
+        if d_fstype_lost:
+            lost["fstype"] = None if d_fstype_lost == rt.LOST_UNKNOWN else d_fstype_lost
+        return MountEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_source, f_target, f_fstype, f_flags, f_ret, tuple(lost), lost))
+    return MountEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_source, f_target, f_fstype, f_flags, f_ret, (), rt.NO_LOSS))
 
 
 class ChmodEvent(rt.Event):
@@ -1440,9 +1470,6 @@ def _decode_chmod_v1(buf):
     ) = _CHMOD_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x9bc8454e or version != 1 or payload_off != 112 or not 112 <= size <= 4240 or size > len(buf):
         rt.bad_head(ChmodEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -1451,8 +1478,6 @@ def _decode_chmod_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_syscall_lost:
-        lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
     if d_syscall_off:
         if d_syscall_off < payload_off or d_syscall_off + d_syscall_len > size:
             rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
@@ -1461,8 +1486,6 @@ def _decode_chmod_v1(buf):
         rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
     else:
         f_syscall = None
-    if d_path_lost:
-        lost["path"] = None if d_path_lost == rt.LOST_UNKNOWN else d_path_lost
     if d_path_off:
         if d_path_off < payload_off or d_path_off + d_path_len > size:
             rt.bad_field("path", d_path_off, d_path_len, payload_off, size)
@@ -1471,7 +1494,16 @@ def _decode_chmod_v1(buf):
         rt.bad_field("path", d_path_off, d_path_len, payload_off, size)
     else:
         f_path = None
-    return ChmodEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_fd, f_path, f_mode, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_syscall_lost or d_path_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_syscall_lost:
+            lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
+        if d_path_lost:
+            lost["path"] = None if d_path_lost == rt.LOST_UNKNOWN else d_path_lost
+        return ChmodEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_fd, f_path, f_mode, f_ret, tuple(lost), lost))
+    return ChmodEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_fd, f_path, f_mode, f_ret, (), rt.NO_LOSS))
 
 
 class RenameEvent(rt.Event):
@@ -1550,9 +1582,6 @@ def _decode_rename_v1(buf):
     ) = _RENAME_V1_FIXED.unpack_from(buf)
     if fingerprint != 0xbdf5803a or version != 1 or payload_off != 116 or not 116 <= size <= 8340 or size > len(buf):
         rt.bad_head(RenameEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -1561,8 +1590,6 @@ def _decode_rename_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_syscall_lost:
-        lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
     if d_syscall_off:
         if d_syscall_off < payload_off or d_syscall_off + d_syscall_len > size:
             rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
@@ -1571,8 +1598,6 @@ def _decode_rename_v1(buf):
         rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
     else:
         f_syscall = None
-    if d_old_path_lost:
-        lost["old_path"] = None if d_old_path_lost == rt.LOST_UNKNOWN else d_old_path_lost
     if d_old_path_off:
         if d_old_path_off < payload_off or d_old_path_off + d_old_path_len > size:
             rt.bad_field("old_path", d_old_path_off, d_old_path_len, payload_off, size)
@@ -1581,8 +1606,6 @@ def _decode_rename_v1(buf):
         rt.bad_field("old_path", d_old_path_off, d_old_path_len, payload_off, size)
     else:
         f_old_path = None
-    if d_new_path_lost:
-        lost["new_path"] = None if d_new_path_lost == rt.LOST_UNKNOWN else d_new_path_lost
     if d_new_path_off:
         if d_new_path_off < payload_off or d_new_path_off + d_new_path_len > size:
             rt.bad_field("new_path", d_new_path_off, d_new_path_len, payload_off, size)
@@ -1591,7 +1614,18 @@ def _decode_rename_v1(buf):
         rt.bad_field("new_path", d_new_path_off, d_new_path_len, payload_off, size)
     else:
         f_new_path = None
-    return RenameEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_old_path, f_new_path, f_flags, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_syscall_lost or d_old_path_lost or d_new_path_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_syscall_lost:
+            lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
+        if d_old_path_lost:
+            lost["old_path"] = None if d_old_path_lost == rt.LOST_UNKNOWN else d_old_path_lost
+        if d_new_path_lost:
+            lost["new_path"] = None if d_new_path_lost == rt.LOST_UNKNOWN else d_new_path_lost
+        return RenameEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_old_path, f_new_path, f_flags, f_ret, tuple(lost), lost))
+    return RenameEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_old_path, f_new_path, f_flags, f_ret, (), rt.NO_LOSS))
 
 
 class UnlinkEvent(rt.Event):
@@ -1667,9 +1701,6 @@ def _decode_unlink_v1(buf):
     ) = _UNLINK_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x0f07ce77 or version != 1 or payload_off != 108 or not 108 <= size <= 4236 or size > len(buf):
         rt.bad_head(UnlinkEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -1678,8 +1709,6 @@ def _decode_unlink_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_syscall_lost:
-        lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
     if d_syscall_off:
         if d_syscall_off < payload_off or d_syscall_off + d_syscall_len > size:
             rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
@@ -1688,8 +1717,6 @@ def _decode_unlink_v1(buf):
         rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
     else:
         f_syscall = None
-    if d_path_lost:
-        lost["path"] = None if d_path_lost == rt.LOST_UNKNOWN else d_path_lost
     if d_path_off:
         if d_path_off < payload_off or d_path_off + d_path_len > size:
             rt.bad_field("path", d_path_off, d_path_len, payload_off, size)
@@ -1698,7 +1725,16 @@ def _decode_unlink_v1(buf):
         rt.bad_field("path", d_path_off, d_path_len, payload_off, size)
     else:
         f_path = None
-    return UnlinkEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_path, f_dir, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_syscall_lost or d_path_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_syscall_lost:
+            lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
+        if d_path_lost:
+            lost["path"] = None if d_path_lost == rt.LOST_UNKNOWN else d_path_lost
+        return UnlinkEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_path, f_dir, f_ret, tuple(lost), lost))
+    return UnlinkEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_path, f_dir, f_ret, (), rt.NO_LOSS))
 
 
 class FileCreateEvent(rt.Event):
@@ -1775,9 +1811,6 @@ def _decode_file_create_v1(buf):
     ) = _FILE_CREATE_V1_FIXED.unpack_from(buf)
     if fingerprint != 0x2b99c982 or version != 1 or payload_off != 112 or not 112 <= size <= 4240 or size > len(buf):
         rt.bad_head(FileCreateEvent, 1, len(buf), fingerprint, version, payload_off, size)
-    lost = {}
-    if d_comm_lost:
-        lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
     if d_comm_off:
         if d_comm_off < payload_off or d_comm_off + d_comm_len > size:
             rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
@@ -1786,8 +1819,6 @@ def _decode_file_create_v1(buf):
         rt.bad_field("comm", d_comm_off, d_comm_len, payload_off, size)
     else:
         f_comm = None
-    if d_syscall_lost:
-        lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
     if d_syscall_off:
         if d_syscall_off < payload_off or d_syscall_off + d_syscall_len > size:
             rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
@@ -1796,8 +1827,6 @@ def _decode_file_create_v1(buf):
         rt.bad_field("syscall", d_syscall_off, d_syscall_len, payload_off, size)
     else:
         f_syscall = None
-    if d_path_lost:
-        lost["path"] = None if d_path_lost == rt.LOST_UNKNOWN else d_path_lost
     if d_path_off:
         if d_path_off < payload_off or d_path_off + d_path_len > size:
             rt.bad_field("path", d_path_off, d_path_len, payload_off, size)
@@ -1806,7 +1835,16 @@ def _decode_file_create_v1(buf):
         rt.bad_field("path", d_path_off, d_path_len, payload_off, size)
     else:
         f_path = None
-    return FileCreateEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_path, f_flags, f_mode, f_ret, tuple(lost), lost))
+    if d_comm_lost or d_syscall_lost or d_path_lost:
+        lost = {}
+        if d_comm_lost:
+            lost["comm"] = None if d_comm_lost == rt.LOST_UNKNOWN else d_comm_lost
+        if d_syscall_lost:
+            lost["syscall"] = None if d_syscall_lost == rt.LOST_UNKNOWN else d_syscall_lost
+        if d_path_lost:
+            lost["path"] = None if d_path_lost == rt.LOST_UNKNOWN else d_path_lost
+        return FileCreateEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_path, f_flags, f_mode, f_ret, tuple(lost), lost))
+    return FileCreateEvent((timestamp_ns, seq, cpu, version, f_pid, f_tid, f_ppid, f_pgid, f_sid, f_uid, f_gid, f_euid, f_cgroup_id, f_mntns, f_comm, f_syscall, f_path, f_flags, f_mode, f_ret, (), rt.NO_LOSS))
 
 
 EVENTS = (

@@ -9,6 +9,7 @@ import ipaddress
 import socket
 import struct
 from collections import namedtuple
+from functools import partial
 from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Callable, NamedTuple, NoReturn
@@ -20,6 +21,9 @@ from .record import (CREDS_MEMBERS, DESCRIPTOR, HEADER, HEADER_SIZE, LAYOUT_VERS
                      VARIABLE_DECODING)
 
 NO_LOSS = MappingProxyType({})
+# Variable fields whose value is a list of objects, costly to build: decoded
+# on first read (Deferred). Text and bytes are one object each, built at once.
+DEFERRED_DECODINGS = frozenset({"list", "entries"})
 
 _CONSTRUCT_INT = {"Q": Int64ul, "I": Int32ul, "H": Int16ul}
 HEAD = Struct(*(name / _CONSTRUCT_INT[fmt] for name, _, fmt in HEADER))
@@ -84,27 +88,30 @@ class EntryType:
         self.construct = construct
         self.kinds = kinds
         self.converters = tuple((i, ENTRY_CONVERTERS[kind]) for i, kind in enumerate(kinds) if kind in ENTRY_CONVERTERS)
+        # the NamedTuple from a tuple of values, without _make's Python-level call
+        self._new = partial(tuple.__new__, self.cls)
 
-    def _check(self, data) -> None:
-        if len(data) % self.struct.size:
-            raise DecodeError(f"field {self.field}: {len(data)} bytes is not a whole number of"
-                              f" {self.struct.size}-byte entries")
+    def bad_length(self, length: int) -> NoReturn:
+        raise DecodeError(f"field {self.field}: {length} bytes is not a whole number of"
+                          f" {self.struct.size}-byte entries")
 
     def decode(self, data) -> list:
-        self._check(data)
-        make, converters = self.cls._make, self.converters
+        if len(data) % self.struct.size:
+            self.bad_length(len(data))
+        new, converters = self._new, self.converters
         if not converters:
-            return [make(values) for values in self.struct.iter_unpack(data)]
+            return list(map(new, self.struct.iter_unpack(data)))
         rows = []
         for values in self.struct.iter_unpack(data):
             values = list(values)
             for i, convert in converters:
                 values[i] = convert(values[i])
-            rows.append(make(values))
+            rows.append(new(values))
         return rows
 
     def decode_with_construct(self, data) -> list:
-        self._check(data)
+        if len(data) % self.struct.size:
+            self.bad_length(len(data))
         parsed = Array(len(data) // self.struct.size, self.construct).parse(bytes(data))
         return [self.cls._make(FIXED_CONVERTERS[kind](entry[name]) if kind in FIXED_CONVERTERS else entry[name]
                                for name, kind in zip(self.cls._fields, self.kinds)) for entry in parsed]
@@ -118,6 +125,50 @@ def split_list(buf, start: int, end: int) -> list[str]:
     if buf[end - 1] == 0:
         items.pop()
     return items
+
+
+class Deferred(partial):
+    """A list-valued field (strlist, array) decoded when first read: a call of
+    its decoder on the field's own bytes, which decoding checked already, so
+    it cannot fail. The event's attribute (and value(), to_dict()) gives the
+    decoded value, the same object on every read. Only indexing the event's
+    tuple shows the Deferred itself, which compares, prints, iterates and
+    indexes as its value, so events compare as if decoded eagerly."""
+
+    __slots__ = ()
+
+    def resolve(self):
+        cache = self.__dict__
+        if "value" not in cache:
+            cache["value"] = self()
+        return cache["value"]
+
+    def __eq__(self, other):
+        return self.resolve() == (other.resolve() if isinstance(other, Deferred) else other)
+
+    __hash__ = None  # its values are lists
+
+    def __repr__(self) -> str:
+        return repr(self.resolve())
+
+    def __iter__(self):
+        return iter(self.resolve())
+
+    def __len__(self) -> int:
+        return len(self.resolve())
+
+    def __getitem__(self, index):
+        return self.resolve()[index]
+
+
+def _resolved(index: int) -> property:
+    """A field that may hold a Deferred: its value, decoded on first read."""
+
+    def get(event):
+        value = event[index]
+        return value.resolve() if value.__class__ is Deferred else value
+
+    return property(get)
 
 
 def bad_field(name: str, off: int, length: int, payload_off: int, size: int) -> NoReturn:
@@ -220,14 +271,16 @@ class Event(tuple):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for index, field in enumerate(cls.fields, start=4):
+        for index, (field, kind) in enumerate(zip(cls.fields, cls.kinds), start=4):
             if field not in SHADOWED_BY_EVENT:
-                setattr(cls, field, property(itemgetter(index)))
+                deferrable = VARIABLE_DECODING.get(kind) in DEFERRED_DECODINGS
+                setattr(cls, field, _resolved(index) if deferrable else property(itemgetter(index)))
 
     def value(self, field: str) -> Any:
         """A field's value by name; the one way to reach a field called `name`
         (event.name is the event's own name)."""
-        return self[4 + self.fields.index(field)]
+        value = self[4 + self.fields.index(field)]
+        return value.resolve() if value.__class__ is Deferred else value
 
     @property
     def newer(self) -> bool:
