@@ -21,6 +21,10 @@ import ctypes
 import os
 import tempfile
 import time
+from collections import Counter
+from functools import partial
+from itertools import compress, islice, repeat
+from operator import itemgetter, lt
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -38,6 +42,10 @@ POLL_TIMEOUT_MS = 100
 PERF_PAGES = 128  # per CPU
 PERF_WAKEUP_EVENTS = 2 * record.WAKEUP_EVERY
 DROPS_INTERVAL_S = 0.1  # how often the probe's drop counters are read
+
+
+_new_record = partial(tuple.__new__, Record)  # a Record from (data, cpu, lost), without a Python-level call
+_CPU, _SEQ = itemgetter(2), itemgetter(1)  # of an Event
 
 
 def _event_id(data) -> int | None:
@@ -103,6 +111,18 @@ class SensorStats:
             self.sequence_gaps += seq - last - 1
         if last is None or seq > last:
             self._last_seq[cpu] = seq
+
+    def note_sequences(self, cpu: int, seqs: list[int]) -> None:
+        """note_sequence() for each of seqs in turn; in one step when they
+        increase and start past the last one seen (as a CPU's records arrive)."""
+        last = self._last_seq.get(cpu)
+        if (last is None or seqs[0] > last) and all(map(lt, seqs, islice(seqs, 1, None))):
+            first = seqs[0] if last is None else last + 1
+            self.sequence_gaps += seqs[-1] - first + 1 - len(seqs)
+            self._last_seq[cpu] = seqs[-1]
+        else:
+            for seq in seqs:
+                self.note_sequence(cpu, seq)
 
     def counts(self, name: str) -> EventCounts:
         return self.per_event.setdefault(name, EventCounts())
@@ -216,6 +236,8 @@ class Sensor:
         self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns)
         self._spanning = frozenset(cls.id for cls in self.decoder.events.values()
                                    if any(v.spans for v in cls.versions))
+        # decoders of the events that need no reassembly: continuations (id 0) and spanning events are not here
+        self._plain = self.decoder.dispatch(excluding=self._spanning)
         self._closed = False
         self._attached = False
         self._next_drops_read = 0.0
@@ -240,6 +262,7 @@ class Sensor:
             with _stderr_captured() as log:
                 self._bpf.attach_all()
         except Exception as exc:
+            self._reader.close()
             self._bpf.cleanup()
             raise load_failure(exc, "".join(log), headers, self.event_names) from None
         self._attached = True
@@ -286,27 +309,40 @@ class Sensor:
 
     # ---- reading -------------------------------------------------------------
 
+    def _read_batches(self, timeout_ms: int) -> tuple[list, int]:
+        """The reader's batches of raw records, and loss newly counted (the
+        drop counters are read at most every DROPS_INTERVAL_S, or at once after
+        the transport said it lost some)."""
+        batches = self._reader.read(timeout_ms)
+        now = time.monotonic()
+        if now < self._next_drops_read:
+            return batches, 0
+        self._next_drops_read = now + DROPS_INTERVAL_S
+        return batches, self._update_loss()
+
     def read(self, timeout_ms: int = POLL_TIMEOUT_MS) -> list[Record]:
         """Waits up to timeout_ms and returns what arrived (possibly nothing);
         new loss comes as a Record with no data."""
-        pending = self._reader.read(timeout_ms)
-        batch = list(pending)
-        pending.clear()
-        now = time.monotonic()
-        if now >= self._next_drops_read:
-            self._next_drops_read = now + DROPS_INTERVAL_S
-            lost = self._update_loss()
-            if lost:
-                batch.append(Record(b"", -1, lost))
-        return batch
+        batches, lost = self._read_batches(timeout_ms)
+        records: list[Record] = []
+        for cpu, datas in batches:
+            records.extend(map(_new_record, zip(datas, repeat(cpu), repeat(0))))
+        if lost:
+            records.append(Record(b"", -1, lost))
+        return records
 
     def records(self, stop: Callable[[], bool] = lambda: False) -> Iterator[Record]:
         while not self._closed and not stop():
             yield from self.read()
 
     def events(self, stop: Callable[[], bool] = lambda: False) -> Iterator:
-        """Decoded events until stop() is true or the sensor is closed."""
-        return self.decoded(self.records(stop))
+        """Decoded events until stop() is true or the sensor is closed (each
+        batch the transport gives decoded at once)."""
+        while not self._closed and not stop():
+            batches, _ = self._read_batches(POLL_TIMEOUT_MS)
+            for _, datas in batches:
+                yield from self._decode(datas)[0]
+        yield from self._counted(self.reassembler.flush())
 
     def decoded(self, records) -> Iterator:
         """Decodes records; loss is counted in self.stats, undecodable records
@@ -314,42 +350,77 @@ class Sensor:
         return (event for _, event in self.decoded_records(records))
 
     def decoded_records(self, records) -> Iterator[tuple[bytes, object]]:
-        """As decoded(), each event beside its raw record (what fleet output publishes)."""
-        decode = self.decoder.decode
-        stats = self.stats
-        spanning, reassembler = self._spanning, self.reassembler
-        for rec in records:
-            if not rec.data:
-                continue
-            event_id = _event_id(rec.data)
-            try:
-                if event_id == record.CONTINUATION_ID or event_id in spanning:
-                    events = reassembler.feed(rec.data, time.monotonic_ns())
-                    if event_id == record.CONTINUATION_ID:  # numbered like any record: the gap check sees it
-                        head = record.parse_header(rec.data)
-                        stats.note_sequence(head["cpu"], head["seq"])
-                    yield from self._counted(events, rec.data)
-                    continue
-                event = decode(rec.data)
-            except DecodeError:
-                stats.undecodable += 1
-                stats.counts(self._names_by_id.get(event_id, "unknown")).undecodable += 1
-                continue
-            stats.delivered += 1
-            stats.per_event[event.name].delivered += 1
-            stats.note_sequence(event.cpu, event.seq)
-            yield rec.data, event
-        yield from self._counted(reassembler.flush(), b"")
+        """As decoded(), each event beside its raw record (what fleet output publishes).
+        A list (what read() returns) is decoded at once; other iterables record by record."""
+        if isinstance(records, list):
+            events, raws = self._decode([rec.data for rec in records if rec.data])
+            yield from zip(raws, events)
+        else:
+            for rec in records:
+                if rec.data:
+                    events, raws = self._decode([rec.data])
+                    yield from zip(raws, events)
+        for event in self._counted(self.reassembler.flush()):
+            yield b"", event
 
-    def _counted(self, events, raw) -> Iterator:
-        """Counts reassembled events as decoded_records() counts the others."""
+    def _decode(self, datas: list) -> tuple[list, list]:
+        """The events of raw records, in order, each beside the raw record that
+        gave it, all counted in self.stats. Runs of records that need no
+        reassembly are decoded and counted at once; the others, one by one."""
+        events: list = []
+        raws: list = []
+        at = 0
+        while at < len(datas):
+            start = len(events)
+            end = self.decoder.decode_run(datas, at, events, self._plain)
+            if end > at:
+                raws.extend(islice(datas, at, end))
+                self._count_run(events, start)
+            if end < len(datas):
+                data = datas[end]
+                for event in self._decode_one(data):
+                    events.append(event)
+                    raws.append(data)
+            at = end + 1
+        return events, raws
+
+    def _count_run(self, events: list, start: int) -> None:
+        """Counts events[start:], decoded without reassembly, as delivered."""
+        stats = self.stats
+        run = events[start:]
+        stats.delivered += len(run)
+        for cls, count in Counter(map(type, run)).items():
+            stats.counts(cls.name).delivered += count
+        cpus = list(map(_CPU, run))
+        seqs = list(map(_SEQ, run))
+        for cpu in set(cpus):
+            stats.note_sequences(cpu, seqs if len(cpus) == cpus.count(cpu) else list(compress(seqs, map(cpu.__eq__, cpus))))
+
+    def _decode_one(self, data) -> list:
+        """A record that needs reassembly (or does not decode): the events it completes, counted."""
+        stats = self.stats
+        event_id = _event_id(data)
+        try:
+            if event_id == record.CONTINUATION_ID or event_id in self._spanning:
+                events = self.reassembler.feed(data, time.monotonic_ns())
+                if event_id == record.CONTINUATION_ID:  # numbered like any record: the gap check sees it
+                    head = record.parse_header(data)
+                    stats.note_sequence(head["cpu"], head["seq"])
+                return list(self._counted(events))
+            event = self.decoder.decode(data)
+        except DecodeError:
+            stats.undecodable += 1
+            stats.counts(self._names_by_id.get(event_id, "unknown")).undecodable += 1
+            return []
+        return list(self._counted([event]))
+
+    def _counted(self, events) -> Iterator:
+        """Counts events decoded one by one (reassembled ones included) as delivered."""
         for event in events:
             self.stats.delivered += 1
             self.stats.counts(event.name).delivered += 1
             self.stats.note_sequence(event.cpu, event.seq)
-            # a reassembled event's raw record is the one that completed it
-            # (fleet output publishes raw records: spanning fields do not cross it yet)
-            yield raw, event
+            yield event
 
     def run(self, callback: Callable, stop: Callable[[], bool] = lambda: False) -> None:
         for event in self.events(stop):
@@ -373,6 +444,7 @@ class Sensor:
             self.detach()
             self._update_loss()
             self._closed = True
+            self._reader.close()
             self._bpf.cleanup()
 
     def __enter__(self):
