@@ -8,14 +8,16 @@ this process reads on the other. Per run and transport:
   (-D TARGET_PID), packs the event of bench/throughput.yaml (a few integers
   and the comm); this process decodes it through Sensor.events().
 - bare:   BCC alone on the same tracepoint and filter sends a struct of the
-  same size, with the same wake-up batching; its callback only counts.
+  same size, a wake-up every record.WAKEUP_EVERY records (forced on the ring
+  buffer), read by bcc's poll and consume; its callback only counts.
 
-Printed per transport, medians of --runs runs: events/s the probe numbered
-(produced), that arrived (delivered), that were decoded, and lost (the probe's
-drop counters); the reader's CPU (process time over the same window: % of a
-core and ns per decoded event); whether delivered + lost equals what the probe
-numbered in every run; and the bare callback's events/s with the ratio
-decoded / bare of each run (its median). Rates are over the loop's run.
+Printed per transport and reader, medians of --runs runs: events/s the probe
+numbered (produced), that arrived (delivered), that were decoded, and lost
+(the probe's drop counters); the reader's CPU (process time over the same
+window, % of a core) and events decoded per second of it (what one core
+takes, whatever else runs on the machine); whether delivered + lost equals
+what the probe numbered in every run; then the ratio decoded / bare of each
+run, per second and per CPU-second (medians). The two readers alternate.
 
     sudo .venv/bin/python bench/throughput.py [--seconds 2] [--runs 5]
 
@@ -185,11 +187,11 @@ def run_sdxfer(binary: Path, seconds: float, transport: str) -> dict:
         decoded += sum(1 for _ in sensor.decoded(sensor.drain()))
         sequenced = sensor.records_sequenced()
         stats = sensor.stats
-        delivered = stats.delivered + stats.undecodable
-        return {"calls": calls, "elapsed": elapsed, "produced": sequenced, "delivered": delivered,
-                "decoded": decoded, "decoded_rate": decoded_in_window / window, "lost": stats.lost,
-                "nesting_drops": stats.nesting_drops, "cpu": cpu / window, "cpu_ns": cpu / decoded_in_window * 1e9,
-                "accounted": delivered + stats.lost == sequenced + stats.nesting_drops}
+    delivered = stats.delivered + stats.undecodable
+    return {"elapsed": elapsed, "produced": sequenced / elapsed, "delivered": delivered / elapsed,
+            "decoded": decoded_in_window / window, "lost": stats.lost / elapsed, "cpu": cpu / window,
+            "per_cpu_second": decoded_in_window / cpu,
+            "accounted": delivered + stats.lost == sequenced + stats.nesting_drops}
 
 
 def run_bare(binary: Path, seconds: float, transport: str, size: int) -> dict:
@@ -199,31 +201,35 @@ def run_bare(binary: Path, seconds: float, transport: str, size: int) -> dict:
     cflags = [f"-DTARGET_PID={loop.pid}", f"-DRECORD_SIZE={size}", f"-DWAKEUP_EVERY={record.WAKEUP_EVERY}",
               f"-DRINGBUF_PAGES={record.RINGBUF_PAGES}"] + (["-DBARE_RINGBUF"] if transport == "ringbuf" else [])
     bpf = BPF(text=BARE_PROBE, cflags=cflags)
-    try:
-        count = 0
+    count = 0
 
-        def counted(*_):
-            nonlocal count
-            count += 1
-            return 0
+    def counted(*_):
+        nonlocal count
+        count += 1
+        return 0
 
-        table = bpf[b"bare_events"]
-        if transport == "ringbuf":
-            table.open_ring_buffer(counted)
-            poll, consume = bpf.ring_buffer_poll, bpf.ring_buffer_consume
-        else:
-            table.open_perf_buffer(counted, page_cnt=PERF_PAGES, wakeup_events=PERF_WAKEUP_EVENTS)
-            poll, consume = bpf.perf_buffer_poll, bpf.perf_buffer_consume
-        started = loop.go()
-        while loop.running():
-            poll(100)
-            consume()  # what came without a wake-up (as sdxfer's reader took it before)
-        window = time.monotonic() - started
-        delivered = count
-        calls, elapsed = loop.result()
-        return {"calls": calls, "elapsed": elapsed, "delivered_rate": delivered / window}
-    finally:
-        bpf.cleanup()
+    table = bpf[b"bare_events"]
+    if transport == "ringbuf":
+        table.open_ring_buffer(counted)
+        poll, consume = bpf.ring_buffer_poll, bpf.ring_buffer_consume
+    else:
+        table.open_perf_buffer(counted, page_cnt=PERF_PAGES, wakeup_events=PERF_WAKEUP_EVENTS)
+        poll, consume = bpf.perf_buffer_poll, bpf.perf_buffer_consume
+    cpu_before = time.process_time()
+    started = loop.go()
+    while loop.running():
+        poll(100)
+        consume()  # what came without a wake-up (as sdxfer's reader took it before)
+    window = time.monotonic() - started
+    cpu = time.process_time() - cpu_before
+    delivered = count
+    calls, elapsed = loop.result()
+    del table  # before cleanup, or bcc's table finalizer trips over the closed map
+    bpf.cleanup()
+    # every call fires the probe once: what did not arrive was lost
+    return {"elapsed": elapsed, "produced": calls / elapsed, "delivered": delivered / window,
+            "decoded": delivered / window, "lost": (calls - delivered) / elapsed, "cpu": cpu / window,
+            "per_cpu_second": delivered / cpu, "accounted": None}
 
 
 def main() -> int:
@@ -251,24 +257,27 @@ def main() -> int:
                 results[transport]["bare"].append(run_bare(binary, args.seconds, transport, size))
 
     print(f"getppid loop on CPU {PRODUCER_CPU}, reader on CPU {READER_CPU}; {size}-byte records; "
-          f"{args.seconds:g} s x {args.runs} runs per transport, medians")
-    print(f"{'transport':<9} {'produced/s':>11} {'delivered/s':>11} {'decoded/s':>10} {'lost/s':>10} "
-          f"{'reader CPU':>10} {'ns/event':>8} {'bare/s':>10} {'decoded/bare':>12}  accounted")
+          f"{args.seconds:g} s x {args.runs} runs per transport and reader, medians")
+    print(f"{'transport':<9} {'reader':<7} {'produced/s':>11} {'delivered/s':>11} {'decoded/s':>10} {'lost/s':>10} "
+          f"{'reader CPU':>10} {'per CPU-s':>10}  accounted")
     for transport in transports:
-        runs, bare = results[transport]["sdxfer"], results[transport]["bare"]
+        for reader, runs in results[transport].items():
+            def median(key):
+                return statistics.median(r[key] for r in runs)
 
-        def median(key, runs=runs):
-            return statistics.median(r[key] / r["elapsed"] if key in ("produced", "delivered", "lost") else r[key]
-                                     for r in runs)
-
-        ratio = statistics.median(r["decoded_rate"] / b["delivered_rate"] for r, b in zip(runs, bare))
-        accounted = "yes" if all(r["accounted"] for r in runs) else "NO"
-        print(f"{transport:<9} {median('produced'):>11,.0f} {median('delivered'):>11,.0f} "
-              f"{median('decoded_rate'):>10,.0f} {median('lost'):>10,.0f} {median('cpu'):>9.0%} "
-              f"{median('cpu_ns'):>8,.0f} {statistics.median(b['delivered_rate'] for b in bare):>10,.0f} "
-              f"{ratio:>11.2f}x  {accounted}")
-    print("produced: records the probe numbered; delivered: arrived at the reader; lost: the probe's drop "
-          "counters;\naccounted: delivered + lost == produced in every run; bare: BCC's callback alone (count only)")
+            accounted = "-" if reader == "bare" else "yes" if all(r["accounted"] for r in runs) else "NO"
+            decoded = f"{median('decoded'):>10,.0f}" if reader == "sdxfer" else f"{'-':>10}"
+            print(f"{transport:<9} {reader:<7} {median('produced'):>11,.0f} {median('delivered'):>11,.0f} {decoded} "
+                  f"{median('lost'):>10,.0f} {median('cpu'):>10.0%} {median('per_cpu_second'):>10,.0f}  {accounted}")
+    for transport in transports:
+        pairs = list(zip(results[transport]["sdxfer"], results[transport]["bare"]))
+        wall = statistics.median(ours["decoded"] / bare["delivered"] for ours, bare in pairs)
+        per_cpu = statistics.median(ours["per_cpu_second"] / bare["per_cpu_second"] for ours, bare in pairs)
+        print(f"{transport}: decoded / bare {wall:.2f}x per second, {per_cpu:.2f}x per CPU-second "
+              "(medians of each run's ratio)")
+    print("produced: records the probe numbered (bare: the loop's calls); delivered: arrived at the reader; "
+          "lost: the\nprobe's drop counters (bare: calls not delivered); per CPU-s: events decoded (bare: "
+          "counted) per second of the\nreader's CPU; accounted: delivered + lost == produced in every run")
     return 0
 
 

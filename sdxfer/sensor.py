@@ -34,7 +34,8 @@ from .program import TRANSPORTS, Assembly, assemble
 from .readers import PerfReader, Record, RingReader
 from .reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, Reassembler
 
-__all__ = ["EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "TRANSPORTS", "check_environment"]
+__all__ = ["EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "StreamDecoder", "TRANSPORTS",
+           "check_environment"]
 
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 # At most this long between polls, so batched records are delivered within it.
@@ -139,6 +140,81 @@ class SensorStats:
         return total + (f" ({'; '.join(busy)})" if busy else "")
 
 
+class StreamDecoder:
+    """Decodes a sensor's raw records and counts them in `stats` (SensorStats):
+    a run of records that need no reassembly is decoded in one loop
+    (Decoder.decode_run) and counted in one step; continuations and spanning
+    events go through `reassembler`, undecodable records are counted and
+    skipped, one by one."""
+
+    def __init__(self, decoder, stats: SensorStats, reassembler: Reassembler):
+        self.decoder, self.stats, self.reassembler = decoder, stats, reassembler
+        self._names_by_id = {cls.id: name for name, cls in decoder.events.items()}
+        self._spanning = frozenset(cls.id for cls in decoder.events.values() if any(v.spans for v in cls.versions))
+        # decoders of the events that need no reassembly: continuations (id 0) and spanning events are not here
+        self._plain = decoder.dispatch(excluding=self._spanning)
+
+    def decode(self, datas: list) -> tuple[list, list]:
+        """The events of raw records, in order, each beside the raw record that
+        gave it, all counted in self.stats. Runs of records that need no
+        reassembly are decoded and counted at once; the others, one by one."""
+        events: list = []
+        raws: list = []
+        at = 0
+        while at < len(datas):
+            start = len(events)
+            end = self.decoder.decode_run(datas, at, events, self._plain)
+            if end > at:
+                raws.extend(islice(datas, at, end))
+                self._count_run(events, start)
+            if end < len(datas):
+                data = datas[end]
+                for event in self._decode_one(data):
+                    events.append(event)
+                    raws.append(data)
+            at = end + 1
+        return events, raws
+
+    def _count_run(self, events: list, start: int) -> None:
+        """Counts events[start:], decoded without reassembly, as delivered."""
+        stats = self.stats
+        run = events[start:]
+        stats.delivered += len(run)
+        for cls, count in Counter(map(type, run)).items():
+            stats.counts(cls.name).delivered += count
+        cpus = list(map(_CPU, run))
+        seqs = list(map(_SEQ, run))
+        for cpu in set(cpus):  # a perf batch is one CPU's; a ring buffer batch mixes them
+            one_cpu = len(cpus) == cpus.count(cpu)
+            stats.note_sequences(cpu, seqs if one_cpu else list(compress(seqs, map(cpu.__eq__, cpus))))
+
+    def _decode_one(self, data) -> list:
+        """A record that needs reassembly (or does not decode): the events it completes, counted."""
+        stats = self.stats
+        event_id = _event_id(data)
+        try:
+            if event_id == record.CONTINUATION_ID or event_id in self._spanning:
+                events = self.reassembler.feed(data, time.monotonic_ns())
+                if event_id == record.CONTINUATION_ID:  # numbered like any record: the gap check sees it
+                    head = record.parse_header(data)
+                    stats.note_sequence(head["cpu"], head["seq"])
+                return list(self.counted(events))
+            event = self.decoder.decode(data)
+        except DecodeError:
+            stats.undecodable += 1
+            stats.counts(self._names_by_id.get(event_id, "unknown")).undecodable += 1
+            return []
+        return list(self.counted([event]))
+
+    def counted(self, events) -> Iterator:
+        """Counts events decoded one by one (reassembled ones included) as delivered."""
+        for event in events:
+            self.stats.delivered += 1
+            self.stats.counts(event.name).delivered += 1
+            self.stats.note_sequence(event.cpu, event.seq)
+            yield event
+
+
 @contextlib.contextmanager
 def _stderr_captured():
     """Collects what libbcc writes to fd 2 (compiler output, verifier log)."""
@@ -231,13 +307,9 @@ class Sensor:
         self.decoder = decoder or assembly.code.decoder
         self.event_names = assembly.code.event_names
         self.stats = SensorStats(self.event_names)
-        self._names_by_id = {cls.id: name for name, cls in self.decoder.events.items()}
         # events whose records continuation records may follow go through it
         self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns)
-        self._spanning = frozenset(cls.id for cls in self.decoder.events.values()
-                                   if any(v.spans for v in cls.versions))
-        # decoders of the events that need no reassembly: continuations (id 0) and spanning events are not here
-        self._plain = self.decoder.dispatch(excluding=self._spanning)
+        self._stream = StreamDecoder(self.decoder, self.stats, self.reassembler)
         self._closed = False
         self._attached = False
         self._next_drops_read = 0.0
@@ -341,8 +413,8 @@ class Sensor:
         while not self._closed and not stop():
             batches, _ = self._read_batches(POLL_TIMEOUT_MS)
             for _, datas in batches:
-                yield from self._decode(datas)[0]
-        yield from self._counted(self.reassembler.flush())
+                yield from self._stream.decode(datas)[0]
+        yield from self._stream.counted(self.reassembler.flush())
 
     def decoded(self, records) -> Iterator:
         """Decodes records; loss is counted in self.stats, undecodable records
@@ -353,74 +425,15 @@ class Sensor:
         """As decoded(), each event beside its raw record (what fleet output publishes).
         A list (what read() returns) is decoded at once; other iterables record by record."""
         if isinstance(records, list):
-            events, raws = self._decode([rec.data for rec in records if rec.data])
+            events, raws = self._stream.decode([rec.data for rec in records if rec.data])
             yield from zip(raws, events)
         else:
             for rec in records:
                 if rec.data:
-                    events, raws = self._decode([rec.data])
+                    events, raws = self._stream.decode([rec.data])
                     yield from zip(raws, events)
-        for event in self._counted(self.reassembler.flush()):
+        for event in self._stream.counted(self.reassembler.flush()):
             yield b"", event
-
-    def _decode(self, datas: list) -> tuple[list, list]:
-        """The events of raw records, in order, each beside the raw record that
-        gave it, all counted in self.stats. Runs of records that need no
-        reassembly are decoded and counted at once; the others, one by one."""
-        events: list = []
-        raws: list = []
-        at = 0
-        while at < len(datas):
-            start = len(events)
-            end = self.decoder.decode_run(datas, at, events, self._plain)
-            if end > at:
-                raws.extend(islice(datas, at, end))
-                self._count_run(events, start)
-            if end < len(datas):
-                data = datas[end]
-                for event in self._decode_one(data):
-                    events.append(event)
-                    raws.append(data)
-            at = end + 1
-        return events, raws
-
-    def _count_run(self, events: list, start: int) -> None:
-        """Counts events[start:], decoded without reassembly, as delivered."""
-        stats = self.stats
-        run = events[start:]
-        stats.delivered += len(run)
-        for cls, count in Counter(map(type, run)).items():
-            stats.counts(cls.name).delivered += count
-        cpus = list(map(_CPU, run))
-        seqs = list(map(_SEQ, run))
-        for cpu in set(cpus):
-            stats.note_sequences(cpu, seqs if len(cpus) == cpus.count(cpu) else list(compress(seqs, map(cpu.__eq__, cpus))))
-
-    def _decode_one(self, data) -> list:
-        """A record that needs reassembly (or does not decode): the events it completes, counted."""
-        stats = self.stats
-        event_id = _event_id(data)
-        try:
-            if event_id == record.CONTINUATION_ID or event_id in self._spanning:
-                events = self.reassembler.feed(data, time.monotonic_ns())
-                if event_id == record.CONTINUATION_ID:  # numbered like any record: the gap check sees it
-                    head = record.parse_header(data)
-                    stats.note_sequence(head["cpu"], head["seq"])
-                return list(self._counted(events))
-            event = self.decoder.decode(data)
-        except DecodeError:
-            stats.undecodable += 1
-            stats.counts(self._names_by_id.get(event_id, "unknown")).undecodable += 1
-            return []
-        return list(self._counted([event]))
-
-    def _counted(self, events) -> Iterator:
-        """Counts events decoded one by one (reassembled ones included) as delivered."""
-        for event in events:
-            self.stats.delivered += 1
-            self.stats.counts(event.name).delivered += 1
-            self.stats.note_sequence(event.cpu, event.seq)
-            yield event
 
     def run(self, callback: Callable, stop: Callable[[], bool] = lambda: False) -> None:
         for event in self.events(stop):
