@@ -218,6 +218,35 @@ def test_loss_is_counted_per_event_with_a_tiny_buffer(transport, size):
     assert stats.sequence_gaps <= stats.lost
 
 
+@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
+def test_records_that_wrap_around_a_one_page_buffer_arrive_whole(transport, size):
+    """Records of many sizes through a one-page buffer, read as they come, so
+    that many wrap around its end: each arrives whole and in order, and what
+    did not fit is counted lost."""
+    sent = [b"%05d" % i + bytes([65 + i % 26]) * (i * 37 % 1500) for i in range(600)]
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})  # one CPU: one perf buffer
+    try:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(os.getpid()), **size) as sensor:
+            events = []
+            for i, data in enumerate(sent):
+                write_bad_fd(data)
+                if i % 2:
+                    events += sensor.decoded(sensor.read(0))
+            sensor.detach()
+            events += sensor.decoded(sensor.drain())
+            stats = sensor.stats
+            numbered = sensor.records_sequenced()
+    finally:
+        os.sched_setaffinity(0, affinity)
+    writes = [e.data for e in events if e.name == "write_call"]
+    left = iter(sent)
+    assert all(any(data == candidate for candidate in left) for data in writes)  # in order, each whole
+    assert len(writes) >= 100  # the buffer holds about three: it wrapped many times
+    assert len(writes) + stats.per_event["write_call"].lost == len(sent) == numbered
+    assert stats.undecodable == 0 and stats.sequence_gaps <= stats.lost
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_nothing_is_lost_at_start_up(transport):
     """Calls made from before the programs attach until after: the very first
