@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from c_program import compile_c  # noqa: E402
 from nats_support import NatsServer  # noqa: E402 (the tests' server, started the same way)
 from sdxfer import hids  # noqa: E402
 from sdxfer.console import Clock  # noqa: E402
@@ -43,13 +44,6 @@ int main(int argc, char **argv)
     return 0;
 }
 """
-
-
-def build_loop(folder: Path) -> Path:
-    source, binary = folder / "loop.c", folder / "prctl_loop"
-    source.write_text(LOOP_C)
-    subprocess.run(["gcc", "-O2", "-o", str(binary), str(source)], check=True)
-    return binary
 
 
 def pump(sensor, binary: Path, count: int, handle) -> tuple[int, float]:
@@ -73,7 +67,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     options = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="fleet_bench"))
-    binary = build_loop(folder)
+    binary = compile_c(LOOP_C, folder, "prctl_loop")
     server = NatsServer(folder / "store")
     server.start()
     url = server.url("bench.fleet")

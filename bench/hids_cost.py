@@ -48,7 +48,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from kernel_cost import BPF_STATS, prog_stats  # bench/, beside this file
+from c_program import compile_c  # bench/, beside this file
+from kernel_cost import BPF_STATS, prog_stats
 
 from sdxfer import Sensor, default_decoder, hids
 
@@ -444,9 +445,7 @@ class WorkloadError(Exception):
 
 
 def build_workload(work: Path) -> Path:
-    (work / "hids_work.c").write_text(WORK_C)
-    binary = work / "hids_work"
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(binary), str(work / "hids_work.c")], check=True)
+    binary = compile_c(WORK_C, work, "hids_work")
     for name in SCRATCH_FILES:
         (work / name).touch()
     (work / "mnt").mkdir()

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from c_program import compile_c
 from sdxfer.loader import ExecProbe
 
 EXEC_LOOP_C = r"""
@@ -69,11 +70,7 @@ EXECSNOOP = "/usr/sbin/execsnoop"
 
 
 def build_exec_loop(workdir: Path) -> Path:
-    source = workdir / "exec_loop.c"
-    binary = workdir / "exec_loop"
-    source.write_text(EXEC_LOOP_C)
-    subprocess.run(["gcc", "-O2", "-o", str(binary), str(source)], check=True)
-    return binary
+    return compile_c(EXEC_LOOP_C, workdir, "exec_loop")
 
 
 def start_loop(binary: Path, seconds: float, args=TEN_ARGS_OF_40) -> subprocess.Popen:

@@ -24,7 +24,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from kernel_cost import BPF_STATS, prog_stats  # bench/, beside this file
+from c_program import compile_c  # bench/, beside this file
+from kernel_cost import BPF_STATS, prog_stats
 from sdxfer import Sensor
 
 SCHEMA = """\
@@ -149,8 +150,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as workdir:
             work = Path(workdir)
-            (work / "loop.c").write_text(LOOP_C)
-            subprocess.run(["gcc", "-O2", "-o", str(work / "loop"), str(work / "loop.c")], check=True)
+            compile_c(LOOP_C, work, "loop")
             schema = work / "tick.yaml"
             schema.write_text(SCHEMA)
             for round_number in range(1, args.rounds + 1):

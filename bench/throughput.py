@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from c_program import compile_c  # bench/, beside this file
 from sdxfer import Sensor, record
 from sdxfer.sensor import PERF_PAGES, PERF_WAKEUP_EVENTS, check_environment
 
@@ -134,13 +135,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 """
 
 
-def build_loop(workdir: Path) -> Path:
-    source, binary = workdir / "getppid_loop.c", workdir / "getppid_loop"
-    source.write_text(LOOP_C)
-    subprocess.run(["cc", "-O2", "-o", str(binary), str(source)], check=True)
-    return binary
-
-
 class Loop:
     """The producer: started waiting, pinned, its pid known before any probe loads."""
 
@@ -182,7 +176,7 @@ def run_sdxfer(binary: Path, seconds: float, transport: str) -> dict:
             decoded += 1
         window = time.monotonic() - started
         cpu = time.process_time() - cpu_before
-        calls, elapsed = loop.result()
+        _, elapsed = loop.result()
         decoded_in_window = decoded
         decoded += sum(1 for _ in sensor.decoded(sensor.drain()))
         sequenced = sensor.records_sequenced()
@@ -213,7 +207,9 @@ def run_bare(binary: Path, seconds: float, transport: str, size: int) -> dict:
         table.open_ring_buffer(counted)
         poll, consume = bpf.ring_buffer_poll, bpf.ring_buffer_consume
     else:
-        table.open_perf_buffer(counted, page_cnt=PERF_PAGES, wakeup_events=PERF_WAKEUP_EVENTS)
+        # loss is counted as calls not delivered; without lost_cb bcc prints each
+        table.open_perf_buffer(counted, page_cnt=PERF_PAGES, wakeup_events=PERF_WAKEUP_EVENTS,
+                               lost_cb=lambda _count: None)
         poll, consume = bpf.perf_buffer_poll, bpf.perf_buffer_consume
     cpu_before = time.process_time()
     started = loop.go()
@@ -250,7 +246,7 @@ def main() -> int:
     transports = args.transports.split(",")
     results = {t: {"sdxfer": [], "bare": []} for t in transports}
     with tempfile.TemporaryDirectory() as workdir:
-        binary = build_loop(Path(workdir))
+        binary = compile_c(LOOP_C, Path(workdir), "getppid_loop")
         for _ in range(args.runs):
             for transport in transports:  # the two readers alternate, so drift hits both alike
                 results[transport]["sdxfer"].append(run_sdxfer(binary, args.seconds, transport))
@@ -262,7 +258,7 @@ def main() -> int:
           f"{'reader CPU':>10} {'per CPU-s':>10}  accounted")
     for transport in transports:
         for reader, runs in results[transport].items():
-            def median(key):
+            def median(key, runs=runs):
                 return statistics.median(r[key] for r in runs)
 
             accounted = "-" if reader == "bare" else "yes" if all(r["accounted"] for r in runs) else "NO"

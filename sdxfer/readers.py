@@ -20,7 +20,8 @@ from __future__ import annotations
 import mmap
 import platform
 import select
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from .errors import ProbeError
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdxfer import DecodeError, _runtime as rt
+from sdxfer import DecodeError
+from sdxfer import _runtime as rt
 from sdxfer.reassembly import Reassembler
 from sdxfer.record import HEADER_OFFSETS
 from sdxfer.sensor import SensorStats, StreamDecoder
