@@ -40,6 +40,12 @@ PERF_WAKEUP_EVENTS = 2 * record.WAKEUP_EVERY
 DROPS_INTERVAL_S = 0.1  # how often the probe's drop counters are read
 
 
+# Markers among records (empty, as loss notices are): a poll happened; the
+# records end here (drain), so events still waiting for continuations go out.
+_POLLED = Record(b"", -1, 0)
+_END = Record(b"", -1, 0)
+
+
 def _event_id(data) -> int | None:
     """A raw record's event id; None when it is shorter than a header (decoding says why)."""
     return record.HEADER_FIELD["id"].unpack_from(data)[0] if len(data) >= record.HEADER_SIZE else None
@@ -81,6 +87,9 @@ class SensorStats:
     many of those), from the probe's in-kernel drop counters; complete after
     drain(). `undecodable` counts records that arrived but did not decode.
 
+    `continuations_lost` counts continuation records the probe could not
+    send; the events they belonged to arrive with those bytes `lost`.
+
     `sequence_gaps` is a cross-check: numbers missing between the records that
     arrived from one CPU, which can only be records lost to a full buffer or
     undecodable. Both transports hand over one CPU's records in the order they
@@ -95,6 +104,7 @@ class SensorStats:
         self.undecodable = 0
         self.sequence_gaps = 0
         self.nesting_drops = 0
+        self.continuations_lost = 0
         self._last_seq: dict[int, int] = {}
 
     def note_sequence(self, cpu: int, seq: int) -> None:
@@ -110,12 +120,15 @@ class SensorStats:
     def to_dict(self) -> dict:
         return {"delivered": self.delivered, "lost": self.lost, "undecodable": self.undecodable,
                 "sequence_gaps": self.sequence_gaps, "nesting_drops": self.nesting_drops,
+                "continuations_lost": self.continuations_lost,
                 "events": {name: {"delivered": c.delivered, "lost": c.lost, "undecodable": c.undecodable}
                            for name, c in self.per_event.items()}}
 
     def __str__(self) -> str:
         busy = [f"{name}: {c!r}" for name, c in self.per_event.items() if c.delivered or c.lost or c.undecodable]
         total = f"delivered {self.delivered}, lost {self.lost}, undecodable {self.undecodable}"
+        if self.continuations_lost:
+            total += f", continuation records lost {self.continuations_lost}"
         return total + (f" ({'; '.join(busy)})" if busy else "")
 
 
@@ -184,7 +197,18 @@ def _deferred_bpf_class():
             pass
 
         def attach_all(self):
+            self._fill_rest_programs()
             BPF._trace_autoload(self)
+
+        def _fill_rest_programs(self):
+            """The tail-called program that sends continuation records, where
+            the schema has spanning fields: in place before any probe runs."""
+            try:
+                programs = self.get_table(record.REST_PROGRAMS_MAP.encode())
+            except KeyError:
+                return
+            rest = self.load_func(record.REST_PROGRAM.encode(), BPF.RAW_TRACEPOINT)
+            programs[ctypes.c_int(0)] = ctypes.c_int(rest.fd)
 
         def detach_all(self):
             for tp in list(self.tracepoint_fds):
@@ -200,8 +224,8 @@ class Sensor:
     events() or run(callback). Close it (or use `with`) to detach."""
 
     def __init__(self, program: str | Path, *, schema: str | Path | None = None, transport: str = "perf",
-                 defines: dict | None = None, decoder=None, perf_pages: int = PERF_PAGES,
-                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int = record.RINGBUF_PAGES,
+                 defines: dict | None = None, decoder=None, perf_pages: int | None = None,
+                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS):
         assembly = assemble(program, schema=schema, transport=transport, defines=defines,
                             ringbuf_pages=ringbuf_pages)
@@ -213,7 +237,8 @@ class Sensor:
         self.stats = SensorStats(self.event_names)
         self._names_by_id = {cls.id: name for name, cls in self.decoder.events.items()}
         # events whose records continuation records may follow go through it
-        self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns)
+        self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns,
+                                       keep_raw=True)
         self._spanning = frozenset(cls.id for cls in self.decoder.events.values()
                                    if any(v.spans for v in cls.versions))
         self._closed = False
@@ -230,7 +255,8 @@ class Sensor:
             if transport == "ringbuf":
                 self._reader = RingReader(self._bpf, record.EVENTS_MAP.encode())
             else:
-                self._reader = PerfReader(self._bpf, record.EVENTS_MAP.encode(), perf_pages, perf_wakeup_events,
+                self._reader = PerfReader(self._bpf, record.EVENTS_MAP.encode(),
+                                          assembly.code.buffer_pages(perf_pages, PERF_PAGES), perf_wakeup_events,
                                           self._read_drops_now)
         except Exception as exc:  # bcc again: e.g. perf buffers beyond the memlock limit
             self._bpf.cleanup()
@@ -251,8 +277,8 @@ class Sensor:
     # ---- counters in the kernel --------------------------------------------
 
     def _drops(self) -> list[int]:
-        """Per event (schema order): records not sent, summed over CPUs."""
-        return [sum(self._drops_table[ctypes.c_int(i)]) for i in range(len(self.event_names))]
+        """Per event (schema order), then continuation records: records not sent, summed over CPUs."""
+        return [sum(self._drops_table[ctypes.c_int(i)]) for i in range(len(self.event_names) + 1)]
 
     def cpu_state(self) -> list[dict[str, int]]:
         """Per CPU: records numbered (seq), scratch slots in use (busy, a bit per
@@ -275,12 +301,15 @@ class Sensor:
 
     def _update_loss(self) -> int:
         new = 0
-        for name, dropped in zip(self.event_names, self._drops()):
+        *event_drops, continuation_drops = self._drops()
+        for name, dropped in zip(self.event_names, event_drops):
             counts = self.stats.counts(name)
             if dropped > counts.lost:
                 new += dropped - counts.lost
                 counts.lost = dropped
         self.stats.lost += new
+        new += continuation_drops - self.stats.continuations_lost
+        self.stats.continuations_lost = continuation_drops
         self.stats.nesting_drops = sum(cpu["nesting_drops"] for cpu in self.cpu_state())
         return new
 
@@ -306,7 +335,15 @@ class Sensor:
 
     def events(self, stop: Callable[[], bool] = lambda: False) -> Iterator:
         """Decoded events until stop() is true or the sensor is closed."""
-        return self.decoded(self.records(stop))
+        return self.decoded(self._records_and_polls(stop))
+
+    def _records_and_polls(self, stop: Callable[[], bool]) -> Iterator[Record]:
+        """records(), and an empty Record after each poll: a quiet stream
+        still delivers events whose continuations stopped coming."""
+        while not self._closed and not stop():
+            yield from self.read()
+            yield _POLLED
+        yield _END
 
     def decoded(self, records) -> Iterator:
         """Decodes records; loss is counted in self.stats, undecodable records
@@ -314,12 +351,20 @@ class Sensor:
         return (event for _, event in self.decoded_records(records))
 
     def decoded_records(self, records) -> Iterator[tuple[bytes, object]]:
-        """As decoded(), each event beside its raw record (what fleet output publishes)."""
+        """As decoded(), each event beside its raw record (what fleet output publishes).
+
+        An event whose continuation records have not all come waits for them
+        across calls, up to the reassembler's age limit; the records of
+        drain() end the stream and deliver such events as they are."""
         decode = self.decoder.decode
         stats = self.stats
         spanning, reassembler = self._spanning, self.reassembler
         for rec in records:
-            if not rec.data:
+            if not rec.data:  # a loss notice, or a marker
+                if rec is _END:
+                    yield from self._counted(reassembler.flush(), b"")
+                elif reassembler.pending:
+                    yield from self._counted(reassembler.expire(time.monotonic_ns()), b"")
                 continue
             event_id = _event_id(rec.data)
             try:
@@ -339,7 +384,8 @@ class Sensor:
             stats.per_event[event.name].delivered += 1
             stats.note_sequence(event.cpu, event.seq)
             yield rec.data, event
-        yield from self._counted(reassembler.flush(), b"")
+        if reassembler.pending:
+            yield from self._counted(reassembler.expire(time.monotonic_ns()), b"")
 
     def _counted(self, events, raw) -> Iterator:
         """Counts reassembled events as decoded_records() counts the others."""
@@ -347,18 +393,18 @@ class Sensor:
             self.stats.delivered += 1
             self.stats.counts(event.name).delivered += 1
             self.stats.note_sequence(event.cpu, event.seq)
-            # a reassembled event's raw record is the one that completed it
-            # (fleet output publishes raw records: spanning fields do not cross it yet)
-            yield raw, event
+            # its records back to back, for fleet output: the consumer reassembles them
+            yield self.reassembler.take_raw(event) or raw, event
 
     def run(self, callback: Callable, stop: Callable[[], bool] = lambda: False) -> None:
         for event in self.events(stop):
             callback(event)
 
     def drain(self) -> list[Record]:
-        """What is still buffered, and the final drop counts, without waiting."""
+        """What is still buffered, and the final drop counts, without waiting;
+        decoded, these end the stream (see decoded_records)."""
         self._read_drops_now()
-        return self.read(0)
+        return self.read(0) + [_END]
 
     # ---- life cycle ----------------------------------------------------------
 
