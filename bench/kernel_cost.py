@@ -1,6 +1,7 @@
 """Kernel cost of execmon's probe per exec, and what it does to the exec rate.
 
-A C loop fork+execs /bin/true with 10 arguments of 40 bytes. Each round runs
+A C loop fork+execs /bin/true with 10 arguments of 40 bytes, and for the
+continuation records' cost with a 1 MiB argv (1,024 arguments). Each round runs
 the sdxfer probe on each transport (with a reader thread draining it) and
 libbpf-tools' execsnoop, with a baseline run (nothing attached) between any
 two. Kernel time comes from bpf_stats (run_time_ns over every program of the
@@ -64,6 +65,9 @@ int main(int argc, char **argv)
 }
 """
 TEN_ARGS_OF_40 = [("abcdefghijklmnopqrstuvwxyz" * 2)[:40]] * 10
+# 1 MiB with /bin/true and the NULs: 16 KiB in the record, the rest in continuations
+ONE_MIB = [f"{i:04d}".ljust(1023, "m") for i in range(1023)] + ["m" * 1013]
+assert len("/bin/true") + 1 + sum(len(a) + 1 for a in ONE_MIB) == 1 << 20
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 EXECSNOOP = "/usr/sbin/execsnoop"
@@ -83,8 +87,8 @@ def loop_result(loop: subprocess.Popen) -> tuple[int, float]:
     return int(execs), float(elapsed)
 
 
-def run_loop(binary: Path, seconds: float) -> float:
-    execs, elapsed = loop_result(start_loop(binary, seconds))
+def run_loop(binary: Path, seconds: float, args=TEN_ARGS_OF_40) -> float:
+    execs, elapsed = loop_result(start_loop(binary, seconds, args))
     return execs / elapsed
 
 
@@ -102,19 +106,21 @@ def prog_stats(pid: int) -> dict[int, tuple[int, int]]:
 
 
 def per_exec_ns(before, after) -> float:
-    """Kernel ns per exec: all programs' time over the once-per-exec program's count."""
+    """Kernel ns per exec: all programs' time over the once-per-exec program's
+    count (the fewest runs of any that ran: the continuation sender runs
+    several times for a long argv)."""
     time_ns = sum(after[p][0] - before[p][0] for p in before)
-    runs = max(after[p][1] - before[p][1] for p in before)
-    return time_ns / runs if runs else float("nan")
+    runs = [after[p][1] - before[p][1] for p in before if after[p][1] > before[p][1]]
+    return time_ns / min(runs) if runs else float("nan")
 
 
-def measure_sdxfer(binary: Path, seconds: float, transport: str) -> tuple[float, float]:
+def measure_sdxfer(binary: Path, seconds: float, transport: str, args=TEN_ARGS_OF_40) -> tuple[float, float]:
     with ExecProbe(transport=transport) as probe:
         stop = threading.Event()
         reader = threading.Thread(target=lambda: [None for _ in probe.records(stop.is_set)], daemon=True)
         reader.start()
         before = prog_stats(os.getpid())
-        rate = run_loop(binary, seconds)
+        rate = run_loop(binary, seconds, args)
         after = prog_stats(os.getpid())
         stop.set()
         reader.join()
@@ -146,7 +152,8 @@ def main() -> int:
         print("kernel_cost: run as root (sudo)", file=sys.stderr)
         return 1
     phases = ["sdxfer perf", "sdxfer ringbuf"] + (["execsnoop"] if shutil.which(EXECSNOOP) else [])
-    baselines: list[float] = []
+    phases += ["sdxfer perf 1MiB", "sdxfer ringbuf 1MiB"]
+    baselines: dict[str, list[float]] = {"": [], "1MiB": []}
     # phase -> [(kernel ns per exec, execs/s, rate over the baselines run just before and after)]
     results: dict[str, list[tuple[float, float, float]]] = {phase: [] for phase in phases}
     stats_were = BPF_STATS.read_text().strip()
@@ -154,31 +161,33 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as workdir:
             binary = build_exec_loop(Path(workdir))
-            before = run_loop(binary, args.seconds)
             for round_number in range(1, args.rounds + 1):
                 for phase in phases:
+                    size = "1MiB" if phase.endswith("1MiB") else ""
+                    loop_args = ONE_MIB if size else TEN_ARGS_OF_40
+                    before = run_loop(binary, args.seconds, loop_args)
                     if phase == "execsnoop":
                         cost, rate = measure_execsnoop(binary, args.seconds)
                     else:
-                        cost, rate = measure_sdxfer(binary, args.seconds, phase.split()[1])
-                    after = run_loop(binary, args.seconds)
-                    baselines.append(before)
+                        cost, rate = measure_sdxfer(binary, args.seconds, phase.split()[1], loop_args)
+                    after = run_loop(binary, args.seconds, loop_args)
+                    baselines[size] += [before, after]
                     results[phase].append((cost, rate, rate / ((before + after) / 2)))
-                    before = after
                 print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
     finally:
         BPF_STATS.write_text(stats_were)
 
-    print(f"exec loop: /bin/true + 10 x 40-byte arguments, {args.seconds:g} s per run, {args.rounds} rounds; "
-          "medians; rate ratio against the baseline runs on either side")
-    print(f"{'tool':<16} {'kernel ns/exec':>15} {'execs/s':>9} {'rate ratio':>11}")
-    print(f"{'(none)':<16} {'-':>15} {statistics.median(baselines):>9.0f} {1.0:>11.3f}")
+    print(f"exec loop: /bin/true + 10 x 40-byte arguments (1MiB: a 1 MiB argv), {args.seconds:g} s per run, "
+          f"{args.rounds} rounds; medians; rate ratio against the baseline runs on either side")
+    print(f"{'tool':<20} {'kernel ns/exec':>15} {'execs/s':>9} {'rate ratio':>11}")
+    print(f"{'(none)':<20} {'-':>15} {statistics.median(baselines['']):>9.0f} {1.0:>11.3f}")
+    print(f"{'(none) 1MiB':<20} {'-':>15} {statistics.median(baselines['1MiB']):>9.0f} {1.0:>11.3f}")
     costs = {}
     for phase, rows in results.items():
         costs[phase] = statistics.median(r[0] for r in rows)
         rate = statistics.median(r[1] for r in rows)
         ratio = statistics.median(r[2] for r in rows)
-        print(f"{phase:<16} {costs[phase]:>15.0f} {rate:>9.0f} {ratio:>11.3f}")
+        print(f"{phase:<20} {costs[phase]:>15.0f} {rate:>9.0f} {ratio:>11.3f}")
     if "execsnoop" in costs:
         for phase in ("sdxfer perf", "sdxfer ringbuf"):
             print(f"execsnoop / {phase}: {costs['execsnoop'] / costs[phase]:.1f}x kernel time per exec")

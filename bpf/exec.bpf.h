@@ -65,7 +65,7 @@ static __always_inline __u32 walk_ancestors(struct sdxfer_exec_ancestors_entry *
 #if defined(HIDS_WANT_EXEC) || !defined(HIDS_SELECTED)
 /* Raw tracepoint: cheaper than the trace-event one, and its arguments
  * (task, old_pid, bprm) give the argument and environment counts. */
-RAW_TRACEPOINT_PROBE(sched_process_exec)
+SDXFER_RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     SDXFER_LOCAL(struct exec_area, area);
     if (!area)

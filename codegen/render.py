@@ -29,6 +29,10 @@ from ..record import (
     HEADER_OFFSETS,
     HEADER_SIZE,
     LAYOUT_VERSION,
+    REST_MAP,
+    REST_PROGRAM,
+    REST_PROGRAMS_MAP,
+    REST_STEPS,
     SCRATCH_MAP,
     SCRATCH_SLOTS,
     SOCKADDR,
@@ -206,6 +210,8 @@ def _c_context(layout: Layout, banner: str) -> dict:
     header_asserts.append({"expr": f"__builtin_offsetof(struct sdxfer_continuation, data) == {CONTINUATION_PAYLOAD_OFF}",
                            "what": f"continuation bytes at offset {CONTINUATION_PAYLOAD_OFF}"})
     asserts = header_asserts + asserts
+    # the longest field's chunks, spread over the calls of one tail-call chain
+    most_chunks = max((span["chunks"] for e in events for span in e["spans"]), default=0)
     return {
         "banner": banner,
         "schema_path": _display_path(layout.schema.path),
@@ -217,7 +223,11 @@ def _c_context(layout: Layout, banner: str) -> dict:
         "continuation": [f"{ctype} {name};" for name, ctype, _ in CONTINUATION],
         "chunk": chunk,
         "continuation_mask": f"0x{(1 << (CONTINUATION_PAYLOAD_OFF + chunk).bit_length()) - 1:x}",
-        "maps": {"scratch": SCRATCH_MAP, "cpu": CPU_MAP, "drops": DROPS_MAP, "events": EVENTS_MAP},
+        "maps": {"scratch": SCRATCH_MAP, "cpu": CPU_MAP, "drops": DROPS_MAP, "events": EVENTS_MAP,
+                 "rest": REST_MAP, "rest_programs": REST_PROGRAMS_MAP},
+        "rest_program": REST_PROGRAM,
+        "has_spans": most_chunks > 0,
+        "chunks_per_step": -(-most_chunks // REST_STEPS),
         "sources": sorted({f.source for e in layout.events for f in e.event.fields if f.source}),
         "host_sources": [(_c_source_type(kind), name) for name, kind in SOURCES.items()],
         "entry_structs": entry_structs,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import hids, record
+from . import hids
 from .errors import ProbeError
 from .program import BTF_PATH, TRANSPORTS
 from .readers import Record
-from .sensor import PERF_PAGES, PERF_WAKEUP_EVENTS, Sensor, SensorStats, program_text
+from .sensor import PERF_WAKEUP_EVENTS, Sensor, SensorStats, program_text
 
 __all__ = ["BTF_PATH", "ExecProbe", "LossStats", "ProbeError", "Record", "TRANSPORTS", "exec_program_text", "probe_source_path"]
 
@@ -35,7 +35,7 @@ def exec_program_text(transport: str = "perf") -> str:
 class ExecProbe(Sensor):
     """execmon's probe on the shipped schema, loaded and attached."""
 
-    def __init__(self, transport: str = "perf", *, decoder=None, perf_pages: int = PERF_PAGES,
-                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int = record.RINGBUF_PAGES):
+    def __init__(self, transport: str = "perf", *, decoder=None, perf_pages: int | None = None,
+                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None):
         super().__init__(probe_source_path(), transport=transport, defines=EXEC_ONLY, decoder=decoder,
                          perf_pages=perf_pages, perf_wakeup_events=perf_wakeup_events, ringbuf_pages=ringbuf_pages)

@@ -69,6 +69,15 @@ class SchemaCode(NamedTuple):
     decoder: object  # sdxfer.Decoder
     event_names: tuple[str, ...]  # schema order, which indexes the drop counters
 
+    @property
+    def spans(self) -> bool:
+        """Some field may continue beyond its record."""
+        return any(v.spans for cls in self.decoder.events.values() for v in cls.versions)
+
+    def buffer_pages(self, pages: int | None, default: int) -> int:
+        """`pages` as given, else the default for this schema."""
+        return pages if pages is not None else record.SPANNING_BUFFER_PAGES if self.spans else default
+
 
 def schema_code(schema: str | Path | None) -> SchemaCode:
     """The shipped schema's committed files, or any schema generated in memory."""
@@ -153,12 +162,13 @@ def program_source(program: str | Path) -> tuple[str, list[Path]]:
 
 
 def assemble(program: str | Path, *, schema: str | Path | None = None, transport: str = "perf",
-             defines: dict | None = None, ringbuf_pages: int = record.RINGBUF_PAGES,
+             defines: dict | None = None, ringbuf_pages: int | None = None,
              btf_path: str = BTF_PATH) -> Assembly:
-    flags = transport_flags(transport, ringbuf_pages)
-    flags += [_define_flag(name, value) for name, value in sorted((defines or {}).items(), key=lambda kv: str(kv[0]))]
+    """`ringbuf_pages` None: the default for the schema (larger where fields span records)."""
     source, dirs = program_source(program)
     code = schema_code(schema)
+    flags = transport_flags(transport, code.buffer_pages(ringbuf_pages, record.RINGBUF_PAGES))
+    flags += [_define_flag(name, value) for name, value in sorted((defines or {}).items(), key=lambda kv: str(kv[0]))]
     find = include_finder({"xfer.h": code.header}, dirs + [C_INCLUDE_DIR, BPF_DIR])
     text = amalgamate(source, find)
     kernel = kernel_values(text, btf_path)

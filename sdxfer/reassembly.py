@@ -59,6 +59,7 @@ class _Chunk:
     data: bytes
     last: bool
     lost: int
+    raw: bytes = b""  # the continuation record, kept only with keep_raw
 
 
 @dataclass
@@ -89,11 +90,14 @@ class _Pending:
     fields: dict[int, _Field] = field(default_factory=dict)
     early: list[_Chunk] = field(default_factory=list)  # chunks that came before their record
     size: int = 0  # bytes held
+    raw: bytes = b""  # the record, kept only with keep_raw
 
 
 class Reassembler:
     def __init__(self, decoder, *, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-                 max_age_ns: int = DEFAULT_MAX_AGE_NS):
+                 max_age_ns: int = DEFAULT_MAX_AGE_NS, keep_raw: bool = False):
+        """keep_raw: remember each reassembled event's records, its record and
+        then the continuations used, back to back, for take_raw()."""
         if max_pending_bytes < 0 or max_age_ns < 0:
             raise ValueError("reassembly limits must not be negative")
         self.decoder = decoder
@@ -102,6 +106,13 @@ class Reassembler:
         self.stats = ReassemblyStats()
         self.pending_bytes = 0
         self._pending: dict[tuple[int, int], _Pending] = {}  # (cpu, seq) of the record -> oldest first
+        self.keep_raw = keep_raw
+        self._raw: dict[int, bytes] = {}  # id() of an event delivered -> its records
+
+    def take_raw(self, event: rt.Event) -> bytes:
+        """With keep_raw, the records an event just delivered was made of
+        (iter_reassembled gives the event back from them); b"" otherwise."""
+        return self._raw.pop(id(event), b"")
 
     @property
     def pending(self) -> int:
@@ -140,6 +151,8 @@ class Reassembler:
         if pending is None:
             pending = self._pending[key] = _Pending(now)
         pending.event, pending.fields = event, fields
+        if self.keep_raw:  # as long as its header says (perf pads records)
+            pending.raw = bytes(buf[:HEADER_FIELD["size"].unpack_from(buf)[0]])
         self._hold(pending, sum(len(f.head) for f in fields.values()))
         early, pending.early = pending.early, []
         for chunk in early:
@@ -159,7 +172,9 @@ class Reassembler:
                               f" {len(buf)} bytes given")
         self.stats.continuations += 1
         now = timestamp_ns if now_ns is None else now_ns
-        chunk = _Chunk(event_id, index, offset, bytes(buf[payload_off:size]), bool(flags & CONTINUATION_LAST), lost)
+        raw = bytes(buf[:size]) if self.keep_raw else b""
+        data = memoryview(raw)[payload_off:] if self.keep_raw else bytes(buf[payload_off:size])
+        chunk = _Chunk(event_id, index, offset, data, bool(flags & CONTINUATION_LAST), lost, raw)
         key = (cpu, parent_seq)
         pending = self._pending.get(key)
         if pending is None:
@@ -256,7 +271,11 @@ class Reassembler:
             else:
                 lost[name] = missing
         ordered = {name: lost[name] for name in cls.fields if name in lost}
-        return cls((*values, tuple(ordered), ordered))
+        delivered = cls((*values, tuple(ordered), ordered))
+        if self.keep_raw:
+            self._raw[id(delivered)] = pending.raw + b"".join(
+                chunk.raw for state in pending.fields.values() for chunk in state.chunks.values())
+        return delivered
 
 
 def iter_reassembled(decoder, data, **limits):

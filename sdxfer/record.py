@@ -68,6 +68,19 @@ CONTINUATION_LAST = 1  # the field's last chunk: nothing follows it (it may carr
 # Most bytes one field may span (`total`): the kernel's largest argv is 6 MiB.
 MAX_FIELD_TOTAL = 8 << 20
 
+# In the kernel a packer does not loop over a field's chunks (the verifier
+# walks every iteration of a loop, in every program that inlines it): a
+# probe declared with SDXFER_RAW_TRACEPOINT_PROBE leaves the rest of a field
+# as a job on a per-CPU stack, and when the probe's body returns, a tail
+# call runs REST_PROGRAM, which sends a few chunks per call and tail-calls
+# itself. Other probes keep what fits the record and one last continuation
+# says how much was left out.
+REST_MAP = "sdxfer_rest"  # per-CPU: the jobs waiting, and the tail-call chain's state
+REST_PROGRAMS_MAP = "sdxfer_rest_programs"  # program array: REST_PROGRAM at index 0
+REST_PROGRAM = "sdxfer_rest_raw_tracepoint"
+REST_DEPTH = 4  # jobs a CPU holds at once (a power of two): beyond, the rest is left out
+REST_STEPS = 32  # calls of REST_PROGRAM in one chain: the kernel allows 33 tail calls
+
 
 def continuation_chunk(slot_size: int) -> int:
     """Payload bytes per continuation record: the largest power of two whose
@@ -129,6 +142,10 @@ ENOSLOT = 12  # ENOMEM: the scratch map could not be read
 ENESTED = 16  # EBUSY: every scratch slot of this CPU is taken
 
 RINGBUF_PAGES = 256  # default ring buffer size, shared by all CPUs
+# The default buffer size (perf: per CPU) of a schema with spanning fields:
+# 4 MiB, twice the largest argv the kernel takes under the default 8 MiB
+# stack limit, as one exec sends it all at once.
+SPANNING_BUFFER_PAGES = 1024
 # A reader wake-up costs ~10 us of kernel time: the ring buffer wakes its
 # reader once per this many records of a CPU, perf readers set wakeup_events.
 WAKEUP_EVERY = 64
@@ -148,6 +165,8 @@ C_MACROS = (
     ("SDXFER_CONTINUATION_ID", str(CONTINUATION_ID)),
     ("SDXFER_CONTINUATION_LAST", str(CONTINUATION_LAST)),
     ("SDXFER_CONTINUATION_PAYLOAD_OFF", str(CONTINUATION_PAYLOAD_OFF)),
+    ("SDXFER_REST_DEPTH", str(REST_DEPTH)),
+    ("SDXFER_REST_STEPS", str(REST_STEPS)),
     ("SDXFER_ENESTED", str(ENESTED)),
     ("SDXFER_DEFAULT_RINGBUF_PAGES", str(RINGBUF_PAGES)),
     ("SDXFER_DEFAULT_WAKEUP_EVERY", str(WAKEUP_EVERY)),

@@ -46,7 +46,12 @@ DROPS_INTERVAL_S = 0.1  # how often the probe's drop counters are read
 
 
 _new_record = partial(tuple.__new__, Record)  # a Record from (data, cpu, lost), without a Python-level call
+_DATA = itemgetter(0)  # of a Record
 _CPU, _SEQ = itemgetter(2), itemgetter(1)  # of an Event
+
+# A marker among records (empty, as loss notices are): the records end here
+# (drain), so events still waiting for continuations go out.
+_END = Record(b"", -1, 0)
 
 
 def _event_id(data) -> int | None:
@@ -90,6 +95,9 @@ class SensorStats:
     many of those), from the probe's in-kernel drop counters; complete after
     drain(). `undecodable` counts records that arrived but did not decode.
 
+    `continuations_lost` counts continuation records the probe could not
+    send; the events they belonged to arrive with those bytes `lost`.
+
     `sequence_gaps` is a cross-check: numbers missing between the records that
     arrived from one CPU, which can only be records lost to a full buffer or
     undecodable. Both transports hand over one CPU's records in the order they
@@ -104,6 +112,7 @@ class SensorStats:
         self.undecodable = 0
         self.sequence_gaps = 0
         self.nesting_drops = 0
+        self.continuations_lost = 0
         self._last_seq: dict[int, int] = {}
 
     def note_sequence(self, cpu: int, seq: int) -> None:
@@ -131,12 +140,15 @@ class SensorStats:
     def to_dict(self) -> dict:
         return {"delivered": self.delivered, "lost": self.lost, "undecodable": self.undecodable,
                 "sequence_gaps": self.sequence_gaps, "nesting_drops": self.nesting_drops,
+                "continuations_lost": self.continuations_lost,
                 "events": {name: {"delivered": c.delivered, "lost": c.lost, "undecodable": c.undecodable}
                            for name, c in self.per_event.items()}}
 
     def __str__(self) -> str:
         busy = [f"{name}: {c!r}" for name, c in self.per_event.items() if c.delivered or c.lost or c.undecodable]
         total = f"delivered {self.delivered}, lost {self.lost}, undecodable {self.undecodable}"
+        if self.continuations_lost:
+            total += f", continuation records lost {self.continuations_lost}"
         return total + (f" ({'; '.join(busy)})" if busy else "")
 
 
@@ -171,7 +183,8 @@ class StreamDecoder:
                 data = datas[end]
                 for event in self._decode_one(data):
                     events.append(event)
-                    raws.append(data)
+                    # a reassembled event's records back to back, for fleet output: the consumer reassembles them
+                    raws.append(self.reassembler.take_raw(event) or data)
             at = end + 1
         return events, raws
 
@@ -205,6 +218,13 @@ class StreamDecoder:
             stats.counts(self._names_by_id.get(event_id, "unknown")).undecodable += 1
             return []
         return list(self.counted([event]))
+
+    def settle(self, final: bool) -> tuple[list, list]:
+        """The events that waited for continuations past the age limit (final:
+        all of them, the stream ended), counted, each beside its records."""
+        reassembler = self.reassembler
+        events = list(self.counted(reassembler.flush() if final else reassembler.expire(time.monotonic_ns())))
+        return events, [reassembler.take_raw(event) for event in events]
 
     def counted(self, events) -> Iterator:
         """Counts events decoded one by one (reassembled ones included) as delivered."""
@@ -280,7 +300,18 @@ def _deferred_bpf_class():
             pass
 
         def attach_all(self):
+            self._fill_rest_programs()
             BPF._trace_autoload(self)
+
+        def _fill_rest_programs(self):
+            """The tail-called program that sends continuation records, where
+            the schema has spanning fields: in place before any probe runs."""
+            try:
+                programs = self.get_table(record.REST_PROGRAMS_MAP.encode())
+            except KeyError:
+                return
+            rest = self.load_func(record.REST_PROGRAM.encode(), BPF.RAW_TRACEPOINT)
+            programs[ctypes.c_int(0)] = ctypes.c_int(rest.fd)
 
         def detach_all(self):
             for tp in list(self.tracepoint_fds):
@@ -296,8 +327,8 @@ class Sensor:
     events() or run(callback). Close it (or use `with`) to detach."""
 
     def __init__(self, program: str | Path, *, schema: str | Path | None = None, transport: str = "perf",
-                 defines: dict | None = None, decoder=None, perf_pages: int = PERF_PAGES,
-                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int = record.RINGBUF_PAGES,
+                 defines: dict | None = None, decoder=None, perf_pages: int | None = None,
+                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS):
         assembly = assemble(program, schema=schema, transport=transport, defines=defines,
                             ringbuf_pages=ringbuf_pages)
@@ -308,7 +339,8 @@ class Sensor:
         self.event_names = assembly.code.event_names
         self.stats = SensorStats(self.event_names)
         # events whose records continuation records may follow go through it
-        self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns)
+        self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns,
+                                       keep_raw=True)
         self._stream = StreamDecoder(self.decoder, self.stats, self.reassembler)
         self._closed = False
         self._attached = False
@@ -324,7 +356,8 @@ class Sensor:
             if transport == "ringbuf":
                 self._reader = RingReader(self._bpf, record.EVENTS_MAP.encode())
             else:
-                self._reader = PerfReader(self._bpf, record.EVENTS_MAP.encode(), perf_pages, perf_wakeup_events,
+                self._reader = PerfReader(self._bpf, record.EVENTS_MAP.encode(),
+                                          assembly.code.buffer_pages(perf_pages, PERF_PAGES), perf_wakeup_events,
                                           self._read_drops_now)
         except Exception as exc:  # bcc again: e.g. perf buffers beyond the memlock limit
             self._bpf.cleanup()
@@ -346,8 +379,8 @@ class Sensor:
     # ---- counters in the kernel --------------------------------------------
 
     def _drops(self) -> list[int]:
-        """Per event (schema order): records not sent, summed over CPUs."""
-        return [sum(self._drops_table[ctypes.c_int(i)]) for i in range(len(self.event_names))]
+        """Per event (schema order), then continuation records: records not sent, summed over CPUs."""
+        return [sum(self._drops_table[ctypes.c_int(i)]) for i in range(len(self.event_names) + 1)]
 
     def cpu_state(self) -> list[dict[str, int]]:
         """Per CPU: records numbered (seq), scratch slots in use (busy, a bit per
@@ -370,12 +403,15 @@ class Sensor:
 
     def _update_loss(self) -> int:
         new = 0
-        for name, dropped in zip(self.event_names, self._drops()):
+        *event_drops, continuation_drops = self._drops()
+        for name, dropped in zip(self.event_names, event_drops):
             counts = self.stats.counts(name)
             if dropped > counts.lost:
                 new += dropped - counts.lost
                 counts.lost = dropped
         self.stats.lost += new
+        new += continuation_drops - self.stats.continuations_lost
+        self.stats.continuations_lost = continuation_drops
         self.stats.nesting_drops = sum(cpu["nesting_drops"] for cpu in self.cpu_state())
         return new
 
@@ -414,7 +450,9 @@ class Sensor:
             batches, _ = self._read_batches(POLL_TIMEOUT_MS)
             for _, datas in batches:
                 yield from self._stream.decode(datas)[0]
-        yield from self._stream.counted(self.reassembler.flush())
+            if self.reassembler.pending:  # a quiet stream still delivers events whose continuations stopped coming
+                yield from self._stream.settle(final=False)[0]
+        yield from self._stream.settle(final=True)[0]
 
     def decoded(self, records) -> Iterator:
         """Decodes records; loss is counted in self.stats, undecodable records
@@ -423,26 +461,51 @@ class Sensor:
 
     def decoded_records(self, records) -> Iterator[tuple[bytes, object]]:
         """As decoded(), each event beside its raw record (what fleet output publishes).
-        A list (what read() returns) is decoded at once; other iterables record by record."""
+
+        A list (what read() returns) is decoded at once; other iterables record
+        by record. An event whose continuation records have not all come waits
+        for them across calls, up to the reassembler's age limit; the records
+        of drain() end the stream and deliver such events as they are."""
         if isinstance(records, list):
-            events, raws = self._stream.decode([rec.data for rec in records if rec.data])
-            yield from zip(raws, events)
+            yield from self._decoded_list(records)
         else:
             for rec in records:
-                if rec.data:
-                    events, raws = self._stream.decode([rec.data])
-                    yield from zip(raws, events)
-        for event in self._stream.counted(self.reassembler.flush()):
-            yield b"", event
+                yield from self._decoded_list([rec])
+        if self.reassembler.pending:
+            yield from self._settled(None)
+
+    def _decoded_list(self, records: list) -> Iterator[tuple[bytes, object]]:
+        """Each run of records between loss notices and markers decoded at once."""
+        datas = list(map(_DATA, records))
+        start = 0
+        while start <= len(datas):
+            try:
+                end = datas.index(b"", start)
+            except ValueError:
+                end = len(datas)
+            if end > start:
+                events, raws = self._stream.decode(datas[start:end])
+                yield from zip(raws, events)
+            if end < len(datas):
+                yield from self._settled(records[end])
+            start = end + 1
+
+    def _settled(self, empty: Record | None) -> Iterator[tuple[bytes, object]]:
+        """After a loss notice or a marker (or a call's records): the events
+        that waited for continuations past the age limit, or all at the end."""
+        if empty is _END or self.reassembler.pending:
+            events, raws = self._stream.settle(final=empty is _END)
+            yield from zip(raws, events)
 
     def run(self, callback: Callable, stop: Callable[[], bool] = lambda: False) -> None:
         for event in self.events(stop):
             callback(event)
 
     def drain(self) -> list[Record]:
-        """What is still buffered, and the final drop counts, without waiting."""
+        """What is still buffered, and the final drop counts, without waiting;
+        decoded, these end the stream (see decoded_records)."""
         self._read_drops_now()
-        return self.read(0)
+        return self.read(0) + [_END]
 
     # ---- life cycle ----------------------------------------------------------
 

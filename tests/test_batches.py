@@ -148,7 +148,7 @@ def test_sequence_gaps_counted_in_one_step_as_one_by_one(start, steps):
 
 
 def _stream(decoder):
-    return StreamDecoder(decoder, SensorStats(decoder.events), Reassembler(decoder))
+    return StreamDecoder(decoder, SensorStats(decoder.events), Reassembler(decoder, keep_raw=True))
 
 
 def _decoded_in_batches(decoder, records, sizes):
@@ -158,8 +158,8 @@ def _decoded_in_batches(decoder, records, sizes):
         events += got
         raws += got_raws
         at += size
-    events += stream.counted(stream.reassembler.flush())
-    return events, raws, stream.stats.to_dict(), stream.reassembler.stats.to_dict()
+    flushed, flushed_raws = stream.settle(final=True)
+    return events + flushed, raws + flushed_raws, stream.stats.to_dict(), stream.reassembler.stats.to_dict()
 
 
 def _check_batches_as_one_by_one(decoder, records, rng):

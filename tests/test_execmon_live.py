@@ -4,10 +4,12 @@ ppid, uid and argv are known, and check what arrives, on both transports.
 Needs root and bcc (CI runs as root); skipped otherwise.
 """
 
+import ctypes
 import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -43,7 +45,7 @@ def probe(request):
 def wait_for(probe, predicate):
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        for event in probe.decoded(probe.read(100)):
+        for event in probe.decoded(probe.read(100)):  # a spanning event waits across reads
             if predicate(event):
                 return event
     raise AssertionError("the expected exec event never arrived")
@@ -115,23 +117,113 @@ def test_twelve_kib_in_total(probe):
     assert event.truncated == ()
 
 
-def test_beyond_the_limit_keeps_a_prefix_and_flags_it(probe):
-    argv = [TRUE] + [f"{i:05d}" + "z" * 1000 for i in range(20)]
-    total = sum(len(a) + 1 for a in argv)
+def distinct_arguments(total: int, size: int = 1000) -> list[str]:
+    """[TRUE] and numbered arguments of `size` bytes, argv `total` bytes in all:
+    no two alike, so a chunk spliced in the wrong place cannot pass."""
+    argv = [TRUE]
+    used = len(TRUE) + 1
+    while used < total:
+        n = min(size, total - used) - 1
+        arg = (f"{len(argv):07d}" + "abcdefghij" * (n // 10 + 1))[:max(n, 1)]
+        argv.append(arg)
+        used += len(arg) + 1
+    return argv
+
+
+def argv_bytes(argv) -> int:
+    return sum(len(a) + 1 for a in argv)
+
+
+def default_stack_limit():
+    """In the child before exec: the default 8 MiB stack limit, which puts the
+    kernel's argv limit at 2 MiB (a quarter of it), whatever the suite runs under."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_STACK, (8 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+
+@pytest.mark.parametrize("total", [20 << 10, 200 << 10, 1 << 20], ids=["20KiB", "200KiB", "1MiB"])
+def test_argv_beyond_one_record_arrives_whole(probe, total):
+    argv = distinct_arguments(total)
+    assert argv_bytes(argv) == total
     event = run_exec(probe, argv)
-    assert "argv" in event.truncated
-    assert event.lost["argv"] == total - ARGV_MAX
+    assert event.argv == argv
+    assert event.truncated == () and event.lost == {}
+
+
+def test_a_single_128_kib_argument(probe):
+    argv = [TRUE, "m" * (128 * 1024 - 1), "after"]  # the kernel's largest argument, its NUL included
+    event = run_exec(probe, argv)
+    assert event.argv == argv
+    assert event.truncated == ()
+
+
+def largest_accepted_argv(probe) -> list[str]:
+    """The longest argv of 100 KiB arguments and a last shorter one that execs
+    with an empty environment under the default stack limit (the probe's
+    records of the tries are read and dropped as they come)."""
+    low, high = 1 << 20, 3 << 20
+    while high - low > 64:
+        mid = (low + high) // 2
+        try:
+            subprocess.run(distinct_arguments(mid, 100 << 10), env={}, preexec_fn=default_stack_limit, check=True)
+            low = mid
+        except OSError:
+            high = mid
+        list(probe.decoded(probe.drain()))
+    return distinct_arguments(low, 100 << 10)
+
+
+def test_the_largest_argv_the_kernel_accepts(probe):
+    argv = largest_accepted_argv(probe)
+    assert argv_bytes(argv) > 2_000_000
+    child = subprocess.Popen(argv, env={}, preexec_fn=default_stack_limit)
+    child.wait()
+    event = wait_for(probe, lambda e: e.pid == child.pid and e.ret == 0)
+    assert event.argv == argv
+    assert event.truncated == ()
+    assert probe.stats.continuations_lost == 0
+
+
+def test_an_ordinary_exec_sends_one_record(probe):
+    from sdxfer import record
+
+    child = subprocess.Popen([TRUE, "one", "record"])
+    child.wait()
+    raw, deadline = [], time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and not any(
+            record.parse_header(r.data)["id"] == record.CONTINUATION_ID or
+            probe.decoder.decode(r.data).pid == child.pid for r in raw if r.data):
+        raw += probe.read(100)
+    time.sleep(0.3)
+    raw += probe.drain()
+    heads = [(record.parse_header(r.data), r.data) for r in raw if r.data]
+    mine = [h for h, data in heads if h["id"] != record.CONTINUATION_ID and probe.decoder.decode(data).pid == child.pid]
+    assert len(mine) == 1
+    continued = {struct.unpack_from(record.CONTINUATION_FORMAT, data)[8] for h, data in heads
+                 if h["id"] == record.CONTINUATION_ID and h["cpu"] == mine[0]["cpu"]}
+    assert mine[0]["seq"] not in continued
+
+
+def test_without_the_tail_call_the_rest_is_counted_lost_at_once(probe):
+    """The program array emptied (as when a program is loaded without Sensor):
+    the record keeps max bytes and its last continuation says how many are missing."""
+    from bcc import BPF
+
+    from sdxfer import record
+
+    programs = probe._bpf[record.REST_PROGRAMS_MAP.encode()]
+    rest_program = ctypes.c_int(probe._bpf.load_func(record.REST_PROGRAM.encode(), BPF.RAW_TRACEPOINT).fd)
+    del programs[ctypes.c_int(0)]
+    try:
+        argv = distinct_arguments(100 << 10)
+        event = run_exec(probe, argv)
+    finally:
+        programs[ctypes.c_int(0)] = rest_program
+    assert event.truncated == ("argv",)
+    assert event.lost == {"argv": argv_bytes(argv) - ARGV_MAX}
     kept = event.argv
-    assert kept[:-1] == argv[: len(kept) - 1]
-    assert argv[len(kept) - 1].startswith(kept[-1])
-    assert sum(len(a) + 1 for a in kept) - 1 <= ARGV_MAX
-
-
-def test_far_beyond_the_limit_counts_the_loss_exactly(probe):
-    argv = [TRUE] + ["y" * 4000] * 30  # 120 KiB
-    event = run_exec(probe, argv)
-    assert event.lost["argv"] == sum(len(a) + 1 for a in argv) - ARGV_MAX
-    assert event.argv[:4] == argv[:4]
+    assert kept[:-1] == argv[:len(kept) - 1] and argv[len(kept) - 1].startswith(kept[-1])
 
 
 def test_failed_exec_beyond_the_limit(probe):
@@ -435,6 +527,30 @@ def test_execmon_cli_failed_exec_with_x(transport):
     assert execmon.returncode == 0
     assert "Traceback" not in err
     assert "events received" in err
+
+
+@pytest.mark.parametrize("transport", ["perf", "ringbuf"])
+def test_execmon_cli_json_carries_a_mib_argv_whole_and_text_honours_max_args(transport):
+    argv = distinct_arguments(1 << 20)
+    marker = argv[1]
+    execmon, lines = start_execmon("--json", "--transport", transport, "-n", "^true$")
+    texts, text_lines = start_execmon("--max-args", "3", "--transport", transport, "-n", "^true$")
+    try:
+        deadline = time.monotonic() + WAIT_S * 2
+        while time.monotonic() < deadline and not (any(marker in line for line in lines) and
+                                                     any(marker in line for line in text_lines)):
+            subprocess.run(argv)
+            time.sleep(0.5)
+    finally:
+        err, text_err = stop_execmon(execmon), stop_execmon(texts)
+    events = [event for event in map(json.loads, lines) if event["argv"] and event["argv"][1:2] == [marker]]
+    assert events, "execmon --json never printed the exec"
+    assert events[0]["argv"] == argv
+    assert events[0]["argv_truncated"] is False and events[0]["truncated"] == []
+    shown = [line for line in text_lines if marker in line]
+    assert shown, "execmon never printed the exec"
+    assert shown[0].rstrip("\n").endswith(f"{TRUE} {argv[1]} {argv[2]} ...")
+    assert "Traceback" not in err + text_err
 
 
 def _chain_from_proc(pid: int) -> list[tuple[int, set[str]]]:

@@ -453,3 +453,29 @@ def test_tls_and_a_token(tmp_path, packer):
     finally:
         nats.kill()
     assert markers_of(got) == ["t1"]
+
+
+def test_a_spanning_event_crosses_the_fleet_whole(server, tmp_path):
+    """A record and its continuations, as Sensor hands a reassembled event to
+    the output (back to back), decode as that one event on the central side."""
+    from conftest import Generated
+    from sdxfer.reassembly import Reassembler
+
+    schema = Path(__file__).resolve().parent / "schemas" / "spans.yaml"
+    spans = Generated(schema, tmp_path)
+    argv = b"".join(bytes([65 + i % 26]) * 90 + b"\0" for i in range(30))  # 2,730 bytes: past max, within total
+    records = spans.pack([(0, {"n": 1, "argv": (argv, len(argv)), "data": b"d" * 10})])
+    assert len(records) > 2
+    reassembler = Reassembler(spans.decoder, keep_raw=True)
+    events = [event for rec in records for event in reassembler.feed(rec)]
+    assert len(events) == 1
+    raw = reassembler.take_raw(events[0])
+    assert raw == b"".join(records)  # each as long as its header says
+    url = server.url("fleet.spans")
+    out = publisher(url, digest=spans.decoder.schema_digest, major=schema_major(schema))
+    out.send([(raw, events[0])])
+    out.close()
+    got = consume_all(url, 1, schema=str(schema))
+    assert len(got) == 1
+    assert got[0].event.argv == argv.decode().split("\0")[:-1]
+    assert got[0].event.truncated == ()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ..errors import DecodeError
+from ..reassembly import Reassembler
 from .envelope import Batch, EnvelopeError, Host, Sender, event_dict, unpack
 from .nats_io import FIRST_CONNECT_S, RETRY_S, Connection, Endpoint, FleetError, connect, find_stream
 
@@ -123,13 +124,20 @@ class Consumer:
                       f"{sender.host.hostname}: schema major {sender.schema_major}, this consumer's is {self.major}:"
                       f" its records are not decoded")
             return
+        # a spanning event travels as its record and continuations, in one batch
+        reassembler = Reassembler(self.decoder)
         for raw in batch.records:
             try:
-                event = self.decoder.decode(raw)
+                events = reassembler.feed(raw)
             except DecodeError as exc:
                 self.stats.undecodable += 1
                 self._say(("decode", sender.host, str(exc)), f"{sender.host.hostname}: {exc}")
                 continue
+            yield from self._events_of(sender, events)
+        yield from self._events_of(sender, reassembler.flush())
+
+    def _events_of(self, sender: Sender, events) -> Iterator[FleetEvent]:
+        for event in events:
             self.stats.events += 1
             yield FleetEvent(sender, event, event_dict(event, sender))
 

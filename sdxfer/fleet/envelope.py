@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..record import HEADER_FIELD
+from ..record import HEADER_FIELD, HEADER_SIZE
 
 MAGIC = b"SDXB"
 VERSION = 1
@@ -108,11 +108,24 @@ def _text(value: str) -> bytes:
 
 def pack(sender: Sender, batch_seq: int, records: list[bytes]) -> bytes:
     host = sender.host
+    parts = [part for raw in records for part in records_in(raw)]
     head = _FIXED.pack(MAGIC, VERSION, 0, batch_seq, sender.run_id, sender.wall_minus_mono_ns,
-                       sender.schema_major, len(records))
+                       sender.schema_major, len(parts))
     texts = b"".join(_text(t) for t in (host.hostname, host.machine_id, host.boot_id, sender.schema_digest))
-    # perf hands records over padded: each goes exactly as long as its header says
-    return b"".join((head, texts, *(bytes(r[:_SIZE.unpack_from(r)[0]]) for r in records)))
+    return b"".join((head, texts, *parts))
+
+
+def records_in(raw) -> list[bytes]:
+    """The records in `raw`: one (perf pads it: it goes exactly as long as its
+    header says), or a reassembled event's record and continuations back to back."""
+    parts, at = [], 0
+    while at + HEADER_SIZE <= len(raw):
+        size = _SIZE.unpack_from(raw, at)[0]
+        if size < HEADER_SIZE or at + size > len(raw):
+            break  # padding
+        parts.append(bytes(raw[at:at + size]))
+        at += size
+    return parts or [bytes(raw)]
 
 
 def unpack(message: bytes) -> Batch:
