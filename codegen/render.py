@@ -51,6 +51,8 @@ C_INT = {"u8": "__u8", "u16": "__u16", "u32": "__u32", "u64": "__u64",
          "s8": "__s8", "s16": "__s16", "s32": "__s32", "s64": "__s64", "ipv4": "__u32"}
 C_STRUCT = {"sockaddr": "struct sdxfer_sockaddr", "creds": "struct sdxfer_creds"}
 PY_FORMAT = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "s8": "b", "s16": "h", "s32": "i", "s64": "q"}
+# Fixed types whose struct value (bytes) becomes its Python value through rt.<type>().
+PY_CONVERTED = ("ipv4", "ipv6", "sockaddr", "creds", "chars")
 CONSTRUCT = {"u8": "Int8ul", "u16": "Int16ul", "u32": "Int32ul", "u64": "Int64ul",
              "s8": "Int8sl", "s16": "Int16sl", "s32": "Int32sl", "s64": "Int64sl",
              "sockaddr": "rt.SOCKADDR", "creds": "rt.CREDS"}
@@ -307,7 +309,7 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
             targets += [f"d_{f.name}_off", f"d_{f.name}_len", f"d_{f.name}_lost"]
         else:
             targets.append(f"f_{f.name}")
-            if f.type.name in ("ipv4", "ipv6", "sockaddr", "creds", "chars"):
+            if f.type.name in PY_CONVERTED:
                 lines.append(f"f_{f.name} = rt.{f.type.name}(f_{f.name})")
     for v in e.variables:
         lines += _py_variable_lines(e, v)
@@ -342,9 +344,13 @@ def _py_entry_type(event: str, f: Field) -> dict:
     class_name = "".join(part.capitalize() for part in f"{event}_{f.name}".split("_")) + "Entry"
     fmt = "<" + "".join(PY_FORMAT.get(e.type.name, f"{e.fixed_size}s") for e in f.entries)
     construct = ", ".join(f'"{e.name}" / {CONSTRUCT.get(e.type.name, f"Bytes({e.fixed_size})")}' for e in f.entries)
+    # one comprehension builds the entries from struct's rows, converting in place
+    columns = [f"f{i}" for i in range(len(f.entries))]
+    values = [f"rt.{e.type.name}({c})" if e.type.name in PY_CONVERTED else c for e, c in zip(f.entries, columns)]
+    rows = f"lambda new, rows: [new(({', '.join(values)},)) for {', '.join(columns)}, in rows]"
     return {"var": _py_entry_name(event, f.name), "field": f.name, "class_name": class_name,
             "names": [e.name for e in f.entries], "kinds": [e.type.name for e in f.entries], "format": fmt,
-            "construct": f"Struct({construct})"}
+            "construct": f"Struct({construct})", "rows": rows}
 
 
 def _py_event(e: EventLayout) -> dict:

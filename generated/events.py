@@ -21,6 +21,7 @@ COMMON_FIELDS = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgr
 EXEC_ANCESTORS_ENTRY = rt.EntryType(
     "ancestors", "ExecAncestorsEntry", ("pid", "comm", ), ("u32", "chars", ),
     "<I16s", Struct("pid" / Int32ul, "comm" / Bytes(16)),
+    lambda new, rows: [new((f0, rt.chars(f1),)) for f0, f1, in rows],
 )
 
 

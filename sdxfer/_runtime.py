@@ -72,22 +72,22 @@ def creds(raw: bytes) -> Creds:
 
 def chars(raw: bytes) -> str:
     """Fixed-length text: everything before the first NUL."""
-    end = raw.find(0)
-    return str(raw if end < 0 else raw[:end], "utf-8", "surrogateescape")
+    return str(raw.split(b"\0", 1)[0], "utf-8", "surrogateescape")
 
 
 class EntryType:
     """The entries of one array field: a NamedTuple class per entry, the
-    struct format of one entry (fast path), its construct Struct (oracle)."""
+    struct format of one entry and the generated function that builds the
+    entries from its rows (fast path), its construct Struct (oracle)."""
 
     def __init__(self, field: str, class_name: str, names: tuple[str, ...], kinds: tuple[str, ...], fmt: str,
-                 construct: Struct):
+                 construct: Struct, rows: Callable[[Callable, Any], list]):
         self.field = field
         self.cls = namedtuple(class_name, names)
         self.struct = struct.Struct(fmt)
         self.construct = construct
         self.kinds = kinds
-        self.converters = tuple((i, ENTRY_CONVERTERS[kind]) for i, kind in enumerate(kinds) if kind in ENTRY_CONVERTERS)
+        self._rows = rows  # (new, struct rows) -> entries, each row's values converted
         # the NamedTuple from a tuple of values, without _make's Python-level call
         self._new = partial(tuple.__new__, self.cls)
 
@@ -98,16 +98,7 @@ class EntryType:
     def decode(self, data) -> list:
         if len(data) % self.struct.size:
             self.bad_length(len(data))
-        new, converters = self._new, self.converters
-        if not converters:
-            return list(map(new, self.struct.iter_unpack(data)))
-        rows = []
-        for values in self.struct.iter_unpack(data):
-            values = list(values)
-            for i, convert in converters:
-                values[i] = convert(values[i])
-            rows.append(new(values))
-        return rows
+        return self._rows(self._new, self.struct.iter_unpack(data))
 
     def decode_with_construct(self, data) -> list:
         if len(data) % self.struct.size:
@@ -127,6 +118,9 @@ def split_list(buf, start: int, end: int) -> list[str]:
     return items
 
 
+_UNREAD = object()
+
+
 class Deferred(partial):
     """A list-valued field (strlist, array) decoded when first read: a call of
     its decoder on the field's own bytes, which decoding checked already, so
@@ -139,9 +133,10 @@ class Deferred(partial):
 
     def resolve(self):
         cache = self.__dict__
-        if "value" not in cache:
-            cache["value"] = self()
-        return cache["value"]
+        value = cache.get("value", _UNREAD)
+        if value is _UNREAD:
+            value = cache["value"] = self()
+        return value
 
     def __eq__(self, other):
         return self.resolve() == (other.resolve() if isinstance(other, Deferred) else other)
@@ -351,10 +346,6 @@ FIXED_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "sockaddr": lambda c: sockaddr(SOCKADDR.build(c)),
     "creds": lambda c: Creds(**{k: c[k] for k in Creds._fields}),
     "chars": chars,
-}
-# struct's values (bytes for these) -> the decoded value, as the fast path converts them
-ENTRY_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "ipv4": ipv4, "ipv6": ipv6, "sockaddr": sockaddr, "creds": creds, "chars": chars,
 }
 
 
