@@ -193,13 +193,18 @@ class StreamDecoder:
         stats = self.stats
         run = events[start:]
         stats.delivered += len(run)
-        for cls, count in Counter(map(type, run)).items():
+        classes = set(map(type, run))  # most often one: counting each is then not needed
+        by_class = {classes.pop(): len(run)} if len(classes) == 1 else Counter(map(type, run))
+        for cls, count in by_class.items():
             stats.counts(cls.name).delivered += count
-        cpus = list(map(_CPU, run))
         seqs = list(map(_SEQ, run))
-        for cpu in set(cpus):  # a perf batch is one CPU's; a ring buffer batch mixes them
-            one_cpu = len(cpus) == cpus.count(cpu)
-            stats.note_sequences(cpu, seqs if one_cpu else list(compress(seqs, map(cpu.__eq__, cpus))))
+        cpus = set(map(_CPU, run))
+        if len(cpus) == 1:  # a perf batch is one CPU's
+            stats.note_sequences(cpus.pop(), seqs)
+            return
+        every_cpu = list(map(_CPU, run))  # a ring buffer batch mixes them
+        for cpu in cpus:
+            stats.note_sequences(cpu, list(compress(seqs, map(cpu.__eq__, every_cpu))))
 
     def _decode_one(self, data) -> list:
         """A record that needs reassembly (or does not decode): the events it completes, counted."""
