@@ -59,7 +59,8 @@ class Record(NamedTuple):
 Batch = tuple[int, list[bytes]]  # (cpu or -1, raw records in the order the buffer holds them)
 
 
-def _check_machine() -> None:
+def check_machine() -> None:
+    """ProbeError where the readers' lock-free reading of shared memory is not sound."""
     if platform.machine() not in ("x86_64", "AMD64"):
         raise ProbeError(f"sdxfer's buffer readers rely on x86-64 memory ordering; this machine is {platform.machine()}")
 
@@ -128,7 +129,6 @@ class PerfReader:
     def __init__(self, bpf, table_name: bytes, pages: int, wakeup_events: int, on_lost: Callable[[], None]):
         from bcc.libbcc import lib
 
-        _check_machine()
         self._on_lost = on_lost
         table = bpf[table_name]
         # bcc opens each CPU's perf event (sample type raw, wakeup_events set) and mmaps it;
@@ -158,7 +158,6 @@ class PerfReader:
 
 class RingReader:
     def __init__(self, bpf, table_name: bytes):
-        _check_machine()
         table = bpf[table_name]
         self.size = table.max_entries  # bytes of data, a power of two
         fd = table.map_fd

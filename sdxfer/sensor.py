@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 from . import kheaders, record
 from .errors import DecodeError, ProbeError
 from .program import TRANSPORTS, Assembly, assemble
-from .readers import PerfReader, Record, RingReader
+from .readers import PerfReader, Record, RingReader, check_machine
 from .reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, Reassembler
 
 __all__ = ["EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "StreamDecoder", "TRANSPORTS",
@@ -71,6 +71,7 @@ def check_environment() -> Path:
             "the bcc module is missing: install python3-bpfcc (apt-get install python3-bpfcc), "
             "run with /usr/bin/python3 or the project venv (made with --system-site-packages)"
         ) from None
+    check_machine()
     headers = kheaders.find()
     if not any(os.path.isdir(os.path.join(d, "events")) for d in TRACEFS_DIRS):
         raise ProbeError("tracefs is not mounted: run mount -t tracefs tracefs /sys/kernel/tracing")

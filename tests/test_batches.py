@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdxfer import DecodeError
+from sdxfer import DecodeError, ProbeError, readers
 from sdxfer import _runtime as rt
 from sdxfer.reassembly import Reassembler
 from sdxfer.record import HEADER_OFFSETS
@@ -188,3 +188,10 @@ def test_stream_decoder_with_spanning_events_and_continuations(spans, data):  # 
     rng = random.Random(data.draw(st.integers(0, 2**32)))
     batch = [rng.choice(records) if rng.random() < 0.2 else r for r in records]
     _check_batches_as_one_by_one(spans.decoder, batch, rng)
+
+
+def test_the_readers_refuse_a_machine_they_cannot_read_shared_memory_on_soundly(monkeypatch):
+    monkeypatch.setattr(readers.platform, "machine", lambda: "aarch64")
+    with pytest.raises(ProbeError, match="^sdxfer's buffer readers rely on x86-64 memory ordering; this machine is"
+                                         " aarch64$"):
+        readers.check_machine()
