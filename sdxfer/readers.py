@@ -26,6 +26,10 @@ from typing import NamedTuple
 from .errors import ProbeError
 
 PAGE_SIZE = mmap.PAGESIZE
+# Bytes of records one read takes from a buffer at most (unless told to take
+# all): a batch, decoded in one go, then stays in the CPU's caches (a whole
+# 1 MiB ring buffer would not).
+BATCH_BYTES = 64 << 10
 # After a read that found records, the ring buffer reader waits at most this
 # long for more: a record sent with the probe's "wake only if the reader has
 # caught up" flag (0) after ones sent without a wake-up does not wake it, so a
@@ -92,11 +96,13 @@ class _PerfBuffer:
         self.base = self.words[PERF_DATA_OFFSET // 8]
         self.size = self.words[PERF_DATA_SIZE // 8]
 
-    def take(self, on_lost: Callable[[], None]) -> list[bytes]:
+    def take(self, on_lost: Callable[[], None], whole: bool) -> list[bytes]:
         words = self.words
         head, tail = words[PERF_DATA_HEAD // 8], words[PERF_DATA_TAIL // 8]
         if head == tail:
             return []
+        if not whole:
+            head = min(head, tail + BATCH_BYTES)  # the record that starts before it is taken whole
         records: list[bytes] = []
         append, data, base, size = records.append, self.map, self.base, self.size
         mask = size - 1
@@ -138,16 +144,18 @@ class PerfReader:
                          for (table_id, cpu), reader in bpf.perf_buffers.items() if table_id == id(table)]
         self._waiter = _Waiter(b.fd for b in self._buffers)
 
-    def _take(self) -> list[Batch]:
+    def _take(self, whole: bool) -> list[Batch]:
         # A lost record means perf_submit failed for some: the probe's drop
         # counters hold them too and give the figure; on_lost says to read them now.
-        return [(b.cpu, records) for b in self._buffers if (records := b.take(self._on_lost))]
+        return [(b.cpu, records) for b in self._buffers if (records := b.take(self._on_lost, whole))]
 
-    def read(self, timeout_ms: int) -> list[Batch]:
-        batches = self._take()
+    def read(self, timeout_ms: int, whole: bool = False) -> list[Batch]:
+        """Batches of what arrived, waiting up to timeout_ms for some; whole:
+        all the buffers hold, else up to BATCH_BYTES of each."""
+        batches = self._take(whole)
         if not batches and timeout_ms > 0:
             self._waiter.wait(timeout_ms)  # woken every wakeup_events records of a CPU
-            batches = self._take()
+            batches = self._take(whole)
         return batches
 
     def close(self) -> None:
@@ -172,10 +180,12 @@ class RingReader:
         self._waiter = _Waiter([fd])
         self._flowing = False
 
-    def _take(self) -> list[Batch]:
+    def _take(self, whole: bool) -> list[Batch]:
         consumer, producer = self._consumer[0], self._producer[0]
         if consumer == producer:
             return []
+        if not whole:
+            producer = min(producer, consumer + BATCH_BYTES)  # the record that starts before it is taken whole
         records: list[bytes] = []
         append, data, lengths = records.append, self._map, self._lengths
         mask = self.size - 1
@@ -192,12 +202,13 @@ class RingReader:
         self._consumer[0] = consumer  # the space goes back to the kernel
         return [(-1, records)] if records else []
 
-    def read(self, timeout_ms: int) -> list[Batch]:
-        batches = self._take()
+    def read(self, timeout_ms: int, whole: bool = False) -> list[Batch]:
+        """As PerfReader.read."""
+        batches = self._take(whole)
         if not batches and timeout_ms > 0:
             # The probe wakes the reader only now and then; the timeout collects the rest.
             self._waiter.wait(min(timeout_ms, BUSY_POLL_MS) if self._flowing else timeout_ms)
-            batches = self._take()
+            batches = self._take(whole)
         self._flowing = bool(batches)
         return batches
 

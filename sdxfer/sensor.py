@@ -423,11 +423,11 @@ class Sensor:
 
     # ---- reading -------------------------------------------------------------
 
-    def _read_batches(self, timeout_ms: int) -> tuple[list, int]:
-        """The reader's batches of raw records, and loss newly counted (the
-        drop counters are read at most every DROPS_INTERVAL_S, or at once after
-        the transport said it lost some)."""
-        batches = self._reader.read(timeout_ms)
+    def _read_batches(self, timeout_ms: int, whole: bool = False) -> tuple[list, int]:
+        """The reader's batches of raw records (whole: all the buffers hold),
+        and loss newly counted (the drop counters are read at most every
+        DROPS_INTERVAL_S, or at once after the transport said it lost some)."""
+        batches = self._reader.read(timeout_ms, whole)
         now = time.monotonic()
         if now < self._next_drops_read:
             return batches, 0
@@ -435,9 +435,13 @@ class Sensor:
         return batches, self._update_loss()
 
     def read(self, timeout_ms: int = POLL_TIMEOUT_MS) -> list[Record]:
-        """Waits up to timeout_ms and returns what arrived (possibly nothing);
+        """Waits up to timeout_ms and returns what arrived (possibly nothing;
+        at most readers.BATCH_BYTES of each buffer, the rest comes next);
         new loss comes as a Record with no data."""
-        batches, lost = self._read_batches(timeout_ms)
+        return self._records(*self._read_batches(timeout_ms))
+
+    @staticmethod
+    def _records(batches: list, lost: int) -> list[Record]:
         records: list[Record] = []
         for cpu, datas in batches:
             records.extend(map(_new_record, zip(datas, repeat(cpu), repeat(0))))
@@ -511,7 +515,7 @@ class Sensor:
         """What is still buffered, and the final drop counts, without waiting;
         decoded, these end the stream (see decoded_records)."""
         self._read_drops_now()
-        return self.read(0) + [_END]
+        return self._records(*self._read_batches(0, whole=True)) + [_END]
 
     # ---- life cycle ----------------------------------------------------------
 

@@ -248,6 +248,27 @@ def test_records_that_wrap_around_a_one_page_buffer_arrive_whole(transport, size
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_drain_takes_all_the_buffer_holds(transport):
+    """A read takes a batch (up to readers.BATCH_BYTES of a buffer); drain() takes everything."""
+    sent = [b"%05d" % i + b"d" * 2000 for i in range(100)]  # about 3 batches' worth
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})  # one CPU: one perf buffer
+    try:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(os.getpid())) as sensor:
+            for data in sent:
+                write_bad_fd(data)
+            sensor.detach()
+            first = sensor.read(0)
+            assert 0 < len(first) < len(sent)
+            events = list(sensor.decoded(first + sensor.drain()))
+            stats = sensor.stats
+    finally:
+        os.sched_setaffinity(0, affinity)
+    assert stats.lost == 0 and stats.delivered == len(sent)
+    assert [e.data for e in events] == sent
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_nothing_is_lost_at_start_up(transport):
     """Calls made from before the programs attach until after: the very first
     records the probe numbers on each CPU arrive (the reader opens first)."""
