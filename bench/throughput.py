@@ -218,14 +218,15 @@ def run_bare(binary: Path, seconds: float, transport: str, size: int) -> dict:
         consume()  # what came without a wake-up (as sdxfer's reader took it before)
     window = time.monotonic() - started
     cpu = time.process_time() - cpu_before
-    delivered = count
+    counted_in_window = count
     calls, elapsed = loop.result()
+    consume()  # the rest, as sdxfer's reader drains
     del table  # before cleanup, or bcc's table finalizer trips over the closed map
     bpf.cleanup()
     # every call fires the probe once: what did not arrive was lost
-    return {"elapsed": elapsed, "produced": calls / elapsed, "delivered": delivered / window,
-            "decoded": delivered / window, "lost": (calls - delivered) / elapsed, "cpu": cpu / window,
-            "per_cpu_second": delivered / cpu, "accounted": None}
+    return {"elapsed": elapsed, "produced": calls / elapsed, "delivered": count / elapsed,
+            "decoded": counted_in_window / window, "lost": (calls - count) / elapsed, "cpu": cpu / window,
+            "per_cpu_second": counted_in_window / cpu, "accounted": None}
 
 
 def main() -> int:

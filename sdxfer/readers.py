@@ -117,9 +117,9 @@ class _PerfBuffer:
                 elif header & 0xFFFFFFFF == PERF_RECORD_LOST:
                     on_lost()
             else:  # the record wraps around the end of the data area
-                whole = data[base + at:base + size] + data[base:base + at + length - size]
+                joined = data[base + at:base + size] + data[base:base + at + length - size]
                 if header & 0xFFFFFFFF == PERF_RECORD_SAMPLE:
-                    append(whole[PERF_HEADER + 4:])
+                    append(joined[PERF_HEADER + 4:])
                 elif header & 0xFFFFFFFF == PERF_RECORD_LOST:
                     on_lost()
             tail += length
