@@ -5,7 +5,8 @@ continuation records' cost with a 1 MiB argv (1,024 arguments). Each round runs
 the sdxfer probe on each transport (with a reader thread draining it) and
 libbpf-tools' execsnoop, with a baseline run (nothing attached) between any
 two. Kernel time comes from bpf_stats (run_time_ns over every program of the
-tool, divided by the number of execs its once-per-exec program saw); the rate
+tool, divided by the number of execs its once-per-exec program saw; a
+tail-called program's time counts in its caller's); the rate
 ratio is the loop's exec rate with the tool over the mean of the baseline runs
 just before and after it, which cancels slow drift on a shared machine.
 
@@ -114,7 +115,9 @@ def per_exec_ns(before, after) -> float:
     return time_ns / min(runs) if runs else float("nan")
 
 
-def measure_sdxfer(binary: Path, seconds: float, transport: str, args=TEN_ARGS_OF_40) -> tuple[float, float]:
+def measure_sdxfer(binary: Path, seconds: float, transport: str, args=TEN_ARGS_OF_40) -> tuple[float, float, float]:
+    """(kernel ns per exec, execs/s, share of records lost): a probe that
+    drops records (a full buffer) costs less than one that sends them all."""
     with ExecProbe(transport=transport) as probe:
         stop = threading.Event()
         reader = threading.Thread(target=lambda: [None for _ in probe.records(stop.is_set)], daemon=True)
@@ -124,7 +127,10 @@ def measure_sdxfer(binary: Path, seconds: float, transport: str, args=TEN_ARGS_O
         after = prog_stats(os.getpid())
         stop.set()
         reader.join()
-    return per_exec_ns(before, after), rate
+        probe.drain()
+        lost = probe.stats.lost + probe.stats.continuations_lost
+        sequenced = probe.records_sequenced()
+    return per_exec_ns(before, after), rate, lost / sequenced if sequenced else 0.0
 
 
 def measure_execsnoop(binary: Path, seconds: float) -> tuple[float, float]:
@@ -154,7 +160,7 @@ def main() -> int:
     phases = ["sdxfer perf", "sdxfer ringbuf"] + (["execsnoop"] if shutil.which(EXECSNOOP) else [])
     phases += ["sdxfer perf 1MiB", "sdxfer ringbuf 1MiB"]
     baselines: dict[str, list[float]] = {"": [], "1MiB": []}
-    # phase -> [(kernel ns per exec, execs/s, rate over the baselines run just before and after)]
+    # phase -> [(kernel ns per exec, execs/s, rate over the baselines run just before and after, records lost)]
     results: dict[str, list[tuple[float, float, float]]] = {phase: [] for phase in phases}
     stats_were = BPF_STATS.read_text().strip()
     BPF_STATS.write_text("1")
@@ -168,18 +174,19 @@ def main() -> int:
                     before = run_loop(binary, args.seconds, loop_args)
                     if phase == "execsnoop":
                         cost, rate = measure_execsnoop(binary, args.seconds)
+                        lost = float("nan")
                     else:
-                        cost, rate = measure_sdxfer(binary, args.seconds, phase.split()[1], loop_args)
+                        cost, rate, lost = measure_sdxfer(binary, args.seconds, phase.split()[1], loop_args)
                     after = run_loop(binary, args.seconds, loop_args)
                     baselines[size] += [before, after]
-                    results[phase].append((cost, rate, rate / ((before + after) / 2)))
+                    results[phase].append((cost, rate, rate / ((before + after) / 2), lost))
                 print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
     finally:
         BPF_STATS.write_text(stats_were)
 
     print(f"exec loop: /bin/true + 10 x 40-byte arguments (1MiB: a 1 MiB argv), {args.seconds:g} s per run, "
           f"{args.rounds} rounds; medians; rate ratio against the baseline runs on either side")
-    print(f"{'tool':<20} {'kernel ns/exec':>15} {'execs/s':>9} {'rate ratio':>11}")
+    print(f"{'tool':<20} {'kernel ns/exec':>15} {'execs/s':>9} {'rate ratio':>11} {'records lost':>13}")
     print(f"{'(none)':<20} {'-':>15} {statistics.median(baselines['']):>9.0f} {1.0:>11.3f}")
     print(f"{'(none) 1MiB':<20} {'-':>15} {statistics.median(baselines['1MiB']):>9.0f} {1.0:>11.3f}")
     costs = {}
@@ -187,7 +194,8 @@ def main() -> int:
         costs[phase] = statistics.median(r[0] for r in rows)
         rate = statistics.median(r[1] for r in rows)
         ratio = statistics.median(r[2] for r in rows)
-        print(f"{phase:<20} {costs[phase]:>15.0f} {rate:>9.0f} {ratio:>11.3f}")
+        lost = statistics.median(r[3] for r in rows)
+        print(f"{phase:<20} {costs[phase]:>15.0f} {rate:>9.0f} {ratio:>11.3f} {lost:>13.1%}")
     if "execsnoop" in costs:
         for phase in ("sdxfer perf", "sdxfer ringbuf"):
             print(f"execsnoop / {phase}: {costs['execsnoop'] / costs[phase]:.1f}x kernel time per exec")

@@ -223,7 +223,7 @@ struct sdxfer_rest_job {
     __u8 pad;
 };
 
-/* A CPU's waiting jobs, newest on top, and the tail-call chain sending them. */
+/* A task's waiting jobs, newest on top, and the tail-call chain sending them. */
 struct sdxfer_rest_jobs {
     __u64 depth;        /* 64 bits: BPF's atomic fetch-and-add without alu32 */
     __u64 steps;        /* calls of the chain so far; 0: no chain runs */
@@ -264,13 +264,15 @@ static __always_inline __u64 *sdxfer_drop_counter(__u32 index)
     return sdxfer_drops.lookup(&index);
 }
 
-BPF_PERCPU_ARRAY(sdxfer_rest, struct sdxfer_rest_jobs, 1);
+BPF_TASK_STORAGE(sdxfer_rest, struct sdxfer_rest_jobs);
 BPF_PROG_ARRAY(sdxfer_rest_programs, 1);
 
-static __always_inline struct sdxfer_rest_jobs *sdxfer_rest_jobs(void)
+/* The current task's jobs (created by the first job it leaves); NULL when
+ * there are none, or the kernel refuses (memory, recursion). */
+static __always_inline struct sdxfer_rest_jobs *sdxfer_rest_jobs(int create)
 {
-    __u32 zero = 0;
-    return sdxfer_rest.lookup(&zero);
+    return sdxfer_rest.task_storage_get(bpf_get_current_task_btf(), 0,
+                                            create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
 /* Returns only when the call fails (sdxfer_rest_raw_tracepoint not in the array). */

@@ -71,14 +71,14 @@ MAX_FIELD_TOTAL = 8 << 20
 # In the kernel a packer does not loop over a field's chunks (the verifier
 # walks every iteration of a loop, in every program that inlines it): a
 # probe declared with SDXFER_RAW_TRACEPOINT_PROBE leaves the rest of a field
-# as a job on a per-CPU stack, and when the probe's body returns, a tail
+# as a job on a stack of the task's own (task storage), and when the probe's body returns, a tail
 # call runs REST_PROGRAM, which sends a few chunks per call and tail-calls
 # itself. Other probes keep what fits the record and one last continuation
 # says how much was left out.
-REST_MAP = "sdxfer_rest"  # per-CPU: the jobs waiting, and the tail-call chain's state
+REST_MAP = "sdxfer_rest"  # task storage: the jobs waiting, and the tail-call chain's state
 REST_PROGRAMS_MAP = "sdxfer_rest_programs"  # program array: REST_PROGRAM at index 0
 REST_PROGRAM = "sdxfer_rest_raw_tracepoint"
-REST_DEPTH = 4  # jobs a CPU holds at once (a power of two): beyond, the rest is left out
+REST_DEPTH = 4  # jobs a task holds at once (a power of two): beyond, the rest is left out
 REST_STEPS = 32  # calls of REST_PROGRAM in one chain: the kernel allows 33 tail calls
 
 

@@ -342,3 +342,32 @@ def test_records_stay_intact_when_interrupt_programs_nest(transport):
     assert any(e.busy_seen for e in interrupts), "no interrupt program ran while a record was being packed"
     assert busy == [0] * len(busy)
     assert stats.undecodable == 0 and stats.nesting_drops == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("by_tail_call", [True, False], ids=["tail-call", "record-only"])
+def test_any_raw_tracepoint_probe_spans_fields_over_records(transport, by_tail_call):
+    """A probe of its own on a schema of its own: both fields of one event span
+    continuation records through SDXFER_RAW_TRACEPOINT_PROBE; under BCC's
+    RAW_TRACEPOINT_PROBE the record keeps max bytes and says exactly how many
+    were left out, at once (nothing waits for parts that never come)."""
+    schema = HERE / "schemas" / "spans.yaml"
+    payload = b"".join(bytes([65 + i % 26]) * 99 + b"\0" for i in range(25))  # 2,500 bytes
+    names = [chunk.decode() for chunk in payload.split(b"\0")[:-1]]
+    options = defines(os.getpid(), **({"SPAN_BY_TAIL_CALL": None} if by_tail_call else {}))
+    with Sensor(HERE / "probes" / "spans.bpf.c", schema=schema, transport=transport, defines=options) as sensor:
+        write_bad_fd(payload)
+        events = collect(sensor, 1, "big")
+        assert sensor.reassembler.pending == 0
+    assert len(events) == 1
+    event = events[0]
+    assert event.n == len(payload)
+    if by_tail_call:
+        assert event.argv == names
+        assert event.data == payload[:1000]
+        assert event.lost == {"data": len(payload) - 1000}
+    else:
+        assert event.lost == {"argv": len(payload) - 64, "data": len(payload) - 32}
+        assert event.data == payload[:32]
+        assert names[0].startswith(event.argv[0])
+    assert sensor.stats.continuations_lost == 0

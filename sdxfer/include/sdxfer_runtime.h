@@ -500,13 +500,15 @@ static __always_inline void sdxfer_pop_job(struct sdxfer_rest_jobs *jobs, struct
     __sync_fetch_and_add(&jobs->depth, -1);
 }
 
-/* Puts a job on this CPU's stack; 0 when there is no room, or when a chain
- * is sending (this probe interrupted it, and it would not come back for
- * the job). A probe that interrupts this one between the reservation and
- * `ready` reserves the place above; a chain stops at a job not ready. */
+/* Puts a job on the current task's stack (per task, not per CPU: a
+ * preempting task never sees it, and the user memory a job reads is this
+ * task's); 0 when there is no room, or when a chain is sending (this probe
+ * interrupted it, and it would not come back for the job). A probe that
+ * interrupts this one between the reservation and `ready` reserves the
+ * place above; a chain stops at a job not ready. */
 static __always_inline int sdxfer_push_rest(const struct sdxfer_rest_job *job)
 {
-    struct sdxfer_rest_jobs *jobs = sdxfer_rest_jobs();
+    struct sdxfer_rest_jobs *jobs = sdxfer_rest_jobs(1);
     struct sdxfer_rest_job *slot;
     __u64 at;
 
@@ -562,7 +564,7 @@ static __always_inline void sdxfer_rest_continue(void *ctx, struct sdxfer_rest_j
 /* One call of the chain: the tail-called program's body. */
 static __always_inline void sdxfer_rest_step(void *ctx)
 {
-    struct sdxfer_rest_jobs *jobs = sdxfer_rest_jobs();
+    struct sdxfer_rest_jobs *jobs = sdxfer_rest_jobs(0);
 
     if (!jobs)
         return;
@@ -574,7 +576,7 @@ static __always_inline void sdxfer_rest_step(void *ctx)
  * the chain, unless this probe interrupted one. */
 static __always_inline void sdxfer_rest_now(void *ctx)
 {
-    struct sdxfer_rest_jobs *jobs = sdxfer_rest_jobs();
+    struct sdxfer_rest_jobs *jobs = sdxfer_rest_jobs(0);
 
     if (jobs && !jobs->steps)
         sdxfer_rest_continue(ctx, jobs);
