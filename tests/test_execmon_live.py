@@ -445,7 +445,9 @@ def test_loss_from_a_full_buffer_is_counted_once(transport, buffer_size):
         stats = small.stats
     assert stats.lost > 0
     assert stats.delivered == len(delivered) > 0
-    assert numbered_before <= stats.delivered + stats.lost + stats.undecodable <= numbered_after
+    # a record refused a scratch slot is counted lost without a number
+    accounted = stats.delivered + stats.lost + stats.undecodable
+    assert numbered_before <= accounted <= numbered_after + stats.nesting_drops, (stats.to_dict(), small.cpu_state())
     assert stats.sequence_gaps <= stats.lost
 
 

@@ -166,10 +166,12 @@ static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *
 
 #ifdef SDXFER_RINGBUF
 /* Wake the reader once every SDXFER_WAKEUP_EVERY records of a CPU; it polls
- * at least every 100 ms for the rest. (bcc 0.26 cannot call
- * bpf_ringbuf_query on its maps.) */
+ * at least every 100 ms for the rest. Forced: the default wakes it only if
+ * it had read everything before this record, which after 63 records sent
+ * without a wake-up it has not. (bcc 0.26 cannot call bpf_ringbuf_query on
+ * its maps.) */
 #define sdxfer_output(ctx, rec, size, seq) \
-    sdxfer_events_output(ctx, rec, size, (seq) % SDXFER_WAKEUP_EVERY ? BPF_RB_NO_WAKEUP : 0)
+    sdxfer_events_output(ctx, rec, size, (seq) % SDXFER_WAKEUP_EVERY ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP)
 #else
 /* The reader sets the perf buffer's wakeup_events. */
 #define sdxfer_output(ctx, rec, size, seq) sdxfer_events_output(ctx, rec, size, 0)
