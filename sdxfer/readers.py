@@ -31,9 +31,8 @@ PAGE_SIZE = mmap.PAGESIZE
 # 1 MiB ring buffer would not).
 BATCH_BYTES = 64 << 10
 # After a read that found records, the ring buffer reader waits at most this
-# long for more: a record sent with the probe's "wake only if the reader has
-# caught up" flag (0) after ones sent without a wake-up does not wake it, so a
-# flowing stream is polled, not waited for.
+# long for more: the probe wakes it only once every WAKEUP_EVERY records of a
+# CPU, so a flowing stream is polled, not waited for.
 BUSY_POLL_MS = 1
 
 # The ring buffer's record header (linux/bpf.h): u32 length with two flag bits, u32 page offset.
