@@ -1,19 +1,42 @@
-"""Kernel cost of execmon's probe per exec, and what it does to the exec rate.
+"""Kernel cost of execmon's probe per exec, against a floor probe, and what the
+probe does to the exec rate.
 
-A C loop fork+execs /bin/true with 10 arguments of 40 bytes, and for the
-continuation records' cost with a 1 MiB argv (1,024 arguments). Each round runs
-the sdxfer probe on each transport (with a reader thread draining it) and
-libbpf-tools' execsnoop, with a baseline run (nothing attached) between any
-two. Kernel time comes from bpf_stats (run_time_ns over every program of the
+A C loop fork+execs /bin/true with 10 arguments of 40 bytes (and one
+environment entry), and for the continuation records' cost with a 1 MiB argv
+(1,024 arguments). Each round runs, on each transport (perf, ringbuf), with a
+reader thread draining records:
+
+- floor: bench/exec_floor.bpf.c, the least a probe can do for the same exec
+  record: a hand-written minimal record (the generated struct sdxfer_exec
+  filled without the packer) at the same raw tracepoint (sched_process_exec):
+  pid, tid, ppid, uid, gid, comm, exe (bprm->filename), argv in one
+  bpf_probe_read_user of mm->arg_start..arg_end (up to the schema's max), one
+  send through the runtime's slot claim and sdxfer_emit (same transport code,
+  batched wake-ups);
+- sdxfer: execmon's probe (ExecProbe);
+- the breakdown: execmon's probe built without one part at a time (the
+  bench-only -D switches of bpf/exec.bpf.h), and without all of them.
+
+then libbpf-tools' execsnoop, and the 1 MiB argv on both transports. A
+baseline run (nothing attached) comes before and after the floor, the probe,
+execsnoop and the 1 MiB runs. Both the floor's and the probe's records are
+decoded once per run to check they carry the loop's exec.
+
+Kernel time comes from bpf_stats (run_time_ns over every program of the
 tool, divided by the number of execs its once-per-exec program saw; a
 tail-called program's time counts in its caller's); the rate
 ratio is the loop's exec rate with the tool over the mean of the baseline runs
 just before and after it, which cancels slow drift on a shared machine.
+probe/floor is the median of each round's own ratio; a part's cost is the
+median over rounds of the probe minus the probe without that part, in the
+same round; "the rest" is the probe without every part minus the floor (the
+packer, its slot and reads the floor does not make).
 
     sudo .venv/bin/python bench/kernel_cost.py [--seconds 3] [--rounds 3]
 
-Goals (issue 3): <= 2000 ns per exec, rate ratio >= 0.98, >= 5x cheaper than
-execsnoop. Prints figures; does not assert them.
+Goals: <= 2000 ns per exec, rate ratio >= 0.98, >= 5x cheaper than
+execsnoop (issue 3); probe within 1.2x of the floor on both transports
+(issue 10). Prints figures; does not assert them.
 """
 
 import argparse
@@ -25,10 +48,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from c_program import compile_c
-from sdxfer.loader import ExecProbe
+from sdxfer import Sensor, default_decoder
+from sdxfer.loader import EXEC_ONLY, ExecProbe, probe_source_path
 
 EXEC_LOOP_C = r"""
 #include <stdio.h>
@@ -72,6 +97,19 @@ assert len("/bin/true") + 1 + sum(len(a) + 1 for a in ONE_MIB) == 1 << 20
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 EXECSNOOP = "/usr/sbin/execsnoop"
+FLOOR_PROGRAM = Path(__file__).resolve().parent / "exec_floor.bpf.c"
+TRANSPORTS = ("perf", "ringbuf")
+# The breakdown: each part of execmon's probe and the bench-only switch that
+# builds the probe without it (bpf/exec.bpf.h).
+PARTS = {
+    "environment scan (SSH_CONNECTION, LD_PRELOAD)": "EXEC_BENCH_WITHOUT_ENV_SCAN",
+    "ancestors walk": "EXEC_BENCH_WITHOUT_ANCESTORS",
+    "common fields pgid sid euid cgroup_id mntns": "SDXFER_BENCH_WITHOUT_EXTRA_SOURCES",
+    "failed-exec tracepoints (sys_exit_execve*)": "EXEC_BENCH_WITHOUT_FAILED_EXECS",
+    "continuation-job bookkeeping": "EXEC_BENCH_WITHOUT_REST_JOBS",
+}
+WITHOUT_ALL = "without all parts"
+RECORDS_KEPT = 64  # of each run, the newest, to check one is the loop's exec
 
 
 def build_exec_loop(workdir: Path) -> Path:
@@ -115,21 +153,46 @@ def per_exec_ns(before, after) -> float:
     return time_ns / min(runs) if runs else float("nan")
 
 
-def measure_sdxfer(binary: Path, seconds: float, transport: str, args=TEN_ARGS_OF_40) -> tuple[float, float, float]:
+def open_sensor(variant: str, transport: str) -> Sensor:
+    """The floor, execmon's probe, or the probe without one part (a PARTS
+    key) or without them all (WITHOUT_ALL)."""
+    if variant == "floor":
+        exec_event = default_decoder().events["exec"]
+        return Sensor(FLOOR_PROGRAM, transport=transport,
+                      defines={"FLOOR_FINGERPRINT": exec_event.fingerprint, "FLOOR_VERSION": len(exec_event.versions)})
+    if variant == "sdxfer":
+        return ExecProbe(transport=transport)
+    switches = PARTS.values() if variant == WITHOUT_ALL else [PARTS[variant]]
+    return Sensor(probe_source_path(), transport=transport, defines={**EXEC_ONLY, **dict.fromkeys(switches)})
+
+
+def check_records(sensor: Sensor, raw: deque, args: list[str], name: str) -> None:
+    """Exits unless one of the newest records decodes as the loop's exec."""
+    wanted = ["/bin/true", *args]
+    if not any(event.argv == wanted and event.exe == "/bin/true" for event in sensor.decoded(list(raw))):
+        sys.exit(f"kernel_cost: {name} sent no exec record with the loop's exe and argv")
+
+
+def measure_sdxfer(binary: Path, seconds: float, variant: str, transport: str,
+                   args=TEN_ARGS_OF_40) -> tuple[float, float, float]:
     """(kernel ns per exec, execs/s, share of records lost): a probe that
     drops records (a full buffer) costs less than one that sends them all."""
-    with ExecProbe(transport=transport) as probe:
+    with open_sensor(variant, transport) as sensor:
         stop = threading.Event()
-        reader = threading.Thread(target=lambda: [None for _ in probe.records(stop.is_set)], daemon=True)
+        raw = deque(maxlen=RECORDS_KEPT)
+        reader = threading.Thread(target=lambda: raw.extend(r for r in sensor.records(stop.is_set) if r.data),
+                                  daemon=True)
         reader.start()
         before = prog_stats(os.getpid())
         rate = run_loop(binary, seconds, args)
         after = prog_stats(os.getpid())
         stop.set()
         reader.join()
-        probe.drain()
-        lost = probe.stats.lost + probe.stats.continuations_lost
-        sequenced = probe.records_sequenced()
+        if args is TEN_ARGS_OF_40:  # 1 MiB records need their continuations
+            check_records(sensor, raw, args, f"{variant} {transport}")
+        sensor.drain()
+        lost = sensor.stats.lost + sensor.stats.continuations_lost
+        sequenced = sensor.records_sequenced()
     return per_exec_ns(before, after), rate, lost / sequenced if sequenced else 0.0
 
 
@@ -149,6 +212,10 @@ def measure_execsnoop(binary: Path, seconds: float) -> tuple[float, float]:
     return per_exec_ns(before, after), rate
 
 
+def median_of(rows, column: int) -> float:
+    return statistics.median(row[column] for row in rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each exec loop")
@@ -157,29 +224,36 @@ def main() -> int:
     if os.geteuid() != 0:
         print("kernel_cost: run as root (sudo)", file=sys.stderr)
         return 1
-    phases = ["sdxfer perf", "sdxfer ringbuf"] + (["execsnoop"] if shutil.which(EXECSNOOP) else [])
-    phases += ["sdxfer perf 1MiB", "sdxfer ringbuf 1MiB"]
+    # (variant, transport, argv size): the first ones with baseline runs on either side
+    compared = [(v, t, "") for t in TRANSPORTS for v in ("floor", "sdxfer")]
+    compared += [("execsnoop", "", "")] if shutil.which(EXECSNOOP) else []
+    compared += [("sdxfer", t, "1MiB") for t in TRANSPORTS]
+    breakdown = [(v, t, "") for t in TRANSPORTS for v in (*PARTS, WITHOUT_ALL)]
     baselines: dict[str, list[float]] = {"": [], "1MiB": []}
-    # phase -> [(kernel ns per exec, execs/s, rate over the baselines run just before and after, records lost)]
-    results: dict[str, list[tuple[float, float, float]]] = {phase: [] for phase in phases}
+    # phase -> per round (kernel ns per exec, execs/s, rate over the baselines just before and after or None,
+    # share of records lost)
+    results: dict[tuple, list[tuple[float, float, float | None, float]]] = {p: [] for p in compared + breakdown}
     stats_were = BPF_STATS.read_text().strip()
     BPF_STATS.write_text("1")
     try:
         with tempfile.TemporaryDirectory() as workdir:
             binary = build_exec_loop(Path(workdir))
             for round_number in range(1, args.rounds + 1):
-                for phase in phases:
-                    size = "1MiB" if phase.endswith("1MiB") else ""
+                for phase in compared + breakdown:
+                    variant, transport, size = phase
                     loop_args = ONE_MIB if size else TEN_ARGS_OF_40
-                    before = run_loop(binary, args.seconds, loop_args)
-                    if phase == "execsnoop":
+                    before = run_loop(binary, args.seconds, loop_args) if phase in compared else None
+                    if variant == "execsnoop":
                         cost, rate = measure_execsnoop(binary, args.seconds)
                         lost = float("nan")
                     else:
-                        cost, rate, lost = measure_sdxfer(binary, args.seconds, phase.split()[1], loop_args)
-                    after = run_loop(binary, args.seconds, loop_args)
-                    baselines[size] += [before, after]
-                    results[phase].append((cost, rate, rate / ((before + after) / 2), lost))
+                        cost, rate, lost = measure_sdxfer(binary, args.seconds, variant, transport, loop_args)
+                    ratio = None
+                    if before is not None:
+                        after = run_loop(binary, args.seconds, loop_args)
+                        baselines[size] += [before, after]
+                        ratio = rate / ((before + after) / 2)
+                    results[phase].append((cost, rate, ratio, lost))
                 print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
     finally:
         BPF_STATS.write_text(stats_were)
@@ -189,17 +263,38 @@ def main() -> int:
     print(f"{'tool':<20} {'kernel ns/exec':>15} {'execs/s':>9} {'rate ratio':>11} {'records lost':>13}")
     print(f"{'(none)':<20} {'-':>15} {statistics.median(baselines['']):>9.0f} {1.0:>11.3f}")
     print(f"{'(none) 1MiB':<20} {'-':>15} {statistics.median(baselines['1MiB']):>9.0f} {1.0:>11.3f}")
-    costs = {}
-    for phase, rows in results.items():
-        costs[phase] = statistics.median(r[0] for r in rows)
-        rate = statistics.median(r[1] for r in rows)
-        ratio = statistics.median(r[2] for r in rows)
-        lost = statistics.median(r[3] for r in rows)
-        print(f"{phase:<20} {costs[phase]:>15.0f} {rate:>9.0f} {ratio:>11.3f} {lost:>13.1%}")
-    if "execsnoop" in costs:
-        for phase in ("sdxfer perf", "sdxfer ringbuf"):
-            print(f"execsnoop / {phase}: {costs['execsnoop'] / costs[phase]:.1f}x kernel time per exec")
-    print("goals: <= 2000 ns/exec, rate ratio >= 0.98, >= 5x cheaper than execsnoop")
+    for phase in compared:
+        rows = results[phase]
+        name = " ".join(part for part in phase if part)
+        print(f"{name:<20} {median_of(rows, 0):>15.0f} {median_of(rows, 1):>9.0f} {median_of(rows, 2):>11.3f}"
+              f" {median_of(rows, 3):>13.1%}")
+    if shutil.which(EXECSNOOP):
+        execsnoop = median_of(results[("execsnoop", "", "")], 0)
+        for transport in TRANSPORTS:
+            print(f"execsnoop / sdxfer {transport}: {execsnoop / median_of(results[('sdxfer', transport, '')], 0):.1f}x"
+                  " kernel time per exec")
+
+    def per_round(variant: str, transport: str) -> list[float]:
+        return [row[0] for row in results[(variant, transport, "")]]
+
+    def median_difference(minuend: str, subtrahend: str, transport: str) -> float:
+        return statistics.median(a - b for a, b in zip(per_round(minuend, transport), per_round(subtrahend, transport)))
+
+    ratios = {t: statistics.median(p / f for p, f in zip(per_round("sdxfer", t), per_round("floor", t)))
+              for t in TRANSPORTS}
+    print("probe / floor (median of each round's ratio; goal <= 1.2): "
+          + ", ".join(f"{t} {ratios[t]:.2f}" for t in TRANSPORTS))
+    print("where the probe's time beyond the floor goes, ns per exec (median over rounds of the probe minus "
+          "the probe without the part, same round):")
+    print(f"{'part':<48} " + " ".join(f"{t:>8}" for t in TRANSPORTS))
+    rows = [(part, [median_difference("sdxfer", part, t) for t in TRANSPORTS]) for part in PARTS]
+    rows.append(("all of them at once", [median_difference("sdxfer", WITHOUT_ALL, t) for t in TRANSPORTS]))
+    rows.append(("the rest (probe without them all - floor)",
+                 [median_difference(WITHOUT_ALL, "floor", t) for t in TRANSPORTS]))
+    rows.append(("probe - floor", [median_difference("sdxfer", "floor", t) for t in TRANSPORTS]))
+    for name, values in rows:
+        print(f"{name:<48} " + " ".join(f"{v:>8.0f}" for v in values))
+    print("goals: <= 2000 ns/exec, rate ratio >= 0.98, >= 5x cheaper than execsnoop, probe / floor <= 1.2")
     return 0
 
 

@@ -19,6 +19,21 @@ _Static_assert((ARGV_MAX & (ARGV_MAX - 1)) == 0, "argv offsets are bounded by a 
 #define FAILED_ARGS_MAX 1024    /* argv entries gathered for a failed exec */
 #define ANCESTORS_MAX SDXFER_MAX_EXEC_ANCESTORS
 
+/* Bench-only switches (bench/kernel_cost.py builds the probe without one
+ * part at a time to show what each costs; by default everything is on):
+ *   EXEC_BENCH_WITHOUT_ENV_SCAN       ssh_connection, ld_preload absent
+ *   EXEC_BENCH_WITHOUT_ANCESTORS      ancestors absent
+ *   EXEC_BENCH_WITHOUT_FAILED_EXECS   no sys_exit_execve* programs
+ *   EXEC_BENCH_WITHOUT_REST_JOBS      BCC's RAW_TRACEPOINT_PROBE: argv past
+ *                                     the record is not sent, only said lost
+ *   SDXFER_BENCH_WITHOUT_EXTRA_SOURCES (sdxfer_sources.h) pgid, sid, euid,
+ *                                     cgroup_id and mntns read as 0 */
+#ifdef EXEC_BENCH_WITHOUT_REST_JOBS
+#define EXEC_RAW_TRACEPOINT_PROBE RAW_TRACEPOINT_PROBE
+#else
+#define EXEC_RAW_TRACEPOINT_PROBE SDXFER_RAW_TRACEPOINT_PROBE
+#endif
+
 /* The exec probes' locals, in a scratch slot. A successful exec uses the
  * environment scan (its argv is read straight from the new image); a failed
  * exec the argv blob and the exe copy. */
@@ -65,7 +80,7 @@ static __always_inline __u32 walk_ancestors(struct sdxfer_exec_ancestors_entry *
 #if defined(HIDS_WANT_EXEC) || !defined(HIDS_SELECTED)
 /* Raw tracepoint: cheaper than the trace-event one, and its arguments
  * (task, old_pid, bprm) give the argument and environment counts. */
-SDXFER_RAW_TRACEPOINT_PROBE(sched_process_exec)
+EXEC_RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     SDXFER_LOCAL(struct exec_area, area);
     if (!area)
@@ -77,11 +92,17 @@ SDXFER_RAW_TRACEPOINT_PROBE(sched_process_exec)
     __u32 argv_len = mm.arg_end - mm.arg_start;
 
     clear_env_values(&area->found);
+#ifndef EXEC_BENCH_WITHOUT_ENV_SCAN
     if (!find_env_of_new_image(&area->scan, &mm, bprm, &area->found))
         mark_unexamined(&area->found);
+#endif
 
     const char *exe = (const char *)sdxfer_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
+#ifdef EXEC_BENCH_WITHOUT_ANCESTORS
+    __u32 ancestors = 0;
+#else
     __u32 ancestors = walk_ancestors(area->ancestors);
+#endif
     /* old_pid: the thread that called exec, which may not be the leader; the
      * packer fills pid, ppid, uid, comm and the rest of the common fields */
     exec_print(ctx, (__u32)ctx->args[1], 0, exe, (const char *)mm.arg_start, argv_len,
@@ -177,6 +198,7 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     return 0;
 }
 
+#ifndef EXEC_BENCH_WITHOUT_FAILED_EXECS
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
     return report_failed_exec(args, args->ret, 0);
@@ -186,6 +208,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 {
     return report_failed_exec(args, args->ret, 1);
 }
+#endif
 #endif
 
 #endif /* SDXFER_BPF_EXEC_H */

@@ -7,6 +7,13 @@
 #ifndef SDXFER_SOURCES_H
 #define SDXFER_SOURCES_H
 
+/* SDXFER_BENCH_WITHOUT_EXTRA_SOURCES: bench-only, see bpf/exec.bpf.h. */
+#ifdef SDXFER_BENCH_WITHOUT_EXTRA_SOURCES
+#define SDXFER_EXTRA_SOURCE(value) 0
+#else
+#define SDXFER_EXTRA_SOURCE(value) (value)
+#endif
+
 #define SDXFER_PIDTYPE_PGID 2 /* enum pid_type: PID, TGID, PGID, SID */
 #define SDXFER_PIDTYPE_SID 3
 
@@ -70,14 +77,14 @@ static __always_inline __u32 sdxfer_source_ppid(void)
 #ifdef SDXFER_SOURCE_PGID
 static __always_inline __u32 sdxfer_source_pgid(void)
 {
-    return sdxfer_task_pid_of_type(SDXFER_PIDTYPE_PGID);
+    return SDXFER_EXTRA_SOURCE(sdxfer_task_pid_of_type(SDXFER_PIDTYPE_PGID));
 }
 #endif
 
 #ifdef SDXFER_SOURCE_SID
 static __always_inline __u32 sdxfer_source_sid(void)
 {
-    return sdxfer_task_pid_of_type(SDXFER_PIDTYPE_SID);
+    return SDXFER_EXTRA_SOURCE(sdxfer_task_pid_of_type(SDXFER_PIDTYPE_SID));
 }
 #endif
 
@@ -98,7 +105,7 @@ static __always_inline __u32 sdxfer_source_gid(void)
 #ifdef SDXFER_SOURCE_EUID
 static __always_inline __u32 sdxfer_source_euid(void)
 {
-    return sdxfer_member_u32(sdxfer_task_cred(), BTF_OFF_CRED_EUID);
+    return SDXFER_EXTRA_SOURCE(sdxfer_member_u32(sdxfer_task_cred(), BTF_OFF_CRED_EUID));
 }
 #endif
 
@@ -112,16 +119,21 @@ static __always_inline __u32 sdxfer_source_egid(void)
 #ifdef SDXFER_SOURCE_CGROUP_ID
 static __always_inline __u64 sdxfer_source_cgroup_id(void)
 {
-    return bpf_get_current_cgroup_id();
+    return SDXFER_EXTRA_SOURCE(bpf_get_current_cgroup_id());
 }
 #endif
 
 #ifdef SDXFER_SOURCE_MNTNS
-static __always_inline __u32 sdxfer_source_mntns(void)
+static __always_inline __u32 sdxfer_task_mntns(void)
 {
     const char *nsproxy = (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_NSPROXY);
     const char *mnt_ns = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, BTF_OFF_NSPROXY_MNT_NS) : NULL;
     return mnt_ns ? sdxfer_member_u32(mnt_ns, BTF_OFF_MNT_NAMESPACE_NS_INUM) : 0;
+}
+
+static __always_inline __u32 sdxfer_source_mntns(void)
+{
+    return SDXFER_EXTRA_SOURCE(sdxfer_task_mntns());
 }
 #endif
 
