@@ -7,20 +7,27 @@ environment entry), and for the continuation records' cost with a 1 MiB argv
 reader thread draining records:
 
 - floor: bench/exec_floor.bpf.c, the least a probe can do for the same exec
-  record: a hand-written minimal record (the generated struct sdxfer_exec
-  filled without the packer) at the same raw tracepoint (sched_process_exec):
-  pid, tid, ppid, uid, gid, comm, exe (bprm->filename), argv in one
-  bpf_probe_read_user of mm->arg_start..arg_end (up to the schema's max), one
-  send through the runtime's slot claim and sdxfer_emit (same transport code,
-  batched wake-ups);
+  record: the generated struct sdxfer_exec filled by hand, without the
+  packer, at the same raw tracepoint (sched_process_exec), in the one slot it
+  sends from: the ids and common fields straight from the task, comm, exe
+  (bprm->filename), argv in one bpf_probe_read_user of
+  mm->arg_start..arg_end (up to the schema's max), ssh_connection and
+  ld_preload by bpf/environ.h's scan, the ancestors walked straight into the
+  record; one send through the runtime's slot claim and sdxfer_emit (same
+  transport code, batched wake-ups). Its records carry the same values as
+  the probe's;
+- bare floor: the floor without what the issue's list leaves out (ids, comm,
+  exe, argv only: no environment scan, no ancestors, no pgid, sid, euid,
+  cgroup_id, mntns);
 - sdxfer: execmon's probe (ExecProbe);
 - the breakdown: execmon's probe built without one part at a time (the
   bench-only -D switches of bpf/exec.bpf.h), and without all of them.
 
 then libbpf-tools' execsnoop, and the 1 MiB argv on both transports. A
-baseline run (nothing attached) comes before and after the floor, the probe,
-execsnoop and the 1 MiB runs. Both the floor's and the probe's records are
-decoded once per run to check they carry the loop's exec.
+baseline run (nothing attached) comes before and after the floors, the probe,
+execsnoop and the 1 MiB runs. The floor's and the probe's records are decoded
+once per run to check they carry the loop's exec, and the floor's to check it
+gives the probe's values.
 
 Kernel time comes from bpf_stats (run_time_ns over every program of the
 tool, divided by the number of execs its once-per-exec program saw; a
@@ -29,8 +36,8 @@ ratio is the loop's exec rate with the tool over the mean of the baseline runs
 just before and after it, which cancels slow drift on a shared machine.
 probe/floor is the median of each round's own ratio; a part's cost is the
 median over rounds of the probe minus the probe without that part, in the
-same round; "the rest" is the probe without every part minus the floor (the
-packer, its slot and reads the floor does not make).
+same round; "the rest" is the probe without every part minus the bare floor
+(the packer, its slots and reads the bare floor does not make).
 
     sudo .venv/bin/python bench/kernel_cost.py [--seconds 3] [--rounds 3]
 
@@ -98,6 +105,8 @@ assert len("/bin/true") + 1 + sum(len(a) + 1 for a in ONE_MIB) == 1 << 20
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 EXECSNOOP = "/usr/sbin/execsnoop"
 FLOOR_PROGRAM = Path(__file__).resolve().parent / "exec_floor.bpf.c"
+# the floor (the same record) and the bare floor (ids, comm, exe, argv only)
+FLOORS = {"floor": {}, "bare floor": {"FLOOR_BARE": None}}
 TRANSPORTS = ("perf", "ringbuf")
 # The breakdown: each part of execmon's probe and the bench-only switch that
 # builds the probe without it (bpf/exec.bpf.h).
@@ -156,27 +165,42 @@ def per_exec_ns(before, after) -> float:
 def open_sensor(variant: str, transport: str) -> Sensor:
     """The floor, execmon's probe, or the probe without one part (a PARTS
     key) or without them all (WITHOUT_ALL)."""
-    if variant == "floor":
+    if variant in FLOORS:
         exec_event = default_decoder().events["exec"]
-        return Sensor(FLOOR_PROGRAM, transport=transport,
-                      defines={"FLOOR_FINGERPRINT": exec_event.fingerprint, "FLOOR_VERSION": len(exec_event.versions)})
+        defines = {"FLOOR_FINGERPRINT": exec_event.fingerprint, "FLOOR_VERSION": len(exec_event.versions)}
+        return Sensor(FLOOR_PROGRAM, transport=transport, defines={**defines, **FLOORS[variant]})
     if variant == "sdxfer":
         return ExecProbe(transport=transport)
     switches = PARTS.values() if variant == WITHOUT_ALL else [PARTS[variant]]
     return Sensor(probe_source_path(), transport=transport, defines={**EXEC_ONLY, **dict.fromkeys(switches)})
 
 
-def check_records(sensor: Sensor, raw: deque, args: list[str], name: str) -> None:
-    """Exits unless one of the newest records decodes as the loop's exec."""
+def loop_exec(sensor: Sensor, raw: deque, args: list[str], name: str):
+    """The newest record that decodes as the loop's exec; exits if none does."""
     wanted = ["/bin/true", *args]
-    if not any(event.argv == wanted and event.exe == "/bin/true" for event in sensor.decoded(list(raw))):
-        sys.exit(f"kernel_cost: {name} sent no exec record with the loop's exe and argv")
+    for event in reversed(list(sensor.decoded(list(raw)))):
+        if event.argv == wanted and event.exe == "/bin/true":
+            return event
+    sys.exit(f"kernel_cost: {name} sent no exec record with the loop's exe and argv")
+
+
+# an exec record's values that depend on which exec of which loop run sent it
+PER_EXEC = ("timestamp_ns", "seq", "cpu", "pid", "tid", "ppid")
+
+
+def same_record_values(event) -> dict:
+    """What the floor's record and the probe's must agree on."""
+    values = {key: value for key, value in event.to_dict().items() if key not in PER_EXEC}
+    values["ancestors"] = [{**ancestor, "pid": None} if i == 0 else ancestor  # the loop run itself
+                           for i, ancestor in enumerate(values["ancestors"] or [])]
+    return values
 
 
 def measure_sdxfer(binary: Path, seconds: float, variant: str, transport: str,
-                   args=TEN_ARGS_OF_40) -> tuple[float, float, float]:
-    """(kernel ns per exec, execs/s, share of records lost): a probe that
-    drops records (a full buffer) costs less than one that sends them all."""
+                   args=TEN_ARGS_OF_40) -> tuple[float, float, float, dict | None]:
+    """(kernel ns per exec, execs/s, share of records lost, the loop exec's
+    same_record_values or None for 1 MiB runs): a probe that drops records
+    (a full buffer) costs less than one that sends them all."""
     with open_sensor(variant, transport) as sensor:
         stop = threading.Event()
         raw = deque(maxlen=RECORDS_KEPT)
@@ -188,12 +212,23 @@ def measure_sdxfer(binary: Path, seconds: float, variant: str, transport: str,
         after = prog_stats(os.getpid())
         stop.set()
         reader.join()
+        values = None
         if args is TEN_ARGS_OF_40:  # 1 MiB records need their continuations
-            check_records(sensor, raw, args, f"{variant} {transport}")
+            values = same_record_values(loop_exec(sensor, raw, args, f"{variant} {transport}"))
         sensor.drain()
         lost = sensor.stats.lost + sensor.stats.continuations_lost
         sequenced = sensor.records_sequenced()
-    return per_exec_ns(before, after), rate, lost / sequenced if sequenced else 0.0
+    return per_exec_ns(before, after), rate, lost / sequenced if sequenced else 0.0, values
+
+
+def check_floor_values(values: dict[tuple, dict | None]) -> None:
+    """Exits unless the floor's record carries the probe's values on each transport."""
+    for transport in TRANSPORTS:
+        floor, probe = values[("floor", transport, "")], values[("sdxfer", transport, "")]
+        differing = sorted(key for key in probe if floor.get(key) != probe[key])
+        if differing:
+            sys.exit(f"kernel_cost: the floor's exec record differs from the probe's ({transport}) in: "
+                     + ", ".join(f"{key} {floor.get(key)!r} != {probe[key]!r}" for key in differing))
 
 
 def measure_execsnoop(binary: Path, seconds: float) -> tuple[float, float]:
@@ -225,7 +260,7 @@ def main() -> int:
         print("kernel_cost: run as root (sudo)", file=sys.stderr)
         return 1
     # (variant, transport, argv size): the first ones with baseline runs on either side
-    compared = [(v, t, "") for t in TRANSPORTS for v in ("floor", "sdxfer")]
+    compared = [(v, t, "") for t in TRANSPORTS for v in (*FLOORS, "sdxfer")]
     compared += [("execsnoop", "", "")] if shutil.which(EXECSNOOP) else []
     compared += [("sdxfer", t, "1MiB") for t in TRANSPORTS]
     breakdown = [(v, t, "") for t in TRANSPORTS for v in (*PARTS, WITHOUT_ALL)]
@@ -233,6 +268,7 @@ def main() -> int:
     # phase -> per round (kernel ns per exec, execs/s, rate over the baselines just before and after or None,
     # share of records lost)
     results: dict[tuple, list[tuple[float, float, float | None, float]]] = {p: [] for p in compared + breakdown}
+    values: dict[tuple, dict | None] = {}  # phase -> the loop exec's same_record_values
     stats_were = BPF_STATS.read_text().strip()
     BPF_STATS.write_text("1")
     try:
@@ -247,13 +283,15 @@ def main() -> int:
                         cost, rate = measure_execsnoop(binary, args.seconds)
                         lost = float("nan")
                     else:
-                        cost, rate, lost = measure_sdxfer(binary, args.seconds, variant, transport, loop_args)
+                        cost, rate, lost, values[phase] = measure_sdxfer(
+                            binary, args.seconds, variant, transport, loop_args)
                     ratio = None
                     if before is not None:
                         after = run_loop(binary, args.seconds, loop_args)
                         baselines[size] += [before, after]
                         ratio = rate / ((before + after) / 2)
                     results[phase].append((cost, rate, ratio, lost))
+                check_floor_values(values)
                 print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
     finally:
         BPF_STATS.write_text(stats_were)
@@ -280,20 +318,25 @@ def main() -> int:
     def median_difference(minuend: str, subtrahend: str, transport: str) -> float:
         return statistics.median(a - b for a, b in zip(per_round(minuend, transport), per_round(subtrahend, transport)))
 
-    ratios = {t: statistics.median(p / f for p, f in zip(per_round("sdxfer", t), per_round("floor", t)))
-              for t in TRANSPORTS}
+    def median_ratio(floor: str, transport: str) -> float:
+        return statistics.median(p / f for p, f in zip(per_round("sdxfer", transport), per_round(floor, transport)))
+
     print("probe / floor (median of each round's ratio; goal <= 1.2): "
-          + ", ".join(f"{t} {ratios[t]:.2f}" for t in TRANSPORTS))
-    print("where the probe's time beyond the floor goes, ns per exec (median over rounds of the probe minus "
+          + ", ".join(f"{t} {median_ratio('floor', t):.2f}" for t in TRANSPORTS))
+    print("probe / bare floor (ids, comm, exe, argv only; not the same record): "
+          + ", ".join(f"{t} {median_ratio('bare floor', t):.2f}" for t in TRANSPORTS))
+    print("where the probe's time beyond the bare floor goes, ns per exec (median over rounds of the probe minus "
           "the probe without the part, same round):")
-    print(f"{'part':<48} " + " ".join(f"{t:>8}" for t in TRANSPORTS))
+    print(f"{'part':<58} " + " ".join(f"{t:>8}" for t in TRANSPORTS))
     rows = [(part, [median_difference("sdxfer", part, t) for t in TRANSPORTS]) for part in PARTS]
     rows.append(("all of them at once", [median_difference("sdxfer", WITHOUT_ALL, t) for t in TRANSPORTS]))
-    rows.append(("the rest (probe without them all - floor)",
-                 [median_difference(WITHOUT_ALL, "floor", t) for t in TRANSPORTS]))
+    rows.append(("the rest (probe without them all - bare floor)",
+                 [median_difference(WITHOUT_ALL, "bare floor", t) for t in TRANSPORTS]))
+    rows.append(("floor - bare floor (the same record's parts, floor's way)",
+                 [median_difference("floor", "bare floor", t) for t in TRANSPORTS]))
     rows.append(("probe - floor", [median_difference("sdxfer", "floor", t) for t in TRANSPORTS]))
-    for name, values in rows:
-        print(f"{name:<48} " + " ".join(f"{v:>8.0f}" for v in values))
+    for name, costs in rows:
+        print(f"{name:<58} " + " ".join(f"{v:>8.0f}" for v in costs))
     print("goals: <= 2000 ns/exec, rate ratio >= 0.98, >= 5x cheaper than execsnoop, probe / floor <= 1.2")
     return 0
 

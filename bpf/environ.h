@@ -10,7 +10,7 @@
 #ifndef SDXFER_BPF_ENVIRON_H
 #define SDXFER_BPF_ENVIRON_H
 
-#include "helpers.h"
+#include "exec_image.h"
 
 #define ENV_WINDOW 8192         /* environment bytes compared in BPF memory at a time */
 #define ENVP_CHUNK 256          /* envp entries read at a time; a power of two */
@@ -38,6 +38,10 @@ struct env_values {
 struct env_scan {
     char window[ENV_WINDOW];
     __u64 envp[ENVP_CHUNK];
+    /* a candidate's first bytes: here rather than on the stack, where only
+     * the entries that had one would hold them, so the verifier would tell
+     * those entries' states apart from the others' */
+    __u64 head[2];
 };
 
 static __always_inline void clear_env_values(struct env_values *found)
@@ -89,33 +93,30 @@ static __always_inline long read_env_window(char *window, __u64 from, __u64 env_
 
 /* The new stack starts with argc, argv[argc], NULL, envp[envc], NULL (bprm
  * knows both counts; below them lies a random gap that may not be mapped, so
- * nothing past the envp array is read). The kernel laid the entries out in
+ * nothing past the envp array is read; argc < 0 or envc < 0: unknown). The kernel laid the entries out in
  * order in env_start..env_end, so a window on that block (one bulk read,
  * moved on when an entry lies past it) rejects most entries by their first
  * eight bytes; candidates are read again from user memory, so stale bytes
  * after a short window can never produce a match. Returns whether every entry
  * was examined. */
 static __always_inline int find_env_of_new_image(struct env_scan *scan, const struct mm_bounds *mm,
-                                                 const char *bprm, struct env_values *found)
+                                                 const struct exec_image *image, struct env_values *found)
 {
-    __s32 argc = -1, envc = -1;
-    bpf_probe_read_kernel(&argc, sizeof(argc), bprm + BTF_OFF_LINUX_BINPRM_ARGC);
-    bpf_probe_read_kernel(&envc, sizeof(envc), bprm + BTF_OFF_LINUX_BINPRM_ENVC);
-    if (argc < 0 || envc < 0)
+    if (image->argc < 0 || image->envc < 0)
         return 0;
-    if (envc == 0)
+    if (image->envc == 0)
         return 1;
 
-    __u64 envp = mm->start_stack + 8 * ((__u64)argc + 2);
+    __u64 envp = mm->start_stack + 8 * ((__u64)image->argc + 2);
     __u64 window = mm->env_start;
     if (read_env_window(scan->window, window, mm->env_end) < 0)
         return 0;
 
     for (__u32 i = 0; i < ENVP_SCAN_MAX; i++) {
         if (i % ENVP_CHUNK == 0) {
-            if (i >= envc)
+            if (i >= image->envc)
                 return 1;
-            __u64 chunk_bytes = 8 * ((__u64)envc - i);
+            __u64 chunk_bytes = 8 * ((__u64)image->envc - i);
             if (chunk_bytes > ENVP_CHUNK * 8)
                 chunk_bytes = ENVP_CHUNK * 8;
             if (bpf_probe_read_user(scan->envp, chunk_bytes, (void *)(envp + 8 * i)) < 0)
@@ -125,24 +126,24 @@ static __always_inline int find_env_of_new_image(struct env_scan *scan, const st
         __u64 offset = entry - window;
         /* may read up to 7 bytes past the window, into envp: a rejected guess at worst */
         __u64 first_word = *(__u64 *)(scan->window + bounded(offset, ENV_WINDOW - 1));
-        __u64 past_last = (((__u64)i - opaque(envc)) >> 63) ^ 1;
+        __u64 past_last = (((__u64)i - opaque(image->envc)) >> 63) ^ 1;
         /* First word not inside the window (an offset below it wraps round) */
         __u64 past_window = nonzero((offset | (offset + sizeof(__u64) - 1)) / ENV_WINDOW);
         asm goto("if %0 != 0 goto %l[rare]" : : "r"(past_last | past_window | may_match(first_word)) : : rare);
         continue;
     rare:
-        if (i >= envc)
+        if (i >= image->envc)
             return 1;
         if (past_window) {
             window = entry;
             if (read_env_window(scan->window, window, mm->env_end) < 0)
                 return 0;
         }
-        __u64 head[2] = {};
-        bpf_probe_read_user_str(head, sizeof(head), (void *)entry);
-        match_env(found, entry, head);
+        scan->head[0] = scan->head[1] = 0;
+        bpf_probe_read_user_str(scan->head, sizeof(scan->head), (void *)entry);
+        match_env(found, entry, scan->head);
     }
-    return envc <= ENVP_SCAN_MAX;
+    return image->envc <= ENVP_SCAN_MAX;
 }
 
 /* A caller's envp, entry by entry (its layout is the caller's own). Returns

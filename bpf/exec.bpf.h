@@ -10,14 +10,13 @@
 #ifndef SDXFER_BPF_EXEC_H
 #define SDXFER_BPF_EXEC_H
 
-#include "helpers.h"
+#include "exec_image.h"
 #include "environ.h"
 
 #define ARGV_MAX SDXFER_MAX_EXEC_ARGV
 #define EXE_MAX SDXFER_MAX_EXEC_EXE
 _Static_assert((ARGV_MAX & (ARGV_MAX - 1)) == 0, "argv offsets are bounded by a mask");
 #define FAILED_ARGS_MAX 1024    /* argv entries gathered for a failed exec */
-#define ANCESTORS_MAX SDXFER_MAX_EXEC_ANCESTORS
 
 /* Bench-only switches (bench/kernel_cost.py builds the probe without one
  * part at a time to show what each costs; by default everything is on):
@@ -43,38 +42,24 @@ struct exec_area {
      * inside the slot; at run time the blob stays within ARGV_MAX. */
     char argv[ARGV_MAX];
     struct env_scan scan;
+    /* beside the scan's end, where a successful exec's other locals share its pages */
+    struct env_values found;
+    struct sdxfer_exec_ancestors_entry ancestors[SDXFER_MAX_EXEC_ANCESTORS];
+    __u32 ancestors_count;
+    __u32 argv_len;
     /* room for EXE_MAX + 2 bytes, as the packer reads it, so a longer path shows as cut */
     char exe[EXE_MAX + 8];
-    struct env_values found;
-    __u32 argv_len;
-    struct sdxfer_exec_ancestors_entry ancestors[ANCESTORS_MAX];
 };
 _Static_assert(sizeof(struct exec_area) <= SDXFER_SLOT_SIZE, "exec locals must fit a scratch slot");
 _Static_assert(__builtin_offsetof(struct exec_area, argv) + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE,
                "argv writes must stay in the slot");
 
-/* The task's parent chain, nearest parent first, up to ANCESTORS_MAX: the
- * count, or'ed with SDXFER_LEN_TRUNCATED when the chain goes on. It ends at
- * the idle task (tgid 0), init's parent. */
-static __always_inline __u32 walk_ancestors(struct sdxfer_exec_ancestors_entry *out)
+/* Walks the ancestors into the locals; the count goes through map memory, so
+ * the verifier does not check the packer once per way out of the walk. */
+static __always_inline __u32 count_ancestors(struct exec_area *area)
 {
-    /* A BTF pointer: its members (and those of the tasks it leads to) are
-     * plain loads, not a probe read each; a faulting load reads 0. */
-    const char *task = (const char *)bpf_get_current_task_btf();
-    for (__u32 i = 0; i < ANCESTORS_MAX; i++) {
-        const char *parent = (const char *)*(const volatile __u64 *)(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-        __u32 tgid = parent ? *(const volatile __u32 *)(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
-        if (tgid == 0 || parent == task)
-            return i;
-        out[i].pid = tgid;
-        __u64 *comm = (__u64 *)out[i].comm;
-        comm[0] = *(const volatile __u64 *)(parent + BTF_OFF_TASK_STRUCT_COMM);
-        comm[1] = *(const volatile __u64 *)(parent + BTF_OFF_TASK_STRUCT_COMM + 8);
-        task = parent;
-    }
-    const char *parent = (const char *)*(const volatile __u64 *)(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-    __u32 more = parent && parent != task ? *(const volatile __u32 *)(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
-    return more ? ANCESTORS_MAX | SDXFER_LEN_TRUNCATED : ANCESTORS_MAX;
+    area->ancestors_count = walk_ancestors(area->ancestors);
+    return *(volatile __u32 *)&area->ancestors_count;
 }
 
 #if defined(HIDS_WANT_EXEC) || !defined(HIDS_SELECTED)
@@ -85,27 +70,26 @@ EXEC_RAW_TRACEPOINT_PROBE(sched_process_exec)
     SDXFER_LOCAL(struct exec_area, area);
     if (!area)
         return 0;
-    const char *bprm = (const char *)ctx->args[2];
-    const char *task = (const char *)bpf_get_current_task();
+    struct exec_image image;
+    read_exec_image((const char *)ctx->args[2], &image);
     struct mm_bounds mm;
-    read_mm_bounds((const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_MM), &mm);
+    read_mm_bounds((const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_MM), &mm);
     __u32 argv_len = mm.arg_end - mm.arg_start;
 
     clear_env_values(&area->found);
 #ifndef EXEC_BENCH_WITHOUT_ENV_SCAN
-    if (!find_env_of_new_image(&area->scan, &mm, bprm, &area->found))
+    if (!find_env_of_new_image(&area->scan, &mm, &image, &area->found))
         mark_unexamined(&area->found);
 #endif
 
-    const char *exe = (const char *)sdxfer_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
 #ifdef EXEC_BENCH_WITHOUT_ANCESTORS
     __u32 ancestors = 0;
 #else
-    __u32 ancestors = walk_ancestors(area->ancestors);
+    __u32 ancestors = count_ancestors(area);
 #endif
     /* old_pid: the thread that called exec, which may not be the leader; the
      * packer fills pid, ppid, uid, comm and the rest of the common fields */
-    exec_print(ctx, (__u32)ctx->args[1], 0, exe, (const char *)mm.arg_start, argv_len,
+    exec_print(ctx, (__u32)ctx->args[1], 0, image.filename, (const char *)mm.arg_start, argv_len,
                area->found.ssh_connection, area->found.ld_preload, area->ancestors, ancestors);
     return 0;
 }
@@ -192,7 +176,7 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     if (!find_env_of_caller(call.envp, &area->found))
         mark_unexamined(&area->found);
 
-    __u32 ancestors = walk_ancestors(area->ancestors);
+    __u32 ancestors = count_ancestors(area);
     exec_print(ctx, (__u32)bpf_get_current_pid_tgid(), ret, exe, area->argv, argv_len, area->found.ssh_connection,
                area->found.ld_preload, area->ancestors, ancestors);
     return 0;

@@ -79,34 +79,6 @@ static __always_inline const char *task_comm(const char *task)
     return task + BTF_OFF_TASK_STRUCT_COMM;
 }
 
-/* mm_struct's stack, argument and environment bounds. Kernels so far keep
- * them side by side in this order, so one read fetches all five; a kernel
- * that lays them out otherwise gets one read each. */
-struct mm_bounds {
-    __u64 start_stack;
-    __u64 arg_start;
-    __u64 arg_end;
-    __u64 env_start;
-    __u64 env_end;
-};
-
-static __always_inline void read_mm_bounds(const char *mm, struct mm_bounds *bounds)
-{
-#if BTF_OFF_MM_STRUCT_ARG_START == BTF_OFF_MM_STRUCT_START_STACK + 8 && \
-    BTF_OFF_MM_STRUCT_ARG_END == BTF_OFF_MM_STRUCT_START_STACK + 16 && \
-    BTF_OFF_MM_STRUCT_ENV_START == BTF_OFF_MM_STRUCT_START_STACK + 24 && \
-    BTF_OFF_MM_STRUCT_ENV_END == BTF_OFF_MM_STRUCT_START_STACK + 32
-    if (bpf_probe_read_kernel(bounds, sizeof(*bounds), mm + BTF_OFF_MM_STRUCT_START_STACK) < 0)
-        __builtin_memset(bounds, 0, sizeof(*bounds));
-#else
-    bounds->start_stack = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_START_STACK);
-    bounds->arg_start = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_START);
-    bounds->arg_end = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_ARG_END);
-    bounds->env_start = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_START);
-    bounds->env_end = sdxfer_kernel_u64(mm + BTF_OFF_MM_STRUCT_ENV_END);
-#endif
-}
-
 /* Whether a user pointer array has an entry at `index` (an unreadable one
  * counts: it says as little as one that is there). */
 static __always_inline int entry_follows(__u64 array, __u32 index)

@@ -140,7 +140,7 @@ def _c_spans(e: EventLayout, chunk: int) -> list[dict]:
 
 def _c_value(f: Field) -> str:
     """What the packer stores: its parameter, or for a common field its source."""
-    return f"sdxfer_source_{f.source}()" if f.source else f.name
+    return f"sdxfer_source_{f.source}(&now)" if f.source else f.name
 
 
 def _c_entry_struct(event: str, f: Field) -> tuple[str, list[str], list[dict]]:
@@ -198,6 +198,7 @@ def _c_context(layout: Layout, banner: str) -> dict:
             "spans": _c_spans(e, chunk),
             "version": e.version,
             "has_variables": bool(e.variables),
+            "reads_sources": any(f.source for f in e.event.fields),
             "limits": [f"SDXFER_MAX_{e.event.name.upper()}_{v.field.name.upper()} {v.field.max}" for v in e.variables],
             "payload_off": e.payload_off,
             "fingerprint": f"0x{e.fingerprint:08x}U",

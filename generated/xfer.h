@@ -324,17 +324,21 @@ struct sdxfer_host_sources {
     const char * comm;
 };
 static __thread struct sdxfer_host_sources sdxfer_host_sources;
-#define sdxfer_source_cgroup_id() (sdxfer_host_sources.cgroup_id)
-#define sdxfer_source_comm() (sdxfer_host_sources.comm)
-#define sdxfer_source_euid() (sdxfer_host_sources.euid)
-#define sdxfer_source_gid() (sdxfer_host_sources.gid)
-#define sdxfer_source_mntns() (sdxfer_host_sources.mntns)
-#define sdxfer_source_pgid() (sdxfer_host_sources.pgid)
-#define sdxfer_source_pid() (sdxfer_host_sources.pid)
-#define sdxfer_source_ppid() (sdxfer_host_sources.ppid)
-#define sdxfer_source_sid() (sdxfer_host_sources.sid)
-#define sdxfer_source_tid() (sdxfer_host_sources.tid)
-#define sdxfer_source_uid() (sdxfer_host_sources.uid)
+struct sdxfer_current {
+    char unused;  /* a host build reads every source from sdxfer_host_sources */
+};
+#define sdxfer_current_read(now) ((now)->unused = 0)
+#define sdxfer_source_cgroup_id(now) ((void)(now), sdxfer_host_sources.cgroup_id)
+#define sdxfer_source_comm(now) ((void)(now), sdxfer_host_sources.comm)
+#define sdxfer_source_euid(now) ((void)(now), sdxfer_host_sources.euid)
+#define sdxfer_source_gid(now) ((void)(now), sdxfer_host_sources.gid)
+#define sdxfer_source_mntns(now) ((void)(now), sdxfer_host_sources.mntns)
+#define sdxfer_source_pgid(now) ((void)(now), sdxfer_host_sources.pgid)
+#define sdxfer_source_pid(now) ((void)(now), sdxfer_host_sources.pid)
+#define sdxfer_source_ppid(now) ((void)(now), sdxfer_host_sources.ppid)
+#define sdxfer_source_sid(now) ((void)(now), sdxfer_host_sources.sid)
+#define sdxfer_source_tid(now) ((void)(now), sdxfer_host_sources.tid)
+#define sdxfer_source_uid(now) ((void)(now), sdxfer_host_sources.uid)
 #else
 #include "sdxfer_sources.h"
 #endif
@@ -1041,19 +1045,21 @@ static __always_inline int exec_pack(int spans, void *ctx, __u32 tid, __s32 ret,
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 2;
-    rec->pid = sdxfer_source_pid();
+    rec->pid = sdxfer_source_pid(&now);
     rec->tid = tid;
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 128, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 128, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 144, &rec->exe, exe, 4096, 0);
     cursor = sdxfer_put_blob(rec, cursor, 4240, &rec->argv, argv, argv_len, 16384, 1);
     sdxfer_rest_of(&rest_argv, &rec->argv, argv, argv_len, 16384);
@@ -1078,19 +1084,21 @@ static __always_inline int exit_print(void *ctx, __s32 code)
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->code = code;
-    cursor = sdxfer_put_str(rec, cursor, 88, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 88, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x7f, 60, 0x2a6b649bU, 88, 1);
 }
 
@@ -1102,24 +1110,26 @@ static __always_inline int connect_print(void *ctx, __s32 fd, __u16 protocol, co
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->fd = fd;
     rec->protocol = protocol;
     __builtin_memset(rec->_pad90, 0, 2);
     sdxfer_put_fixed(&rec->remote, remote, 20);
     sdxfer_put_fixed(&rec->local, local, 20);
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 136, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 136, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0xff, 42, 0xb40aea76U, 136, 2);
 }
 
@@ -1131,23 +1141,25 @@ static __always_inline int bind_print(void *ctx, __s32 fd, __u16 protocol, const
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->fd = fd;
     rec->protocol = protocol;
     __builtin_memset(rec->_pad90, 0, 2);
     sdxfer_put_fixed(&rec->local, local, 20);
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 116, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 116, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0xff, 49, 0x80388314U, 116, 3);
 }
 
@@ -1159,22 +1171,24 @@ static __always_inline int listen_print(void *ctx, __s32 fd, const void *local, 
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->fd = fd;
     sdxfer_put_fixed(&rec->local, local, 20);
     rec->backlog = backlog;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 116, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 116, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0xff, 50, 0x9ee7d1bdU, 116, 4);
 }
 
@@ -1186,23 +1200,25 @@ static __always_inline int accept_print(void *ctx, __s32 fd, __s32 flags, const 
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->fd = fd;
     rec->flags = flags;
     sdxfer_put_fixed(&rec->remote, remote, 20);
     sdxfer_put_fixed(&rec->local, local, 20);
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 136, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 136, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0xff, 43, 0x7edc7ed1U, 136, 5);
 }
 
@@ -1214,23 +1230,25 @@ static __always_inline int dns_print(void *ctx, const char *query, __u16 qtype, 
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->qtype = qtype;
     __builtin_memset(rec->_pad94, 0, 2);
     sdxfer_put_fixed(&rec->remote, remote, 20);
     __builtin_memset(rec->_pad124, 0, 4);
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 136, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 136, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 152, &rec->query, query, 256, 0);
     cursor = sdxfer_put_str(rec, cursor, 408, &rec->syscall, syscall, 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1ff, 53, 0x138d9469U, 136, 6);
@@ -1244,24 +1262,26 @@ static __always_inline int ptrace_print(void *ctx, __s64 request, __s32 target, 
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     __builtin_memset(rec->_pad84, 0, 4);
     rec->request = request;
     rec->target = target;
     __builtin_memset(rec->_pad100, 0, 4);
     rec->addr = addr;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 120, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 120, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0xff, 101, 0xf9329f1fU, 120, 7);
 }
 
@@ -1273,20 +1293,22 @@ static __always_inline int memfd_create_print(void *ctx, const char *name, __u32
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->flags = flags;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 100, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 100, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 116, &rec->name, name, 256, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1ff, 319, 0x82e85db3U, 100, 8);
 }
@@ -1299,20 +1321,22 @@ static __always_inline int prctl_print(void *ctx, __s32 option, const char *name
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->option = option;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 100, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 100, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 116, &rec->name, name, 16, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0xff, 157, 0xd1fb35b7U, 100, 9);
 }
@@ -1325,19 +1349,21 @@ static __always_inline int setsid_print(void *ctx, __s32 ret)
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 88, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 88, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x7f, 112, 0xa397984aU, 88, 10);
 }
 
@@ -1349,22 +1375,24 @@ static __always_inline int creds_change_print(void *ctx, const char *syscall, co
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     sdxfer_put_fixed(&rec->old, old, 32);
     sdxfer_put_fixed(&rec->new, new, 32);
     __builtin_memset(rec->_pad156, 0, 4);
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 168, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 168, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 184, &rec->syscall, syscall, 16, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0xff, 105, 0x87f3a1b1U, 168, 11);
 }
@@ -1377,20 +1405,22 @@ static __always_inline int kmod_load_print(void *ctx, const char *syscall, const
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->fd = fd;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 108, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 108, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 124, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->name, name, 64, 0);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0xff, 175, 0xa287086eU, 108, 12);
@@ -1404,21 +1434,23 @@ static __always_inline int mount_print(void *ctx, const char *source, const char
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     __builtin_memset(rec->_pad108, 0, 4);
     rec->flags = flags;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 124, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 124, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->source, source, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4236, &rec->target, target, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 8332, &rec->fstype, fstype, 256, 1);
@@ -1433,21 +1465,23 @@ static __always_inline int chmod_print(void *ctx, const char *syscall, __s32 fd,
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->fd = fd;
     rec->mode = mode;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 112, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 112, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 128, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 144, &rec->path, path, 4096, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 90, 0x9bc8454eU, 112, 14);
@@ -1461,20 +1495,22 @@ static __always_inline int rename_print(void *ctx, const char *syscall, const ch
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->flags = flags;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 116, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 116, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 132, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 148, &rec->old_path, old_path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4244, &rec->new_path, new_path, 4096, 1);
@@ -1489,21 +1525,23 @@ static __always_inline int unlink_print(void *ctx, const char *syscall, const ch
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->dir = dir;
     __builtin_memset(rec->_pad101, 0, 3);
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 108, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 108, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 124, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->path, path, 4096, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 87, 0x0f07ce77U, 108, 16);
@@ -1517,21 +1555,23 @@ static __always_inline int file_create_print(void *ctx, const char *syscall, con
 
     if (!rec)
         return claim.cpu ? -SDXFER_ENESTED : -SDXFER_ENOSLOT;
+    struct sdxfer_current now;
+    sdxfer_current_read(&now);
     rec->head.version = 1;
-    rec->pid = sdxfer_source_pid();
-    rec->tid = sdxfer_source_tid();
-    rec->ppid = sdxfer_source_ppid();
-    rec->pgid = sdxfer_source_pgid();
-    rec->sid = sdxfer_source_sid();
-    rec->uid = sdxfer_source_uid();
-    rec->gid = sdxfer_source_gid();
-    rec->euid = sdxfer_source_euid();
-    rec->cgroup_id = sdxfer_source_cgroup_id();
-    rec->mntns = sdxfer_source_mntns();
+    rec->pid = sdxfer_source_pid(&now);
+    rec->tid = sdxfer_source_tid(&now);
+    rec->ppid = sdxfer_source_ppid(&now);
+    rec->pgid = sdxfer_source_pgid(&now);
+    rec->sid = sdxfer_source_sid(&now);
+    rec->uid = sdxfer_source_uid(&now);
+    rec->gid = sdxfer_source_gid(&now);
+    rec->euid = sdxfer_source_euid(&now);
+    rec->cgroup_id = sdxfer_source_cgroup_id(&now);
+    rec->mntns = sdxfer_source_mntns(&now);
     rec->flags = flags;
     rec->mode = mode;
     rec->ret = ret;
-    cursor = sdxfer_put_str(rec, cursor, 112, &rec->comm, sdxfer_source_comm(), 16, 0);
+    cursor = sdxfer_put_str(rec, cursor, 112, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 128, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 144, &rec->path, path, 4096, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 257, 0x2b99c982U, 112, 17);

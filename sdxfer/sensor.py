@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import os
 import tempfile
+import threading
 import time
 from collections import Counter
 from functools import partial
@@ -349,6 +350,9 @@ class Sensor:
                                        keep_raw=True)
         self._stream = StreamDecoder(self.decoder, self.stats, self.reassembler)
         self._closed = False
+        # read() and close() in different threads: close waits for a read to
+        # end (at most one poll), so no read touches buffers already unmapped
+        self._reading = threading.RLock()
         self._attached = False
         self._next_drops_read = 0.0
         try:
@@ -427,12 +431,15 @@ class Sensor:
         """The reader's batches of raw records (whole: all the buffers hold),
         and loss newly counted (the drop counters are read at most every
         DROPS_INTERVAL_S, or at once after the transport said it lost some)."""
-        batches = self._reader.read(timeout_ms, whole)
-        now = time.monotonic()
-        if now < self._next_drops_read:
-            return batches, 0
-        self._next_drops_read = now + DROPS_INTERVAL_S
-        return batches, self._update_loss()
+        with self._reading:
+            if self._closed:
+                return [], 0
+            batches = self._reader.read(timeout_ms, whole)
+            now = time.monotonic()
+            if now < self._next_drops_read:
+                return batches, 0
+            self._next_drops_read = now + DROPS_INTERVAL_S
+            return batches, self._update_loss()
 
     def read(self, timeout_ms: int = POLL_TIMEOUT_MS) -> list[Record]:
         """Waits up to timeout_ms and returns what arrived (possibly nothing;
@@ -526,12 +533,15 @@ class Sensor:
             self._bpf.detach_all()
 
     def close(self) -> None:
-        if not self._closed:
-            self.detach()
-            self._update_loss()
-            self._closed = True
-            self._reader.close()
-            self._bpf.cleanup()
+        """Unloads the probe; a read in another thread ends first, and
+        records() and events() there stop."""
+        with self._reading:
+            if not self._closed:
+                self.detach()
+                self._update_loss()
+                self._closed = True
+                self._reader.close()
+                self._bpf.cleanup()
 
     def __enter__(self):
         return self

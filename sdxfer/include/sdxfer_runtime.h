@@ -158,6 +158,24 @@ static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *
     return err;
 }
 
+/* The current task as a BTF pointer: the verifier lets a program load its
+ * members directly (a faulting load reads 0), far cheaper than a probe read
+ * per member. */
+static __always_inline const char *sdxfer_task(void)
+{
+    return (const char *)bpf_get_current_task_btf();
+}
+
+static __always_inline __u64 sdxfer_member_u64(const char *base, const __u32 offset)
+{
+    return *(const volatile __u64 *)(base + offset);
+}
+
+static __always_inline __u32 sdxfer_member_u32(const char *base, const __u32 offset)
+{
+    return *(const volatile __u32 *)(base + offset);
+}
+
 #define sdxfer_now_ns() bpf_ktime_get_ns()
 #define sdxfer_cpu_id() bpf_get_smp_processor_id()
 /* clang may test a copy of a clamped length and hand the helper the
@@ -578,8 +596,13 @@ static __always_inline void sdxfer_rest_step(void *ctx)
  * the chain, unless this probe interrupted one. */
 static __always_inline void sdxfer_rest_now(void *ctx)
 {
-    struct sdxfer_rest_jobs *jobs = sdxfer_rest_jobs(0);
+    struct sdxfer_rest_jobs *jobs;
 
+    /* A task that never left a job (most) has no local storage at all:
+     * one load, not a helper call, finds that out. */
+    if (!sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_BPF_STORAGE))
+        return;
+    jobs = sdxfer_rest_jobs(0);
     if (jobs && !jobs->steps)
         sdxfer_rest_continue(ctx, jobs);
 }
@@ -590,6 +613,8 @@ static __always_inline void sdxfer_rest_after(int spans, void *ctx, const struct
                                               __u16 id, __u32 fingerprint, __u16 version, __u8 field,
                                               __u32 total, __u32 chunks, int from_user)
 {
+    if (!rest->sent)
+        return;
     struct sdxfer_rest_job job = {
         .src = (unsigned long)rest->src,
         .parent_seq = parent_seq,
@@ -604,8 +629,6 @@ static __always_inline void sdxfer_rest_after(int spans, void *ctx, const struct
         .from_user = (__u8)from_user,
     };
 
-    if (!rest->sent)
-        return;
 #ifdef SDXFER_HOST
     (void)spans;
     sdxfer_send_rest_inline(ctx, &job, chunks);

@@ -17,130 +17,140 @@
 #define SDXFER_PIDTYPE_PGID 2 /* enum pid_type: PID, TGID, PGID, SID */
 #define SDXFER_PIDTYPE_SID 3
 
-/* The current task as a BTF pointer: the verifier lets a program load its
- * members directly (a faulting load reads 0), far cheaper than a probe read
- * per member. */
-static __always_inline const char *sdxfer_task(void)
-{
-    return (const char *)bpf_get_current_task_btf();
-}
+#if defined(SDXFER_SOURCE_PPID) || defined(SDXFER_SOURCE_PGID) || defined(SDXFER_SOURCE_SID) || \
+    defined(SDXFER_SOURCE_EUID) || defined(SDXFER_SOURCE_EGID) || defined(SDXFER_SOURCE_MNTNS) ||  \
+    defined(SDXFER_SOURCE_COMM)
+#define SDXFER_SOURCES_READ_TASK 1
+#endif
 
-static __always_inline __u64 sdxfer_member_u64(const char *base, const __u32 offset)
-{
-    return *(const volatile __u64 *)(base + offset);
-}
+/* What a record's sources read, fetched once per record: helper calls are
+ * opaque to clang, which would call one again for every source that needs it. */
+struct sdxfer_current {
+    const char *task;
+    __u64 pid_tgid;
+    __u64 uid_gid;
+};
 
-static __always_inline __u32 sdxfer_member_u32(const char *base, const __u32 offset)
+static __always_inline void sdxfer_current_read(struct sdxfer_current *now)
 {
-    return *(const volatile __u32 *)(base + offset);
+#ifdef SDXFER_SOURCES_READ_TASK
+    now->task = sdxfer_task();
+#endif
+#if defined(SDXFER_SOURCE_PID) || defined(SDXFER_SOURCE_TID)
+    now->pid_tgid = bpf_get_current_pid_tgid();
+#endif
+#if defined(SDXFER_SOURCE_UID) || defined(SDXFER_SOURCE_GID)
+    now->uid_gid = bpf_get_current_uid_gid();
+#endif
 }
 
 #if defined(SDXFER_SOURCE_PGID) || defined(SDXFER_SOURCE_SID)
 /* task->signal->pids[type], as a pid number of the initial namespace */
-static __always_inline __u32 sdxfer_task_pid_of_type(__u32 type)
+static __always_inline __u32 sdxfer_task_pid_of_type(const char *task, __u32 type)
 {
-    const char *signal = (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_SIGNAL);
+    const char *signal = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_SIGNAL);
     const char *pid = (const char *)sdxfer_member_u64(signal, BTF_OFF_SIGNAL_STRUCT_PIDS + 8 * type);
     return pid ? sdxfer_member_u32(pid, BTF_OFF_PID_NUMBERS + BTF_OFF_UPID_NR) : 0;
 }
 #endif
 
 #if defined(SDXFER_SOURCE_EUID) || defined(SDXFER_SOURCE_EGID)
-static __always_inline const char *sdxfer_task_cred(void)
+static __always_inline const char *sdxfer_task_cred(const char *task)
 {
-    return (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_CRED);
+    return (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_CRED);
 }
 #endif
 
 #ifdef SDXFER_SOURCE_PID
-static __always_inline __u32 sdxfer_source_pid(void)
+static __always_inline __u32 sdxfer_source_pid(const struct sdxfer_current *now)
 {
-    return bpf_get_current_pid_tgid() >> 32;
+    return now->pid_tgid >> 32;
 }
 #endif
 
 #ifdef SDXFER_SOURCE_TID
-static __always_inline __u32 sdxfer_source_tid(void)
+static __always_inline __u32 sdxfer_source_tid(const struct sdxfer_current *now)
 {
-    return (__u32)bpf_get_current_pid_tgid();
+    return (__u32)now->pid_tgid;
 }
 #endif
 
 #ifdef SDXFER_SOURCE_PPID
-static __always_inline __u32 sdxfer_source_ppid(void)
+static __always_inline __u32 sdxfer_source_ppid(const struct sdxfer_current *now)
 {
-    const char *parent = (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_REAL_PARENT);
+    const char *parent = (const char *)sdxfer_member_u64(now->task, BTF_OFF_TASK_STRUCT_REAL_PARENT);
     return sdxfer_member_u32(parent, BTF_OFF_TASK_STRUCT_TGID);
 }
 #endif
 
 #ifdef SDXFER_SOURCE_PGID
-static __always_inline __u32 sdxfer_source_pgid(void)
+static __always_inline __u32 sdxfer_source_pgid(const struct sdxfer_current *now)
 {
-    return SDXFER_EXTRA_SOURCE(sdxfer_task_pid_of_type(SDXFER_PIDTYPE_PGID));
+    return SDXFER_EXTRA_SOURCE(sdxfer_task_pid_of_type(now->task, SDXFER_PIDTYPE_PGID));
 }
 #endif
 
 #ifdef SDXFER_SOURCE_SID
-static __always_inline __u32 sdxfer_source_sid(void)
+static __always_inline __u32 sdxfer_source_sid(const struct sdxfer_current *now)
 {
-    return SDXFER_EXTRA_SOURCE(sdxfer_task_pid_of_type(SDXFER_PIDTYPE_SID));
+    return SDXFER_EXTRA_SOURCE(sdxfer_task_pid_of_type(now->task, SDXFER_PIDTYPE_SID));
 }
 #endif
 
 #ifdef SDXFER_SOURCE_UID
-static __always_inline __u32 sdxfer_source_uid(void)
+static __always_inline __u32 sdxfer_source_uid(const struct sdxfer_current *now)
 {
-    return (__u32)bpf_get_current_uid_gid();
+    return (__u32)now->uid_gid;
 }
 #endif
 
 #ifdef SDXFER_SOURCE_GID
-static __always_inline __u32 sdxfer_source_gid(void)
+static __always_inline __u32 sdxfer_source_gid(const struct sdxfer_current *now)
 {
-    return bpf_get_current_uid_gid() >> 32;
+    return now->uid_gid >> 32;
 }
 #endif
 
 #ifdef SDXFER_SOURCE_EUID
-static __always_inline __u32 sdxfer_source_euid(void)
+static __always_inline __u32 sdxfer_source_euid(const struct sdxfer_current *now)
 {
-    return SDXFER_EXTRA_SOURCE(sdxfer_member_u32(sdxfer_task_cred(), BTF_OFF_CRED_EUID));
+    return SDXFER_EXTRA_SOURCE(sdxfer_member_u32(sdxfer_task_cred(now->task), BTF_OFF_CRED_EUID));
 }
 #endif
 
 #ifdef SDXFER_SOURCE_EGID
-static __always_inline __u32 sdxfer_source_egid(void)
+static __always_inline __u32 sdxfer_source_egid(const struct sdxfer_current *now)
 {
-    return sdxfer_member_u32(sdxfer_task_cred(), BTF_OFF_CRED_EGID);
+    return sdxfer_member_u32(sdxfer_task_cred(now->task), BTF_OFF_CRED_EGID);
 }
 #endif
 
 #ifdef SDXFER_SOURCE_CGROUP_ID
-static __always_inline __u64 sdxfer_source_cgroup_id(void)
+static __always_inline __u64 sdxfer_source_cgroup_id(const struct sdxfer_current *now)
 {
+    (void)now;
     return SDXFER_EXTRA_SOURCE(bpf_get_current_cgroup_id());
 }
 #endif
 
 #ifdef SDXFER_SOURCE_MNTNS
-static __always_inline __u32 sdxfer_task_mntns(void)
+static __always_inline __u32 sdxfer_task_mntns(const char *task)
 {
-    const char *nsproxy = (const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_NSPROXY);
+    const char *nsproxy = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_NSPROXY);
     const char *mnt_ns = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, BTF_OFF_NSPROXY_MNT_NS) : NULL;
     return mnt_ns ? sdxfer_member_u32(mnt_ns, BTF_OFF_MNT_NAMESPACE_NS_INUM) : 0;
 }
 
-static __always_inline __u32 sdxfer_source_mntns(void)
+static __always_inline __u32 sdxfer_source_mntns(const struct sdxfer_current *now)
 {
-    return SDXFER_EXTRA_SOURCE(sdxfer_task_mntns());
+    return SDXFER_EXTRA_SOURCE(sdxfer_task_mntns(now->task));
 }
 #endif
 
 #ifdef SDXFER_SOURCE_COMM
-static __always_inline const char *sdxfer_source_comm(void)
+static __always_inline const char *sdxfer_source_comm(const struct sdxfer_current *now)
 {
-    return sdxfer_task() + BTF_OFF_TASK_STRUCT_COMM;
+    return now->task + BTF_OFF_TASK_STRUCT_COMM;
 }
 #endif
 

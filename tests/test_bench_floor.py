@@ -1,0 +1,77 @@
+"""bench/kernel_cost.py's floor fills the exec record execmon's probe fills.
+
+Issue 10 holds execmon's probe to within 1.2x of "the least a probe can do for
+the same record"; the floor (bench/exec_floor.bpf.c) is that probe, and these
+tests hold it to the same record: an exec seen by both decodes to the same
+values, on both transports, with the environment values present. The bare
+floor leaves out what its name says.
+
+Needs root and bcc (CI runs as root); skipped otherwise.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+if os.geteuid() != 0:
+    pytest.skip("live probe tests need root", allow_module_level=True)
+pytest.importorskip("bcc")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import kernel_cost  # noqa: E402
+
+ENVIRONMENT = {"PATH": "/usr/bin:/bin", "SSH_CONNECTION": "192.0.2.7 50022 192.0.2.1 22",
+               "LD_PRELOAD": "/nonexistent/floor-test.so"}
+
+
+def seen_exec(variant: str, transport: str, marker: str):
+    """The exec of /bin/true MARKER, run while `variant` is attached, as decoded."""
+    with kernel_cost.open_sensor(variant, transport) as sensor:
+        stop = threading.Event()
+        events = []
+        reader = threading.Thread(target=lambda: events.extend(sensor.events(stop.is_set)), daemon=True)
+        reader.start()
+        subprocess.run(["/bin/true", marker], env=ENVIRONMENT, check=False, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(e.argv == ["/bin/true", marker] for e in list(events)):
+            time.sleep(0.05)
+        stop.set()
+        reader.join()
+    found = [e for e in events if e.argv == ["/bin/true", marker]]
+    if found:
+        return found[-1]
+    pytest.fail(f"{variant} ({transport}) sent no record of the exec")
+
+
+@pytest.mark.parametrize("transport", kernel_cost.TRANSPORTS)
+def test_the_floor_sends_the_probe_record(transport):
+    marker = f"floor-{transport}-{os.getpid()}"
+    probe = seen_exec("sdxfer", transport, marker)
+    floor = seen_exec("floor", transport, marker)
+    assert probe.ssh_connection == ENVIRONMENT["SSH_CONNECTION"]
+    assert probe.ld_preload == ENVIRONMENT["LD_PRELOAD"]
+    assert probe.ancestors and probe.ancestors[0].pid == os.getpid()
+    # pid and tid belong to each exec; the rest (ppid: this process) must agree
+    assert {**floor.to_dict(), "pid": None, "tid": None, "timestamp_ns": None, "seq": None, "cpu": None} == \
+        {**probe.to_dict(), "pid": None, "tid": None, "timestamp_ns": None, "seq": None, "cpu": None}
+
+
+def test_the_bare_floor_leaves_out_the_rest_of_the_record():
+    marker = f"bare-floor-{os.getpid()}"
+    bare = seen_exec("bare floor", "perf", marker)
+    assert (bare.exe, bare.ppid, bare.uid) == ("/bin/true", os.getpid(), os.getuid())
+    assert (bare.pgid, bare.sid, bare.euid, bare.cgroup_id, bare.mntns) == (0, 0, 0, 0, 0)
+    assert (bare.ssh_connection, bare.ld_preload, bare.ancestors) == (None, None, None)
+
+
+def test_same_record_values_ignore_only_what_each_exec_changes():
+    event = seen_exec("floor", "perf", f"values-{os.getpid()}")
+    values = kernel_cost.same_record_values(event)
+    assert not set(kernel_cost.PER_EXEC) & set(values)
+    assert values["ancestors"][0]["pid"] is None and values["ancestors"][0]["comm"] == event.ancestors[0].comm
+    assert values["argv"] == event.argv and values["ld_preload"] == event.ld_preload
