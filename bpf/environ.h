@@ -92,13 +92,13 @@ static __always_inline long read_env_window(char *window, __u64 from, __u64 env_
 }
 
 /* The new stack starts with argc, argv[argc], NULL, envp[envc], NULL (bprm
- * knows both counts; below them lies a random gap that may not be mapped, so
- * nothing past the envp array is read; argc < 0 or envc < 0: unknown). The kernel laid the entries out in
- * order in env_start..env_end, so a window on that block (one bulk read,
- * moved on when an entry lies past it) rejects most entries by their first
- * eight bytes; candidates are read again from user memory, so stale bytes
- * after a short window can never produce a match. Returns whether every entry
- * was examined. */
+ * knows both counts, here in `image`, negative if unknown; below them lies a
+ * random gap that may not be mapped, so nothing past the envp array is
+ * read). The kernel laid the entries out in order in env_start..env_end, so
+ * a window on that block (one bulk read, moved on when an entry lies past it)
+ * rejects most entries by their first eight bytes; candidates are read again
+ * from user memory, so stale bytes after a short window can never produce a
+ * match. Returns whether every entry was examined. */
 static __always_inline int find_env_of_new_image(struct env_scan *scan, const struct mm_bounds *mm,
                                                  const struct exec_image *image, struct env_values *found)
 {
