@@ -73,7 +73,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     if (!slot)
         return 0;
     struct sdxfer_exec *rec = (struct sdxfer_exec *)slot->record;
-    const char *task = (const char *)bpf_get_current_task_btf();
+    const char *task = sdxfer_task();
     const char *parent = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_REAL_PARENT);
     struct exec_image image;
     read_exec_image((const char *)ctx->args[2], &image);
@@ -94,17 +94,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     rec->uid = (__u32)uid_gid;
     rec->gid = uid_gid >> 32;
 #ifndef FLOOR_BARE
-    const char *signal = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_SIGNAL);
-    const char *pgrp = (const char *)sdxfer_member_u64(signal, BTF_OFF_SIGNAL_STRUCT_PIDS + 8 * SDXFER_PIDTYPE_PGID);
-    const char *session = (const char *)sdxfer_member_u64(signal, BTF_OFF_SIGNAL_STRUCT_PIDS + 8 * SDXFER_PIDTYPE_SID);
-    rec->pgid = pgrp ? sdxfer_member_u32(pgrp, BTF_OFF_PID_NUMBERS + BTF_OFF_UPID_NR) : 0;
-    rec->sid = session ? sdxfer_member_u32(session, BTF_OFF_PID_NUMBERS + BTF_OFF_UPID_NR) : 0;
-    const char *cred = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_CRED);
-    rec->euid = sdxfer_member_u32(cred, BTF_OFF_CRED_EUID);
+    /* the sources' own task readers: inline loads, nothing a hand-written probe could skip */
+    rec->pgid = sdxfer_task_pid_of_type(task, SDXFER_PIDTYPE_PGID);
+    rec->sid = sdxfer_task_pid_of_type(task, SDXFER_PIDTYPE_SID);
+    rec->euid = sdxfer_member_u32(sdxfer_task_cred(task), BTF_OFF_CRED_EUID);
     rec->cgroup_id = bpf_get_current_cgroup_id();
-    const char *nsproxy = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_NSPROXY);
-    const char *mnt_ns = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, BTF_OFF_NSPROXY_MNT_NS) : NULL;
-    rec->mntns = mnt_ns ? sdxfer_member_u32(mnt_ns, BTF_OFF_MNT_NAMESPACE_NS_INUM) : 0;
+    rec->mntns = sdxfer_task_mntns(task);
 #endif
 
     __u32 cursor = sizeof(*rec);

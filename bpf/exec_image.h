@@ -61,20 +61,20 @@ static __always_inline __u32 walk_ancestors(struct sdxfer_exec_ancestors_entry *
 {
     /* A BTF pointer: its members (and those of the tasks it leads to) are
      * plain loads, not a probe read each; a faulting load reads 0. */
-    const char *task = (const char *)bpf_get_current_task_btf();
+    const char *task = sdxfer_task();
     for (__u32 i = 0; i < SDXFER_MAX_EXEC_ANCESTORS; i++) {
-        const char *parent = (const char *)*(const volatile __u64 *)(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-        __u32 tgid = parent ? *(const volatile __u32 *)(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
+        const char *parent = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_REAL_PARENT);
+        __u32 tgid = parent ? sdxfer_member_u32(parent, BTF_OFF_TASK_STRUCT_TGID) : 0;
         if (tgid == 0 || parent == task)
             return i;
         out[i].pid = tgid;
         __u64 *comm = (__u64 *)out[i].comm;
-        comm[0] = *(const volatile __u64 *)(parent + BTF_OFF_TASK_STRUCT_COMM);
-        comm[1] = *(const volatile __u64 *)(parent + BTF_OFF_TASK_STRUCT_COMM + 8);
+        comm[0] = sdxfer_member_u64(parent, BTF_OFF_TASK_STRUCT_COMM);
+        comm[1] = sdxfer_member_u64(parent, BTF_OFF_TASK_STRUCT_COMM + 8);
         task = parent;
     }
-    const char *parent = (const char *)*(const volatile __u64 *)(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-    __u32 more = parent && parent != task ? *(const volatile __u32 *)(parent + BTF_OFF_TASK_STRUCT_TGID) : 0;
+    const char *parent = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_REAL_PARENT);
+    __u32 more = parent && parent != task ? sdxfer_member_u32(parent, BTF_OFF_TASK_STRUCT_TGID) : 0;
     return more ? SDXFER_MAX_EXEC_ANCESTORS | SDXFER_LEN_TRUNCATED : SDXFER_MAX_EXEC_ANCESTORS;
 }
 
