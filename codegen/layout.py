@@ -31,7 +31,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from ..record import HEADER_SIZE, LAYOUT_VERSION, STR_READ_SLACK
+from ..runtime.record import HEADER_SIZE, LAYOUT_VERSION, STR_READ_SLACK
 from .model import Event, Field, History, Schema
 
 

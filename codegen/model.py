@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..record import CREDS_MEMBERS, DESCRIPTOR_SIZE, SOCKADDR_SIZE
+from ..runtime.record import CREDS_MEMBERS, DESCRIPTOR_SIZE, SOCKADDR_SIZE
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 import re
 import struct
-from pathlib import Path
 
 import jinja2
 
-from ..record import (
+from ..runtime.record import (
     C_MACROS,
     CONTINUATION,
     CONTINUATION_PAYLOAD_OFF,
@@ -40,11 +39,11 @@ from ..record import (
     VARIABLE_DECODING,
     continuation_chunk,
 )
+from ..paths import TEMPLATES_DIR
+from ..runtime import API_VERSION
 from .layout import EventLayout, Layout, Member, type_text
 from .model import SOURCES, TYPES, Field
 
-# templates/ sits beside codegen/ both in the source tree and once installed (sdxfer/templates).
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 OUTPUT_FILES = ("xfer.h", "events.py", "LAYOUT.md")
 
 C_INT = {"u8": "__u8", "u16": "__u16", "u32": "__u32", "u64": "__u64",
@@ -377,6 +376,7 @@ def _py_context(layout: Layout, banner: str) -> dict:
         "schema_path": _display_path(layout.schema.path),
         "digest": layout.schema.digest,
         "layout_version": LAYOUT_VERSION,
+        "runtime_api": API_VERSION,
         "header_size": HEADER_SIZE,
         "common": [f.name for f in layout.schema.common],
         "events": [_py_event(e) for e in layout.events],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from ..record import MAX_FIELD_TOTAL, STR_READ_SLACK
+from ..runtime.record import MAX_FIELD_TOTAL, STR_READ_SLACK
 from .layout import layout_event, type_text
 from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema, generated_names
 

@@ -9,9 +9,9 @@ import struct
 
 from construct import Bytes, Int8sl, Int8ul, Int16sl, Int16ul, Int32sl, Int32ul, Int64sl, Int64ul, Padding, Struct
 
-from sdxfer import _runtime as rt
+from sdxfer import runtime as rt
 
-rt.require_layout_version(2)
+rt.require(api=1, layout=2)
 
 SCHEMA_DIGEST = "e308d4e2fc95acdf58d5f51969a798ae0350c160e0b6bc65401fec77177845e3"
 # Fields every event starts with (the schema's `common` list).

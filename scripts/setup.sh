@@ -29,4 +29,4 @@ fi
 
 # Debian splits one kernel's headers into an arch tree and a common tree;
 # BCC wants one directory: sdxfer merges them (symlinks) where it finds them.
-.venv/bin/python -m sdxfer.kheaders build/kernel-headers >/dev/null
+.venv/bin/python -m sdxfer.kernel.kheaders build/kernel-headers >/dev/null

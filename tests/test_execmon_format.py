@@ -10,6 +10,7 @@ import pytest
 
 import sdxfer
 from sdxfer import execmon, loader
+from sdxfer.stream.counting import SensorStats
 from sdxfer.execmon import Clock, Filter, Options, escape, format_line, header_line, json_line
 
 ExecEvent = sdxfer.default_decoder().events["exec"]
@@ -216,7 +217,7 @@ def test_printer_orders_each_batch_by_kernel_time(clock):
 
 
 def test_summary_reports_one_loss_figure():
-    stats = loader.LossStats()
+    stats = SensorStats()
     stats.delivered, stats.lost, stats.sequence_gaps = 10, 3, 3  # the gaps are the same records
     assert execmon.summary_line(stats) == "execmon: 10 events received, 3 lost"
     stats.undecodable = 1

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from sdxfer import btf, kheaders, offsets, program, sensor
+from sdxfer.kernel import host
 from sdxfer.errors import ProbeError
 
 needs_btf = pytest.mark.skipif(not os.path.exists(program.BTF_PATH), reason="no kernel BTF")
@@ -157,7 +158,7 @@ def _no_headers_anywhere(monkeypatch, tmp_path):
     for variable in (kheaders.ENV_VAR, "BCC_KERNEL_SOURCE"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(kheaders.platform, "release", lambda: "0.0-no-such-kernel")
-    monkeypatch.setattr(kheaders, "REPO_TREE", tmp_path / "repo")
+    monkeypatch.setattr(kheaders, "CHECKOUT_KERNEL_HEADERS", tmp_path / "repo")
     monkeypatch.setattr(kheaders, "CACHE_TREE", tmp_path / "cache")
     monkeypatch.setattr(kheaders, "DEBIAN_TREES", tmp_path / "src")
 
@@ -198,7 +199,7 @@ def test_no_tracefs(monkeypatch, tmp_path):
     _pretend_bcc(monkeypatch)
     (tmp_path / "include" / "linux").mkdir(parents=True)
     monkeypatch.setenv(kheaders.ENV_VAR, str(tmp_path))
-    monkeypatch.setattr(sensor, "TRACEFS_DIRS", (str(tmp_path / "nothing"),))
+    monkeypatch.setattr(host, "TRACEFS_DIRS", (str(tmp_path / "nothing"),))
     with pytest.raises(ProbeError, match="mount -t tracefs"):
         sensor.check_environment()
 

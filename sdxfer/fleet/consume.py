@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ..errors import DecodeError
-from ..reassembly import Reassembler
+from ..stream.reassembly import Reassembler
 from .envelope import Batch, EnvelopeError, Host, Sender, event_dict, unpack
 from .nats_io import FIRST_CONNECT_S, RETRY_S, Connection, Endpoint, FleetError, connect, find_stream
 
@@ -67,7 +67,7 @@ class Consumer:
         self.endpoint = Endpoint.parse(url)
         self.durable = durable
         from .. import Decoder, default_decoder
-        from ..cli import SHIPPED_SCHEMA
+        from ..paths import SHIPPED_SCHEMA
 
         # the schema's lock names the major; a decoder given too must be of that schema
         self.decoder = decoder or (Decoder.from_schema(schema) if schema else default_decoder())
@@ -208,7 +208,7 @@ class Consumer:
 
 def text_line(item: FleetEvent) -> str:
     """hostname, event name, then its fields as key=value (terminal-safe)."""
-    from ..console import escape, event_fields, format_value
+    from ..tools.text import escape, event_fields, format_value
 
     if item.event is not None:
         return f"{escape(item.host.hostname)} {item.event.name} {event_fields(item.event)}".rstrip()
@@ -226,7 +226,7 @@ def run_consume(args, stdout, stderr) -> int:
     import os
 
     from ..codegen import SchemaError
-    from ..console import stop_on_signals
+    from ..tools.text import stop_on_signals
 
     try:
         consumer = Consumer(args.url, schema=args.schema, durable=args.durable,

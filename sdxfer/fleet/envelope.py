@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..record import HEADER_FIELD, HEADER_SIZE
+from ..runtime.record import HEADER_FIELD, HEADER_SIZE
 
 MAGIC = b"SDXB"
 VERSION = 1
@@ -170,7 +170,7 @@ def unpack(message: bytes) -> Batch:
 
 def event_dict(event, sender: Sender) -> dict:
     """The per-event JSON form: to_dict(), the wall-clock `time`, and `host`."""
-    from ..console import Clock
+    from ..stream.vocabulary import Clock
 
     clock = Clock(start_ns=0, wall_minus_mono_ns=sender.wall_minus_mono_ns)
     record = event.to_dict()

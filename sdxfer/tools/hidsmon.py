@@ -13,8 +13,8 @@ import re
 import sys
 import time
 
-from .console import Clock, escape, event_fields, regex, user_id
-from .program import TRANSPORTS
+from .text import Clock, escape, event_fields, regex, user_id
+from ..kernel.program import TRANSPORTS
 
 EXAMPLES = """\
 examples:
@@ -54,7 +54,7 @@ class Filter:
 
 
 def _event_list(text: str) -> list[str]:
-    from . import default_decoder
+    from .. import default_decoder
 
     names = [name.strip() for name in text.split(",") if name.strip()]
     known = list(default_decoder().events)
@@ -66,7 +66,7 @@ def _event_list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .fleet.output import add_output_arguments
+    from ..fleet.output import add_output_arguments
 
     parser = argparse.ArgumentParser(prog="hidsmon", description="Watch every HIDS event on this host with eBPF"
                                      " (needs root).", epilog=EXAMPLES,
@@ -85,11 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sys.stdout.reconfigure(errors="backslashreplace")
-    from . import default_decoder, hids
-    from .errors import ProbeError
-    from .cli import SHIPPED_SCHEMA
+    from .. import default_decoder
+    from ..kernel import probes as hids
+    from ..errors import ProbeError
+    from ..paths import SHIPPED_SCHEMA
     from .run import _closed, follow, start_output
-    from .sensor import Sensor
+    from ..kernel.sensor import Sensor
 
     decoder = default_decoder()
     events = args.events or list(decoder.events)

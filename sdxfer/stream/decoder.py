@@ -8,9 +8,9 @@ from itertools import islice
 from operator import call
 from typing import NoReturn
 
-from . import _runtime as rt
-from .errors import DecodeError
-from .record import HEADER_FIELD, HEADER_OFFSETS, HEADER_SIZE, parse_header
+from .. import runtime as rt
+from ..errors import DecodeError
+from ..runtime.record import HEADER_FIELD, HEADER_OFFSETS, HEADER_SIZE, parse_header
 
 # (id, version): the key of a known version's decoder, in one unpack
 _KEY = struct.Struct(f"<{HEADER_OFFSETS['id']}xH{HEADER_OFFSETS['version'] - HEADER_OFFSETS['id'] - 2}xH")
@@ -45,7 +45,7 @@ class Decoder:
         Raises sdxfer.codegen.schema.SchemaError when the schema is invalid or
         incompatible with its lock file.
         """
-        from .codegen import generate_python  # the generator stays out of the runtime's imports
+        from ..codegen import generate_python  # the generator stays out of the runtime's imports
 
         return cls.from_module(cls.module_from_source(generate_python(path), path))
 

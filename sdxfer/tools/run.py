@@ -10,9 +10,9 @@ import json
 import os
 from typing import Callable
 
-from .console import event_fields, stop_on_signals
-from .errors import ProbeError
-from .fleet.output import deliver, open_output
+from .text import event_fields, stop_on_signals
+from ..errors import ProbeError
+from ..fleet.output import deliver, open_output
 
 
 def text_line(event) -> str:
@@ -82,7 +82,7 @@ def follow(sensor, render: Callable, accept: Callable, stdout, stderr, tool: str
 
 def start_output(args, decoder, schema_path, tool: str, stderr):
     """(the --output, or None; True) or (None, False) once a one-line error is printed."""
-    from .fleet.nats_io import FleetError
+    from ..fleet.nats_io import FleetError
 
     try:
         return open_output(args, decoder, schema_path), True
@@ -92,9 +92,9 @@ def start_output(args, decoder, schema_path, tool: str, stderr):
 
 
 def run_probe(args, stdout, stderr) -> int:
-    from .cli import SHIPPED_SCHEMA
-    from .sensor import Sensor, program_text
-    from .program import schema_code
+    from ..paths import SHIPPED_SCHEMA
+    from ..kernel.sensor import Sensor, program_text
+    from ..kernel.program import schema_code
 
     defines = dict(args.defines)
     options = {"schema": args.schema, "transport": args.transport, "defines": defines}

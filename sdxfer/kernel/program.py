@@ -15,14 +15,12 @@ import re
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import C_INCLUDE_DIR, record
-from .errors import ProbeError
+from ..paths import BPF_DIR, C_INCLUDE_DIR
+from ..runtime import record
+from ..errors import ProbeError
 
 TRANSPORTS = ("perf", "ringbuf")
 BTF_PATH = "/sys/kernel/btf/vmlinux"
-# bpf/ sits beside sdxfer/ in the source tree and inside it once installed.
-_HERE = Path(__file__).resolve().parent
-BPF_DIR = _HERE / "bpf" if (_HERE / "bpf").is_dir() else _HERE.parent / "bpf"
 # A call of a function nobody declared would reach LLVM's BPF back end, which
 # exits the process; as an error, clang stops first and says which.
 STRICT_CFLAGS = ("-Werror=implicit-function-declaration",)
@@ -81,15 +79,15 @@ class SchemaCode(NamedTuple):
 
 def schema_code(schema: str | Path | None) -> SchemaCode:
     """The shipped schema's committed files, or any schema generated in memory."""
-    from .decoder import Decoder
+    from ..stream.decoder import Decoder
 
     if schema is None:
-        from . import default_decoder
-        from .generated import events
+        from .. import default_decoder
+        from ..generated import events
 
         header = (Path(events.__file__).parent / "xfer.h").read_text()
         return SchemaCode(header, default_decoder(), tuple(spec.cls.name for spec in events.EVENTS))
-    from .codegen import SchemaError, generate  # the generator is needed only for other schemas
+    from ..codegen import SchemaError, generate  # the generator is needed only for other schemas
 
     try:
         files = generate(str(schema))

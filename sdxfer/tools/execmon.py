@@ -16,9 +16,9 @@ import re
 import sys
 from typing import Callable, NamedTuple, TextIO
 
-from .console import Clock, escape, quote, regex, stop_on_signals, user_id
-from .fleet.output import add_output_arguments
-from .program import TRANSPORTS
+from .text import Clock, escape, quote, regex, stop_on_signals, user_id
+from ..fleet.output import add_output_arguments
+from ..kernel.program import TRANSPORTS
 
 EXAMPLES = """\
 examples:
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     options, event_filter = options_from(args)
     sys.stdout.reconfigure(errors="backslashreplace")
 
-    from .loader import ExecProbe, ProbeError, exec_program_text
+    from ..kernel.probes import ExecProbe, ProbeError, exec_program_text
 
     if args.ebpf:
         try:
@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             return _error(str(exc))
         return 0
 
-    from . import default_decoder
-    from .cli import SHIPPED_SCHEMA
+    from .. import default_decoder
+    from ..paths import SHIPPED_SCHEMA
     from .run import _closed, start_output
 
     clock = Clock()

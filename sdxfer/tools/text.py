@@ -1,18 +1,17 @@
-"""What the command-line tools share: terminal-safe text, kernel time as
-wall-clock time, a stop flag raised by Ctrl+C or SIGTERM, and a readable
-`key=value` rendering of any decoded event."""
+"""Text for people: terminal-safe strings, a readable `key=value` rendering
+of any decoded event, argparse types, and a stop flag raised by Ctrl+C or
+SIGTERM."""
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import ipaddress
 import pwd
 import re
 import signal
-import time
 
-from ._runtime import Creds, SockAddr
+from ..runtime import Creds, SockAddr
+from ..stream.vocabulary import Clock  # noqa: F401  (sdxfer.console's name)
 
 # Characters that could move the cursor, recolour or retitle a terminal, or
 # reorder text: C0, DEL, C1 and the bidirectional controls.
@@ -39,31 +38,6 @@ def escape(text: str) -> str:
 
 def quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-class Clock:
-    """Turns kernel timestamps (CLOCK_MONOTONIC ns) into wall-clock time."""
-
-    def __init__(self, start_ns: int | None = None, wall_minus_mono_ns: int | None = None):
-        # another host's offset turns that host's kernel timestamps into wall time
-        self.wall_minus_mono_ns = time.time_ns() - time.monotonic_ns() if wall_minus_mono_ns is None \
-            else wall_minus_mono_ns
-        self.start_ns = time.monotonic_ns() if start_ns is None else start_ns
-
-    def wall(self, timestamp_ns: int) -> datetime.datetime:
-        # integer arithmetic: ns / 1e9 as a float loses microseconds at today's epoch
-        seconds, ns = divmod(timestamp_ns + self.wall_minus_mono_ns, 1_000_000_000)
-        return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc) + datetime.timedelta(
-            microseconds=ns // 1000)
-
-    def iso(self, timestamp_ns: int) -> str:
-        return self.wall(timestamp_ns).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-    def local_hms(self, timestamp_ns: int) -> str:
-        return self.wall(timestamp_ns).astimezone().strftime("%H:%M:%S")
-
-    def seconds_since_start(self, timestamp_ns: int) -> float:
-        return (timestamp_ns - self.start_ns) / 1e9
 
 
 @contextlib.contextmanager

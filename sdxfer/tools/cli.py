@@ -10,14 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from .fleet.output import add_connection_arguments, add_output_arguments
-from .program import TRANSPORTS
+from ..fleet.output import add_connection_arguments, add_output_arguments
+from ..kernel.program import TRANSPORTS
+from ..paths import GENERATED_DIR as SHIPPED_OUT, SHIPPED_SCHEMA
 
-_HERE = Path(__file__).resolve().parent
-# schema/ and generated/ sit beside sdxfer/ in the source tree, inside it once installed.
-_ROOT = _HERE.parent if (_HERE.parent / "schema" / "events.yaml").is_file() else _HERE
-SHIPPED_SCHEMA = _ROOT / "schema" / "events.yaml"
-SHIPPED_OUT = _ROOT / "generated"
 
 EXAMPLES = """examples:
   sdxfer gen                                   regenerate generated/ from schema/events.yaml
@@ -91,7 +87,7 @@ def _define(text: str) -> tuple[str, str | None]:
 
 
 def _gen(args, stdout, stderr) -> int:
-    from .codegen import SchemaError, lock_path, plan, render_all, render_lock
+    from ..codegen import SchemaError, lock_path, plan, render_all, render_lock
 
     schema = args.schema or str(SHIPPED_SCHEMA)
     try:
@@ -135,7 +131,7 @@ def _gen(args, stdout, stderr) -> int:
 
 
 def _compat(args, stdout, stderr) -> int:
-    from .codegen import SchemaError, incompatibilities, load_schema
+    from ..codegen import SchemaError, incompatibilities, load_schema
 
     schemas, errors = [], []
     for path in (args.old, args.new):
@@ -168,7 +164,7 @@ def _non_negative(text: str) -> int:
 
 
 def _decode(args, stdout, stderr) -> int:
-    from . import DecodeError, Decoder, default_decoder
+    from .. import DecodeError, Decoder, default_decoder
 
     try:
         decoder = Decoder.from_schema(args.schema) if args.schema else default_decoder()
@@ -180,7 +176,7 @@ def _decode(args, stdout, stderr) -> int:
     except OSError as exc:
         print(f"sdxfer decode: cannot read {args.file}: {exc.strerror}", file=stderr)
         return 1
-    from .reassembly import iter_reassembled
+    from ..stream.reassembly import iter_reassembled
 
     try:
         for event in iter_reassembled(decoder, data, max_pending_bytes=args.max_pending_bytes,
@@ -199,7 +195,7 @@ def _run(args, stdout, stderr) -> int:
 
 
 def _consume(args, stdout, stderr) -> int:
-    from .fleet.consume import run_consume
+    from ..fleet.consume import run_consume
 
     return run_consume(args, stdout, stderr)
 

@@ -17,10 +17,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from .errors import ProbeError
+from ..errors import ProbeError
+from ..paths import CHECKOUT_KERNEL_HEADERS
 
 ENV_VAR = "SDXFER_KERNEL_HEADERS"
-REPO_TREE = Path(__file__).resolve().parent.parent / "build" / "kernel-headers"  # editable installs
 CACHE_TREE = Path("/var/cache/sdxfer/kernel-headers")  # any install, made on first use
 DEBIAN_TREES = Path("/usr/src")
 COMPLETE = ".complete"  # written last by merge: a tree without it was interrupted
@@ -81,7 +81,7 @@ def find() -> Path:
     running = Path("/lib/modules") / platform.release() / "build"
     if _is_tree(running):
         return running
-    for tree in (REPO_TREE, CACHE_TREE):
+    for tree in filter(None, (CHECKOUT_KERNEL_HEADERS, CACHE_TREE)):
         if (tree / COMPLETE).is_file() and _is_tree(tree):
             return tree
     if _debian_arch_tree() is not None:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from . import _runtime as rt
-from .errors import DecodeError
-from .record import (CONTINUATION_FORMAT, CONTINUATION_ID, CONTINUATION_LAST, CONTINUATION_PAYLOAD_OFF,
-                     DESCRIPTOR_FORMAT, HEADER_FIELD, LOST_UNKNOWN)
+from .. import runtime as rt
+from ..errors import DecodeError
+from ..runtime.record import (CONTINUATION_FORMAT, CONTINUATION_ID, CONTINUATION_LAST, CONTINUATION_PAYLOAD_OFF,
+                     DESCRIPTOR_FORMAT, HEADER_FIELD, LOST_UNKNOWN, VARIABLE_DECODING)
 
 DEFAULT_MAX_PENDING_BYTES = 64 << 20
 DEFAULT_MAX_AGE_NS = 2_000_000_000
@@ -260,7 +260,7 @@ class Reassembler:
         for index, state in pending.fields.items():
             data, last = state.prefix()
             name = cls.fields[index]
-            decoding = rt.VARIABLE_DECODING[cls.kinds[index]]
+            decoding = VARIABLE_DECODING[cls.kinds[index]]
             values[4 + index] = rt.split_list(data, 0, len(data)) if decoding == "list" else data
             if last is not None:
                 missing = None if last.lost == LOST_UNKNOWN else last.lost

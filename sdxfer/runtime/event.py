@@ -1,8 +1,5 @@
-"""What generated decoders call: value types, field readers, the Event base.
-
-Generated modules check LAYOUT_VERSION on import, so a decoder generated for
-another record format fails loudly instead of misreading records.
-"""
+"""What generated decoders call: value types, field readers, the Event base
+(re-exported, with the API version check, by sdxfer.runtime)."""
 from __future__ import annotations
 
 import ipaddress
@@ -16,7 +13,7 @@ from typing import Any, Callable, NamedTuple, NoReturn
 
 from construct import Array, Bytes, ConstructError, Int16ub, Int16ul, Int32ul, Int64ul, Struct
 
-from .errors import DecodeError
+from ..errors import DecodeError
 from .record import (CREDS_MEMBERS, DESCRIPTOR, HEADER, HEADER_SIZE, LAYOUT_VERSION, LOST_UNKNOWN, SOCKADDR_SIZE,
                      VARIABLE_DECODING)
 
@@ -30,13 +27,6 @@ HEAD = Struct(*(name / _CONSTRUCT_INT[fmt] for name, _, fmt in HEADER))
 VAR = Struct(*(name / _CONSTRUCT_INT[fmt] for name, _, fmt in DESCRIPTOR))
 SOCKADDR = Struct("family" / Int16ul, "port" / Int16ub, "addr" / Bytes(SOCKADDR_SIZE - 4))
 CREDS = Struct(*(name / Int32ul for name in CREDS_MEMBERS))
-
-
-def require_layout_version(version: int) -> None:
-    if version != LAYOUT_VERSION:
-        raise ImportError(
-            f"decoders generated for record layout {version}, this sdxfer runtime reads layout {LAYOUT_VERSION}: run sdxfer gen"
-        )
 
 
 class SockAddr(NamedTuple):

@@ -23,7 +23,7 @@ import select
 from collections.abc import Callable
 from typing import NamedTuple
 
-from .errors import ProbeError
+from ..errors import ProbeError
 
 PAGE_SIZE = mmap.PAGESIZE
 # Bytes of records one read takes from a buffer at most (unless told to take

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from .btf import BtfError
-from .errors import ProbeError
+from ..errors import ProbeError
 
 _MACRO = re.compile(r"\bBTF_(OFF|SIZE)_([A-Za-z0-9_]+)\b")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)

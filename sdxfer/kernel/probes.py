@@ -1,0 +1,65 @@
+"""The shipped probe, bpf/hids.bpf.c: the whole HIDS catalogue (hidsmon) or
+its exec family alone (execmon's ExecProbe, for other agents).
+
+    from sdxfer import ExecProbe
+    with ExecProbe(transport="ringbuf") as probe:
+        for event in probe.events():          # decoded exec events, forever
+            print(event.pid, event.argv)
+
+Which events are compiled is chosen by -D: HIDS_SELECTED with one
+HIDS_WANT_<EVENT> per event wanted (without HIDS_SELECTED, every event).
+kmod_load needs the init_module/finit_module tracepoints, which only kernels
+with module support have; elsewhere it watches the raw sys_exit, which costs
+every syscall of the host a little.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ProbeError
+from ..paths import BPF_DIR
+from .host import TRACEFS_DIRS
+from .program import BTF_PATH, TRANSPORTS
+from .readers import Record
+from .sensor import PERF_WAKEUP_EVENTS, Sensor, program_text
+
+__all__ = ["BTF_PATH", "EXEC_ONLY", "ExecProbe", "PROGRAM", "ProbeError", "Record", "TRANSPORTS", "defines_for",
+           "exec_program_text", "kmod_tracepoints", "probe_source_path"]
+
+PROGRAM = BPF_DIR / "hids.bpf.c"
+KMOD_TRACEPOINT = "events/syscalls/sys_exit_finit_module"
+
+
+def kmod_tracepoints() -> bool:
+    return any(os.path.isdir(os.path.join(d, KMOD_TRACEPOINT)) for d in TRACEFS_DIRS)
+
+
+def defines_for(events) -> dict:
+    """-D macros compiling only `events` (names of the shipped schema), kmod_load as this kernel allows."""
+    defines: dict = {"HIDS_SELECTED": None}
+    defines.update({f"HIDS_WANT_{name.upper()}": None for name in events})
+    if "kmod_load" in events:
+        defines["HIDS_KMOD_TRACEPOINTS" if kmod_tracepoints() else "HIDS_KMOD_RAW_SYSCALLS"] = 1
+    return defines
+
+
+def probe_source_path() -> Path:
+    return PROGRAM
+
+
+EXEC_ONLY = defines_for(["exec"])  # execmon needs nothing else
+
+
+def exec_program_text(transport: str = "perf") -> str:
+    """The exact text BCC compiles for execmon, -D macros written out."""
+    return program_text(PROGRAM, transport=transport, defines=EXEC_ONLY)
+
+
+class ExecProbe(Sensor):
+    """execmon's probe on the shipped schema, loaded and attached."""
+
+    def __init__(self, transport: str = "perf", *, decoder=None, perf_pages: int | None = None,
+                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None):
+        super().__init__(PROGRAM, transport=transport, defines=EXEC_ONLY, decoder=decoder,
+                         perf_pages=perf_pages, perf_wakeup_events=perf_wakeup_events, ringbuf_pages=ringbuf_pages)

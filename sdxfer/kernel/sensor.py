@@ -1,0 +1,278 @@
+"""Sensor: any probe built on a generated xfer.h, loaded, attached and read.
+
+    from sdxfer import Sensor
+    with Sensor("my.bpf.c", schema="my/events.yaml", transport="ringbuf",
+                defines={"TARGET_PID": 1234}) as sensor:
+        for event in sensor.events():       # decoded events of every type in the schema
+            print(event.name, event.to_dict())
+        print(sensor.stats)
+
+Loading goes: check the host (root, bcc, kernel headers, tracefs) -> assemble
+the program (sdxfer.kernel.program: header generated from the schema, kernel
+offsets from BTF, -D flags) -> compile with BCC, programs loaded but not yet
+attached -> open the reader -> attach. Opening the reader first means no
+record is refused for want of one; anything refused later (a full buffer, no
+free scratch slot) is counted per event by the probe's drop counters.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import ProbeError
+from ..runtime import record
+from ..stream.counting import EventCounts, SensorStats, StreamDecoder
+from ..stream.reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, Reassembler
+from .bcc import deferred_bpf_class, kernel_source, load_failure, stderr_captured
+from .host import check_environment
+from .program import TRANSPORTS, Assembly, assemble
+from .readers import PerfReader, Record, RingReader
+
+__all__ = ["EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "StreamDecoder", "TRANSPORTS",
+           "check_environment"]
+
+# At most this long between polls, so batched records are delivered within it.
+POLL_TIMEOUT_MS = 100
+PERF_PAGES = 128  # per CPU
+PERF_WAKEUP_EVENTS = 2 * record.WAKEUP_EVERY
+DROPS_INTERVAL_S = 0.1  # how often the probe's drop counters are read
+
+
+_new_record = partial(tuple.__new__, Record)  # a Record from (data, cpu, lost), without a Python-level call
+_DATA = itemgetter(0)  # of a Record
+
+# A marker among records (empty, as loss notices are): the records end here
+# (drain), so events still waiting for continuations go out.
+_END = Record(b"", -1, 0)
+
+
+class Sensor:
+    """A probe loaded and attached; records arrive through read(), records(),
+    events() or run(callback). Close it (or use `with`) to detach."""
+
+    def __init__(self, program: str | Path, *, schema: str | Path | None = None, transport: str = "perf",
+                 defines: dict | None = None, decoder=None, perf_pages: int | None = None,
+                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
+                 max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS):
+        assembly = assemble(program, schema=schema, transport=transport, defines=defines,
+                            ringbuf_pages=ringbuf_pages)
+        headers = check_environment()
+        self.assembly: Assembly = assembly
+        self.transport = transport
+        self.decoder = decoder or assembly.code.decoder
+        self.event_names = assembly.code.event_names
+        self.stats = SensorStats(self.event_names)
+        # events whose records continuation records may follow go through it
+        self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns,
+                                       keep_raw=True)
+        self._stream = StreamDecoder(self.decoder, self.stats, self.reassembler)
+        self._closed = False
+        # read() and close() in different threads: close waits for a read to
+        # end (at most one poll), so no read touches buffers already unmapped
+        self._reading = threading.RLock()
+        self._attached = False
+        self._next_drops_read = 0.0
+        try:
+            with stderr_captured() as log, kernel_source(headers):
+                self._bpf = deferred_bpf_class()(text=assembly.text.encode(), cflags=assembly.cflags)
+        except Exception as exc:  # bcc raises bare Exception for every failure
+            raise load_failure(exc, "".join(log), headers, self.event_names) from None
+        self._drops_table = self._bpf[record.DROPS_MAP.encode()]
+        self._cpu_table = self._bpf[record.CPU_MAP.encode()]
+        try:
+            if transport == "ringbuf":
+                self._reader = RingReader(self._bpf, record.EVENTS_MAP.encode())
+            else:
+                self._reader = PerfReader(self._bpf, record.EVENTS_MAP.encode(),
+                                          assembly.code.buffer_pages(perf_pages, PERF_PAGES), perf_wakeup_events,
+                                          self._read_drops_now)
+        except Exception as exc:  # bcc again: e.g. perf buffers beyond the memlock limit
+            self._bpf.cleanup()
+            raise ProbeError(f"could not open the {transport} buffer: {exc} (probe unloaded; "
+                             "if it is the memlock limit, raise it with ulimit -l)") from None
+        try:
+            with stderr_captured() as log:
+                self._bpf.attach_all()
+        except Exception as exc:
+            self._reader.close()
+            self._bpf.cleanup()
+            raise load_failure(exc, "".join(log), headers, self.event_names) from None
+        self._attached = True
+
+    @property
+    def programs_attached(self) -> int:
+        return len(self._bpf.tracepoint_fds) + len(self._bpf.raw_tracepoint_fds) if self._attached else 0
+
+    # ---- counters in the kernel --------------------------------------------
+
+    def _drops(self) -> list[int]:
+        """Per event (schema order), then continuation records: records not sent, summed over CPUs."""
+        return [sum(self._drops_table[ctypes.c_int(i)]) for i in range(len(self.event_names) + 1)]
+
+    def cpu_state(self) -> list[dict[str, int]]:
+        """Per CPU: records numbered (seq), scratch slots in use (busy, a bit per
+        slot, and slots_in_use), records refused for want of a slot (nesting_drops)."""
+        states = []
+        for cpu in self._cpu_table[ctypes.c_int(0)]:
+            state = {name: getattr(cpu, name) for name, _ in record.CPU_STATE}
+            state["slots_in_use"] = bin(state["busy"]).count("1")
+            states.append(state)
+        return states
+
+    def records_sequenced(self) -> int:
+        """Records the probe has numbered so far (sent or refused by the transport),
+        over all CPUs. Once drained, delivered + lost + undecodable come to this
+        plus nesting_drops (a record without a slot is never numbered)."""
+        return sum(cpu["seq"] for cpu in self.cpu_state())
+
+    def _read_drops_now(self) -> None:
+        self._next_drops_read = 0.0
+
+    def _update_loss(self) -> int:
+        new = 0
+        *event_drops, continuation_drops = self._drops()
+        for name, dropped in zip(self.event_names, event_drops):
+            counts = self.stats.counts(name)
+            if dropped > counts.lost:
+                new += dropped - counts.lost
+                counts.lost = dropped
+        self.stats.lost += new
+        new += continuation_drops - self.stats.continuations_lost
+        self.stats.continuations_lost = continuation_drops
+        self.stats.nesting_drops = sum(cpu["nesting_drops"] for cpu in self.cpu_state())
+        return new
+
+    # ---- reading -------------------------------------------------------------
+
+    def _read_batches(self, timeout_ms: int, whole: bool = False) -> tuple[list, int]:
+        """The reader's batches of raw records (whole: all the buffers hold),
+        and loss newly counted (the drop counters are read at most every
+        DROPS_INTERVAL_S, or at once after the transport said it lost some)."""
+        with self._reading:
+            if self._closed:
+                return [], 0
+            batches = self._reader.read(timeout_ms, whole)
+            now = time.monotonic()
+            if now < self._next_drops_read:
+                return batches, 0
+            self._next_drops_read = now + DROPS_INTERVAL_S
+            return batches, self._update_loss()
+
+    def read(self, timeout_ms: int = POLL_TIMEOUT_MS) -> list[Record]:
+        """Waits up to timeout_ms and returns what arrived (possibly nothing;
+        at most readers.BATCH_BYTES of each buffer, the rest comes next);
+        new loss comes as a Record with no data."""
+        return self._records(*self._read_batches(timeout_ms))
+
+    @staticmethod
+    def _records(batches: list, lost: int) -> list[Record]:
+        records: list[Record] = []
+        for cpu, datas in batches:
+            records.extend(map(_new_record, zip(datas, repeat(cpu), repeat(0))))
+        if lost:
+            records.append(Record(b"", -1, lost))
+        return records
+
+    def records(self, stop: Callable[[], bool] = lambda: False) -> Iterator[Record]:
+        while not self._closed and not stop():
+            yield from self.read()
+
+    def events(self, stop: Callable[[], bool] = lambda: False) -> Iterator:
+        """Decoded events until stop() is true or the sensor is closed (each
+        batch the transport gives decoded at once)."""
+        while not self._closed and not stop():
+            batches, _ = self._read_batches(POLL_TIMEOUT_MS)
+            for _, datas in batches:
+                yield from self._stream.decode(datas)[0]
+            if self.reassembler.pending:  # a quiet stream still delivers events whose continuations stopped coming
+                yield from self._stream.settle(final=False)[0]
+        yield from self._stream.settle(final=True)[0]
+
+    def decoded(self, records) -> Iterator:
+        """Decodes records; loss is counted in self.stats, undecodable records
+        are counted and skipped."""
+        return (event for _, event in self.decoded_records(records))
+
+    def decoded_records(self, records) -> Iterator[tuple[bytes, object]]:
+        """As decoded(), each event beside its raw record (what fleet output publishes).
+
+        A list (what read() returns) is decoded at once; other iterables record
+        by record. An event whose continuation records have not all come waits
+        for them across calls, up to the reassembler's age limit; the records
+        of drain() end the stream and deliver such events as they are."""
+        if isinstance(records, list):
+            yield from self._decoded_list(records)
+        else:
+            for rec in records:
+                yield from self._decoded_list([rec])
+        if self.reassembler.pending:
+            yield from self._settled(None)
+
+    def _decoded_list(self, records: list) -> Iterator[tuple[bytes, object]]:
+        """Each run of records between loss notices and markers decoded at once."""
+        datas = list(map(_DATA, records))
+        start = 0
+        while start <= len(datas):
+            try:
+                end = datas.index(b"", start)
+            except ValueError:
+                end = len(datas)
+            if end > start:
+                events, raws = self._stream.decode(datas[start:end])
+                yield from zip(raws, events)
+            if end < len(datas):
+                yield from self._settled(records[end])
+            start = end + 1
+
+    def _settled(self, empty: Record | None) -> Iterator[tuple[bytes, object]]:
+        """After a loss notice or a marker (or a call's records): the events
+        that waited for continuations past the age limit, or all at the end."""
+        if empty is _END or self.reassembler.pending:
+            events, raws = self._stream.settle(final=empty is _END)
+            yield from zip(raws, events)
+
+    def run(self, callback: Callable, stop: Callable[[], bool] = lambda: False) -> None:
+        for event in self.events(stop):
+            callback(event)
+
+    def drain(self) -> list[Record]:
+        """What is still buffered, and the final drop counts, without waiting;
+        decoded, these end the stream (see decoded_records)."""
+        self._read_drops_now()
+        return self._records(*self._read_batches(0, whole=True)) + [_END]
+
+    # ---- life cycle ----------------------------------------------------------
+
+    def detach(self) -> None:
+        """Stops the probe's programs; buffers and counters stay readable (drain())."""
+        if self._attached:
+            self._attached = False
+            self._bpf.detach_all()
+
+    def close(self) -> None:
+        """Unloads the probe; a read in another thread ends first, and
+        records() and events() there stop."""
+        with self._reading:
+            if not self._closed:
+                self.detach()
+                self._update_loss()
+                self._closed = True
+                self._reader.close()
+                self._bpf.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def program_text(program: str | Path, **options) -> str:
+    """The final program text, -D macros written out (what --ebpf prints)."""
+    return assemble(program, **options).with_defines()
