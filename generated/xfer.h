@@ -51,6 +51,7 @@
 #define SDXFER_ENESTED 16
 #define SDXFER_DEFAULT_RINGBUF_PAGES 256
 #define SDXFER_DEFAULT_WAKEUP_EVERY 64
+#define SDXFER_FOLLOWED_MAX 65536
 
 #define SDXFER_EVENT_EXEC 59
 #define SDXFER_INDEX_EXEC 0
@@ -281,6 +282,34 @@ static __always_inline void sdxfer_rest_tail_call(void *ctx)
     sdxfer_rest_programs.call(ctx, 0);
 }
 
+#ifdef SDXFER_FILTER_CHILDREN
+BPF_TABLE("lru_hash", __u32, __u8, sdxfer_followed, SDXFER_FOLLOWED_MAX);
+
+static __always_inline int sdxfer_is_followed(__u32 tgid)
+{
+    return sdxfer_followed.lookup(&tgid) != NULL;
+}
+
+static __always_inline void sdxfer_follow(__u32 tgid)
+{
+    __u8 yes = 1;
+    sdxfer_followed.update(&tgid, &yes);
+}
+
+static __always_inline void sdxfer_unfollow(__u32 tgid)
+{
+    sdxfer_followed.delete(&tgid);
+}
+#endif
+#ifdef SDXFER_FILTER_CGROUP
+BPF_CGROUP_ARRAY(sdxfer_cgroup, 1);
+
+static __always_inline int sdxfer_under_cgroup(void)
+{
+    return sdxfer_cgroup.check_current_task(0) == 1;
+}
+#endif
+
 static __always_inline long sdxfer_events_output(void *ctx, void *rec, __u32 size, __u64 flags)
 {
 #ifdef SDXFER_RINGBUF
@@ -294,6 +323,7 @@ static __always_inline long sdxfer_events_output(void *ctx, void *rec, __u32 siz
 #endif
 
 #include "sdxfer_runtime.h"
+#include "sdxfer_filter.h"
 
 /* Common fields the packers fill themselves, from these sources. */
 #define SDXFER_SOURCE_CGROUP_ID 1
@@ -1038,6 +1068,8 @@ _Static_assert(sizeof(struct sdxfer_file_create) >= 112, "file_create: fixed par
 #define exec_print(ctx, ...) exec_pack(SDXFER_SPANS_OF(ctx), (ctx), __VA_ARGS__)
 static __always_inline int exec_pack(int spans, void *ctx, __u32 tid, __s32 ret, const char *exe, const char *argv, __u32 argv_len, const char *ssh_connection, const char *ld_preload, const void *ancestors, __u32 ancestors_count)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_exec *rec = sdxfer_begin_record(&claim, 0);
     __u32 cursor = 128;
@@ -1078,6 +1110,8 @@ static __always_inline int exec_pack(int spans, void *ctx, __u32 tid, __s32 ret,
 
 static __always_inline int exit_print(void *ctx, __s32 code)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_exit *rec = sdxfer_begin_record(&claim, 1);
     __u32 cursor = 88;
@@ -1104,6 +1138,8 @@ static __always_inline int exit_print(void *ctx, __s32 code)
 
 static __always_inline int connect_print(void *ctx, __s32 fd, __u16 protocol, const void *remote, const void *local, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_connect *rec = sdxfer_begin_record(&claim, 2);
     __u32 cursor = 136;
@@ -1135,6 +1171,8 @@ static __always_inline int connect_print(void *ctx, __s32 fd, __u16 protocol, co
 
 static __always_inline int bind_print(void *ctx, __s32 fd, __u16 protocol, const void *local, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_bind *rec = sdxfer_begin_record(&claim, 3);
     __u32 cursor = 116;
@@ -1165,6 +1203,8 @@ static __always_inline int bind_print(void *ctx, __s32 fd, __u16 protocol, const
 
 static __always_inline int listen_print(void *ctx, __s32 fd, const void *local, __s32 backlog, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_listen *rec = sdxfer_begin_record(&claim, 4);
     __u32 cursor = 116;
@@ -1194,6 +1234,8 @@ static __always_inline int listen_print(void *ctx, __s32 fd, const void *local, 
 
 static __always_inline int accept_print(void *ctx, __s32 fd, __s32 flags, const void *remote, const void *local, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_accept *rec = sdxfer_begin_record(&claim, 5);
     __u32 cursor = 136;
@@ -1224,6 +1266,8 @@ static __always_inline int accept_print(void *ctx, __s32 fd, __s32 flags, const 
 
 static __always_inline int dns_print(void *ctx, const char *query, __u16 qtype, const void *remote, const char *syscall, __s64 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_dns *rec = sdxfer_begin_record(&claim, 6);
     __u32 cursor = 136;
@@ -1256,6 +1300,8 @@ static __always_inline int dns_print(void *ctx, const char *query, __u16 qtype, 
 
 static __always_inline int ptrace_print(void *ctx, __s64 request, __s32 target, __u64 addr, __s64 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_ptrace *rec = sdxfer_begin_record(&claim, 7);
     __u32 cursor = 120;
@@ -1287,6 +1333,8 @@ static __always_inline int ptrace_print(void *ctx, __s64 request, __s32 target, 
 
 static __always_inline int memfd_create_print(void *ctx, const char *name, __u32 flags, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_memfd_create *rec = sdxfer_begin_record(&claim, 8);
     __u32 cursor = 100;
@@ -1315,6 +1363,8 @@ static __always_inline int memfd_create_print(void *ctx, const char *name, __u32
 
 static __always_inline int prctl_print(void *ctx, __s32 option, const char *name, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_prctl *rec = sdxfer_begin_record(&claim, 9);
     __u32 cursor = 100;
@@ -1343,6 +1393,8 @@ static __always_inline int prctl_print(void *ctx, __s32 option, const char *name
 
 static __always_inline int setsid_print(void *ctx, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_setsid *rec = sdxfer_begin_record(&claim, 10);
     __u32 cursor = 88;
@@ -1369,6 +1421,8 @@ static __always_inline int setsid_print(void *ctx, __s32 ret)
 
 static __always_inline int creds_change_print(void *ctx, const char *syscall, const void *old, const void *new, __s64 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_creds_change *rec = sdxfer_begin_record(&claim, 11);
     __u32 cursor = 168;
@@ -1399,6 +1453,8 @@ static __always_inline int creds_change_print(void *ctx, const char *syscall, co
 
 static __always_inline int kmod_load_print(void *ctx, const char *syscall, const char *name, __s32 fd, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_kmod_load *rec = sdxfer_begin_record(&claim, 12);
     __u32 cursor = 108;
@@ -1428,6 +1484,8 @@ static __always_inline int kmod_load_print(void *ctx, const char *syscall, const
 
 static __always_inline int mount_print(void *ctx, const char *source, const char *target, const char *fstype, __u64 flags, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_mount *rec = sdxfer_begin_record(&claim, 13);
     __u32 cursor = 124;
@@ -1459,6 +1517,8 @@ static __always_inline int mount_print(void *ctx, const char *source, const char
 
 static __always_inline int chmod_print(void *ctx, const char *syscall, __s32 fd, const char *path, __u32 mode, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_chmod *rec = sdxfer_begin_record(&claim, 14);
     __u32 cursor = 112;
@@ -1489,6 +1549,8 @@ static __always_inline int chmod_print(void *ctx, const char *syscall, __s32 fd,
 
 static __always_inline int rename_print(void *ctx, const char *syscall, const char *old_path, const char *new_path, __u32 flags, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_rename *rec = sdxfer_begin_record(&claim, 15);
     __u32 cursor = 116;
@@ -1519,6 +1581,8 @@ static __always_inline int rename_print(void *ctx, const char *syscall, const ch
 
 static __always_inline int unlink_print(void *ctx, const char *syscall, const char *path, __u8 dir, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_unlink *rec = sdxfer_begin_record(&claim, 16);
     __u32 cursor = 108;
@@ -1549,6 +1613,8 @@ static __always_inline int unlink_print(void *ctx, const char *syscall, const ch
 
 static __always_inline int file_create_print(void *ctx, const char *syscall, const char *path, __s32 flags, __u32 mode, __s32 ret)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct sdxfer_claim claim;
     struct sdxfer_file_create *rec = sdxfer_begin_record(&claim, 17);
     __u32 cursor = 112;

@@ -5,12 +5,14 @@ import io
 import json
 import os
 import re
+import sys
 
 import pytest
 
 import sdxfer
-from sdxfer import execmon, loader
+from sdxfer import execmon, hidsmon, loader
 from sdxfer.stream.counting import SensorStats
+from sdxfer.tools.driver import Follower, summary_line
 from sdxfer.execmon import Clock, Filter, Options, escape, format_line, header_line, json_line
 
 ExecEvent = sdxfer.default_decoder().events["exec"]
@@ -83,8 +85,13 @@ def test_max_args_and_kernel_truncation_are_marked(clock):
 def test_json_keys_and_values(clock):
     event = make_event(tid=12351, argv=["x", "\udcff\udcfe", ""], ssh="1.2.3.4 5 6.7.8.9 22", preload="")
     record = json.loads(json_line(event, Options(), clock))
-    assert list(record) == ["event", "time", "ts_ns", "pid", "tid", "ppid", "uid", "gid", "comm", "exe",
-                            "argv", "argv_truncated", "ret", "ssh_connection", "ld_preload", "truncated"]
+    first_keys = ["event", "time", "ts_ns", "pid", "tid", "ppid", "uid", "gid", "comm", "exe",
+                  "argv", "argv_truncated", "ret", "ssh_connection", "ld_preload", "truncated"]
+    assert set(first_keys) <= set(record)
+    # the object every tool prints for this event, plus execmon's own keys
+    shared = json.loads(hidsmon.json_line(event, clock))
+    assert {key: value for key, value in record.items() if key not in ("ts_ns", "argv_truncated")} == shared
+    assert {"pgid", "sid", "euid", "cgroup_id", "mntns", "ancestors", "timestamp_ns", "lost"} <= set(record)
     assert record["event"] == "exec"
     assert record["ts_ns"] == event.timestamp_ns
     assert record["tid"] == 12351
@@ -177,19 +184,24 @@ def test_help_has_examples(capsys):
     assert "examples:" in capsys.readouterr().out
 
 
-class FakeProbe:
-    """Stands in for ExecProbe: hands out prepared batches, then stops."""
+class FakeSensor:
+    """Stands in for a Sensor: hands out prepared batches of events, with the
+    loss of each event counted after each batch, then stops."""
 
     transport = "perf"
 
     def __init__(self, batches, lost_after):
         self.batches = list(batches)
         self.lost_after = list(lost_after)
-        self.stats = type("Stats", (), {"lost": 0})()
+        self.stats = SensorStats(["exec"])
 
     def read(self):
-        self.stats.lost = self.lost_after.pop(0)
+        lost = self.lost_after.pop(0)
+        self.stats.lost = self.stats.counts("exec").lost = lost
         return self.batches.pop(0)
+
+    def detach(self):
+        pass
 
     def drain(self):
         return []
@@ -198,30 +210,34 @@ class FakeProbe:
         return iter(records)
 
 
-def test_printer_prints_matches_and_reports_loss_once(capsys, clock):
-    probe = FakeProbe([[make_event(), make_event(ret=-2)], [make_event(pid=7)]], lost_after=[0, 5])
+def follow_with(sensor, args, clock):
     out = io.StringIO()
-    printer = execmon.Printer(probe, out, Options(), Filter(), as_json=False, clock=clock)
-    printer.run(stop=lambda: not probe.batches)
-    assert out.getvalue().splitlines() == ["12350    ls                   ls --color=auto /tmp",
-                                           "7        ls                   ls --color=auto /tmp"]
-    assert capsys.readouterr().err.count("5 events lost") == 1
+    Follower(sensor, "execmon", execmon.formatter(args, clock), out, sys.stderr).run(stop=lambda: not sensor.batches)
+    return out.getvalue().splitlines()
 
 
-def test_printer_orders_each_batch_by_kernel_time(clock):
+def test_follower_prints_matches_and_reports_loss_once(capsys, clock):
+    sensor = FakeSensor([[make_event(), make_event(ret=-2)], [make_event(pid=7)]], lost_after=[0, 5])
+    lines = follow_with(sensor, execmon.build_parser().parse_args([]), clock)
+    assert lines == ["12350    ls                   ls --color=auto /tmp", "7        ls                   ls --color=auto /tmp"]
+    err = capsys.readouterr().err
+    assert err.count("5 events lost (exec 5)") == 1
+
+
+def test_follower_orders_each_batch_by_kernel_time(clock):
     late, early = make_event(pid=2, ts=START_NS + 20), make_event(pid=1, ts=START_NS + 10)
-    probe = FakeProbe([[late, early]], lost_after=[0])
-    out = io.StringIO()
-    execmon.Printer(probe, out, Options(), Filter(), as_json=False, clock=clock).run(stop=lambda: not probe.batches)
-    assert [line.split()[0] for line in out.getvalue().splitlines()] == ["1", "2"]
+    lines = follow_with(FakeSensor([[late, early]], lost_after=[0]), execmon.build_parser().parse_args([]), clock)
+    assert [line.split()[0] for line in lines] == ["1", "2"]
 
 
 def test_summary_reports_one_loss_figure():
     stats = SensorStats()
     stats.delivered, stats.lost, stats.sequence_gaps = 10, 3, 3  # the gaps are the same records
-    assert execmon.summary_line(stats) == "execmon: 10 events received, 3 lost"
+    assert summary_line("execmon", stats) == "execmon: 10 events received, 3 lost"
     stats.undecodable = 1
-    assert execmon.summary_line(stats) == "execmon: 10 events received, 3 lost, 1 undecodable"
+    assert summary_line("execmon", stats) == "execmon: 10 events received, 3 lost, 1 undecodable"
+    stats.counts("exec").lost = 3
+    assert summary_line("execmon", stats) == "execmon: 10 events received, 3 lost (exec 3), 1 undecodable"
 
 
 def test_transport_choices_come_from_the_loader():

@@ -14,6 +14,7 @@ import pytest
 
 import sdxfer
 from sdxfer import hidsmon
+from sdxfer.tools import driver
 from sdxfer.console import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ def test_text_line_is_terminal_safe_and_shows_names_and_entries():
     event = make("prctl", comm="evil\x1b[2J", option=15, name="new\nname", ret=0)
     line = hidsmon.text_line(event, clock, DECODER.common_fields)
     assert "\x1b" not in line and "\n" not in line
-    assert 'evil\\x1b[2J' in line and 'option=15 name=new\\nname ret=0' in line
+    assert 'evil\\x1b[2J' in line and 'option=PR_SET_NAME name=new\\nname ret=0' in line
     entry = DECODER.events["exec"].entry_types["ancestors"].cls(1, "init")
     line = hidsmon.text_line(make("exec", ret=0, exe="/bin/x", argv=["x"], ancestors=[entry]), clock, ())
     assert "ancestors=[{pid=1,comm=init}]" in line
@@ -60,12 +61,22 @@ def test_json_line_is_to_dict_plus_time():
     datetime.datetime.fromisoformat(time_field.replace("Z", "+00:00"))
 
 
-def test_filters():
-    f = hidsmon.Filter(pid=4242, uid=1000, comm=re.compile("^cu"))
-    assert f.matches(make("setsid", ret=0))
-    assert not f.matches(make("setsid", pid=1, ret=0))
-    assert not f.matches(make("setsid", uid=0, ret=0))
-    assert not f.matches(make("setsid", comm="bash", ret=0))
+def test_filters_go_to_the_kernel_but_the_name_regex():
+    args = hidsmon.build_parser().parse_args(["-p", "4242", "--children", "-u", "1000", "--mntns", "4026531840",
+                                              "-n", "^cu"])
+    assert driver.event_filter(args).defines() == {"SDXFER_FILTER_PID": 4242, "SDXFER_FILTER_CHILDREN": 1,
+                                                   "SDXFER_FILTER_UID": 1000, "SDXFER_FILTER_MNTNS": 4026531840}
+    matches = driver.name_matches(args)
+    assert matches(make("setsid", ret=0)) and not matches(make("setsid", comm="bash", ret=0))
+
+
+def test_no_failed_hides_failed_execs_and_leaves_their_programs_out():
+    assert hidsmon.failed_exec(make("exec", ret=-2)) and not hidsmon.failed_exec(make("exec", ret=0))
+    assert not hidsmon.failed_exec(make("connect", ret=-111))
+    from sdxfer.kernel import probes
+
+    assert probes.FAILED_EXECS_OFF in probes.defines_for(["exec"], failed_execs=False)
+    assert probes.FAILED_EXECS_OFF not in probes.defines_for(["exec"])
 
 
 def test_unknown_events_are_refused_naming_the_catalogue(capsys):
@@ -136,4 +147,4 @@ def test_live_text_filtered_by_pid():
         mon.send_signal(signal.SIGINT)
         mon.communicate(timeout=10)
     assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} setsid +{child.pid} +python +ret={child.pid}", lines[0])
-    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} exit +{child.pid} +python +code=1792", lines[1])
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} exit +{child.pid} +python +exit=7", lines[1])

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..runtime.record import HEADER_FIELD, HEADER_SIZE
+from ..stream.vocabulary import Clock, event_object
 
 MAGIC = b"SDXB"
 VERSION = 1
@@ -169,14 +170,10 @@ def unpack(message: bytes) -> Batch:
 
 
 def event_dict(event, sender: Sender) -> dict:
-    """The per-event JSON form: to_dict(), the wall-clock `time`, and `host`."""
-    from ..stream.vocabulary import Clock
-
+    """The event's JSON object every tool prints (to_dict(), `time`,
+    `timestamp_ns`), with the sending `host`."""
     clock = Clock(start_ns=0, wall_minus_mono_ns=sender.wall_minus_mono_ns)
-    record = event.to_dict()
-    record["time"] = clock.iso(event.timestamp_ns)
-    record["host"] = sender.host.to_dict()
-    return record
+    return event_object(event, clock, host=sender.host.to_dict())
 
 
 def event_json(event, sender: Sender) -> str:

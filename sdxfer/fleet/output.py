@@ -4,6 +4,7 @@ instead of standard output.
     nats://HOST:PORT/SUBJECT   raw records in envelopes (or one JSON object per
                                message with --wire json) to NATS JetStream
     file:PATH                  NDJSON, rotated by size and age
+    raw:FILE                   the raw records, back to back, as `sdxfer decode` reads them
 
 An output takes (raw record, decoded event) pairs, says on stderr what the
 operator must know as it happens (drops), and ends with a summary line.
@@ -47,10 +48,12 @@ def count(text: str) -> int:
 
 
 def output_url(text: str) -> str:
-    if not (text.startswith("nats://") or text.startswith("tls://") or text.startswith("file:")):
-        raise argparse.ArgumentTypeError(f"{text!r}: an output is nats://HOST:PORT/SUBJECT or file:PATH")
+    if not text.startswith(("nats://", "tls://", "file:", "raw:")):
+        raise argparse.ArgumentTypeError(f"{text!r}: an output is nats://HOST:PORT/SUBJECT or file:PATH, or raw:FILE for a capture")
     if text.startswith("file:") and not text[5:]:
         raise argparse.ArgumentTypeError("file: needs a path (file:/var/log/sdxfer/events.ndjson)")
+    if text.startswith("raw:") and not text[4:]:
+        raise argparse.ArgumentTypeError("raw: needs a path (raw:/tmp/capture.sdxr)")
     return text
 
 
@@ -65,7 +68,8 @@ def add_connection_arguments(group) -> None:
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fleet output (instead of standard output)")
     group.add_argument("--output", type=output_url, metavar="URL",
-                       help="nats://HOST:PORT/SUBJECT (JetStream) or file:PATH (rotated NDJSON)")
+                       help="nats://HOST:PORT/SUBJECT (JetStream), file:PATH (rotated NDJSON) or raw:FILE"
+                       " (records as sdxfer decode reads them)")
     group.add_argument("--wire", choices=("raw", "json"), default="raw",
                        help="NATS messages: raw records in batches (default) or one JSON event each")
     add_connection_arguments(group)
@@ -119,6 +123,23 @@ class FileOutput:
     def close(self) -> str:
         self.file.close()
         return f"{self.file.lines} events written to {self.file.path} ({self.file.rotations} rotations)"
+
+
+class RawOutput:
+    def __init__(self, path: str):
+        from .files import RawFile
+
+        self.file = RawFile(path)
+
+    def send(self, pairs) -> None:
+        self.file.write([raw for raw, _ in pairs])
+
+    def notices(self) -> list[str]:
+        return []
+
+    def close(self) -> str:
+        self.file.close()
+        return f"{self.file.records} records ({self.file.bytes} bytes) written to {self.file.path}"
 
 
 class NatsOutput:
@@ -194,13 +215,15 @@ def open_output(args, decoder, schema_path: str | Path):
         return None
     sender = Sender.start(this_host(), decoder.schema_digest, schema_major(schema_path))
     try:
+        if args.output.startswith("raw:"):
+            return RawOutput(args.output[4:])
         if args.output.startswith("file:"):
             return FileOutput(args.output[5:], sender, args.rotate_bytes, args.rotate_seconds, args.keep)
         if importlib.util.find_spec("nats") is None:
             raise FleetError("NATS output needs nats-py: pip install 'sdxfer[fleet]'")
         return NatsOutput(args.output, sender, args)
     except OSError as exc:
-        raise FleetError(f"{exc.filename}: {exc.strerror}") from None
+        raise FleetError(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)) from None
 
 
 def deliver(output, pairs, tool: str, stderr) -> None:

@@ -134,13 +134,7 @@ static __always_inline __u64 sdxfer_source_cgroup_id(const struct sdxfer_current
 #endif
 
 #ifdef SDXFER_SOURCE_MNTNS
-static __always_inline __u32 sdxfer_task_mntns(const char *task)
-{
-    const char *nsproxy = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_NSPROXY);
-    const char *mnt_ns = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, BTF_OFF_NSPROXY_MNT_NS) : NULL;
-    return mnt_ns ? sdxfer_member_u32(mnt_ns, BTF_OFF_MNT_NAMESPACE_NS_INUM) : 0;
-}
-
+/* sdxfer_task_mntns: sdxfer_filter.h */
 static __always_inline __u32 sdxfer_source_mntns(const struct sdxfer_current *now)
 {
     return SDXFER_EXTRA_SOURCE(sdxfer_task_mntns(now->task));

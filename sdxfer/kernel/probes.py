@@ -29,16 +29,20 @@ __all__ = ["BTF_PATH", "EXEC_ONLY", "ExecProbe", "PROGRAM", "ProbeError", "Recor
 
 PROGRAM = BPF_DIR / "hids.bpf.c"
 KMOD_TRACEPOINT = "events/syscalls/sys_exit_finit_module"
+FAILED_EXECS_OFF = "EXEC_BENCH_WITHOUT_FAILED_EXECS"  # no sys_exit_execve(at) programs
 
 
 def kmod_tracepoints() -> bool:
     return any(os.path.isdir(os.path.join(d, KMOD_TRACEPOINT)) for d in TRACEFS_DIRS)
 
 
-def defines_for(events) -> dict:
-    """-D macros compiling only `events` (names of the shipped schema), kmod_load as this kernel allows."""
+def defines_for(events, failed_execs: bool = True) -> dict:
+    """-D macros compiling only `events` (names of the shipped schema), kmod_load
+    as this kernel allows; failed_execs=False leaves out the failed-exec programs."""
     defines: dict = {"HIDS_SELECTED": None}
     defines.update({f"HIDS_WANT_{name.upper()}": None for name in events})
+    if not failed_execs:
+        defines[FAILED_EXECS_OFF] = None
     if "kmod_load" in events:
         defines["HIDS_KMOD_TRACEPOINTS" if kmod_tracepoints() else "HIDS_KMOD_RAW_SYSCALLS"] = 1
     return defines

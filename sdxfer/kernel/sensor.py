@@ -30,6 +30,7 @@ from ..runtime import record
 from ..stream.counting import EventCounts, SensorStats, StreamDecoder
 from ..stream.reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, Reassembler
 from .bcc import deferred_bpf_class, kernel_source, load_failure, stderr_captured
+from .filters import EventFilter
 from .host import check_environment
 from .program import TRANSPORTS, Assembly, assemble
 from .readers import PerfReader, Record, RingReader
@@ -59,9 +60,11 @@ class Sensor:
     def __init__(self, program: str | Path, *, schema: str | Path | None = None, transport: str = "perf",
                  defines: dict | None = None, decoder=None, perf_pages: int | None = None,
                  perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
-                 max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS):
-        assembly = assemble(program, schema=schema, transport=transport, defines=defines,
-                            ringbuf_pages=ringbuf_pages)
+                 max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS,
+                 event_filter: EventFilter | None = None):
+        event_filter = event_filter or EventFilter()
+        assembly = assemble(program, schema=schema, transport=transport,
+                            defines={**(defines or {}), **event_filter.defines()}, ringbuf_pages=ringbuf_pages)
         headers = check_environment()
         self.assembly: Assembly = assembly
         self.transport = transport
@@ -96,6 +99,12 @@ class Sensor:
             self._bpf.cleanup()
             raise ProbeError(f"could not open the {transport} buffer: {exc} (probe unloaded; "
                              "if it is the memlock limit, raise it with ulimit -l)") from None
+        try:
+            event_filter.prepare(self._bpf)
+        except ProbeError:
+            self._reader.close()
+            self._bpf.cleanup()
+            raise
         try:
             with stderr_captured() as log:
                 self._bpf.attach_all()

@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple, NoReturn
 from construct import Array, Bytes, ConstructError, Int16ub, Int16ul, Int32ul, Int64ul, Struct
 
 from ..errors import DecodeError
-from .record import (CREDS_MEMBERS, DESCRIPTOR, HEADER, HEADER_SIZE, LAYOUT_VERSION, LOST_UNKNOWN, SOCKADDR_SIZE,
+from .record import (CREDS_MEMBERS, DESCRIPTOR, HEADER, HEADER_SIZE, LOST_UNKNOWN, SOCKADDR_SIZE,
                      VARIABLE_DECODING)
 
 NO_LOSS = MappingProxyType({})

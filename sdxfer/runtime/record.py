@@ -119,6 +119,10 @@ SCRATCH_MAP = "sdxfer_scratch"  # per-CPU array of scratch slots
 CPU_MAP = "sdxfer_cpu"  # per-CPU state: CPU_STATE
 DROPS_MAP = "sdxfer_drops"  # per-CPU array: records of each event (schema index) that were not sent
 EVENTS_MAP = "sdxfer_events"  # the perf event array or the ring buffer
+# In-kernel event filters (sdxfer.kernel.filters), present only when asked for:
+FOLLOWED_MAP = "sdxfer_followed"  # hash: thread group ids a --children filter follows
+CGROUP_MAP = "sdxfer_cgroup"  # cgroup array: the cgroup a --cgroup filter keeps (and those below it)
+FOLLOWED_MAX = 65536  # processes a --children filter follows at once (LRU beyond)
 
 # Per-CPU state: (name, C type). `seq` numbers the records a CPU sends (or
 # tries to); bit i of `busy` is set while scratch slot i is in use (a program
@@ -170,4 +174,5 @@ C_MACROS = (
     ("SDXFER_ENESTED", str(ENESTED)),
     ("SDXFER_DEFAULT_RINGBUF_PAGES", str(RINGBUF_PAGES)),
     ("SDXFER_DEFAULT_WAKEUP_EVERY", str(WAKEUP_EVERY)),
+    ("SDXFER_FOLLOWED_MAX", str(FOLLOWED_MAX)),
 )

@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from .. import runtime as rt
 from ..errors import DecodeError
-from ..runtime.record import HEADER_FIELD, HEADER_OFFSETS, HEADER_SIZE, parse_header
+from ..runtime.record import CONTINUATION_ID, HEADER_FIELD, HEADER_OFFSETS, HEADER_SIZE, parse_header
 
 # (id, version): the key of a known version's decoder, in one unpack
 _KEY = struct.Struct(f"<{HEADER_OFFSETS['id']}xH{HEADER_OFFSETS['version'] - HEADER_OFFSETS['id'] - 2}xH")
@@ -63,6 +63,9 @@ class Decoder:
             raise DecodeError(f"record shorter than its {HEADER_SIZE}-byte header or not bytes: {exc}") from None
         spec = self._by_id.get(event_id)
         if spec is None:
+            if event_id == CONTINUATION_ID:
+                raise DecodeError("a continuation record (event id 0) carries the rest of an earlier record's field "
+                                  "and decodes only with it: feed the stream to sdxfer.Reassembler")
             raise DecodeError(f"unknown event id {event_id}")
         return spec
 

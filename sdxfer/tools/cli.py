@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from ..fleet.output import add_connection_arguments, add_output_arguments
-from ..kernel.program import TRANSPORTS
+from ..fleet.output import add_connection_arguments
+from .text import silence_stdout
+from .driver import add_probe_arguments, add_version_argument, check_arguments
 from ..paths import GENERATED_DIR as SHIPPED_OUT, SHIPPED_SCHEMA
 
 
@@ -32,6 +32,7 @@ EXAMPLES = """examples:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdxfer", description=__doc__, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("gen", help="generate the C header, Python decoders and layout document",
                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,13 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("program", help="BPF C program that includes \"xfer.h\"")
     run.add_argument("--schema", default=None, help="schema of the program's events (default: the shipped one)")
-    run.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0], help="perf buffer (default) or BPF ring buffer")
     run.add_argument("--events", type=_names, default=None, metavar="NAME,...", help="print only these events")
     run.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
                      help="define a macro for the program (repeatable)")
-    run.add_argument("--json", action="store_true", help="one JSON object (the event's to_dict()) per line")
-    run.add_argument("--ebpf", action="store_true", help="print the final program text and exit")
-    add_output_arguments(run)
+    add_probe_arguments(run)
     consume = commands.add_parser("consume", help="decode every host's records from NATS JetStream, one event a line",
                                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     consume.add_argument("url", metavar="nats://HOST:PORT/SUBJECT", help="server and subject the sensors publish to")
@@ -71,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                          " (default: an ephemeral one, from the stream's start)")
     consume.add_argument("--json", action="store_true", help="one JSON object per event: to_dict(), time, host")
     add_connection_arguments(consume.add_argument_group("connection"))
+    for command in (gen, compat, decode, consume):
+        add_version_argument(command)
     return parser
 
 
@@ -195,7 +195,7 @@ def _run(args, stdout, stderr) -> int:
 
 
 def _consume(args, stdout, stderr) -> int:
-    from ..fleet.consume import run_consume
+    from .consume import run_consume
 
     return run_consume(args, stdout, stderr)
 
@@ -203,12 +203,15 @@ def _consume(args, stdout, stderr) -> int:
 def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        check_arguments(parser, args)
     commands = {"gen": _gen, "compat": _compat, "decode": _decode, "run": _run, "consume": _consume}
     try:
         return commands[args.command](args, stdout, stderr)
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout(sys.stdout)
         return 1
 
 

@@ -1,9 +1,10 @@
 """execmon: print every exec on this host, live (successful ones, and failed
-ones with -x), from the sdxfer probe bpf/hids.bpf.c.
+ones with -x), from the exec family of the sdxfer probe bpf/hids.bpf.c.
 
-main(argv) parses options, opens the probe (sdxfer.ExecProbe, a Sensor) and feeds
-each event through `Filter.matches` and a pure formatter (`format_line` or
-`json_line`), so the output is testable without a kernel.
+execmon is a probe choice and a formatter for the one driver
+(sdxfer.tools.driver): `Filter.matches` and the pure formatters
+`format_line` (execsnoop's columns) and `json_line` (the shared event object,
+plus execmon's own keys), so the output is testable without a kernel.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import re
 import sys
-from typing import Callable, NamedTuple, TextIO
+from typing import Callable, NamedTuple
 
-from .text import Clock, escape, quote, regex, stop_on_signals, user_id
-from ..fleet.output import add_output_arguments
-from ..kernel.program import TRANSPORTS
+from ..stream.vocabulary import Clock, event_object
+from .driver import Formatter, Probe, add_probe_arguments, check_arguments, drive
+from .text import escape, quote, regex
 
 EXAMPLES = """\
 examples:
@@ -110,29 +110,17 @@ def format_line(event, options: Options, clock: Clock) -> str:
 
 
 def json_line(event, options: Options, clock: Clock) -> str:
-    """One JSON object for an exec event. Non-UTF-8 bytes stay lone surrogates
-    (written as \\udcXX escapes), so str.encode('utf-8', 'surrogateescape')
-    gives back the exact bytes. `truncated` names every field the kernel cut
-    or could not tell (such a value may be null: unknown, not absent)."""
-    argv, cut = shown_args(event, options)
-    record = {
-        "event": event.name,
-        "time": clock.iso(event.timestamp_ns),
-        "ts_ns": event.timestamp_ns,
-        "pid": event.pid,
-        "tid": event.tid,
-        "ppid": event.ppid,
-        "uid": event.uid,
-        "gid": event.gid,
-        "comm": event.comm,
-        "exe": event.exe,
-        "argv": argv if event.argv is not None else None,
-        "argv_truncated": cut,
-        "ret": event.ret,
-        "ssh_connection": event.ssh_connection,
-        "ld_preload": event.ld_preload,
-        "truncated": list(event.truncated),
-    }
+    """One JSON object for an exec event: the object every tool prints for it
+    (to_dict(), `time`, `timestamp_ns`), every argument whatever --max-args,
+    plus execmon's own keys: `argv_truncated`, and `ts_ns`, an alias of
+    timestamp_ns kept for the readers of execmon's first format. Non-UTF-8
+    bytes stay lone surrogates (written as \\udcXX escapes), so
+    str.encode('utf-8', 'surrogateescape') gives back the exact bytes.
+    `truncated` names every field the kernel cut or could not tell (such a
+    value may be null: unknown, not absent)."""
+    record = event_object(event, clock)
+    record["ts_ns"] = event.timestamp_ns
+    record["argv_truncated"] = "argv" in event.truncated
     return json.dumps(record, ensure_ascii=True)
 
 
@@ -153,18 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-T", "--time", action="store_true", help="show wall-clock time (HH:MM:SS)")
     parser.add_argument("-t", "--timestamp", action="store_true", help="show seconds since execmon started")
     parser.add_argument("-U", "--print-uid", action="store_true", help="show the UID column")
-    parser.add_argument("-u", "--uid", type=user_id, metavar="USER", help="only execs by this user (name or UID)")
-    parser.add_argument("-n", "--name", type=regex, metavar="REGEX", help="only commands whose name matches REGEX")
     parser.add_argument("-l", "--line", type=regex, metavar="REGEX",
                         help="only execs whose argument line (arguments joined by spaces) matches REGEX")
     parser.add_argument("-P", "--ppid", type=_count, metavar="PPID", help="only children of this process")
     parser.add_argument("-q", "--quote", action="store_true", help='put "double quotes" around each argument')
     parser.add_argument("--max-args", type=_count, metavar="N", help="show at most N arguments (marked when cut)")
-    parser.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0],
-                        help="perf buffer (default) or BPF ring buffer")
-    parser.add_argument("--json", action="store_true", help="one JSON object per exec per line")
-    parser.add_argument("--ebpf", action="store_true", help="print the BPF program text and exit")
-    add_output_arguments(parser)
+    add_probe_arguments(parser, what="execs")
     return parser
 
 
@@ -175,89 +157,21 @@ def options_from(args: argparse.Namespace) -> tuple[Options, Filter]:
     return options, event_filter
 
 
-def _error(message: str) -> int:
-    print(f"execmon: {message}", file=sys.stderr)
-    return 1
-
-
-class Printer:
-    """Renders matching exec events to `out` (or hands them to a fleet output)
-    and reports loss on stderr as it happens."""
-
-    def __init__(self, probe, out: TextIO, options: Options, event_filter: Filter, as_json: bool,
-                 clock: Clock, output=None):
-        from .run import Emitter
-
-        render = json_line if as_json else format_line
-        self.probe = probe
-        self._emitter = Emitter(probe, lambda event: render(event, options, clock),
-                                lambda event: event.name == "exec" and event_filter.matches(event),
-                                out, sys.stderr, "execmon", output)
-
-    def emit(self, records) -> None:
-        self._emitter.emit(records)
-
-    def run(self, stop: Callable[[], bool]) -> None:
-        while not stop():
-            self.emit(self.probe.read())
-        self.emit(self.probe.drain())
-
-
-def summary_line(stats) -> str:
-    """The exit summary: one loss figure (see sdxfer.sensor.SensorStats)."""
-    undecodable = f", {stats.undecodable} undecodable" if stats.undecodable else ""
-    return f"execmon: {stats.delivered} events received, {stats.lost} lost{undecodable}"
+def formatter(args, clock: Clock) -> Formatter:
+    options, event_filter = options_from(args)
+    render = json_line if args.json else format_line
+    return Formatter(render=lambda event: render(event, options, clock), accept=event_filter.matches,
+                     header=HEADER_BANNER + "\n" + header_line(options))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    options, event_filter = options_from(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
     sys.stdout.reconfigure(errors="backslashreplace")
+    from ..kernel.probes import EXEC_ONLY, PROGRAM
 
-    from ..kernel.probes import ExecProbe, ProbeError, exec_program_text
-
-    if args.ebpf:
-        try:
-            print(exec_program_text(args.transport))
-        except ProbeError as exc:
-            return _error(str(exc))
-        return 0
-
-    from .. import default_decoder
-    from ..paths import SHIPPED_SCHEMA
-    from .run import _closed, start_output
-
-    clock = Clock()
-    output, ok = start_output(args, default_decoder(), SHIPPED_SCHEMA, "execmon", sys.stderr)
-    if not ok:
-        return 1
-    try:
-        probe = ExecProbe(transport=args.transport)
-    except ProbeError as exc:
-        return _closed(output, _error(str(exc)))
-    except KeyboardInterrupt:  # Ctrl+C while BCC compiles
-        return _closed(output, 130)
-
-    out = sys.stdout
-    try:
-        with stop_on_signals() as stop:
-            if output is not None:
-                print(f"execmon: watching execve events, out to {args.output}; Ctrl+C to stop", file=sys.stderr,
-                      flush=True)
-            elif not args.json:
-                out.write(HEADER_BANNER + "\n" + header_line(options) + "\n")
-                out.flush()
-            Printer(probe, out, options, event_filter, args.json, clock, output).run(stop)
-    except BrokenPipeError:
-        # The reader went away (execmon | head): stop quietly, and keep the
-        # interpreter's final flush from failing on the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-    finally:
-        probe.close()
-        if output is not None:
-            print(f"execmon: {output.close()}", file=sys.stderr)
-    print(summary_line(probe.stats), file=sys.stderr)
-    return 0
+    return drive("execmon", args, Probe(PROGRAM, defines=EXEC_ONLY, events=("exec",)), formatter(args, Clock()))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import os
 import pwd
 import re
 import signal
 
 from ..runtime import Creds, SockAddr
-from ..stream.vocabulary import Clock  # noqa: F401  (sdxfer.console's name)
+from ..stream.vocabulary import Clock
+from .readable import READABLE
 
 # Characters that could move the cursor, recolour or retitle a terminal, or
 # reorder text: C0, DEL, C1 and the bidirectional controls.
@@ -79,11 +81,37 @@ def format_value(value) -> str:
 
 
 def event_fields(event, skip: tuple[str, ...] = ()) -> str:
-    """`key=value ...` for every field of an event, then what was truncated."""
-    parts = [f"{name}={format_value(event.value(name))}" for name in event.fields if name not in skip]
+    """`key=value ...` for every field of an event, numbers that mean something
+    made readable (sdxfer.tools.readable), then what was truncated."""
+    parts = []
+    for name in event.fields:
+        if name in skip:
+            continue
+        value = event.value(name)
+        readable = READABLE.get((event.name, name))
+        if readable is not None and isinstance(value, int):
+            parts += [f"{key}={text}" for key, text in readable(value)]
+        else:
+            parts.append(f"{name}={format_value(value)}")
     if event.truncated:
         parts.append("truncated=" + ",".join(event.truncated))
     return " ".join(parts)
+
+
+def event_line(event, clock: Clock, skip: tuple[str, ...] = ()) -> str:
+    """One text line: local time, event, pid, comm, then the other fields as
+    key=value (those in skip left out: the common ones, which JSON carries)."""
+    stamp = clock.wall(event.timestamp_ns).astimezone().strftime("%H:%M:%S.%f")[:-3]
+    pid = event.value("pid") if "pid" in event.fields else "-"
+    comm = escape(event.value("comm") or "") if "comm" in event.fields else "-"
+    own = event_fields(event, skip=tuple(skip) + ("pid", "comm"))
+    return f"{stamp} {event.name:<13} {pid!s:<7} {comm:<16} {own}".rstrip()
+
+
+def silence_stdout(stdout) -> None:
+    """The reader of stdout went away (... | head): send the rest, and the
+    interpreter's final flush, nowhere instead of failing on the closed pipe."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
 
 
 def user_id(text: str) -> int:

@@ -1,0 +1,106 @@
+"""In-kernel event filters (sdxfer_filter.h): which processes a probe reports.
+
+    EventFilter(pid=1234, children=True)      # 1234 and every descendant, followed as they fork
+    EventFilter(uid=1000, cgroup="/sys/fs/cgroup/system.slice/nginx.service", mntns=4026531840)
+
+Every generated packer asks the filter before it claims a scratch slot, so a
+record that is not wanted is never built, sent or decoded. A filter is -D
+flags for the program (defines()) plus the maps it needs filled before the
+probe attaches (prepare()).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from ..errors import ProbeError
+from ..runtime import record
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC = Path("/proc")
+# A --cgroup ID is looked up by walking the cgroup tree; bound the walk.
+MAX_CGROUPS_WALKED = 100_000
+
+
+class EventFilter(NamedTuple):
+    pid: int | None = None
+    children: bool = False  # with pid: its descendants too
+    uid: int | None = None
+    cgroup: Path | None = None  # a cgroup v2 directory
+    mntns: int | None = None
+
+    def defines(self) -> dict:
+        flags: dict = {}
+        if self.pid is not None:
+            flags["SDXFER_FILTER_PID"] = self.pid
+            if self.children:
+                flags["SDXFER_FILTER_CHILDREN"] = 1
+        if self.uid is not None:
+            flags["SDXFER_FILTER_UID"] = self.uid
+        if self.cgroup is not None:
+            flags["SDXFER_FILTER_CGROUP"] = 1
+        if self.mntns is not None:
+            flags["SDXFER_FILTER_MNTNS"] = self.mntns
+        return flags
+
+    def prepare(self, bpf) -> None:
+        """Fills the filter's maps of a loaded, not yet attached probe (a BCC module)."""
+        import ctypes
+
+        if self.pid is not None and self.children:
+            followed = bpf[record.FOLLOWED_MAP.encode()]
+            for tgid in sorted(descendants(self.pid) | {self.pid}):
+                followed[ctypes.c_uint32(tgid)] = ctypes.c_uint8(1)
+        if self.cgroup is not None:
+            try:
+                bpf[record.CGROUP_MAP.encode()][0] = str(self.cgroup)
+            except Exception as exc:  # bcc raises bare Exception
+                raise ProbeError(f"cannot use cgroup {self.cgroup}: {exc}") from None
+
+    def __bool__(self) -> bool:
+        return bool(self.defines())
+
+
+def descendants(pid: int) -> set[int]:
+    """The thread groups below pid now, from /proc (each process's parent)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir(PROC):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def cgroup_dir(text: str) -> Path:
+    """A --cgroup argument (a cgroup v2 path, absolute or below /sys/fs/cgroup,
+    or its id) as its directory; ValueError saying what is wrong."""
+    if text.isdigit():
+        wanted = int(text)
+        walked = 0
+        for root, dirs, _ in os.walk(CGROUP_ROOT):
+            if os.stat(root).st_ino == wanted:
+                return Path(root)
+            walked += 1
+            if walked >= MAX_CGROUPS_WALKED:
+                break
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        raise ValueError(f"no cgroup with id {wanted} under {CGROUP_ROOT}")
+    path = Path(text) if text.startswith("/") else CGROUP_ROOT / text
+    if not (path / "cgroup.procs").is_file():
+        raise ValueError(f"{text}: not a cgroup v2 directory (no cgroup.procs)")
+    return path
