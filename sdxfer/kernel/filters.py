@@ -17,7 +17,7 @@ from typing import NamedTuple
 from ..errors import ProbeError
 from ..runtime import record
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+MOUNTS = Path("/proc/self/mounts")
 PROC = Path("/proc")
 # A --cgroup ID is looked up by walking the cgroup tree; bound the walk.
 MAX_CGROUPS_WALKED = 100_000
@@ -86,21 +86,34 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def cgroup2_root() -> Path:
+    """Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified
+    on hosts with the hybrid layout."""
+    for line in MOUNTS.read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            return Path(fields[1].replace("\\040", " "))
+    raise ValueError("cgroup v2 is not mounted here")
+
+
 def cgroup_dir(text: str) -> Path:
-    """A --cgroup argument (a cgroup v2 path, absolute or below /sys/fs/cgroup,
-    or its id) as its directory; ValueError saying what is wrong."""
+    """A --cgroup argument (a cgroup v2 path, absolute or below the cgroup v2
+    mount, or its id) as its directory; ValueError saying what is wrong."""
+    root = cgroup2_root()
     if text.isdigit():
         wanted = int(text)
         walked = 0
-        for root, dirs, _ in os.walk(CGROUP_ROOT):
-            if os.stat(root).st_ino == wanted:
-                return Path(root)
+        for folder, dirs, _ in os.walk(root):
+            if os.stat(folder).st_ino == wanted:
+                return Path(folder)
             walked += 1
             if walked >= MAX_CGROUPS_WALKED:
                 break
-            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
-        raise ValueError(f"no cgroup with id {wanted} under {CGROUP_ROOT}")
-    path = Path(text) if text.startswith("/") else CGROUP_ROOT / text
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        raise ValueError(f"no cgroup with id {wanted} under {root}")
+    path = Path(text) if text.startswith("/") else root / text
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"{text}: not below the cgroup v2 mount {root}")
     if not (path / "cgroup.procs").is_file():
         raise ValueError(f"{text}: not a cgroup v2 directory (no cgroup.procs)")
     return path
