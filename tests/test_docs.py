@@ -591,3 +591,48 @@ def test_package_names_in_the_api_page_import():
                 obj = getattr(obj, attr)
             break
     assert "Reassembler" in sdxfer.__all__
+
+
+def test_numbers_in_the_c_runtime_and_api_pages():
+    from sdxfer.kernel import readers, sensor
+    from sdxfer.runtime import record
+    from sdxfer.stream import reassembly
+
+    c_runtime = " ".join((DOCS / "c-runtime.md").read_text().split())
+    api = " ".join((DOCS / "python-api.md").read_text().split())
+    assert f"There are {record.SCRATCH_SLOTS} claimable slots per CPU" in c_runtime
+    assert f"`SDXFER_RINGBUF_PAGES` pages (default {record.RINGBUF_PAGES} in the header; `Sensor` passes " \
+           f"{record.SPANNING_BUFFER_PAGES} for a schema with spanning fields)" in c_runtime
+    assert f"`SDXFER_WAKEUP_EVERY` ({record.WAKEUP_EVERY})" in c_runtime
+    assert f"`wakeup_events` ({sensor.PERF_WAKEUP_EVENTS})" in c_runtime
+    assert f"at least every {sensor.POLL_TIMEOUT_MS} ms" in c_runtime
+    assert f"Chunks are `slot_size / 2` bytes" in c_runtime and record.continuation_chunk(1 << 15) == 1 << 14
+    assert f"({record.REST_DEPTH} jobs per task)" in c_runtime
+    assert f"default to {sensor.PERF_PAGES} per CPU (perf) and {record.RINGBUF_PAGES} (ring buffer), or " \
+           f"{record.SPANNING_BUFFER_PAGES} (4 MiB)" in api
+    assert record.SPANNING_BUFFER_PAGES * 4096 == 4 << 20
+    assert f"perf_wakeup_events={sensor.PERF_WAKEUP_EVENTS}" in api
+    assert reassembly.DEFAULT_MAX_PENDING_BYTES == 64 << 20 and reassembly.DEFAULT_MAX_AGE_NS == 2_000_000_000
+    assert "`max_pending_bytes` (default 64 MiB) and `max_age_ns` (default 2 s)" in api
+    assert f"every {readers.BUSY_POLL_MS} ms" in api or "every millisecond" in api
+
+
+def test_execmon_example_output():
+    from types import SimpleNamespace
+
+    from sdxfer.tools import execmon
+
+    block = next(b for b in indented_blocks(DOCS / "operators.md") if b[0] == "# .venv/bin/execmon")
+    banner, header, *lines = block[1:]
+    options = execmon.Options()
+    assert banner == execmon.HEADER_BANNER
+    assert header == execmon.header_line(options)
+    for line in lines:
+        pid, comm, *argv = line.split()
+        event = SimpleNamespace(pid=int(pid), comm=comm, argv=argv, truncated=())
+        assert execmon.format_line(event, options, None) == line
+    columns = section(DOCS / "operators.md", "Text lines")
+    for flags, title in (("wall_time", "TIME"), ("relative_time", "TIME(s)"), ("uid_column", "UID"),
+                         ("failed", "RET")):
+        assert title in execmon.header_line(execmon.Options(**{flags: True})).split()
+        assert f"{title} (`-" in columns
