@@ -576,11 +576,10 @@ def test_to_dict_keys_as_documented(workdir):
     assert list(event_object(event, Clock())) == keys + ["time"]
 
 
-def test_package_names_in_the_api_page_import():
-    import sdxfer
-
-    text = (DOCS / "python-api.md").read_text()
-    for dotted in set(re.findall(r"`(sdxfer(?:\.\w+)+)", text)):
+@pytest.mark.parametrize("path", all_docs(), ids=lambda p: p.name)
+def test_python_names_in_backquotes_resolve(path):
+    """`sdxfer.x.y` (a module, or a name in one) imports, old flat module paths included."""
+    for dotted in sorted(set(re.findall(r"`(?:python -m )?(sdxfer(?:\.\w+)+)", path.read_text()))):
         parts = dotted.split(".")
         for cut in range(len(parts), 0, -1):
             try:
@@ -590,7 +589,12 @@ def test_package_names_in_the_api_page_import():
             for attr in parts[cut:]:
                 obj = getattr(obj, attr)
             break
-    assert "Reassembler" in sdxfer.__all__
+
+
+def test_reassembler_is_exported():
+    import sdxfer
+
+    assert "Reassembler" in sdxfer.__all__ and sdxfer.Reassembler.feed
 
 
 def test_numbers_in_the_c_runtime_and_api_pages():
