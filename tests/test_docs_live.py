@@ -1,7 +1,10 @@
-"""The README's "Write your own probe" steps, exactly as written: its schema
-and probe saved under my/, its command run, its action done, its output seen.
+"""The docs' live steps, exactly as written. docs/probes.md's "Write your own
+probe": its schema and probe saved under my/, its command run, its action
+done, its output seen. docs/c-runtime.md's BCC example: loaded with Sensor
+against the shipped schema, an exit seen with its code.
 
-Needs root and bcc (CI runs as root); skipped otherwise.
+Needs root and bcc (CI runs as root); skipped otherwise. The checks that need
+no kernel are in tests/test_docs.py.
 """
 import os
 import re
@@ -21,10 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 15
 
 
-def section(title: str) -> str:
-    text = (ROOT / "README.md").read_text()
+def section(title: str, page: str = "docs/probes.md") -> str:
+    text = (ROOT / page).read_text()
     start = text.index(f"## {title}")
-    return text[start:text.index("\n## ", start + 1)]
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end >= 0 else len(text)]
 
 
 def test_write_your_own_probe(tmp_path):
@@ -59,3 +63,19 @@ def test_write_your_own_probe(tmp_path):
     finally:
         run.kill()
         run.wait()
+
+
+def test_c_runtime_bcc_example():
+    from sdxfer import Sensor
+
+    example = re.search(r"```c\n(.*?)```", section("Using the header", "docs/c-runtime.md"), re.DOTALL).group(1)
+    with Sensor(example) as sensor:
+        child = subprocess.Popen(["sh", "-c", "exit 3"])
+        child.wait()
+        deadline = time.monotonic() + WAIT_S
+        found = []
+        for event in sensor.events(stop=lambda: bool(found) or time.monotonic() > deadline):
+            if event.name == "exit" and event.pid == child.pid:
+                found.append(event)
+    assert len(found) == 1
+    assert found[0].code == 3 << 8
