@@ -10,17 +10,13 @@ schema and evolution examples are what `sdxfer gen` and `sdxfer compat` print;
 the tables of wire-format.md, schema.md and operators.md match the code.
 
 The live steps (the probe tutorial, the BCC example) are in
-tests/test_docs_live.py. Options and behaviour the tools do not have yet (the
-lead's unification of the tools) are listed in PENDING_* below: they are left
-out of the checks here and checked by test_lead_pending_*, which run only
-with SDXFER_DOCS_PENDING=1 (or PENDING_ENABLED = True).
+tests/test_docs_live.py.
 """
 from __future__ import annotations
 
 import ast
 import inspect
 import importlib
-import os
 import re
 import shlex
 import struct
@@ -37,17 +33,14 @@ README = ROOT / "README.md"
 BIN = ROOT / ".venv" / "bin"
 SDXFER = [sys.executable, "-m", "sdxfer.tools.cli"]
 
-# ---- what the lead's unification of the tools adds --------------------------
-PENDING_ENABLED = os.environ.get("SDXFER_DOCS_PENDING") == "1"
-# options the docs name that today's --help lacks, and which tools must have them then
 SHARED_TOOLS = ("execmon", "hidsmon", "sdxfer run")
-PENDING_FLAGS = {
+# options every probe-loading tool has (sdxfer.tools.driver), and hidsmon's own
+SHARED_FLAGS = {
     "--children": SHARED_TOOLS, "--cgroup": SHARED_TOOLS, "--mntns": SHARED_TOOLS, "--stats": SHARED_TOOLS,
-    "--version": SHARED_TOOLS + ("sdxfer",), "--no-failed": ("hidsmon",), "--ebpf": ("hidsmon",),
-    "--pid": ("execmon", "sdxfer run"), "-p": ("execmon", "sdxfer run"),
-    "--uid": ("sdxfer run",), "-u": ("sdxfer run",), "--name": ("sdxfer run",), "-n": ("sdxfer run",),
+    "--version": SHARED_TOOLS + ("sdxfer",), "--no-failed": ("hidsmon",), "--ebpf": SHARED_TOOLS,
+    "--pid": SHARED_TOOLS, "-p": SHARED_TOOLS, "--uid": SHARED_TOOLS, "-u": SHARED_TOOLS,
+    "--name": SHARED_TOOLS, "-n": SHARED_TOOLS,
 }
-PENDING_PATHS = {"sdxfer/tools/driver.py"}
 
 # options named in the docs that belong to other programs (gcc, venv)
 OTHER_PROGRAMS_FLAGS = {"-Wall", "-Wextra", "-Werror", "-I", "-o", "-i", "-m", "-s", "-r"}  # and env -i, python -m, ulimit -s, uname -r
@@ -173,7 +166,7 @@ def test_named_paths_exist(path):
     named = set(re.findall(rf"`((?:{top})/[\w./-]*)`", text))
     for block in indented_blocks(path):  # the folder map
         named |= {m for line in block for m in re.findall(rf"^((?:{top})/[\w./-]*)\s", line)}
-    for name in named - PENDING_PATHS:
+    for name in named:
         assert (ROOT / name).exists(), f"{path.name}: {name}"
 
 
@@ -205,8 +198,7 @@ def doc_flags() -> set[str]:
 
 
 def test_every_option_named_is_in_some_tools_help():
-    missing = [flag for flag in sorted(doc_flags()) if flag not in PENDING_FLAGS
-               and not any(has_flag(tool, flag) for tool in TOOLS)]
+    missing = [flag for flag in sorted(doc_flags()) if not any(has_flag(tool, flag) for tool in TOOLS)]
     assert not missing, missing
 
 
@@ -241,8 +233,7 @@ def test_command_lines_are_found():
 
 @pytest.mark.parametrize("page,tool,usage", command_lines(), ids=lambda v: v if isinstance(v, str) and len(v) < 15 else None)
 def test_command_line_options_are_in_that_tools_help(page, tool, usage):
-    missing = [flag for flag in sorted(flags_in(usage)) if not has_flag(tool, flag)
-               and not (flag in PENDING_FLAGS and tool in PENDING_FLAGS[flag])]
+    missing = [flag for flag in sorted(flags_in(usage)) if not has_flag(tool, flag)]
     assert not missing, f"{page}: {tool}{usage}"
 
 
@@ -255,7 +246,7 @@ def test_shared_options_are_in_every_tools_help():
     flags = shared_option_flags()
     assert {"--transport", "--json", "--ebpf", "--output", "--stats", "--children"} <= flags
     missing = [(tool, flag) for tool in SHARED_TOOLS for flag in sorted(flags)
-               if not has_flag(tool, flag) and not (flag in PENDING_FLAGS and tool in PENDING_FLAGS[flag])]
+               if not has_flag(tool, flag)]
     assert not missing
 
 
@@ -272,26 +263,20 @@ def test_output_url_kinds_are_in_the_help():
             assert kind in help_text(tool)
 
 
-# ---- the lead's pending work: enable with SDXFER_DOCS_PENDING=1 -------------------
-
-pending = pytest.mark.skipif(not PENDING_ENABLED, reason="the tools' unification is not merged yet; "
-                                                          "SDXFER_DOCS_PENDING=1 runs it")
+# ---- the one driver's options and behaviour ------------------------------------------
 
 
-@pending
-def test_lead_pending_flags_in_help():
-    missing = [(tool, flag) for flag, tools in PENDING_FLAGS.items() for tool in tools if not has_flag(tool, flag)]
+def test_shared_flags_in_help():
+    missing = [(tool, flag) for flag, tools in SHARED_FLAGS.items() for tool in tools if not has_flag(tool, flag)]
     assert not missing
 
 
-@pending
-def test_lead_pending_raw_output_in_help():
+def test_raw_output_in_help():
     for tool in SHARED_TOOLS:
         assert "raw:" in help_text(tool)
 
 
-@pending
-def test_lead_pending_version_prints_version_major_and_digest():
+def test_version_prints_version_major_and_digest():
     import sdxfer
     from sdxfer.fleet.output import schema_major
     from sdxfer.paths import SHIPPED_SCHEMA
@@ -304,8 +289,7 @@ def test_lead_pending_version_prints_version_major_and_digest():
         assert re.search(r"\b[0-9a-f]{12,}\b", out.stdout)
 
 
-@pending
-def test_lead_pending_decoding_a_continuation_names_the_reassembler():
+def test_decoding_a_continuation_names_the_reassembler():
     from sdxfer import DecodeError, default_decoder
     from sdxfer.runtime import record
 
@@ -315,12 +299,6 @@ def test_lead_pending_decoding_a_continuation_names_the_reassembler():
     for decode in (default_decoder().decode, lambda b: default_decoder().decode_many([b])):
         with pytest.raises(DecodeError, match="Reassembler"):
             decode(bytes(buf))
-
-
-@pending
-def test_lead_pending_paths_exist():
-    for name in PENDING_PATHS:
-        assert (ROOT / name).exists(), name
 
 
 # ---- examples that run ----------------------------------------------------------------
@@ -516,7 +494,7 @@ def test_wire_format_descriptor_and_continuation_tables():
     continuation = table(section(DOCS / "wire-format.md", "Continuation records").split("then:")[1])
     assert [(r[0].strip("`"), C_TYPES[r[1]]) for r in continuation] == [(n, f) for n, _, f in record.CONTINUATION]
     assert f"from offset {record.CONTINUATION_PAYLOAD_OFF}." in text
-    assert f"id 0 (`CONTINUATION_ID`" in text and record.CONTINUATION_ID == 0
+    assert "id 0 (`CONTINUATION_ID`" in text and record.CONTINUATION_ID == 0
     assert f"{record.CONTINUATION_LAST} (`CONTINUATION_LAST`)" in text
     assert f"at most {record.MAX_FIELD_TOTAL >> 20} MiB (`MAX_FIELD_TOTAL`)" in text
     assert record.continuation_chunk(32768) == 16384
@@ -610,7 +588,7 @@ def test_numbers_in_the_c_runtime_and_api_pages():
     assert f"`SDXFER_WAKEUP_EVERY` ({record.WAKEUP_EVERY})" in c_runtime
     assert f"`wakeup_events` ({sensor.PERF_WAKEUP_EVENTS})" in c_runtime
     assert f"at least every {sensor.POLL_TIMEOUT_MS} ms" in c_runtime
-    assert f"Chunks are `slot_size / 2` bytes" in c_runtime and record.continuation_chunk(1 << 15) == 1 << 14
+    assert "Chunks are `slot_size / 2` bytes" in c_runtime and record.continuation_chunk(1 << 15) == 1 << 14
     assert f"({record.REST_DEPTH} jobs per task)" in c_runtime
     assert f"default to {sensor.PERF_PAGES} per CPU (perf) and {record.RINGBUF_PAGES} (ring buffer), or " \
            f"{record.SPANNING_BUFFER_PAGES} (4 MiB)" in api
