@@ -43,7 +43,8 @@ def seconds(text: str) -> float:
 
 def count(text: str) -> int:
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a non-negative number: {text!r}")
+        # both wordings: scripts matched either before the validators were one
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0 (not a non-negative number)")
     return int(text)
 
 

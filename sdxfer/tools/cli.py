@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..fleet.output import add_connection_arguments
+from ..fleet.output import add_connection_arguments, count
 from .text import silence_stdout
 from .driver import add_probe_arguments, add_version_argument, check_arguments
 from ..paths import GENERATED_DIR as SHIPPED_OUT, SHIPPED_SCHEMA
@@ -48,9 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     decode = commands.add_parser("decode", help="decode a file of back-to-back raw records into NDJSON")
     decode.add_argument("file", help="file of raw records, or - for standard input")
     decode.add_argument("--schema", default=None, help="schema the records were packed with (default: the shipped one)")
-    decode.add_argument("--max-pending-bytes", type=_non_negative, default=64 << 20,
+    decode.add_argument("--max-pending-bytes", type=count, default=64 << 20,
                         help="bytes of events awaiting continuation records held at most (default 64 MiB)")
-    decode.add_argument("--max-age-ms", type=_non_negative, default=2000,
+    decode.add_argument("--max-age-ms", type=count, default=2000,
                         help="an event whose continuations are missing this long (record time) is given as it is")
     run = commands.add_parser("run", help="load a BPF program built on the generated header and print its events",
                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,16 +151,6 @@ def _compat(args, stdout, stderr) -> int:
         return 1
     print("compatible", file=stdout)
     return 0
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return value
 
 
 def _decode(args, stdout, stderr) -> int:

@@ -16,6 +16,7 @@ import re
 import sys
 from typing import Callable, NamedTuple
 
+from ..fleet.output import count
 from ..stream.vocabulary import Clock, event_object
 from .driver import Formatter, Probe, add_probe_arguments, check_arguments, drive
 from .text import escape, quote, regex
@@ -124,12 +125,6 @@ def json_line(event, options: Options, clock: Clock) -> str:
     return json.dumps(record, ensure_ascii=True)
 
 
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a non-negative number: {text}")
-    return int(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="execmon",
@@ -143,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-U", "--print-uid", action="store_true", help="show the UID column")
     parser.add_argument("-l", "--line", type=regex, metavar="REGEX",
                         help="only execs whose argument line (arguments joined by spaces) matches REGEX")
-    parser.add_argument("-P", "--ppid", type=_count, metavar="PPID", help="only children of this process")
+    parser.add_argument("-P", "--ppid", type=count, metavar="PPID", help="only children of this process")
     parser.add_argument("-q", "--quote", action="store_true", help='put "double quotes" around each argument')
-    parser.add_argument("--max-args", type=_count, metavar="N", help="show at most N arguments (marked when cut)")
+    parser.add_argument("--max-args", type=count, metavar="N", help="show at most N arguments (marked when cut)")
     add_probe_arguments(parser, what="execs")
     return parser
 
