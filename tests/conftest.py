@@ -1,5 +1,12 @@
+from __future__ import annotations
+
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +48,145 @@ class Generated:
 @pytest.fixture(scope="session", params=[SHIPPED_SCHEMA, TEST_SCHEMA], ids=["shipped", "test-schema"])
 def generated(request, tmp_path_factory):
     return Generated(request.param, tmp_path_factory.mktemp(request.param.stem))
+
+
+# Live tests: programs loaded into the running kernel.
+
+LIVE_WAIT_S = 60  # generous: other live tests may load this 2-CPU machine
+
+
+def live_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "live probe tests need root"
+    if importlib.util.find_spec("bcc") is None:
+        return "live probe tests need bcc (Debian's python3-bpfcc, scripts/setup.sh)"
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "live: loads BPF programs into the running kernel (root and bcc, else skipped)")
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = live_skip_reason()
+    if reason:
+        for item in items:
+            if item.get_closest_marker("live"):
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def wait_until(predicate, timeout: float = LIVE_WAIT_S, act=None, every: float = 0.05, what: str = "the expected output"):
+    """predicate()'s first true value; act() (if given) runs before each new
+    look, every `every` s; AssertionError once the deadline has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not come in {timeout:g} s")
+        if act is not None:
+            act()
+        time.sleep(every)
+
+
+class Tool:
+    """A CLI tool as a subprocess. Threads read its stdout and stderr into
+    `out` and `err`, each a list of whole lines: a line is added only once
+    its newline has come (bytes after the last newline at exit stay in `cut`)."""
+
+    running: list[Tool] = []
+
+    def __init__(self, *command: str, env: dict | None = None):
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.cut = {"out": "", "err": ""}
+        self._readers = [threading.Thread(target=self._read, args=(stream, lines, name), daemon=True)
+                         for stream, lines, name in ((self.proc.stdout, self.out, "out"),
+                                                     (self.proc.stderr, self.err, "err"))]
+        for reader in self._readers:
+            reader.start()
+        Tool.running.append(self)
+
+    def _read(self, stream, lines: list[str], name: str) -> None:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode("utf-8", "surrogateescape")
+            if text.endswith("\n"):
+                lines.append(text)
+            else:
+                self.cut[name] = text
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def wait_out(self, predicate, timeout: float = LIVE_WAIT_S, act=None, every: float = 0.05) -> str:
+        """The first whole stdout line that satisfies predicate (see wait_until)."""
+        return self._wait(self.out, "stdout", predicate, timeout, act, every)
+
+    def wait_err(self, predicate, timeout: float = LIVE_WAIT_S) -> str:
+        """The first whole stderr line that satisfies predicate."""
+        return self._wait(self.err, "stderr", predicate, timeout, None, 0.05)
+
+    def _wait(self, lines, name, predicate, timeout, act, every) -> str:
+        def found():
+            match = next((line for line in list(lines) if predicate(line)), None)
+            if match is None and self.proc.poll() is not None:
+                self._join()
+                match = next((line for line in lines if predicate(line)), None)
+                assert match is not None, f"{self.proc.args[0]} exited ({self.proc.returncode}): {self.text()}"
+            return match
+
+        return wait_until(found, timeout, act, every, what=f"the expected {name} line of {self.proc.args}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = LIVE_WAIT_S) -> str:
+        """Sends sig, waits for the exit and the readers' end; all of stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(timeout=timeout)
+        self._join()
+        return "".join(self.err)
+
+    def _join(self) -> None:
+        for reader in self._readers:
+            reader.join(LIVE_WAIT_S)
+        if self in Tool.running:
+            Tool.running.remove(self)
+
+    def text(self) -> str:
+        return "".join(self.err) + self.cut["err"]
+
+
+@pytest.fixture(autouse=True)
+def no_tool_left():
+    """Kills a test's tools still running at its end (after a failure)."""
+    yield
+    for tool in list(Tool.running):
+        tool.proc.kill()
+        tool.proc.wait()
+        tool._join()
+
+
+@pytest.fixture(scope="module", params=["perf", "ringbuf"])
+def sensor(request):
+    """The test module's PROGRAM, SCHEMA and DEFINES loaded, on each transport;
+    `backlog` holds events read but not yet looked for."""
+    from sdxfer.kernel.sensor import Sensor
+
+    module = request.module
+    with Sensor(module.PROGRAM, schema=module.SCHEMA, transport=request.param, defines=module.DEFINES) as opened:
+        opened.backlog = []
+        yield opened
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A started nats-server (tests/nats_support.py), killed after the test."""
+    from nats_support import NatsServer
+
+    nats = NatsServer(tmp_path / "store")
+    nats.start()
+    yield nats
+    nats.kill()

@@ -1,6 +1,6 @@
-"""What the live HIDS tests share: waiting for an event, running a child
-that acts once the probe is attached, and checking the common fields every
-event carries (pid, tid, ppid, uid, gid, comm, cgroup_id, mntns, sid)."""
+"""What the live probe tests share: waiting for a decoded event, running a
+child that acts once the probe is attached, and checking the common fields
+every event carries (pid, tid, ppid, uid, gid, comm, cgroup_id, mntns, sid)."""
 from __future__ import annotations
 
 import os
@@ -10,14 +10,16 @@ import tempfile
 import time
 from pathlib import Path
 
-WAIT_S = 10
+from conftest import LIVE_WAIT_S
+
+WAIT_S = LIVE_WAIT_S
 
 
 def wait_for(sensor, predicate, timeout: float = WAIT_S):
     """The first decoded event that satisfies predicate, or AssertionError."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in sensor.decoded(sensor.read(100)):
+        for event in sensor.decoded(sensor.read(100)):  # a spanning event waits across reads
             if predicate(event):
                 return event
     raise AssertionError("the expected event never arrived")

@@ -1,6 +1,7 @@
 """A real nats-server with JetStream on 127.0.0.1 for the fleet tests (Debian's
 package, installed by scripts/setup.sh): a free port, a store of its own,
-and kill/restart on the same port and store."""
+and kill/restart on the same port and store (conftest's `server` fixture
+starts one per test)."""
 from __future__ import annotations
 
 import shutil
@@ -9,8 +10,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-
-import pytest
 
 SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -53,11 +52,3 @@ class NatsServer:
             self.process.wait()
         self.process = None
 
-
-@pytest.fixture
-def server(tmp_path):
-    """A started server, killed after the test (import it into a test module)."""
-    nats = NatsServer(tmp_path / "store")
-    nats.start()
-    yield nats
-    nats.kill()

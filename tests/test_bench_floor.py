@@ -13,17 +13,15 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 
-if os.geteuid() != 0:
-    pytest.skip("live probe tests need root", allow_module_level=True)
-pytest.importorskip("bcc")
+from conftest import ROOT, wait_until
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+sys.path.insert(0, str(ROOT / "bench"))
 import kernel_cost  # noqa: E402
+
+pytestmark = pytest.mark.live
 
 ENVIRONMENT = {"PATH": "/usr/bin:/bin", "SSH_CONNECTION": "192.0.2.7 50022 192.0.2.1 22",
                "LD_PRELOAD": "/nonexistent/floor-test.so"}
@@ -37,15 +35,13 @@ def seen_exec(variant: str, transport: str, marker: str):
         reader = threading.Thread(target=lambda: events.extend(sensor.events(stop.is_set)), daemon=True)
         reader.start()
         subprocess.run(["/bin/true", marker], env=ENVIRONMENT, check=False, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(e.argv == ["/bin/true", marker] for e in list(events)):
-            time.sleep(0.05)
-        stop.set()
-        reader.join()
-    found = [e for e in events if e.argv == ["/bin/true", marker]]
-    if found:
-        return found[-1]
-    pytest.fail(f"{variant} ({transport}) sent no record of the exec")
+        try:
+            wait_until(lambda: any(e.argv == ["/bin/true", marker] for e in list(events)),
+                       what=f"{variant} ({transport})'s record of the exec")
+        finally:
+            stop.set()
+            reader.join()
+    return [e for e in events if e.argv == ["/bin/true", marker]][-1]
 
 
 @pytest.mark.parametrize("transport", kernel_cost.TRANSPORTS)

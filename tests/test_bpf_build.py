@@ -10,14 +10,13 @@ import time
 
 import pytest
 
+from conftest import LIVE_WAIT_S
 from hids_support import Identity
+from sdxfer import Sensor
 from sdxfer.codegen.model import SOURCES
 from sdxfer.record import HEADER, HEADER_OFFSETS
 
-bcc = pytest.importorskip("bcc", reason="needs Debian's python3-bpfcc (scripts/setup.sh)")
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
-
-from sdxfer import Sensor  # noqa: E402
+pytestmark = pytest.mark.live
 
 
 def _user_value(f, n):
@@ -114,7 +113,7 @@ def _collect(generated, program, transport, expected):
         finally:
             os.sched_setaffinity(0, affinity)
         got = []
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + LIVE_WAIT_S
         while len(got) < expected and time.monotonic() < deadline:
             got += [r.data for r in sensor.read(100) if r.data]
         return got

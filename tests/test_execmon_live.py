@@ -8,22 +8,18 @@ import ctypes
 import json
 import os
 import re
-import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-if os.geteuid() != 0:
-    pytest.skip("live probe tests need root", allow_module_level=True)
-pytest.importorskip("bcc")
+from conftest import LIVE_WAIT_S, Tool, wait_until
+from hids_support import Identity, wait_for
+from sdxfer.kernel.probes import ExecProbe, ProbeError
 
-from sdxfer.loader import ExecProbe, ProbeError  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(__file__))
+pytestmark = pytest.mark.live
 
 TRUE = "/bin/true"
 ARGV_MAX = 16384  # schema max of exec.argv
@@ -33,22 +29,12 @@ FAILED_ARGS_MAX = 1024  # arguments the probe gathers for a failed exec
 ENV_SCAN_MAX = 2048  # environment entries of a new image the probe examines
 CALLER_ENV_SCAN_MAX = 1024  # environment entries of a failed exec the probe examines
 BEYOND_ENV_SCAN = 20000  # environment entries, more than the probe examines
-WAIT_S = 10
 
 
 @pytest.fixture(scope="module", params=["perf", "ringbuf"])
 def probe(request):
     with ExecProbe(transport=request.param) as opened:
         yield opened
-
-
-def wait_for(probe, predicate):
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        for event in probe.decoded(probe.read(100)):  # a spanning event waits across reads
-            if predicate(event):
-                return event
-    raise AssertionError("the expected exec event never arrived")
 
 
 def run_exec(probe, argv, **popen_args):
@@ -190,7 +176,7 @@ def test_an_ordinary_exec_sends_one_record(probe):
 
     child = subprocess.Popen([TRUE, "one", "record"])
     child.wait()
-    raw, deadline = [], time.monotonic() + WAIT_S
+    raw, deadline = [], time.monotonic() + LIVE_WAIT_S
     while time.monotonic() < deadline and not any(
             record.parse_header(r.data)["id"] == record.CONTINUATION_ID or
             probe.decoder.decode(r.data).pid == child.pid for r in raw if r.data):
@@ -469,36 +455,25 @@ def test_a_transport_that_cannot_open_detaches_the_probe():
     assert _bpf_programs_held() == before
 
 
-def start_execmon(*options):
-    """execmon as a subprocess, and the list its stdout lines are collected into."""
-    execmon = subprocess.Popen([sys.executable, "-m", "sdxfer.execmon", *options],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    threading.Thread(target=lambda: lines.extend(execmon.stdout), daemon=True).start()
-    return execmon, lines
-
-
-def stop_execmon(execmon):
-    """SIGTERM, then its stderr; the exit status is left in returncode."""
-    execmon.send_signal(signal.SIGTERM)
-    err = execmon.stderr.read()
-    execmon.wait(timeout=WAIT_S)
-    return err
+def start_execmon(*options) -> Tool:
+    return Tool(sys.executable, "-m", "sdxfer.tools.execmon", *options)
 
 
 def test_execmon_cli_text_with_filters():
     """Text output of a real exec, with -n and -l keeping only the matching one."""
     marker = f"sdxfer-text-{os.getpid()}"
-    execmon, lines = start_execmon("-n", "^true$", "-l", f"{marker} b$")
+    execmon = start_execmon("-n", "^true$", "-l", f"{marker} b$")
+
+    def execs():
+        subprocess.run([TRUE, marker, "b"])
+        subprocess.run([TRUE, marker, "other"])  # name matches, argument line does not
+        subprocess.run(["/bin/echo", marker, "b"], stdout=subprocess.DEVNULL)  # line matches, name does not
+
     try:
-        deadline = time.monotonic() + WAIT_S * 2
-        while time.monotonic() < deadline and not any(marker in line for line in lines):
-            subprocess.run([TRUE, marker, "b"])
-            subprocess.run([TRUE, marker, "other"])  # name matches, argument line does not
-            subprocess.run(["/bin/echo", marker, "b"], stdout=subprocess.DEVNULL)  # line matches, name does not
-            time.sleep(0.3)
+        execmon.wait_out(lambda line: marker in line, act=execs, every=0.3)
     finally:
-        err = stop_execmon(execmon)
+        err = execmon.stop()
+    lines = execmon.out
     assert lines[:2] == ["Watching execve events... Ctrl+C to stop\n", "PID      EXEC                 ARGS\n"]
     shown = lines[2:]
     assert shown, "execmon never printed the matching exec"
@@ -511,17 +486,15 @@ def test_execmon_cli_text_with_filters():
 @pytest.mark.parametrize("transport", ["perf", "ringbuf"])
 def test_execmon_cli_failed_exec_with_x(transport):
     """The console entry point end to end: -x shows a failed exec, SIGTERM stops it cleanly."""
-    execmon, lines = start_execmon("-x", "--json", "--transport", transport)
+    execmon = start_execmon("-x", "--json", "--transport", transport)
     target = f"/nonexistent/sdxfer-cli-{transport}"
     attempt = f"import os\ntry:\n    os.execv({target!r}, ['x'])\nexcept OSError:\n    pass\n"
     try:
-        deadline = time.monotonic() + WAIT_S * 2
-        while time.monotonic() < deadline and not any(f'"exe": "{target}"' in line for line in lines):
-            subprocess.run([sys.executable, "-c", attempt])
-            time.sleep(0.3)
+        execmon.wait_out(lambda line: f'"exe": "{target}"' in line,
+                         act=lambda: subprocess.run([sys.executable, "-c", attempt]), every=0.3)
     finally:
-        err = stop_execmon(execmon)
-    failed = [event for event in map(json.loads, lines) if event["exe"] == target]
+        err = execmon.stop()
+    failed = [event for event in map(json.loads, execmon.out) if event["exe"] == target]
     assert failed, "execmon never printed the failed exec"
     assert failed[0]["ret"] == -2
     assert failed[0]["exe"] == target
@@ -535,21 +508,18 @@ def test_execmon_cli_failed_exec_with_x(transport):
 def test_execmon_cli_json_carries_a_mib_argv_whole_and_text_honours_max_args(transport):
     argv = distinct_arguments(1 << 20)
     marker = argv[1]
-    execmon, lines = start_execmon("--json", "--transport", transport, "-n", "^true$")
-    texts, text_lines = start_execmon("--max-args", "3", "--transport", transport, "-n", "^true$")
+    execmon = start_execmon("--json", "--transport", transport, "-n", "^true$")
+    texts = start_execmon("--max-args", "3", "--transport", transport, "-n", "^true$")
     try:
-        deadline = time.monotonic() + WAIT_S * 2
-        while time.monotonic() < deadline and not (any(marker in line for line in lines) and
-                                                     any(marker in line for line in text_lines)):
-            subprocess.run(argv)
-            time.sleep(0.5)
+        wait_until(lambda: any(marker in line for line in execmon.out) and any(marker in line for line in texts.out),
+                   act=lambda: subprocess.run(argv), every=0.5)
     finally:
-        err, text_err = stop_execmon(execmon), stop_execmon(texts)
-    events = [event for event in map(json.loads, lines) if event["argv"] and event["argv"][1:2] == [marker]]
+        err, text_err = execmon.stop(), texts.stop()
+    events = [event for event in map(json.loads, execmon.out) if event["argv"] and event["argv"][1:2] == [marker]]
     assert events, "execmon --json never printed the exec"
     assert events[0]["argv"] == argv
     assert events[0]["argv_truncated"] is False and events[0]["truncated"] == []
-    shown = [line for line in text_lines if marker in line]
+    shown = [line for line in texts.out if marker in line]
     assert shown, "execmon never printed the exec"
     assert shown[0].rstrip("\n").endswith(f"{TRUE} {argv[1]} {argv[2]} ...")
     assert "Traceback" not in err + text_err
@@ -570,8 +540,6 @@ def _chain_from_proc(pid: int) -> list[tuple[int, set[str]]]:
 
 
 def test_common_fields_and_ancestors(probe):
-    from hids_support import Identity
-
     child = subprocess.Popen(["/bin/sleep", "2"])
     try:
         event = wait_for(probe, lambda e: e.pid == child.pid and e.ret == 0)

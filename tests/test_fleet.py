@@ -23,7 +23,7 @@ from sdxfer.cli import SHIPPED_SCHEMA
 from sdxfer.fleet.output import NatsOutput, add_output_arguments, schema_major, size
 from sdxfer.record import HEADER_OFFSETS, HEADER_SIZE
 
-from nats_support import NatsServer, server  # noqa: F401 (a fixture)
+from nats_support import NatsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SDXFER = str(ROOT / ".venv" / "bin" / "sdxfer")

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from nats_support import NatsServer, server  # noqa: F401 (a fixture)
+from conftest import Tool
+from nats_support import NatsServer
 from test_fleet import consume_all
+
+pytestmark = pytest.mark.live
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDSMON = str(ROOT / ".venv" / "bin" / "hidsmon")
@@ -45,46 +48,17 @@ class Monitor:
     can overflow, so each test allows the loss the sensor reports (exact when
     the machine is quiet) and checks the fleet path exactly."""
 
-    running: list[Monitor] = []
-
     def __init__(self, marker: Marker, *options: str, host: str = "h-a", tool: tuple = (HIDSMON, "--events", "exec")):
         env = dict(os.environ, SDXFER_HOSTNAME=host, SDXFER_MACHINE_ID=f"machine-{host}", SDXFER_BOOT_ID=f"boot-{host}")
-        self.proc = subprocess.Popen([*tool, "-n", f"^{marker.name}$", *options],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        Monitor.running.append(self)
-        self.err: list[str] = []
-        attached = threading.Event()
-
-        def read() -> None:
-            for line in self.proc.stderr:
-                self.err.append(line)
-                if "Ctrl+C to stop" in line:
-                    attached.set()
-            attached.set()
-
-        self._reader = threading.Thread(target=read, daemon=True)
-        self._reader.start()
-        attached.wait(120)
-        assert self.proc.poll() is None, "".join(self.err)
+        self.tool = Tool(*tool, "-n", f"^{marker.name}$", *options, env=env)
+        self.tool.wait_err(lambda line: "Ctrl+C to stop" in line, timeout=120)
+        assert self.tool.proc.poll() is None, self.tool.text()
 
     def stop(self) -> tuple[str, int]:
         """hidsmon's stderr, and the events the kernel lost."""
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=60)
-        Monitor.running.remove(self)
-        self._reader.join(10)
-        text = "".join(self.err)
-        assert self.proc.returncode == 0 and "Traceback" not in text, text
+        text = self.tool.stop(signal.SIGINT, timeout=60)
+        assert self.tool.returncode == 0 and "Traceback" not in text, text
         return text, int(re.search(r"events received, (\d+) lost", text).group(1))
-
-
-@pytest.fixture(autouse=True)
-def no_monitor_left():
-    yield
-    for monitor in list(Monitor.running):
-        monitor.proc.kill()
-        monitor.proc.wait()
-        Monitor.running.remove(monitor)
 
 
 @pytest.fixture

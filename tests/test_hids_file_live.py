@@ -22,13 +22,10 @@ from pathlib import Path
 
 import pytest
 
-if os.geteuid() != 0:
-    pytest.skip("live probe tests need root", allow_module_level=True)
-pytest.importorskip("bcc")
+import hids_support
+from sdxfer import hids
 
-from sdxfer import Sensor, hids  # noqa: E402
-
-import hids_support  # noqa: E402
+pytestmark = pytest.mark.live
 
 HERE = Path(__file__).resolve().parent
 PROGRAM = hids.PROGRAM
@@ -74,12 +71,6 @@ sys.stdin.readline()
 exec(sys.argv[1])
 print(json.dumps(result), flush=True)
 """
-
-
-@pytest.fixture(scope="module", params=["perf", "ringbuf"])
-def sensor(request):
-    with Sensor(PROGRAM, schema=SCHEMA, transport=request.param, defines=DEFINES) as sensor:
-        yield sensor
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ Needs root and bcc; skipped otherwise.
 import errno
 import ipaddress
 import json
-import os
 import secrets
 import socket
 import struct
@@ -24,13 +23,10 @@ from pathlib import Path
 
 import pytest
 
-if os.geteuid() != 0:
-    pytest.skip("live probe tests need root", allow_module_level=True)
-pytest.importorskip("bcc")
+from hids_support import WAIT_S, Identity, events_until, wait_for
+from sdxfer import SockAddr, hids
 
-from sdxfer import Sensor, SockAddr, hids  # noqa: E402
-
-from hids_support import Identity, events_until, wait_for  # noqa: E402
+pytestmark = pytest.mark.live
 
 HERE = Path(__file__).resolve().parent
 PROGRAM = hids.PROGRAM
@@ -40,12 +36,6 @@ DEFINES = hids.defines_for(EVENTS)
 
 FAMILIES = {"ipv4": (socket.AF_INET, "127.0.0.1"), "ipv6": (socket.AF_INET6, "::1")}
 NO_ADDRESS = SockAddr(0, 0, None)
-
-
-@pytest.fixture(scope="module", params=["perf", "ringbuf"])
-def sensor(request):
-    with Sensor(PROGRAM, schema=SCHEMA, transport=request.param, defines=DEFINES) as sensor:
-        yield sensor
 
 
 def sockaddr(family: int, name) -> SockAddr:
@@ -93,7 +83,7 @@ class Child:
     def go(self) -> dict:
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
-        out, err = self.proc.communicate(timeout=10)
+        out, err = self.proc.communicate(timeout=WAIT_S)
         assert self.proc.returncode == 0, err
         return json.loads(out)
 

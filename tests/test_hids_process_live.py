@@ -24,12 +24,10 @@ from pathlib import Path
 
 import pytest
 
-if os.geteuid() != 0:
-    pytest.skip("live probe tests need root", allow_module_level=True)
-pytest.importorskip("bcc")
+import hids_support
+from sdxfer import Creds, hids
 
-import hids_support  # noqa: E402
-from sdxfer import Creds, Sensor, hids  # noqa: E402
+pytestmark = pytest.mark.live
 
 HERE = Path(__file__).resolve().parent
 PROGRAM = hids.PROGRAM
@@ -155,13 +153,6 @@ def child_events_until(sensor, child, event_name, **values) -> list:
     got = [e for e in sensor.backlog if mine(e, child)]
     sensor.backlog[:] = [e for e in sensor.backlog if not mine(e, child)]
     return got
-
-
-@pytest.fixture(scope="module", params=["perf", "ringbuf"])
-def sensor(request):
-    with Sensor(PROGRAM, schema=SCHEMA, transport=request.param, defines=DEFINES) as sensor:
-        sensor.backlog = []  # events read but not yet looked for
-        yield sensor
 
 
 # ---- exit --------------------------------------------------------------------

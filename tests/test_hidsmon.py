@@ -17,6 +17,8 @@ from sdxfer import hidsmon
 from sdxfer.tools import driver
 from sdxfer.console import Clock
 
+from conftest import Tool, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 HIDSMON = str(ROOT / ".venv" / "bin" / "hidsmon")
 DECODER = sdxfer.default_decoder()
@@ -94,39 +96,43 @@ def test_not_root_is_one_line(monkeypatch, capsys):
     assert err.count("\n") == 1 and err.startswith("hidsmon: ") and "sudo" in err
 
 
-live = pytest.mark.skipif(os.geteuid() != 0, reason="live probe tests need root")
-
-
-def _start(*args):
-    mon = subprocess.Popen([HIDSMON, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    started = mon.stderr.readline()
+def _start(*args) -> tuple[Tool, str]:
+    mon = Tool(HIDSMON, *args)
+    started = mon.wait_err(lambda line: True)
     assert re.fullmatch(r"hidsmon: \d+ events, \d+ programs attached in \d+\.\d s \((perf|ringbuf)\); "
-                        r"Ctrl\+C to stop\n", started), started + mon.stderr.read()
+                        r"Ctrl\+C to stop\n", started), mon.text()
     return mon, started
 
 
 CHILD = "import os, sys\nsys.stdin.readline()\nos.setsid()\nos._exit(7)\n"
 
 
-@live
+def _child_records(lines: list[str], pid: int) -> dict:
+    """The child's exec, exit and setsid records by event (read until all three came)."""
+    got = {}
+    for line in lines:
+        record = json.loads(line)
+        assert record["event"] in ("exec", "exit", "setsid")
+        if record["pid"] == pid:
+            got[record["event"]] = record
+        if len(got) == 3:
+            break
+    return got
+
+
+@pytest.mark.live
 @pytest.mark.parametrize("transport", ["perf", "ringbuf"])
 def test_live_selected_events_as_json(transport):
     mon, started = _start("--events", "exec,exit,setsid", "--json", "--transport", transport)
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, text=True)
     child.communicate("go\n")
-    got = {}
     try:
         # 3 programs watch execs (one success, two failure paths), one exits, one setsid
         assert started.startswith("hidsmon: 3 events, 5 programs attached")
-        deadline = time.monotonic() + 10
-        while len(got) < 3 and time.monotonic() < deadline:
-            record = json.loads(mon.stdout.readline())
-            assert record["event"] in ("exec", "exit", "setsid")
-            if record["pid"] == child.pid:
-                got[record["event"]] = record
+        wait_until(lambda: len(_child_records(list(mon.out), child.pid)) == 3)
     finally:
-        mon.send_signal(signal.SIGINT)
-        _, err = mon.communicate(timeout=10)
+        err = mon.stop(signal.SIGINT)
+    got = _child_records(mon.out, child.pid)
     assert got["exec"]["argv"][1:] == ["-c", CHILD] and got["exec"]["ret"] == 0
     assert got["setsid"]["ret"] == child.pid and got["setsid"]["sid"] == child.pid
     assert got["exit"]["code"] == 7 << 8
@@ -135,16 +141,16 @@ def test_live_selected_events_as_json(transport):
     assert mon.returncode == 0 and re.search(r"hidsmon: \d+ events received, 0 lost", err)
 
 
-@live
+@pytest.mark.live
 def test_live_text_filtered_by_pid():
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, text=True)
     mon, _ = _start("--events", "setsid,exit", "-p", str(child.pid))
     try:
         subprocess.run([sys.executable, "-c", "import os; os.setsid()"])  # another process: not shown
         child.communicate("go\n")
-        lines = [mon.stdout.readline().rstrip("\n") for _ in range(2)]
+        mon.wait_out(lambda line: re.search(rf" exit +{child.pid} ", line))
     finally:
-        mon.send_signal(signal.SIGINT)
-        mon.communicate(timeout=10)
+        mon.stop(signal.SIGINT)
+    lines = [line.rstrip("\n") for line in mon.out[:2]]
     assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} setsid +{child.pid} +python +ret={child.pid}", lines[0])
     assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} exit +{child.pid} +python +exit=7", lines[1])

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-if os.geteuid() != 0:
-    pytest.skip("live probe tests need root", allow_module_level=True)
-pytest.importorskip("bcc")
+from conftest import LIVE_WAIT_S, Tool
+from sdxfer import ProbeError, Sensor, btf
+from sdxfer.program import BTF_PATH
 
-from sdxfer import ProbeError, Sensor, btf  # noqa: E402
-from sdxfer.program import BTF_PATH  # noqa: E402
+pytestmark = pytest.mark.live
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -30,7 +29,6 @@ SCHEMA = HERE / "schemas" / "sensor.yaml"
 PROBE = HERE / "probes" / "sensor.bpf.c"
 BAD_FD = 987654  # write(2) to it fails at once; the probe reports only those
 SDXFER = str(ROOT / ".venv" / "bin" / "sdxfer")
-WAIT_S = 10
 TRANSPORTS = ["perf", "ringbuf"]
 
 
@@ -54,7 +52,7 @@ def write_bad_fd(data: bytes) -> None:
 
 def collect(sensor, count: int, name: str | None = None) -> list:
     got = []
-    deadline = time.monotonic() + WAIT_S
+    deadline = time.monotonic() + LIVE_WAIT_S
     while len(got) < count and time.monotonic() < deadline:
         got += [e for e in sensor.decoded(sensor.read(100)) if name is None or e.name == name]
     return got
@@ -114,28 +112,27 @@ sys.stdin.readline()
 """ % (BAD_FD, WRITTEN)
 
 
-def run_cli_against_child(extra: list[str], transport: str, count: int = 2):
-    """sdxfer run on a child that acts once the probe is attached; returns (stdout lines, stderr)."""
+def run_cli_against_child(extra: list[str], transport: str, events=("getpgid_call", "write_call")):
+    """sdxfer run on a child that acts once the probe is attached; once a line
+    names each of `events`, returns (the first len(events) stdout lines, stderr)."""
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     command = [SDXFER, "run", str(PROBE), "--schema", str(SCHEMA), "--transport", transport,
                "-D", f"TARGET_PID={child.pid}", "-D", "TEST_MARKER=7", "-D", f"BAD_FD={BAD_FD}", *extra]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = Tool(*command)
     try:
-        started = run.stderr.readline()
-        assert "programs attached" in started, started + run.stderr.read()
+        started = run.wait_err(lambda line: True)
+        assert "programs attached" in started, run.text()
         child.stdin.write("go\n")
         child.stdin.flush()
         assert child.stdout.readline() == "done\n"
-        lines = [run.stdout.readline() for _ in range(count)]
-        run.send_signal(signal.SIGINT)
-        out, err = run.communicate(timeout=WAIT_S)
+        for name in events:
+            run.wait_out(lambda line: name in line)
+        err = run.stop(signal.SIGINT)
         assert run.returncode == 0, err
-        return [line.rstrip("\n") for line in lines], started + err
+        return [line.rstrip("\n") for line in run.out[:len(events)]], err
     finally:
         child.kill()
-        run.kill()
         child.wait()
-        run.wait()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -149,7 +146,7 @@ def test_sdxfer_run_json(transport):
 
 
 def test_sdxfer_run_text_and_event_filter():
-    lines, err = run_cli_against_child(["--events", "write_call"], "perf", count=1)
+    lines, err = run_cli_against_child(["--events", "write_call"], "perf", events=("write_call",))
     assert lines == [f"write_call fd={BAD_FD} data={WRITTEN.hex()}"]
     assert "sdxfer run: 2 events received, 0 lost" in err
 
