@@ -3,88 +3,35 @@
 and execmon's JSON object carrying every field hidsmon's does."""
 import json
 import os
-import queue
 import signal
 import subprocess
-import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
+from conftest import LIVE_WAIT_S, ROOT, Tool, wait_until
 
-if os.geteuid() != 0:
-    pytest.skip("live probe tests need root", allow_module_level=True)
-pytest.importorskip("bcc")
+pytestmark = pytest.mark.live
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
+WAIT_S = LIVE_WAIT_S
 START_S = 120  # a loaded 2-CPU machine compiles slowly
-WAIT_S = 60
 
 
-class Tool:
-    """A tool run as a subprocess: whole lines of stdout and stderr, read by
-    threads, waited for by content."""
-
-    def __init__(self, *argv):
-        self.process = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, errors="surrogateescape")
-        self.out, self.err = queue.Queue(), queue.Queue()
-        self.err_lines = []
-        for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err)):
-            threading.Thread(target=self._read, args=(stream, lines), daemon=True).start()
-        self.wait_err(lambda line: "Ctrl+C to stop" in line, START_S)
-
-    @staticmethod
-    def _read(stream, lines):
-        for line in stream:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    def _wait(self, lines: queue.Queue, seen: list, predicate, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            seen.append(line)
-            if predicate(line):
-                return line
-        raise AssertionError(f"not seen in {seconds} s; stderr so far: {self.err_lines[-5:]}")
-
-    def wait_err(self, predicate, seconds=WAIT_S):
-        return self._wait(self.err, self.err_lines, predicate, seconds)
-
-    def wait_json(self, predicate, seconds=WAIT_S, seen=None):
-        """The first JSON object on stdout for which predicate holds."""
-        seen = [] if seen is None else seen
-        line = self._wait(self.out, [], lambda text: predicate(_record(text, seen)), seconds)
-        return json.loads(line)
-
-    def stop(self) -> str:
-        """SIGINT, then the rest of stderr."""
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=WAIT_S)
-        rest = []
-        while (line := self.err.get(timeout=WAIT_S)) is not None:
-            rest.append(line)
-        self.err_lines += rest
-        return "\n".join(self.err_lines)
-
-    def kill(self):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+def start(*argv) -> Tool:
+    """A tool, once its probe is attached."""
+    tool = Tool(str(BIN / argv[0]), *argv[1:])
+    tool.wait_err(lambda line: "Ctrl+C to stop" in line, START_S)
+    return tool
 
 
-def _record(text, seen):
-    record = json.loads(text)
-    seen.append(record)
-    return record
+def wait_json(tool: Tool, predicate, seen=None) -> dict:
+    """The first JSON object on the tool's stdout for which predicate holds;
+    every object looked at so far in seen."""
+    seen = [] if seen is None else seen
+    line = tool.wait_out(lambda text: predicate(json.loads(text)))
+    seen[:] = [json.loads(text) for text in tool.out]
+    return json.loads(line)
 
 
 def exec_with(marker: str, before: str = "", **popen) -> None:
@@ -104,49 +51,49 @@ def test_children_are_followed_as_they_fork():
     shell = subprocess.Popen(["/bin/sh", "-c", "read go; /bin/sh -c '/bin/true $0; /bin/true $1; :' \"$go\" \"${go}2\"; :"],
                              stdin=subprocess.PIPE, text=True)
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = Tool("hidsmon", "--events", "exec", "--json", "-p", str(shell.pid), "--children")
+    tool = start("hidsmon", "--events", "exec", "--json", "-p", str(shell.pid), "--children")
     try:
         exec_with(f"{marker}x")  # outside the tree: filtered in the kernel
         shell.communicate(f"{marker}\n", timeout=WAIT_S)
         seen = []
-        child = tool.wait_json(has_marker(f"{marker}2"), seen=seen)
+        child = wait_json(tool, has_marker(f"{marker}2"), seen=seen)
         assert any(has_marker(marker)(r) for r in seen) and not any(has_marker(f"{marker}x")(r) for r in seen)
         assert child["ppid"] != shell.pid  # a grandchild: the inner sh's child
-        assert "hidsmon: " in tool.stop()
+        assert "hidsmon: " in tool.stop(signal.SIGINT)
     finally:
-        tool.kill()
+        tool.stop(signal.SIGKILL)
         shell.kill()
 
 
 def test_pid_alone_is_that_process_only():
     shell = subprocess.Popen(["/bin/sh", "-c", "read go; exec /bin/true $go"], stdin=subprocess.PIPE, text=True)
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = Tool("execmon", "--json", "-p", str(shell.pid))
+    tool = start("execmon", "--json", "-p", str(shell.pid))
     try:
         exec_with(f"{marker}x")
         shell.communicate(f"{marker}\n", timeout=WAIT_S)
         seen = []
-        record = tool.wait_json(has_marker(marker), seen=seen)
+        record = wait_json(tool, has_marker(marker), seen=seen)
         assert record["pid"] == shell.pid
         assert all(r["pid"] == shell.pid for r in seen)
     finally:
-        tool.kill()
+        tool.stop(signal.SIGKILL)
 
 
 def test_mntns_keeps_one_mount_namespace():
     host_ns = os.stat("/proc/self/ns/mnt").st_ino
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = Tool("hidsmon", "--events", "exec", "--json", "--mntns", str(host_ns))
+    tool = start("hidsmon", "--events", "exec", "--json", "--mntns", str(host_ns))
     try:
         subprocess.run(["unshare", "-m", "/bin/true", f"{marker}x"], check=True, timeout=WAIT_S)
         exec_with(marker)
         seen = []
-        record = tool.wait_json(has_marker(marker), seen=seen)
+        record = wait_json(tool, has_marker(marker), seen=seen)
         assert record["mntns"] == host_ns
         assert not any(has_marker(f"{marker}x")(r) for r in seen)
         assert all(r["mntns"] == host_ns for r in seen)
     finally:
-        tool.kill()
+        tool.stop(signal.SIGKILL)
 
 
 @pytest.fixture
@@ -168,50 +115,50 @@ def cgroup():
 
 def test_cgroup_keeps_its_processes(cgroup):
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = Tool("execmon", "--json", "--cgroup", str(cgroup))
+    tool = start("execmon", "--json", "--cgroup", str(cgroup))
     try:
         exec_with(f"{marker}x")
         exec_with(marker, before=f"echo $$ > {cgroup}/cgroup.procs;")
         seen = []
-        record = tool.wait_json(has_marker(marker), seen=seen)
+        record = wait_json(tool, has_marker(marker), seen=seen)
         assert record["cgroup_id"] == os.stat(cgroup).st_ino
         assert not any(has_marker(f"{marker}x")(r) for r in seen)
     finally:
-        tool.kill()
+        tool.stop(signal.SIGKILL)
 
 
 def test_uid_is_filtered_in_the_kernel():
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = Tool("hidsmon", "--events", "exec", "--json", "-u", "65534")
+    tool = start("hidsmon", "--events", "exec", "--json", "-u", "65534")
     try:
         exec_with(f"{marker}x")  # root's
         exec_with(marker, user=65534, group=65534)
         seen = []
-        record = tool.wait_json(has_marker(marker), seen=seen)
+        record = wait_json(tool, has_marker(marker), seen=seen)
         assert record["uid"] == 65534 and all(r["uid"] == 65534 for r in seen)
     finally:
-        tool.kill()
+        tool.stop(signal.SIGKILL)
 
 
 def test_no_failed_hides_failed_execs():
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = Tool("hidsmon", "--events", "exec", "--json", "--no-failed")
+    tool = start("hidsmon", "--events", "exec", "--json", "--no-failed")
     try:
         subprocess.run(["/bin/sh", "-c", f"/nonexistent/{marker}x {marker}x; /bin/true {marker}"], timeout=WAIT_S)
         seen = []
-        tool.wait_json(has_marker(marker), seen=seen)
+        wait_json(tool, has_marker(marker), seen=seen)
         assert all(r["ret"] == 0 for r in seen)
     finally:
-        tool.kill()
+        tool.stop(signal.SIGKILL)
 
 
 def test_execmon_json_is_hidsmons_object_and_more():
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    execmon = Tool("execmon", "--json")
-    hidsmon = Tool("hidsmon", "--events", "exec", "--json")
+    execmon = start("execmon", "--json")
+    hidsmon = start("hidsmon", "--events", "exec", "--json")
     try:
         exec_with(marker)
-        mine, theirs = execmon.wait_json(has_marker(marker)), hidsmon.wait_json(has_marker(marker))
+        mine, theirs = wait_json(execmon, has_marker(marker)), wait_json(hidsmon, has_marker(marker))
         assert set(theirs) <= set(mine)
         per_probe = ("timestamp_ns", "time", "seq", "cpu")  # each probe stamps and numbers its own record
         assert {k: v for k, v in mine.items() if k in theirs and k not in per_probe} == \
@@ -220,25 +167,25 @@ def test_execmon_json_is_hidsmons_object_and_more():
         for key in ("pgid", "sid", "euid", "cgroup_id", "mntns", "ancestors", "time", "lost"):
             assert key in mine
     finally:
-        execmon.kill()
-        hidsmon.kill()
+        execmon.stop(signal.SIGKILL)
+        hidsmon.stop(signal.SIGKILL)
 
 
 def test_raw_capture_decodes_with_sdxfer_decode(tmp_path):
     capture = tmp_path / "capture.sdxr"
     marker = f"mk{uuid.uuid4().hex[:10]}"
     big = "z" * 4000
-    tool = Tool("hidsmon", "--events", "exec,setsid", "--output", f"raw:{capture}")
+    tool = start("hidsmon", "--events", "exec,setsid", "--output", f"raw:{capture}")
     try:
         # an argv past the exec record's 16 KiB: its continuation records are captured with it
         exec_with(marker + " " + " ".join([big] * 6))
         deadline = time.monotonic() + WAIT_S
         while marker.encode() not in capture.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.2)
-        err = tool.stop()
+        err = tool.stop(signal.SIGINT)
         assert "records (" in err and f"written to {capture}" in err
     finally:
-        tool.kill()
+        tool.stop(signal.SIGKILL)
     assert os.stat(capture).st_mode & 0o777 == 0o600
     done = subprocess.run([str(BIN / "sdxfer"), "decode", str(capture)], capture_output=True, text=True,
                           timeout=WAIT_S)
@@ -249,11 +196,11 @@ def test_raw_capture_decodes_with_sdxfer_decode(tmp_path):
 
 
 def test_stats_lines_come_every_interval():
-    tool = Tool("execmon", "--stats", "1")
+    tool = start("execmon", "--stats", "1")
     try:
         exec_with("x")
         line = tool.wait_err(lambda text: text.startswith("execmon: stats: "))
         assert " delivered, " in line and " lost" in line
-        tool.wait_err(lambda text: text.startswith("execmon: stats: "), 10)
+        wait_until(lambda: sum(text.startswith("execmon: stats: ") for text in tool.err) >= 2, what="a second stats line")
     finally:
-        tool.kill()
+        tool.stop(signal.SIGKILL)
