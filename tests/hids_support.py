@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,11 +34,6 @@ def events_until(sensor, predicate, timeout: float = WAIT_S) -> list:
             if predicate(event):
                 return got
     raise AssertionError(f"the expected event never arrived ({len(got)} others did)")
-
-
-def run_python(code: str, *args: str, **popen) -> subprocess.CompletedProcess:
-    """Runs code in a fresh interpreter (its own pid) and waits for it."""
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, **popen)
 
 
 def cgroup2_id(path: str) -> int:
