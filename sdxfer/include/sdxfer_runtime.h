@@ -37,7 +37,7 @@ struct sdxfer_claim {
 };
 
 #ifdef SDXFER_HOST
-static __thread struct sdxfer_slot_data sdxfer_host_slots[SDXFER_SCRATCH_MAP_SLOTS] __attribute__((aligned(8)));
+static __thread struct sdxfer_slot_data sdxfer_host_slots[SDXFER_SCRATCH_SLOTS] __attribute__((aligned(8)));
 static __thread struct sdxfer_cpu_state sdxfer_host_cpu;
 static __thread __u64 sdxfer_host_drops[SDXFER_DROP_COUNTERS];
 int sdxfer_host_emit(void *ctx, const void *rec, __u32 size);
@@ -67,7 +67,7 @@ static __always_inline struct sdxfer_cpu_state *sdxfer_this_cpu(void)
 
 static __always_inline void *sdxfer_scratch_slot(__u32 index)
 {
-    return index < SDXFER_SCRATCH_MAP_SLOTS ? &sdxfer_host_slots[index] : NULL;
+    return index < SDXFER_SCRATCH_SLOTS ? &sdxfer_host_slots[index] : NULL;
 }
 
 static __always_inline void sdxfer_count_drop(__u32 index)
@@ -243,14 +243,6 @@ static __always_inline void sdxfer_release_slot(struct sdxfer_claim *claim)
 #define SDXFER_LOCAL(type, name)                                                                  \
     struct sdxfer_claim sdxfer_local_##name __attribute__((cleanup(sdxfer_release_slot)));        \
     type *name = (type *)sdxfer_claim_slot(&sdxfer_local_##name)
-
-/* The first record format's locals: one fixed slot per CPU, never claimed.
- * A program that interrupts another on the same CPU and uses it too
- * overwrites the other's locals: prefer SDXFER_LOCAL. */
-static __always_inline void *sdxfer_get_local(void)
-{
-    return sdxfer_scratch_slot(SDXFER_FIXED_LOCALS_SLOT);
-}
 
 /* Claims the slot a packer builds its record in; a record that cannot have
  * one is counted as a drop of its event. */
