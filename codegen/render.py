@@ -404,7 +404,8 @@ def _md_context(layout: Layout, banner: str) -> dict:
                                              for o in e.older],
             "members": [{"name": m.name, "offset": m.offset, "size": m.size, "type": _md_member_type(m),
                          "doc": _md_cell(m.field.doc) if m.field else ""} for m in e.members],
-            "variables": [{"name": v.field.name, "max": v.field.max, "cursor_max": v.cursor_max} for v in e.variables],
+            "variables": [{"name": v.field.name, "max_bytes": v.field.max_bytes, "cursor_max": v.cursor_max}
+                          for v in e.variables],
         })
     return {"banner": banner, "schema_path": _display_path(layout.schema.path), "slot_size": layout.schema.slot_size,
             "scratch_slots": SCRATCH_SLOTS,
