@@ -93,7 +93,8 @@ def test_assembly_resolves_what_the_program_uses_and_passes_defines(tmp_path):
     probe.write_text('#include "xfer.h"\n#include "mine.h"\n#include "helpers.h"\nint x = MINE;\n')
     assembly = program.assemble(probe, transport="ringbuf", defines={"TARGET_PID": 42, "FLAG": None})
     assert '#include "xfer.h"' not in assembly.text and "exec_print(" in assembly.text  # the shipped schema
-    assert "sdxfer_claim_slot" in assembly.text  # sdxfer_runtime.h, inlined
+    assert "sdxfer_claim_slot" in assembly.text  # sdxfer_runtime.h's parts, inlined
+    assert '#include "sdxfer_' not in assembly.text
     assert "parent_tgid" in assembly.text  # bpf/helpers.h, inlined
     kernel = btf.load(program.BTF_PATH)
     assert f"-DBTF_OFF_TASK_STRUCT_TGID={kernel.offsetof('task_struct', 'tgid')}" in assembly.cflags
@@ -253,3 +254,16 @@ def test_stats_print_totals_and_busy_events():
     assert str(stats) == "delivered 3, lost 1, undecodable 0 (exec: delivered 3, lost 1, undecodable 0)"
     assert stats.to_dict()["events"]["exit"] == {"delivered": 0, "lost": 0, "undecodable": 0}
 
+
+
+def test_runtime_header_lists_and_includes_each_of_its_parts():
+    """sdxfer_runtime.h is the one include; its top comment names every part it includes."""
+    from sdxfer.paths import C_INCLUDE_DIR
+
+    runtime = (C_INCLUDE_DIR / "sdxfer_runtime.h").read_text()
+    comment = runtime.split("*/", 1)[0]
+    parts = [line.split('"')[1] for line in runtime.splitlines() if line.startswith('#include "')]
+    assert len(parts) >= 5 and "sdxfer_rest.h" in parts
+    for name in parts:
+        assert f" {name} " in comment, name
+        assert f'#error "include the generated xfer.h, not {name}"' in (C_INCLUDE_DIR / name).read_text()
