@@ -14,7 +14,8 @@ import yaml
 
 from ..runtime.record import MAX_FIELD_TOTAL, STR_READ_SLACK
 from .layout import layout_event, type_text
-from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema, generated_names
+from . import naming
+from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema
 
 SUPPORTED_VERSION = 1
 # One per-CPU array value may not exceed PCPU_MIN_UNIT_SIZE (32 KiB).
@@ -38,8 +39,6 @@ RESERVED_FIELD_NAMES = frozenset(
      "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index",
      "version", "versions", "missing", "newer", "entry_types", "value"}
 )
-# struct sdxfer_<name> already names these in the C header.
-RESERVED_EVENT_NAMES = frozenset({"head", "var", "sockaddr", "creds", "slot_data"})
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 TOP_KEYS = {"version", "slot_size", "events", "common"}
@@ -268,9 +267,10 @@ class _Checker:
         if name is None:
             return None
         where = f"event {name}"
-        if name in RESERVED_EVENT_NAMES:
-            self.problem(entries["name"][1], where, f"event name {name!r} is reserved (the C header has struct sdxfer_{name})")
-        for derived in generated_names(name):
+        clash = naming.reserved_clash(name)
+        if clash:
+            self.problem(entries["name"][1], where, f"event name {name!r} is reserved (the C runtime declares {clash})")
+        for derived in naming.unique_names(name):
             if derived in names:
                 first, first_line = names[derived]
                 if first == name:
@@ -279,7 +279,7 @@ class _Checker:
                     message = f"event names {name!r} and {first!r} (line {first_line}) both become {derived} in generated code: rename one"
                 self.problem(entries["name"][1], where, message)
                 break
-        for derived in generated_names(name):
+        for derived in naming.unique_names(name):
             names.setdefault(derived, (name, line))
         event_id = None
         if "id" in entries:
