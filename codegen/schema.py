@@ -300,8 +300,9 @@ class _Checker:
         fields = self.with_common(common, [f for f in own if f is not None], where)
         by_name = {f.name: f for f in fields}
         for f in fields:
-            suffix = "_count" if f.type.takes_count else "_len" if f.type.takes_length else None
-            clash = by_name.get(f"{f.name}{suffix}") if suffix else None
+            param = (naming.c_count_param(f.name) if f.type.takes_count
+                     else naming.c_length_param(f.name) if f.type.takes_length else None)
+            clash = by_name.get(param) if param else None
             if clash is not None:
                 what = "entry count" if f.type.takes_count else "length"
                 self.problems.append(Problem(self.path, clash.line, f"{where}, field {clash.name}",
