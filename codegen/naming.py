@@ -128,10 +128,20 @@ def py_descriptor(field: str) -> tuple[str, str, str]:
     return f"d_{field}_off", f"d_{field}_len", f"d_{field}_lost"
 
 
-def unique_names(event: str) -> tuple[str, str]:
+def field_names(event: str, field) -> tuple[str, ...]:
+    """Names an event's field makes (a codegen.model.Field): no other event's
+    or field's may be the same, as `a` with `b_c` and `a_b` with `c` would be."""
+    names = (c_max_macro(event, field.name),) if field.type.variable else ()
+    if field.type.entries:
+        names += (c_entry_struct(event, field.name), py_entry_var(event, field.name),
+                  py_entry_class(event, field.name))
+    return names
+
+
+def unique_names(event: str) -> tuple[str, ...]:
     """Names two events may not share (names differing only in case or
     underscores make the same macro or class)."""
-    return c_id_macro(event), py_class(event)
+    return c_struct(event), c_id_macro(event), py_class(event)
 
 
 # ---- what the C runtime already declares ----------------------------------------

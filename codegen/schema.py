@@ -276,7 +276,8 @@ class _Checker:
                 if first == name:
                     message = f"duplicate event name {name!r} (first at line {first_line})"
                 else:
-                    message = f"event names {name!r} and {first!r} (line {first_line}) both become {derived} in generated code: rename one"
+                    message = (f"event name{'s' if '.' not in first else ''} {name!r} and {_named(first)} (line {first_line})"
+                               f" both become {derived} in generated code: rename one")
                 self.problem(entries["name"][1], where, message)
                 break
         for derived in naming.unique_names(name):
@@ -298,6 +299,16 @@ class _Checker:
         taken: dict[str, int] = {}
         own = [self.field(f, where, taken) for f in fields_node.value]
         fields = self.with_common(common, [f for f in own if f is not None], where)
+        for f in fields:
+            for derived in naming.field_names(name, f):
+                if derived in names:
+                    first, first_line = names[derived]
+                    self.problems.append(Problem(self.path, f.line, f"{where}, field {f.name}",
+                        f"field {name}.{f.name} and {_named(first)} (line {first_line}) both become {derived}"
+                        " in generated code: rename one"))
+                    break
+            for derived in naming.field_names(name, f):
+                names.setdefault(derived, (f"{name}.{f.name}", f.line))
         by_name = {f.name: f for f in fields}
         for f in fields:
             param = (naming.c_count_param(f.name) if f.type.takes_count
@@ -327,6 +338,11 @@ class _Checker:
             else:
                 fields.append(mine)
         return fields + [f for f in own if f.name not in redeclared]
+
+
+def _named(first: str) -> str:
+    """What took a generated name first: an event, or an event's field (event.field)."""
+    return f"field {first}" if "." in first else repr(first)
 
 
 def _type_text(f: Field) -> str:
