@@ -20,8 +20,10 @@ reader thread draining records:
   exe, argv only: no environment scan, no ancestors, no pgid, sid, euid,
   cgroup_id, mntns);
 - sdxfer: execmon's probe (ExecProbe);
-- the breakdown: execmon's probe built without one part at a time (the
-  bench-only -D switches of bpf/exec.bpf.h), and without all of them.
+- the breakdown: execmon's probe built without one part at a time (a
+  stand-in from bench/exec_without/ shadowing the probe's header of that
+  name, its sdxfer_sources.h with five sources reading 0, or
+  -DHIDS_WITHOUT_FAILED_EXECS), and without all of them.
 
 then libbpf-tools' execsnoop, and the 1 MiB argv on both transports. A
 baseline run (nothing attached) comes before and after the floors, the probe,
@@ -48,6 +50,7 @@ execsnoop (issue 3); probe within 1.2x of the floor on both transports
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -59,7 +62,7 @@ from collections import deque
 from pathlib import Path
 
 from c_program import compile_c
-from sdxfer import Sensor, default_decoder
+from sdxfer import C_INCLUDE_DIR, Sensor, default_decoder
 from sdxfer.loader import EXEC_ONLY, ExecProbe, probe_source_path
 
 EXEC_LOOP_C = r"""
@@ -108,14 +111,17 @@ FLOOR_PROGRAM = Path(__file__).resolve().parent / "exec_floor.bpf.c"
 # the floor (the same record) and the bare floor (ids, comm, exe, argv only)
 FLOORS = {"floor": {}, "bare floor": {"FLOOR_BARE": None}}
 TRANSPORTS = ("perf", "ringbuf")
-# The breakdown: each part of execmon's probe and the bench-only switch that
-# builds the probe without it (bpf/exec.bpf.h).
+# The breakdown: each part of execmon's probe and what builds the probe
+# without it: a stand-in header (bench/exec_without/) shadowing the probe's
+# own of that name, sdxfer_sources.h with EXTRA_SOURCES reading 0, or a -D.
+WITHOUT_DIR = Path(__file__).resolve().parent / "exec_without"
+EXTRA_SOURCES = ("pgid", "sid", "euid", "cgroup_id", "mntns")
 PARTS = {
-    "environment scan (SSH_CONNECTION, LD_PRELOAD)": "EXEC_BENCH_WITHOUT_ENV_SCAN",
-    "ancestors walk": "EXEC_BENCH_WITHOUT_ANCESTORS",
-    "common fields pgid sid euid cgroup_id mntns": "SDXFER_BENCH_WITHOUT_EXTRA_SOURCES",
-    "failed-exec tracepoints (sys_exit_execve*)": "EXEC_BENCH_WITHOUT_FAILED_EXECS",
-    "continuation-job bookkeeping": "EXEC_BENCH_WITHOUT_REST_JOBS",
+    "environment scan (SSH_CONNECTION, LD_PRELOAD)": "exec_part_env.h",
+    "ancestors walk": "exec_part_ancestors.h",
+    "common fields pgid sid euid cgroup_id mntns": "sdxfer_sources.h",
+    "failed-exec tracepoints (sys_exit_execve*)": "-DHIDS_WITHOUT_FAILED_EXECS",
+    "continuation-job bookkeeping": "exec_part_rest.h",
 }
 WITHOUT_ALL = "without all parts"
 RECORDS_KEPT = 64  # of each run, the newest, to check one is the loop's exec
@@ -171,8 +177,34 @@ def open_sensor(variant: str, transport: str) -> Sensor:
         return Sensor(FLOOR_PROGRAM, transport=transport, defines={**defines, **FLOORS[variant]})
     if variant == "sdxfer":
         return ExecProbe(transport=transport)
-    switches = PARTS.values() if variant == WITHOUT_ALL else [PARTS[variant]]
-    return Sensor(probe_source_path(), transport=transport, defines={**EXEC_ONLY, **dict.fromkeys(switches)})
+    parts = list(PARTS.values()) if variant == WITHOUT_ALL else [PARTS[variant]]
+    defines = {**EXEC_ONLY, **{part[2:]: None for part in parts if part.startswith("-D")}}
+    with tempfile.TemporaryDirectory(prefix="kernel_cost-") as folder:
+        return Sensor(probe_without(Path(folder), parts), transport=transport, defines=defines)
+
+
+def probe_without(folder: Path, parts: list[str]) -> Path:
+    """execmon's probe, from a folder whose headers shadow the probe's own of
+    the same name (a program's folder comes first on its include path)."""
+    for part in parts:
+        if part == "sdxfer_sources.h":
+            (folder / part).write_text(sources_reading_zero())
+        elif not part.startswith("-D"):
+            shutil.copy(WITHOUT_DIR / part, folder / part)
+    program = folder / "exec_without.bpf.c"
+    program.write_text(f'#include "{probe_source_path().name}"\n')
+    return program
+
+
+def sources_reading_zero() -> str:
+    """The runtime's sdxfer_sources.h with each of EXTRA_SOURCES returning 0."""
+    text = (C_INCLUDE_DIR / "sdxfer_sources.h").read_text()
+    for name in EXTRA_SOURCES:
+        text, found = re.subn(rf"(sdxfer_source_{name}\(const struct sdxfer_current \*now\)\n\{{\n).*?\n\}}",
+                              r"\1    (void)now;\n    return 0;\n}", text, flags=re.DOTALL)
+        if found != 1:
+            sys.exit(f"kernel_cost: sdxfer_source_{name} not found in sdxfer_sources.h")
+    return text
 
 
 def loop_exec(sensor: Sensor, raw: deque, args: list[str], name: str):

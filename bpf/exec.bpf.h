@@ -18,20 +18,8 @@
 _Static_assert((ARGV_MAX & (ARGV_MAX - 1)) == 0, "argv offsets are bounded by a mask");
 #define FAILED_ARGS_MAX 1024    /* argv entries gathered for a failed exec */
 
-/* Bench-only switches (bench/kernel_cost.py builds the probe without one
- * part at a time to show what each costs; by default everything is on):
- *   EXEC_BENCH_WITHOUT_ENV_SCAN       ssh_connection, ld_preload absent
- *   EXEC_BENCH_WITHOUT_ANCESTORS      ancestors absent
- *   EXEC_BENCH_WITHOUT_FAILED_EXECS   no sys_exit_execve* programs
- *   EXEC_BENCH_WITHOUT_REST_JOBS      BCC's RAW_TRACEPOINT_PROBE: argv past
- *                                     the record is not sent, only said lost
- *   SDXFER_BENCH_WITHOUT_EXTRA_SOURCES (sdxfer_sources.h) pgid, sid, euid,
- *                                     cgroup_id and mntns read as 0 */
-#ifdef EXEC_BENCH_WITHOUT_REST_JOBS
-#define EXEC_RAW_TRACEPOINT_PROBE RAW_TRACEPOINT_PROBE
-#else
-#define EXEC_RAW_TRACEPOINT_PROBE SDXFER_RAW_TRACEPOINT_PROBE
-#endif
+/* -DHIDS_WITHOUT_FAILED_EXECS: no sys_exit_execve* programs, so failed execs
+ * are not reported (hidsmon --no-failed). */
 
 /* The exec probes' locals, in a scratch slot. A successful exec uses the
  * environment scan (its argv is read straight from the new image); a failed
@@ -54,13 +42,11 @@ _Static_assert(sizeof(struct exec_area) <= SDXFER_SLOT_SIZE, "exec locals must f
 _Static_assert(__builtin_offsetof(struct exec_area, argv) + 2 * ARGV_MAX <= SDXFER_SLOT_SIZE,
                "argv writes must stay in the slot");
 
-/* Walks the ancestors into the locals; the count goes through map memory, so
- * the verifier does not check the packer once per way out of the walk. */
-static __always_inline __u32 count_ancestors(struct exec_area *area)
-{
-    area->ancestors_count = walk_ancestors(area->ancestors);
-    return *(volatile __u32 *)&area->ancestors_count;
-}
+/* The probe's parts in headers of their own: bench/kernel_cost.py shadows one
+ * at a time with a stand-in of the same name, to show what each costs. */
+#include "exec_part_env.h"
+#include "exec_part_ancestors.h"
+#include "exec_part_rest.h"
 
 #if defined(HIDS_WANT_EXEC) || !defined(HIDS_SELECTED)
 /* Raw tracepoint: cheaper than the trace-event one, and its arguments
@@ -77,16 +63,9 @@ EXEC_RAW_TRACEPOINT_PROBE(sched_process_exec)
     __u32 argv_len = mm.arg_end - mm.arg_start;
 
     clear_env_values(&area->found);
-#ifndef EXEC_BENCH_WITHOUT_ENV_SCAN
-    if (!find_env_of_new_image(&area->scan, &mm, &image, &area->found))
-        mark_unexamined(&area->found);
-#endif
+    env_of_new_image(area, &mm, &image);
 
-#ifdef EXEC_BENCH_WITHOUT_ANCESTORS
-    __u32 ancestors = 0;
-#else
     __u32 ancestors = count_ancestors(area);
-#endif
     /* old_pid: the thread that called exec, which may not be the leader; the
      * packer fills pid, ppid, uid, comm and the rest of the common fields */
     exec_print(ctx, (__u32)ctx->args[1], 0, image.filename, (const char *)mm.arg_start, argv_len,
@@ -182,7 +161,7 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     return 0;
 }
 
-#ifndef EXEC_BENCH_WITHOUT_FAILED_EXECS
+#ifndef HIDS_WITHOUT_FAILED_EXECS
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
     return report_failed_exec(args, args->ret, 0);

@@ -6,6 +6,8 @@
                                 or SchemaError naming every incompatible change
     compute_layout (layout.py)  Schema + History -> Layout of every published version
     render_all (render.py)      Layout -> {file name: text}; render_lock (lock.py): History -> the lock
+    naming.py                   every identifier generated code derives from schema names,
+                                and the C runtime's names no event may take
 """
 from __future__ import annotations
 

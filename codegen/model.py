@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..runtime.record import CREDS_MEMBERS, DESCRIPTOR_SIZE, SOCKADDR_SIZE
+from . import naming
 
 
 @dataclass(frozen=True)
@@ -142,17 +143,7 @@ class Event:
 
     @property
     def class_name(self) -> str:
-        return event_class_name(self.name)
-
-
-def event_class_name(name: str) -> str:
-    """The Python class of an event: exec -> ExecEvent, creds_change -> CredsChangeEvent."""
-    return "".join(part.capitalize() for part in name.split("_")) + "Event"
-
-
-def generated_names(name: str) -> tuple[str, str]:
-    """Names the generators derive from an event name; two events may not share one."""
-    return name.upper(), event_class_name(name)
+        return naming.py_class(self.name)
 
 
 @dataclass(frozen=True)

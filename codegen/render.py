@@ -43,6 +43,7 @@ from ..runtime.record import (
 )
 from ..paths import TEMPLATES_DIR
 from ..runtime import API_VERSION
+from . import naming
 from .layout import EventLayout, Layout, Member, type_text
 from .model import SOURCES, TYPES, Field
 
@@ -50,7 +51,7 @@ OUTPUT_FILES = ("xfer.h", "events.py", "LAYOUT.md")
 
 C_INT = {"u8": "__u8", "u16": "__u16", "u32": "__u32", "u64": "__u64",
          "s8": "__s8", "s16": "__s16", "s32": "__s32", "s64": "__s64", "ipv4": "__u32"}
-C_STRUCT = {"sockaddr": "struct sdxfer_sockaddr", "creds": "struct sdxfer_creds"}
+C_STRUCT = {kind: f"struct {naming.c_shared_struct(kind)}" for kind in ("sockaddr", "creds")}
 PY_FORMAT = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "s8": "b", "s16": "h", "s32": "i", "s64": "q"}
 # Fixed types whose struct value (bytes) becomes its Python value through rt.<type>().
 PY_CONVERTED = ("ipv4", "ipv6", "sockaddr", "creds", "chars")
@@ -76,7 +77,7 @@ def _c_decl(m: Member) -> str:
         return f"__u8 {m.name}[{m.size}];"
     kind = f.type.name
     if f.type.variable:
-        return f"struct sdxfer_var {f.name};"
+        return f"struct {naming.c_shared_struct('var')} {f.name};"
     if kind in C_INT:
         return f"{C_INT[kind]} {f.name};"
     if kind in C_STRUCT:
@@ -93,13 +94,13 @@ def _c_params(e: EventLayout) -> list[str]:
         if f.source:
             continue  # the packer fills it
         if f.type.takes_count:
-            params += [f"const void *{f.name}", f"__u32 {f.name}_count"]
+            params += [f"const void *{f.name}", f"__u32 {naming.c_count_param(f.name)}"]
         elif kind in C_INT:
             params.append(f"{C_INT[kind]} {f.name}")
         elif kind == "strlist":
-            params += [f"const char *{f.name}", f"__u32 {f.name}_len"]
+            params += [f"const char *{f.name}", f"__u32 {naming.c_length_param(f.name)}"]
         elif f.type.takes_length:
-            params += [f"const void *{f.name}", f"__u32 {f.name}_len"]
+            params += [f"const void *{f.name}", f"__u32 {naming.c_length_param(f.name)}"]
         elif f.type.variable:
             params.append(f"const char *{f.name}")
         else:
@@ -121,32 +122,33 @@ def _c_stores(e: EventLayout) -> list[str]:
     for v in e.variables:
         f = v.field
         if f.type.takes_count:
-            put, length = "blob", f", sdxfer_entry_bytes({f.name}_count, {f.entry_size})"
+            put, length = "blob", f", sdxfer_entry_bytes({naming.c_count_param(f.name)}, {f.entry_size})"
         elif f.type.takes_length:
-            put, length = "blob", f", {f.name}_len"
+            put, length = "blob", f", {naming.c_length_param(f.name)}"
         else:
             put, length = "str", ""
         stores.append(f"cursor = sdxfer_put_{put}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {_c_value(f)}{length},"
                       f" {f.max_bytes}, {int(f.type.from_user)});")
         if f.spans:
-            stores.append(f"sdxfer_rest_of(&rest_{f.name}, &rec->{f.name}, {f.name}, {f.name}_len, {f.max});")
+            stores.append(f"sdxfer_rest_of(&{naming.c_rest_local(f.name)}, &rec->{f.name}, {f.name},"
+                          f" {naming.c_length_param(f.name)}, {f.max});")
     return stores
 
 
 def _c_spans(e: EventLayout, chunk: int) -> list[dict]:
     """Fields whose bytes beyond max go in continuation records, and the loop bound of each."""
-    return [{"name": f.name, "index": i, "total": f.total, "chunks": -(-(f.total - f.max) // chunk),
+    return [{"rest": naming.c_rest_local(f.name), "index": i, "total": f.total, "chunks": -(-(f.total - f.max) // chunk),
              "from_user": int(f.type.from_user)} for i, f in enumerate(e.event.fields) if f.spans]
 
 
 def _c_value(f: Field) -> str:
     """What the packer stores: its parameter, or for a common field its source."""
-    return f"sdxfer_source_{f.source}(&now)" if f.source else f.name
+    return f"{naming.c_source_reader(f.source)}(&now)" if f.source else f.name
 
 
 def _c_entry_struct(event: str, f: Field) -> tuple[str, list[str], list[dict]]:
     """An array's entry as a C struct, with the asserts that hold it to the layout."""
-    name = f"sdxfer_{event}_{f.name}_entry"
+    name = naming.c_entry_struct(event, f.name)
     members, asserts, offset = [], [], 0
     for entry in f.entries:
         members.append(_c_decl(Member(entry.name, offset, entry.fixed_size, entry)))
@@ -164,11 +166,11 @@ def _c_source_type(kind: str) -> str:
 def _c_shared_structs() -> list[tuple[str, list[str]]]:
     """The structs the record format and the runtime share, from sdxfer.record."""
     return [
-        ("sdxfer_head", [f"{ctype} {name};" for name, ctype, _ in HEADER]),
-        ("sdxfer_var", [f"{ctype} {name};" for name, ctype, _ in DESCRIPTOR]),
-        ("sdxfer_sockaddr", [f"{decl};" for _, decl in SOCKADDR]),
-        ("sdxfer_creds", [f"__u32 {name};" for name in CREDS_MEMBERS]),
-        ("sdxfer_cpu_state", [f"{ctype} {name};" for name, ctype in CPU_STATE]),
+        (naming.c_shared_struct("head"), [f"{ctype} {name};" for name, ctype, _ in HEADER]),
+        (naming.c_shared_struct("var"), [f"{ctype} {name};" for name, ctype, _ in DESCRIPTOR]),
+        (naming.c_shared_struct("sockaddr"), [f"{decl};" for _, decl in SOCKADDR]),
+        (naming.c_shared_struct("creds"), [f"__u32 {name};" for name in CREDS_MEMBERS]),
+        (naming.c_shared_struct("cpu_state"), [f"{ctype} {name};" for name, ctype in CPU_STATE]),
     ]
 
 
@@ -176,7 +178,8 @@ def _c_context(layout: Layout, banner: str) -> dict:
     events, asserts, entry_structs = [], [], []
     chunk = continuation_chunk(layout.schema.slot_size)
     for e in layout.events:
-        struct_name = f"struct sdxfer_{e.event.name}"
+        event = e.event.name
+        struct_name = f"struct {naming.c_struct(event)}"
         for v in e.variables:
             if v.field.type.entries:
                 name, members, entry_asserts = _c_entry_struct(e.event.name, v.field)
@@ -189,7 +192,11 @@ def _c_context(layout: Layout, banner: str) -> dict:
                         "what": f"{e.event.name}: fixed part is {e.payload_off} bytes"})
         events.append({
             "name": e.event.name,
-            "upper": e.event.name.upper(),
+            "struct": naming.c_struct(event),
+            "print": naming.c_print(event),
+            "pack": naming.c_pack(event),
+            "id_macro": naming.c_id_macro(event),
+            "index_macro": naming.c_index_macro(event),
             "id": e.event.id,
             "index": e.index,
             "doc": _c_comment(e.event.doc) or "no description",
@@ -200,7 +207,7 @@ def _c_context(layout: Layout, banner: str) -> dict:
             "version": e.version,
             "has_variables": bool(e.variables),
             "reads_sources": any(f.source for f in e.event.fields),
-            "limits": [f"SDXFER_MAX_{e.event.name.upper()}_{v.field.name.upper()} {v.field.max}" for v in e.variables],
+            "limits": [f"{naming.c_max_macro(event, v.field.name)} {v.field.max}" for v in e.variables],
             "payload_off": e.payload_off,
             "fingerprint": f"0x{e.fingerprint:08x}U",
             "size_expr": f"cursor & 0x{e.size_mask:x}" if e.variables else str(e.payload_off),
@@ -233,7 +240,8 @@ def _c_context(layout: Layout, banner: str) -> dict:
         "rest_program": REST_PROGRAM,
         "has_spans": most_chunks > 0,
         "chunks_per_step": -(-most_chunks // REST_STEPS),
-        "sources": sorted({f.source for e in layout.events for f in e.event.fields if f.source}),
+        "sources": [{"name": source, "macro": naming.c_source_macro(source), "reader": naming.c_source_reader(source)}
+                    for source in sorted({f.source for e in layout.events for f in e.event.fields if f.source})],
         "host_sources": [(_c_source_type(kind), name) for name, kind in SOURCES.items()],
         "entry_structs": entry_structs,
         "events": events,
@@ -265,9 +273,9 @@ def _py_variable_lines(e: EventLayout, v) -> list[str]:
     Lists (strlist, array) are checked here and built on first read
     (rt.Deferred, on a copy of their bytes, so a reused buffer cannot change them)."""
     name = v.field.name
-    off, length, value = f"d_{name}_off", f"d_{name}_len", f"f_{name}"
+    (off, length, lost), value = naming.py_descriptor(name), naming.py_value(name)
     field_bytes = f"buf[{off}:{off} + {length}]"
-    entries = _py_entry_name(e.event.name, name)
+    entries = naming.py_entry_var(e.event.name, name)
     decoding = VARIABLE_DECODING[v.field.type.name]
     convert = {
         "list": f"rt.Deferred(rt.split_list, bytes({field_bytes}), 0, {length})",
@@ -296,7 +304,7 @@ def _py_lost_lines(e: EventLayout) -> list[str]:
     """The lost map, built only for a record that lost bytes (most lose none)."""
     lines = []
     for v in e.variables:
-        name, lost = v.field.name, f"d_{v.field.name}_lost"
+        name, lost = v.field.name, naming.py_descriptor(v.field.name)[2]
         lines += [f"if {lost}:", f'    lost["{name}"] = None if {lost} == rt.LOST_UNKNOWN else {lost}']
     return lines
 
@@ -309,11 +317,12 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
         if f is None:
             continue
         if f.type.variable:
-            targets += [f"d_{f.name}_off", f"d_{f.name}_len", f"d_{f.name}_lost"]
+            targets += naming.py_descriptor(f.name)
         else:
-            targets.append(f"f_{f.name}")
+            value = naming.py_value(f.name)
+            targets.append(value)
             if f.type.name in PY_CONVERTED:
-                lines.append(f"f_{f.name} = rt.{f.type.name}(f_{f.name})")
+                lines.append(f"{value} = rt.{f.type.name}({value})")
     for v in e.variables:
         lines += _py_variable_lines(e, v)
     fmt = HEADER_FORMAT + "".join(_py_format(m) for m in e.members)
@@ -321,8 +330,9 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
     known = len(e.event.fields)
     return {
         "version": e.version,
-        "prefix": f"{e.event.name.upper()}_V{e.version}",
-        "function": f"_decode_{e.event.name}_v{e.version}",
+        "struct": naming.py_version_struct(e.event.name, e.version),
+        "fixed": naming.py_version_fixed(e.event.name, e.version),
+        "function": naming.py_decode_function(e.event.name, e.version),
         "field_count": known,
         "payload_off": e.payload_off,
         "max_size": e.max_size,
@@ -330,28 +340,23 @@ def _py_version(e: EventLayout, current: EventLayout) -> dict:
         "format": fmt,
         "targets": targets,
         "lines": lines,
-        "field_values": [f"f_{f.name}" for f in e.event.fields] + ["None"] * (len(current.event.fields) - known),
-        "any_lost": " or ".join(f"d_{v.field.name}_lost" for v in e.variables),
+        "field_values": [naming.py_value(f.name) for f in e.event.fields] + ["None"] * (len(current.event.fields) - known),
+        "any_lost": " or ".join(naming.py_descriptor(v.field.name)[2] for v in e.variables),
         "lost_lines": _py_lost_lines(e),
         "spans": [f"rt.Span({i}, {v.descriptor_offset}, {v.field.max}, {v.field.total})"
                   for v in e.variables for i, f in enumerate(e.event.fields) if f is v.field and f.spans],
     }
 
 
-def _py_entry_name(event: str, field: str) -> str:
-    return f"{event.upper()}_{field.upper()}_ENTRY"
-
-
 def _py_entry_type(event: str, f: Field) -> dict:
     """An array field's entries: the arguments of rt.EntryType."""
-    class_name = "".join(part.capitalize() for part in f"{event}_{f.name}".split("_")) + "Entry"
     fmt = "<" + "".join(PY_FORMAT.get(e.type.name, f"{e.fixed_size}s") for e in f.entries)
     construct = ", ".join(f'"{e.name}" / {CONSTRUCT.get(e.type.name, f"Bytes({e.fixed_size})")}' for e in f.entries)
     # one comprehension builds the entries from struct's rows, converting in place
     columns = [f"f{i}" for i in range(len(f.entries))]
     values = [f"rt.{e.type.name}({c})" if e.type.name in PY_CONVERTED else c for e, c in zip(f.entries, columns)]
     rows = f"lambda new, rows: [new(({', '.join(values)},)) for {', '.join(columns)}, in rows]"
-    return {"var": _py_entry_name(event, f.name), "field": f.name, "class_name": class_name,
+    return {"var": naming.py_entry_var(event, f.name), "field": f.name, "class_name": naming.py_entry_class(event, f.name),
             "names": [e.name for e in f.entries], "kinds": [e.type.name for e in f.entries], "format": fmt,
             "construct": f"Struct({construct})", "rows": rows}
 
@@ -407,7 +412,8 @@ def _md_context(layout: Layout, banner: str) -> dict:
                                              for o in e.older],
             "members": [{"name": m.name, "offset": m.offset, "size": m.size, "type": _md_member_type(m),
                          "doc": _md_cell(m.field.doc) if m.field else ""} for m in e.members],
-            "variables": [{"name": v.field.name, "max": v.field.max, "cursor_max": v.cursor_max} for v in e.variables],
+            "variables": [{"name": v.field.name, "max_bytes": v.field.max_bytes, "cursor_max": v.cursor_max}
+                          for v in e.variables],
         })
     return {"banner": banner, "schema_path": _display_path(layout.schema.path), "slot_size": layout.schema.slot_size,
             "scratch_slots": SCRATCH_SLOTS,

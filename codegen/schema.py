@@ -14,7 +14,8 @@ import yaml
 
 from ..runtime.record import MAX_FIELD_TOTAL, STR_READ_SLACK
 from .layout import layout_event, type_text
-from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema, generated_names
+from . import naming
+from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema
 
 SUPPORTED_VERSION = 1
 # One per-CPU array value may not exceed PCPU_MIN_UNIT_SIZE (32 KiB).
@@ -38,8 +39,6 @@ RESERVED_FIELD_NAMES = frozenset(
      "event", "fields", "kinds", "fingerprint", "payload_off", "max_size", "count", "index",
      "version", "versions", "missing", "newer", "entry_types", "value"}
 )
-# struct sdxfer_<name> already names these in the C header.
-RESERVED_EVENT_NAMES = frozenset({"head", "var", "sockaddr", "creds", "slot_data"})
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 TOP_KEYS = {"version", "slot_size", "events", "common"}
@@ -268,18 +267,20 @@ class _Checker:
         if name is None:
             return None
         where = f"event {name}"
-        if name in RESERVED_EVENT_NAMES:
-            self.problem(entries["name"][1], where, f"event name {name!r} is reserved (the C header has struct sdxfer_{name})")
-        for derived in generated_names(name):
+        clash = naming.reserved_clash(name)
+        if clash:
+            self.problem(entries["name"][1], where, f"event name {name!r} is reserved (the C runtime declares {clash})")
+        for derived in naming.unique_names(name):
             if derived in names:
                 first, first_line = names[derived]
                 if first == name:
                     message = f"duplicate event name {name!r} (first at line {first_line})"
                 else:
-                    message = f"event names {name!r} and {first!r} (line {first_line}) both become {derived} in generated code: rename one"
+                    message = (f"event name{'s' if '.' not in first else ''} {name!r} and {_named(first)} (line {first_line})"
+                               f" both become {derived} in generated code: rename one")
                 self.problem(entries["name"][1], where, message)
                 break
-        for derived in generated_names(name):
+        for derived in naming.unique_names(name):
             names.setdefault(derived, (name, line))
         event_id = None
         if "id" in entries:
@@ -298,10 +299,21 @@ class _Checker:
         taken: dict[str, int] = {}
         own = [self.field(f, where, taken) for f in fields_node.value]
         fields = self.with_common(common, [f for f in own if f is not None], where)
+        for f in fields:
+            for derived in naming.field_names(name, f):
+                if derived in names:
+                    first, first_line = names[derived]
+                    self.problems.append(Problem(self.path, f.line, f"{where}, field {f.name}",
+                        f"field {name}.{f.name} and {_named(first)} (line {first_line}) both become {derived}"
+                        " in generated code: rename one"))
+                    break
+            for derived in naming.field_names(name, f):
+                names.setdefault(derived, (f"{name}.{f.name}", f.line))
         by_name = {f.name: f for f in fields}
         for f in fields:
-            suffix = "_count" if f.type.takes_count else "_len" if f.type.takes_length else None
-            clash = by_name.get(f"{f.name}{suffix}") if suffix else None
+            param = (naming.c_count_param(f.name) if f.type.takes_count
+                     else naming.c_length_param(f.name) if f.type.takes_length else None)
+            clash = by_name.get(param) if param else None
             if clash is not None:
                 what = "entry count" if f.type.takes_count else "length"
                 self.problems.append(Problem(self.path, clash.line, f"{where}, field {clash.name}",
@@ -326,6 +338,11 @@ class _Checker:
             else:
                 fields.append(mine)
         return fields + [f for f in own if f.name not in redeclared]
+
+
+def _named(first: str) -> str:
+    """What took a generated name first: an event, or an event's field (event.field)."""
+    return f"field {first}" if "." in first else repr(first)
 
 
 def _type_text(f: Field) -> str:

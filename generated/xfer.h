@@ -40,8 +40,6 @@
 #define SDXFER_UNKNOWN ((const void *)1)
 #define SDXFER_STR_READ_SLACK 2
 #define SDXFER_SCRATCH_SLOTS 6
-#define SDXFER_FIXED_LOCALS_SLOT 6
-#define SDXFER_SCRATCH_MAP_SLOTS 7
 #define SDXFER_ENOSLOT 12
 #define SDXFER_CONTINUATION_ID 0
 #define SDXFER_CONTINUATION_LAST 1
@@ -234,7 +232,7 @@ struct sdxfer_rest_jobs {
 #ifndef SDXFER_HOST
 /* The maps, and the only code that names them (BCC rewrites map calls in
  * place, not through macros). */
-BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, SDXFER_SCRATCH_MAP_SLOTS);
+BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, SDXFER_SCRATCH_SLOTS);
 BPF_PERCPU_ARRAY(sdxfer_cpu, struct sdxfer_cpu_state, 1);
 BPF_PERCPU_ARRAY(sdxfer_drops, __u64, SDXFER_DROP_COUNTERS);
 #ifdef SDXFER_RINGBUF

@@ -71,3 +71,20 @@ def test_same_record_values_ignore_only_what_each_exec_changes():
     assert not set(kernel_cost.PER_EXEC) & set(values)
     assert values["ancestors"][0]["pid"] is None and values["ancestors"][0]["comm"] == event.ancestors[0].comm
     assert values["argv"] == event.argv and values["ld_preload"] == event.ld_preload
+
+
+def test_the_probe_without_all_parts_leaves_each_out():
+    """The breakdown's builds: stand-in headers shadow the probe's parts, and
+    the failed-exec programs go with HIDS_WITHOUT_FAILED_EXECS."""
+    marker = f"without-all-{os.getpid()}"
+    event = seen_exec(kernel_cost.WITHOUT_ALL, "perf", marker)
+    assert (event.exe, event.ppid, event.uid) == ("/bin/true", os.getpid(), os.getuid())
+    assert (event.pgid, event.sid, event.euid, event.cgroup_id, event.mntns) == (0, 0, 0, 0, 0)
+    assert (event.ssh_connection, event.ld_preload, event.ancestors) == (None, None, [])
+    from bcc import lib
+
+    for variant, failed_execs in ((kernel_cost.WITHOUT_ALL, False), ("sdxfer", True)):
+        with kernel_cost.open_sensor(variant, "perf") as sensor:
+            module = sensor._bpf.module
+            programs = {lib.bpf_function_name(module, i).decode() for i in range(lib.bpf_num_functions(module))}
+        assert ("tracepoint__syscalls__sys_exit_execve" in programs) == failed_execs, variant

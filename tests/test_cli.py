@@ -1,11 +1,13 @@
 """sdxfer gen and decode, as a user runs them."""
 import json
 import os
+import re
 import subprocess
 import sys
 
 from conftest import ROOT, TEST_SCHEMA
 from sdxfer.cli import main as sdxfer_main
+from sdxfer.codegen import load_schema
 from sdxfer.codegen.render import OUTPUT_FILES
 
 
@@ -104,3 +106,16 @@ def test_decode_reads_standard_input(generated, tmp_path):
     done = subprocess.run([sys.executable, "-m", "sdxfer.cli", "decode", "-", "--schema", str(generated.schema)],
                           input=record * 2, capture_output=True, check=True)
     assert [json.loads(line)["event"] for line in done.stdout.splitlines()] == [e.event.name] * 2
+
+
+def test_shipped_layout_gives_array_payload_bounds_in_bytes():
+    """An array's payload bound is its most entries times the entry's bytes, not the entry count."""
+    text = (ROOT / "generated" / "LAYOUT.md").read_text()
+    arrays = [(e.name, f) for e in load_schema(str(ROOT / "schema" / "events.yaml")).events
+              for f in e.fields if f.type.entries]
+    assert arrays
+    for event, f in arrays:
+        section = text.split(f"\n## {event} (id ", 1)[1].split("\n## ", 1)[0]
+        bound = re.search(rf"\b{f.name} \(≤ (\d+) bytes", section)
+        assert bound and int(bound.group(1)) == f.max * f.entry_size, (event, f.name)
+    assert "ancestors (≤ 320 bytes" in text

@@ -2,6 +2,7 @@
 named in program text (sdxfer.offsets), kernel headers (sdxfer.kheaders),
 and the one-line errors for each thing a host can lack."""
 import os
+import re
 import sys
 
 import pytest
@@ -22,6 +23,24 @@ def test_amalgamate_inlines_quoted_includes_it_can_find(tmp_path):
     assert '#include "elsewhere.h"' in text  # not ours: left to the compiler
     assert text.index("int b;") < text.index("int a;") < text.index("int mem;") < text.index("int main;")
     assert text.count("int b;") == 2  # once per include, as the preprocessor would (guards do the rest)
+
+
+def test_amalgamate_marks_where_each_line_comes_from(tmp_path):
+    (tmp_path / "a.h").write_text("int a1;\nint a2;\n")
+    source = 'int m1;\n#include "a.h"\nint m3;\n'
+    text = program.amalgamate(source, program.include_finder({}, [tmp_path]), "main.c")
+    lines = text.splitlines()
+    # each line's file and number, as the compiler counts them through #line
+    where, line, seen = "main.c", 1, {}
+    for text_line in lines:
+        marker = re.match(r'#line (\d+) "(.*)"\Z', text_line)
+        if marker:
+            line, where = int(marker.group(1)), marker.group(2)
+            continue
+        seen[text_line] = (where, line)
+        line += 1
+    assert seen["int a2;"] == (str(tmp_path / "a.h"), 2)
+    assert seen["int m1;"] == ("main.c", 1) and seen["int m3;"] == ("main.c", 3)
 
 
 def test_amalgamate_stops_include_cycles(tmp_path):
@@ -93,7 +112,8 @@ def test_assembly_resolves_what_the_program_uses_and_passes_defines(tmp_path):
     probe.write_text('#include "xfer.h"\n#include "mine.h"\n#include "helpers.h"\nint x = MINE;\n')
     assembly = program.assemble(probe, transport="ringbuf", defines={"TARGET_PID": 42, "FLAG": None})
     assert '#include "xfer.h"' not in assembly.text and "exec_print(" in assembly.text  # the shipped schema
-    assert "sdxfer_claim_slot" in assembly.text  # sdxfer_runtime.h, inlined
+    assert "sdxfer_claim_slot" in assembly.text  # sdxfer_runtime.h's parts, inlined
+    assert '#include "sdxfer_' not in assembly.text
     assert "parent_tgid" in assembly.text  # bpf/helpers.h, inlined
     kernel = btf.load(program.BTF_PATH)
     assert f"-DBTF_OFF_TASK_STRUCT_TGID={kernel.offsetof('task_struct', 'tgid')}" in assembly.cflags
@@ -209,11 +229,12 @@ def test_no_btf(tmp_path):
         program.kernel_values("x = BTF_OFF_TASK_STRUCT_MM;", btf_path=str(tmp_path / "vmlinux"))
 
 
-def test_verifier_rejection_names_the_verdict():
+def test_verifier_rejection_names_the_program_and_the_verdict():
     log = "0: (b7) r1 = 0\nR2 min value is negative, either use unsigned\nprocessed 10 insns (limit 1000000)\n"
-    error = sensor.load_failure(Exception("Failed to load BPF program b'x': Permission denied"), log, "/h")
-    assert "verifier rejected" in str(error)
-    assert "R2 min value is negative" in str(error)
+    failure = Exception("Failed to load BPF program b'tracepoint__syscalls__sys_exit_connect': Permission denied")
+    error = sensor.load_failure(failure, log, "/h")
+    assert str(error) == ("the kernel's verifier rejected program tracepoint__syscalls__sys_exit_connect"
+                          " (Permission denied): R2 min value is negative, either use unsigned")
 
 
 def test_compile_error_names_the_first_error_and_the_headers():
@@ -253,3 +274,16 @@ def test_stats_print_totals_and_busy_events():
     assert str(stats) == "delivered 3, lost 1, undecodable 0 (exec: delivered 3, lost 1, undecodable 0)"
     assert stats.to_dict()["events"]["exit"] == {"delivered": 0, "lost": 0, "undecodable": 0}
 
+
+
+def test_runtime_header_lists_and_includes_each_of_its_parts():
+    """sdxfer_runtime.h is the one include; its top comment names every part it includes."""
+    from sdxfer.paths import C_INCLUDE_DIR
+
+    runtime = (C_INCLUDE_DIR / "sdxfer_runtime.h").read_text()
+    comment = runtime.split("*/", 1)[0]
+    parts = [line.split('"')[1] for line in runtime.splitlines() if line.startswith('#include "')]
+    assert len(parts) >= 5 and "sdxfer_rest.h" in parts
+    for name in parts:
+        assert f" {name} " in comment, name
+        assert f'#error "include the generated xfer.h, not {name}"' in (C_INCLUDE_DIR / name).read_text()

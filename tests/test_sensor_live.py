@@ -163,14 +163,14 @@ def test_sdxfer_run_ebpf_prints_the_final_program():
 
 
 BROKEN = {
-    "compile": ('int x = ;\n', "BCC could not compile the probe: /virtual/main.c"),
+    "compile": ('int x = ;\n', "BCC could not compile the probe: {where}:1:9: error: expected expression"),
     "missing_packer": ('#include "xfer.h"\nTRACEPOINT_PROBE(syscalls, sys_enter_getpgid)\n{\n    nope_print(args, 1);\n'
                        '    return 0;\n}\n',
                        "the program calls nope_print(), but the schema has no event 'nope' "
                        "(its events: getpgid_call, write_call, interrupt)"),
     "verifier": ('#include "xfer.h"\nTRACEPOINT_PROBE(syscalls, sys_enter_getpgid)\n{\n'
                  '    char *p = (char *)sdxfer_scratch_slot(0);\n    if (p)\n        p[args->pid] = 1;\n    return 0;\n}\n',
-                 "the kernel's verifier rejected the probe"),
+                 "the kernel's verifier rejected program tracepoint__syscalls__sys_enter_getpgid ("),
     "member": ('#include "xfer.h"\nint x = BTF_OFF_TASK_STRUCT_NO_SUCH_MEMBER;\n',
                "BTF_OFF_TASK_STRUCT_NO_SUCH_MEMBER: struct task_struct has no member"),
     "struct": ('#include "xfer.h"\nint x = BTF_SIZE_NO_SUCH_STRUCT;\n',
@@ -183,13 +183,30 @@ def test_each_failure_is_one_probe_error_line(case, tmp_path):
     text, message = BROKEN[case]
     with pytest.raises(ProbeError) as caught:
         Sensor(text, schema=SCHEMA)
-    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(message.replace("{where}", "<program text>")) and "\n" not in str(caught.value)
     # the same line from sdxfer run, exit status 1, nothing on stdout
     program = tmp_path / "broken.bpf.c"
     program.write_text(text)
     out = subprocess.run([SDXFER, "run", str(program), "--schema", str(SCHEMA)], capture_output=True, text=True)
     assert (out.returncode, out.stdout) == (1, "")
-    assert out.stderr.startswith(f"sdxfer run: {message}") and out.stderr.count("\n") == 1
+    assert out.stderr.startswith(f"sdxfer run: {message.replace('{where}', str(program))}")
+    assert out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("broken", ["mine.h", "probe.bpf.c"])
+def test_a_compile_error_names_its_file_and_line(tmp_path, broken):
+    """Inlined includes keep their file and line numbers in clang's messages,
+    and the includer gets its own back after each."""
+    files = {"mine.h": "#define MINE 1\nstatic int mine = MINE;\n",
+             "probe.bpf.c": '#include "xfer.h"\n#include "mine.h"\n\nint after = 2;\n'}
+    files[broken] = files[broken].replace("= ", "= nope_", 1)  # an undeclared identifier on line 2, 4
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    line = {"mine.h": 2, "probe.bpf.c": 4}[broken]
+    with pytest.raises(ProbeError) as caught:
+        Sensor(tmp_path / "probe.bpf.c", schema=SCHEMA)
+    assert str(caught.value).startswith(f"BCC could not compile the probe: {tmp_path / broken}:{line}:")
+    assert "error: use of undeclared identifier 'nope_" in str(caught.value)
 
 
 @pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])

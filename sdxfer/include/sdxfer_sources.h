@@ -7,13 +7,6 @@
 #ifndef SDXFER_SOURCES_H
 #define SDXFER_SOURCES_H
 
-/* SDXFER_BENCH_WITHOUT_EXTRA_SOURCES: bench-only, see bpf/exec.bpf.h. */
-#ifdef SDXFER_BENCH_WITHOUT_EXTRA_SOURCES
-#define SDXFER_EXTRA_SOURCE(value) 0
-#else
-#define SDXFER_EXTRA_SOURCE(value) (value)
-#endif
-
 #define SDXFER_PIDTYPE_PGID 2 /* enum pid_type: PID, TGID, PGID, SID */
 #define SDXFER_PIDTYPE_SID 3
 
@@ -86,14 +79,14 @@ static __always_inline __u32 sdxfer_source_ppid(const struct sdxfer_current *now
 #ifdef SDXFER_SOURCE_PGID
 static __always_inline __u32 sdxfer_source_pgid(const struct sdxfer_current *now)
 {
-    return SDXFER_EXTRA_SOURCE(sdxfer_task_pid_of_type(now->task, SDXFER_PIDTYPE_PGID));
+    return sdxfer_task_pid_of_type(now->task, SDXFER_PIDTYPE_PGID);
 }
 #endif
 
 #ifdef SDXFER_SOURCE_SID
 static __always_inline __u32 sdxfer_source_sid(const struct sdxfer_current *now)
 {
-    return SDXFER_EXTRA_SOURCE(sdxfer_task_pid_of_type(now->task, SDXFER_PIDTYPE_SID));
+    return sdxfer_task_pid_of_type(now->task, SDXFER_PIDTYPE_SID);
 }
 #endif
 
@@ -114,7 +107,7 @@ static __always_inline __u32 sdxfer_source_gid(const struct sdxfer_current *now)
 #ifdef SDXFER_SOURCE_EUID
 static __always_inline __u32 sdxfer_source_euid(const struct sdxfer_current *now)
 {
-    return SDXFER_EXTRA_SOURCE(sdxfer_member_u32(sdxfer_task_cred(now->task), BTF_OFF_CRED_EUID));
+    return sdxfer_member_u32(sdxfer_task_cred(now->task), BTF_OFF_CRED_EUID);
 }
 #endif
 
@@ -129,7 +122,7 @@ static __always_inline __u32 sdxfer_source_egid(const struct sdxfer_current *now
 static __always_inline __u64 sdxfer_source_cgroup_id(const struct sdxfer_current *now)
 {
     (void)now;
-    return SDXFER_EXTRA_SOURCE(bpf_get_current_cgroup_id());
+    return bpf_get_current_cgroup_id();
 }
 #endif
 
@@ -137,7 +130,7 @@ static __always_inline __u64 sdxfer_source_cgroup_id(const struct sdxfer_current
 /* sdxfer_task_mntns: sdxfer_filter.h */
 static __always_inline __u32 sdxfer_source_mntns(const struct sdxfer_current *now)
 {
-    return SDXFER_EXTRA_SOURCE(sdxfer_task_mntns(now->task));
+    return sdxfer_task_mntns(now->task);
 }
 #endif
 

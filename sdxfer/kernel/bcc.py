@@ -48,10 +48,12 @@ def load_failure(exc: Exception, log: str, headers, event_names=()) -> ProbeErro
     """The one line that says why BCC could not compile, load or attach."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     message = str(exc)
-    if "Failed to load BPF program" in message:
+    rejected = re.search(r"Failed to load BPF program (?:b'([^']*)'|(\S+)):", message)
+    if rejected:
         # The verifier's verdict is the last line before its statistics.
         verdict = next((l for l in reversed(lines) if not l.startswith(("processed", "verification time"))), "")
-        return ProbeError(f"the kernel's verifier rejected the probe ({message.split(': ')[-1]}): {verdict}")
+        program = rejected.group(1) or rejected.group(2)
+        return ProbeError(f"the kernel's verifier rejected program {program} ({message.split(': ')[-1]}): {verdict}")
     errors = [l for l in lines if "error:" in l]
     if errors or "Failed to compile" in message:
         first = errors[0] if errors else (lines[-1] if lines else message)

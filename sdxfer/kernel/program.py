@@ -27,34 +27,48 @@ STRICT_CFLAGS = ("-Werror=implicit-function-declaration",)
 
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+PROGRAM_TEXT = "<program text>"  # what compiler messages call a program given as text
 
 
-def amalgamate(source: str, find: Callable[[str], str | None], _seen: frozenset = frozenset()) -> str:
+def _line_marker(line: int, where: str) -> str:
+    """The compiler counts the next line as `line` of `where`, in its messages."""
+    quoted = where.replace("\\", "\\\\").replace('"', '\\"')
+    return f'#line {line} "{quoted}"'
+
+
+def amalgamate(source: str, find: Callable[[str], tuple[str, str] | None], where: str = PROGRAM_TEXT,
+               _seen: frozenset = frozenset()) -> str:
     """Replace each `#include "name"` that `find` knows by its text (recursively,
-    each file once); other includes are left to the compiler."""
+    each file once); other includes are left to the compiler. #line markers
+    around each inlined file keep compiler errors at the file and line they
+    are in; `where` names `source` in them."""
 
     def inline(match: re.Match) -> str:
         name = match.group(1)
-        text = find(name)
-        if text is None:
+        found = find(name)
+        if found is None:
             return match.group(0)
         if name in _seen:
             return f"/* {name} already included above */"
-        return f"/* begin {name} */\n{amalgamate(text, find, _seen | {name}).rstrip()}\n/* end {name} */"
+        path, text = found
+        after = source.count("\n", 0, match.start()) + 2  # the includer's line after the #include
+        return (f"/* begin {name} */\n{_line_marker(1, path)}\n{amalgamate(text, find, path, _seen | {name}).rstrip()}\n"
+                f"/* end {name} */\n{_line_marker(after, where)}")
 
     return _INCLUDE.sub(inline, source)
 
 
-def include_finder(files: dict[str, str], dirs: list[Path]) -> Callable[[str], str | None]:
-    """Looks a quoted include up among in-memory files, then in each folder."""
+def include_finder(files: dict[str, str], dirs: list[Path]) -> Callable[[str], tuple[str, str] | None]:
+    """Looks a quoted include up among in-memory files, then in each folder:
+    (where it was found, its text)."""
 
-    def find(name: str) -> str | None:
+    def find(name: str) -> tuple[str, str] | None:
         if name in files:
-            return files[name]
+            return name, files[name]
         for folder in dirs:
             path = folder / name
             if path.is_file():
-                return path.read_text()
+                return str(path), path.read_text()
         return None
 
     return find
@@ -146,13 +160,14 @@ class Assembly(NamedTuple):
         return f"/* -D macros passed by sdxfer */\n{defines}\n\n{self.text}"
 
 
-def program_source(program: str | Path) -> tuple[str, list[Path]]:
-    """(text, folders its quoted includes may come from): a path, or program text itself."""
+def program_source(program: str | Path) -> tuple[str, str, list[Path]]:
+    """(text, what compiler messages call it, folders its quoted includes may
+    come from): a path, or program text itself."""
     if isinstance(program, str) and "\n" in program:
-        return program, []
+        return program, PROGRAM_TEXT, []
     path = Path(program)
     try:
-        return path.read_text(), [path.resolve().parent]
+        return path.read_text(), str(path), [path.resolve().parent]
     except OSError as exc:
         raise ProbeError(f"cannot read the program {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -163,12 +178,12 @@ def assemble(program: str | Path, *, schema: str | Path | None = None, transport
              defines: dict | None = None, ringbuf_pages: int | None = None,
              btf_path: str = BTF_PATH) -> Assembly:
     """`ringbuf_pages` None: the default for the schema (larger where fields span records)."""
-    source, dirs = program_source(program)
+    source, where, dirs = program_source(program)
     code = schema_code(schema)
     flags = transport_flags(transport, code.buffer_pages(ringbuf_pages, record.RINGBUF_PAGES))
     flags += [_define_flag(name, value) for name, value in sorted((defines or {}).items(), key=lambda kv: str(kv[0]))]
     find = include_finder({"xfer.h": code.header}, dirs + [C_INCLUDE_DIR, BPF_DIR])
-    text = amalgamate(source, find)
+    text = f"{_line_marker(1, where)}\n{amalgamate(source, find, where)}"
     kernel = kernel_values(text, btf_path)
     flags = [f"-D{name}={value}" for name, value in sorted(kernel.items())] + flags + list(STRICT_CFLAGS)
     return Assembly(text, flags, code)

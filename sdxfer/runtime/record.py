@@ -136,10 +136,6 @@ CPU_STATE = (("seq", "__u64"), ("busy", "__u64"), ("nesting_drops", "__u64"))
 # theirs at once, as the kernel's own perf output allows for three nesting levels.
 NESTING_LEVELS = 3
 SCRATCH_SLOTS = 2 * NESTING_LEVELS
-# One more slot, after those, for sdxfer_get_local(): the fixed locals slot
-# of the first record format, never claimed, so not safe under nesting.
-FIXED_LOCALS_SLOT = SCRATCH_SLOTS
-SCRATCH_MAP_SLOTS = SCRATCH_SLOTS + 1
 
 # Negative errno values a packer returns besides the transport's own.
 ENOSLOT = 12  # ENOMEM: the scratch map could not be read
@@ -163,8 +159,6 @@ C_MACROS = (
     ("SDXFER_UNKNOWN", f"((const void *){UNKNOWN_POINTER})"),
     ("SDXFER_STR_READ_SLACK", str(STR_READ_SLACK)),
     ("SDXFER_SCRATCH_SLOTS", str(SCRATCH_SLOTS)),
-    ("SDXFER_FIXED_LOCALS_SLOT", str(FIXED_LOCALS_SLOT)),
-    ("SDXFER_SCRATCH_MAP_SLOTS", str(SCRATCH_MAP_SLOTS)),
     ("SDXFER_ENOSLOT", str(ENOSLOT)),
     ("SDXFER_CONTINUATION_ID", str(CONTINUATION_ID)),
     ("SDXFER_CONTINUATION_LAST", str(CONTINUATION_LAST)),

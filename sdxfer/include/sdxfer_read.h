@@ -1,0 +1,69 @@
+/*
+ * Memory reads the copiers use (kernel, user, or BPF memory), and the
+ * bound that proves a helper's length to the verifier.
+ * A part of sdxfer_runtime.h, which includes it.
+ */
+#ifndef SDXFER_READ_H
+#define SDXFER_READ_H
+
+#ifndef SDXFER_RUNTIME_H
+#error "include the generated xfer.h, not sdxfer_read.h"
+#endif
+
+#ifdef SDXFER_HOST
+/* Same contract as bpf_probe_read_*_str: at most size - 1 bytes and a NUL;
+ * returns the bytes written, NUL included. */
+static __always_inline long sdxfer_read_str(void *dst, __u32 size, const void *src)
+{
+    const char *text = (const char *)src;
+    size_t n = 0;
+
+    while (n < size - 1 && text[n])
+        n++;
+    memcpy(dst, src, n);
+    ((char *)dst)[n] = '\0';
+    return (long)n + 1;
+}
+#define sdxfer_read_kernel_str sdxfer_read_str
+#define sdxfer_read_user_str sdxfer_read_str
+
+static __always_inline long sdxfer_read(void *dst, __u32 size, const void *src)
+{
+    memcpy(dst, src, size);
+    return 0;
+}
+#define sdxfer_read_kernel sdxfer_read
+#define sdxfer_read_user sdxfer_read
+
+#define sdxfer_bound(n, max) ((void)0)
+
+#else /* BPF, under BCC */
+
+#define sdxfer_read_kernel_str bpf_probe_read_kernel_str
+#define sdxfer_read_kernel bpf_probe_read_kernel
+
+/* User-memory fields also take BPF memory the probe filled itself (say, a
+ * failed exec's argv gathered in its locals): a kernel address makes the user
+ * read fail at once, and the kernel read is tried instead. */
+static __always_inline long sdxfer_read_user_str(void *dst, __u32 size, const void *src)
+{
+    long n = bpf_probe_read_user_str(dst, size, src);
+    if (n < 0)
+        n = bpf_probe_read_kernel_str(dst, size, src);
+    return n;
+}
+
+static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *src)
+{
+    long err = bpf_probe_read_user(dst, size, src);
+    if (err < 0)
+        err = bpf_probe_read_kernel(dst, size, src);
+    return err;
+}
+
+/* clang may test a copy of a clamped length and hand the helper the
+ * original register; checking again in asm bounds the register it gets. */
+#define sdxfer_bound(n, max) asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(n) : "i"(max))
+#endif
+
+#endif /* SDXFER_READ_H */
