@@ -29,7 +29,7 @@ __all__ = ["BTF_PATH", "EXEC_ONLY", "ExecProbe", "PROGRAM", "ProbeError", "Recor
 
 PROGRAM = BPF_DIR / "hids.bpf.c"
 KMOD_TRACEPOINT = "events/syscalls/sys_exit_finit_module"
-FAILED_EXECS_OFF = "EXEC_BENCH_WITHOUT_FAILED_EXECS"  # no sys_exit_execve(at) programs
+FAILED_EXECS_OFF = "HIDS_WITHOUT_FAILED_EXECS"  # no sys_exit_execve(at) programs
 
 
 def kmod_tracepoints() -> bool:
