@@ -324,3 +324,17 @@ def test_imports_point_down_the_layers():
             if other is not None and LAYERS.index(other) > LAYERS.index(layer):
                 upward.append(f"{module} imports {imported}")
     assert upward == []
+
+
+@pytest.mark.parametrize("stale", ["rt.require(api=0, layout={layout})", "rt.require_layout_version({layout})"])
+def test_a_stale_generated_module_says_run_sdxfer_gen(stale):
+    """Decoders generated for another runtime API (or before it had one) fail
+    on import with "run sdxfer gen", not later with a TypeError."""
+    from sdxfer import runtime
+
+    source = (ROOT / "generated" / "events.py").read_text()
+    current = f"rt.require(api={runtime.API_VERSION}, layout={runtime.LAYOUT_VERSION})"
+    assert current in source
+    with pytest.raises(ImportError, match="run sdxfer gen"):
+        sdxfer.Decoder.module_from_source(source.replace(current, stale.format(layout=runtime.LAYOUT_VERSION)),
+                                          "stale")

@@ -164,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_arguments(parser, args)
     sys.stdout.reconfigure(errors="backslashreplace")
-    from ..kernel.probes import EXEC_ONLY, PROGRAM
+    from ..kernel.probes import PROGRAM, defines_for
 
-    return drive("execmon", args, Probe(PROGRAM, defines=EXEC_ONLY, events=("exec",)), formatter(args, Clock()))
+    # without -x the failed-exec programs are not loaded at all
+    probe = Probe(PROGRAM, defines=defines_for(["exec"], failed_execs=args.fails), events=("exec",))
+    return drive("execmon", args, probe, formatter(args, Clock()))
 
 
 if __name__ == "__main__":
