@@ -12,14 +12,12 @@ from dataclasses import dataclass
 
 import yaml
 
-from ..runtime.record import MAX_FIELD_TOTAL, STR_READ_SLACK
+from ..runtime.record import MAX_FIELD_TOTAL, MAX_SLOT_SIZE, STR_READ_SLACK
 from .layout import layout_event, type_text
 from . import naming
 from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema
 
 SUPPORTED_VERSION = 1
-# One per-CPU array value may not exceed PCPU_MIN_UNIT_SIZE (32 KiB).
-MAX_SLOT_SIZE = 32768
 MIN_SLOT_SIZE = 256
 MAX_FIELD_MAX = 32768
 MAX_BYTES_LEN = 4096

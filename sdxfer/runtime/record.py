@@ -116,6 +116,9 @@ STR_READ_SLACK = 2
 # ---- the kernel side's maps -------------------------------------------------
 
 SCRATCH_MAP = "sdxfer_scratch"  # per-CPU array of scratch slots
+# One per-CPU array value may not exceed PCPU_MIN_UNIT_SIZE (32 KiB); a record
+# is packed in one slot, so no record (continuations included) is larger.
+MAX_SLOT_SIZE = 32768
 CPU_MAP = "sdxfer_cpu"  # per-CPU state: CPU_STATE
 DROPS_MAP = "sdxfer_drops"  # per-CPU array: records of each event (schema index) that were not sent
 EVENTS_MAP = "sdxfer_events"  # the perf event array or the ring buffer
