@@ -277,21 +277,3 @@ class Reassembler:
                 chunk.raw for state in pending.fields.values() for chunk in state.chunks.values())
         return delivered
 
-
-def iter_reassembled(decoder, data, **limits):
-    """Events of back-to-back records (a file), continuations reassembled;
-    DecodeError names the byte offset of a malformed record."""
-    reassembler = Reassembler(decoder, **limits)
-    view = memoryview(data)
-    offset = 0
-    while offset < len(view):
-        rec = view[offset:]
-        try:
-            size = HEADER_FIELD["size"].unpack_from(rec)[0]
-            yield from reassembler.feed(rec[:size] if size else rec)
-        except (DecodeError, struct.error) as exc:
-            raise DecodeError(f"record at byte {offset}: {exc}") from None
-        if size == 0:
-            raise DecodeError(f"record at byte {offset}: size 0")
-        offset += size
-    yield from reassembler.flush()

@@ -5,7 +5,10 @@ host's records from NATS JetStream)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -46,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     compat.add_argument("old", help="the schema file deployed so far")
     compat.add_argument("new", help="the schema file to deploy")
     decode = commands.add_parser("decode", help="decode a file of back-to-back raw records into NDJSON")
-    decode.add_argument("file", help="file of raw records, or - for standard input")
+    decode.add_argument("file", help="regular file of raw records, or - for standard input (a pipe or a device);"
+                        " bytes that are no record are skipped, named, and make the exit status 1")
     decode.add_argument("--schema", default=None, help="schema the records were packed with (default: the shipped one)")
     decode.add_argument("--max-pending-bytes", type=count, default=64 << 20,
                         help="bytes of events awaiting continuation records held at most (default 64 MiB)")
@@ -154,28 +158,48 @@ def _compat(args, stdout, stderr) -> int:
 
 
 def _decode(args, stdout, stderr) -> int:
-    from .. import DecodeError, Decoder, default_decoder
+    from .. import Decoder, default_decoder
 
     try:
         decoder = Decoder.from_schema(args.schema) if args.schema else default_decoder()
     except Exception as exc:  # SchemaError, with every problem listed
         print(f"sdxfer decode: {exc}", file=stderr)
         return 2
-    try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    except OSError as exc:
-        print(f"sdxfer decode: cannot read {args.file}: {exc.strerror}", file=stderr)
-        return 1
-    from ..stream.reassembly import iter_reassembled
+    if args.file == "-":
+        source = contextlib.nullcontext(sys.stdin.buffer)  # left open: not ours to close
+    else:
+        try:
+            # a device or a pipe may never end (/dev/zero): only standard input is read as a stream
+            if not stat.S_ISREG(os.stat(args.file).st_mode):
+                print(f"sdxfer decode: {args.file} is not a regular file; to read it as a stream,"
+                      f" give it on standard input: sdxfer decode - < {args.file}", file=stderr)
+                return 2
+            source = open(args.file, "rb")
+        except OSError as exc:
+            print(f"sdxfer decode: cannot read {args.file}: {exc.strerror}", file=stderr)
+            return 1
+    from ..stream.records import iter_reassembled
 
-    try:
-        for event in iter_reassembled(decoder, data, max_pending_bytes=args.max_pending_bytes,
-                                      max_age_ns=args.max_age_ms * 1_000_000):
+    skips = 0
+
+    def skipped(offset: int, length: int, reason: str) -> None:
+        nonlocal skips
+        skips += 1
+        print(f"sdxfer decode: {args.file}: skipped {length} bytes at offset {offset}: {reason}", file=stderr)
+
+    with source as stream:
+        events = iter_reassembled(decoder, stream.read1, skipped, max_pending_bytes=args.max_pending_bytes,
+                                  max_age_ns=args.max_age_ms * 1_000_000)
+        while True:
+            try:  # reading only: an error writing the output is not the input's
+                event = next(events, None)
+            except OSError as exc:
+                print(f"sdxfer decode: cannot read {args.file}: {exc.strerror}", file=stderr)
+                return 1
+            if event is None:
+                break
             stdout.write(json.dumps(event.to_dict()) + "\n")
-    except DecodeError as exc:
-        print(f"sdxfer decode: {args.file}: {exc}", file=stderr)
-        return 1
-    return 0
+    return 1 if skips else 0
 
 
 def _run(args, stdout, stderr) -> int:
