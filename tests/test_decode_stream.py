@@ -13,12 +13,12 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, Generated
+from conftest import ROOT
 from sdxfer import Reassembler
 from sdxfer.cli import main as sdxfer_main
 from sdxfer.runtime.record import HEADER_OFFSETS, HEADER_SIZE, MAX_SLOT_SIZE
 from sdxfer.stream.records import iter_reassembled
-from test_continuation import SCHEMA as SPANS_SCHEMA, _argv_bytes, _pack
+from test_continuation import SCHEMA as SPANS_SCHEMA, _argv_bytes, _pack, spans  # noqa: F401  (spans is a fixture)
 from test_driver import call
 
 SDXFER = [sys.executable, "-m", "sdxfer.cli", "decode"]
@@ -86,9 +86,7 @@ def test_a_cut_tail_is_skipped_after_the_records_before_it(generated, tmp_path, 
             [f"sdxfer decode: {path}: skipped {len(tail)} bytes at offset {len(a) + len(b)}: {reason}"])
 
 
-def test_continuations_past_garbage_still_complete_their_event(tmp_path, capsys):
-    spans = Generated(SPANS_SCHEMA, tmp_path / "spans")
-    capsys.readouterr()  # sdxfer gen's line
+def test_continuations_past_garbage_still_complete_their_event(spans, tmp_path, capsys):
     records = _pack(spans, _argv_bytes([2000]), b"z" * 600)
     assert len(records) > 2
     path = tmp_path / "records.bin"
@@ -124,11 +122,12 @@ def _max_rss_kib(command: list[str], feed=None):
     timer = threading.Timer(GUARD_S, proc.kill)
     timer.start()
     try:
-        err = proc.stderr.read()  # a few lines: the pipe never fills
-        _, status, usage = os.wait4(proc.pid, 0)
+        with proc.stderr:
+            err = proc.stderr.read()  # until it exits: a few lines at most
+        _, status, usage = os.wait4(proc.pid, 0)  # its own peak, not other children's
     finally:
         timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
     if writer:
         writer.join()
     return usage.ru_maxrss, proc.returncode, err.decode().splitlines()
