@@ -273,7 +273,7 @@ def _py_variable_lines(e: EventLayout, v) -> list[str]:
     Lists (strlist, array) are checked here and built on first read
     (rt.Deferred, on a copy of their bytes, so a reused buffer cannot change them)."""
     name = v.field.name
-    (off, length, lost), value = naming.py_descriptor(name), naming.py_value(name)
+    (off, length, _), value = naming.py_descriptor(name), naming.py_value(name)
     field_bytes = f"buf[{off}:{off} + {length}]"
     entries = naming.py_entry_var(e.event.name, name)
     decoding = VARIABLE_DECODING[v.field.type.name]
