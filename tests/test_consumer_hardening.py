@@ -8,19 +8,19 @@ import asyncio
 import json
 import re
 import struct
-import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from sdxfer.fleet import envelope
-from sdxfer.fleet.nats_io import Connection, Endpoint, FleetError, StreamLimits
+from sdxfer.fleet.nats_io import Endpoint, FleetError, StreamLimits
 from sdxfer.record import HEADER_OFFSETS, HEADER_SIZE
 
 from conftest import Tool, wait_until
 from nats_support import NatsServer
-from test_fleet import HOST, MAJOR, SDXFER, consume_all, fake_record, markers_of, packer, publisher  # noqa: F401
+from test_fleet import HOST, MAJOR, SDXFER, fake_record, packer, publisher  # noqa: F401 (packer: a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # newline ends a line
@@ -133,9 +133,15 @@ def test_the_host_is_the_subjects_and_a_body_that_disagrees_is_flagged(server, p
     assert consumer.stats.bad_messages == 1 and consumer.problems.counts[("m-web-9", "host mismatch")] == 2
 
 
-def test_a_bad_machine_id_is_one_line_at_start():
+def test_subjects_that_cannot_name_a_host_are_one_line_at_start():
+    from sdxfer.fleet import Consumer
+
     with pytest.raises(FleetError, match="machine id 'a.b' cannot name a NATS subject"):
         Endpoint.parse("nats://127.0.0.1:1/x").for_host("a.b")
+    with pytest.raises(FleetError, match="without wildcards"):  # before any connection: port 1 is closed
+        Consumer("nats://127.0.0.1:1/x.>")
+    with pytest.raises(FleetError, match="not an inbox prefix"):
+        Consumer("nats://127.0.0.1:1/x", inbox_prefix="_INBOX.>")
 
 
 def test_problems_are_aggregated_per_host_and_kind_and_bounded():
@@ -170,7 +176,43 @@ def test_problems_are_said_when_they_happen_not_with_the_next_event(server, pack
     assert f"{HOST.machine_id}: bad message: message of 12 bytes is shorter than an envelope header" in err
 
 
-CONFIG = re.search(r"```conf\n(.*?)```", (ROOT / "docs" / "fleet.md").read_text(), re.DOTALL).group(1)
+class Listener(threading.Thread):
+    """A client subscribed to `subject`, keeping what it hears until stop()."""
+
+    def __init__(self, server: NatsServer, subject: str, **options):
+        super().__init__(daemon=True)
+        self.url, self.subject, self.options = f"nats://127.0.0.1:{server.port}", subject, options
+        self.heard: list[bytes] = []
+        self.ready, self._stopping = threading.Event(), threading.Event()
+        self.start()
+        assert self.ready.wait(20), "the listener did not subscribe"
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        import nats
+
+        async def keep(message) -> None:
+            self.heard.append(message.data)
+
+        nc = await nats.connect(self.url, **self.options)
+        await nc.subscribe(self.subject, cb=keep)
+        await nc.flush()
+        self.ready.set()
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.05)
+        await nc.close()
+
+    def stop(self) -> list[bytes]:
+        self._stopping.set()
+        self.join(20)
+        return self.heard
+
+
+FLEET_MD = (ROOT / "docs" / "fleet.md").read_text()
+CONFIG = re.search(r"```conf\n(.*?)```", FLEET_MD, re.DOTALL).group(1)
+INBOX_PREFIX = re.search(r"--inbox-prefix (_INBOX\w+)", FLEET_MD).group(1)
 
 
 def test_each_host_may_publish_only_on_its_own_subject(tmp_path, monkeypatch, packer):
@@ -192,14 +234,15 @@ def test_each_host_may_publish_only_on_its_own_subject(tmp_path, monkeypatch, pa
 
         from sdxfer.fleet import Consumer
 
+        central = {"inbox_prefix": INBOX_PREFIX}
         # a central consumer started first creates the stream (hosts may not)
-        with Consumer(url("central"), create_stream=StreamLimits()):
-            pass
+        Consumer(url("central"), create_stream=StreamLimits(), **central).close()
+        as_web = {"user": "web-1", "password": f"pw-{ids['web-1']}"}
+        listener = Listener(nats, "_INBOX.>", **as_web)  # a host listening to every answer it may
         for user in ("web-1", "db-2"):
             out = publisher(url(user), host=envelope.Host(user, machines[user], "b"))
             out.send([(raw, None) for raw in packer([f"from-{user}"])])
             assert "1 events published" in out.close()
-        as_web = {"user": "web-1", "password": f"pw-{ids['web-1']}"}
         forged = envelope.pack(envelope.Sender.start(envelope.Host("db-2", machines["db-2"], "b"), "d", MAJOR), 1,
                                packer(["forged"]))
         assert publish(nats, [(f"sdxfer.events.{machines['db-2']}", forged)], **as_web) == ["TimeoutError"]
@@ -208,11 +251,16 @@ def test_each_host_may_publish_only_on_its_own_subject(tmp_path, monkeypatch, pa
             deadline = time.monotonic() + 30
             assert list(snoop.events(lambda: lines or time.monotonic() > deadline)) == []
         assert lines[0].startswith("cannot read stream ") and "trying again" in lines[0]
-        got = consume_all(url("central"), 2)
+        with Consumer(url("central"), **central) as consumer:
+            deadline = time.monotonic() + 30
+            got = list(consumer.events(lambda: consumer.stats.messages == 2 or time.monotonic() > deadline))
+        heard = listener.stop()
     finally:
         nats.kill()
     assert sorted((item.host.machine_id, item.event.value("name")) for item in got) == \
         sorted((machines[user], f"from-{user}") for user in ("web-1", "db-2"))
+    # the hosts' acks pass by on _INBOX.>, the events the central consumer pulls do not
+    assert heard and not any(b"from-" in data for data in heard)
 
 
 # ---- 10: a consumer started before any sensor -----------------------------------------------------

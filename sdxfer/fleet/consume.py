@@ -24,6 +24,7 @@ import asyncio
 import collections
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
@@ -208,17 +209,22 @@ class MessageDecoder:
 
 class Consumer:
     """create_stream: limits of the stream to create when none holds SUBJECT.>
-    (else the consumer waits for one); report(line): each problem as it happens."""
+    (else the consumer waits for one); report(line): each problem as it happens;
+    inbox_prefix: where the server delivers what the consumer pulls, which a
+    user allowed to subscribe to _INBOX.> (the hosts) must not be able to read."""
 
     def __init__(self, url: str, *, schema: str | None = None, durable: str | None = None, decoder=None,
                  connection: Connection = Connection(), create_stream: StreamLimits | None = None,
-                 report: Callable[[str], None] = lambda line: None, max_message_bytes: int = MAX_MESSAGE_BYTES):
+                 report: Callable[[str], None] = lambda line: None, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 inbox_prefix: str = "_INBOX"):
         from .output import schema_major
 
         self.endpoint = Endpoint.parse(url)
         if any(token in ("*", ">") for token in self.endpoint.subject.split(".")):
             raise FleetError(f"{self.endpoint.subject}: name the subject the sensors publish to, without wildcards"
                              " (the consumer reads SUBJECT.>)")
+        if not re.fullmatch(r"[\w-]+(\.[\w-]+)*", inbox_prefix, re.ASCII):
+            raise FleetError(f"{inbox_prefix!r} is not an inbox prefix (tokens of letters, digits, _ and -)")
         self.durable = durable
         from .. import Decoder, default_decoder
         from ..paths import SHIPPED_SCHEMA
@@ -233,7 +239,7 @@ class Consumer:
         self._said: set[str] = set()  # kinds of reason for not reading yet, said once each
         self._handed_over: set[int] = set()
         self._handed_order: collections.deque[int] = collections.deque()
-        self._options = connection.options()
+        self._options = connection.options() | {"inbox_prefix": inbox_prefix}
         self._loop = asyncio.new_event_loop()
         try:
             self._nc, self._js = self._loop.run_until_complete(self._open())

@@ -71,7 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     consume.add_argument("--json", action="store_true", help="one JSON object per event: to_dict(), time, host")
     consume.add_argument("--max-message-bytes", type=size, default=MAX_MESSAGE_BYTES, metavar="SIZE",
                          help=f"refuse bigger messages unread (default {MAX_MESSAGE_BYTES >> 20}M)")
-    add_connection_arguments(consume.add_argument_group("connection"))
+    connection = consume.add_argument_group("connection")
+    add_connection_arguments(connection)
+    connection.add_argument("--inbox-prefix", default="_INBOX", metavar="PREFIX",
+                            help="subjects the server delivers events on (default _INBOX): one the sensors' users"
+                            " may not subscribe to (docs/fleet.md, Security)")
     stream = consume.add_argument_group("stream")
     stream.add_argument("--create-stream", action="store_true",
                         help="create the stream if none holds SUBJECT.> (default: wait for a sensor to)")

@@ -36,7 +36,8 @@ def run_consume(args, stdout, stderr) -> int:
     try:
         consumer = Consumer(args.url, schema=args.schema, durable=args.durable,
                             connection=Connection(args.creds, args.token, args.tls_ca, args.tls_cert, args.tls_key),
-                            create_stream=limits, report=report, max_message_bytes=args.max_message_bytes)
+                            create_stream=limits, report=report, max_message_bytes=args.max_message_bytes,
+                            inbox_prefix=args.inbox_prefix)
     except (FleetError, SchemaError) as exc:
         print(f"sdxfer consume: {exc}", file=stderr)
         return 1
