@@ -25,7 +25,7 @@ import collections
 import json
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 from ..errors import DecodeError
@@ -300,7 +300,7 @@ class Consumer:
         return None
 
     def events(self, stop: Callable[[], bool] = lambda: False) -> Iterator[FleetEvent]:
-        """Every host's events until stop() is true (checked at least every second)."""
+        """Every host's events until stop() is true (checked between pulls: every second or so)."""
         from nats.errors import Error as NatsError
 
         while not stop():

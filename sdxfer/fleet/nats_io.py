@@ -109,6 +109,11 @@ class StreamLimits:
     max_age_s: float = 0.0  # 0: no limit
     replicas: int = 1
 
+    @classmethod
+    def from_args(cls, args) -> StreamLimits:
+        """From add_stream_arguments' options."""
+        return cls(args.stream, args.stream_max_bytes, args.stream_max_msgs, args.stream_max_age, args.stream_replicas)
+
 
 async def _quiet(_exc) -> None:
     """nats-py prints every connection error with a traceback; the callers report state instead."""

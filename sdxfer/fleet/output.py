@@ -161,8 +161,7 @@ class NatsOutput:
         self.backlog = Backlog(args.memory_bytes, args.spool, args.spool_bytes)
         self._dropped_reported = 0
         self._fatal_reported = False
-        limits = StreamLimits(args.stream, args.stream_max_bytes, args.stream_max_msgs, args.stream_max_age,
-                              args.stream_replicas)
+        limits = StreamLimits.from_args(args)
         connection = Connection(args.creds, args.token, args.tls_ca, args.tls_cert, args.tls_key)
         self.nats = NatsSender(Endpoint.parse(url).for_host(sender.host.machine_id), connection, limits, self.backlog)
 

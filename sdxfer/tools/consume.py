@@ -1,7 +1,7 @@
 """`sdxfer consume`: every host's events from NATS JetStream, one a line:
 hostname, event, key=value (readable values), or with --json the object
 every tool prints for an event, with `host`. Problems go to stderr as they
-happen, and counted per host at exit."""
+happen, and are counted per host at exit."""
 from __future__ import annotations
 
 import json
@@ -31,8 +31,7 @@ def run_consume(args, stdout, stderr) -> int:
     def report(line: str) -> None:
         print(f"sdxfer consume: {escape(line)}", file=stderr, flush=True)
 
-    limits = StreamLimits(args.stream, args.stream_max_bytes, args.stream_max_msgs, args.stream_max_age,
-                          args.stream_replicas) if args.create_stream else None
+    limits = StreamLimits.from_args(args) if args.create_stream else None
     try:
         consumer = Consumer(args.url, schema=args.schema, durable=args.durable,
                             connection=Connection(args.creds, args.token, args.tls_ca, args.tls_cert, args.tls_key),
