@@ -36,6 +36,9 @@ VERSION = 1
 _FIXED = struct.Struct("<4sHHQ16sqHI")
 _LEN = struct.Struct("<H")
 _SIZE = HEADER_FIELD["size"]
+# Records one envelope may hold: a reader's work per message is bounded (a
+# sender's 256 KiB batch of the smallest records holds a few thousand).
+MAX_RECORDS = 1 << 16
 
 
 class EnvelopeError(ValueError):
@@ -140,6 +143,8 @@ def unpack(message: bytes) -> Batch:
         raise EnvelopeError("not an sdxfer envelope (bad magic)")
     if version != VERSION:
         raise EnvelopeError(f"envelope version {version}; this reader knows version {VERSION}")
+    if count > MAX_RECORDS:
+        raise EnvelopeError(f"envelope says {count} records, more than the {MAX_RECORDS} a reader takes")
     at = _FIXED.size
     texts = []
     for _ in range(4):
@@ -158,7 +163,9 @@ def unpack(message: bytes) -> Batch:
             (size,) = _SIZE.unpack_from(view, at)
         except struct.error:
             raise EnvelopeError(f"envelope says {count} records, holds {index}") from None
-        if size == 0 or at + size > len(view):
+        if size < HEADER_SIZE:
+            raise EnvelopeError(f"record {index} of the envelope claims {size} bytes, shorter than a record header")
+        if at + size > len(view):
             raise EnvelopeError(f"record {index} of the envelope claims {size} bytes, {len(view) - at} remain")
         records.append(bytes(view[at:at + size]))
         at += size

@@ -26,10 +26,14 @@ class FleetError(Exception):
     """Bad fleet settings, or a server that refuses them: one line."""
 
 
+HOST_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a machine id as one subject token
+
+
 @dataclass(frozen=True)
 class Endpoint:
     server: str  # nats://[user:pass@]host:port
-    subject: str
+    subject: str  # SUBJECT: each host publishes on SUBJECT.<machine-id>, the stream holds SUBJECT.>
+    host: str = ""  # a sender's machine id (for_host)
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
@@ -45,6 +49,23 @@ class Endpoint:
             raise FleetError(f"bad port in {url!r}") from None
         netloc = parts.netloc if parts.port else f"{parts.netloc}:{port}"
         return cls(f"{parts.scheme}://{netloc}", subject)
+
+    def for_host(self, machine_id: str) -> Endpoint:
+        """The endpoint a sender publishes to: its machine id is the subject's last
+        token, so the server's permissions can tie each host to its own subject."""
+        if not HOST_TOKEN.fullmatch(machine_id):
+            raise FleetError(f"machine id {machine_id!r} cannot name a NATS subject (1-128 letters, digits, _ or -;"
+                             " SDXFER_MACHINE_ID sets it)")
+        return Endpoint(self.server, self.subject, machine_id)
+
+    @property
+    def publish_subject(self) -> str:
+        return f"{self.subject}.{self.host}"
+
+    @property
+    def stream_subject(self) -> str:
+        """What the stream holds and the consumer reads: every host's subject."""
+        return f"{self.subject}.>"
 
     @property
     def default_stream(self) -> str:
@@ -88,6 +109,11 @@ class StreamLimits:
     max_age_s: float = 0.0  # 0: no limit
     replicas: int = 1
 
+    @classmethod
+    def from_args(cls, args) -> StreamLimits:
+        """From add_stream_arguments' options."""
+        return cls(args.stream, args.stream_max_bytes, args.stream_max_msgs, args.stream_max_age, args.stream_replicas)
+
 
 async def _quiet(_exc) -> None:
     """nats-py prints every connection error with a traceback; the callers report state instead."""
@@ -117,17 +143,17 @@ async def ensure_stream(js, endpoint: Endpoint, limits: StreamLimits) -> str:
     from nats.js.api import StreamConfig
     from nats.js.errors import BadRequestError
 
-    name = await find_stream(js, endpoint.subject)
+    name = await find_stream(js, endpoint.stream_subject)
     if name:
         return name
     name = limits.name or endpoint.default_stream
-    config = StreamConfig(name=name, subjects=[endpoint.subject], max_bytes=limits.max_bytes,
+    config = StreamConfig(name=name, subjects=[endpoint.stream_subject], max_bytes=limits.max_bytes,
                           max_msgs=limits.max_msgs, max_age=limits.max_age_s or None,
                           num_replicas=limits.replicas, duplicate_window=DUPLICATE_WINDOW_S)
     try:
         await js.add_stream(config)
     except BadRequestError as exc:
-        raise FleetError(f"cannot create stream {name} for {endpoint.subject}: {exc.description}") from None
+        raise FleetError(f"cannot create stream {name} for {endpoint.stream_subject}: {exc.description}") from None
     return name
 
 
@@ -199,7 +225,7 @@ class Sender:
                 message, payload = item
                 while True:
                     try:
-                        ack = await js.publish(self.endpoint.subject, payload, timeout=ACK_TIMEOUT_S,
+                        ack = await js.publish(self.endpoint.publish_subject, payload, timeout=ACK_TIMEOUT_S,
                                                headers={"Nats-Msg-Id": message.message_id})
                         break
                     except Exception:  # timeout, no responders, reconnecting: the same message again

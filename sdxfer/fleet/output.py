@@ -66,6 +66,17 @@ def add_connection_arguments(group) -> None:
     group.add_argument("--tls-key", metavar="FILE", help="client certificate's key (TLS)")
 
 
+def add_stream_arguments(group) -> None:
+    """The stream created when none holds SUBJECT.> (a sensor's, or sdxfer consume --create-stream)."""
+    group.add_argument("--stream", metavar="NAME", help="JetStream stream to create if none holds the subject"
+                       " (default: the subject in capitals, dots as _)")
+    group.add_argument("--stream-max-bytes", type=size, default=-1, metavar="SIZE", help="created stream's size limit")
+    group.add_argument("--stream-max-msgs", type=count, default=-1, metavar="N", help="created stream's message limit")
+    group.add_argument("--stream-max-age", type=seconds, default=0.0, metavar="SECONDS",
+                       help="created stream's age limit")
+    group.add_argument("--stream-replicas", type=count, default=1, metavar="N", help="created stream's replicas")
+
+
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fleet output (instead of standard output)")
     group.add_argument("--output", type=output_url, metavar="URL",
@@ -74,13 +85,7 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--wire", choices=("raw", "json"), default="raw",
                        help="NATS messages: raw records in batches (default) or one JSON event each")
     add_connection_arguments(group)
-    group.add_argument("--stream", metavar="NAME", help="JetStream stream to create if none holds the subject"
-                       " (default: the subject in capitals, dots as _)")
-    group.add_argument("--stream-max-bytes", type=size, default=-1, metavar="SIZE", help="created stream's size limit")
-    group.add_argument("--stream-max-msgs", type=count, default=-1, metavar="N", help="created stream's message limit")
-    group.add_argument("--stream-max-age", type=seconds, default=0.0, metavar="SECONDS",
-                       help="created stream's age limit")
-    group.add_argument("--stream-replicas", type=count, default=1, metavar="N", help="created stream's replicas")
+    add_stream_arguments(group)
     group.add_argument("--memory-bytes", type=size, default=size("64M"), metavar="SIZE",
                        help="messages held in memory while the server is away (default 64M)")
     group.add_argument("--spool", metavar="DIR", help="then spool messages to files here (resent by the next run too)")
@@ -156,10 +161,9 @@ class NatsOutput:
         self.backlog = Backlog(args.memory_bytes, args.spool, args.spool_bytes)
         self._dropped_reported = 0
         self._fatal_reported = False
-        limits = StreamLimits(args.stream, args.stream_max_bytes, args.stream_max_msgs, args.stream_max_age,
-                              args.stream_replicas)
+        limits = StreamLimits.from_args(args)
         connection = Connection(args.creds, args.token, args.tls_ca, args.tls_cert, args.tls_key)
-        self.nats = NatsSender(Endpoint.parse(url), connection, limits, self.backlog)
+        self.nats = NatsSender(Endpoint.parse(url).for_host(sender.host.machine_id), connection, limits, self.backlog)
 
     def _put(self, payload: bytes, events: int) -> None:
         self._seq += 1

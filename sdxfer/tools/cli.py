@@ -12,7 +12,8 @@ import stat
 import sys
 from pathlib import Path
 
-from ..fleet.output import add_connection_arguments, count
+from ..fleet.consume import MAX_MESSAGE_BYTES
+from ..fleet.output import add_connection_arguments, add_stream_arguments, count, size
 from .text import silence_stdout
 from .driver import add_probe_arguments, add_version_argument, check_arguments
 from ..paths import GENERATED_DIR as SHIPPED_OUT, SHIPPED_SCHEMA
@@ -72,7 +73,17 @@ def _parser() -> argparse.ArgumentParser:
     consume.add_argument("--durable", metavar="NAME", help="durable consumer: a restart goes on where it stopped"
                          " (default: an ephemeral one, from the stream's start)")
     consume.add_argument("--json", action="store_true", help="one JSON object per event: to_dict(), time, host")
-    add_connection_arguments(consume.add_argument_group("connection"))
+    consume.add_argument("--max-message-bytes", type=size, default=MAX_MESSAGE_BYTES, metavar="SIZE",
+                         help=f"refuse bigger messages unread (default {MAX_MESSAGE_BYTES >> 20}M)")
+    connection = consume.add_argument_group("connection")
+    add_connection_arguments(connection)
+    connection.add_argument("--inbox-prefix", default="_INBOX", metavar="PREFIX",
+                            help="subjects the server delivers events on (default _INBOX): one the sensors' users"
+                            " may not subscribe to (docs/fleet.md, Security)")
+    stream = consume.add_argument_group("stream")
+    stream.add_argument("--create-stream", action="store_true",
+                        help="create the stream if none holds SUBJECT.> (default: wait for a sensor to)")
+    add_stream_arguments(stream)
     for command in (gen, compat, decode, consume):
         add_version_argument(command)
     return parser

@@ -66,6 +66,8 @@ def format_value(value) -> str:
         return '"' + text.replace('"', '\\"') + '"' if not text or re.search(r'[ "=]', text) else text
     if isinstance(value, list):
         return "[" + ",".join(format_value(item) for item in value) + "]"
+    if isinstance(value, dict):  # a JSON-wire message's object: its keys are the sender's text too
+        return "{" + ",".join(f"{escape(key)}={format_value(item)}" for key, item in value.items()) + "}"
     if isinstance(value, SockAddr):
         if value.address is None:
             return f"family{value.family}:{value.port}"
