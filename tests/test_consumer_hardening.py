@@ -349,3 +349,41 @@ def test_hostile_json_messages_are_counted_and_named_and_output_stays_valid(serv
         again = Tool(SDXFER, "consume", url, "--durable", f"d{len(mode)}", *mode)
         time.sleep(3)
         assert "0 events from 0 messages" in again.stop()
+
+
+# ---- 1 (the consumer's half): an event split across messages --------------------------------------
+
+def test_an_event_split_across_messages_is_joined(generated):
+    """A sender that cannot fit an event's records in one message sends them in
+    several: the consumer joins them per sender run, whatever lies between."""
+    if generated.schema.name != "events.yaml":
+        pytest.skip("the shipped schema's spanning exec")
+    from test_driver import _strlist, call
+
+    argv = ["q" * 1000] * 40
+    records = generated.pack([call(generated, "exec", argv=_strlist(argv), exe=b"/bin/q")])
+    assert len(records) >= 3
+    messages, lines = decoder_for()
+    sender = envelope.Sender.start(HOST, messages.decoder.schema_digest, MAJOR)
+    other = envelope.Sender.start(HOST, messages.decoder.schema_digest, MAJOR)  # another run of that host
+    subject = f"fleet.unit.{HOST.machine_id}"
+    got = list(messages.items(subject, envelope.pack(sender, 1, records[:1])))
+    assert got == []  # waits for the rest
+    got += messages.items(subject, envelope.pack(other, 1, records[1:2]))  # not its run: not joined
+    got += messages.items(subject, envelope.pack(sender, 2, records[1:]))
+    [whole] = [item for item in got if item.event.name == "exec"]
+    assert whole.event.argv == ["q" * 1000] * 40 and whole.event.truncated == ()
+    assert [item.event.name for item in messages.flush()] == []
+
+
+def test_events_still_waiting_at_the_end_come_as_far_as_they_came(generated):
+    if generated.schema.name != "events.yaml":
+        pytest.skip("the shipped schema's spanning exec")
+    from test_driver import _strlist, call
+
+    records = generated.pack([call(generated, "exec", argv=_strlist(["r" * 1000] * 40), exe=b"/bin/r")])
+    messages, _ = decoder_for()
+    sender = envelope.Sender.start(HOST, messages.decoder.schema_digest, MAJOR)
+    assert list(messages.items(f"fleet.unit.{HOST.machine_id}", envelope.pack(sender, 1, records[:1]))) == []
+    [partial] = list(messages.flush())
+    assert partial.event.name == "exec" and "argv" in partial.event.truncated

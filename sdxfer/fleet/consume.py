@@ -38,6 +38,7 @@ FETCH_BATCH = 64
 FETCH_WAIT_S = 0.5
 STREAM_WAIT_S = 1.0  # between looks for a stream that is not there yet
 REMEMBERED_MESSAGES = 65536  # stream sequences handed over, for knowing redeliveries
+MAX_RUNS_PENDING = 1024  # sender runs with an event waiting for its next message, at most
 MAX_MESSAGE_BYTES = 8 << 20  # a sender's batch is 256 KiB; bigger is refused unread
 MAX_JSON_DEPTH = 16  # a JSON-wire event nests 3 deep (host, an array of objects)
 PROBLEM_KEYS = 1024  # (host, kind) pairs counted one by one; then under OTHER_HOSTS
@@ -139,6 +140,10 @@ class MessageDecoder:
         self.decoder, self.major, self.max_message_bytes = decoder, major, max_message_bytes
         self.stats = ConsumeStats()
         self.problems = Problems(report)
+        # per sender run: an event whose records did not fit one message waits
+        # here for the rest (record time ages it out); the least recent go first
+        self._reassemblers: collections.OrderedDict[tuple[str, bytes], tuple[Sender, Reassembler]] = \
+            collections.OrderedDict()
 
     def items(self, subject: str, data: bytes) -> Iterator[FleetEvent]:
         """The events of one message on `subject`."""
@@ -189,8 +194,10 @@ class MessageDecoder:
             self.problems.add(token, "undecodable", f"schema major {sender.schema_major}, this consumer's is"
                               f" {self.major}: its records are not decoded", len(batch.records))
             return
-        # a spanning event travels as its record and continuations, in one batch
-        reassembler = Reassembler(self.decoder)
+        # a spanning event's record and continuations may travel in several messages of one run
+        key = (token, sender.run_id)
+        _, reassembler = self._reassemblers.pop(key, (sender, None))
+        reassembler = reassembler or Reassembler(self.decoder)
         for raw in batch.records:
             try:
                 events = reassembler.feed(raw)
@@ -199,7 +206,17 @@ class MessageDecoder:
                 self.problems.add(token, "undecodable", str(exc))
                 continue
             yield from self._events_of(sender, events)
-        yield from self._events_of(sender, reassembler.flush())
+        if reassembler.pending:
+            self._reassemblers[key] = (sender, reassembler)
+            while len(self._reassemblers) > MAX_RUNS_PENDING:
+                old_sender, oldest = self._reassemblers.popitem(last=False)[1]
+                yield from self._events_of(old_sender, oldest.flush())
+
+    def flush(self) -> Iterator[FleetEvent]:
+        """The events still waiting for records of a later message, as far as they came (the end)."""
+        while self._reassemblers:
+            sender, reassembler = self._reassemblers.popitem(last=False)[1]
+            yield from self._events_of(sender, reassembler.flush())
 
     def _events_of(self, sender: Sender, events) -> Iterator[FleetEvent]:
         for event in events:
@@ -300,7 +317,12 @@ class Consumer:
         return None
 
     def events(self, stop: Callable[[], bool] = lambda: False) -> Iterator[FleetEvent]:
-        """Every host's events until stop() is true (checked between pulls: every second or so)."""
+        """Every host's events until stop() is true (checked between pulls: every
+        second or so); then those still waiting for a later message's records."""
+        yield from self._pulled(stop)
+        yield from self.messages.flush()
+
+    def _pulled(self, stop: Callable[[], bool]) -> Iterator[FleetEvent]:
         from nats.errors import Error as NatsError
 
         while not stop():
