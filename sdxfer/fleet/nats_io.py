@@ -9,6 +9,7 @@ a resend carries the same Nats-Msg-Id, so the server keeps one copy.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import ssl
 import threading
@@ -20,6 +21,8 @@ ACK_TIMEOUT_S = 2.0
 RETRY_S = 0.25
 DUPLICATE_WINDOW_S = 120.0
 FIRST_CONNECT_S = 5.0
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # NATS's default, until the server's INFO says otherwise
+HEADERS_ROOM = 512  # the Nats-Msg-Id header counts against max_payload too
 
 
 class FleetError(Exception):
@@ -137,6 +140,8 @@ class SendStats:
     published_events: int = 0
     duplicates: int = 0  # of those, resends the server already had (their first ack was lost)
     disconnects: int = 0
+    oversized_messages: int = 0  # above the server's max_payload: dropped, never sent
+    oversized_events: int = 0
 
 
 class Sender:
@@ -146,6 +151,8 @@ class Sender:
         self.endpoint, self.limits, self.backlog = endpoint, limits, backlog
         self._options = connection.options()
         self.stats = SendStats()
+        self.max_payload = DEFAULT_MAX_PAYLOAD  # the server's, read at every connect
+        self.notes: collections.deque[str] = collections.deque()  # lines for the operator, taken by the output
         self._stopping = threading.Event()
         self._fatal: str | None = None
         self._thread = threading.Thread(target=self._main, name="sdxfer-nats", daemon=True)
@@ -172,6 +179,7 @@ class Sender:
                                             FIRST_CONNECT_S)
             except Exception:  # no server yet (timeouts, nats-py's NoServersError): try again
                 continue
+            self.max_payload = nc.max_payload
             try:
                 js = nc.jetstream(timeout=ACK_TIMEOUT_S)
                 await ensure_stream(js, self.endpoint, self.limits)
@@ -197,6 +205,14 @@ class Sender:
                         return
                     continue
                 message, payload = item
+                if len(payload) + HEADERS_ROOM > nc.max_payload:
+                    # built before the server said its limit (or spooled by an earlier run): it never fits
+                    self.backlog.done(message)
+                    self.stats.oversized_messages += 1
+                    self.stats.oversized_events += message.events
+                    self.notes.append(f"a message of {len(payload)} bytes ({message.events} events) is above the"
+                                      f" server's max_payload ({nc.max_payload} bytes): dropped")
+                    continue
                 while True:
                     try:
                         ack = await js.publish(self.endpoint.subject, payload, timeout=ACK_TIMEOUT_S,

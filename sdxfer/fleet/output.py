@@ -16,7 +16,7 @@ import re
 import time
 from pathlib import Path
 
-from .envelope import Sender, event_json, pack, this_host
+from .envelope import Sender, event_json, pack, records_in, this_host
 
 BATCH_BYTES = 256 * 1024  # well under NATS's default 1 MiB max_payload
 BATCHES_IN_MEMORY = 4  # at least: small bounds drop a few events at a time, not a whole read
@@ -146,12 +146,15 @@ class RawOutput:
 class NatsOutput:
     def __init__(self, url: str, sender: Sender, args):
         from .backlog import Backlog
-        from .nats_io import Connection, Endpoint, Sender as NatsSender, StreamLimits
+        from .nats_io import HEADERS_ROOM, Connection, Endpoint, Sender as NatsSender, StreamLimits
 
         self.url, self.sender, self.json_wire = url, sender, args.wire == "json"
         self.flush_timeout = args.flush_timeout
         self.batch_bytes = max(1, min(BATCH_BYTES, args.memory_bytes // BATCHES_IN_MEMORY))
         self._seq = 0
+        self._room = -HEADERS_ROOM - (0 if self.json_wire else len(pack(sender, 0, [])))  # plus max_payload
+        self.oversized_events = 0
+        self._oversized_named = False
         self._run_key = time.time_ns()
         self.backlog = Backlog(args.memory_bytes, args.spool, args.spool_bytes)
         self._dropped_reported = 0
@@ -165,23 +168,54 @@ class NatsOutput:
         self._seq += 1
         self.backlog.put((self._run_key, self._seq), self.sender.message_id(self._seq), payload, events)
 
+    def _oversized(self, event, size: int) -> None:
+        """An event whose record alone is above what one message may carry: dropped, counted, named once."""
+        self.oversized_events += 1
+        if not self._oversized_named:
+            self._oversized_named = True
+            name = f"a {event.name} event" if event is not None else "an event"
+            self.nats.notes.append(f"{name} with a record of {size} bytes does not fit the server's max_payload"
+                                   f" ({self.nats.max_payload} bytes): dropped (all such are counted at exit)")
+
     def send(self, pairs) -> None:
+        limit = self.nats.max_payload + self._room  # bytes of records (or JSON) one message may carry
         if self.json_wire:
             for _, event in pairs:
-                self._put(event_json(event, self.sender).encode(), 1)
+                payload = event_json(event, self.sender).encode()
+                if len(payload) > limit:
+                    self._oversized(event, len(payload))
+                else:
+                    self._put(payload, 1)
             return
-        batch, used = [], 0
-        for raw, _ in pairs:
-            if batch and used + len(raw) > self.batch_bytes:
-                self._put(pack(self.sender, self._seq + 1, batch), len(batch))
-                batch, used = [], 0
-            batch.append(raw)
-            used += len(raw)
-        if batch:
-            self._put(pack(self.sender, self._seq + 1, batch), len(batch))
+        batch_bytes = min(self.batch_bytes, limit)
+        batch, used, events = [], 0, 0
+
+        def flush():
+            nonlocal batch, used, events
+            if batch:
+                self._put(pack(self.sender, self._seq + 1, batch), events)
+            batch, used, events = [], 0, 0
+
+        for raw, event in pairs:
+            parts = records_in(raw)  # a spanning event: its record and continuations
+            largest = max(map(len, parts))
+            if largest > limit:
+                self._oversized(event, largest)
+                continue
+            size = sum(map(len, parts))
+            if used + size > batch_bytes and size <= batch_bytes:
+                flush()  # an event that fits one message travels in one
+            for index, part in enumerate(parts):  # else its records go in as many messages as they need, in order
+                if batch and used + len(part) > batch_bytes:
+                    flush()
+                batch.append(part)
+                used += len(part)
+                if index == 0:
+                    events += 1  # counted in the message that carries its record
+        flush()
 
     def notices(self) -> list[str]:
-        notes = []
+        notes = [f"{self.url}: {self.nats.notes.popleft()}" for _ in range(len(self.nats.notes))]
         dropped = self.backlog.stats.dropped_events
         if dropped > self._dropped_reported:
             notes.append(f"{dropped - self._dropped_reported} events dropped: memory ({self.backlog.memory_bytes}"
@@ -199,6 +233,9 @@ class NatsOutput:
         stats, drops = self.nats.stats, self.backlog.stats
         parts = [f"{stats.published_events} events published in {stats.published_messages} messages to {self.url}",
                  f"{drops.dropped_events} dropped (memory and spool full)"]
+        oversized = self.oversized_events + stats.oversized_events
+        if oversized:
+            parts.append(f"{oversized} dropped (above the server's max_payload of {self.nats.max_payload} bytes)")
         if spooled:
             parts.append(f"{spooled} left in the spool {self.backlog.spool_dir} for the next run")
         if unsent:
