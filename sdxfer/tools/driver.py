@@ -10,6 +10,7 @@ summary, Ctrl+C and SIGTERM, and a reader that goes away (... | head).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -114,6 +115,9 @@ def add_probe_arguments(parser: argparse.ArgumentParser, *, what: str = "events"
     select.add_argument("--cgroup", type=_cgroup, metavar="PATH|ID",
                         help="only processes in this cgroup v2 (a path, or below /sys/fs/cgroup, or its id) or below")
     select.add_argument("--mntns", type=_mntns, metavar="ID", help="only processes in this mount namespace (inode number)")
+    select.add_argument("--include-self", action="store_true",
+                        help="report this tool's own process too (by default it is left out in the kernel: its"
+                        " spool and file writes would be events that make more writes)")
     parser.add_argument("--stats", type=_stats_interval, metavar="SECONDS",
                         help="every SECONDS, a stderr line of events delivered and lost, per event")
     add_version_argument(parser)
@@ -121,7 +125,8 @@ def add_probe_arguments(parser: argparse.ArgumentParser, *, what: str = "events"
 
 
 def event_filter(args) -> EventFilter:
-    return EventFilter(pid=args.pid, children=args.children, uid=args.uid, cgroup=args.cgroup, mntns=args.mntns)
+    return EventFilter(pid=args.pid, children=args.children, uid=args.uid, cgroup=args.cgroup, mntns=args.mntns,
+                       not_tgid=None if args.include_self else os.getpid())
 
 
 def check_arguments(parser: argparse.ArgumentParser, args) -> None:
