@@ -5,15 +5,21 @@ test_fleet_live.py)."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import json
+import os
+import subprocess
 
 import pytest
 
+import sdxfer
 from sdxfer.fleet import envelope
+from sdxfer.fleet.backlog import Backlog
+from sdxfer.fleet.files import RotatingFile, records_in
+from sdxfer.fleet.output import FileOutput, RawOutput
 
 from conftest import wait_until
 from nats_support import NatsServer
-from test_fleet import fake_record, publisher
+from test_fleet import HOST, ROOT, fake_record, packer, publisher  # noqa: F401 (packer: a fixture)
 
 
 def stream_messages(nats: NatsServer, stream: str) -> list[tuple[str, bytes]]:
@@ -78,3 +84,173 @@ def test_a_message_built_before_the_server_said_its_limit_does_not_block_the_res
     assert "1 events published" in summary and "1 dropped (above the server's max_payload" in summary, summary
     (message,) = stream_messages(small_server, "FLEET_LATE")
     assert envelope.unpack(message[1]).records == [fake_record(b"after")]
+
+
+# ---- item 3: a damaged spool, a failing sending thread -----------------------------------------
+
+def test_damaged_spool_files_are_moved_aside_named_once_and_the_rest_is_sent(tmp_path):
+    first = Backlog(0, tmp_path, 1 << 20)
+    for number in range(5):
+        assert first.put((5, number), f"m{number}", b"payload%d" % number, 1)
+    files = sorted(tmp_path.glob("*.sdxb"))
+    files[1].write_bytes(files[1].read_bytes()[:6])  # a head cut short
+    data = bytearray(files[2].read_bytes())
+    data[-1] ^= 0xFF  # the payload damaged, its length right
+    files[2].write_bytes(bytes(data))
+    files[3].write_bytes(files[3].read_bytes() + b"more")  # longer than its head says
+    (tmp_path / "dir.sdxb").mkdir()
+    (tmp_path / "00000000000000000005-000000000009.partial").write_bytes(b"SDXS half")
+    second = Backlog(0, tmp_path, 1 << 20)
+    got = []
+    while (item := second.oldest(0)) is not None:
+        got.append(item[1])
+        second.done(item[0])
+    assert got == [b"payload0", b"payload4"]
+    assert sorted(path.name for path in (tmp_path / "bad").iterdir()) == \
+        sorted([files[1].name, files[2].name, files[3].name, "dir.sdxb"])
+    assert second.stats.bad_files == 4 and not list(tmp_path.glob("*.partial"))
+    notes = list(second.notes)
+    assert len(notes) == 4 and all("moved into" in note for note in notes), notes
+    assert any("checksum" in note and files[2].name in note for note in notes)
+    assert second.spool_used == 0 and len(second) == 0
+
+
+def test_a_failing_sending_thread_restarts_and_says_so(server):
+    out = publisher(server.url("fleet.restart_thread"))
+    real, failed = out.backlog.oldest, []
+
+    def oldest(timeout):
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("boom")
+        return real(timeout)
+
+    out.backlog.oldest = oldest
+    out.send([(fake_record(b"r1"), None)])
+    notes = wait_until(lambda: out.notices(), timeout=20, what="a line about the sending thread")
+    assert notes == [f"{server.url('fleet.restart_thread')}: the sending thread failed (RuntimeError: boom);"
+                     " restarted"]
+    assert "1 events published" in out.close()
+
+
+# ---- item 4: a full disk ------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs of its own, unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(disk)], check=True)
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)  # lazy: a failed test may still hold a file open
+
+
+@pytest.fixture(scope="module")
+def events(packer):
+    decoder = sdxfer.default_decoder()
+    return [(raw, decoder.decode(raw)) for raw in packer([f"e{n}" for n in range(100)])]
+
+
+def test_a_full_disk_under_file_output_is_counted_drops_and_one_line(small_disk, events):
+    path = small_disk / "events.ndjson"
+    out = FileOutput(str(path), envelope.Sender.start(HOST, "d" * 64, 1), 1 << 20, 0, 1)
+    notes, sent = [], 0
+    for _ in range(100):
+        out.send(events)
+        sent += len(events)
+        notes += out.notices()
+    summary = out.close()
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    assert data.endswith(b"\n") and all(json.loads(line)["name"].startswith("e") for line in lines[:-1])
+    assert out.drops.events > 0 and out.file.lines == len(lines) - 1 and out.file.lines + out.drops.events == sent
+    assert notes == [f"{path}: No space left on device: events dropped (all are counted at exit)"]
+    assert summary.endswith(f", {out.drops.events} events dropped (the disk refused them)")
+
+
+def test_a_full_disk_under_raw_output_keeps_whole_records(small_disk, events):
+    out = RawOutput(str(small_disk / "capture.sdxr"))
+    for _ in range(100):
+        out.send(events)
+    notes = out.notices()
+    out.close()
+    decoder = sdxfer.default_decoder()
+    kept = records_in((small_disk / "capture.sdxr").read_bytes())
+    assert [decoder.decode(bytes(raw)).name for raw in kept] == [event.name for _, event in events] * (len(kept) // 100)
+    assert out.drops.events == 100 * 100 - out.file.records and len(notes) == 1
+
+
+def test_a_full_disk_under_the_spool_is_counted_drops_and_one_line(small_disk):
+    backlog = Backlog(0, small_disk / "spool", 1 << 30)
+    kept = sum(backlog.put((1, number), f"m{number}", b"x" * 1000, 2) for number in range(200))
+    assert 0 < kept < 200 and backlog.stats.dropped_events == 2 * (200 - kept)
+    assert list(backlog.notes) == [f"spool {small_disk / 'spool'}: No space left on device: events dropped"
+                                   " (all are counted at exit)"]
+    assert not list((small_disk / "spool").glob("*.partial"))
+    again = Backlog(0, small_disk / "spool", 1 << 30)
+    assert again.waiting_events() == 2 * kept and again.stats.bad_files == 0
+
+
+def test_the_next_run_starts_on_a_new_line(tmp_path):
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"a": 1}\n{"b"')  # an earlier run's torn last line
+    path.chmod(0o600)
+    out = RotatingFile(path, 1 << 20, 0, 1)
+    out.write_lines(['{"c": 3}'])
+    out.close()
+    assert path.read_bytes() == b'{"a": 1}\n{"b"\n{"c": 3}\n'
+
+
+# ---- item 5: files of this user's only, never through a link -----------------------------------
+
+HIDSMON = str(ROOT / ".venv" / "bin" / "hidsmon")
+
+
+def refusal(output: str, *options: str) -> str:
+    """hidsmon's one line when it refuses an --output (before any probe loads)."""
+    done = subprocess.run([HIDSMON, "--output", output, *options], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    return done.stderr
+
+
+def test_file_outputs_refuse_links_wide_modes_and_others_files(tmp_path):
+    target = tmp_path / "target"
+    target.write_bytes(b"precious\n")
+    target.chmod(0o600)
+    link = tmp_path / "events.ndjson"
+    link.symlink_to(target)
+    for scheme in ("file:", "raw:"):
+        assert "a symbolic link (refused" in refusal(f"{scheme}{link}")
+    assert "a symbolic link (refused" in refusal("nats://127.0.0.1:1/x", "--spool", str(link))
+    spool_link = tmp_path / "spool"
+    spool_link.symlink_to(tmp_path)
+    assert "a symbolic link (refused" in refusal("nats://127.0.0.1:1/x", "--spool", str(spool_link))
+    assert target.read_bytes() == b"precious\n"
+    wide = tmp_path / "wide.ndjson"
+    wide.write_bytes(b"")
+    wide.chmod(0o644)
+    assert "mode 644 lets others in (chmod 600)" in refusal(f"file:{wide}")
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs.ndjson"
+        theirs.write_bytes(b"")
+        theirs.chmod(0o600)
+        os.chown(theirs, 65534, 65534)
+        assert "owned by uid 65534" in refusal(f"file:{theirs}")
+    open_spool = tmp_path / "open_spool"
+    open_spool.mkdir(mode=0o755)
+    open_spool.chmod(0o755)
+    assert "mode 755 lets others in (chmod 700)" in refusal("nats://127.0.0.1:1/x", "--spool", str(open_spool))
+
+
+def test_files_and_the_spool_are_made_private(tmp_path, events):
+    out = FileOutput(str(tmp_path / "events.ndjson"), envelope.Sender.start(HOST, "d" * 64, 1), 100, 0, 2)
+    out.send(events[:3])  # rotates: each file made anew
+    out.close()
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
+    assert modes == {"events.ndjson": 0o600, "events.ndjson.1": 0o600, "events.ndjson.2": 0o600}
+    backlog = Backlog(0, tmp_path / "spool" / "deeper", 1 << 20)
+    assert backlog.put((1, 1), "m1", b"x", 1)
+    assert (tmp_path / "spool" / "deeper").stat().st_mode & 0o777 == 0o700
+    assert [path.stat().st_mode & 0o777 for path in (tmp_path / "spool" / "deeper").iterdir()] == [0o600]

@@ -142,6 +142,7 @@ class SendStats:
     disconnects: int = 0
     oversized_messages: int = 0  # above the server's max_payload: dropped, never sent
     oversized_events: int = 0
+    restarts: int = 0  # of the sending thread, after a failure
 
 
 class Sender:
@@ -155,6 +156,7 @@ class Sender:
         self.notes: collections.deque[str] = collections.deque()  # lines for the operator, taken by the output
         self._stopping = threading.Event()
         self._fatal: str | None = None
+        self._failures: set[str] = set()  # each said once
         self._thread = threading.Thread(target=self._main, name="sdxfer-nats", daemon=True)
         self._thread.start()
 
@@ -164,10 +166,21 @@ class Sender:
         return self._fatal
 
     def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except FleetError as exc:
-            self._fatal = str(exc)
+        while True:
+            try:
+                asyncio.run(self._run())
+                return
+            except FleetError as exc:
+                self._fatal = str(exc)
+                return
+            except Exception as exc:  # unforeseen: said, and sending starts again (what waits stays queued)
+                self.stats.restarts += 1
+                line = f"the sending thread failed ({type(exc).__name__}: {exc}); restarted"
+                if line not in self._failures:
+                    self._failures.add(line)
+                    self.notes.append(line)
+                if self._stopping.wait(RETRY_S):
+                    return
 
     async def _open(self):
         async def disconnected():

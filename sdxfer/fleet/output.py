@@ -104,43 +104,61 @@ def schema_major(schema_path: str | Path) -> int:
     return history.major if history else 1
 
 
+def _drained(notes) -> list[str]:
+    return [notes.popleft() for _ in range(len(notes))]
+
+
+def _dropped(drops) -> str:
+    return f", {drops.events} events dropped (the disk refused them)" if drops.events else ""
+
+
 class FileOutput:
     def __init__(self, path: str, sender: Sender, max_bytes: int, max_age_s: float, keep: int):
-        from .files import RotatingFile
+        from .files import Drops, RotatingFile
 
         self.sender = sender
         self.file = RotatingFile(path, max_bytes, max_age_s, keep)
+        self.drops = Drops()
 
     def send(self, pairs) -> None:
         lines = [event_json(event, self.sender) for _, event in pairs]
-        if lines:
-            self.file.write_lines(lines)
-        else:
-            self.file.tick()
+        written = self.file.lines
+        try:
+            if lines:
+                self.file.write_lines(lines)
+            else:
+                self.file.tick()
+        except OSError as exc:  # a full disk: the lines it did not take whole are counted
+            self.drops.add(len(lines) - (self.file.lines - written), self.file.path, exc)
 
     def notices(self) -> list[str]:
-        return []
+        return _drained(self.drops.notes)
 
     def close(self) -> str:
         self.file.close()
-        return f"{self.file.lines} events written to {self.file.path} ({self.file.rotations} rotations)"
+        return (f"{self.file.lines} events written to {self.file.path} ({self.file.rotations} rotations)"
+                f"{_dropped(self.drops)}")
 
 
 class RawOutput:
     def __init__(self, path: str):
-        from .files import RawFile
+        from .files import Drops, RawFile
 
         self.file = RawFile(path)
+        self.drops = Drops()
 
     def send(self, pairs) -> None:
-        self.file.write([raw for raw, _ in pairs])
+        try:
+            self.file.write([raw for raw, _ in pairs])
+        except OSError as exc:  # a full disk: none of these records were kept
+            self.drops.add(len(pairs), self.file.path, exc)
 
     def notices(self) -> list[str]:
-        return []
+        return _drained(self.drops.notes)
 
     def close(self) -> str:
         self.file.close()
-        return f"{self.file.records} records ({self.file.bytes} bytes) written to {self.file.path}"
+        return f"{self.file.records} records ({self.file.bytes} bytes) written to {self.file.path}{_dropped(self.drops)}"
 
 
 class NatsOutput:
@@ -215,7 +233,7 @@ class NatsOutput:
         flush()
 
     def notices(self) -> list[str]:
-        notes = [f"{self.url}: {self.nats.notes.popleft()}" for _ in range(len(self.nats.notes))]
+        notes = [f"{self.url}: {note}" for note in _drained(self.nats.notes)] + _drained(self.backlog.notes)
         dropped = self.backlog.stats.dropped_events
         if dropped > self._dropped_reported:
             notes.append(f"{dropped - self._dropped_reported} events dropped: memory ({self.backlog.memory_bytes}"
@@ -236,6 +254,8 @@ class NatsOutput:
         oversized = self.oversized_events + stats.oversized_events
         if oversized:
             parts.append(f"{oversized} dropped (above the server's max_payload of {self.nats.max_payload} bytes)")
+        if drops.bad_files:
+            parts.append(f"{drops.bad_files} damaged spool files moved into {self.backlog.spool_dir / 'bad'}")
         if spooled:
             parts.append(f"{spooled} left in the spool {self.backlog.spool_dir} for the next run")
         if unsent:
