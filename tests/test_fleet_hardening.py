@@ -4,9 +4,11 @@ local user do to --output, without a kernel (the sensor's own events: see
 test_fleet_live.py)."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -15,7 +17,8 @@ import sdxfer
 from sdxfer.fleet import envelope
 from sdxfer.fleet.backlog import Backlog
 from sdxfer.fleet.files import RotatingFile, records_in
-from sdxfer.fleet.output import FileOutput, RawOutput
+from sdxfer.fleet.nats_io import Endpoint, FleetError, StreamLimits, ensure_stream, redacted
+from sdxfer.fleet.output import FileOutput, NatsOutput, RawOutput, add_output_arguments
 
 from conftest import wait_until
 from nats_support import NatsServer
@@ -254,3 +257,120 @@ def test_files_and_the_spool_are_made_private(tmp_path, events):
     assert backlog.put((1, 1), "m1", b"x", 1)
     assert (tmp_path / "spool" / "deeper").stat().st_mode & 0o777 == 0o700
     assert [path.stat().st_mode & 0o777 for path in (tmp_path / "spool" / "deeper").iterdir()] == [0o600]
+
+
+# ---- item 6: secrets ----------------------------------------------------------------------------
+
+def test_no_secret_is_printed_and_a_token_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    nats = NatsServer(tmp_path / "store", "--user", "sensor", "--pass", "pa55word")
+    nats.start()
+    try:
+        url = f"nats://sensor:pa55word@127.0.0.1:{nats.port}/fleet.secret"
+        out = publisher(url)
+        out.send([(fake_record(b"s1"), None)])
+        nats.kill()
+        notes = wait_until(lambda: out.notices(), timeout=20, what="a line about the server")
+        summary = out.close()
+    finally:
+        nats.kill()
+    printed = "\n".join([*notes, summary])
+    assert "pa55word" not in printed and "sensor:" not in printed and f"***@127.0.0.1:{nats.port}" in printed
+    assert redacted("tls://t0ken@h:1/x") == "tls://***@h:1/x" and redacted("nats://h:1/x") == "nats://h:1/x"
+    with pytest.raises(FleetError) as caught:
+        Endpoint.parse("nats://u:pa55word@h:99999/x")
+    assert "pa55word" not in str(caught.value)
+    token = tmp_path / "token"
+    token.write_text("t0ken-from-file\n")
+    assert output_args(["--token-file", str(token)]).token == "t0ken-from-file"
+    monkeypatch.setenv("SDXFER_NATS_TOKEN", "t0ken-from-env")
+    assert output_args([]).token == "t0ken-from-env"
+    done = subprocess.run([HIDSMON, "--help"], capture_output=True, text=True, timeout=60)
+    assert "every local user sees it in ps" in " ".join(done.stdout.split())
+
+
+def output_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_output_arguments(parser)
+    return parser.parse_args(argv)
+
+
+# ---- item 7: a server that goes away and comes back ---------------------------------------------
+
+def test_a_server_away_is_said_once_and_back_once_and_unacked_events_are_lost(server):
+    url = server.url("fleet.away")
+    out = publisher(url, flush_timeout=0.5)
+    out.send([(fake_record(b"a1"), None)])
+    wait_until(lambda: out.nats.stats.published_events == 1, what="the first event published")
+    server.kill()
+    notes = wait_until(lambda: out.notices(), timeout=20, what="a line about the server going")
+    out.send([(fake_record(b"a%d" % n), None) for n in range(2, 5)])
+    server.start()
+    notes += wait_until(lambda: out.notices(), timeout=30, what="a line about the server coming back")
+    assert notes[0] == f"{url}: the server is away; events wait in memory (and the spool, if any) until it is back"
+    assert re.fullmatch(rf"{re.escape(url)}: the server is back after \d+ s; 3 events waited", notes[1]), notes
+    assert len(notes) == 2
+    wait_until(lambda: out.nats.stats.published_events == 4, what="the waiting events published")
+    server.kill()
+    wait_until(lambda: out.notices(), timeout=20, what="a line about the server going again")
+    out.send([(fake_record(b"a5"), None)])
+    assert out.close().endswith("1 lost (never acked in 0.5 s, and no room in a spool)")
+
+
+# ---- item 8: message ids nobody can take first ----------------------------------------------------
+
+def publish_raw(nats: NatsServer, subject: str, message_id: str) -> None:
+    import nats as nats_py
+
+    async def send():
+        nc = await nats_py.connect(f"nats://127.0.0.1:{nats.port}")
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js, Endpoint.parse(nats.url(subject)), StreamLimits())  # as a sensor makes it
+            await js.publish(subject, b"", headers={"Nats-Msg-Id": message_id})
+        finally:
+            await nc.close()
+
+    asyncio.run(send())
+
+
+def test_message_ids_are_unguessable_and_a_taken_one_is_an_error(server, tmp_path):
+    url = server.url("fleet.ids")
+    sender = envelope.Sender.start(HOST, "d" * 64, 1)
+    first, second = (NatsOutput(url, sender, output_args([])) for _ in range(2))
+    assert first.message_id(1) != second.message_id(1)  # the same host, run id and sequence
+    second.close()
+    secret = first.message_id(1).split(".")[1]
+    out = first
+    out.send([(fake_record(b"i1"), None)])
+    wait_until(lambda: out.nats.stats.published_events == 1, what="the first event published")
+    (_, data), = stream_messages(server, "FLEET_IDS")
+    assert secret.encode() not in data and bytes.fromhex(secret) not in data
+    publish_raw(server, "fleet.ids", out.message_id(2))  # as if someone knew the next id
+    out.send([(fake_record(b"i2"), None), (fake_record(b"i3"), None)])
+    notes = wait_until(lambda: out.notices(), timeout=20, what="a line about the taken id")
+    summary = out.close()
+    assert notes == [f"{url}: error: JetStream already held message id {out.message_id(2)}, sent only once:"
+                     " another publisher used it; its 2 events are lost"]
+    assert "1 events published" in summary and "2 lost (another publisher had taken their message ids)" in summary
+
+
+def test_a_resend_the_server_already_had_is_a_counted_duplicate(server, tmp_path):
+    """A message an earlier run spooled at exit may have reached the server before its ack was lost."""
+    url = server.url("fleet.dup")
+    spool = tmp_path / "spool"
+    earlier = Backlog(0, spool, 1 << 20)
+    assert earlier.put((1, 1), "host.earlier.1", envelope.pack(envelope.Sender.start(HOST, "d" * 64, 1), 1,
+                                                                [fake_record(b"d1")]), 1)
+    publish_raw(server, "fleet.dup", "host.earlier.1")
+    out = publisher(url, spool=str(spool))
+    summary = out.close()
+    assert "1 events published in 1 messages" in summary
+    assert "1 messages JetStream already had (resent after a lost ack)" in summary
+    assert not [note for note in out.notices() if "error" in note]
+
+
+# ---- item 9: what kill -9 loses -------------------------------------------------------------------
+
+def test_help_says_what_kill_9_loses():
+    done = subprocess.run([HIDSMON, "--help"], capture_output=True, text=True, timeout=60)
+    assert "kill -9, a crash or a power loss loses them, up to this much" in " ".join(done.stdout.split())

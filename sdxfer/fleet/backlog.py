@@ -35,6 +35,7 @@ class Message:
     events: int = field(compare=False)
     path: Path | None = field(default=None, compare=False)  # in the spool, not in memory
     spooled: int = field(default=0, compare=False)  # the spool file's bytes
+    attempts: int = field(default=0, compare=False)  # publishes tried; an earlier run's may have reached the server
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Backlog:
                 self._move_aside(path, exc)
                 continue
             size = path.stat().st_size
-            heapq.heappush(self._heap, Message(key, message_id, b"", events, path, size))
+            heapq.heappush(self._heap, Message(key, message_id, b"", events, path, size, attempts=1))
             self._in_spool += size
             self.stats.restored_messages += 1
 
@@ -174,7 +175,8 @@ class Backlog:
         size = path.stat().st_size
         self._in_spool += size
         self.stats.spooled_messages += 1
-        heapq.heappush(self._heap, Message(message.key, message.message_id, b"", message.events, path, size))
+        heapq.heappush(self._heap, Message(message.key, message.message_id, b"", message.events, path, size,
+                                           message.attempts))
         return True
 
     def oldest(self, timeout: float) -> tuple[Message, bytes] | None:

@@ -29,6 +29,12 @@ class FleetError(Exception):
     """Bad fleet settings, or a server that refuses them: one line."""
 
 
+def redacted(url: str) -> str:
+    """The URL as it may be printed: a `user:password@` or `token@` in it becomes `***@`."""
+    netloc = urlsplit(url).netloc
+    return url.replace(netloc, "***@" + netloc.rpartition("@")[2], 1) if "@" in netloc else url
+
+
 @dataclass(frozen=True)
 class Endpoint:
     server: str  # nats://[user:pass@]host:port
@@ -39,13 +45,13 @@ class Endpoint:
         parts = urlsplit(url)
         subject = parts.path.lstrip("/")
         if parts.scheme not in ("nats", "tls") or not parts.hostname or not subject:
-            raise FleetError(f"{url!r} is not nats://HOST:PORT/SUBJECT")
+            raise FleetError(f"{redacted(url)!r} is not nats://HOST:PORT/SUBJECT")
         if not re.fullmatch(r"[^\s/]+", subject) or ".." in subject or subject.startswith("."):
             raise FleetError(f"{subject!r} is not a NATS subject")
         try:
             port = parts.port or 4222
         except ValueError:
-            raise FleetError(f"bad port in {url!r}") from None
+            raise FleetError(f"bad port in {redacted(url)!r}") from None
         netloc = parts.netloc if parts.port else f"{parts.netloc}:{port}"
         return cls(f"{parts.scheme}://{netloc}", subject)
 
@@ -139,6 +145,8 @@ class SendStats:
     published_messages: int = 0  # acked: each in the stream once
     published_events: int = 0
     duplicates: int = 0  # of those, resends the server already had (their first ack was lost)
+    taken_messages: int = 0  # sent once, yet the server had their id: another publisher took it
+    taken_events: int = 0  # lost with them
     disconnects: int = 0
     oversized_messages: int = 0  # above the server's max_payload: dropped, never sent
     oversized_events: int = 0
@@ -157,6 +165,8 @@ class Sender:
         self._stopping = threading.Event()
         self._fatal: str | None = None
         self._failures: set[str] = set()  # each said once
+        self._away_since: float | None = None  # since when the server is away
+        self._closing = False  # closing a connection ourselves: its disconnect is not the server's
         self._thread = threading.Thread(target=self._main, name="sdxfer-nats", daemon=True)
         self._thread.start()
 
@@ -182,27 +192,43 @@ class Sender:
                 if self._stopping.wait(RETRY_S):
                     return
 
+    def _away(self) -> None:
+        """Said once when the server goes (or is not there at start)."""
+        if self._away_since is None and not self._closing:
+            self._away_since = time.monotonic()
+            self.notes.append("the server is away; events wait in memory (and the spool, if any) until it is back")
+
+    async def _back(self) -> None:
+        """Said once when it is back, with what waited for it."""
+        if self._away_since is not None:
+            self.notes.append(f"the server is back after {time.monotonic() - self._away_since:.0f} s;"
+                              f" {self.backlog.waiting_events()} events waited")
+            self._away_since = None
+
     async def _open(self):
         async def disconnected():
             self.stats.disconnects += 1
+            self._away()
 
         while not self._stopping.is_set():
             try:
-                nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected),
-                                            FIRST_CONNECT_S)
+                nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected,
+                                                    reconnected_cb=self._back), FIRST_CONNECT_S)
             except Exception:  # no server yet (timeouts, nats-py's NoServersError): try again
+                self._away()
                 continue
             self.max_payload = nc.max_payload
             try:
                 js = nc.jetstream(timeout=ACK_TIMEOUT_S)
                 await ensure_stream(js, self.endpoint, self.limits)
             except FleetError:
-                await nc.close()
+                await self._close(nc)
                 raise
             except Exception:  # the server went away again, or JetStream is not up yet
-                await nc.close()
+                await self._close(nc)
                 await asyncio.sleep(RETRY_S)
                 continue
+            await self._back()
             return nc, js
         return None, None
 
@@ -227,6 +253,7 @@ class Sender:
                                       f" server's max_payload ({nc.max_payload} bytes): dropped")
                     continue
                 while True:
+                    message.attempts += 1
                     try:
                         ack = await js.publish(self.endpoint.subject, payload, timeout=ACK_TIMEOUT_S,
                                                headers={"Nats-Msg-Id": message.message_id})
@@ -236,14 +263,29 @@ class Sender:
                             return  # it stays in the backlog
                         await asyncio.sleep(RETRY_S)
                 self.backlog.done(message)
+                if ack.duplicate and message.attempts == 1:
+                    # never sent before, yet the server has its id: what it holds is not ours
+                    self.stats.taken_messages += 1
+                    self.stats.taken_events += message.events
+                    self.notes.append(f"error: JetStream already held message id {message.message_id}, sent only"
+                                      f" once: another publisher used it; its {message.events} events are lost")
+                    continue
                 self.stats.published_messages += 1
                 self.stats.published_events += message.events
                 self.stats.duplicates += bool(ack.duplicate)
         finally:
             try:
-                await nc.close()
+                await self._close(nc)
             except Exception:
                 pass
+
+    async def _close(self, nc) -> None:
+        """Closes a connection of ours: not the server going away."""
+        self._closing = True
+        try:
+            await nc.close()
+        finally:
+            self._closing = False
 
     def close(self, timeout_s: float) -> None:
         """Sends what waits for up to timeout_s, then stops."""

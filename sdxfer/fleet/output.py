@@ -12,7 +12,9 @@ operator must know as it happens (drops), and ends with a summary line.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import secrets
 import time
 from pathlib import Path
 
@@ -49,8 +51,10 @@ def count(text: str) -> int:
 
 
 def output_url(text: str) -> str:
+    from .nats_io import redacted
+
     if not text.startswith(("nats://", "tls://", "file:", "raw:")):
-        raise argparse.ArgumentTypeError(f"{text!r}: an output is nats://HOST:PORT/SUBJECT or file:PATH, or raw:FILE for a capture")
+        raise argparse.ArgumentTypeError(f"{redacted(text)!r}: an output is nats://HOST:PORT/SUBJECT or file:PATH, or raw:FILE for a capture")
     if text.startswith("file:") and not text[5:]:
         raise argparse.ArgumentTypeError("file: needs a path (file:/var/log/sdxfer/events.ndjson)")
     if text.startswith("raw:") and not text[4:]:
@@ -58,9 +62,25 @@ def output_url(text: str) -> str:
     return text
 
 
+def token_file(path: str) -> str:
+    """--token-file: the token in a file (its first line)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not token:
+        raise argparse.ArgumentTypeError(f"{path}: no token in it")
+    return token
+
+
 def add_connection_arguments(group) -> None:
     group.add_argument("--creds", metavar="FILE", help="NATS credentials file (JWT and NKey seed)")
-    group.add_argument("--token", metavar="TOKEN", help="NATS authentication token")
+    group.add_argument("--token", metavar="TOKEN", default=os.environ.get("SDXFER_NATS_TOKEN") or None,
+                       help="NATS authentication token; every local user sees it in ps: prefer --token-file or the"
+                       " SDXFER_NATS_TOKEN environment variable (so too for user:password@ in the URL)")
+    group.add_argument("--token-file", dest="token", type=token_file, metavar="FILE",
+                       help="NATS authentication token, read from this file's first line")
     group.add_argument("--tls-ca", metavar="FILE", help="CA bundle that signs the server's certificate (TLS)")
     group.add_argument("--tls-cert", metavar="FILE", help="client certificate (TLS)")
     group.add_argument("--tls-key", metavar="FILE", help="client certificate's key (TLS)")
@@ -82,7 +102,9 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                        help="created stream's age limit")
     group.add_argument("--stream-replicas", type=count, default=1, metavar="N", help="created stream's replicas")
     group.add_argument("--memory-bytes", type=size, default=size("64M"), metavar="SIZE",
-                       help="messages held in memory while the server is away (default 64M)")
+                       help="messages held in memory while the server is away (default 64M); Ctrl+C and SIGTERM"
+                       " spool them, but kill -9, a crash or a power loss loses them, up to this much: with"
+                       " --memory-bytes 0 every message waits on disk in the spool instead")
     group.add_argument("--spool", metavar="DIR", help="then spool messages to files here (resent by the next run too)")
     group.add_argument("--spool-bytes", type=size, default=size("1G"), metavar="SIZE",
                        help="most bytes in the spool (default 1G); beyond memory and spool, events are dropped"
@@ -166,10 +188,15 @@ class NatsOutput:
         from .backlog import Backlog
         from .nats_io import HEADERS_ROOM, Connection, Endpoint, Sender as NatsSender, StreamLimits
 
-        self.url, self.sender, self.json_wire = url, sender, args.wire == "json"
+        from .nats_io import redacted
+
+        self.url, self.sender, self.json_wire = redacted(url), sender, args.wire == "json"
         self.flush_timeout = args.flush_timeout
         self.batch_bytes = max(1, min(BATCH_BYTES, args.memory_bytes // BATCHES_IN_MEMORY))
         self._seq = 0
+        # JetStream de-duplicates by message id: one that readers of the stream cannot
+        # foretell (run_id is in every envelope; this is not) cannot be taken before us
+        self._id_secret = secrets.token_hex(16)
         self._room = -HEADERS_ROOM - (0 if self.json_wire else len(pack(sender, 0, [])))  # plus max_payload
         self.oversized_events = 0
         self._oversized_named = False
@@ -182,9 +209,12 @@ class NatsOutput:
         connection = Connection(args.creds, args.token, args.tls_ca, args.tls_cert, args.tls_key)
         self.nats = NatsSender(Endpoint.parse(url), connection, limits, self.backlog)
 
+    def message_id(self, seq: int) -> str:
+        return f"{self.sender.host.machine_id}.{self._id_secret}.{seq}"
+
     def _put(self, payload: bytes, events: int) -> None:
         self._seq += 1
-        self.backlog.put((self._run_key, self._seq), self.sender.message_id(self._seq), payload, events)
+        self.backlog.put((self._run_key, self._seq), self.message_id(self._seq), payload, events)
 
     def _oversized(self, event, size: int) -> None:
         """An event whose record alone is above what one message may carry: dropped, counted, named once."""
@@ -254,12 +284,16 @@ class NatsOutput:
         oversized = self.oversized_events + stats.oversized_events
         if oversized:
             parts.append(f"{oversized} dropped (above the server's max_payload of {self.nats.max_payload} bytes)")
+        if stats.duplicates:
+            parts.append(f"{stats.duplicates} messages JetStream already had (resent after a lost ack)")
+        if stats.taken_events:
+            parts.append(f"{stats.taken_events} lost (another publisher had taken their message ids)")
         if drops.bad_files:
             parts.append(f"{drops.bad_files} damaged spool files moved into {self.backlog.spool_dir / 'bad'}")
         if spooled:
             parts.append(f"{spooled} left in the spool {self.backlog.spool_dir} for the next run")
         if unsent:
-            parts.append(f"{unsent} not sent (the server did not ack them in {self.flush_timeout:g} s; no spool)")
+            parts.append(f"{unsent} lost (never acked in {self.flush_timeout:g} s, and no room in a spool)")
         return ", ".join(parts)
 
 

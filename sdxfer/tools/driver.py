@@ -268,7 +268,7 @@ def _closed(output, status: int) -> int:
 def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stderr=None) -> int:
     """Opens the probe and the --output, follows until Ctrl+C or SIGTERM; --ebpf
     prints the program instead. Errors are one line on stderr."""
-    from ..fleet.nats_io import FleetError
+    from ..fleet.nats_io import FleetError, redacted
     from ..fleet.output import open_output
     from ..kernel.program import schema_code
     from ..kernel.sensor import Sensor, program_text
@@ -300,7 +300,7 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     wanted = frozenset(probe.events or sensor.event_names)
     accept, matches = formatter.accept, name_matches(args)
     shown = formatter._replace(accept=lambda event: event.name in wanted and matches(event) and accept(event))
-    target = f", out to {args.output}" if output is not None else ""
+    target = f", out to {redacted(args.output)}" if output is not None else ""
     print(f"{tool}: {len(wanted)} events, {sensor.programs_attached} programs attached in"
           f" {time.monotonic() - started:.1f} s ({sensor.transport}{target}); Ctrl+C to stop", file=stderr, flush=True)
     if formatter.header and output is None and not args.json:
