@@ -244,15 +244,10 @@ class Sender:
                         return
                     continue
                 message, payload = item
-                if len(payload) + HEADERS_ROOM > nc.max_payload:
-                    # built before the server said its limit (or spooled by an earlier run): it never fits
-                    self.backlog.done(message)
-                    self.stats.oversized_messages += 1
-                    self.stats.oversized_events += message.events
-                    self.notes.append(f"a message of {len(payload)} bytes ({message.events} events) is above the"
-                                      f" server's max_payload ({nc.max_payload} bytes): dropped")
-                    continue
                 while True:
+                    if len(payload) + HEADERS_ROOM > nc.max_payload:
+                        ack = None  # built before the server said its limit (or by an earlier run): never fits
+                        break
                     message.attempts += 1
                     try:
                         ack = await js.publish(self.endpoint.subject, payload, timeout=ACK_TIMEOUT_S,
@@ -263,6 +258,9 @@ class Sender:
                             return  # it stays in the backlog
                         await asyncio.sleep(RETRY_S)
                 self.backlog.done(message)
+                if ack is None:
+                    self._oversized(message, len(payload), nc.max_payload)
+                    continue
                 if ack.duplicate and message.attempts == 1:
                     # never sent before, yet the server has its id: what it holds is not ours
                     self.stats.taken_messages += 1
@@ -278,6 +276,14 @@ class Sender:
                 await self._close(nc)
             except Exception:
                 pass
+
+    def _oversized(self, message, size: int, limit: int) -> None:
+        """A message above the server's max_payload: dropped, counted, said the first time."""
+        self.stats.oversized_messages += 1
+        self.stats.oversized_events += message.events
+        if self.stats.oversized_messages == 1:
+            self.notes.append(f"a message of {size} bytes ({message.events} events) is above the server's"
+                              f" max_payload ({limit} bytes): dropped (all such are counted at exit)")
 
     async def _close(self, nc) -> None:
         """Closes a connection of ours: not the server going away."""
