@@ -118,7 +118,7 @@ def test_spooled_messages_keep_their_ids_across_runs(tmp_path):
         got.append((item[0].message_id, item[1], item[0].events))
         second.done(item[0])
     assert got == [(f"host.run.{n}", b"payload%d" % n, n + 1) for n in range(3)]
-    assert (tmp_path / "stray.bad").exists() and not list(tmp_path.glob("*.sdxb"))
+    assert (tmp_path / "bad" / "stray.sdxb").exists() and not list(tmp_path.glob("*.sdxb"))
 
 
 def test_an_ack_after_spill_forgets_the_spooled_copy(tmp_path):
@@ -344,7 +344,7 @@ def test_full_spool_drops_exactly_what_it_counts(tmp_path, packer):
         out.send([(raw, None)])
     dropped = out.backlog.stats.dropped_events
     assert 0 < dropped < 200
-    (note,) = out.notices()
+    (note,) = [note for note in out.notices() if "dropped" in note]  # beside it: the server is away
     assert note.startswith(f"{dropped} events dropped")
     nats.start()
     try:

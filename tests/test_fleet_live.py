@@ -9,10 +9,16 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+
+import sdxfer
+from sdxfer.errors import DecodeError
+from sdxfer.fleet import envelope
 
 from conftest import Tool
 from nats_support import NatsServer
@@ -160,3 +166,40 @@ def test_execmon_publishes_too(server, marker):
     tags = marker.run(range(20))
     err, lost = monitor.stop()
     check_once(by_host(consume_all(url, published(err)))["h-a"], tags, published(err), lost)
+
+
+def spooled_events(spool: Path) -> list:
+    """The events in a spool's files (continuation records left out)."""
+    decoder = sdxfer.default_decoder()
+    events = []
+    for path in spool.glob("*.sdxb"):
+        payload = path.read_bytes().split(b"\n", 1)[1]
+        for raw in envelope.unpack(payload).records:
+            try:
+                events.append(decoder.decode(raw))
+            except DecodeError:
+                pass
+    return events
+
+
+def test_the_sensor_never_reports_its_own_spool_writes(tmp_path):
+    """Issue 16 item 2: with the server away for 30 s and every message
+    spooled, a loop creates 1,000 files; the spool holds those events and
+    none of the sensor's own (each spool write would be events to spool)."""
+    nats = NatsServer(tmp_path / "store")  # never started
+    spool, made = tmp_path / "spool", tmp_path / "made"
+    made.mkdir()
+    tool = Tool(HIDSMON, "--events", "file_create,rename", "--output", nats.url("fleet.self"), "--spool", str(spool),
+                "--memory-bytes", "0", "--spool-bytes", "64M")
+    tool.wait_err(lambda line: "Ctrl+C to stop" in line, timeout=120)
+    loop = subprocess.run([sys.executable, "-c", "import os, sys\nfor n in range(1000):\n"
+                           "    open(os.path.join(sys.argv[1], f'f{n}'), 'w').close()\nprint(os.getpid())",
+                           str(made)], capture_output=True, text=True, check=True)
+    time.sleep(30)  # the server stays away: a sensor that fed on itself would spool on and on
+    err = tool.stop(signal.SIGINT, timeout=60)
+    assert tool.returncode == 0 and "Traceback" not in err, err
+    lost = int(re.search(r"events received, (\d+) lost", err).group(1))
+    events = spooled_events(spool)
+    created = {event.path for event in events if event.name == "file_create" and event.pid == int(loop.stdout)}
+    assert len(created) >= 1000 - lost and created <= {str(made / f"f{n}") for n in range(1000)}
+    assert not [event for event in events if event.pid == tool.proc.pid]

@@ -66,7 +66,10 @@ def test_filters_go_to_the_kernel_but_the_name_regex():
     args = hidsmon.build_parser().parse_args(["-p", "4242", "--children", "-u", "1000", "--mntns", "4026531840",
                                               "-n", "^cu"])
     assert driver.event_filter(args).defines() == {"SDXFER_FILTER_PID": 4242, "SDXFER_FILTER_CHILDREN": 1,
-                                                   "SDXFER_FILTER_UID": 1000, "SDXFER_FILTER_MNTNS": 4026531840}
+                                                   "SDXFER_FILTER_UID": 1000, "SDXFER_FILTER_MNTNS": 4026531840,
+                                                   "SDXFER_FILTER_NOT_TGID": os.getpid()}
+    with_self = hidsmon.build_parser().parse_args(["--include-self"])
+    assert driver.event_filter(with_self).defines() == {}
     matches = driver.name_matches(args)
     assert matches(make("setsid", ret=0)) and not matches(make("setsid", comm="bash", ret=0))
 

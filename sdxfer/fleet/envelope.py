@@ -87,20 +87,12 @@ class Sender:
     def start(cls, host: Host, schema_digest: str, schema_major: int) -> Sender:
         return cls(host, schema_digest, schema_major, uuid.uuid4().bytes, time.time_ns() - time.monotonic_ns())
 
-    def message_id(self, batch_seq: int) -> str:
-        """JetStream's de-duplication key: unique per host, run and batch."""
-        return f"{self.host.machine_id}.{self.run_id.hex()}.{batch_seq}"
-
 
 @dataclass(frozen=True)
 class Batch:
     sender: Sender
     batch_seq: int
     records: list[bytes]
-
-    @property
-    def message_id(self) -> str:
-        return self.sender.message_id(self.batch_seq)
 
 
 def _text(value: str) -> bytes:

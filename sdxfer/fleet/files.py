@@ -7,16 +7,87 @@ PATH is always the file being written; at rotation it becomes PATH.1, PATH.1
 becomes PATH.2 and so on, and PATH.KEEP goes (renames keep inodes, which is
 how the shippers follow a rotated file). Lines are written only whole, with
 O_APPEND, and a rotation happens only between lines, so no line is ever torn
-across files.
+across files. Files are made 0600 and never opened through a symbolic link
+(open_private), and a full disk cuts off what it could not take whole.
 """
 from __future__ import annotations
 
+import collections
+import errno
 import os
 import stat
 import time
 from pathlib import Path
 
 from ..runtime.record import HEADER_FIELD, HEADER_SIZE
+
+
+class Drops:
+    """Events a file could not take (a full disk): counted, each reason said once."""
+
+    def __init__(self):
+        self.events = 0
+        self.notes: collections.deque[str] = collections.deque()  # lines for the operator, taken by the output
+        self._said: set[str] = set()
+
+    def add(self, events: int, where, exc: OSError) -> None:
+        self.events += events
+        reason = exc.strerror or str(exc)
+        if reason not in self._said:
+            self._said.add(reason)
+            self.notes.append(f"{where}: {reason}: events dropped (all are counted at exit)")
+
+
+def open_private(path: str | Path, flags: int) -> int:
+    """A descriptor on a regular file of this user's that nobody else may
+    read: never through a symbolic link, made 0600 (with O_CREAT in flags);
+    PermissionError saying which rule it breaks otherwise."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PermissionError(f"{path}: a symbolic link (refused: it may point anywhere)") from None
+        raise
+    info = os.fstat(fd)
+    problem = ("not a regular file" if not stat.S_ISREG(info.st_mode)
+               else f"owned by uid {info.st_uid}, not this user ({os.geteuid()})" if info.st_uid != os.geteuid()
+               else f"mode {stat.S_IMODE(info.st_mode):o} lets others in (chmod 600)"
+               if info.st_mode & 0o077 else None)
+    if problem:
+        os.close(fd)
+        raise PermissionError(f"{path}: {problem}")
+    return fd
+
+
+def private_dir(path: str | Path) -> Path:
+    """A directory of this user's that nobody else may enter, made 0700 if
+    absent; PermissionError saying which rule it breaks otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass  # checked below, whatever it is
+    info = os.lstat(path)
+    problem = ("a symbolic link (refused: it may point anywhere)" if stat.S_ISLNK(info.st_mode)
+               else "not a directory" if not stat.S_ISDIR(info.st_mode)
+               else f"owned by uid {info.st_uid}, not this user ({os.geteuid()})" if info.st_uid != os.geteuid()
+               else f"mode {stat.S_IMODE(info.st_mode):o} lets others in (chmod 700)"
+               if info.st_mode & 0o077 else None)
+    if problem:
+        raise PermissionError(f"{path}: {problem}")
+    return path
+
+
+def write_whole(fd: int, data: bytes, size: int) -> None:
+    """Appends data to a file of `size` bytes, all of it or nothing: a write
+    that fails midway (a full disk) is cut off again, then raised."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        os.ftruncate(fd, size)
+        raise
 
 
 class RotatingFile:
@@ -29,15 +100,18 @@ class RotatingFile:
         self._open()
 
     def _open(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         self._size = os.fstat(self._fd).st_size
         self._opened = time.monotonic()
+        if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":
+            write_whole(self._fd, b"\n", self._size)  # an earlier run's torn last line: ours start on their own
+            self._size += 1
 
     def _old(self) -> bool:
         return self._size > 0 and self.max_age_s > 0 and time.monotonic() - self._opened >= self.max_age_s
 
     def rotate(self) -> None:
-        os.close(self._fd)
+        self.close()
         for index in range(self.keep, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{index}")
             if index == self.keep:
@@ -55,7 +129,10 @@ class RotatingFile:
 
     def write_lines(self, lines: list[str]) -> None:
         """Appends whole lines (no newlines inside); a file passes max_bytes only
-        by a single line longer than that. Age is checked once per call."""
+        by a single line longer than that. Age is checked once per call.
+        OSError (a full disk) leaves no part of a line: `lines` counts those written."""
+        if self._fd < 0:
+            self._open()  # a rotation that failed
         if self._old():
             self.rotate()
         chunk: list[bytes] = []
@@ -69,13 +146,11 @@ class RotatingFile:
             chunk.append(data)
             used += len(data)
         self._write(chunk, used)
-        self.lines += len(lines)
 
     def _write(self, chunk: list[bytes], used: int) -> None:
-        view = memoryview(b"".join(chunk))
-        while view:
-            view = view[os.write(self._fd, view):]
+        write_whole(self._fd, b"".join(chunk), self._size)
         self._size += used
+        self.lines += len(chunk)
 
     def tick(self) -> None:
         """Rotates an old file even while nothing is written."""
@@ -112,24 +187,16 @@ class RawFile:
         self.path = Path(path)
         self.records = 0
         self.bytes = 0
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        info = os.fstat(fd)
-        problem = ("not a regular file" if not stat.S_ISREG(info.st_mode)
-                   else f"owned by uid {info.st_uid}, not this user ({os.geteuid()})" if info.st_uid != os.geteuid()
-                   else f"mode {stat.S_IMODE(info.st_mode):o} lets others read it (chmod 600)"
-                   if info.st_mode & 0o077 else None)
-        if problem:
-            os.close(fd)
-            raise PermissionError(f"{self.path}: {problem}")
-        self._fd = fd
+        self._fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self._size = os.fstat(self._fd).st_size
 
     def write(self, blobs) -> None:
+        """Appends the records; OSError (a full disk) leaves none of them."""
         records = [record for blob in blobs for record in records_in(blob)]
         chunk = b"".join(records)
+        write_whole(self._fd, chunk, self._size)
+        self._size += len(chunk)
         self.records += len(records)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self._fd, view):]
         self.bytes += len(chunk)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ a resend carries the same Nats-Msg-Id, so the server keeps one copy.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import ssl
 import threading
@@ -20,6 +21,8 @@ ACK_TIMEOUT_S = 2.0
 RETRY_S = 0.25
 DUPLICATE_WINDOW_S = 120.0
 FIRST_CONNECT_S = 5.0
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # NATS's default, until the server's INFO says otherwise
+HEADERS_ROOM = 512  # the Nats-Msg-Id header counts against max_payload too
 
 
 class FleetError(Exception):
@@ -27,6 +30,12 @@ class FleetError(Exception):
 
 
 HOST_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a machine id as one subject token
+
+
+def redacted(url: str) -> str:
+    """The URL as it may be printed: a `user:password@` or `token@` in it becomes `***@`."""
+    netloc = urlsplit(url).netloc
+    return url.replace(netloc, "***@" + netloc.rpartition("@")[2], 1) if "@" in netloc else url
 
 
 @dataclass(frozen=True)
@@ -40,13 +49,13 @@ class Endpoint:
         parts = urlsplit(url)
         subject = parts.path.lstrip("/")
         if parts.scheme not in ("nats", "tls") or not parts.hostname or not subject:
-            raise FleetError(f"{url!r} is not nats://HOST:PORT/SUBJECT")
+            raise FleetError(f"{redacted(url)!r} is not nats://HOST:PORT/SUBJECT")
         if not re.fullmatch(r"[^\s/]+", subject) or ".." in subject or subject.startswith("."):
             raise FleetError(f"{subject!r} is not a NATS subject")
         try:
             port = parts.port or 4222
         except ValueError:
-            raise FleetError(f"bad port in {url!r}") from None
+            raise FleetError(f"bad port in {redacted(url)!r}") from None
         netloc = parts.netloc if parts.port else f"{parts.netloc}:{port}"
         return cls(f"{parts.scheme}://{netloc}", subject)
 
@@ -162,7 +171,12 @@ class SendStats:
     published_messages: int = 0  # acked: each in the stream once
     published_events: int = 0
     duplicates: int = 0  # of those, resends the server already had (their first ack was lost)
+    taken_messages: int = 0  # sent once, yet the server had their id: another publisher took it
+    taken_events: int = 0  # lost with them
     disconnects: int = 0
+    oversized_messages: int = 0  # above the server's max_payload: dropped, never sent
+    oversized_events: int = 0
+    restarts: int = 0  # of the sending thread, after a failure
 
 
 class Sender:
@@ -172,8 +186,13 @@ class Sender:
         self.endpoint, self.limits, self.backlog = endpoint, limits, backlog
         self._options = connection.options()
         self.stats = SendStats()
+        self.max_payload = DEFAULT_MAX_PAYLOAD  # the server's, read at every connect
+        self.notes: collections.deque[str] = collections.deque()  # lines for the operator, taken by the output
         self._stopping = threading.Event()
         self._fatal: str | None = None
+        self._failures: set[str] = set()  # each said once
+        self._away_since: float | None = None  # since when the server is away
+        self._closing = False  # closing a connection ourselves: its disconnect is not the server's
         self._thread = threading.Thread(target=self._main, name="sdxfer-nats", daemon=True)
         self._thread.start()
 
@@ -183,31 +202,59 @@ class Sender:
         return self._fatal
 
     def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except FleetError as exc:
-            self._fatal = str(exc)
+        while True:
+            try:
+                asyncio.run(self._run())
+                return
+            except FleetError as exc:
+                self._fatal = str(exc)
+                return
+            except Exception as exc:  # unforeseen: said, and sending starts again (what waits stays queued)
+                self.stats.restarts += 1
+                line = f"the sending thread failed ({type(exc).__name__}: {exc}); restarted"
+                if line not in self._failures:
+                    self._failures.add(line)
+                    self.notes.append(line)
+                if self._stopping.wait(RETRY_S):
+                    return
+
+    def _away(self) -> None:
+        """Said once when the server goes (or is not there at start)."""
+        if self._away_since is None and not self._closing:
+            self._away_since = time.monotonic()
+            self.notes.append("the server is away; events wait in memory (and the spool, if any) until it is back")
+
+    async def _back(self) -> None:
+        """Said once when it is back, with what waited for it."""
+        if self._away_since is not None:
+            self.notes.append(f"the server is back after {time.monotonic() - self._away_since:.0f} s;"
+                              f" {self.backlog.waiting_events()} events waited")
+            self._away_since = None
 
     async def _open(self):
         async def disconnected():
             self.stats.disconnects += 1
+            self._away()
 
         while not self._stopping.is_set():
             try:
-                nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected),
-                                            FIRST_CONNECT_S)
+                nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected,
+                                                    reconnected_cb=self._back), FIRST_CONNECT_S)
             except Exception:  # no server yet (timeouts, nats-py's NoServersError): try again
+                self._away()
                 continue
+            self.max_payload = nc.max_payload
             try:
                 js = nc.jetstream(timeout=ACK_TIMEOUT_S)
                 await ensure_stream(js, self.endpoint, self.limits)
             except FleetError:
-                await nc.close()
+                await self._close(nc)
                 raise
             except Exception:  # the server went away again, or JetStream is not up yet
-                await nc.close()
+                await self._close(nc)
                 await asyncio.sleep(RETRY_S)
                 continue
+            await self._back()
             return nc, js
         return None, None
 
@@ -224,6 +271,10 @@ class Sender:
                     continue
                 message, payload = item
                 while True:
+                    if len(payload) + HEADERS_ROOM > nc.max_payload:
+                        ack = None  # built before the server said its limit (or by an earlier run): never fits
+                        break
+                    message.attempts += 1
                     try:
                         ack = await js.publish(self.endpoint.publish_subject, payload, timeout=ACK_TIMEOUT_S,
                                                headers={"Nats-Msg-Id": message.message_id})
@@ -233,14 +284,40 @@ class Sender:
                             return  # it stays in the backlog
                         await asyncio.sleep(RETRY_S)
                 self.backlog.done(message)
+                if ack is None:
+                    self._oversized(message, len(payload), nc.max_payload)
+                    continue
+                if ack.duplicate and message.attempts == 1:
+                    # never sent before, yet the server has its id: what it holds is not ours
+                    self.stats.taken_messages += 1
+                    self.stats.taken_events += message.events
+                    self.notes.append(f"error: JetStream already held message id {message.message_id}, sent only"
+                                      f" once: another publisher used it; its {message.events} events are lost")
+                    continue
                 self.stats.published_messages += 1
                 self.stats.published_events += message.events
                 self.stats.duplicates += bool(ack.duplicate)
         finally:
             try:
-                await nc.close()
+                await self._close(nc)
             except Exception:
                 pass
+
+    def _oversized(self, message, size: int, limit: int) -> None:
+        """A message above the server's max_payload: dropped, counted, said the first time."""
+        self.stats.oversized_messages += 1
+        self.stats.oversized_events += message.events
+        if self.stats.oversized_messages == 1:
+            self.notes.append(f"a message of {size} bytes ({message.events} events) is above the server's"
+                              f" max_payload ({limit} bytes): dropped (all such are counted at exit)")
+
+    async def _close(self, nc) -> None:
+        """Closes a connection of ours: not the server going away."""
+        self._closing = True
+        try:
+            await nc.close()
+        finally:
+            self._closing = False
 
     def close(self, timeout_s: float) -> None:
         """Sends what waits for up to timeout_s, then stops."""

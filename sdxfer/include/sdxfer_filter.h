@@ -11,6 +11,8 @@
  *   SDXFER_FILTER_CGROUP      only tasks in the cgroup v2 the loader puts in
  *                             the cgroup array, or in one below it
  *   SDXFER_FILTER_MNTNS=N     only tasks in mount namespace N (inode number)
+ *   SDXFER_FILTER_NOT_TGID=N  never thread group N (the sensor itself: its
+ *                             spool and file writes would feed on themselves)
  *
  * With none of them, sdxfer_wanted() is the constant 1 and costs nothing.
  */
@@ -31,6 +33,10 @@ static __always_inline __u32 sdxfer_task_mntns(const char *task)
 
 static __always_inline int sdxfer_wanted(void)
 {
+#ifdef SDXFER_FILTER_NOT_TGID
+    if ((__u32)(bpf_get_current_pid_tgid() >> 32) == (__u32)(SDXFER_FILTER_NOT_TGID))
+        return 0;
+#endif
 #ifdef SDXFER_FILTER_PID
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
 #ifdef SDXFER_FILTER_CHILDREN

@@ -2,6 +2,7 @@
 
     EventFilter(pid=1234, children=True)      # 1234 and every descendant, followed as they fork
     EventFilter(uid=1000, cgroup="/sys/fs/cgroup/system.slice/nginx.service", mntns=4026531840)
+    EventFilter(not_tgid=os.getpid())         # everything but this process
 
 Every generated packer asks the filter before it claims a scratch slot, so a
 record that is not wanted is never built, sent or decoded. A filter is -D
@@ -29,6 +30,7 @@ class EventFilter(NamedTuple):
     uid: int | None = None
     cgroup: Path | None = None  # a cgroup v2 directory
     mntns: int | None = None
+    not_tgid: int | None = None  # a process never reported (the sensor's own)
 
     def defines(self) -> dict:
         flags: dict = {}
@@ -42,6 +44,8 @@ class EventFilter(NamedTuple):
             flags["SDXFER_FILTER_CGROUP"] = 1
         if self.mntns is not None:
             flags["SDXFER_FILTER_MNTNS"] = self.mntns
+        if self.not_tgid is not None:
+            flags["SDXFER_FILTER_NOT_TGID"] = self.not_tgid
         return flags
 
     def prepare(self, bpf) -> None:

@@ -10,6 +10,7 @@ summary, Ctrl+C and SIGTERM, and a reader that goes away (... | head).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -114,6 +115,9 @@ def add_probe_arguments(parser: argparse.ArgumentParser, *, what: str = "events"
     select.add_argument("--cgroup", type=_cgroup, metavar="PATH|ID",
                         help="only processes in this cgroup v2 (a path, or below /sys/fs/cgroup, or its id) or below")
     select.add_argument("--mntns", type=_mntns, metavar="ID", help="only processes in this mount namespace (inode number)")
+    select.add_argument("--include-self", action="store_true",
+                        help="report this tool's own process too (by default it is left out in the kernel: its"
+                        " spool and file writes would be events that make more writes)")
     parser.add_argument("--stats", type=_stats_interval, metavar="SECONDS",
                         help="every SECONDS, a stderr line of events delivered and lost, per event")
     add_version_argument(parser)
@@ -121,7 +125,8 @@ def add_probe_arguments(parser: argparse.ArgumentParser, *, what: str = "events"
 
 
 def event_filter(args) -> EventFilter:
-    return EventFilter(pid=args.pid, children=args.children, uid=args.uid, cgroup=args.cgroup, mntns=args.mntns)
+    return EventFilter(pid=args.pid, children=args.children, uid=args.uid, cgroup=args.cgroup, mntns=args.mntns,
+                       not_tgid=None if args.include_self else os.getpid())
 
 
 def check_arguments(parser: argparse.ArgumentParser, args) -> None:
@@ -263,7 +268,7 @@ def _closed(output, status: int) -> int:
 def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stderr=None) -> int:
     """Opens the probe and the --output, follows until Ctrl+C or SIGTERM; --ebpf
     prints the program instead. Errors are one line on stderr."""
-    from ..fleet.nats_io import FleetError
+    from ..fleet.nats_io import FleetError, redacted
     from ..fleet.output import open_output
     from ..kernel.program import schema_code
     from ..kernel.sensor import Sensor, program_text
@@ -295,7 +300,7 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     wanted = frozenset(probe.events or sensor.event_names)
     accept, matches = formatter.accept, name_matches(args)
     shown = formatter._replace(accept=lambda event: event.name in wanted and matches(event) and accept(event))
-    target = f", out to {args.output}" if output is not None else ""
+    target = f", out to {redacted(args.output)}" if output is not None else ""
     print(f"{tool}: {len(wanted)} events, {sensor.programs_attached} programs attached in"
           f" {time.monotonic() - started:.1f} s ({sensor.transport}{target}); Ctrl+C to stop", file=stderr, flush=True)
     if formatter.header and output is None and not args.json:
