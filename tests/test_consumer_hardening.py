@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -387,3 +388,10 @@ def test_events_still_waiting_at_the_end_come_as_far_as_they_came(generated):
     assert list(messages.items(f"fleet.unit.{HOST.machine_id}", envelope.pack(sender, 1, records[:1]))) == []
     [partial] = list(messages.flush())
     assert partial.event.name == "exec" and "argv" in partial.event.truncated
+
+
+def test_the_consumer_never_prints_the_credentials_in_its_url():
+    done = subprocess.run([SDXFER, "consume", "nats://someone:hunter2@127.0.0.1:9/fleet.x"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and "127.0.0.1" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout and "someone" not in done.stderr + done.stdout

@@ -32,7 +32,7 @@ from ..errors import DecodeError
 from ..stream.reassembly import Reassembler
 from .envelope import EnvelopeError, Host, Sender, event_dict, unpack
 from .nats_io import (FIRST_CONNECT_S, HOST_TOKEN, RETRY_S, Connection, Endpoint, FleetError, StreamLimits, connect,
-                      ensure_stream, find_stream)
+                      ensure_stream, find_stream, redacted)
 
 FETCH_BATCH = 64
 FETCH_WAIT_S = 0.5
@@ -284,7 +284,7 @@ class Consumer:
             # the server's own word (authorization, TLS) says more than the broken pipe after it
             telling = [exc for exc in errors if not isinstance(exc, OSError)] or list(errors)
             last = f" (last: {telling[-1] or type(telling[-1]).__name__})" if telling else ""
-            raise FleetError(f"cannot reach {self.endpoint.server} in {FIRST_CONNECT_S:g} s{last}") from None
+            raise FleetError(f"cannot reach {redacted(self.endpoint.server)} in {FIRST_CONNECT_S:g} s{last}") from None
         js = nc.jetstream()
         try:
             if self._create_stream:
@@ -296,7 +296,7 @@ class Consumer:
             raise
         except Exception as exc:
             await nc.close()
-            raise FleetError(f"{self.endpoint.server}: JetStream does not answer ({exc or type(exc).__name__})") \
+            raise FleetError(f"{redacted(self.endpoint.server)}: JetStream does not answer ({exc or type(exc).__name__})") \
                 from None
         return nc, js
 
@@ -308,7 +308,7 @@ class Consumer:
             return "away", ""
         if stream is None:
             return "no stream", (f"waiting for a stream that holds {self.endpoint.stream_subject} on"
-                                 f" {self.endpoint.server} (a sensor with --output creates it, or --create-stream)")
+                                 f" {redacted(self.endpoint.server)} (a sensor with --output creates it, or --create-stream)")
         try:
             self._sub = await self._js.pull_subscribe(self.endpoint.stream_subject, durable=self.durable,
                                                       stream=stream)
