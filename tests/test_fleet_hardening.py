@@ -328,8 +328,9 @@ def publish_raw(nats: NatsServer, subject: str, message_id: str) -> None:
         nc = await nats_py.connect(f"nats://127.0.0.1:{nats.port}")
         try:
             js = nc.jetstream()
-            await ensure_stream(js, Endpoint.parse(nats.url(subject)), StreamLimits())  # as a sensor makes it
-            await js.publish(subject, b"", headers={"Nats-Msg-Id": message_id})
+            endpoint = Endpoint.parse(nats.url(subject)).for_host(HOST.machine_id)
+            await ensure_stream(js, endpoint, StreamLimits())  # as a sensor makes it
+            await js.publish(endpoint.publish_subject, b"", headers={"Nats-Msg-Id": message_id})  # on the host's subject
         finally:
             await nc.close()
 
