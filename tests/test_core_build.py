@@ -149,6 +149,17 @@ def test_followed_children_and_cgroup_filters_stay_build_time_maps_and_programs(
     assert {"raw_tracepoint__sched_process_fork", "raw_tracepoint__sched_process_free"} <= programs
 
 
+@needs_root
+def test_only_tracepoints_the_preprocessed_program_attaches_to_need_a_format(open_probe):
+    probe = open_probe / "open.bpf.c"
+    probe.write_text(OPEN_PROBE + "#ifdef NOT_DEFINED\nTRACEPOINT_PROBE(syscalls, sys_exit_no_such_call) { return 0; }\n#endif\n")
+    done = sdxfer_build(probe, "--schema", open_probe / "events.yaml", "-o", open_probe / "open.bpf.o")
+    assert done.returncode == 0, done.stderr
+    done = sdxfer_build(probe, "--schema", open_probe / "events.yaml", "-D", "NOT_DEFINED", "-o", open_probe / "open.bpf.o")
+    assert (done.returncode, done.stderr) == (1, "sdxfer build: TRACEPOINT_PROBE(syscalls, sys_exit_no_such_call):"
+                                                 " no such tracepoint in this kernel's tracefs\n")
+
+
 def test_a_compile_error_names_the_programs_file_and_line(tmp_path):
     probe = tmp_path / "broken.bpf.c"
     probe.write_text('#include "xfer.h"\n\nRAW_TRACEPOINT_PROBE(sys_enter)\n{\n    return no_such_name;\n}\n')

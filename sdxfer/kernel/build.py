@@ -5,7 +5,8 @@
     xfer.h         -> the schema's, written into a private build folder
     vmlinux.h      -> --vmlinux, else bpftool's dump of the running kernel's BTF,
                       cached by the BTF's digest in a private folder
-    TRACEPOINT_PROBE argument structs -> from the build host's tracefs formats
+    TRACEPOINT_PROBE argument structs -> from the build host's tracefs formats, for
+                      the tracepoints the preprocessed program attaches to
 
 Member offsets are CO-RE relocations (SDXFER_MEMBER), patched by libbpf at
 load: nothing here reads a structure offset.
@@ -24,13 +25,13 @@ from pathlib import Path
 
 from ..errors import ProbeError
 from ..paths import BPF_DIR, C_INCLUDE_DIR
-from .offsets import without_comments
-from .program import BTF_PATH, STRICT_CFLAGS, amalgamate, define_flag, include_finder, program_source, schema_code
+from .program import BTF_PATH, STRICT_CFLAGS, define_flag, schema_code
 
 TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 # bpf_tracing.h's PT_REGS_* need the target's architecture under its kernel name.
 _KERNEL_ARCH = {"x86_64": "x86", "aarch64": "arm64", "s390x": "s390", "ppc64le": "powerpc", "riscv64": "riscv"}
-_TRACEPOINT = re.compile(r"\bTRACEPOINT_PROBE\(\s*(\w+)\s*,\s*(\w+)\s*\)")
+# a TRACEPOINT_PROBE's section name once preprocessed: strings not yet joined
+_TRACEPOINT = re.compile(r'"tp/"\s*"(\w+)"\s*"/"\s*"(\w+)"')
 _FORMAT_FIELD = re.compile(r"^\s*field:(.+?);\s*offset:(\d+);\s*size:(\d+);", re.MULTILINE)
 
 
@@ -106,9 +107,9 @@ def tracepoint_struct(category: str, event: str, fmt: str) -> str:
     return "\n".join([f"struct {name} {{", *members, "};", *checks]) + "\n"
 
 
-def tracepoint_structs(text: str) -> str:
-    """The argument structs of every TRACEPOINT_PROBE in C text (comments aside)."""
-    used = sorted(set(_TRACEPOINT.findall(without_comments(text))))
+def tracepoint_structs(preprocessed: str) -> str:
+    """The argument structs of every TRACEPOINT_PROBE a preprocessed program compiles."""
+    used = sorted(set(_TRACEPOINT.findall(preprocessed)))
     return "".join(tracepoint_struct(category, event, _tracefs_format(category, event)) for category, event in used)
 
 
@@ -130,13 +131,11 @@ def build(program: str | Path, out: str | Path, *, schema: str | Path | None = N
     program's files and lines."""
     if not Path(program).is_file():
         raise ProbeError(f"cannot read the program {program}: no such file")
-    source, where, dirs = program_source(program)
+    dirs = [Path(program).resolve().parent]
     flags = compile_flags(defines)
     clang = _tool("clang", "clang")
     code = schema_code(schema)
     header = Path(vmlinux) if vmlinux is not None else vmlinux_header()
-    # Every include the program may reach, to find the tracepoints it names.
-    whole = amalgamate(source, include_finder({"xfer.h": code.header}, dirs + [C_INCLUDE_DIR, BPF_DIR]), where)
     with tempfile.TemporaryDirectory(prefix="sdxfer-build-") as folder:
         folder = Path(folder)
         try:
@@ -144,11 +143,18 @@ def build(program: str | Path, out: str | Path, *, schema: str | Path | None = N
         except OSError as exc:
             raise ProbeError(f"cannot read {header}: {exc.strerror}") from None
         (folder / "xfer.h").write_text(code.header)
-        (folder / "sdxfer_tracepoints.h").write_text(tracepoint_structs(whole))
         # The schema's xfer.h first (as for BCC), then the program's folder, sdxfer's, bpf/.
-        includes = [f"-I{d}" for d in [folder] + dirs + [C_INCLUDE_DIR, BPF_DIR]]
-        done = subprocess.run([clang, *flags, *includes, "-c", str(program), "-o", str(out)],
-                              capture_output=True, text=True)
+        command = [clang, *flags, *[f"-I{d}" for d in [folder] + dirs + [C_INCLUDE_DIR, BPF_DIR]], str(program)]
+        # Preprocessed first, without tracepoint structs: which tracepoints it attaches to.
+        (folder / "sdxfer_tracepoints.h").write_text("")
+        done = _clang(command + ["-E"])
+        (folder / "sdxfer_tracepoints.h").write_text(tracepoint_structs(done.stdout))
+        done = _clang(command + ["-c", "-o", str(out)])
+    return done.stderr
+
+
+def _clang(command: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise ProbeError(done.stderr.strip() or f"clang failed (exit status {done.returncode})")
-    return done.stderr
+    return done

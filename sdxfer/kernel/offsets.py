@@ -30,14 +30,10 @@ _MEMBER = re.compile(r"\bSDXFER_MEMBER\(\s*([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*)\s
 _MEMBER_DEFINITION = re.compile(r"#[ \t]*define[ \t]+SDXFER_MEMBER\b")
 
 
-def without_comments(text: str) -> str:
-    return _COMMENT.sub(" ", text)
-
-
 def macros_used(text: str) -> list[str]:
     """The BTF_OFF_ and BTF_SIZE_ names in C text (SDXFER_MEMBER's among them),
     comments left out, sorted."""
-    code = _MEMBER_DEFINITION.sub(" ", without_comments(text))
+    code = _MEMBER_DEFINITION.sub(" ", _COMMENT.sub(" ", text))
     names = {m.group(0) for m in _MACRO.finditer(code)}
     return sorted(names | {f"BTF_OFF_{struct}_{member}" for struct, member in _MEMBER.findall(code)})
 
