@@ -131,7 +131,7 @@ def build(program: str | Path, out: str | Path, *, schema: str | Path | None = N
     program's files and lines."""
     if not Path(program).is_file():
         raise ProbeError(f"cannot read the program {program}: no such file")
-    dirs = [Path(program).resolve().parent]
+    program_dir = Path(program).resolve().parent
     flags = compile_flags(defines)
     clang = _tool("clang", "clang")
     code = schema_code(schema)
@@ -144,7 +144,7 @@ def build(program: str | Path, out: str | Path, *, schema: str | Path | None = N
             raise ProbeError(f"cannot read {header}: {exc.strerror}") from None
         (folder / "xfer.h").write_text(code.header)
         # The schema's xfer.h first (as for BCC), then the program's folder, sdxfer's, bpf/.
-        command = [clang, *flags, *[f"-I{d}" for d in [folder] + dirs + [C_INCLUDE_DIR, BPF_DIR]], str(program)]
+        command = [clang, *flags, *[f"-I{d}" for d in (folder, program_dir, C_INCLUDE_DIR, BPF_DIR)], str(program)]
         # Preprocessed first, without tracepoint structs: which tracepoints it attaches to.
         (folder / "sdxfer_tracepoints.h").write_text("")
         done = _clang(command + ["-E"])
