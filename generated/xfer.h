@@ -7,6 +7,9 @@
  * only in the main file). Transport: perf event array, or the BPF ring buffer
  * with -DSDXFER_RINGBUF.
  *
+ * CO-RE build (-DSDXFER_CORE, what `sdxfer build` compiles with clang):
+ * libbpf maps, vmlinux.h types and relocated member offsets (sdxfer_core.h).
+ *
  * Host build: #define SDXFER_HOST before including, and put sdxfer's include
  * folder (sdxfer/include) on the include path; see sdxfer_runtime.h.
  *
@@ -230,11 +233,6 @@ struct sdxfer_rest_jobs {
 };
 
 #ifndef SDXFER_HOST
-/* The maps, and the only code that names them (BCC rewrites map calls in
- * place, not through macros). */
-BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, SDXFER_SCRATCH_SLOTS);
-BPF_PERCPU_ARRAY(sdxfer_cpu, struct sdxfer_cpu_state, 1);
-BPF_PERCPU_ARRAY(sdxfer_drops, __u64, SDXFER_DROP_COUNTERS);
 #ifdef SDXFER_RINGBUF
 #ifndef SDXFER_RINGBUF_PAGES
 #define SDXFER_RINGBUF_PAGES SDXFER_DEFAULT_RINGBUF_PAGES
@@ -242,6 +240,105 @@ BPF_PERCPU_ARRAY(sdxfer_drops, __u64, SDXFER_DROP_COUNTERS);
 #ifndef SDXFER_WAKEUP_EVERY
 #define SDXFER_WAKEUP_EVERY SDXFER_DEFAULT_WAKEUP_EVERY
 #endif
+#endif
+#ifdef SDXFER_CORE
+/* The maps the libbpf way, and the only code that names them. */
+SDXFER_CORE_MAP(BPF_MAP_TYPE_PERCPU_ARRAY, sdxfer_scratch, __u32, struct sdxfer_slot_data, SDXFER_SCRATCH_SLOTS);
+SDXFER_CORE_MAP(BPF_MAP_TYPE_PERCPU_ARRAY, sdxfer_cpu, __u32, struct sdxfer_cpu_state, 1);
+SDXFER_CORE_MAP(BPF_MAP_TYPE_PERCPU_ARRAY, sdxfer_drops, __u32, __u64, SDXFER_DROP_COUNTERS);
+#ifdef SDXFER_RINGBUF
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, SDXFER_RINGBUF_PAGES * 4096);  /* bytes; BCC counts pages */
+} sdxfer_events SEC(".maps");
+/* Set by a loader before load (read-only after): one object, any batching. */
+const volatile __u32 sdxfer_wakeup_every = SDXFER_WAKEUP_EVERY;
+#undef SDXFER_WAKEUP_EVERY
+#define SDXFER_WAKEUP_EVERY sdxfer_wakeup_every
+#else
+SDXFER_CORE_FD_ARRAY(BPF_MAP_TYPE_PERF_EVENT_ARRAY, sdxfer_events, 0);  /* 0: libbpf makes one per CPU */
+#endif
+
+static __always_inline struct sdxfer_cpu_state *sdxfer_this_cpu(void)
+{
+    __u32 zero = 0;
+    return bpf_map_lookup_elem(&sdxfer_cpu, &zero);
+}
+
+static __always_inline void *sdxfer_scratch_slot(__u32 index)
+{
+    return bpf_map_lookup_elem(&sdxfer_scratch, &index);
+}
+
+static __always_inline __u64 *sdxfer_drop_counter(__u32 index)
+{
+    return bpf_map_lookup_elem(&sdxfer_drops, &index);
+}
+
+struct {
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct sdxfer_rest_jobs);
+} sdxfer_rest SEC(".maps");
+SDXFER_CORE_FD_ARRAY(BPF_MAP_TYPE_PROG_ARRAY, sdxfer_rest_programs, 1);
+
+static __always_inline struct sdxfer_rest_jobs *sdxfer_rest_jobs(int create)
+{
+    return bpf_task_storage_get(&sdxfer_rest, bpf_get_current_task_btf(), 0,
+                                create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+static __always_inline void sdxfer_rest_tail_call(void *ctx)
+{
+    bpf_tail_call(ctx, &sdxfer_rest_programs, 0);
+}
+
+#ifdef SDXFER_FILTER_CHILDREN
+SDXFER_CORE_MAP(BPF_MAP_TYPE_LRU_HASH, sdxfer_followed, __u32, __u8, SDXFER_FOLLOWED_MAX);
+
+static __always_inline int sdxfer_is_followed(__u32 tgid)
+{
+    return bpf_map_lookup_elem(&sdxfer_followed, &tgid) != NULL;
+}
+
+static __always_inline void sdxfer_follow(__u32 tgid)
+{
+    __u8 yes = 1;
+    bpf_map_update_elem(&sdxfer_followed, &tgid, &yes, BPF_ANY);
+}
+
+static __always_inline void sdxfer_unfollow(__u32 tgid)
+{
+    bpf_map_delete_elem(&sdxfer_followed, &tgid);
+}
+#endif
+#ifdef SDXFER_FILTER_CGROUP
+SDXFER_CORE_FD_ARRAY(BPF_MAP_TYPE_CGROUP_ARRAY, sdxfer_cgroup, 1);
+
+static __always_inline int sdxfer_under_cgroup(void)
+{
+    return bpf_current_task_under_cgroup(&sdxfer_cgroup, 0) == 1;
+}
+#endif
+
+static __always_inline long sdxfer_events_output(void *ctx, void *rec, __u32 size, __u64 flags)
+{
+#ifdef SDXFER_RINGBUF
+    (void)ctx;
+    return bpf_ringbuf_output(&sdxfer_events, rec, size, flags);
+#else
+    (void)flags;
+    return bpf_perf_event_output(ctx, &sdxfer_events, BPF_F_CURRENT_CPU, rec, size);
+#endif
+}
+#else /* BCC */
+/* The maps, and the only code that names them (BCC rewrites map calls in
+ * place, not through macros). */
+BPF_PERCPU_ARRAY(sdxfer_scratch, struct sdxfer_slot_data, SDXFER_SCRATCH_SLOTS);
+BPF_PERCPU_ARRAY(sdxfer_cpu, struct sdxfer_cpu_state, 1);
+BPF_PERCPU_ARRAY(sdxfer_drops, __u64, SDXFER_DROP_COUNTERS);
+#ifdef SDXFER_RINGBUF
 BPF_RINGBUF_OUTPUT(sdxfer_events, SDXFER_RINGBUF_PAGES);
 #else
 BPF_PERF_OUTPUT(sdxfer_events);
@@ -318,6 +415,7 @@ static __always_inline long sdxfer_events_output(void *ctx, void *rec, __u32 siz
     return sdxfer_events.perf_submit(ctx, rec, size);
 #endif
 }
+#endif /* SDXFER_CORE */
 #endif
 
 #include "sdxfer_runtime.h"
@@ -1644,7 +1742,7 @@ static __always_inline int file_create_print(void *ctx, const char *syscall, con
 #ifndef SDXFER_HOST
 /* Sends the continuation records SDXFER_RAW_TRACEPOINT_PROBE probes leave
  * (tail-called; sdxfer.Sensor loads it into sdxfer_rest_programs). */
-int sdxfer_rest_raw_tracepoint(struct bpf_raw_tracepoint_args *ctx)
+SDXFER_TAIL_CALLED int sdxfer_rest_raw_tracepoint(struct bpf_raw_tracepoint_args *ctx)
 {
     sdxfer_rest_step(ctx);
     return 0;

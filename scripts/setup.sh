@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs everything sdxfer needs on a fresh Debian 12 machine (run as root):
-# Debian's BCC for /usr/bin/python3, kernel headers that BCC can compile
+# Debian's BCC for /usr/bin/python3, clang, bpftool and libbpf-dev, kernel headers that BCC can compile
 # against (merged into build/kernel-headers), tracefs, and a virtualenv at
 # .venv with the project in editable mode (with nats-py, the fleet extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # nats-server (2.9, JetStream with -js): the fleet tests start their own on loopback,
-# with a TLS certificate openssl makes.
-apt_packages=(python3-bpfcc python3-venv linux-headers-amd64 gcc libbpf-tools bpftrace nats-server openssl)
+# with a TLS certificate openssl makes. clang, bpftool and libbpf-dev: `sdxfer build`
+# (CO-RE objects: clang -target bpf, vmlinux.h from bpftool, libbpf's BPF headers).
+apt_packages=(python3-bpfcc python3-venv linux-headers-amd64 gcc libbpf-tools bpftrace nats-server openssl
+              clang bpftool libbpf-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

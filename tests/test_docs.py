@@ -53,6 +53,7 @@ TOOLS = {
     "sdxfer compat": SDXFER + ["compat"],
     "sdxfer decode": SDXFER + ["decode"],
     "sdxfer run": SDXFER + ["run"],
+    "sdxfer build": SDXFER + ["build"],
     "sdxfer consume": SDXFER + ["consume"],
 }
 _HELP: dict[str, str] = {}
@@ -202,7 +203,7 @@ def test_every_option_named_is_in_some_tools_help():
     assert not missing, missing
 
 
-TOOL_AT_START = re.compile(r"^(?:[#$] )?(?:\.venv/bin/)?(execmon|hidsmon|sdxfer(?: (?:run|consume|decode|gen|compat))?)(?= (?!\w+:(?!//))|$)")
+TOOL_AT_START = re.compile(r"^(?:[#$] )?(?:\.venv/bin/)?(execmon|hidsmon|sdxfer(?: (?:run|build|consume|decode|gen|compat))?)(?= (?!\w+:(?!//))|$)")
 
 
 def command_lines() -> list[tuple[str, str, str]]:

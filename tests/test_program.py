@@ -59,6 +59,15 @@ def test_btf_macros_are_found_in_code_not_comments():
     assert offsets.macros_used(text) == ["BTF_OFF_TASK_STRUCT_MM", "BTF_SIZE_CRED"]
 
 
+def test_sdxfer_member_names_the_btf_macro_it_pastes_under_bcc():
+    text = """
+    #define SDXFER_MEMBER(type, member) BTF_OFF_##type##_##member
+    /* SDXFER_MEMBER(in_a, comment) */
+    x = SDXFER_MEMBER(task_struct, mm) + SDXFER_MEMBER( pt_regs , di ) + BTF_OFF_CRED_EUID;
+    """
+    assert offsets.macros_used(text) == ["BTF_OFF_CRED_EUID", "BTF_OFF_pt_regs_di", "BTF_OFF_task_struct_mm"]
+
+
 @needs_btf
 def test_offsets_resolve_plain_nested_anonymous_and_sizes():
     kernel = btf.load(program.BTF_PATH)

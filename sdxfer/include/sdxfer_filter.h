@@ -15,6 +15,13 @@
  *                             spool and file writes would feed on themselves)
  *
  * With none of them, sdxfer_wanted() is the constant 1 and costs nothing.
+ *
+ * In a CO-RE object (SDXFER_CORE) the pid, uid and mount namespace are
+ * read-only globals sdxfer_filter_pid/_uid/_mntns instead, which a loader
+ * sets before load (a -D gives their initial value; SDXFER_FILTER_ANY: no
+ * filter), so one object serves every run: the verifier drops the tests of
+ * the filters left off. SDXFER_FILTER_CHILDREN and SDXFER_FILTER_CGROUP stay
+ * build-time -D: they add maps and programs.
  */
 #ifndef SDXFER_FILTER_H
 #define SDXFER_FILTER_H
@@ -23,12 +30,38 @@
 #define sdxfer_wanted() 1
 #else
 
+#ifdef SDXFER_CORE
+#define SDXFER_FILTER_ANY 0xffffffffffffffffULL
+#ifndef SDXFER_FILTER_PID
+#define SDXFER_FILTER_PID SDXFER_FILTER_ANY
+#endif
+#ifndef SDXFER_FILTER_UID
+#define SDXFER_FILTER_UID SDXFER_FILTER_ANY
+#endif
+#ifndef SDXFER_FILTER_MNTNS
+#define SDXFER_FILTER_MNTNS SDXFER_FILTER_ANY
+#endif
+const volatile __u64 sdxfer_filter_pid = SDXFER_FILTER_PID;
+const volatile __u64 sdxfer_filter_uid = SDXFER_FILTER_UID;
+const volatile __u64 sdxfer_filter_mntns = SDXFER_FILTER_MNTNS;
+#undef SDXFER_FILTER_PID
+#undef SDXFER_FILTER_UID
+#undef SDXFER_FILTER_MNTNS
+#define SDXFER_FILTER_PID sdxfer_filter_pid
+#define SDXFER_FILTER_UID sdxfer_filter_uid
+#define SDXFER_FILTER_MNTNS sdxfer_filter_mntns
+/* A value filter the loader left off passes everything. */
+#define sdxfer_filter_refuses(wanted, value) ((wanted) != SDXFER_FILTER_ANY && (value) != (__u32)(wanted))
+#else
+#define sdxfer_filter_refuses(wanted, value) ((value) != (__u32)(wanted))
+#endif
+
 /* task->nsproxy->mnt_ns->ns.inum: the task's mount namespace */
 static __always_inline __u32 sdxfer_task_mntns(const char *task)
 {
-    const char *nsproxy = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_NSPROXY);
-    const char *mnt_ns = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, BTF_OFF_NSPROXY_MNT_NS) : NULL;
-    return mnt_ns ? sdxfer_member_u32(mnt_ns, BTF_OFF_MNT_NAMESPACE_NS_INUM) : 0;
+    const char *nsproxy = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, nsproxy));
+    const char *mnt_ns = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, SDXFER_MEMBER(nsproxy, mnt_ns)) : NULL;
+    return mnt_ns ? sdxfer_member_u32(mnt_ns, SDXFER_MEMBER(mnt_namespace, ns) + SDXFER_MEMBER(ns_common, inum)) : 0;
 }
 
 static __always_inline int sdxfer_wanted(void)
@@ -43,12 +76,12 @@ static __always_inline int sdxfer_wanted(void)
     if (!sdxfer_is_followed(tgid))
         return 0;
 #else
-    if (tgid != (__u32)(SDXFER_FILTER_PID))
+    if (sdxfer_filter_refuses(SDXFER_FILTER_PID, tgid))
         return 0;
 #endif
 #endif
 #ifdef SDXFER_FILTER_UID
-    if ((__u32)bpf_get_current_uid_gid() != (__u32)(SDXFER_FILTER_UID))
+    if (sdxfer_filter_refuses(SDXFER_FILTER_UID, (__u32)bpf_get_current_uid_gid()))
         return 0;
 #endif
 #ifdef SDXFER_FILTER_CGROUP
@@ -56,7 +89,7 @@ static __always_inline int sdxfer_wanted(void)
         return 0;
 #endif
 #ifdef SDXFER_FILTER_MNTNS
-    if (sdxfer_task_mntns(sdxfer_task()) != (__u32)(SDXFER_FILTER_MNTNS))
+    if (sdxfer_filter_refuses(SDXFER_FILTER_MNTNS, sdxfer_task_mntns(sdxfer_task())))
         return 0;
 #endif
     return 1;
@@ -69,15 +102,15 @@ static __always_inline int sdxfer_wanted(void)
 RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
     if (sdxfer_is_followed(bpf_get_current_pid_tgid() >> 32))
-        sdxfer_follow(sdxfer_kernel_u32((const char *)ctx->args[1] + BTF_OFF_TASK_STRUCT_TGID));
+        sdxfer_follow(sdxfer_kernel_u32((const char *)ctx->args[1] + SDXFER_MEMBER(task_struct, tgid)));
     return 0;
 }
 
 RAW_TRACEPOINT_PROBE(sched_process_free)
 {
     const char *task = (const char *)ctx->args[0];
-    __u32 tgid = sdxfer_kernel_u32(task + BTF_OFF_TASK_STRUCT_TGID);
-    if (sdxfer_kernel_u32(task + BTF_OFF_TASK_STRUCT_PID) == tgid)
+    __u32 tgid = sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, tgid));
+    if (sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, pid)) == tgid)
         sdxfer_unfollow(tgid);
     return 0;
 }

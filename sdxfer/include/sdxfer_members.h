@@ -1,6 +1,6 @@
 /*
  * Kernel member reads: a word of kernel memory, and direct loads from
- * the current task through its BTF pointer (BPF only).
+ * the current task through its BTF pointer (BPF only); where a member is.
  * A part of sdxfer_runtime.h, which includes it.
  */
 #ifndef SDXFER_MEMBERS_H
@@ -11,6 +11,17 @@
 #endif
 
 #ifndef SDXFER_HOST
+/* offsetof(struct type, member) in the kernel that runs the probe:
+ *     sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, mm))
+ * Under BCC, the BTF_OFF_<type>_<member> macro sdxfer resolves from the
+ * running kernel's BTF at load; in a CO-RE object, a relocation libbpf
+ * patches at load. */
+#ifdef SDXFER_CORE
+#define SDXFER_MEMBER(type, member) ((__u32)bpf_core_field_offset(struct type, member))
+#else
+#define SDXFER_MEMBER(type, member) BTF_OFF_##type##_##member
+#endif
+
 /* A word of kernel memory; 0 where it cannot be read. */
 static __always_inline __u64 sdxfer_kernel_u64(const void *at)
 {

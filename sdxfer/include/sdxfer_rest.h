@@ -218,7 +218,7 @@ static __always_inline void sdxfer_rest_now(void *ctx)
 
     /* A task that never left a job (most) has no local storage at all:
      * one load, not a helper call, finds that out. */
-    if (!sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_BPF_STORAGE))
+    if (!sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, bpf_storage)))
         return;
     jobs = sdxfer_rest_jobs(0);
     if (jobs && !jobs->steps)
@@ -262,8 +262,9 @@ static __always_inline void sdxfer_rest_after(int spans, void *ctx, const struct
 #ifndef SDXFER_HOST
 /* A raw tracepoint probe whose packers may send continuation records:
  *     SDXFER_RAW_TRACEPOINT_PROBE(sched_process_exec) { ... ctx->args[i] ... }
- * as BCC's RAW_TRACEPOINT_PROBE, its body a function of its own, so that
- * its slots are given back before the tail call that sends the rest. */
+ * as RAW_TRACEPOINT_PROBE (BCC's, or sdxfer_core.h's), its body a function
+ * of its own, so that its slots are given back before the tail call that
+ * sends the rest. */
 #ifdef SDXFER_HAS_SPANS
 #define sdxfer_rest_after_probe(ctx) sdxfer_rest_now(ctx)
 #else
@@ -271,7 +272,7 @@ static __always_inline void sdxfer_rest_after(int spans, void *ctx, const struct
 #endif
 #define SDXFER_RAW_TRACEPOINT_PROBE(event)                                                         \
     static __always_inline int sdxfer_probe_##event(struct sdxfer_raw_tracepoint_ctx *ctx);        \
-    int raw_tracepoint__##event(struct bpf_raw_tracepoint_args *ctx)                              \
+    RAW_TRACEPOINT_PROBE(event)                                                                   \
     {                                                                                             \
         int ret = sdxfer_probe_##event((struct sdxfer_raw_tracepoint_ctx *)ctx);                  \
         sdxfer_rest_after_probe(ctx);                                                             \

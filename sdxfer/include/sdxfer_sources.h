@@ -41,16 +41,16 @@ static __always_inline void sdxfer_current_read(struct sdxfer_current *now)
 /* task->signal->pids[type], as a pid number of the initial namespace */
 static __always_inline __u32 sdxfer_task_pid_of_type(const char *task, __u32 type)
 {
-    const char *signal = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_SIGNAL);
-    const char *pid = (const char *)sdxfer_member_u64(signal, BTF_OFF_SIGNAL_STRUCT_PIDS + 8 * type);
-    return pid ? sdxfer_member_u32(pid, BTF_OFF_PID_NUMBERS + BTF_OFF_UPID_NR) : 0;
+    const char *signal = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, signal));
+    const char *pid = (const char *)sdxfer_member_u64(signal, SDXFER_MEMBER(signal_struct, pids) + 8 * type);
+    return pid ? sdxfer_member_u32(pid, SDXFER_MEMBER(pid, numbers) + SDXFER_MEMBER(upid, nr)) : 0;
 }
 #endif
 
 #if defined(SDXFER_SOURCE_EUID) || defined(SDXFER_SOURCE_EGID)
 static __always_inline const char *sdxfer_task_cred(const char *task)
 {
-    return (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_CRED);
+    return (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, cred));
 }
 #endif
 
@@ -71,8 +71,8 @@ static __always_inline __u32 sdxfer_source_tid(const struct sdxfer_current *now)
 #ifdef SDXFER_SOURCE_PPID
 static __always_inline __u32 sdxfer_source_ppid(const struct sdxfer_current *now)
 {
-    const char *parent = (const char *)sdxfer_member_u64(now->task, BTF_OFF_TASK_STRUCT_REAL_PARENT);
-    return sdxfer_member_u32(parent, BTF_OFF_TASK_STRUCT_TGID);
+    const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
+    return sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
 }
 #endif
 
@@ -107,14 +107,14 @@ static __always_inline __u32 sdxfer_source_gid(const struct sdxfer_current *now)
 #ifdef SDXFER_SOURCE_EUID
 static __always_inline __u32 sdxfer_source_euid(const struct sdxfer_current *now)
 {
-    return sdxfer_member_u32(sdxfer_task_cred(now->task), BTF_OFF_CRED_EUID);
+    return sdxfer_member_u32(sdxfer_task_cred(now->task), SDXFER_MEMBER(cred, euid));
 }
 #endif
 
 #ifdef SDXFER_SOURCE_EGID
 static __always_inline __u32 sdxfer_source_egid(const struct sdxfer_current *now)
 {
-    return sdxfer_member_u32(sdxfer_task_cred(now->task), BTF_OFF_CRED_EGID);
+    return sdxfer_member_u32(sdxfer_task_cred(now->task), SDXFER_MEMBER(cred, egid));
 }
 #endif
 
@@ -137,7 +137,7 @@ static __always_inline __u32 sdxfer_source_mntns(const struct sdxfer_current *no
 #ifdef SDXFER_SOURCE_COMM
 static __always_inline const char *sdxfer_source_comm(const struct sdxfer_current *now)
 {
-    return now->task + BTF_OFF_TASK_STRUCT_COMM;
+    return now->task + SDXFER_MEMBER(task_struct, comm);
 }
 #endif
 

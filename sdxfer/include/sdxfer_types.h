@@ -1,7 +1,9 @@
 /*
- * The integer types sdxfer's headers use: the kernel's own under BPF, and in
- * a host build (SDXFER_HOST) the kernel's <linux/types.h> where it exists,
- * else the same names over <stdint.h>. Included by the generated xfer.h.
+ * The integer types sdxfer's headers use: the kernel's own under BPF (BCC's,
+ * or in a CO-RE build vmlinux.h's, from sdxfer_core.h, which `sdxfer build`
+ * includes before the program), and in a host build (SDXFER_HOST) the
+ * kernel's <linux/types.h> where it exists, else the same names over
+ * <stdint.h>. Included by the generated xfer.h.
  */
 #ifndef SDXFER_TYPES_H
 #define SDXFER_TYPES_H
@@ -33,6 +35,9 @@ typedef int64_t __s64;
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif
+#elif !defined(SDXFER_CORE)
+/* BCC attaches programs by their names, sdxfer_core.h by sections. */
+#define SDXFER_TAIL_CALLED
 #endif
 
 #endif /* SDXFER_TYPES_H */

@@ -13,6 +13,9 @@ Names are matched case-insensitively against the kernel's (lower-case)
 names; members of anonymous structs and unions are found without naming
 them (BTF_OFF_MM_STRUCT_ARG_START). A spelling that fits two different
 places is refused, and so is a struct or member this kernel lacks.
+
+SDXFER_MEMBER(struct, member) (sdxfer_members.h) is BTF_OFF_<struct>_<member>
+under BCC, found here too; in a CO-RE build it is a relocation instead.
 """
 from __future__ import annotations
 
@@ -23,11 +26,16 @@ from ..errors import ProbeError
 
 _MACRO = re.compile(r"\bBTF_(OFF|SIZE)_([A-Za-z0-9_]+)\b")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
+_MEMBER = re.compile(r"\bSDXFER_MEMBER\(\s*([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*)\s*\)")
+_MEMBER_DEFINITION = re.compile(r"#[ \t]*define[ \t]+SDXFER_MEMBER\b")
 
 
 def macros_used(text: str) -> list[str]:
-    """The BTF_OFF_ and BTF_SIZE_ names in C text, comments left out, sorted."""
-    return sorted({m.group(0) for m in _MACRO.finditer(_COMMENT.sub(" ", text))})
+    """The BTF_OFF_ and BTF_SIZE_ names in C text (SDXFER_MEMBER's among them),
+    comments left out, sorted."""
+    code = _MEMBER_DEFINITION.sub(" ", _COMMENT.sub(" ", text))
+    names = {m.group(0) for m in _MACRO.finditer(code)}
+    return sorted(names | {f"BTF_OFF_{struct}_{member}" for struct, member in _MEMBER.findall(code)})
 
 
 def _underscores(text: str) -> list[int]:

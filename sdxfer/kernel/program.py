@@ -111,7 +111,7 @@ def schema_code(schema: str | Path | None) -> SchemaCode:
     return SchemaCode(files["xfer.h"], Decoder.from_module(module), tuple(spec.cls.name for spec in module.EVENTS))
 
 
-def _define_flag(name: str, value) -> str:
+def define_flag(name: str, value) -> str:
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
         raise ProbeError(f"define {name!r} is not a C macro name")
     if name.startswith(("BTF_OFF_", "BTF_SIZE_")):
@@ -181,7 +181,7 @@ def assemble(program: str | Path, *, schema: str | Path | None = None, transport
     source, where, dirs = program_source(program)
     code = schema_code(schema)
     flags = transport_flags(transport, code.buffer_pages(ringbuf_pages, record.RINGBUF_PAGES))
-    flags += [_define_flag(name, value) for name, value in sorted((defines or {}).items(), key=lambda kv: str(kv[0]))]
+    flags += [define_flag(name, value) for name, value in sorted((defines or {}).items(), key=lambda kv: str(kv[0]))]
     find = include_finder({"xfer.h": code.header}, dirs + [C_INCLUDE_DIR, BPF_DIR])
     text = f"{_line_marker(1, where)}\n{amalgamate(source, find, where)}"
     kernel = kernel_values(text, btf_path)

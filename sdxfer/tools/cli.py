@@ -1,7 +1,8 @@
 """The `sdxfer` command: gen (schema -> C header, Python decoders, layout doc,
 lock), compat (are two schemas compatible?), decode (raw records -> NDJSON),
-run (load any probe, print or publish its events) and consume (decode every
-host's records from NATS JetStream)."""
+run (load any probe, print or publish its events), build (compile a probe
+into a CO-RE object for libbpf) and consume (decode every host's records
+from NATS JetStream)."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ EXAMPLES = """examples:
   sudo sdxfer run my.bpf.c --schema my.yaml    load a probe, print its decoded events
   sudo sdxfer run my.bpf.c -D TARGET_PID=42 --json --events openat
   sudo sdxfer run my.bpf.c --output nats://127.0.0.1:4222/sdxfer.events
+  sdxfer build my.bpf.c --schema my.yaml -o my.bpf.o   compile once with clang (CO-RE)
   sdxfer consume nats://127.0.0.1:4222/sdxfer.events --durable central --json
 """
 
@@ -65,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
                      help="define a macro for the program (repeatable)")
     add_probe_arguments(run)
+    build = commands.add_parser("build", help="compile a probe with clang into a CO-RE object (ELF with BTF) for libbpf",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    build.add_argument("program", help="BPF C program file that includes \"xfer.h\"")
+    build.add_argument("--schema", default=None, help="schema of the program's events (default: the shipped one)")
+    build.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
+                       help="define a macro for the program (repeatable)")
+    build.add_argument("--vmlinux", default=None, metavar="FILE",
+                       help="kernel types header to build against (default: dumped from /sys/kernel/btf/vmlinux by bpftool)")
+    build.add_argument("-o", dest="out", required=True, metavar="OUT.bpf.o", help="object file to write")
     consume = commands.add_parser("consume", help="decode every host's records from NATS JetStream, one event a line",
                                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     consume.add_argument("url", metavar="nats://HOST:PORT/SUBJECT", help="server and subject the sensors publish to")
@@ -84,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--create-stream", action="store_true",
                         help="create the stream if none holds SUBJECT.> (default: wait for a sensor to)")
     add_stream_arguments(stream)
-    for command in (gen, compat, decode, consume):
+    for command in (gen, compat, decode, build, consume):
         add_version_argument(command)
     return parser
 
@@ -219,6 +230,22 @@ def _run(args, stdout, stderr) -> int:
     return run_probe(args, stdout, stderr)
 
 
+def _build(args, stdout, stderr) -> int:
+    from ..errors import ProbeError
+    from ..kernel.build import build
+
+    try:
+        warnings = build(args.program, args.out, schema=args.schema, defines=dict(args.defines), vmlinux=args.vmlinux)
+    except ProbeError as exc:
+        message = str(exc)
+        print(message if "\n" in message else f"sdxfer build: {message}", file=stderr)  # clang's messages as they are
+        return 1
+    if warnings:
+        print(warnings.rstrip(), file=stderr)
+    print(f"sdxfer build: wrote {args.out}", file=stdout)
+    return 0
+
+
 def _consume(args, stdout, stderr) -> int:
     from .consume import run_consume
 
@@ -232,7 +259,7 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         check_arguments(parser, args)
-    commands = {"gen": _gen, "compat": _compat, "decode": _decode, "run": _run, "consume": _consume}
+    commands = {"gen": _gen, "compat": _compat, "decode": _decode, "run": _run, "build": _build, "consume": _consume}
     try:
         return commands[args.command](args, stdout, stderr)
     except BrokenPipeError:
