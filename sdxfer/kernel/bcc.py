@@ -1,6 +1,7 @@
 """BCC's side of loading: its compiler output and verifier log captured,
 turned into one line naming the program and the cause, and a BPF class that
-attaches only when told (so the reader opens first)."""
+attaches only when told (so the reader opens first); BccProbe is Sensor's
+bcc backend (sdxfer.kernel.core.CoreProbe the other)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from ..errors import ProbeError
 from ..runtime import record
+from .libbpf import rejection  # the verdict is read the same way from either loader's log
+from .readers import PerfReader, RingReader
 
 
 @contextlib.contextmanager
@@ -50,10 +53,7 @@ def load_failure(exc: Exception, log: str, headers, event_names=()) -> ProbeErro
     message = str(exc)
     rejected = re.search(r"Failed to load BPF program (?:b'([^']*)'|(\S+)):", message)
     if rejected:
-        # The verifier's verdict is the last line before its statistics.
-        verdict = next((l for l in reversed(lines) if not l.startswith(("processed", "verification time"))), "")
-        program = rejected.group(1) or rejected.group(2)
-        return ProbeError(f"the kernel's verifier rejected program {program} ({message.split(': ')[-1]}): {verdict}")
+        return rejection(rejected.group(1) or rejected.group(2), message.split(": ")[-1], lines)
     errors = [l for l in lines if "error:" in l]
     if errors or "Failed to compile" in message:
         first = errors[0] if errors else (lines[-1] if lines else message)
@@ -99,3 +99,52 @@ def deferred_bpf_class():
                 self.detach_raw_tracepoint(tp)
 
     return DeferredBPF
+
+
+class BccProbe:
+    """A program compiled and loaded by BCC, its programs not yet attached."""
+
+    def __init__(self, text: str, cflags: list[str], transport: str, headers: Path, event_names=()):
+        self.transport = transport
+        self._headers, self._event_names = headers, event_names
+        try:
+            with stderr_captured() as log, kernel_source(headers):
+                self.bpf = deferred_bpf_class()(text=text.encode(), cflags=cflags)
+        except Exception as exc:  # bcc raises bare Exception for every failure
+            raise load_failure(exc, "".join(log), headers, event_names) from None
+        self._drops_table = self.bpf[record.DROPS_MAP.encode()]
+        self._cpu_table = self.bpf[record.CPU_MAP.encode()]
+        self._attached = False
+
+    def open_reader(self, pages: int, wakeup_events: int, on_lost):
+        if self.transport == "ringbuf":
+            return RingReader.of_bcc(self.bpf, record.EVENTS_MAP.encode())
+        return PerfReader.of_bcc(self.bpf, record.EVENTS_MAP.encode(), pages, wakeup_events, on_lost)
+
+    def prepare(self, event_filter) -> None:
+        event_filter.prepare(self.bpf)
+
+    def attach(self) -> None:
+        try:
+            with stderr_captured() as log:
+                self.bpf.attach_all()
+        except Exception as exc:
+            raise load_failure(exc, "".join(log), self._headers, self._event_names) from None
+        self._attached = True
+
+    @property
+    def programs_attached(self) -> int:
+        return len(self.bpf.tracepoint_fds) + len(self.bpf.raw_tracepoint_fds) if self._attached else 0
+
+    def detach(self) -> None:
+        self._attached = False
+        self.bpf.detach_all()
+
+    def drops(self, counters: int) -> list[int]:
+        return [sum(self._drops_table[ctypes.c_int(i)]) for i in range(counters)]
+
+    def cpu_states(self) -> list[tuple[int, ...]]:
+        return [tuple(getattr(cpu, name) for name, _ in record.CPU_STATE) for cpu in self._cpu_table[ctypes.c_int(0)]]
+
+    def close(self) -> None:
+        self.bpf.cleanup()

@@ -7,7 +7,9 @@
 Every generated packer asks the filter before it claims a scratch slot, so a
 record that is not wanted is never built, sent or decoded. A filter is -D
 flags for the program (defines()) plus the maps it needs filled before the
-probe attaches (prepare()).
+probe attaches (map_entries(), filled by prepare() under BCC); a built
+object takes the pid, uid and mount namespace as read-only globals instead
+(sdxfer.kernel.core).
 """
 from __future__ import annotations
 
@@ -48,19 +50,28 @@ class EventFilter(NamedTuple):
             flags["SDXFER_FILTER_NOT_TGID"] = self.not_tgid
         return flags
 
+    def map_entries(self) -> list[tuple[str, int, object]]:
+        """(map, key, value) the filter's maps need before the probe attaches:
+        each followed thread group (value 1), the kept cgroup's directory."""
+        entries: list[tuple[str, int, object]] = []
+        if self.pid is not None and self.children:
+            entries += [(record.FOLLOWED_MAP, tgid, 1) for tgid in sorted(descendants(self.pid) | {self.pid})]
+        if self.cgroup is not None:
+            entries.append((record.CGROUP_MAP, 0, self.cgroup))
+        return entries
+
     def prepare(self, bpf) -> None:
         """Fills the filter's maps of a loaded, not yet attached probe (a BCC module)."""
         import ctypes
 
-        if self.pid is not None and self.children:
-            followed = bpf[record.FOLLOWED_MAP.encode()]
-            for tgid in sorted(descendants(self.pid) | {self.pid}):
-                followed[ctypes.c_uint32(tgid)] = ctypes.c_uint8(1)
-        if self.cgroup is not None:
-            try:
-                bpf[record.CGROUP_MAP.encode()][0] = str(self.cgroup)
-            except Exception as exc:  # bcc raises bare Exception
-                raise ProbeError(f"cannot use cgroup {self.cgroup}: {exc}") from None
+        for name, key, value in self.map_entries():
+            if name == record.CGROUP_MAP:
+                try:
+                    bpf[name.encode()][key] = str(value)
+                except Exception as exc:  # bcc raises bare Exception
+                    raise ProbeError(f"cannot use cgroup {value}: {exc}") from None
+            else:
+                bpf[name.encode()][ctypes.c_uint32(key)] = ctypes.c_uint8(value)
 
     def __bool__(self) -> bool:
         return bool(self.defines())

@@ -1,5 +1,5 @@
-"""Checks of this host before a probe loads: root, bcc, kernel headers,
-tracefs, and what the readers need of the machine. Each failure is one
+"""Checks of this host before a probe loads: root, bcc and kernel headers
+(BCC builds only), tracefs, and what the readers need of the machine. Each failure is one
 ProbeError that says what to do."""
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 def check_environment() -> Path:
     """The kernel header tree to compile against; ProbeError for the first thing
     that stops a probe from loading here."""
-    if os.geteuid() != 0:
-        raise ProbeError("the probe needs root (it loads eBPF programs): run it with sudo")
+    _check_root()
     try:
         import bcc  # noqa: F401
     except ImportError:
@@ -27,6 +26,22 @@ def check_environment() -> Path:
         ) from None
     check_machine()
     headers = kheaders.find()
+    _check_tracefs()
+    return headers
+
+
+def check_core_environment() -> None:
+    """As check_environment, for a built object: neither bcc nor kernel headers."""
+    _check_root()
+    check_machine()
+    _check_tracefs()
+
+
+def _check_root() -> None:
+    if os.geteuid() != 0:
+        raise ProbeError("the probe needs root (it loads eBPF programs): run it with sudo")
+
+
+def _check_tracefs() -> None:
     if not any(os.path.isdir(os.path.join(d, "events")) for d in TRACEFS_DIRS):
         raise ProbeError("tracefs is not mounted: run mount -t tracefs tracefs /sys/kernel/tracing")
-    return headers

@@ -8,8 +8,9 @@ of a reader.
 
 The readers read the buffers' shared memory themselves instead of through
 bcc's per-record callbacks: a batch costs one slice per record and no call
-from C into Python, several times cheaper at high rates. BCC still creates
-the buffers (the perf events and their wake-up setting; the ring buffer map).
+from C into Python, several times cheaper at high rates. The loader creates
+the buffers (the perf events and their wake-up setting; the ring buffer
+map), BCC (of_bcc) or sdxfer.kernel.core: a reader needs only their fds.
 Reading shared memory without barriers is sound on x86-64, where loads are
 not reordered with other loads nor stores with earlier loads: a record's
 length is read before its bytes, and its bytes before the position that
@@ -131,17 +132,23 @@ class _PerfBuffer:
 
 
 class PerfReader:
-    def __init__(self, bpf, table_name: bytes, pages: int, wakeup_events: int, on_lost: Callable[[], None]):
+    def __init__(self, buffers, pages: int, on_lost: Callable[[], None]):
+        """buffers: (cpu, perf event fd) of each CPU's buffer, `pages` data
+        pages each; the fds stay their opener's to close."""
+        self._on_lost = on_lost
+        self._buffers = [_PerfBuffer(fd, pages, cpu) for cpu, fd in buffers]
+        self._waiter = _Waiter(b.fd for b in self._buffers)
+
+    @classmethod
+    def of_bcc(cls, bpf, table_name: bytes, pages: int, wakeup_events: int, on_lost: Callable[[], None]):
         from bcc.libbcc import lib
 
-        self._on_lost = on_lost
         table = bpf[table_name]
         # bcc opens each CPU's perf event (sample type raw, wakeup_events set) and mmaps it;
         # its callbacks never run, as this reader never asks bcc to poll.
         table.open_perf_buffer(lambda *_: None, page_cnt=pages, wakeup_events=wakeup_events)
-        self._buffers = [_PerfBuffer(lib.perf_reader_fd(reader), pages, cpu)
-                         for (table_id, cpu), reader in bpf.perf_buffers.items() if table_id == id(table)]
-        self._waiter = _Waiter(b.fd for b in self._buffers)
+        return cls([(cpu, lib.perf_reader_fd(reader))
+                    for (table_id, cpu), reader in bpf.perf_buffers.items() if table_id == id(table)], pages, on_lost)
 
     def _take(self, whole: bool) -> list[Batch]:
         # A lost record means perf_submit failed for some: the probe's drop
@@ -164,10 +171,9 @@ class PerfReader:
 
 
 class RingReader:
-    def __init__(self, bpf, table_name: bytes):
-        table = bpf[table_name]
-        self.size = table.max_entries  # bytes of data, a power of two
-        fd = table.map_fd
+    def __init__(self, fd: int, size: int):
+        """fd: the ring buffer map's (its opener's to close); size: its bytes of data, a power of two."""
+        self.size = size
         # The kernel's layout: the consumer position's page (ours to write), then
         # the producer position's page and the data area mapped twice in a row,
         # so a record that wraps reads as one slice.
@@ -178,6 +184,11 @@ class RingReader:
         self._lengths = memoryview(self._map).cast("I")
         self._waiter = _Waiter([fd])
         self._flowing = False
+
+    @classmethod
+    def of_bcc(cls, bpf, table_name: bytes):
+        table = bpf[table_name]
+        return cls(table.map_fd, table.max_entries)
 
     def _take(self, whole: bool) -> list[Batch]:
         consumer, producer = self._consumer[0], self._producer[0]

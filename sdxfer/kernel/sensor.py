@@ -7,16 +7,19 @@
             print(event.name, event.to_dict())
         print(sensor.stats)
 
-Loading goes: check the host (root, bcc, kernel headers, tracefs) -> assemble
-the program (sdxfer.kernel.program: header generated from the schema, kernel
-offsets from BTF, -D flags) -> compile with BCC, programs loaded but not yet
-attached -> open the reader -> attach. Opening the reader first means no
+Loading goes, on the bcc backend (the default for C): check the host (root,
+bcc, kernel headers, tracefs) -> assemble the program (sdxfer.kernel.program:
+header generated from the schema, kernel offsets from BTF, -D flags) ->
+compile with BCC, programs loaded but not yet attached -> open the reader ->
+attach. The core backend (the default for an object `sdxfer build` wrote,
+`Sensor("probe.bpf.o", schema=...)`) loads it through the system's libbpf
+instead (sdxfer.kernel.core), with no bcc and no kernel headers; its
+transport is the one it was built for. Opening the reader first means no
 record is refused for want of one; anything refused later (a full buffer, no
 free scratch slot) is counted per event by the probe's drop counters.
 """
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 from functools import partial
@@ -29,13 +32,16 @@ from ..errors import ProbeError
 from ..runtime import record
 from ..stream.counting import EventCounts, SensorStats, StreamDecoder
 from ..stream.reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, Reassembler
-from .bcc import deferred_bpf_class, kernel_source, load_failure, stderr_captured
+from .bcc import BccProbe
+from .core import CoreProbe, is_object
 from .filters import EventFilter
-from .host import check_environment
-from .program import TRANSPORTS, Assembly, assemble
+from .host import check_core_environment, check_environment
+from .program import TRANSPORTS, Assembly, assemble, schema_code
 from .readers import PerfReader, Record, RingReader
 
-__all__ = ["EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "StreamDecoder", "TRANSPORTS",
+BACKENDS = ("bcc", "core")
+
+__all__ = ["BACKENDS", "EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "StreamDecoder", "TRANSPORTS",
            "check_environment"]
 
 # At most this long between polls, so batched records are delivered within it.
@@ -57,19 +63,40 @@ class Sensor:
     """A probe loaded and attached; records arrive through read(), records(),
     events() or run(callback). Close it (or use `with`) to detach."""
 
-    def __init__(self, program: str | Path, *, schema: str | Path | None = None, transport: str = "perf",
+    def __init__(self, program: str | Path | bytes, *, schema: str | Path | None = None, transport: str | None = None,
                  defines: dict | None = None, decoder=None, perf_pages: int | None = None,
                  perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS,
-                 event_filter: EventFilter | None = None):
+                 event_filter: EventFilter | None = None, backend: str | None = None):
         event_filter = event_filter or EventFilter()
-        assembly = assemble(program, schema=schema, transport=transport,
-                            defines={**(defines or {}), **event_filter.defines()}, ringbuf_pages=ringbuf_pages)
-        headers = check_environment()
-        self.assembly: Assembly = assembly
-        self.transport = transport
-        self.decoder = decoder or assembly.code.decoder
-        self.event_names = assembly.code.event_names
+        backend = backend or ("core" if is_object(program) else "bcc")
+        if backend not in BACKENDS:
+            raise ProbeError(f"unknown backend {backend!r}: choose {' or '.join(BACKENDS)}")
+        self.backend = backend
+        self.assembly: Assembly | None = None
+        if backend == "core":
+            if not is_object(program):
+                raise ProbeError("the core backend loads an object built by sdxfer build (a .o file or its bytes)")
+            if defines:
+                raise ProbeError("a built object takes its -D defines from sdxfer build, not at load")
+            code = schema_code(schema)
+            check_core_environment()
+            self._probe = CoreProbe(program, code, transport=transport, ringbuf_pages=ringbuf_pages,
+                                    event_filter=event_filter)
+        else:
+            if is_object(program):
+                raise ProbeError(f"BCC compiles C text, not the object {program}: load it with backend='core'")
+            transport = transport or TRANSPORTS[0]
+            self.assembly = assemble(program, schema=schema, transport=transport,
+                                     defines={**(defines or {}), **event_filter.defines()},
+                                     ringbuf_pages=ringbuf_pages)
+            code = self.assembly.code
+            headers = check_environment()
+            self._probe = BccProbe(self.assembly.text, self.assembly.cflags, transport, headers, code.event_names)
+            self._bpf = self._probe.bpf
+        self.transport = self._probe.transport
+        self.decoder = decoder or code.decoder
+        self.event_names = code.event_names
         self.stats = SensorStats(self.event_names)
         # events whose records continuation records may follow go through it
         self.reassembler = Reassembler(self.decoder, max_pending_bytes=max_pending_bytes, max_age_ns=max_age_ns,
@@ -82,54 +109,40 @@ class Sensor:
         self._attached = False
         self._next_drops_read = 0.0
         try:
-            with stderr_captured() as log, kernel_source(headers):
-                self._bpf = deferred_bpf_class()(text=assembly.text.encode(), cflags=assembly.cflags)
-        except Exception as exc:  # bcc raises bare Exception for every failure
-            raise load_failure(exc, "".join(log), headers, self.event_names) from None
-        self._drops_table = self._bpf[record.DROPS_MAP.encode()]
-        self._cpu_table = self._bpf[record.CPU_MAP.encode()]
-        try:
-            if transport == "ringbuf":
-                self._reader = RingReader(self._bpf, record.EVENTS_MAP.encode())
-            else:
-                self._reader = PerfReader(self._bpf, record.EVENTS_MAP.encode(),
-                                          assembly.code.buffer_pages(perf_pages, PERF_PAGES), perf_wakeup_events,
-                                          self._read_drops_now)
+            self._reader = self._probe.open_reader(code.buffer_pages(perf_pages, PERF_PAGES), perf_wakeup_events,
+                                                   self._read_drops_now)
+        except ProbeError:
+            self._probe.close()
+            raise
         except Exception as exc:  # bcc again: e.g. perf buffers beyond the memlock limit
-            self._bpf.cleanup()
-            raise ProbeError(f"could not open the {transport} buffer: {exc} (probe unloaded; "
+            self._probe.close()
+            raise ProbeError(f"could not open the {self.transport} buffer: {exc} (probe unloaded; "
                              "if it is the memlock limit, raise it with ulimit -l)") from None
         try:
-            event_filter.prepare(self._bpf)
-        except ProbeError:
+            self._probe.prepare(event_filter)
+            self._probe.attach()
+        except BaseException:
             self._reader.close()
-            self._bpf.cleanup()
+            self._probe.close()
             raise
-        try:
-            with stderr_captured() as log:
-                self._bpf.attach_all()
-        except Exception as exc:
-            self._reader.close()
-            self._bpf.cleanup()
-            raise load_failure(exc, "".join(log), headers, self.event_names) from None
         self._attached = True
 
     @property
     def programs_attached(self) -> int:
-        return len(self._bpf.tracepoint_fds) + len(self._bpf.raw_tracepoint_fds) if self._attached else 0
+        return self._probe.programs_attached if self._attached else 0
 
     # ---- counters in the kernel --------------------------------------------
 
     def _drops(self) -> list[int]:
         """Per event (schema order), then continuation records: records not sent, summed over CPUs."""
-        return [sum(self._drops_table[ctypes.c_int(i)]) for i in range(len(self.event_names) + 1)]
+        return self._probe.drops(len(self.event_names) + 1)
 
     def cpu_state(self) -> list[dict[str, int]]:
         """Per CPU: records numbered (seq), scratch slots in use (busy, a bit per
         slot, and slots_in_use), records refused for want of a slot (nesting_drops)."""
         states = []
-        for cpu in self._cpu_table[ctypes.c_int(0)]:
-            state = {name: getattr(cpu, name) for name, _ in record.CPU_STATE}
+        for cpu in self._probe.cpu_states():
+            state = dict(zip((name for name, _ in record.CPU_STATE), cpu))
             state["slots_in_use"] = bin(state["busy"]).count("1")
             states.append(state)
         return states
@@ -262,7 +275,7 @@ class Sensor:
         """Stops the probe's programs; buffers and counters stay readable (drain())."""
         if self._attached:
             self._attached = False
-            self._bpf.detach_all()
+            self._probe.detach()
 
     def close(self) -> None:
         """Unloads the probe; a read in another thread ends first, and
@@ -273,7 +286,7 @@ class Sensor:
                 self._update_loss()
                 self._closed = True
                 self._reader.close()
-                self._bpf.cleanup()
+                self._probe.close()
 
     def __enter__(self):
         return self

@@ -1,0 +1,185 @@
+"""A CO-RE object (`sdxfer build`) loaded through libbpf: the core backend of Sensor.
+
+    open the object -> read-only globals from the EventFilter, the ring buffer
+    sized -> load (libbpf relocates, the verifier checks) -> the continuation
+    program in its tail-call array -> the reader opened (perf: one perf event
+    per online CPU, put in the events map) -> the filter's maps filled -> attach
+
+Nothing here imports bcc. The transport, SDXFER_FILTER_CHILDREN and
+SDXFER_FILTER_CGROUP are the object's, chosen when it was built.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+from pathlib import Path
+
+from ..errors import ProbeError
+from ..runtime import record
+from . import libbpf
+from .filters import EventFilter
+from .program import SchemaCode, transport_flags
+from .readers import PAGE_SIZE, PerfReader, RingReader
+
+FILTER_ANY = (1 << 64) - 1  # sdxfer_filter.h's SDXFER_FILTER_ANY: the filter is off
+FILTER_GLOBALS = {"pid": "sdxfer_filter_pid", "uid": "sdxfer_filter_uid", "mntns": "sdxfer_filter_mntns"}
+ONLINE_CPUS = Path("/sys/devices/system/cpu/online")
+
+# perf_event_open(2) for a BPF output buffer: struct perf_event_attr up to
+# its first published size (PERF_ATTR_SIZE_VER0), all else zero.
+PERF_ATTR = struct.Struct("<IIQQQQQII8x")  # type, size, config, sample_period, sample_type, read_format, flags, wakeup_events, bp_type
+PERF_TYPE_SOFTWARE = 1
+PERF_COUNT_SW_BPF_OUTPUT = 10
+PERF_SAMPLE_RAW = 1 << 10
+PERF_FLAG_FD_CLOEXEC = 8
+SYS_PERF_EVENT_OPEN = 298  # x86-64, as the readers are
+CPU_STATE = struct.Struct("<" + "Q" * len(record.CPU_STATE))
+assert all(c_type == "__u64" for _, c_type in record.CPU_STATE)
+
+
+def is_object(program) -> bool:
+    """A built object (its bytes, or a path to a .o file) rather than C text or a C file."""
+    if isinstance(program, (bytes, bytearray)):
+        return True
+    return isinstance(program, (str, Path)) and "\n" not in str(program) and str(program).endswith(".o")
+
+
+def online_cpus(text: str | None = None) -> list[int]:
+    """The CPUs in /sys/devices/system/cpu/online ("0-3,6")."""
+    cpus = []
+    for part in (text if text is not None else ONLINE_CPUS.read_text()).strip().split(","):
+        first, _, last = part.partition("-")
+        cpus += range(int(first), int(last or first) + 1)
+    return cpus
+
+
+def open_perf_event(cpu: int, wakeup_events: int) -> int:
+    """A BPF output perf event on `cpu`, waking its reader every wakeup_events records."""
+    attr = ctypes.create_string_buffer(PERF_ATTR.pack(PERF_TYPE_SOFTWARE, PERF_ATTR.size, PERF_COUNT_SW_BPF_OUTPUT, 1,
+                                                      PERF_SAMPLE_RAW, 0, 0, wakeup_events, 0))
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(SYS_PERF_EVENT_OPEN, attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+    if fd < 0:
+        raise ProbeError(f"could not open the perf buffer of CPU {cpu}: {os.strerror(ctypes.get_errno())}")
+    return fd
+
+
+class CoreProbe:
+    """An object loaded, its programs not yet attached (as BCC's DeferredBPF)."""
+
+    def __init__(self, source, code: SchemaCode, *, transport: str | None, ringbuf_pages: int | None,
+                 event_filter: EventFilter):
+        self._object = libbpf.Object(source)
+        self._links: list[libbpf.Link] = []
+        self._perf_fds: list[int] = []
+        self._cpus = 0
+        try:
+            events = self._object.map(record.EVENTS_MAP)
+            self.transport = "ringbuf" if events.type == libbpf.BPF_MAP_TYPE_RINGBUF else "perf"
+            if transport is not None and transport != self.transport:
+                how = "with -D SDXFER_RINGBUF" if transport == "ringbuf" else "without -D SDXFER_RINGBUF"
+                raise ProbeError(f"{self._object.name} was built for the {self.transport} transport:"
+                                 f" rebuild it {how} for {transport}")
+            if self.transport == "ringbuf":
+                pages = code.buffer_pages(ringbuf_pages, record.RINGBUF_PAGES)
+                transport_flags("ringbuf", pages)  # checks the size
+                self._ringbuf_size = pages * PAGE_SIZE
+                events.set_max_entries(self._ringbuf_size)
+            self._object.set_read_only(self._filter_globals(event_filter))
+            self._object.load()
+            self._cpus = libbpf.possible_cpus()
+            self._fill_rest_programs()
+        except BaseException:
+            self._object.close()
+            raise
+
+    def _filter_globals(self, event_filter: EventFilter) -> dict[str, int]:
+        if event_filter.not_tgid is not None:
+            raise ProbeError("a built object cannot leave a process out (SDXFER_FILTER_NOT_TGID is a -D of BCC builds)")
+        for wanted, name, flag in ((event_filter.children, record.FOLLOWED_MAP, "SDXFER_FILTER_CHILDREN"),
+                                   (event_filter.cgroup is not None, record.CGROUP_MAP, "SDXFER_FILTER_CGROUP")):
+            if wanted != (self._object.find_map(name) is not None):
+                raise ProbeError(f"{self._object.name} was built {'without' if wanted else 'with'} -D {flag}:"
+                                 " the filter asked for must match")
+        # With --children the followed map decides; its pid global stays off.
+        values = {"pid": None if event_filter.children else event_filter.pid,
+                  "uid": event_filter.uid, "mntns": event_filter.mntns}
+        return {FILTER_GLOBALS[key]: FILTER_ANY if value is None else value for key, value in values.items()}
+
+    def _fill_rest_programs(self) -> None:
+        """The tail-called program that sends continuation records, in place before any probe runs."""
+        programs = self._object.find_map(record.REST_PROGRAMS_MAP)
+        if programs is not None:
+            rest = self._object.program(record.REST_PROGRAM)
+            if rest is None:
+                raise ProbeError(f"{self._object.name} has a {record.REST_PROGRAMS_MAP} map but no {record.REST_PROGRAM}")
+            programs.update(struct.pack("<I", 0), struct.pack("<I", rest.fd))
+
+    # ---- what Sensor asks of a backend ----------------------------------------------
+
+    def open_reader(self, pages: int, wakeup_events: int, on_lost):
+        events = self._object.map(record.EVENTS_MAP)
+        if self.transport == "ringbuf":
+            return RingReader(events.fd, self._ringbuf_size)
+        buffers = []
+        try:
+            for cpu in online_cpus():
+                fd = open_perf_event(cpu, wakeup_events)
+                self._perf_fds.append(fd)
+                events.update(struct.pack("<I", cpu), struct.pack("<I", fd))
+                buffers.append((cpu, fd))
+            return PerfReader(buffers, pages, on_lost)
+        except BaseException:
+            self._close_perf_events()
+            raise
+
+    def prepare(self, event_filter: EventFilter) -> None:
+        """The filter's maps, as EventFilter.prepare fills BCC's."""
+        for name, key, value in event_filter.map_entries():
+            if name == record.CGROUP_MAP:
+                try:
+                    fd = os.open(value, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError as exc:
+                    raise ProbeError(f"cannot use cgroup {value}: {exc.strerror}") from None
+                try:
+                    self._object.map(name).update(struct.pack("<I", key), struct.pack("<I", fd))
+                finally:
+                    os.close(fd)
+            else:
+                self._object.map(name).update(struct.pack("<I", key), struct.pack("<B", value))
+
+    def attach(self) -> None:
+        for program in self._object.programs():
+            if program.name != record.REST_PROGRAM:  # tail-called, attached nowhere
+                self._links.append(program.attach())
+
+    @property
+    def programs_attached(self) -> int:
+        return len(self._links)
+
+    def detach(self) -> None:
+        while self._links:
+            self._links.pop().destroy()
+
+    def _per_cpu(self, name: str, index: int, size: int) -> list[bytes]:
+        stride = (size + 7) & ~7
+        data = self._object.map(name).lookup(struct.pack("<I", index), stride * self._cpus)
+        return [data[at:at + size] for at in range(0, len(data), stride)]
+
+    def drops(self, counters: int) -> list[int]:
+        return [sum(int.from_bytes(value, "little") for value in self._per_cpu(record.DROPS_MAP, i, 8))
+                for i in range(counters)]
+
+    def cpu_states(self) -> list[tuple[int, ...]]:
+        return [CPU_STATE.unpack(value) for value in self._per_cpu(record.CPU_MAP, 0, CPU_STATE.size)]
+
+    def _close_perf_events(self) -> None:
+        while self._perf_fds:
+            os.close(self._perf_fds.pop())
+
+    def close(self) -> None:
+        """After the reader is closed."""
+        self.detach()
+        self._close_perf_events()
+        self._object.close()
