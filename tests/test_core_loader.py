@@ -1,0 +1,196 @@
+"""Sensor(backend="core"): objects `sdxfer build` wrote, loaded through the
+system's libbpf (sdxfer.kernel.libbpf), read by the same readers, decoded to
+the same events as BCC gives for the same actions, on both transports."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdxfer import ProbeError, Sensor
+from sdxfer.kernel import build, core, libbpf
+from sdxfer.kernel.filters import EventFilter
+from test_core_build import OPEN_PROBE, OPEN_SCHEMA, SPANS_PROBE, SPANS_SCHEMA
+from test_sensor_live import BAD_FD, collect, write_bad_fd
+
+TRANSPORTS = ["perf", "ringbuf"]
+# what differs between two runs of the same actions
+RUN_FIELDS = ("timestamp_ns", "seq", "cpu")
+
+live = pytest.mark.skipif(os.geteuid() != 0, reason="loading probes needs root")
+
+
+def built(program, schema, out: Path, transport: str, **defines) -> Path:
+    build.build(program, out, schema=schema, defines={**defines, **({"SDXFER_RINGBUF": None} if transport == "ringbuf" else {})})
+    return out
+
+
+def same_run(events) -> list[dict]:
+    return [{k: v for k, v in e.to_dict().items() if k not in RUN_FIELDS} for e in events]
+
+
+@pytest.fixture
+def tutorial(tmp_path):
+    (tmp_path / "events.yaml").write_text(OPEN_SCHEMA)
+    (tmp_path / "open.bpf.c").write_text(OPEN_PROBE)
+    return tmp_path
+
+
+def open_missing(folder: Path, names) -> None:
+    for name, flags in names:
+        try:
+            os.close(os.open(folder / name, flags))
+        except OSError:
+            pass
+
+
+def opened_events(sensor, folder: Path, count: int) -> list:
+    return [e for e in collect(sensor, count) if e.path.startswith(str(folder))]
+
+
+# ---- the libbpf layer, without the kernel ---------------------------------------
+
+
+def test_a_missing_libbpf_is_one_line(monkeypatch):
+    monkeypatch.setattr(libbpf, "LIBRARY", "libbpf.so.no-such-version")
+    monkeypatch.setattr(libbpf, "_lib", None)
+    with pytest.raises(ProbeError) as error:
+        libbpf.library()
+    assert str(error.value) == ("libbpf.so.no-such-version not found: loading a built object needs libbpf"
+                                " (apt-get install libbpf1)")
+
+
+def test_the_verdict_is_the_verifiers_last_line_before_its_statistics():
+    log = ["0: (79) r0 = *(u64 *)(r1 +4096)", "invalid bpf_context access off=4096 size=8",
+           "processed 1 insns (limit 1000000) max_states_per_insn 0", "-- END PROG LOAD LOG --",
+           "libbpf: prog 'p': failed to load: -13"]
+    assert libbpf.verifier_verdict(log) == "invalid bpf_context access off=4096 size=8"
+
+
+def test_objects_are_told_from_c_and_cpus_read_from_sysfs_syntax():
+    assert core.is_object("probe.bpf.o") and core.is_object(Path("x.o")) and core.is_object(b"\x7fELF")
+    assert not core.is_object("probe.bpf.c") and not core.is_object("int x;\n// a.o")
+    assert core.online_cpus("0-3,6\n") == [0, 1, 2, 3, 6]
+    assert core.online_cpus("0") == [0]
+
+
+def test_a_missing_object_is_one_line(tmp_path):
+    with pytest.raises(ProbeError, match=rf"^libbpf could not open {tmp_path}/nope.bpf.o: No such file or directory"):
+        libbpf.Object(tmp_path / "nope.bpf.o")
+
+
+# ---- live: the same events as BCC gives -----------------------------------------
+
+
+@live
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_tutorial_probe_gives_what_bcc_gives(tutorial, transport):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", transport)
+    actions = [("a-missing-file", os.O_RDONLY), ("another", os.O_RDONLY | os.O_CLOEXEC),
+               ("x" * 200, os.O_WRONLY | os.O_NOFOLLOW)]
+    runs = {}
+    for backend, program in (("bcc", tutorial / "open.bpf.c"), ("core", obj)):
+        mine = EventFilter(pid=os.getpid())
+        with Sensor(program, schema=tutorial / "events.yaml", transport=transport, backend=backend,
+                    event_filter=mine) as sensor:
+            assert (sensor.backend, sensor.transport, sensor.programs_attached) == (backend, transport, 1)
+            open_missing(tutorial, actions)
+            runs[backend] = opened_events(sensor, tutorial, len(actions))
+            assert sensor.stats.lost == 0 and sensor.records_sequenced() >= len(actions)
+    assert same_run(runs["core"]) == same_run(runs["bcc"])
+    paths = [str(tutorial / name) for name, _ in actions]
+    assert [e.path for e in runs["core"]] == paths[:2] + [paths[2][:256]]  # the schema keeps 256 bytes
+    assert [e.truncated for e in runs["core"]] == [(), (), ("path",)]
+    assert {e.pid for e in runs["core"]} == {os.getpid()}
+
+
+@live
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_continuation_records_go_through_the_tail_call_and_reassemble(tmp_path, transport):
+    defines = {"TARGET_PID": os.getpid(), "BAD_FD": BAD_FD, "SPAN_BY_TAIL_CALL": None}
+    obj = built(SPANS_PROBE, SPANS_SCHEMA, tmp_path / "spans.bpf.o", transport, **defines)
+    payload = b"".join(bytes([65 + i % 26]) * 99 + b"\0" for i in range(25))  # 2,500 bytes
+    runs = {}
+    for backend, program, options in (("bcc", SPANS_PROBE, {"defines": defines}), ("core", obj, {})):
+        with Sensor(program, schema=SPANS_SCHEMA, transport=transport, backend=backend, **options) as sensor:
+            write_bad_fd(payload)
+            runs[backend] = collect(sensor, 1, "big")
+            assert sensor.reassembler.pending == 0 and sensor.stats.continuations_lost == 0
+            assert sensor.stats.delivered == 1
+    (event,) = runs["core"]
+    assert event.argv == [chunk.decode() for chunk in payload.split(b"\0")[:-1]]
+    assert (event.n, event.data, event.lost) == (len(payload), payload[:1000], {"data": len(payload) - 1000})
+    assert same_run(runs["core"]) == same_run(runs["bcc"])
+
+
+CHILD = """
+import os, sys
+sys.stdin.readline()
+try:
+    os.open(sys.argv[1], os.O_RDONLY)
+except OSError:
+    pass
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+@live
+def test_a_pid_filter_is_a_read_only_global_of_one_object(tutorial):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "perf")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tutorial / "by-child")], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        with Sensor(obj, schema=tutorial / "events.yaml", event_filter=EventFilter(pid=child.pid)) as sensor:
+            open_missing(tutorial, [("by-me", os.O_RDONLY)])
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "done\n"
+            events = opened_events(sensor, tutorial, 1)
+            sensor.detach()
+            events += [e for e in sensor.decoded(sensor.drain()) if e.path.startswith(str(tutorial))]
+    finally:
+        child.communicate("end\n")
+    assert [(e.pid, e.path) for e in events] == [(child.pid, str(tutorial / "by-child"))]
+
+
+@live
+def test_nothing_on_the_core_path_imports_bcc(tutorial):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "ringbuf")
+    code = ("import sys\nfrom sdxfer import Sensor\n"
+            f"with Sensor({str(obj)!r}, schema={str(tutorial / 'events.yaml')!r}) as s:\n"
+            "    print(s.backend, s.transport, s.programs_attached, 'bcc' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "core ringbuf 1 False\n", "")
+
+
+@live
+def test_a_verifier_rejection_names_the_program(tmp_path):
+    probe = tmp_path / "bad.bpf.c"
+    probe.write_text('#include "xfer.h"\n\nRAW_TRACEPOINT_PROBE(sys_enter)\n{\n'
+                     '    return *(volatile long *)((char *)ctx + 4096);\n}\n')
+    obj = built(probe, None, tmp_path / "bad.bpf.o", "perf")
+    with pytest.raises(ProbeError) as error:
+        Sensor(obj)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("the kernel's verifier rejected program raw_tracepoint__sys_enter (Permission denied): ")
+    assert "invalid bpf_context access off=4096" in message
+
+
+@live
+def test_the_objects_transport_and_filters_are_its_build_and_said_in_one_line(tutorial):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "perf")
+    schema = tutorial / "events.yaml"
+    cases = [({"transport": "ringbuf"}, f"{obj} was built for the perf transport: rebuild it with -D SDXFER_RINGBUF for ringbuf"),
+             ({"event_filter": EventFilter(pid=1, children=True)},
+              f"{obj} was built without -D SDXFER_FILTER_CHILDREN: the filter asked for must match"),
+             ({"defines": {"X": 1}}, "a built object takes its -D defines from sdxfer build, not at load"),
+             ({"backend": "bcc"}, f"BCC compiles C text, not the object {obj}: load it with backend='core'")]
+    for options, message in cases:
+        with pytest.raises(ProbeError) as error:
+            Sensor(obj, schema=schema, **options)
+        assert str(error.value) == message
+    with pytest.raises(ProbeError, match="^the core backend loads an object built by sdxfer build"):
+        Sensor(tutorial / "open.bpf.c", schema=schema, backend="core")
