@@ -1,7 +1,9 @@
 """Sensor(backend="core"): objects `sdxfer build` wrote, loaded through the
 system's libbpf (sdxfer.kernel.libbpf), read by the same readers, decoded to
 the same events as BCC gives for the same actions, on both transports."""
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,8 @@ from sdxfer import ProbeError, Sensor
 from sdxfer.kernel import build, core, libbpf
 from sdxfer.kernel.filters import EventFilter
 from test_core_build import OPEN_PROBE, OPEN_SCHEMA, SPANS_PROBE, SPANS_SCHEMA
-from test_sensor_live import BAD_FD, collect, write_bad_fd
+from conftest import LIVE_WAIT_S
+from test_sensor_live import BAD_FD, SDXFER, collect, write_bad_fd
 
 TRANSPORTS = ["perf", "ringbuf"]
 # what differs between two runs of the same actions
@@ -194,3 +197,19 @@ def test_the_objects_transport_and_filters_are_its_build_and_said_in_one_line(tu
         assert str(error.value) == message
     with pytest.raises(ProbeError, match="^the core backend loads an object built by sdxfer build"):
         Sensor(tutorial / "open.bpf.c", schema=schema, backend="core")
+
+
+@live
+def test_sdxfer_run_loads_a_built_object_through_libbpf(tutorial):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "ringbuf")
+    run = subprocess.Popen([SDXFER, "run", str(obj), "--schema", str(tutorial / "events.yaml"), "--json",
+                            "-p", str(os.getpid())], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = run.stderr.readline()
+        assert banner.startswith("sdxfer run: 1 events, 1 programs attached in ") and "(ringbuf)" in banner
+        open_missing(tutorial, [("by-run", os.O_RDONLY)])
+        line = json.loads(run.stdout.readline())
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=LIVE_WAIT_S)
+    assert (line["event"], line["pid"], line["path"]) == ("file_open", os.getpid(), str(tutorial / "by-run"))

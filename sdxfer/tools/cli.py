@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="an event whose continuations are missing this long (record time) is given as it is")
     run = commands.add_parser("run", help="load a BPF program built on the generated header and print its events",
                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("program", help="BPF C program that includes \"xfer.h\"")
+    run.add_argument("program", help="BPF C program that includes \"xfer.h\" (BCC compiles it), or the object"
+                     " sdxfer build made of one (.bpf.o, loaded through libbpf)")
     run.add_argument("--schema", default=None, help="schema of the program's events (default: the shipped one)")
     run.add_argument("--events", type=_names, default=None, metavar="NAME,...", help="print only these events")
     run.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",

@@ -102,8 +102,8 @@ def add_probe_arguments(parser: argparse.ArgumentParser, *, what: str = "events"
     """The options every probe-loading tool has (execmon, hidsmon, sdxfer run)."""
     from ..fleet.output import add_output_arguments
 
-    parser.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0],
-                        help="perf buffer (default) or BPF ring buffer")
+    parser.add_argument("--transport", choices=TRANSPORTS, default=None,
+                        help="perf buffer (default; a built .bpf.o: the one it was built for) or BPF ring buffer")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: to_dict(), time, timestamp_ns")
     parser.add_argument("--ebpf", action="store_true", help="print the final BPF program text and exit")
     select = parser.add_argument_group("which processes (in the kernel, except -n)")
@@ -270,16 +270,22 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     prints the program instead. Errors are one line on stderr."""
     from ..fleet.nats_io import FleetError, redacted
     from ..fleet.output import open_output
+    from ..kernel.core import is_object
     from ..kernel.program import schema_code
     from ..kernel.sensor import Sensor, program_text
 
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     started = time.monotonic()
     selection = event_filter(args)
-    options = {"schema": probe.schema, "transport": args.transport,
+    built = is_object(probe.program)
+    if built:  # its header has no global for it: the object reports this process too
+        selection = selection._replace(not_tgid=None)
+    options = {"schema": probe.schema, "transport": args.transport or TRANSPORTS[0],
                "defines": {**probe.defines, **selection.defines()}}
     output = None
     try:
+        if args.ebpf and built:
+            raise ProbeError(f"--ebpf prints C text: {probe.program} is a built object (sdxfer build wrote it)")
         if args.ebpf:
             print(program_text(probe.program, **options), file=stdout)
             return 0
