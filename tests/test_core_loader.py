@@ -12,7 +12,7 @@ import pytest
 
 from sdxfer import ProbeError, Sensor
 from sdxfer.kernel import build, core, libbpf
-from sdxfer.kernel.filters import EventFilter
+from sdxfer.kernel.filters import EventFilter, cgroup2_root
 from test_core_build import OPEN_PROBE, OPEN_SCHEMA, SPANS_PROBE, SPANS_SCHEMA
 from conftest import LIVE_WAIT_S
 from test_sensor_live import BAD_FD, SDXFER, collect, write_bad_fd
@@ -145,7 +145,8 @@ def test_a_pid_filter_is_a_read_only_global_of_one_object(tutorial):
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tutorial / "by-child")], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:
-        with Sensor(obj, schema=tutorial / "events.yaml", event_filter=EventFilter(pid=child.pid)) as sensor:
+        # the object's bytes, as well as its path
+        with Sensor(obj.read_bytes(), schema=tutorial / "events.yaml", event_filter=EventFilter(pid=child.pid)) as sensor:
             open_missing(tutorial, [("by-me", os.O_RDONLY)])
             child.stdin.write("go\n")
             child.stdin.flush()
@@ -213,3 +214,16 @@ def test_sdxfer_run_loads_a_built_object_through_libbpf(tutorial):
         run.send_signal(signal.SIGINT)
         run.communicate(timeout=LIVE_WAIT_S)
     assert (line["event"], line["pid"], line["path"]) == ("file_open", os.getpid(), str(tutorial / "by-run"))
+
+
+@live
+def test_children_and_cgroup_filters_fill_the_objects_maps(tutorial):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "perf",
+                SDXFER_FILTER_CHILDREN=None, SDXFER_FILTER_CGROUP=None)
+    mine = cgroup2_root() / Path("/proc/self/cgroup").read_text().split("::", 1)[1].strip().lstrip("/")
+    selection = EventFilter(pid=os.getpid(), children=True, cgroup=mine)
+    with Sensor(obj, schema=tutorial / "events.yaml", event_filter=selection) as sensor:
+        assert sensor.programs_attached == 3  # the probe, and the fork and free followers
+        open_missing(tutorial, [("followed", os.O_RDONLY)])
+        events = opened_events(sensor, tutorial, 1)
+    assert [(e.pid, e.path) for e in events] == [(os.getpid(), str(tutorial / "followed"))]

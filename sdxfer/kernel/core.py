@@ -34,6 +34,7 @@ PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10
 PERF_FLAG_FD_CLOEXEC = 8
 SYS_PERF_EVENT_OPEN = 298  # x86-64, as the readers are
+_libc = ctypes.CDLL(None, use_errno=True)
 CPU_STATE = struct.Struct("<" + "Q" * len(record.CPU_STATE))
 assert all(c_type == "__u64" for _, c_type in record.CPU_STATE)
 
@@ -58,8 +59,7 @@ def open_perf_event(cpu: int, wakeup_events: int) -> int:
     """A BPF output perf event on `cpu`, waking its reader every wakeup_events records."""
     attr = ctypes.create_string_buffer(PERF_ATTR.pack(PERF_TYPE_SOFTWARE, PERF_ATTR.size, PERF_COUNT_SW_BPF_OUTPUT, 1,
                                                       PERF_SAMPLE_RAW, 0, 0, wakeup_events, 0))
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(SYS_PERF_EVENT_OPEN, attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+    fd = _libc.syscall(SYS_PERF_EVENT_OPEN, attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         raise ProbeError(f"could not open the perf buffer of CPU {cpu}: {os.strerror(ctypes.get_errno())}")
     return fd

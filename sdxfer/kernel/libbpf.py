@@ -111,8 +111,9 @@ class _Log:
         return 0
 
     def __enter__(self):
+        lib = library()  # before the lock: a missing library raises with nothing held
         _capturing.acquire()
-        self._saved = library().libbpf_set_print(ctypes.cast(self._callback, c_void_p))
+        self._saved = lib.libbpf_set_print(ctypes.cast(self._callback, c_void_p))
         return self
 
     def __exit__(self, *exc):
