@@ -227,3 +227,23 @@ def test_children_and_cgroup_filters_fill_the_objects_maps(tutorial):
         open_missing(tutorial, [("followed", os.O_RDONLY)])
         events = opened_events(sensor, tutorial, 1)
     assert [(e.pid, e.path) for e in events] == [(os.getpid(), str(tutorial / "followed"))]
+
+
+@live
+@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
+def test_loss_in_a_tiny_buffer_is_read_from_the_drop_counters(tutorial, transport, size):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", transport)
+    sent = 300
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})  # one CPU: one perf buffer to fill
+    try:
+        with Sensor(obj, schema=tutorial / "events.yaml", event_filter=EventFilter(pid=os.getpid()), **size) as sensor:
+            open_missing(tutorial, [("f" * 200, os.O_RDONLY)] * sent)
+            sensor.detach()
+            events = list(sensor.decoded(sensor.drain()))
+            stats, numbered = sensor.stats, sensor.records_sequenced()
+    finally:
+        os.sched_setaffinity(0, affinity)
+    counts = stats.per_event["file_open"]
+    assert counts.lost > 0 and counts.delivered == len(events)
+    assert counts.delivered + counts.lost == numbered >= sent
