@@ -37,7 +37,7 @@ from .core import CoreProbe, is_object
 from .filters import EventFilter
 from .host import check_core_environment, check_environment
 from .program import TRANSPORTS, Assembly, assemble, schema_code
-from .readers import PerfReader, Record, RingReader
+from .readers import Record
 
 BACKENDS = ("bcc", "core")
 
