@@ -247,3 +247,16 @@ def test_loss_in_a_tiny_buffer_is_read_from_the_drop_counters(tutorial, transpor
     counts = stats.per_event["file_open"]
     assert counts.lost > 0 and counts.delivered == len(events)
     assert counts.delivered + counts.lost == numbered >= sent
+
+
+@live
+def test_a_filter_not_asked_for_keeps_the_value_the_object_was_built_with(tutorial):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "ringbuf",
+                SDXFER_FILTER_PID=1)
+    found = {}
+    for name, selection in (("built-for-init", EventFilter()), ("set-at-load", EventFilter(pid=os.getpid()))):
+        with Sensor(obj, schema=tutorial / "events.yaml", event_filter=selection) as sensor:
+            open_missing(tutorial, [(name, os.O_RDONLY)])
+            sensor.detach()
+            found[name] = [e.path for e in sensor.decoded(sensor.drain()) if e.path.startswith(str(tutorial))]
+    assert found == {"built-for-init": [], "set-at-load": [str(tutorial / "set-at-load")]}

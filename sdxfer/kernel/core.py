@@ -22,7 +22,6 @@ from .filters import EventFilter
 from .program import SchemaCode, transport_flags
 from .readers import PAGE_SIZE, PerfReader, RingReader
 
-FILTER_ANY = (1 << 64) - 1  # sdxfer_filter.h's SDXFER_FILTER_ANY: the filter is off
 FILTER_GLOBALS = {"pid": "sdxfer_filter_pid", "uid": "sdxfer_filter_uid", "mntns": "sdxfer_filter_mntns"}
 ONLINE_CPUS = Path("/sys/devices/system/cpu/online")
 
@@ -102,10 +101,12 @@ class CoreProbe:
             if wanted != (self._object.find_map(name) is not None):
                 raise ProbeError(f"{self._object.name} was built {'without' if wanted else 'with'} -D {flag}:"
                                  " the filter asked for must match")
-        # With --children the followed map decides; its pid global stays off.
+        # With --children the followed map decides, not the pid global. A
+        # filter not asked for keeps the object's initial value (its build's
+        # -D, else off).
         values = {"pid": None if event_filter.children else event_filter.pid,
                   "uid": event_filter.uid, "mntns": event_filter.mntns}
-        return {FILTER_GLOBALS[key]: FILTER_ANY if value is None else value for key, value in values.items()}
+        return {FILTER_GLOBALS[key]: value for key, value in values.items() if value is not None}
 
     def _fill_rest_programs(self) -> None:
         """The tail-called program that sends continuation records, in place before any probe runs."""
