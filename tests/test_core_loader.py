@@ -78,6 +78,27 @@ def test_objects_are_told_from_c_and_cpus_read_from_sysfs_syntax():
     assert core.online_cpus("0") == [0]
 
 
+@live
+def test_an_objects_read_only_globals_are_found_by_name_and_set_before_load(tmp_path):
+    obj = built(SPANS_PROBE, SPANS_SCHEMA, tmp_path / "spans.bpf.o", "ringbuf", TARGET_PID=1, BAD_FD=BAD_FD)
+    opened = libbpf.Object(obj.read_bytes())
+    try:
+        places = opened.globals()
+        assert {name: size for name, (_, size) in places.items()} == {
+            "sdxfer_filter_pid": 8, "sdxfer_filter_uid": 8, "sdxfer_filter_mntns": 8, "sdxfer_wakeup_every": 4}
+        opened.set_read_only({"sdxfer_filter_uid": 1000, "sdxfer_wakeup_every": 7})
+        data = opened.map(".rodata").initial_value()
+        read = {name: int.from_bytes(data[at:at + size], "little") for name, (at, size) in places.items()}
+        assert read == {"sdxfer_filter_pid": 2**64 - 1, "sdxfer_filter_uid": 1000, "sdxfer_filter_mntns": 2**64 - 1,
+                        "sdxfer_wakeup_every": 7}
+        with pytest.raises(ProbeError, match="^<object bytes> has no read-only global nope: rebuild it"):
+            opened.set_read_only({"nope": 1})
+        assert opened.find_map("sdxfer_no_such_map") is None
+        assert sorted(p.name for p in opened.programs()) == ["raw_tracepoint__sys_enter", "sdxfer_rest_raw_tracepoint"]
+    finally:
+        opened.close()
+
+
 def test_a_missing_object_is_one_line(tmp_path):
     with pytest.raises(ProbeError, match=rf"^libbpf could not open {tmp_path}/nope.bpf.o: No such file or directory"):
         libbpf.Object(tmp_path / "nope.bpf.o")
@@ -110,8 +131,11 @@ def test_the_tutorial_probe_gives_what_bcc_gives(tutorial, transport):
 
 @live
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_continuation_records_go_through_the_tail_call_and_reassemble(tmp_path, transport):
-    defines = {"TARGET_PID": os.getpid(), "BAD_FD": BAD_FD, "SPAN_BY_TAIL_CALL": None}
+@pytest.mark.parametrize("by_tail_call", [True, False], ids=["tail-call", "record-only"])
+def test_spanning_fields_arrive_as_under_bcc(tmp_path, transport, by_tail_call):
+    """Through the tail-called program, continuation records that reassemble;
+    without it, the record and how much was left out."""
+    defines = {"TARGET_PID": os.getpid(), "BAD_FD": BAD_FD, **({"SPAN_BY_TAIL_CALL": None} if by_tail_call else {})}
     obj = built(SPANS_PROBE, SPANS_SCHEMA, tmp_path / "spans.bpf.o", transport, **defines)
     payload = b"".join(bytes([65 + i % 26]) * 99 + b"\0" for i in range(25))  # 2,500 bytes
     runs = {}
@@ -122,8 +146,11 @@ def test_continuation_records_go_through_the_tail_call_and_reassemble(tmp_path, 
             assert sensor.reassembler.pending == 0 and sensor.stats.continuations_lost == 0
             assert sensor.stats.delivered == 1
     (event,) = runs["core"]
-    assert event.argv == [chunk.decode() for chunk in payload.split(b"\0")[:-1]]
-    assert (event.n, event.data, event.lost) == (len(payload), payload[:1000], {"data": len(payload) - 1000})
+    if by_tail_call:
+        assert event.argv == [chunk.decode() for chunk in payload.split(b"\0")[:-1]]
+        assert (event.n, event.data, event.lost) == (len(payload), payload[:1000], {"data": len(payload) - 1000})
+    else:
+        assert event.lost == {"argv": len(payload) - 64, "data": len(payload) - 32}
     assert same_run(runs["core"]) == same_run(runs["bcc"])
 
 
