@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from sdxfer import btf, kheaders, offsets, program, sensor
-from sdxfer.kernel import host
+from sdxfer.kernel import bcc, host
 from sdxfer.errors import ProbeError
 
 needs_btf = pytest.mark.skipif(not os.path.exists(program.BTF_PATH), reason="no kernel BTF")
@@ -241,7 +241,7 @@ def test_no_btf(tmp_path):
 def test_verifier_rejection_names_the_program_and_the_verdict():
     log = "0: (b7) r1 = 0\nR2 min value is negative, either use unsigned\nprocessed 10 insns (limit 1000000)\n"
     failure = Exception("Failed to load BPF program b'tracepoint__syscalls__sys_exit_connect': Permission denied")
-    error = sensor.load_failure(failure, log, "/h")
+    error = bcc.load_failure(failure, log, "/h")
     assert str(error) == ("the kernel's verifier rejected program tracepoint__syscalls__sys_exit_connect"
                           " (Permission denied): R2 min value is negative, either use unsigned")
 
@@ -249,14 +249,14 @@ def test_verifier_rejection_names_the_program_and_the_verdict():
 def test_compile_error_names_the_first_error_and_the_headers():
     log = ("/virtual/main.c:3:10: fatal error: 'linux/sched.h' file not found\n"
            "/virtual/main.c:9:1: error: second\n")
-    error = sensor.load_failure(Exception("Failed to compile BPF module <text>"), log, "/the/headers")
+    error = bcc.load_failure(Exception("Failed to compile BPF module <text>"), log, "/the/headers")
     assert "could not compile" in str(error) and "linux/sched.h" in str(error) and "second" not in str(error)
     assert "/the/headers" in str(error)
 
 
 def test_a_packer_the_schema_lacks_is_named():
     log = "/virtual/main.c:7:5: error: call to undeclared function 'nope_print'; ISO C99 and later do not support\n"
-    error = sensor.load_failure(Exception("Failed to compile BPF module <text>"), log, "/h", ("exec", "exit"))
+    error = bcc.load_failure(Exception("Failed to compile BPF module <text>"), log, "/h", ("exec", "exit"))
     assert str(error) == "the program calls nope_print(), but the schema has no event 'nope' (its events: exec, exit)"
 
 
