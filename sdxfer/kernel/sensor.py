@@ -32,7 +32,7 @@ from ..errors import ProbeError
 from ..runtime import record
 from ..stream.counting import EventCounts, SensorStats, StreamDecoder
 from ..stream.reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, Reassembler
-from .bcc import BccProbe
+from .bcc import BccProbe, load_failure  # noqa: F401  (load_failure: sdxfer.sensor.load_failure, kept)
 from .core import CoreProbe, is_object
 from .filters import EventFilter
 from .host import check_core_environment, check_environment
