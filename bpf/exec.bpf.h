@@ -59,7 +59,7 @@ EXEC_RAW_TRACEPOINT_PROBE(sched_process_exec)
     struct exec_image image;
     read_exec_image((const char *)ctx->args[2], &image);
     struct mm_bounds mm;
-    read_mm_bounds((const char *)sdxfer_member_u64(sdxfer_task(), BTF_OFF_TASK_STRUCT_MM), &mm);
+    read_mm_bounds((const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, mm)), &mm);
     __u32 argv_len = mm.arg_end - mm.arg_start;
 
     clear_env_values(&area->found);
@@ -126,13 +126,13 @@ static __always_inline void read_exec_call(struct exec_call *call, int is_execve
     const char *regs = syscall_regs();
     if (is_execveat) {
         /* execveat(dirfd, filename, argv, envp, flags) */
-        call->filename = syscall_reg(regs, BTF_OFF_PT_REGS_SI);
-        call->argv = syscall_reg(regs, BTF_OFF_PT_REGS_DX);
-        call->envp = syscall_reg(regs, BTF_OFF_PT_REGS_R10);
+        call->filename = syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
+        call->argv = syscall_reg(regs, SDXFER_MEMBER(pt_regs, dx));
+        call->envp = syscall_reg(regs, SDXFER_MEMBER(pt_regs, r10));
     } else {
-        call->filename = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
-        call->argv = syscall_reg(regs, BTF_OFF_PT_REGS_SI);
-        call->envp = syscall_reg(regs, BTF_OFF_PT_REGS_DX);
+        call->filename = syscall_reg(regs, SDXFER_MEMBER(pt_regs, di));
+        call->argv = syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
+        call->envp = syscall_reg(regs, SDXFER_MEMBER(pt_regs, dx));
     }
 }
 

@@ -21,11 +21,11 @@ struct mm_bounds {
  * loads, a faulting one (no mm) reading 0. */
 static __always_inline void read_mm_bounds(const char *mm, struct mm_bounds *bounds)
 {
-    bounds->start_stack = sdxfer_member_u64(mm, BTF_OFF_MM_STRUCT_START_STACK);
-    bounds->arg_start = sdxfer_member_u64(mm, BTF_OFF_MM_STRUCT_ARG_START);
-    bounds->arg_end = sdxfer_member_u64(mm, BTF_OFF_MM_STRUCT_ARG_END);
-    bounds->env_start = sdxfer_member_u64(mm, BTF_OFF_MM_STRUCT_ENV_START);
-    bounds->env_end = sdxfer_member_u64(mm, BTF_OFF_MM_STRUCT_ENV_END);
+    bounds->start_stack = sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, start_stack));
+    bounds->arg_start = sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, arg_start));
+    bounds->arg_end = sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, arg_end));
+    bounds->env_start = sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, env_start));
+    bounds->env_end = sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, env_end));
 }
 
 /* linux_binprm's argument and environment counts and the path exec was
@@ -39,18 +39,20 @@ struct exec_image {
 
 static __always_inline void read_exec_image(const char *bprm, struct exec_image *image)
 {
-#if BTF_OFF_LINUX_BINPRM_ENVC == BTF_OFF_LINUX_BINPRM_ARGC + 4 && \
-    BTF_OFF_LINUX_BINPRM_FILENAME == BTF_OFF_LINUX_BINPRM_ARGC + 8
-    if (bpf_probe_read_kernel(image, sizeof(*image), bprm + BTF_OFF_LINUX_BINPRM_ARGC) < 0) {
+    /* Constants under BCC (clang keeps one branch); relocated under CO-RE,
+     * where the verifier walks only the branch they select. */
+    if (SDXFER_MEMBER(linux_binprm, envc) == SDXFER_MEMBER(linux_binprm, argc) + 4 &&
+        SDXFER_MEMBER(linux_binprm, filename) == SDXFER_MEMBER(linux_binprm, argc) + 8) {
+        if (bpf_probe_read_kernel(image, sizeof(*image), bprm + SDXFER_MEMBER(linux_binprm, argc)) < 0) {
+            image->argc = image->envc = -1;
+            image->filename = NULL;
+        }
+    } else {
         image->argc = image->envc = -1;
-        image->filename = NULL;
+        bpf_probe_read_kernel(&image->argc, sizeof(image->argc), bprm + SDXFER_MEMBER(linux_binprm, argc));
+        bpf_probe_read_kernel(&image->envc, sizeof(image->envc), bprm + SDXFER_MEMBER(linux_binprm, envc));
+        image->filename = (const char *)sdxfer_kernel_u64(bprm + SDXFER_MEMBER(linux_binprm, filename));
     }
-#else
-    image->argc = image->envc = -1;
-    bpf_probe_read_kernel(&image->argc, sizeof(image->argc), bprm + BTF_OFF_LINUX_BINPRM_ARGC);
-    bpf_probe_read_kernel(&image->envc, sizeof(image->envc), bprm + BTF_OFF_LINUX_BINPRM_ENVC);
-    image->filename = (const char *)sdxfer_kernel_u64(bprm + BTF_OFF_LINUX_BINPRM_FILENAME);
-#endif
 }
 
 /* The exec record's ancestors: the task's parent chain, nearest parent
@@ -63,18 +65,18 @@ static __always_inline __u32 walk_ancestors(struct sdxfer_exec_ancestors_entry *
      * plain loads, not a probe read each; a faulting load reads 0. */
     const char *task = sdxfer_task();
     for (__u32 i = 0; i < SDXFER_MAX_EXEC_ANCESTORS; i++) {
-        const char *parent = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_REAL_PARENT);
-        __u32 tgid = parent ? sdxfer_member_u32(parent, BTF_OFF_TASK_STRUCT_TGID) : 0;
+        const char *parent = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, real_parent));
+        __u32 tgid = parent ? sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid)) : 0;
         if (tgid == 0 || parent == task)
             return i;
         out[i].pid = tgid;
         __u64 *comm = (__u64 *)out[i].comm;
-        comm[0] = sdxfer_member_u64(parent, BTF_OFF_TASK_STRUCT_COMM);
-        comm[1] = sdxfer_member_u64(parent, BTF_OFF_TASK_STRUCT_COMM + 8);
+        comm[0] = sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, comm));
+        comm[1] = sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, comm) + 8);
         task = parent;
     }
-    const char *parent = (const char *)sdxfer_member_u64(task, BTF_OFF_TASK_STRUCT_REAL_PARENT);
-    __u32 more = parent && parent != task ? sdxfer_member_u32(parent, BTF_OFF_TASK_STRUCT_TGID) : 0;
+    const char *parent = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, real_parent));
+    __u32 more = parent && parent != task ? sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid)) : 0;
     return more ? SDXFER_MAX_EXEC_ANCESTORS | SDXFER_LEN_TRUNCATED : SDXFER_MAX_EXEC_ANCESTORS;
 }
 

@@ -155,7 +155,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
-    __u64 flags = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_DX);
+    __u64 flags = syscall_reg(syscall_regs(), SDXFER_MEMBER(pt_regs, dx));
     if (!FILE_MAY_CREATE(flags))
         return 0;
     char name[] = "openat";
@@ -167,7 +167,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
-    __u64 flags = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_SI);
+    __u64 flags = syscall_reg(syscall_regs(), SDXFER_MEMBER(pt_regs, si));
     if (!FILE_MAY_CREATE(flags))
         return 0;
     char name[] = "open";

@@ -1,8 +1,8 @@
 /*
  * Kernel reads that more than one probe needs. Structure offsets are
- * BTF_OFF_<STRUCT>_<MEMBER> macros: sdxfer resolves every one a program
- * uses from the running kernel's BTF (the installed headers may belong to
- * another kernel).
+ * SDXFER_MEMBER(struct, member): under BCC resolved from the running
+ * kernel's BTF (the installed headers may belong to another kernel), in a
+ * CO-RE object relocated by libbpf at load.
  */
 #ifndef SDXFER_BPF_HELPERS_H
 #define SDXFER_BPF_HELPERS_H
@@ -43,7 +43,7 @@ static __always_inline const char *syscall_regs(void)
     return (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-/* One saved register, at its BTF_OFF_PT_REGS_<NAME> offset. bpf_task_pt_regs
+/* One saved register, at its SDXFER_MEMBER(pt_regs, <name>) offset. bpf_task_pt_regs
  * gives a BTF pointer the verifier lets a program load from directly (a
  * faulting load reads 0): ~40 ns less per register than a probe read. */
 static __always_inline __u64 syscall_reg(const char *regs, const __u32 offset)
@@ -58,25 +58,25 @@ struct syscall_args {
 static __always_inline void read_syscall_args(struct syscall_args *call)
 {
     const char *regs = syscall_regs();
-    call->arg[0] = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
-    call->arg[1] = syscall_reg(regs, BTF_OFF_PT_REGS_SI);
-    call->arg[2] = syscall_reg(regs, BTF_OFF_PT_REGS_DX);
-    call->arg[3] = syscall_reg(regs, BTF_OFF_PT_REGS_R10);
-    call->arg[4] = syscall_reg(regs, BTF_OFF_PT_REGS_R8);
-    call->arg[5] = syscall_reg(regs, BTF_OFF_PT_REGS_R9);
+    call->arg[0] = syscall_reg(regs, SDXFER_MEMBER(pt_regs, di));
+    call->arg[1] = syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
+    call->arg[2] = syscall_reg(regs, SDXFER_MEMBER(pt_regs, dx));
+    call->arg[3] = syscall_reg(regs, SDXFER_MEMBER(pt_regs, r10));
+    call->arg[4] = syscall_reg(regs, SDXFER_MEMBER(pt_regs, r8));
+    call->arg[5] = syscall_reg(regs, SDXFER_MEMBER(pt_regs, r9));
 }
 
 /* The thread group id of a task's real parent. */
 static __always_inline __u32 parent_tgid(const char *task)
 {
-    const char *parent = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_REAL_PARENT);
-    return sdxfer_kernel_u32(parent + BTF_OFF_TASK_STRUCT_TGID);
+    const char *parent = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, real_parent));
+    return sdxfer_kernel_u32(parent + SDXFER_MEMBER(task_struct, tgid));
 }
 
 /* A task's command name, in place: packers read str fields from kernel memory. */
 static __always_inline const char *task_comm(const char *task)
 {
-    return task + BTF_OFF_TASK_STRUCT_COMM;
+    return task + SDXFER_MEMBER(task_struct, comm);
 }
 
 /* Whether a user pointer array has an entry at `index` (an unreadable one
@@ -86,5 +86,25 @@ static __always_inline int entry_follows(__u64 array, __u32 index)
     __u64 entry = 0;
     return bpf_probe_read_user(&entry, sizeof(entry), (void *)(array + 8 * index)) < 0 || entry;
 }
+
+#ifdef SDXFER_CORE
+/* An LRU hash and its calls (NAME_lookup, NAME_update, NAME_delete), the
+ * libbpf way. BCC rewrites map method calls only where they are spelled, not
+ * from a macro, so its side writes the same three functions out. */
+#define HIDS_LRU_HASH(name, key_type, value_type, entries)                                     \
+    SDXFER_CORE_MAP(BPF_MAP_TYPE_LRU_HASH, name, key_type, value_type, entries);                \
+    static __always_inline value_type *name##_lookup(key_type *key)                             \
+    {                                                                                           \
+        return bpf_map_lookup_elem(&name, key);                                                 \
+    }                                                                                           \
+    static __always_inline void name##_update(key_type *key, value_type *value)                 \
+    {                                                                                           \
+        bpf_map_update_elem(&name, key, value, BPF_ANY);                                        \
+    }                                                                                           \
+    static __always_inline void name##_delete(key_type *key)                                    \
+    {                                                                                           \
+        bpf_map_delete_elem(&name, key);                                                        \
+    }
+#endif
 
 #endif /* SDXFER_BPF_HELPERS_H */

@@ -25,9 +25,9 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 {
     const char *regs = syscall_regs();
     struct sdxfer_sockaddr remote, local;
-    if (!is_inet(user_sockaddr(syscall_reg(regs, BTF_OFF_PT_REGS_SI), syscall_reg(regs, BTF_OFF_PT_REGS_DX), &remote)))
+    if (!is_inet(user_sockaddr(syscall_reg(regs, SDXFER_MEMBER(pt_regs, si)), syscall_reg(regs, SDXFER_MEMBER(pt_regs, dx)), &remote)))
         return 0;
-    __s32 fd = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
+    __s32 fd = syscall_reg(regs, SDXFER_MEMBER(pt_regs, di));
     const char *sk = sock_of_fd(fd);
     sock_local(sk, &local);
     connect_print(args, fd, sock_protocol(sk), &remote, &local, args->ret);
@@ -43,9 +43,9 @@ TRACEPOINT_PROBE(syscalls, sys_exit_bind)
 {
     const char *regs = syscall_regs();
     struct sdxfer_sockaddr local;
-    if (!is_inet(user_sockaddr(syscall_reg(regs, BTF_OFF_PT_REGS_SI), syscall_reg(regs, BTF_OFF_PT_REGS_DX), &local)))
+    if (!is_inet(user_sockaddr(syscall_reg(regs, SDXFER_MEMBER(pt_regs, si)), syscall_reg(regs, SDXFER_MEMBER(pt_regs, dx)), &local)))
         return 0;
-    __s32 fd = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
+    __s32 fd = syscall_reg(regs, SDXFER_MEMBER(pt_regs, di));
     const char *sk = sock_of_fd(fd);
     if (args->ret == 0)
         sock_local(sk, &local);
@@ -59,13 +59,13 @@ TRACEPOINT_PROBE(syscalls, sys_exit_bind)
 TRACEPOINT_PROBE(syscalls, sys_exit_listen)
 {
     const char *regs = syscall_regs();
-    __s32 fd = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
+    __s32 fd = syscall_reg(regs, SDXFER_MEMBER(pt_regs, di));
     const char *sk = sock_of_fd(fd);
     if (!is_inet(sock_family(sk)))
         return 0;
     struct sdxfer_sockaddr local;
     sock_local(sk, &local);
-    listen_print(args, fd, &local, (__s32)syscall_reg(regs, BTF_OFF_PT_REGS_SI), args->ret);
+    listen_print(args, fd, &local, (__s32)syscall_reg(regs, SDXFER_MEMBER(pt_regs, si)), args->ret);
     return 0;
 }
 #endif
@@ -77,11 +77,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_listen)
 static __always_inline int report_accept(void *ctx, long ret, int is_accept4)
 {
     const char *regs = syscall_regs();
-    __s32 fd = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
+    __s32 fd = syscall_reg(regs, SDXFER_MEMBER(pt_regs, di));
     const char *listener = sock_of_fd(fd);
     if (!is_inet(sock_family(listener)))
         return 0;
-    __s32 flags = is_accept4 ? (__s32)syscall_reg(regs, BTF_OFF_PT_REGS_R10) : 0;
+    __s32 flags = is_accept4 ? (__s32)syscall_reg(regs, SDXFER_MEMBER(pt_regs, r10)) : 0;
     struct sdxfer_sockaddr remote, local;
     if (ret >= 0) {
         const char *sk = sock_of_fd(ret);
@@ -221,20 +221,20 @@ static __always_inline void report_dns(void *ctx, struct dns_area *area, __u64 b
 TRACEPOINT_PROBE(syscalls, sys_exit_sendto)
 {
     const char *regs = syscall_regs();
-    __u64 dest = syscall_reg(regs, BTF_OFF_PT_REGS_R8);
+    __u64 dest = syscall_reg(regs, SDXFER_MEMBER(pt_regs, r8));
     __u16 head[2] = {};
     if (dest && (bpf_probe_read_user(head, sizeof(head), (void *)dest) < 0 || head[1] != DNS_PORT_BE))
         return 0;
-    const char *sk = udp_sock(syscall_reg(regs, BTF_OFF_PT_REGS_DI));
+    const char *sk = udp_sock(syscall_reg(regs, SDXFER_MEMBER(pt_regs, di)));
     if (!sk)
         return 0;
     SDXFER_LOCAL(struct dns_area, area);
     if (!area)
         return 0;
-    if (!to_dns_port(area, sk, dest, syscall_reg(regs, BTF_OFF_PT_REGS_R9)))
+    if (!to_dns_port(area, sk, dest, syscall_reg(regs, SDXFER_MEMBER(pt_regs, r9))))
         return 0;
     char syscall[] = "sendto";
-    report_dns(args, area, syscall_reg(regs, BTF_OFF_PT_REGS_SI), syscall_reg(regs, BTF_OFF_PT_REGS_DX), syscall,
+    report_dns(args, area, syscall_reg(regs, SDXFER_MEMBER(pt_regs, si)), syscall_reg(regs, SDXFER_MEMBER(pt_regs, dx)), syscall,
                args->ret);
     return 0;
 }
@@ -259,14 +259,14 @@ static __always_inline void report_dns_msg(void *ctx, struct dns_area *area, con
 TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
 {
     const char *regs = syscall_regs();
-    const char *sk = udp_sock(syscall_reg(regs, BTF_OFF_PT_REGS_DI));
+    const char *sk = udp_sock(syscall_reg(regs, SDXFER_MEMBER(pt_regs, di)));
     if (!sk)
         return 0;
     SDXFER_LOCAL(struct dns_area, area);
     if (!area)
         return 0;
     char syscall[] = "sendmsg";
-    report_dns_msg(args, area, sk, syscall_reg(regs, BTF_OFF_PT_REGS_SI), syscall, args->ret);
+    report_dns_msg(args, area, sk, syscall_reg(regs, SDXFER_MEMBER(pt_regs, si)), syscall, args->ret);
     return 0;
 }
 
@@ -276,14 +276,14 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
 TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg)
 {
     const char *regs = syscall_regs();
-    const char *sk = udp_sock(syscall_reg(regs, BTF_OFF_PT_REGS_DI));
+    const char *sk = udp_sock(syscall_reg(regs, SDXFER_MEMBER(pt_regs, di)));
     if (!sk)
         return 0;
     SDXFER_LOCAL(struct dns_area, area);
     if (!area)
         return 0;
     char syscall[] = "sendmmsg";
-    __u64 vec = syscall_reg(regs, BTF_OFF_PT_REGS_SI);
+    __u64 vec = syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
     long ret = args->ret;
     long count = ret < 0 ? 1 : ret;
     for (__u32 i = 0; i < DNS_MMSG_MAX; i++) {

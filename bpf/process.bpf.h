@@ -31,13 +31,13 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
     if (!(__u8)ctx->args[1])
         return 0;
     const char *task = (const char *)ctx->args[0];
-    const char *signal = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_SIGNAL);
+    const char *signal = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, signal));
     __s32 code;
-    if (sdxfer_kernel_u32(signal + BTF_OFF_SIGNAL_STRUCT_FLAGS) & SIGNAL_GROUP_EXIT) {
-        code = sdxfer_kernel_u32(signal + BTF_OFF_SIGNAL_STRUCT_GROUP_EXIT_CODE);
+    if (sdxfer_kernel_u32(signal + SDXFER_MEMBER(signal_struct, flags)) & SIGNAL_GROUP_EXIT) {
+        code = sdxfer_kernel_u32(signal + SDXFER_MEMBER(signal_struct, group_exit_code));
     } else {
-        const char *leader = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_GROUP_LEADER);
-        code = sdxfer_kernel_u32(leader + BTF_OFF_TASK_STRUCT_EXIT_CODE);
+        const char *leader = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, group_leader));
+        code = sdxfer_kernel_u32(leader + SDXFER_MEMBER(task_struct, exit_code));
     }
     exit_print(ctx, code);
     return 0;
@@ -69,11 +69,11 @@ static __always_inline int ptrace_writes(__u64 request)
 TRACEPOINT_PROBE(syscalls, sys_exit_ptrace)
 {
     const char *regs = syscall_regs();
-    __s64 request = syscall_reg(regs, BTF_OFF_PT_REGS_DI);
+    __s64 request = syscall_reg(regs, SDXFER_MEMBER(pt_regs, di));
     if (!ptrace_writes(request))
         return 0;
-    ptrace_print(args, request, (__s32)syscall_reg(regs, BTF_OFF_PT_REGS_SI),
-                 syscall_reg(regs, BTF_OFF_PT_REGS_DX), args->ret);
+    ptrace_print(args, request, (__s32)syscall_reg(regs, SDXFER_MEMBER(pt_regs, si)),
+                 syscall_reg(regs, SDXFER_MEMBER(pt_regs, dx)), args->ret);
     return 0;
 }
 #endif
@@ -84,8 +84,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_ptrace)
 TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create)
 {
     const char *regs = syscall_regs();
-    memfd_create_print(args, (const char *)syscall_reg(regs, BTF_OFF_PT_REGS_DI),
-                       (__u32)syscall_reg(regs, BTF_OFF_PT_REGS_SI), args->ret);
+    memfd_create_print(args, (const char *)syscall_reg(regs, SDXFER_MEMBER(pt_regs, di)),
+                       (__u32)syscall_reg(regs, SDXFER_MEMBER(pt_regs, si)), args->ret);
     return 0;
 }
 #endif
@@ -98,10 +98,10 @@ TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create)
 TRACEPOINT_PROBE(syscalls, sys_exit_prctl)
 {
     const char *regs = syscall_regs();
-    __s32 option = (__s32)syscall_reg(regs, BTF_OFF_PT_REGS_DI);
+    __s32 option = (__s32)syscall_reg(regs, SDXFER_MEMBER(pt_regs, di));
     const char *name = NULL;
     if (option == PROCESS_PR_SET_NAME)
-        name = (const char *)syscall_reg(regs, BTF_OFF_PT_REGS_SI);
+        name = (const char *)syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
     prctl_print(args, option, name, args->ret);
     return 0;
 }
@@ -119,8 +119,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_setsid)
 /* ---- creds_change -------------------------------------------------------- */
 #if defined(HIDS_WANT_CREDS_CHANGE) || !defined(HIDS_SELECTED)
 /* capset's tracepoint arguments have the types cap_user_header_t and
- * cap_user_data_t, which BCC's generated argument struct needs declared. */
+ * cap_user_data_t, which BCC's generated argument struct needs declared
+ * (under CO-RE, vmlinux.h declares them). */
+#ifndef SDXFER_CORE
 #include <linux/capability.h>
+#endif
 
 #define CREDS_GROUPS_HASHED 32  /* supplementary groups compared, from the first */
 
@@ -138,51 +141,69 @@ _Static_assert(sizeof(struct creds_snapshot) % 8 == 0, "compared as u64 words");
 /* One entry per thread inside one of these calls, deleted at its sys_exit;
  * LRU, so entries of threads that never got there (killed in the call)
  * cannot fill the table. */
+#ifdef SDXFER_CORE
+HIDS_LRU_HASH(process_creds_before, __u32, struct creds_snapshot, 10240);
+#else
 BPF_TABLE("lru_hash", __u32, struct creds_snapshot, process_creds_before, 10240);
+static __always_inline struct creds_snapshot *process_creds_before_lookup(__u32 *tid)
+{
+    return process_creds_before.lookup(tid);
+}
+static __always_inline void process_creds_before_update(__u32 *tid, struct creds_snapshot *snap)
+{
+    process_creds_before.update(tid, snap);
+}
+static __always_inline void process_creds_before_delete(__u32 *tid)
+{
+    process_creds_before.delete(tid);
+}
+#endif
 
 static __always_inline void read_creds(struct creds_snapshot *snap, int with_groups)
 {
     const char *task = (const char *)bpf_get_current_task();
-    const char *cred = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_CRED);
-#if BTF_OFF_CRED_GID == BTF_OFF_CRED_UID + 4 && BTF_OFF_CRED_SUID == BTF_OFF_CRED_UID + 8 && \
-    BTF_OFF_CRED_SGID == BTF_OFF_CRED_UID + 12 && BTF_OFF_CRED_EUID == BTF_OFF_CRED_UID + 16 && \
-    BTF_OFF_CRED_EGID == BTF_OFF_CRED_UID + 20 && BTF_OFF_CRED_FSUID == BTF_OFF_CRED_UID + 24 && \
-    BTF_OFF_CRED_FSGID == BTF_OFF_CRED_UID + 28
-    /* struct cred keeps the eight ids side by side, in sdxfer_creds' order */
-    if (bpf_probe_read_kernel(&snap->ids, sizeof(snap->ids), cred + BTF_OFF_CRED_UID) < 0)
-        __builtin_memset(&snap->ids, 0, sizeof(snap->ids));
-#else
-    snap->ids.uid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_UID);
-    snap->ids.gid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_GID);
-    snap->ids.suid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_SUID);
-    snap->ids.sgid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_SGID);
-    snap->ids.euid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_EUID);
-    snap->ids.egid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_EGID);
-    snap->ids.fsuid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_FSUID);
-    snap->ids.fsgid = sdxfer_kernel_u32(cred + BTF_OFF_CRED_FSGID);
-#endif
-#if BTF_OFF_CRED_CAP_PERMITTED == BTF_OFF_CRED_CAP_INHERITABLE + 8 && \
-    BTF_OFF_CRED_CAP_EFFECTIVE == BTF_OFF_CRED_CAP_INHERITABLE + 16 && \
-    BTF_OFF_CRED_CAP_BSET == BTF_OFF_CRED_CAP_INHERITABLE + 24 && \
-    BTF_OFF_CRED_CAP_AMBIENT == BTF_OFF_CRED_CAP_INHERITABLE + 32
-    if (bpf_probe_read_kernel(snap->caps, sizeof(snap->caps), cred + BTF_OFF_CRED_CAP_INHERITABLE) < 0)
-        __builtin_memset(snap->caps, 0, sizeof(snap->caps));
-#else
-    snap->caps[0] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_INHERITABLE);
-    snap->caps[1] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_PERMITTED);
-    snap->caps[2] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_EFFECTIVE);
-    snap->caps[3] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_BSET);
-    snap->caps[4] = sdxfer_kernel_u64(cred + BTF_OFF_CRED_CAP_AMBIENT);
-#endif
+    const char *cred = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, cred));
+    /* Constants under BCC (clang keeps one branch); relocated under CO-RE,
+     * where the verifier walks only the branch they select. */
+    const __u32 uid = SDXFER_MEMBER(cred, uid);
+    if (SDXFER_MEMBER(cred, gid) == uid + 4 && SDXFER_MEMBER(cred, suid) == uid + 8 &&
+        SDXFER_MEMBER(cred, sgid) == uid + 12 && SDXFER_MEMBER(cred, euid) == uid + 16 &&
+        SDXFER_MEMBER(cred, egid) == uid + 20 && SDXFER_MEMBER(cred, fsuid) == uid + 24 &&
+        SDXFER_MEMBER(cred, fsgid) == uid + 28) {
+        /* struct cred keeps the eight ids side by side, in sdxfer_creds' order */
+        if (bpf_probe_read_kernel(&snap->ids, sizeof(snap->ids), cred + uid) < 0)
+            __builtin_memset(&snap->ids, 0, sizeof(snap->ids));
+    } else {
+        snap->ids.uid = sdxfer_kernel_u32(cred + uid);
+        snap->ids.gid = sdxfer_kernel_u32(cred + SDXFER_MEMBER(cred, gid));
+        snap->ids.suid = sdxfer_kernel_u32(cred + SDXFER_MEMBER(cred, suid));
+        snap->ids.sgid = sdxfer_kernel_u32(cred + SDXFER_MEMBER(cred, sgid));
+        snap->ids.euid = sdxfer_kernel_u32(cred + SDXFER_MEMBER(cred, euid));
+        snap->ids.egid = sdxfer_kernel_u32(cred + SDXFER_MEMBER(cred, egid));
+        snap->ids.fsuid = sdxfer_kernel_u32(cred + SDXFER_MEMBER(cred, fsuid));
+        snap->ids.fsgid = sdxfer_kernel_u32(cred + SDXFER_MEMBER(cred, fsgid));
+    }
+    const __u32 caps = SDXFER_MEMBER(cred, cap_inheritable);
+    if (SDXFER_MEMBER(cred, cap_permitted) == caps + 8 && SDXFER_MEMBER(cred, cap_effective) == caps + 16 &&
+        SDXFER_MEMBER(cred, cap_bset) == caps + 24 && SDXFER_MEMBER(cred, cap_ambient) == caps + 32) {
+        if (bpf_probe_read_kernel(snap->caps, sizeof(snap->caps), cred + caps) < 0)
+            __builtin_memset(snap->caps, 0, sizeof(snap->caps));
+    } else {
+        snap->caps[0] = sdxfer_kernel_u64(cred + caps);
+        snap->caps[1] = sdxfer_kernel_u64(cred + SDXFER_MEMBER(cred, cap_permitted));
+        snap->caps[2] = sdxfer_kernel_u64(cred + SDXFER_MEMBER(cred, cap_effective));
+        snap->caps[3] = sdxfer_kernel_u64(cred + SDXFER_MEMBER(cred, cap_bset));
+        snap->caps[4] = sdxfer_kernel_u64(cred + SDXFER_MEMBER(cred, cap_ambient));
+    }
     snap->ngroups = 0;
     snap->groups_hash = 0;
     if (!with_groups)
         return;
-    const char *groups = (const char *)sdxfer_kernel_u64(cred + BTF_OFF_CRED_GROUP_INFO);
-    __u32 ngroups = sdxfer_kernel_u32(groups + BTF_OFF_GROUP_INFO_NGROUPS);
+    const char *groups = (const char *)sdxfer_kernel_u64(cred + SDXFER_MEMBER(cred, group_info));
+    __u32 ngroups = sdxfer_kernel_u32(groups + SDXFER_MEMBER(group_info, ngroups));
     __u32 hash = 2166136261U;  /* FNV-1a over the gids */
     for (__u32 i = 0; i < CREDS_GROUPS_HASHED && i < ngroups; i++)
-        hash = (hash ^ sdxfer_kernel_u32(groups + BTF_OFF_GROUP_INFO_GID + 4 * i)) * 16777619U;
+        hash = (hash ^ sdxfer_kernel_u32(groups + SDXFER_MEMBER(group_info, gid) + 4 * i)) * 16777619U;
     snap->ngroups = ngroups;
     snap->groups_hash = hash;
 }
@@ -201,7 +222,7 @@ static __always_inline int creds_enter(int with_groups)
     __u32 tid = bpf_get_current_pid_tgid();
     struct creds_snapshot snap;
     read_creds(&snap, with_groups);
-    process_creds_before.update(&tid, &snap);
+    process_creds_before_update(&tid, &snap);
     return 0;
 }
 
@@ -215,21 +236,21 @@ static __always_inline int creds_enter(int with_groups)
 static __always_inline int creds_exit(void *ctx, const char *syscall, long ret, int kind)
 {
     __u32 tid = bpf_get_current_pid_tgid();
-    struct creds_snapshot *before = process_creds_before.lookup(&tid);
+    struct creds_snapshot *before = process_creds_before_lookup(&tid);
     if (!before)
         return 0;
     struct creds_snapshot after;
     read_creds(&after, kind == CREDS_GROUPS);
     int report = ret < 0 || creds_differ(before, &after);
     if (kind == CREDS_FSUID || kind == CREDS_FSGID) {
-        __u32 asked = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_DI);
+        __u32 asked = syscall_reg(syscall_regs(), SDXFER_MEMBER(pt_regs, di));
         __u32 had = kind == CREDS_FSUID ? before->ids.fsuid : before->ids.fsgid;
         __u32 has = kind == CREDS_FSUID ? after.ids.fsuid : after.ids.fsgid;
         report = creds_differ(before, &after) || (asked != (__u32)-1 && asked != had && has == had);
     }
     if (report)
         creds_change_print(ctx, syscall, &before->ids, &after.ids, ret);
-    process_creds_before.delete(&tid);
+    process_creds_before_delete(&tid);
     return 0;
 }
 
@@ -288,7 +309,7 @@ static __always_inline int report_kmod_load(void *ctx, int finit, long ret, cons
     __s32 fd = -1;
     if (finit) {
         __builtin_memcpy(syscall, "finit_module", sizeof("finit_module"));
-        fd = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_DI);  /* finit_module(fd, uargs, flags) */
+        fd = syscall_reg(syscall_regs(), SDXFER_MEMBER(pt_regs, di));  /* finit_module(fd, uargs, flags) */
     }
     kmod_load_print(ctx, syscall, name, fd, ret);
     return 0;
@@ -301,25 +322,41 @@ static __always_inline int report_kmod_load(void *ctx, int finit, long ret, cons
 struct kmod_name {
     char name[KMOD_NAME_MAX];
 };
+#ifdef SDXFER_CORE
+HIDS_LRU_HASH(process_kmod_names, __u32, struct kmod_name, 1024);
+#else
 BPF_TABLE("lru_hash", __u32, struct kmod_name, process_kmod_names, 1024);
+static __always_inline struct kmod_name *process_kmod_names_lookup(__u32 *tid)
+{
+    return process_kmod_names.lookup(tid);
+}
+static __always_inline void process_kmod_names_update(__u32 *tid, struct kmod_name *name)
+{
+    process_kmod_names.update(tid, name);
+}
+static __always_inline void process_kmod_names_delete(__u32 *tid)
+{
+    process_kmod_names.delete(tid);
+}
+#endif
 
 /* TP_PROTO(struct module *mod) */
 RAW_TRACEPOINT_PROBE(module_load)
 {
     __u32 tid = bpf_get_current_pid_tgid();
     struct kmod_name found = {};
-    bpf_probe_read_kernel_str(found.name, sizeof(found.name), (const char *)ctx->args[0] + BTF_OFF_MODULE_NAME);
-    process_kmod_names.update(&tid, &found);
+    bpf_probe_read_kernel_str(found.name, sizeof(found.name), (const char *)ctx->args[0] + SDXFER_MEMBER(module, name));
+    process_kmod_names_update(&tid, &found);
     return 0;
 }
 
 static __always_inline int report_kmod_syscall(void *ctx, int finit, long ret)
 {
     __u32 tid = bpf_get_current_pid_tgid();
-    struct kmod_name *found = process_kmod_names.lookup(&tid);
+    struct kmod_name *found = process_kmod_names_lookup(&tid);
     report_kmod_load(ctx, finit, ret, found ? found->name : SDXFER_UNKNOWN);
     if (found)
-        process_kmod_names.delete(&tid);
+        process_kmod_names_delete(&tid);
     return 0;
 }
 
@@ -341,11 +378,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
     /* runs for every syscall of the host: a plain load, not a probe read */
-    __u64 nr = syscall_reg(syscall_regs(), BTF_OFF_PT_REGS_ORIG_AX);
+    __u64 nr = syscall_reg(syscall_regs(), SDXFER_MEMBER(pt_regs, orig_ax));
     if (nr != PROCESS_NR_INIT_MODULE && nr != PROCESS_NR_FINIT_MODULE)
         return 0;
     const char *task = (const char *)bpf_get_current_task();
-    if (sdxfer_kernel_u32(task + BTF_OFF_TASK_STRUCT_THREAD_INFO_STATUS) & PROCESS_TS_COMPAT)
+    if (sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, thread_info) + SDXFER_MEMBER(thread_info, status)) & PROCESS_TS_COMPAT)
         return 0;
     /* no module name here (and without module support the kernel never
      * reads the image) */

@@ -44,11 +44,11 @@ static __always_inline const char *file_of_fd(__s32 fd)
     if (fd < 0)
         return NULL;
     const char *task = (const char *)bpf_get_current_task();
-    const char *files = (const char *)sdxfer_kernel_u64(task + BTF_OFF_TASK_STRUCT_FILES);
-    const char *fdt = (const char *)sdxfer_kernel_u64(files + BTF_OFF_FILES_STRUCT_FDT);
-    if (!fdt || (__u32)fd >= sdxfer_kernel_u32(fdt + BTF_OFF_FDTABLE_MAX_FDS))
+    const char *files = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, files));
+    const char *fdt = (const char *)sdxfer_kernel_u64(files + SDXFER_MEMBER(files_struct, fdt));
+    if (!fdt || (__u32)fd >= sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)))
         return NULL;
-    const char *fds = (const char *)sdxfer_kernel_u64(fdt + BTF_OFF_FDTABLE_FD);
+    const char *fds = (const char *)sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd));
     return (const char *)sdxfer_kernel_u64(fds + 8 * (__u64)fd);
 }
 
@@ -59,22 +59,28 @@ static __always_inline const char *sock_of_fd(__s32 fd)
     const char *file = file_of_fd(fd);
     if (!file)
         return NULL;
-    const char *inode = (const char *)sdxfer_kernel_u64(file + BTF_OFF_FILE_F_INODE);
-    if ((read_kernel_u16(inode + BTF_OFF_INODE_I_MODE) & NET_S_IFMT) != NET_S_IFSOCK)
+    const char *inode = (const char *)sdxfer_kernel_u64(file + SDXFER_MEMBER(file, f_inode));
+    if ((read_kernel_u16(inode + SDXFER_MEMBER(inode, i_mode)) & NET_S_IFMT) != NET_S_IFSOCK)
         return NULL;
-    const char *socket = (const char *)sdxfer_kernel_u64(file + BTF_OFF_FILE_PRIVATE_DATA);
-    return (const char *)sdxfer_kernel_u64(socket + BTF_OFF_SOCKET_SK);
+    const char *socket = (const char *)sdxfer_kernel_u64(file + SDXFER_MEMBER(file, private_data));
+    return (const char *)sdxfer_kernel_u64(socket + SDXFER_MEMBER(socket, sk));
+}
+
+/* struct sock's embedded struct sock_common (two relocations under CO-RE). */
+static __always_inline const char *sk_common(const char *sk)
+{
+    return sk + SDXFER_MEMBER(sock, __sk_common);
 }
 
 static __always_inline __u16 sock_family(const char *sk)
 {
-    return sk ? read_kernel_u16(sk + BTF_OFF_SOCK___SK_COMMON_SKC_FAMILY) : 0;
+    return sk ? read_kernel_u16(sk_common(sk) + SDXFER_MEMBER(sock_common, skc_family)) : 0;
 }
 
 /* IPPROTO_* of a socket, 0 for none. */
 static __always_inline __u16 sock_protocol(const char *sk)
 {
-    return sk ? read_kernel_u16(sk + BTF_OFF_SOCK_SK_PROTOCOL) : 0;
+    return sk ? read_kernel_u16(sk + SDXFER_MEMBER(sock, sk_protocol)) : 0;
 }
 
 /* A socket's own address now, as getsockname(2) gives it: rcv_saddr, and
@@ -88,11 +94,11 @@ static __always_inline void sock_local(const char *sk, struct sdxfer_sockaddr *a
     addr->family = sock_family(sk);
     if (!is_inet(addr->family))
         return;
-    addr->port = read_kernel_u16(sk + BTF_OFF_INET_SOCK_INET_SPORT);
+    addr->port = read_kernel_u16(sk + SDXFER_MEMBER(inet_sock, inet_sport));
     if (addr->family == NET_AF_INET)
-        bpf_probe_read_kernel(addr->addr, 4, sk + BTF_OFF_SOCK___SK_COMMON_SKC_RCV_SADDR);
+        bpf_probe_read_kernel(addr->addr, 4, sk_common(sk) + SDXFER_MEMBER(sock_common, skc_rcv_saddr));
     else
-        bpf_probe_read_kernel(addr->addr, 16, sk + BTF_OFF_SOCK___SK_COMMON_SKC_V6_RCV_SADDR);
+        bpf_probe_read_kernel(addr->addr, 16, sk_common(sk) + SDXFER_MEMBER(sock_common, skc_v6_rcv_saddr));
 }
 
 /* A socket's peer (daddr and dport, already in network order). */
@@ -102,11 +108,11 @@ static __always_inline void sock_peer(const char *sk, struct sdxfer_sockaddr *ad
     addr->family = sock_family(sk);
     if (!is_inet(addr->family))
         return;
-    addr->port = read_kernel_u16(sk + BTF_OFF_SOCK___SK_COMMON_SKC_DPORT);
+    addr->port = read_kernel_u16(sk_common(sk) + SDXFER_MEMBER(sock_common, skc_dport));
     if (addr->family == NET_AF_INET)
-        bpf_probe_read_kernel(addr->addr, 4, sk + BTF_OFF_SOCK___SK_COMMON_SKC_DADDR);
+        bpf_probe_read_kernel(addr->addr, 4, sk_common(sk) + SDXFER_MEMBER(sock_common, skc_daddr));
     else
-        bpf_probe_read_kernel(addr->addr, 16, sk + BTF_OFF_SOCK___SK_COMMON_SKC_V6_DADDR);
+        bpf_probe_read_kernel(addr->addr, 16, sk_common(sk) + SDXFER_MEMBER(sock_common, skc_v6_daddr));
 }
 
 /* A caller's struct sockaddr of addrlen bytes, converted: sockaddr_in keeps

@@ -71,11 +71,13 @@ def core_relocation_bytes(obj: Path, tmp_path: Path) -> int:
     return struct.unpack_from("<I", data, 28)[0]
 
 
-def load_all(obj: Path) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """bpftool prog loadall (libbpf's debug log kept): the verifier's answer and the programs pinned."""
+def load_all(obj: Path, debug: bool = True) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """bpftool prog loadall: the verifier's answer and the programs pinned. With debug, libbpf's
+    log (relocations) is kept, but every program is verified with a verbose log: far slower."""
     pins = Path(f"/sys/fs/bpf/sdxfer-test-{os.getpid()}")
     try:
-        done = subprocess.run(["bpftool", "-d", "prog", "loadall", str(obj), str(pins)], capture_output=True, text=True)
+        done = subprocess.run(["bpftool", *(["-d"] if debug else []), "prog", "loadall", str(obj), str(pins)],
+                              capture_output=True, text=True)
         return done, set(os.listdir(pins)) if pins.is_dir() else set()
     finally:
         subprocess.run(["rm", "-rf", str(pins)], check=True)

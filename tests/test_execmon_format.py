@@ -249,7 +249,7 @@ def test_transport_choices_come_from_the_loader():
 def test_ebpf_prints_the_program_and_exits(transport, output, capsys):
     assert execmon.main(["--ebpf", "--transport", transport]) == 0
     text = capsys.readouterr().out
-    assert "#define BTF_OFF_TASK_STRUCT_MM" in text
+    assert "#define BTF_OFF_task_struct_mm " in text  # SDXFER_MEMBER(task_struct, mm), resolved under BCC
     assert "RAW_TRACEPOINT_PROBE(sched_process_exec)" in text and "exec_print(" in text
     assert output in text
     assert '#include "xfer.h"' not in text

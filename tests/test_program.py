@@ -126,7 +126,8 @@ def test_assembly_resolves_what_the_program_uses_and_passes_defines(tmp_path):
     assert "parent_tgid" in assembly.text  # bpf/helpers.h, inlined
     kernel = btf.load(program.BTF_PATH)
     assert f"-DBTF_OFF_TASK_STRUCT_TGID={kernel.offsetof('task_struct', 'tgid')}" in assembly.cflags
-    assert f"-DBTF_OFF_TASK_STRUCT_REAL_PARENT={kernel.offsetof('task_struct', 'real_parent')}" in assembly.cflags
+    # helpers.h's SDXFER_MEMBER(task_struct, real_parent), under BCC
+    assert f"-DBTF_OFF_task_struct_real_parent={kernel.offsetof('task_struct', 'real_parent')}" in assembly.cflags
     assert {"-DTARGET_PID=42", "-DFLAG", "-DSDXFER_RINGBUF"} <= set(assembly.cflags)
     shown = assembly.with_defines()
     assert "#define TARGET_PID 42" in shown and "#define FLAG\n" in shown
