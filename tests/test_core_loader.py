@@ -85,11 +85,13 @@ def test_an_objects_read_only_globals_are_found_by_name_and_set_before_load(tmp_
     try:
         places = opened.globals()
         assert {name: size for name, (_, size) in places.items()} == {
-            "sdxfer_filter_pid": 8, "sdxfer_filter_uid": 8, "sdxfer_filter_mntns": 8, "sdxfer_wakeup_every": 4}
+            "sdxfer_filter_pid": 8, "sdxfer_filter_uid": 8, "sdxfer_filter_mntns": 8, "sdxfer_filter_not_tgid": 8,
+            "sdxfer_wakeup_every": 4}
         opened.set_read_only({"sdxfer_filter_uid": 1000, "sdxfer_wakeup_every": 7})
         data = opened.map(".rodata").initial_value()
         read = {name: int.from_bytes(data[at:at + size], "little") for name, (at, size) in places.items()}
         assert read == {"sdxfer_filter_pid": 2**64 - 1, "sdxfer_filter_uid": 1000, "sdxfer_filter_mntns": 2**64 - 1,
+                        "sdxfer_filter_not_tgid": 2**64 - 1,
                         "sdxfer_wakeup_every": 7}
         with pytest.raises(ProbeError, match="^<object bytes> has no read-only global nope: rebuild it"):
             opened.set_read_only({"nope": 1})
@@ -174,6 +176,26 @@ def test_a_pid_filter_is_a_read_only_global_of_one_object(tutorial):
     try:
         # the object's bytes, as well as its path
         with Sensor(obj.read_bytes(), schema=tutorial / "events.yaml", event_filter=EventFilter(pid=child.pid)) as sensor:
+            open_missing(tutorial, [("by-me", os.O_RDONLY)])
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "done\n"
+            events = opened_events(sensor, tutorial, 1)
+            sensor.detach()
+            events += [e for e in sensor.decoded(sensor.drain()) if e.path.startswith(str(tutorial))]
+    finally:
+        child.communicate("end\n")
+    assert [(e.pid, e.path) for e in events] == [(child.pid, str(tutorial / "by-child"))]
+
+
+@live
+def test_the_process_left_out_is_a_read_only_global_too(tutorial):
+    """What --include-self turns off: the loading process's own events never sent."""
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "perf")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tutorial / "by-child")], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        with Sensor(obj, schema=tutorial / "events.yaml", event_filter=EventFilter(not_tgid=os.getpid())) as sensor:
             open_missing(tutorial, [("by-me", os.O_RDONLY)])
             child.stdin.write("go\n")
             child.stdin.flush()

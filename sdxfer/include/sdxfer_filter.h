@@ -16,8 +16,9 @@
  *
  * With none of them, sdxfer_wanted() is the constant 1 and costs nothing.
  *
- * In a CO-RE object (SDXFER_CORE) the pid, uid and mount namespace are
- * read-only globals sdxfer_filter_pid/_uid/_mntns instead, which a loader
+ * In a CO-RE object (SDXFER_CORE) the pid, uid, mount namespace and the
+ * process left out are read-only globals sdxfer_filter_pid/_uid/_mntns/
+ * _not_tgid instead, which a loader
  * sets before load (a -D gives their initial value; SDXFER_FILTER_ANY: no
  * filter), so one object serves every run: the verifier drops the tests of
  * the filters left off. SDXFER_FILTER_CHILDREN and SDXFER_FILTER_CGROUP stay
@@ -41,19 +42,27 @@
 #ifndef SDXFER_FILTER_MNTNS
 #define SDXFER_FILTER_MNTNS SDXFER_FILTER_ANY
 #endif
+#ifndef SDXFER_FILTER_NOT_TGID
+#define SDXFER_FILTER_NOT_TGID SDXFER_FILTER_ANY
+#endif
 const volatile __u64 sdxfer_filter_pid = SDXFER_FILTER_PID;
 const volatile __u64 sdxfer_filter_uid = SDXFER_FILTER_UID;
 const volatile __u64 sdxfer_filter_mntns = SDXFER_FILTER_MNTNS;
+const volatile __u64 sdxfer_filter_not_tgid = SDXFER_FILTER_NOT_TGID;
 #undef SDXFER_FILTER_PID
 #undef SDXFER_FILTER_UID
 #undef SDXFER_FILTER_MNTNS
+#undef SDXFER_FILTER_NOT_TGID
 #define SDXFER_FILTER_PID sdxfer_filter_pid
 #define SDXFER_FILTER_UID sdxfer_filter_uid
 #define SDXFER_FILTER_MNTNS sdxfer_filter_mntns
+#define SDXFER_FILTER_NOT_TGID sdxfer_filter_not_tgid
 /* A value filter the loader left off passes everything. */
 #define sdxfer_filter_refuses(wanted, value) ((wanted) != SDXFER_FILTER_ANY && (value) != (__u32)(wanted))
+#define sdxfer_filter_excludes(unwanted, value) ((unwanted) != SDXFER_FILTER_ANY && (value) == (__u32)(unwanted))
 #else
 #define sdxfer_filter_refuses(wanted, value) ((value) != (__u32)(wanted))
+#define sdxfer_filter_excludes(unwanted, value) ((value) == (__u32)(unwanted))
 #endif
 
 /* task->nsproxy->mnt_ns->ns.inum: the task's mount namespace */
@@ -67,7 +76,7 @@ static __always_inline __u32 sdxfer_task_mntns(const char *task)
 static __always_inline int sdxfer_wanted(void)
 {
 #ifdef SDXFER_FILTER_NOT_TGID
-    if ((__u32)(bpf_get_current_pid_tgid() >> 32) == (__u32)(SDXFER_FILTER_NOT_TGID))
+    if (sdxfer_filter_excludes(SDXFER_FILTER_NOT_TGID, bpf_get_current_pid_tgid() >> 32))
         return 0;
 #endif
 #ifdef SDXFER_FILTER_PID

@@ -22,7 +22,8 @@ from .filters import EventFilter
 from .program import SchemaCode, transport_flags
 from .readers import PAGE_SIZE, PerfReader, RingReader
 
-FILTER_GLOBALS = {"pid": "sdxfer_filter_pid", "uid": "sdxfer_filter_uid", "mntns": "sdxfer_filter_mntns"}
+FILTER_GLOBALS = {"pid": "sdxfer_filter_pid", "uid": "sdxfer_filter_uid", "mntns": "sdxfer_filter_mntns",
+                  "not_tgid": "sdxfer_filter_not_tgid"}
 ONLINE_CPUS = Path("/sys/devices/system/cpu/online")
 
 # perf_event_open(2) for a BPF output buffer: struct perf_event_attr up to
@@ -94,8 +95,6 @@ class CoreProbe:
             raise
 
     def _filter_globals(self, event_filter: EventFilter) -> dict[str, int]:
-        if event_filter.not_tgid is not None:
-            raise ProbeError("a built object cannot leave a process out (SDXFER_FILTER_NOT_TGID is a -D of BCC builds)")
         for wanted, name, flag in ((event_filter.children, record.FOLLOWED_MAP, "SDXFER_FILTER_CHILDREN"),
                                    (event_filter.cgroup is not None, record.CGROUP_MAP, "SDXFER_FILTER_CGROUP")):
             if wanted != (self._object.find_map(name) is not None):
@@ -105,7 +104,7 @@ class CoreProbe:
         # filter not asked for keeps the object's initial value (its build's
         # -D, else off).
         values = {"pid": None if event_filter.children else event_filter.pid,
-                  "uid": event_filter.uid, "mntns": event_filter.mntns}
+                  "uid": event_filter.uid, "mntns": event_filter.mntns, "not_tgid": event_filter.not_tgid}
         return {FILTER_GLOBALS[key]: value for key, value in values.items() if value is not None}
 
     def _fill_rest_programs(self) -> None:
