@@ -168,14 +168,13 @@ sys.stdin.readline()
 """
 
 
-@live
-def test_a_pid_filter_is_a_read_only_global_of_one_object(tutorial):
-    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "perf")
+def opened_with(tutorial, program, event_filter) -> tuple[list, int]:
+    """The opens of this process and of a child (its pid too), as a probe reports them loaded with
+    event_filter(the child's pid)."""
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tutorial / "by-child")], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:
-        # the object's bytes, as well as its path
-        with Sensor(obj.read_bytes(), schema=tutorial / "events.yaml", event_filter=EventFilter(pid=child.pid)) as sensor:
+        with Sensor(program, schema=tutorial / "events.yaml", event_filter=event_filter(child.pid)) as sensor:
             open_missing(tutorial, [("by-me", os.O_RDONLY)])
             child.stdin.write("go\n")
             child.stdin.flush()
@@ -185,27 +184,23 @@ def test_a_pid_filter_is_a_read_only_global_of_one_object(tutorial):
             events += [e for e in sensor.decoded(sensor.drain()) if e.path.startswith(str(tutorial))]
     finally:
         child.communicate("end\n")
-    assert [(e.pid, e.path) for e in events] == [(child.pid, str(tutorial / "by-child"))]
+    return [(e.pid, e.path) for e in events], child.pid
+
+
+@live
+def test_a_pid_filter_is_a_read_only_global_of_one_object(tutorial):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "perf")
+    # the object's bytes, as well as its path
+    events, child = opened_with(tutorial, obj.read_bytes(), lambda child: EventFilter(pid=child))
+    assert events == [(child, str(tutorial / "by-child"))]
 
 
 @live
 def test_the_process_left_out_is_a_read_only_global_too(tutorial):
     """What --include-self turns off: the loading process's own events never sent."""
     obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "perf")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tutorial / "by-child")], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        with Sensor(obj, schema=tutorial / "events.yaml", event_filter=EventFilter(not_tgid=os.getpid())) as sensor:
-            open_missing(tutorial, [("by-me", os.O_RDONLY)])
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert child.stdout.readline() == "done\n"
-            events = opened_events(sensor, tutorial, 1)
-            sensor.detach()
-            events += [e for e in sensor.decoded(sensor.drain()) if e.path.startswith(str(tutorial))]
-    finally:
-        child.communicate("end\n")
-    assert [(e.pid, e.path) for e in events] == [(child.pid, str(tutorial / "by-child"))]
+    events, child = opened_with(tutorial, obj, lambda child: EventFilter(not_tgid=os.getpid()))
+    assert events == [(child, str(tutorial / "by-child"))]
 
 
 @live
