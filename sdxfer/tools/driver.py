@@ -278,8 +278,6 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     started = time.monotonic()
     selection = event_filter(args)
     built = is_object(probe.program)
-    if built:  # its header has no global for it: the object reports this process too
-        selection = selection._replace(not_tgid=None)
     options = {"schema": probe.schema, "transport": args.transport or TRANSPORTS[0],
                "defines": {**probe.defines, **selection.defines()}}
     output = None
