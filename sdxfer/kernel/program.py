@@ -11,6 +11,7 @@ Nothing here loads anything: `assemble` is what Sensor compiles and what
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -92,22 +93,36 @@ class SchemaCode(NamedTuple):
 
 
 def schema_code(schema: str | Path | None) -> SchemaCode:
-    """The shipped schema's committed files, or any schema generated in memory."""
-    from ..stream.decoder import Decoder
-
+    """The shipped schema's committed files, or any schema generated in memory
+    (once per version of the schema and its lock: a tool asks several times at start)."""
     if schema is None:
         from .. import default_decoder
         from ..generated import events
 
         header = (Path(events.__file__).parent / "xfer.h").read_text()
         return SchemaCode(header, default_decoder(), tuple(spec.cls.name for spec in events.EVENTS))
+    return _generated_code(str(schema), _file_stamp(Path(schema)), _file_stamp(Path(schema).with_suffix(".lock")))
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """What changes when a file is written (None: it is not there, which generation reports)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _generated_code(schema: str, *stamps) -> SchemaCode:
     from ..codegen import SchemaError, generate  # the generator is needed only for other schemas
+    from ..stream.decoder import Decoder
 
     try:
-        files = generate(str(schema))
+        files = generate(schema)
     except SchemaError as exc:
         raise ProbeError(f"schema {schema}: {'; '.join(str(p) for p in exc.problems)}") from None
-    module = Decoder.module_from_source(files["events.py"], str(schema))
+    module = Decoder.module_from_source(files["events.py"], schema)
     return SchemaCode(files["xfer.h"], Decoder.from_module(module), tuple(spec.cls.name for spec in module.EVENTS))
 
 
