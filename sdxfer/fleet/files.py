@@ -38,6 +38,15 @@ class Drops:
             self.notes.append(f"{where}: {reason}: events dropped (all are counted at exit)")
 
 
+def _not_private(info: os.stat_result, mode: str) -> str | None:
+    """Why a file or directory is not this user's alone (None: it is)."""
+    if info.st_uid != os.geteuid():
+        return f"owned by uid {info.st_uid}, not this user ({os.geteuid()})"
+    if info.st_mode & 0o077:
+        return f"mode {stat.S_IMODE(info.st_mode):o} lets others in (chmod {mode})"
+    return None
+
+
 def open_private(path: str | Path, flags: int) -> int:
     """A descriptor on a regular file of this user's that nobody else may
     read: never through a symbolic link, made 0600 (with O_CREAT in flags);
@@ -49,10 +58,7 @@ def open_private(path: str | Path, flags: int) -> int:
             raise PermissionError(f"{path}: a symbolic link (refused: it may point anywhere)") from None
         raise
     info = os.fstat(fd)
-    problem = ("not a regular file" if not stat.S_ISREG(info.st_mode)
-               else f"owned by uid {info.st_uid}, not this user ({os.geteuid()})" if info.st_uid != os.geteuid()
-               else f"mode {stat.S_IMODE(info.st_mode):o} lets others in (chmod 600)"
-               if info.st_mode & 0o077 else None)
+    problem = "not a regular file" if not stat.S_ISREG(info.st_mode) else _not_private(info, "600")
     if problem:
         os.close(fd)
         raise PermissionError(f"{path}: {problem}")
@@ -69,10 +75,7 @@ def private_dir(path: str | Path) -> Path:
         pass  # checked below, whatever it is
     info = os.lstat(path)
     problem = ("a symbolic link (refused: it may point anywhere)" if stat.S_ISLNK(info.st_mode)
-               else "not a directory" if not stat.S_ISDIR(info.st_mode)
-               else f"owned by uid {info.st_uid}, not this user ({os.geteuid()})" if info.st_uid != os.geteuid()
-               else f"mode {stat.S_IMODE(info.st_mode):o} lets others in (chmod 700)"
-               if info.st_mode & 0o077 else None)
+               else "not a directory" if not stat.S_ISDIR(info.st_mode) else _not_private(info, "700"))
     if problem:
         raise PermissionError(f"{path}: {problem}")
     return path

@@ -191,9 +191,7 @@ class RawOutput:
 class NatsOutput:
     def __init__(self, url: str, sender: Sender, args):
         from .backlog import Backlog
-        from .nats_io import HEADERS_ROOM, Connection, Endpoint, Sender as NatsSender, StreamLimits
-
-        from .nats_io import redacted
+        from .nats_io import HEADERS_ROOM, Connection, Endpoint, Sender as NatsSender, StreamLimits, redacted
 
         self.url, self.sender, self.json_wire = redacted(url), sender, args.wire == "json"
         self.flush_timeout = args.flush_timeout
