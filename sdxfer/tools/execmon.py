@@ -155,7 +155,9 @@ def options_from(args: argparse.Namespace) -> tuple[Options, Filter]:
 def formatter(args, clock: Clock) -> Formatter:
     options, event_filter = options_from(args)
     render = json_line if args.json else format_line
-    return Formatter(render=lambda event: render(event, options, clock), accept=event_filter.matches,
+    # -u is applied in the kernel and -n by the driver: not again per event here
+    accept = event_filter._replace(uid=None, comm=None).matches
+    return Formatter(render=lambda event: render(event, options, clock), accept=accept,
                      header=HEADER_BANNER + "\n" + header_line(options))
 
 
