@@ -1,4 +1,4 @@
-"""Sensor(backend="core"): objects `sdxfer build` wrote, loaded through the
+"""Sensor(backend="libbpf"): objects `sdxfer build` wrote, loaded through the
 system's libbpf (sdxfer.kernel.libbpf), read by the same readers, decoded to
 the same events as BCC gives for the same actions, on both transports."""
 import json
@@ -116,7 +116,7 @@ def test_the_tutorial_probe_gives_what_bcc_gives(tutorial, transport):
     actions = [("a-missing-file", os.O_RDONLY), ("another", os.O_RDONLY | os.O_CLOEXEC),
                ("x" * 200, os.O_WRONLY | os.O_NOFOLLOW)]
     runs = {}
-    for backend, program in (("bcc", tutorial / "open.bpf.c"), ("core", obj)):
+    for backend, program in (("bcc", tutorial / "open.bpf.c"), ("libbpf", obj)):
         mine = EventFilter(pid=os.getpid())
         with Sensor(program, schema=tutorial / "events.yaml", transport=transport, backend=backend,
                     event_filter=mine) as sensor:
@@ -124,11 +124,11 @@ def test_the_tutorial_probe_gives_what_bcc_gives(tutorial, transport):
             open_missing(tutorial, actions)
             runs[backend] = opened_events(sensor, tutorial, len(actions))
             assert sensor.stats.lost == 0 and sensor.records_sequenced() >= len(actions)
-    assert same_run(runs["core"]) == same_run(runs["bcc"])
+    assert same_run(runs["libbpf"]) == same_run(runs["bcc"])
     paths = [str(tutorial / name) for name, _ in actions]
-    assert [e.path for e in runs["core"]] == paths[:2] + [paths[2][:256]]  # the schema keeps 256 bytes
-    assert [e.truncated for e in runs["core"]] == [(), (), ("path",)]
-    assert {e.pid for e in runs["core"]} == {os.getpid()}
+    assert [e.path for e in runs["libbpf"]] == paths[:2] + [paths[2][:256]]  # the schema keeps 256 bytes
+    assert [e.truncated for e in runs["libbpf"]] == [(), (), ("path",)]
+    assert {e.pid for e in runs["libbpf"]} == {os.getpid()}
 
 
 @live
@@ -141,19 +141,19 @@ def test_spanning_fields_arrive_as_under_bcc(tmp_path, transport, by_tail_call):
     obj = built(SPANS_PROBE, SPANS_SCHEMA, tmp_path / "spans.bpf.o", transport, **defines)
     payload = b"".join(bytes([65 + i % 26]) * 99 + b"\0" for i in range(25))  # 2,500 bytes
     runs = {}
-    for backend, program, options in (("bcc", SPANS_PROBE, {"defines": defines}), ("core", obj, {})):
+    for backend, program, options in (("bcc", SPANS_PROBE, {"defines": defines}), ("libbpf", obj, {})):
         with Sensor(program, schema=SPANS_SCHEMA, transport=transport, backend=backend, **options) as sensor:
             write_bad_fd(payload)
             runs[backend] = collect(sensor, 1, "big")
             assert sensor.reassembler.pending == 0 and sensor.stats.continuations_lost == 0
             assert sensor.stats.delivered == 1
-    (event,) = runs["core"]
+    (event,) = runs["libbpf"]
     if by_tail_call:
         assert event.argv == [chunk.decode() for chunk in payload.split(b"\0")[:-1]]
         assert (event.n, event.data, event.lost) == (len(payload), payload[:1000], {"data": len(payload) - 1000})
     else:
         assert event.lost == {"argv": len(payload) - 64, "data": len(payload) - 32}
-    assert same_run(runs["core"]) == same_run(runs["bcc"])
+    assert same_run(runs["libbpf"]) == same_run(runs["bcc"])
 
 
 CHILD = """
@@ -210,7 +210,7 @@ def test_nothing_on_the_core_path_imports_bcc(tutorial):
             f"with Sensor({str(obj)!r}, schema={str(tutorial / 'events.yaml')!r}) as s:\n"
             "    print(s.backend, s.transport, s.programs_attached, 'bcc' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "core ringbuf 1 False\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "libbpf ringbuf 1 False\n", "")
 
 
 @live
@@ -235,12 +235,12 @@ def test_the_objects_transport_and_filters_are_its_build_and_said_in_one_line(tu
              ({"event_filter": EventFilter(pid=1, children=True)},
               f"{obj} was built without -D SDXFER_FILTER_CHILDREN: the filter asked for must match"),
              ({"defines": {"X": 1}}, "a built object takes its -D defines from sdxfer build, not at load"),
-             ({"backend": "bcc"}, f"BCC compiles C text, not the object {obj}: load it with backend='core'")]
+             ({"backend": "bcc"}, f"BCC compiles C text, not the object {obj}: load it with backend='libbpf'")]
     for options, message in cases:
         with pytest.raises(ProbeError) as error:
             Sensor(obj, schema=schema, **options)
         assert str(error.value) == message
-    with pytest.raises(ProbeError, match="^the core backend loads an object built by sdxfer build"):
+    with pytest.raises(ProbeError, match="^the libbpf backend loads an object built by sdxfer build"):
         Sensor(tutorial / "open.bpf.c", schema=schema, backend="core")
 
 

@@ -37,6 +37,21 @@ def check_core_environment() -> None:
     _check_tracefs()
 
 
+def ringbuf_available() -> bool:
+    """Whether this kernel has the BPF ring buffer (5.8 and later): the default
+    transport where it does, the perf buffer elsewhere."""
+    release = os.uname().release
+    try:
+        major, minor = (int(part) for part in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
+
+
+def default_transport() -> str:
+    return "ringbuf" if ringbuf_available() else "perf"
+
+
 def _check_root() -> None:
     if os.geteuid() != 0:
         raise ProbeError("the probe needs root (it loads eBPF programs): run it with sudo")

@@ -11,7 +11,7 @@ Loading goes, on the bcc backend (the default for C): check the host (root,
 bcc, kernel headers, tracefs) -> assemble the program (sdxfer.kernel.program:
 header generated from the schema, kernel offsets from BTF, -D flags) ->
 compile with BCC, programs loaded but not yet attached -> open the reader ->
-attach. The core backend (the default for an object `sdxfer build` wrote,
+attach. The libbpf backend (the default for an object `sdxfer build` wrote,
 `Sensor("probe.bpf.o", schema=...)`) loads it through the system's libbpf
 instead (sdxfer.kernel.core), with no bcc and no kernel headers; its
 transport is the one it was built for. Opening the reader first means no
@@ -35,11 +35,12 @@ from ..stream.reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, R
 from .bcc import BccProbe, load_failure  # noqa: F401  (load_failure: sdxfer.sensor.load_failure, kept)
 from .core import CoreProbe, is_object
 from .filters import EventFilter
-from .host import check_core_environment, check_environment
+from .host import check_core_environment, check_environment, default_transport
 from .program import TRANSPORTS, Assembly, assemble, schema_code
 from .readers import Record
 
-BACKENDS = ("bcc", "core")
+BACKENDS = ("libbpf", "bcc")
+BACKEND_ALIASES = {"core": "libbpf"}  # the name it had before the issue named it
 
 __all__ = ["BACKENDS", "EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "StreamDecoder", "TRANSPORTS",
            "check_environment"]
@@ -69,14 +70,14 @@ class Sensor:
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS,
                  event_filter: EventFilter | None = None, backend: str | None = None):
         event_filter = event_filter or EventFilter()
-        backend = backend or ("core" if is_object(program) else "bcc")
+        backend = BACKEND_ALIASES.get(backend, backend) or ("libbpf" if is_object(program) else "bcc")
         if backend not in BACKENDS:
             raise ProbeError(f"unknown backend {backend!r}: choose {' or '.join(BACKENDS)}")
         self.backend = backend
         self.assembly: Assembly | None = None
-        if backend == "core":
+        if backend == "libbpf":
             if not is_object(program):
-                raise ProbeError("the core backend loads an object built by sdxfer build (a .o file or its bytes)")
+                raise ProbeError("the libbpf backend loads an object built by sdxfer build (a .o file or its bytes)")
             if defines:
                 raise ProbeError("a built object takes its -D defines from sdxfer build, not at load")
             code = schema_code(schema)
@@ -85,8 +86,8 @@ class Sensor:
                                     event_filter=event_filter)
         else:
             if is_object(program):
-                raise ProbeError(f"BCC compiles C text, not the object {program}: load it with backend='core'")
-            transport = transport or TRANSPORTS[0]
+                raise ProbeError(f"BCC compiles C text, not the object {program}: load it with backend='libbpf'")
+            transport = transport or default_transport()
             self.assembly = assemble(program, schema=schema, transport=transport,
                                      defines={**(defines or {}), **event_filter.defines()},
                                      ringbuf_pages=ringbuf_pages)

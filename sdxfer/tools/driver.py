@@ -103,7 +103,8 @@ def add_probe_arguments(parser: argparse.ArgumentParser, *, what: str = "events"
     from ..fleet.output import add_output_arguments
 
     parser.add_argument("--transport", choices=TRANSPORTS, default=None,
-                        help="perf buffer (default; a built .bpf.o: the one it was built for) or BPF ring buffer")
+                        help="BPF ring buffer (default where the kernel has it, 5.8+) or perf buffer"
+                        " (a built .bpf.o: the one it was built for)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: to_dict(), time, timestamp_ns")
     parser.add_argument("--ebpf", action="store_true", help="print the final BPF program text and exit")
     select = parser.add_argument_group("which processes (in the kernel, except -n)")
@@ -271,6 +272,7 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     from ..fleet.nats_io import FleetError, redacted
     from ..fleet.output import open_output
     from ..kernel.core import is_object
+    from ..kernel.host import default_transport
     from ..kernel.program import schema_code
     from ..kernel.sensor import Sensor, program_text
 
@@ -278,7 +280,7 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     started = time.monotonic()
     selection = event_filter(args)
     built = is_object(probe.program)
-    options = {"schema": probe.schema, "transport": args.transport or TRANSPORTS[0],
+    options = {"schema": probe.schema, "transport": args.transport or default_transport(),
                "defines": {**probe.defines, **selection.defines()}}
     output = None
     try:
