@@ -240,8 +240,11 @@ def test_the_objects_transport_and_filters_are_its_build_and_said_in_one_line(tu
         with pytest.raises(ProbeError) as error:
             Sensor(obj, schema=schema, **options)
         assert str(error.value) == message
-    with pytest.raises(ProbeError, match="^the libbpf backend loads an object built by sdxfer build"):
-        Sensor(tutorial / "open.bpf.c", schema=schema, backend="core")
+    # backend="libbpf" (or its old name) given C text builds it with clang, and falls back to nothing
+    bcc_only = tutorial / "bcc_only.bpf.c"
+    bcc_only.write_text(OPEN_PROBE.replace("return 0;", "return BTF_OFF_TASK_STRUCT_TGID < 0;", 1))
+    with pytest.raises(ProbeError, match=rf"^{bcc_only}:\d+:\d+: error: use of undeclared identifier 'BTF_OFF_TASK"):
+        Sensor(bcc_only, schema=schema, backend="core")
 
 
 @live
@@ -304,3 +307,77 @@ def test_a_filter_not_asked_for_keeps_the_value_the_object_was_built_with(tutori
             sensor.detach()
             found[name] = [e.path for e in sensor.decoded(sensor.drain()) if e.path.startswith(str(tutorial))]
     assert found == {"built-for-init": [], "set-at-load": [str(tutorial / "set-at-load")]}
+
+
+# ---- C text: built by clang once (cached), else BCC -------------------------------
+
+
+@live
+def test_c_text_is_built_by_clang_once_cached_by_content_and_said_in_one_line(tutorial, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mine = EventFilter(pid=os.getpid())
+    lines, objects = [], []
+    for _ in range(2):
+        with Sensor(tutorial / "open.bpf.c", schema=tutorial / "events.yaml", event_filter=mine) as sensor:
+            assert (sensor.backend, sensor.transport) == ("libbpf", "ringbuf") and sensor.assembly is None
+            assert set(sensor.phases) == {"open", "load", "attach"} and all(t >= 0 for t in sensor.phases.values())
+            open_missing(tutorial, [("cached-probe", os.O_RDONLY)])
+            [event] = opened_events(sensor, tutorial, 1)
+            assert event.path == str(tutorial / "cached-probe")
+            objects.append(sensor.built)
+        lines += capsys.readouterr().err.splitlines()
+    assert objects[0] == objects[1] and objects[0].parent == tmp_path / "cache" / "sdxfer" / "objects"
+    assert (os.stat(objects[0].parent).st_mode & 0o777) == 0o700
+    assert lines == [f"sdxfer: {tutorial / 'open.bpf.c'}: built by clang (now: {objects[0]}), loaded through libbpf",
+                     f"sdxfer: {tutorial / 'open.bpf.c'}: built by clang (cached: {objects[0]}), loaded through libbpf"]
+    # another -D is another object
+    with Sensor(tutorial / "open.bpf.c", schema=tutorial / "events.yaml", defines={"UNUSED_HERE": 1},
+                event_filter=mine) as sensor:
+        assert sensor.built != objects[0] and sensor.built.parent == objects[0].parent
+
+
+@live
+def test_without_clang_c_text_is_compiled_by_bcc_and_said(tutorial, tmp_path, monkeypatch, capsys):
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with Sensor(tutorial / "open.bpf.c", schema=tutorial / "events.yaml", transport="perf",
+                event_filter=EventFilter(pid=os.getpid())) as sensor:
+        assert (sensor.backend, sensor.transport, sensor.built) == ("bcc", "perf", None)
+        assert sensor.assembly is not None and set(sensor.phases) == {"open", "load", "attach"}
+    assert capsys.readouterr().err == (f"sdxfer: {tutorial / 'open.bpf.c'}: compiled by BCC (clang not found:"
+                                       " apt-get install clang to build it once for libbpf)\n")
+
+
+@live
+def test_c_text_only_bcc_can_compile_falls_back_to_bcc_saying_why(tmp_path, monkeypatch, capsys):
+    """BTF_OFF_ macros are the BCC path's own: clang refuses them, BCC loads the probe."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    text = OPEN_PROBE.replace("return 0;", "return BTF_OFF_TASK_STRUCT_TGID < 0;", 1)
+    assert text != OPEN_PROBE
+    (tmp_path / "events.yaml").write_text(OPEN_SCHEMA)
+    with Sensor(text, schema=tmp_path / "events.yaml") as sensor:
+        assert sensor.backend == "bcc"
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("sdxfer: <program text>: compiled by BCC (clang/libbpf: <program text>:")
+    assert "BTF_OFF_TASK_STRUCT_TGID" in line
+
+
+@live
+def test_btf_names_the_kernel_types_an_object_is_relocated_against(tutorial, tmp_path):
+    obj = built(tutorial / "open.bpf.c", tutorial / "events.yaml", tutorial / "open.bpf.o", "ringbuf")
+    copy = tmp_path / "vmlinux.btf"
+    copy.write_bytes(Path(core.BTF_PATH).read_bytes())
+    with Sensor(obj, schema=tutorial / "events.yaml", btf=copy, event_filter=EventFilter(pid=os.getpid())) as sensor:
+        open_missing(tutorial, [("with-custom-btf", os.O_RDONLY)])
+        [event] = opened_events(sensor, tutorial, 1)
+        assert event.path == str(tutorial / "with-custom-btf")
+    with pytest.raises(ProbeError, match=rf"^no BTF file {tmp_path}/nope.btf: give the kernel's BTF"):
+        Sensor(obj, schema=tutorial / "events.yaml", btf=tmp_path / "nope.btf")
+    with pytest.raises(ProbeError, match="^btf= is for the libbpf backend"):
+        Sensor(tutorial / "open.bpf.c", schema=tutorial / "events.yaml", backend="bcc", btf=copy)
+
+
+def test_without_kernel_btf_or_a_btf_file_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(core, "BTF_PATH", str(tmp_path / "no-vmlinux"))
+    with pytest.raises(ProbeError, match=rf"^this kernel has no {tmp_path}/no-vmlinux .*: load with --btf FILE"):
+        core.check_btf(None)

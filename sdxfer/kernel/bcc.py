@@ -116,6 +116,9 @@ class BccProbe:
         self._cpu_table = self.bpf[record.CPU_MAP.encode()]
         self._attached = False
 
+    def load(self) -> None:
+        """Nothing yet: BCC loads each program as it attaches it (attach())."""
+
     def open_reader(self, pages: int, wakeup_events: int, on_lost):
         if self.transport == "ringbuf":
             return RingReader.of_bcc(self.bpf, record.EVENTS_MAP.encode())

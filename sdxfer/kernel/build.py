@@ -25,7 +25,8 @@ from pathlib import Path
 
 from ..errors import ProbeError
 from ..paths import BPF_DIR, C_INCLUDE_DIR
-from .program import BTF_PATH, STRICT_CFLAGS, define_flag, schema_code
+from .program import (BTF_PATH, PROGRAM_TEXT, STRICT_CFLAGS, amalgamate, define_flag, include_finder, program_source,
+                      schema_code)
 
 TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 # bpf_tracing.h's PT_REGS_* need the target's architecture under its kernel name.
@@ -151,6 +152,51 @@ def build(program: str | Path, out: str | Path, *, schema: str | Path | None = N
         (folder / "sdxfer_tracepoints.h").write_text(tracepoint_structs(done.stdout))
         done = _clang(command + ["-c", "-o", str(out)])
     return done.stderr
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/sdxfer/objects (else ~/.cache/...): objects built from C text, by content."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProbeError(f"cannot make the cache folder {base}: {exc.strerror}") from None
+    return _private_dir(_private_dir(base / "sdxfer") / "objects")
+
+
+def clang_available() -> bool:
+    return shutil.which("clang") is not None
+
+
+def cached_object(program: str | Path, *, schema: str | Path | None = None, defines: dict | None = None) -> tuple[Path, bool]:
+    """`program` (a file or C text) built by clang into a CO-RE object, kept in
+    the user's cache folder under a digest of everything that goes into it;
+    (the object, whether it was there already)."""
+    source, where, dirs = program_source(program)
+    code = schema_code(schema)
+    find = include_finder({"xfer.h": code.header}, dirs + [C_INCLUDE_DIR, BPF_DIR])
+    clang = Path(_tool("clang", "clang")).resolve().stat()
+    digest = hashlib.sha256()
+    for part in (amalgamate(source, find, where), (C_INCLUDE_DIR / "sdxfer_core.h").read_text(), vmlinux_header().name,
+                 " ".join(compile_flags(defines)), f"clang {clang.st_size} {clang.st_mtime_ns}"):
+        digest.update(part.encode() + b"\0")
+    cache = user_cache_dir()
+    target = cache / f"{digest.hexdigest()[:32]}.bpf.o"
+    if target.is_file() and not target.is_symlink():
+        return target, True
+    with tempfile.TemporaryDirectory(prefix="sdxfer-text-") as folder:
+        if where == PROGRAM_TEXT:  # C text: compiled as a file, messages still call it <program text>
+            program = Path(folder) / "program.bpf.c"
+            program.write_text(f'#line 1 "{PROGRAM_TEXT}"\n{source}')
+        fd, partial = tempfile.mkstemp(dir=cache, suffix=".partial")
+        os.close(fd)
+        try:
+            build(program, partial, schema=schema, defines=defines)
+            os.replace(partial, target)  # whole: a concurrent reader never sees half an object
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+    return target, False
 
 
 def _clang(command: list[str]) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from ..errors import ProbeError
 from ..runtime import record
 from . import libbpf
 from .filters import EventFilter
-from .program import SchemaCode, transport_flags
+from .program import BTF_PATH, SchemaCode, transport_flags
 from .readers import PAGE_SIZE, PerfReader, RingReader
 
 FILTER_GLOBALS = {"pid": "sdxfer_filter_pid", "uid": "sdxfer_filter_uid", "mntns": "sdxfer_filter_mntns",
@@ -46,6 +46,19 @@ def is_object(program) -> bool:
     return isinstance(program, (str, Path)) and "\n" not in str(program) and str(program).endswith(".o")
 
 
+def check_btf(btf: str | Path | None) -> str | Path | None:
+    """The BTF relocations are resolved against: `btf` (a file), else the
+    running kernel's; without either, one line that says so."""
+    if btf is not None:
+        if not os.path.isfile(btf):
+            raise ProbeError(f"no BTF file {btf}: give the kernel's BTF (e.g. from its vmlinux, or a BTFHub file)")
+        return btf
+    if not os.path.exists(BTF_PATH):
+        raise ProbeError(f"this kernel has no {BTF_PATH} (built without CONFIG_DEBUG_INFO_BTF): load with --btf FILE,"
+                         " a BTF file for this kernel")
+    return None
+
+
 def online_cpus(text: str | None = None) -> list[int]:
     """The CPUs in /sys/devices/system/cpu/online ("0-3,6")."""
     cpus = []
@@ -69,8 +82,8 @@ class CoreProbe:
     """An object loaded, its programs not yet attached (as BCC's DeferredBPF)."""
 
     def __init__(self, source, code: SchemaCode, *, transport: str | None, ringbuf_pages: int | None,
-                 event_filter: EventFilter):
-        self._object = libbpf.Object(source)
+                 event_filter: EventFilter, btf: str | Path | None = None):
+        self._object = libbpf.Object(source, btf=check_btf(btf))
         self._links: list[libbpf.Link] = []
         self._perf_fds: list[int] = []
         self._cpus = 0
@@ -87,6 +100,13 @@ class CoreProbe:
                 self._ringbuf_size = pages * PAGE_SIZE
                 events.set_max_entries(self._ringbuf_size)
             self._object.set_read_only(self._filter_globals(event_filter))
+        except BaseException:
+            self._object.close()
+            raise
+
+    def load(self) -> None:
+        """Relocated for this kernel and verified (closed if it fails)."""
+        try:
             self._object.load()
             self._cpus = libbpf.possible_cpus()
             self._fill_rest_programs()

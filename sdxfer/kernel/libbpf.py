@@ -19,7 +19,8 @@ import ctypes
 import os
 import re
 import threading
-from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_size_t, c_uint32, c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_int, c_int32, c_size_t, c_uint32, c_uint64,
+                    c_void_p)
 from pathlib import Path
 
 from ..errors import ProbeError
@@ -36,9 +37,18 @@ VA_LIST_SIZE = 24
 
 _PRINT = CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
 
+
+class OpenOptions(Structure):
+    """struct bpf_object_open_opts up to btf_custom_path (libbpf 1.1): libbpf
+    reads only the `sz` bytes it is told, so later fields keep their defaults."""
+
+    _fields_ = [("sz", c_size_t), ("object_name", c_char_p), ("relaxed_maps", c_bool), ("pin_root_path", c_char_p),
+                ("_attach_prog_fd", c_uint32), ("kconfig", c_char_p), ("btf_custom_path", c_char_p)]
+
+
 _SIGNATURES = {
-    "bpf_object__open_file": (c_void_p, [c_char_p, c_void_p]),
-    "bpf_object__open_mem": (c_void_p, [c_void_p, c_size_t, c_void_p]),
+    "bpf_object__open_file": (c_void_p, [c_char_p, POINTER(OpenOptions)]),
+    "bpf_object__open_mem": (c_void_p, [c_void_p, c_size_t, POINTER(OpenOptions)]),
     "bpf_object__load": (c_int, [c_void_p]),
     "bpf_object__close": (None, [c_void_p]),
     "bpf_object__find_map_by_name": (c_void_p, [c_void_p, c_char_p]),
@@ -210,19 +220,23 @@ class Link:
 
 
 class Object:
-    """A BPF object file (path) or its bytes, opened; load() puts it in the kernel."""
+    """A BPF object file (path) or its bytes, opened; load() puts it in the kernel.
+    `btf`: the kernel BTF its CO-RE relocations are resolved against, where not
+    the running kernel's /sys/kernel/btf/vmlinux."""
 
-    def __init__(self, source: str | Path | bytes):
+    def __init__(self, source: str | Path | bytes, btf: str | Path | None = None):
         lib = library()
         self._buffer = None
+        options = OpenOptions(sz=ctypes.sizeof(OpenOptions),
+                              btf_custom_path=None if btf is None else os.fsencode(btf))
         with _Log() as log:
             if isinstance(source, (bytes, bytearray)):
                 self.name = "<object bytes>"
                 self._buffer = ctypes.create_string_buffer(bytes(source), len(source))  # libbpf reads it until load
-                pointer = lib.bpf_object__open_mem(self._buffer, len(source), None)
+                pointer = lib.bpf_object__open_mem(self._buffer, len(source), ctypes.byref(options))
             else:
                 self.name = str(source)
-                pointer = lib.bpf_object__open_file(os.fsencode(source), None)
+                pointer = lib.bpf_object__open_file(os.fsencode(source), ctypes.byref(options))
             err = ctypes.get_errno()
         if not pointer:
             raise ProbeError(f"libbpf could not open {self.name}: {_errno_text(err)}"

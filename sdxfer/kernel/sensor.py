@@ -7,7 +7,13 @@
             print(event.name, event.to_dict())
         print(sensor.stats)
 
-Loading goes, on the bcc backend (the default for C): check the host (root,
+C text is built by clang into a CO-RE object (cached by content in the
+user's cache folder) and loaded through libbpf where clang is there, else
+compiled by BCC, which also takes over a probe clang cannot build or libbpf
+cannot load (written for BCC alone); one line on stderr (sensor.origin)
+says which. backend="libbpf" or "bcc" asks for one.
+
+Loading goes, on the bcc backend: check the host (root,
 bcc, kernel headers, tracefs) -> assemble the program (sdxfer.kernel.program:
 header generated from the schema, kernel offsets from BTF, -D flags) ->
 compile with BCC, programs loaded but not yet attached -> open the reader ->
@@ -20,6 +26,8 @@ free scratch slot) is counted per event by the probe's drop counters.
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 import time
 from functools import partial
@@ -33,10 +41,11 @@ from ..runtime import record
 from ..stream.counting import EventCounts, SensorStats, StreamDecoder
 from ..stream.reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, Reassembler
 from .bcc import BccProbe, load_failure  # noqa: F401  (load_failure: sdxfer.sensor.load_failure, kept)
+from .build import cached_object, clang_available
 from .core import CoreProbe, is_object
 from .filters import EventFilter
 from .host import check_core_environment, check_environment, default_transport
-from .program import TRANSPORTS, Assembly, assemble, schema_code
+from .program import PROGRAM_TEXT, TRANSPORTS, Assembly, assemble, schema_code
 from .readers import Record
 
 BACKENDS = ("libbpf", "bcc")
@@ -68,33 +77,31 @@ class Sensor:
                  defines: dict | None = None, decoder=None, perf_pages: int | None = None,
                  perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS,
-                 event_filter: EventFilter | None = None, backend: str | None = None):
+                 event_filter: EventFilter | None = None, backend: str | None = None,
+                 btf: str | Path | None = None, quiet: bool = False):
         event_filter = event_filter or EventFilter()
-        backend = BACKEND_ALIASES.get(backend, backend) or ("libbpf" if is_object(program) else "bcc")
-        if backend not in BACKENDS:
+        backend = BACKEND_ALIASES.get(backend, backend)
+        if backend is not None and backend not in BACKENDS:
             raise ProbeError(f"unknown backend {backend!r}: choose {' or '.join(BACKENDS)}")
-        self.backend = backend
+        started = time.monotonic()
         self.assembly: Assembly | None = None
-        if backend == "libbpf":
-            if not is_object(program):
-                raise ProbeError("the libbpf backend loads an object built by sdxfer build (a .o file or its bytes)")
-            if defines:
-                raise ProbeError("a built object takes its -D defines from sdxfer build, not at load")
-            code = schema_code(schema)
-            check_core_environment()
-            self._probe = CoreProbe(program, code, transport=transport, ringbuf_pages=ringbuf_pages,
-                                    event_filter=event_filter)
+        self.built: Path | None = None  # the object clang built from C text, in the user's cache folder
+        options = dict(schema=schema, transport=transport, defines=defines or {}, ringbuf_pages=ringbuf_pages,
+                       event_filter=event_filter, btf=btf)
+        self.origin: str | None = None  # how C text was built, where the Sensor chose (printed unless quiet)
+        if backend is None and not is_object(program):
+            code = self._open_text(program, options)
+            if not quiet:
+                print(f"sdxfer: {self.origin}", file=sys.stderr, flush=True)
+        elif backend == "libbpf" and not is_object(program):
+            code = self._open_built(program, options)
         else:
-            if is_object(program):
-                raise ProbeError(f"BCC compiles C text, not the object {program}: load it with backend='libbpf'")
-            transport = transport or default_transport()
-            self.assembly = assemble(program, schema=schema, transport=transport,
-                                     defines={**(defines or {}), **event_filter.defines()},
-                                     ringbuf_pages=ringbuf_pages)
-            code = self.assembly.code
-            headers = check_environment()
-            self._probe = BccProbe(self.assembly.text, self.assembly.cflags, transport, headers, code.event_names)
-            self._bpf = self._probe.bpf
+            self.backend = backend or "libbpf"
+            code = (self._open_object if self.backend == "libbpf" else self._open_bcc)(program, **options)
+        # seconds each step took: open (BCC: assemble and compile; libbpf: open
+        # the object, clang first for C text), load (relocate and verify; BCC
+        # loads each program as it attaches it), attach (the reader opened too)
+        self.phases = {"open": self._opened - started, "load": self._loaded - self._opened}
         self.transport = self._probe.transport
         self.decoder = decoder or code.decoder
         self.event_names = code.event_names
@@ -127,6 +134,69 @@ class Sensor:
             self._probe.close()
             raise
         self._attached = True
+        self.phases["attach"] = time.monotonic() - self._loaded
+
+    # ---- opening, by backend ------------------------------------------------------
+
+    def _open_object(self, program, *, schema, transport, defines, ringbuf_pages, event_filter, btf):
+        if not is_object(program):
+            raise ProbeError("the libbpf backend loads an object built by sdxfer build (a .o file or its bytes)")
+        if defines:
+            raise ProbeError("a built object takes its -D defines from sdxfer build, not at load")
+        code = schema_code(schema)
+        check_core_environment()
+        self._probe = CoreProbe(program, code, transport=transport, ringbuf_pages=ringbuf_pages,
+                                event_filter=event_filter, btf=btf)
+        self._opened = time.monotonic()
+        self._probe.load()
+        self._loaded = time.monotonic()
+        return code
+
+    def _open_bcc(self, program, *, schema, transport, defines, ringbuf_pages, event_filter, btf):
+        if is_object(program):
+            raise ProbeError(f"BCC compiles C text, not the object {program}: load it with backend='libbpf'")
+        if btf is not None:
+            raise ProbeError("btf= is for the libbpf backend: BCC reads the running kernel's BTF")
+        transport = transport or default_transport()
+        self.assembly = assemble(program, schema=schema, transport=transport,
+                                 defines={**defines, **event_filter.defines()}, ringbuf_pages=ringbuf_pages)
+        headers = check_environment()
+        self._probe = BccProbe(self.assembly.text, self.assembly.cflags, transport, headers,
+                               self.assembly.code.event_names)
+        self._bpf = self._probe.bpf
+        self._opened = self._loaded = time.monotonic()
+        return self.assembly.code
+
+    def _open_built(self, program, options: dict):
+        """C text built by clang into the user's cache folder (once per content), loaded through libbpf."""
+        transport = options["transport"] or default_transport()
+        defines = {**options["defines"], **build_defines(options["event_filter"], transport)}
+        self.built, cached = cached_object(program, schema=options["schema"], defines=defines)
+        self.backend = "libbpf"
+        self.origin = f"built by clang ({'cached' if cached else 'now'}: {self.built}), loaded through libbpf"
+        return self._open_object(self.built, **{**options, "transport": transport, "defines": {}})
+
+    def _open_text(self, program, options: dict):
+        """C text with no backend asked for: built by clang and loaded through
+        libbpf where clang is there, else (or where that fails and bcc is there:
+        a probe written for BCC alone) compiled by BCC; self.origin says which.
+        Where both fail, BCC's error is the one raised."""
+        name = PROGRAM_TEXT if isinstance(program, str) and "\n" in program else str(program)
+        if not clang_available():
+            reason = "clang not found: apt-get install clang to build it once for libbpf"
+        else:
+            try:
+                code = self._open_built(program, options)
+                self.origin = f"{name}: {self.origin}"
+                return code
+            except ProbeError as exc:
+                if importlib.util.find_spec("bcc") is None:
+                    raise
+                reason = f"clang/libbpf: {str(exc).splitlines()[0]}"
+        self.backend = "bcc"
+        code = self._open_bcc(program, **options)
+        self.origin = f"{name}: compiled by BCC ({reason})"
+        return code
 
     @property
     def programs_attached(self) -> int:
@@ -294,6 +364,14 @@ class Sensor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def build_defines(event_filter: EventFilter, transport: str) -> dict:
+    """What clang must know when it builds C text: the transport, and the
+    filters that add maps and programs (the others are globals set at load)."""
+    structural = {name: value for name, value in event_filter.defines().items()
+                  if name in ("SDXFER_FILTER_CHILDREN", "SDXFER_FILTER_CGROUP")}
+    return {**structural, **({"SDXFER_RINGBUF": None} if transport == "ringbuf" else {})}
 
 
 def program_text(program: str | Path, **options) -> str:

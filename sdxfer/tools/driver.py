@@ -297,7 +297,7 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
             return 2
         output = open_output(args, code.decoder, probe.schema or SHIPPED_SCHEMA)
         sensor = Sensor(probe.program, schema=probe.schema, transport=args.transport, defines=probe.defines,
-                        event_filter=selection)
+                        event_filter=selection, quiet=True)
     except (ProbeError, FleetError) as exc:
         print(f"{tool}: {exc}", file=stderr)
         return _closed(output, 1)
@@ -309,6 +309,8 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     target = f", out to {redacted(args.output)}" if output is not None else ""
     print(f"{tool}: {len(wanted)} events, {sensor.programs_attached} programs attached in"
           f" {time.monotonic() - started:.1f} s ({sensor.transport}{target}); Ctrl+C to stop", file=stderr, flush=True)
+    if sensor.origin:
+        print(f"{tool}: {sensor.origin}", file=stderr, flush=True)
     if formatter.header and output is None and not args.json:
         try:
             stdout.write(formatter.header + "\n")
