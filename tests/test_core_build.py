@@ -102,12 +102,15 @@ def test_a_tracepoint_probe_builds_into_an_object_with_btf_maps_and_read_only_se
                  "sdxfer_filter_pid", "sdxfer_filter_uid", "sdxfer_filter_mntns"):
         assert f"VAR '{name}'" in dump
     assert "FUNC 'tracepoint__syscalls__sys_enter_openat'" in dump
-    # perf transport by default; the ring buffer, and its batching setting, with -D SDXFER_RINGBUF
-    assert "sdxfer_wakeup_every" not in dump
-    done = sdxfer_build(open_probe / "open.bpf.c", "--schema", open_probe / "events.yaml", "-D", "SDXFER_RINGBUF",
+    # the ring buffer, and its batching setting, by default; the perf buffer with --transport perf
+    assert "VAR 'sdxfer_wakeup_every'" in dump
+    done = sdxfer_build(open_probe / "open.bpf.c", "--schema", open_probe / "events.yaml", "--transport", "perf",
                         "-o", obj)
     assert done.returncode == 0, done.stderr
-    assert "VAR 'sdxfer_wakeup_every'" in btf_dump(obj)
+    assert "sdxfer_wakeup_every" not in btf_dump(obj)
+    done = sdxfer_build(open_probe / "open.bpf.c", "--transport", "perf", "-D", "SDXFER_RINGBUF", "-o", obj)
+    assert (done.returncode, done.stderr) == (1, "sdxfer build: -D SDXFER_RINGBUF asks for the ring buffer: leave"
+                                                 " it out for --transport perf\n")
 
 
 @needs_root

@@ -12,7 +12,7 @@ from test_core_build import load_all, needs_root, sdxfer_build
 pytestmark = needs_root
 
 EVENTS = tuple(default_decoder().events)
-TRANSPORTS = {"perf": [], "ringbuf": ["-D", "SDXFER_RINGBUF"]}
+TRANSPORTS = {"perf": ["--transport", "perf"], "ringbuf": []}  # sdxfer build: the ring buffer by default
 
 
 def define_args(defines: dict) -> list[str]:

@@ -47,11 +47,16 @@ def test_write_your_own_probe(tmp_path):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
-    console = re.search(r"\n    # (.+)\n((?:    .+\n)+)", steps)
-    command, shown = console.group(1), [line[4:] for line in console.group(2).splitlines()]
+    console = re.search(r"\n    # (.+)\n    # (.+)\n((?:    .+\n)+)", steps)  # build, then run
+    build, command, shown = console.group(1), console.group(2), [line[4:] for line in console.group(3).splitlines()]
     action = re.search(r"while `([^`]+)` runs", steps).group(1)
 
-    run = subprocess.Popen(shlex.split(command.replace(".venv/bin/", f"{ROOT}/.venv/bin/")), cwd=tmp_path,
+    def argv(text: str) -> list[str]:
+        return shlex.split(text.replace(".venv/bin/", f"{ROOT}/.venv/bin/"))
+
+    built = subprocess.run(argv(build), cwd=tmp_path, capture_output=True, text=True)
+    assert (built.returncode, built.stdout) == (0, "sdxfer build: wrote my/open.bpf.o\n"), built.stderr
+    run = subprocess.Popen(argv(command), cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert seconds_out(run.stderr.readline()) == seconds_out(shown[0] + "\n")

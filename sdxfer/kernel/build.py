@@ -126,10 +126,18 @@ def compile_flags(defines: dict | None = None) -> list[str]:
 
 
 def build(program: str | Path, out: str | Path, *, schema: str | Path | None = None, defines: dict | None = None,
-          vmlinux: str | Path | None = None) -> str:
+          vmlinux: str | Path | None = None, transport: str | None = None) -> str:
     """Compiles `program` (a file) into the CO-RE object `out`; returns clang's
     warnings. ProbeError: one line, or clang's messages, which name the
-    program's files and lines."""
+    program's files and lines. `transport` None: as the defines say (the
+    ring buffer with SDXFER_RINGBUF, else perf)."""
+    defines = dict(defines or {})
+    if transport == "ringbuf":
+        defines.setdefault("SDXFER_RINGBUF", None)
+    elif transport == "perf" and "SDXFER_RINGBUF" in defines:
+        raise ProbeError("-D SDXFER_RINGBUF asks for the ring buffer: leave it out for --transport perf")
+    elif transport not in (None, "perf"):
+        raise ProbeError(f"unknown transport {transport!r}: choose ringbuf or perf")
     if not Path(program).is_file():
         raise ProbeError(f"cannot read the program {program}: no such file")
     program_dir = Path(program).resolve().parent

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--schema", default=None, help="schema of the program's events (default: the shipped one)")
     build.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
                        help="define a macro for the program (repeatable)")
+    build.add_argument("--transport", choices=("ringbuf", "perf"), default="ringbuf",
+                       help="what the object sends records through: BPF ring buffer (default; kernel 5.8+) or"
+                       " perf buffer (-D SDXFER_RINGBUF is the same as --transport ringbuf)")
     build.add_argument("--vmlinux", default=None, metavar="FILE",
                        help="kernel types header to build against (default: dumped from /sys/kernel/btf/vmlinux by bpftool)")
     build.add_argument("-o", dest="out", required=True, metavar="OUT.bpf.o", help="object file to write")
@@ -236,7 +239,8 @@ def _build(args, stdout, stderr) -> int:
     from ..kernel.build import build
 
     try:
-        warnings = build(args.program, args.out, schema=args.schema, defines=dict(args.defines), vmlinux=args.vmlinux)
+        warnings = build(args.program, args.out, schema=args.schema, defines=dict(args.defines), vmlinux=args.vmlinux,
+                         transport=args.transport)
     except ProbeError as exc:
         message = str(exc)
         print(message if "\n" in message else f"sdxfer build: {message}", file=stderr)  # clang's messages as they are

@@ -119,6 +119,8 @@ def add_probe_arguments(parser: argparse.ArgumentParser, *, what: str = "events"
     select.add_argument("--include-self", action="store_true",
                         help="report this tool's own process too (by default it is left out in the kernel: its"
                         " spool and file writes would be events that make more writes)")
+    parser.add_argument("--btf", metavar="FILE", help="relocate a built object against this kernel BTF file, for"
+                        " kernels without /sys/kernel/btf/vmlinux (libbpf only)")
     parser.add_argument("--stats", type=_stats_interval, metavar="SECONDS",
                         help="every SECONDS, a stderr line of events delivered and lost, per event")
     add_version_argument(parser)
@@ -297,7 +299,7 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
             return 2
         output = open_output(args, code.decoder, probe.schema or SHIPPED_SCHEMA)
         sensor = Sensor(probe.program, schema=probe.schema, transport=args.transport, defines=probe.defines,
-                        event_filter=selection, quiet=True)
+                        event_filter=selection, quiet=True, btf=args.btf)
     except (ProbeError, FleetError) as exc:
         print(f"{tool}: {exc}", file=stderr)
         return _closed(output, 1)
