@@ -169,14 +169,21 @@ def no_tool_left():
         tool._join()
 
 
-@pytest.fixture(scope="module", params=["perf", "ringbuf"])
+# Every live test of a probe runs on both backends and both transports.
+BACKENDS_AND_TRANSPORTS = [("libbpf", "ringbuf"), ("libbpf", "perf"), ("bcc", "ringbuf"), ("bcc", "perf")]
+
+
+@pytest.fixture(scope="module", params=BACKENDS_AND_TRANSPORTS, ids="-".join)
 def sensor(request):
-    """The test module's PROGRAM, SCHEMA and DEFINES loaded, on each transport;
-    `backlog` holds events read but not yet looked for."""
+    """The test module's PROGRAM, SCHEMA and DEFINES loaded on each backend
+    (libbpf: built by clang, cached) and transport; `backlog` holds events
+    read but not yet looked for."""
     from sdxfer.kernel.sensor import Sensor
 
     module = request.module
-    with Sensor(module.PROGRAM, schema=module.SCHEMA, transport=request.param, defines=module.DEFINES) as opened:
+    backend, transport = request.param
+    with Sensor(module.PROGRAM, schema=module.SCHEMA, transport=transport, defines=module.DEFINES,
+                backend=backend) as opened:
         opened.backlog = []
         yield opened
 
