@@ -1,5 +1,5 @@
 """Live tests of the Sensor SDK: a test-only schema and probe, loaded through
-Sensor and through `sdxfer run`, on both transports: exact values, kernel
+Sensor (on both backends) and through `sdxfer run`, on both transports: exact values, kernel
 offsets named in the program (nested and anonymous members, sizes), each
 one-line error, per-event loss, nothing lost at start-up, and records that
 stay intact while interrupt-context programs pack their own on the same CPU.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LIVE_WAIT_S, Tool
+from conftest import BACKENDS_AND_TRANSPORTS, LIVE_WAIT_S, Tool
 from sdxfer import ProbeError, Sensor, btf
 from sdxfer.program import BTF_PATH
 
@@ -67,9 +67,10 @@ def kernel_values() -> dict:
             "task_size": kernel.sizeof("task_struct")}
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_sensor_delivers_exact_values(transport):
-    with Sensor(PROBE, schema=str(SCHEMA), transport=transport, defines=defines(os.getpid())) as sensor:
+@pytest.mark.parametrize("backend, transport", BACKENDS_AND_TRANSPORTS)
+def test_sensor_delivers_exact_values(backend, transport):
+    with Sensor(PROBE, schema=str(SCHEMA), transport=transport, backend=backend,
+                defines=defines(os.getpid())) as sensor:
         for value in (100001, -7, 0):
             getpgid(value)
         write_bad_fd(b"a\0b\xff" * 3)
@@ -209,13 +210,15 @@ def test_a_compile_error_names_its_file_and_line(tmp_path, broken):
     assert "error: use of undeclared identifier 'nope_" in str(caught.value)
 
 
+@pytest.mark.parametrize("backend", ["libbpf", "bcc"])
 @pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
-def test_loss_is_counted_per_event_with_a_tiny_buffer(transport, size):
+def test_loss_is_counted_per_event_with_a_tiny_buffer(backend, transport, size):
     sent = {"write_call": 200, "getpgid_call": 300}
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(affinity)})  # one CPU: one perf buffer to fill
     try:
-        with Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(os.getpid()), **size) as sensor:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, backend=backend, defines=defines(os.getpid()),
+                    **size) as sensor:
             for _ in range(sent["write_call"]):
                 write_bad_fd(b"w" * 3000)
             for i in range(sent["getpgid_call"]):
@@ -236,8 +239,9 @@ def test_loss_is_counted_per_event_with_a_tiny_buffer(transport, size):
     assert stats.sequence_gaps <= stats.lost
 
 
+@pytest.mark.parametrize("backend", ["libbpf", "bcc"])
 @pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
-def test_records_that_wrap_around_a_one_page_buffer_arrive_whole(transport, size):
+def test_records_that_wrap_around_a_one_page_buffer_arrive_whole(backend, transport, size):
     """Records of many sizes through a one-page buffer, read as they come, so
     that many wrap around its end: each arrives whole and in order, and what
     did not fit is counted lost."""
@@ -245,7 +249,8 @@ def test_records_that_wrap_around_a_one_page_buffer_arrive_whole(transport, size
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(affinity)})  # one CPU: one perf buffer
     try:
-        with Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(os.getpid()), **size) as sensor:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, backend=backend, defines=defines(os.getpid()),
+                    **size) as sensor:
             events = []
             for i, data in enumerate(sent):
                 write_bad_fd(data)
@@ -265,14 +270,14 @@ def test_records_that_wrap_around_a_one_page_buffer_arrive_whole(transport, size
     assert stats.undecodable == 0 and stats.sequence_gaps <= stats.lost
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_drain_takes_all_the_buffer_holds(transport):
+@pytest.mark.parametrize("backend, transport", BACKENDS_AND_TRANSPORTS)
+def test_drain_takes_all_the_buffer_holds(backend, transport):
     """A read takes a batch (up to readers.BATCH_BYTES of a buffer); drain() takes everything."""
     sent = [b"%05d" % i + b"d" * 2000 for i in range(100)]  # about 3 batches' worth
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(affinity)})  # one CPU: one perf buffer
     try:
-        with Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(os.getpid())) as sensor:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, backend=backend, defines=defines(os.getpid())) as sensor:
             for data in sent:
                 write_bad_fd(data)
             sensor.detach()
@@ -286,11 +291,11 @@ def test_drain_takes_all_the_buffer_holds(transport):
     assert [e.data for e in events] == sent
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_close_from_another_thread_ends_its_reading(transport):
+@pytest.mark.parametrize("backend, transport", BACKENDS_AND_TRANSPORTS)
+def test_close_from_another_thread_ends_its_reading(backend, transport):
     """close() while other threads are inside records() and events(): their
     loops end, without an error from buffers unmapped under them."""
-    sensor = Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(os.getpid()))
+    sensor = Sensor(PROBE, schema=SCHEMA, transport=transport, backend=backend, defines=defines(os.getpid()))
     errors, ended = [], []
 
     def read(loop):
@@ -313,15 +318,15 @@ def test_close_from_another_thread_ends_its_reading(transport):
     assert not errors and sorted(ended) == ["events", "records"]
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_nothing_is_lost_at_start_up(transport):
+@pytest.mark.parametrize("backend, transport", BACKENDS_AND_TRANSPORTS)
+def test_nothing_is_lost_at_start_up(backend, transport):
     """Calls made from before the programs attach until after: the very first
     records the probe numbers on each CPU arrive (the reader opens first)."""
     script = ("import os, time\nwhile True:\n    for _ in range(20):\n        try:\n            os.getpgid(-1)\n"
               "        except OSError:\n            pass\n    time.sleep(0.001)\n")
     hammer = subprocess.Popen([sys.executable, "-c", script])
     try:
-        with Sensor(PROBE, schema=SCHEMA, transport=transport, defines=defines(hammer.pid)) as sensor:
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, backend=backend, defines=defines(hammer.pid)) as sensor:
             events = collect(sensor, 500)
             sensor.detach()
             events += list(sensor.decoded(sensor.drain()))
@@ -351,14 +356,14 @@ print(n, flush=True)
 """ % BAD_FD
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_records_stay_intact_when_interrupt_programs_nest(transport):
+@pytest.mark.parametrize("backend, transport", BACKENDS_AND_TRANSPORTS)
+def test_records_stay_intact_when_interrupt_programs_nest(backend, transport):
     """A process-context program packs 4000-byte records while raw tracepoints
     in timer and softirq context pack their own on the same CPUs."""
     writer = subprocess.Popen([sys.executable, "-c", NESTING_WRITER, "3"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
-        with Sensor(PROBE, schema=SCHEMA, transport=transport,
+        with Sensor(PROBE, schema=SCHEMA, transport=transport, backend=backend,
                     defines=defines(writer.pid, WATCH_INTERRUPTS=None)) as sensor:
             writer.stdin.write("go\n")
             writer.stdin.flush()
@@ -389,9 +394,9 @@ def test_records_stay_intact_when_interrupt_programs_nest(transport):
     assert stats.undecodable == 0 and stats.nesting_drops == 0
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("backend, transport", BACKENDS_AND_TRANSPORTS)
 @pytest.mark.parametrize("by_tail_call", [True, False], ids=["tail-call", "record-only"])
-def test_any_raw_tracepoint_probe_spans_fields_over_records(transport, by_tail_call):
+def test_any_raw_tracepoint_probe_spans_fields_over_records(backend, transport, by_tail_call):
     """A probe of its own on a schema of its own: both fields of one event span
     continuation records through SDXFER_RAW_TRACEPOINT_PROBE; under BCC's
     RAW_TRACEPOINT_PROBE the record keeps max bytes and says exactly how many
@@ -400,7 +405,8 @@ def test_any_raw_tracepoint_probe_spans_fields_over_records(transport, by_tail_c
     payload = b"".join(bytes([65 + i % 26]) * 99 + b"\0" for i in range(25))  # 2,500 bytes
     names = [chunk.decode() for chunk in payload.split(b"\0")[:-1]]
     options = defines(os.getpid(), **({"SPAN_BY_TAIL_CALL": None} if by_tail_call else {}))
-    with Sensor(HERE / "probes" / "spans.bpf.c", schema=schema, transport=transport, defines=options) as sensor:
+    with Sensor(HERE / "probes" / "spans.bpf.c", schema=schema, transport=transport, backend=backend,
+                defines=options) as sensor:
         write_bad_fd(payload)
         events = collect(sensor, 1, "big")
         assert sensor.reassembler.pending == 0

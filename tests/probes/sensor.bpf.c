@@ -2,14 +2,27 @@
 #include "xfer.h"
 #include "helpers.h"
 
+/* Kernel values the test compares with BTF: offsets from BTF_OFF_ names under
+ * BCC, CO-RE relocations in an object clang built. */
+#ifdef SDXFER_CORE
+#define TGID_OFFSET bpf_core_field_offset(struct task_struct, tgid)
+#define DPORT_OFFSET bpf_core_field_offset(struct sock, __sk_common.skc_dport)
+#define ARG_START_OFFSET bpf_core_field_offset(struct mm_struct, arg_start)
+#define TASK_SIZE bpf_core_type_size(struct task_struct)
+#else
+#define TGID_OFFSET BTF_OFF_TASK_STRUCT_TGID
+#define DPORT_OFFSET BTF_OFF_SOCK___SK_COMMON_SKC_DPORT
+#define ARG_START_OFFSET BTF_OFF_MM_STRUCT_ARG_START
+#define TASK_SIZE BTF_SIZE_TASK_STRUCT
+#endif
+
 TRACEPOINT_PROBE(syscalls, sys_enter_getpgid)
 {
     if (bpf_get_current_pid_tgid() >> 32 != TARGET_PID)
         return 0;
     const char *task = (const char *)bpf_get_current_task();
-    getpgid_call_print(args, TARGET_PID, args->pid, TEST_MARKER, BTF_OFF_TASK_STRUCT_TGID,
-                       BTF_OFF_SOCK___SK_COMMON_SKC_DPORT, BTF_OFF_MM_STRUCT_ARG_START, BTF_SIZE_TASK_STRUCT,
-                       task_comm(task), parent_tgid(task));
+    getpgid_call_print(args, TARGET_PID, args->pid, TEST_MARKER, TGID_OFFSET, DPORT_OFFSET, ARG_START_OFFSET,
+                       TASK_SIZE, task_comm(task), parent_tgid(task));
     return 0;
 }
 
