@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from ..errors import ProbeError
-from ..paths import BPF_DIR
+from ..paths import BPF_DIR, SHIPPED_SCHEMA
 from .host import TRACEFS_DIRS
 from .program import BTF_PATH, TRANSPORTS
 from .readers import Record
@@ -36,6 +36,11 @@ def kmod_tracepoints() -> bool:
     return any(os.path.isdir(os.path.join(d, KMOD_TRACEPOINT)) for d in TRACEFS_DIRS)
 
 
+def kmod_define() -> dict:
+    """The kmod_load variant this kernel's tracefs allows, as a -D macro."""
+    return {"HIDS_KMOD_TRACEPOINTS" if kmod_tracepoints() else "HIDS_KMOD_RAW_SYSCALLS": 1}
+
+
 def defines_for(events, failed_execs: bool = True) -> dict:
     """-D macros compiling only `events` (names of the shipped schema), kmod_load
     as this kernel allows; failed_execs=False leaves out the failed-exec programs."""
@@ -44,8 +49,14 @@ def defines_for(events, failed_execs: bool = True) -> dict:
     if not failed_execs:
         defines[FAILED_EXECS_OFF] = None
     if "kmod_load" in events:
-        defines["HIDS_KMOD_TRACEPOINTS" if kmod_tracepoints() else "HIDS_KMOD_RAW_SYSCALLS"] = 1
+        defines.update(kmod_define())
     return defines
+
+
+def is_shipped(program, schema) -> bool:
+    """bpf/hids.bpf.c on the shipped schema: what the prebuilt objects hold (sdxfer.kernel.objects)."""
+    return (isinstance(program, (str, Path)) and Path(program).resolve() == PROGRAM.resolve()
+            and (schema is None or Path(schema).resolve() == SHIPPED_SCHEMA.resolve()))
 
 
 def probe_source_path() -> Path:

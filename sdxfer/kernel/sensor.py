@@ -68,7 +68,7 @@ class Sensor:
                  defines: dict | None = None, decoder=None, perf_pages: int | None = None,
                  perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS,
-                 event_filter: EventFilter | None = None, backend: str | None = None):
+                 event_filter: EventFilter | None = None, backend: str | None = None, programs=None):
         event_filter = event_filter or EventFilter()
         backend = BACKEND_ALIASES.get(backend, backend) or ("libbpf" if is_object(program) else "bcc")
         if backend not in BACKENDS:
@@ -83,10 +83,13 @@ class Sensor:
             code = schema_code(schema)
             check_core_environment()
             self._probe = CoreProbe(program, code, transport=transport, ringbuf_pages=ringbuf_pages,
-                                    event_filter=event_filter)
+                                    event_filter=event_filter, programs=programs)
         else:
             if is_object(program):
                 raise ProbeError(f"BCC compiles C text, not the object {program}: load it with backend='libbpf'")
+            if programs is not None:
+                raise ProbeError("programs= selects programs of a built object (backend='libbpf'); BCC loads what"
+                                 " the program's -D flags compile")
             transport = transport or default_transport()
             self.assembly = assemble(program, schema=schema, transport=transport,
                                      defines={**(defines or {}), **event_filter.defines()},
