@@ -19,13 +19,13 @@ from pathlib import Path
 
 from ..errors import ProbeError
 from ..paths import BPF_DIR, SHIPPED_SCHEMA
-from .host import TRACEFS_DIRS
+from .host import TRACEFS_DIRS, default_transport
 from .program import BTF_PATH, TRANSPORTS
 from .readers import Record
-from .sensor import PERF_WAKEUP_EVENTS, Sensor, program_text
+from .sensor import BACKEND_ALIASES, PERF_WAKEUP_EVENTS, Sensor, program_text
 
 __all__ = ["BTF_PATH", "EXEC_ONLY", "ExecProbe", "PROGRAM", "ProbeError", "Record", "TRANSPORTS", "defines_for",
-           "exec_program_text", "kmod_tracepoints", "probe_source_path"]
+           "exec_program_text", "is_shipped", "kmod_tracepoints", "probe_source_path"]
 
 PROGRAM = BPF_DIR / "hids.bpf.c"
 KMOD_TRACEPOINT = "events/syscalls/sys_exit_finit_module"
@@ -72,9 +72,22 @@ def exec_program_text(transport: str = "perf") -> str:
 
 
 class ExecProbe(Sensor):
-    """execmon's probe on the shipped schema, loaded and attached."""
+    """execmon's probe on the shipped schema, loaded and attached: the exec
+    programs of the prebuilt object through libbpf (sdxfer.kernel.objects), or
+    with backend="bcc" the exec family compiled by BCC. transport None: the
+    ring buffer where the kernel has it."""
 
-    def __init__(self, transport: str = "perf", *, decoder=None, perf_pages: int | None = None,
-                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None):
-        super().__init__(PROGRAM, transport=transport, defines=EXEC_ONLY, decoder=decoder,
-                         perf_pages=perf_pages, perf_wakeup_events=perf_wakeup_events, ringbuf_pages=ringbuf_pages)
+    def __init__(self, transport: str | None = None, *, decoder=None, perf_pages: int | None = None,
+                 perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
+                 backend: str | None = None):
+        transport = transport or default_transport()
+        options = {"transport": transport, "decoder": decoder, "perf_pages": perf_pages,
+                   "perf_wakeup_events": perf_wakeup_events, "ringbuf_pages": ringbuf_pages}
+        if BACKEND_ALIASES.get(backend, backend) == "bcc":
+            super().__init__(PROGRAM, defines=EXEC_ONLY, backend="bcc", **options)
+        else:
+            from .objects import shipped
+
+            objects = shipped()
+            super().__init__(objects.object(transport), programs=objects.programs(["exec"]),
+                             backend=backend or "libbpf", **options)

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     common = default_decoder().common_fields
     render = (lambda e: json_line(e, clock)) if args.json else (lambda e: text_line(e, clock, common))
     accept = (lambda e: not failed_exec(e)) if args.no_failed else (lambda e: True)
-    return drive("hidsmon", args, Probe(probes.PROGRAM, defines=defines, events=events), Formatter(render, accept))
+    probe = Probe(probes.PROGRAM, defines=defines, events=events, shipped=True, failed_execs=not args.no_failed)
+    return drive("hidsmon", args, probe, Formatter(render, accept))
 
 
 if __name__ == "__main__":
