@@ -1,7 +1,8 @@
 """hidsmon: every event of sdxfer's HIDS catalogue (schema/events.yaml), live,
 from bpf/hids.bpf.c: execs, exits, network, process and file events.
 
-hidsmon is a probe choice (only the selected events compiled: sdxfer.kernel.probes)
+hidsmon is a probe choice (only the selected events' programs loaded from the
+prebuilt object, sdxfer.kernel.objects, or compiled with --backend bcc)
 and a formatter for the one driver (sdxfer.tools.driver): `text_line` or
 `json_line`, pure functions of an event, so the output is testable without a kernel.
 """
