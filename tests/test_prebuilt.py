@@ -231,3 +231,18 @@ def test_ebpf_still_prints_the_c_text():
     done = subprocess.run([str(BIN / "hidsmon"), "--events", "setsid", "--ebpf"], capture_output=True, text=True,
                           timeout=START_S)
     assert done.returncode == 0 and "#define HIDS_WANT_SETSID" in done.stdout and "TRACEPOINT_PROBE" in done.stdout
+
+
+@pytest.mark.live
+def test_sdxfer_run_of_the_shipped_probe_uses_its_prebuilt_object():
+    argv = ["/bin/echo", f"mk{uuid.uuid4().hex[:10]}"]
+    tool = Tool(str(BIN / "sdxfer"), "run", str(objects.PROGRAM), "--events", "exec", "--json")
+    try:
+        banner = tool.wait_err(lambda line: "Ctrl+C to stop" in line, START_S)
+        assert banner.startswith("sdxfer run: 1 events, 3 programs attached in ") and ", libbpf)" in banner, banner
+        child = subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+        assert child.returncode == 0
+        got = wait_json(tool, lambda r: r["argv"] == argv)
+    finally:
+        tool.stop(signal.SIGINT)
+    assert (got["event"], got["ppid"], got["exe"]) == ("exec", os.getpid(), "/bin/echo")

@@ -116,7 +116,6 @@ class CoreProbe:
         """Autoload off for the programs not named (all are loaded when none are
         named) and for the fork/free programs unless --children is on."""
         every = self._object.programs()
-        own = {record.REST_PROGRAM, *record.FOLLOW_PROGRAMS}
         wanted = None if programs is None else set(programs)
         if wanted is not None:
             unknown = sorted(wanted - {program.name for program in every})
@@ -125,7 +124,7 @@ class CoreProbe:
         for program in every:
             if program.name in record.FOLLOW_PROGRAMS:
                 program.autoload = children
-            elif wanted is not None and program.name not in own:
+            elif wanted is not None and program.name != record.REST_PROGRAM:  # tail-called by the others
                 program.autoload = program.name in wanted
 
     def _fill_rest_programs(self) -> None:

@@ -23,10 +23,10 @@ attaches on every kernel; one built with the tracepoints variant needs hosts
 that have them.
 
 At load, the digest of the inputs (bpf/, sdxfer/include/, the schema, the
-generated header and its template and generator, this build recipe) is
-checked: stale or missing objects are rebuilt into the user's cache folder
-when clang is there (one line on stderr says so), else one line says what to
-run.
+generated header and its template and generator, this build recipe and the
+probe's -D choices in probes.py) is checked: stale or missing objects are
+rebuilt into the user's cache folder when clang is there (one line on stderr
+says so), else one line says what to run.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def inputs() -> list[tuple[str, Path]]:
     places = [("bpf", BPF_DIR, ("*.c", "*.h")), ("include", C_INCLUDE_DIR, ("*.h",)),
               ("schema", SCHEMA_DIR, ("events.yaml", "events.lock")), ("generated", GENERATED_DIR, ("xfer.h",)),
               ("templates", TEMPLATES_DIR, ("xfer.h.j2",)), ("codegen", _codegen_dir(), ("*.py",)),
-              ("kernel", Path(__file__).parent, ("build.py", "objects.py"))]
+              ("kernel", Path(__file__).parent, ("build.py", "objects.py", "probes.py"))]
     return sorted((f"{role}/{path.name}", path) for role, folder, patterns in places
                   for pattern in patterns for path in folder.glob(pattern))
 
@@ -193,7 +193,7 @@ def current(folder: Path, digest: str) -> Shipped | None:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(manifest, dict) or manifest.get("digest") != digest:
+    if not isinstance(manifest, dict) or manifest.get("digest") != digest or not manifest.get("objects"):
         return None
     found = Shipped(folder, manifest)
     return found if all(found.object(t).is_file() for t in manifest["objects"]) else None

@@ -7,7 +7,9 @@ its exec family alone (execmon's ExecProbe, for other agents).
             print(event.pid, event.argv)
 
 Which events are compiled is chosen by -D: HIDS_SELECTED with one
-HIDS_WANT_<EVENT> per event wanted (without HIDS_SELECTED, every event).
+HIDS_WANT_<EVENT> per event wanted (without HIDS_SELECTED, every event). That
+is the BCC path; the prebuilt objects (sdxfer.kernel.objects) hold every event
+and load only the programs of those wanted.
 kmod_load needs the init_module/finit_module tracepoints, which only kernels
 with module support have; elsewhere it watches the raw sys_exit, which costs
 every syscall of the host a little.

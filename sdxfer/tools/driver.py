@@ -1,9 +1,9 @@
 """The one driver behind execmon, hidsmon and `sdxfer run`.
 
 A tool is a probe choice (Probe: program, schema, -D flags, events wanted;
-the shipped probe loads its prebuilt object through libbpf unless --backend
-bcc, sdxfer.kernel.objects) and a formatter (Formatter: an event to a line, which events to show, a
-header). The driver owns everything else, once: the shared options
+the shipped probe comes from its prebuilt object, sdxfer.kernel.objects,
+unless --backend bcc) and a formatter (Formatter: an event to a line, which
+events to show, a header). The driver owns everything else, once: the shared options
 (add_probe_arguments), the in-kernel filters they select, opening the probe
 and the --output, the follow loop, loss and stats lines on stderr, the exit
 summary, Ctrl+C and SIGTERM, and a reader that goes away (... | head).
@@ -332,7 +332,8 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     shown = formatter._replace(accept=lambda event: event.name in wanted and matches(event) and accept(event))
     target = f", out to {redacted(args.output)}" if output is not None else ""
     print(f"{tool}: {len(wanted)} events, {sensor.programs_attached} programs attached in"
-          f" {time.monotonic() - started:.1f} s ({sensor.transport}, {sensor.backend}{target}); Ctrl+C to stop", file=stderr, flush=True)
+          f" {time.monotonic() - started:.1f} s ({sensor.transport}, {sensor.backend}{target}); Ctrl+C to stop",
+          file=stderr, flush=True)
     if formatter.header and output is None and not args.json:
         try:
             stdout.write(formatter.header + "\n")
