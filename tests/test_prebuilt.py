@@ -9,12 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
 
 import pytest
 
-from conftest import ROOT, Tool
+from conftest import LIVE_WAIT_S, ROOT, Tool
 from sdxfer import ProbeError, Sensor, default_decoder
 from sdxfer.kernel import objects
 from sdxfer.kernel.probes import ExecProbe
@@ -246,3 +247,25 @@ def test_sdxfer_run_of_the_shipped_probe_uses_its_prebuilt_object():
     finally:
         tool.stop(signal.SIGINT)
     assert (got["event"], got["ppid"], got["exe"]) == ("exec", os.getpid(), "/bin/echo")
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("include_self", [False, True])
+def test_the_loading_process_is_left_out_unless_included(shipped, tmp_path, include_self):
+    """--include-self's filter in the prebuilt object: this process's own
+    file_create is sent only when asked for; a child's after it comes either way."""
+    from sdxfer.kernel.filters import EventFilter
+
+    selection = EventFilter(not_tgid=None if include_self else os.getpid())
+    with Sensor(shipped.object("ringbuf"), programs=shipped.programs(["file_create"]),
+                event_filter=selection) as sensor:
+        os.close(os.open(tmp_path / "by-self", os.O_CREAT | os.O_WRONLY, 0o600))
+        subprocess.run(["/bin/touch", str(tmp_path / "by-child")], check=True)
+        paths = []
+        deadline = time.monotonic() + LIVE_WAIT_S
+        for event in sensor.events(stop=lambda: time.monotonic() > deadline):
+            if event.path.startswith(str(tmp_path)):
+                paths.append(event.path)
+            if paths and paths[-1].endswith("by-child"):
+                break
+    assert paths == [str(tmp_path / "by-self")] * include_self + [str(tmp_path / "by-child")]
