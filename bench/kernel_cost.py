@@ -176,7 +176,7 @@ def open_sensor(variant: str, transport: str) -> Sensor:
         defines = {"FLOOR_FINGERPRINT": exec_event.fingerprint, "FLOOR_VERSION": len(exec_event.versions)}
         return Sensor(FLOOR_PROGRAM, transport=transport, defines={**defines, **FLOORS[variant]})
     if variant == "sdxfer":
-        return ExecProbe(transport=transport)
+        return ExecProbe(transport=transport, backend="bcc")  # built as the variants without parts are
     parts = list(PARTS.values()) if variant == WITHOUT_ALL else [PARTS[variant]]
     defines = {**EXEC_ONLY, **{part[2:]: None for part in parts if part.startswith("-D")}}
     with tempfile.TemporaryDirectory(prefix="kernel_cost-") as folder:

@@ -2,7 +2,8 @@
 # Installs everything sdxfer needs on a fresh Debian 12 machine (run as root):
 # Debian's BCC for /usr/bin/python3, clang, bpftool and libbpf-dev, kernel headers that BCC can compile
 # against (merged into build/kernel-headers), tracefs, and a virtualenv at
-# .venv with the project in editable mode (with nats-py, the fleet extra).
+# .venv with the project in editable mode (with nats-py, the fleet extra), and
+# the shipped probe's CO-RE objects.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,3 +33,6 @@ fi
 # Debian splits one kernel's headers into an arch tree and a common tree;
 # BCC wants one directory: sdxfer merges them (symlinks) where it finds them.
 .venv/bin/python -m sdxfer.kernel.kheaders build/kernel-headers >/dev/null
+# The shipped probe's CO-RE objects (sdxfer/objects/), which execmon and hidsmon
+# load by default; rebuilt only when their inputs changed.
+.venv/bin/python -m sdxfer.kernel.objects >/dev/null

@@ -233,7 +233,7 @@ def test_the_objects_transport_and_filters_are_its_build_and_said_in_one_line(tu
     schema = tutorial / "events.yaml"
     cases = [({"transport": "ringbuf"}, f"{obj} was built for the perf transport: rebuild it with -D SDXFER_RINGBUF for ringbuf"),
              ({"event_filter": EventFilter(pid=1, children=True)},
-              f"{obj} was built without -D SDXFER_FILTER_CHILDREN: the filter asked for must match"),
+              f"{obj} was built without -D SDXFER_FILTER_CHILDREN: rebuild it with it for this filter"),
              ({"defines": {"X": 1}}, "a built object takes its -D defines from sdxfer build, not at load"),
              ({"backend": "bcc"}, f"BCC compiles C text, not the object {obj}: load it with backend='libbpf'")]
     for options, message in cases:
@@ -254,7 +254,7 @@ def test_sdxfer_run_loads_a_built_object_through_libbpf(tutorial):
                             "-p", str(os.getpid())], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = run.stderr.readline()
-        assert banner.startswith("sdxfer run: 1 events, 1 programs attached in ") and "(ringbuf)" in banner
+        assert banner.startswith("sdxfer run: 1 events, 1 programs attached in ") and "(ringbuf, libbpf)" in banner
         open_missing(tutorial, [("by-run", os.O_RDONLY)])
         line = json.loads(run.stdout.readline())
     finally:

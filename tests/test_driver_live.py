@@ -16,6 +16,7 @@ pytestmark = pytest.mark.live
 BIN = ROOT / ".venv" / "bin"
 WAIT_S = LIVE_WAIT_S
 START_S = 120  # a loaded 2-CPU machine compiles slowly
+BACKENDS = ["libbpf", "bcc"]
 
 
 def start(*argv) -> Tool:
@@ -44,14 +45,17 @@ def has_marker(marker):
                            and marker in record["argv"])
 
 
-def test_children_are_followed_as_they_fork():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_children_are_followed_as_they_fork(backend):
     """-p the shell with --children: its children and grandchildren, started
-    after the sensor, are reported; an exec outside the tree is not."""
+    after the sensor, are reported; an exec outside the tree is not (the
+    prebuilt object's fork/free programs, or BCC's build with them)."""
     # `; :` keeps each shell from replacing itself with its last command
     shell = subprocess.Popen(["/bin/sh", "-c", "read go; /bin/sh -c '/bin/true $0; /bin/true $1; :' \"$go\" \"${go}2\"; :"],
                              stdin=subprocess.PIPE, text=True)
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = start("hidsmon", "--events", "exec", "--json", "-p", str(shell.pid), "--children")
+    tool = start("hidsmon", "--events", "exec", "--json", "-p", str(shell.pid), "--children", "--backend", backend)
+    assert any(f", {backend})" in line for line in tool.err)
     try:
         exec_with(f"{marker}x")  # outside the tree: filtered in the kernel
         shell.communicate(f"{marker}\n", timeout=WAIT_S)
@@ -113,9 +117,11 @@ def cgroup():
                 time.sleep(0.1)
 
 
-def test_cgroup_keeps_its_processes(cgroup):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cgroup_keeps_its_processes(cgroup, backend):
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = start("execmon", "--json", "--cgroup", str(cgroup))
+    tool = start("execmon", "--json", "--cgroup", str(cgroup), "--backend", backend)
+    assert any(f", {backend})" in line for line in tool.err)
     try:
         exec_with(f"{marker}x")
         exec_with(marker, before=f"echo $$ > {cgroup}/cgroup.procs;")

@@ -1,7 +1,8 @@
 """Live tests: load the probe into the running kernel, run execs whose pid,
 ppid, uid and argv are known, and check what arrives, on both transports.
 
-Needs root and bcc (CI runs as root); skipped otherwise.
+Needs root (CI runs as root); skipped otherwise. The probe is the prebuilt
+object through libbpf and the BCC build, on both transports.
 """
 
 import ctypes
@@ -31,9 +32,11 @@ CALLER_ENV_SCAN_MAX = 1024  # environment entries of a failed exec the probe exa
 BEYOND_ENV_SCAN = 20000  # environment entries, more than the probe examines
 
 
-@pytest.fixture(scope="module", params=["perf", "ringbuf"])
+@pytest.fixture(scope="module", params=[(transport, backend) for backend in ("libbpf", "bcc")
+                                        for transport in ("perf", "ringbuf")], ids="-".join)
 def probe(request):
-    with ExecProbe(transport=request.param) as opened:
+    transport, backend = request.param
+    with ExecProbe(transport=transport, backend=backend) as opened:
         yield opened
 
 
@@ -194,6 +197,8 @@ def test_an_ordinary_exec_sends_one_record(probe):
 def test_without_the_tail_call_the_rest_is_counted_lost_at_once(probe):
     """The program array emptied (as when a program is loaded without Sensor):
     the record keeps max bytes and its last continuation says how many are missing."""
+    if probe.backend != "bcc":
+        pytest.skip("empties BCC's program array (the libbpf loader fills the same map the same way)")
     from bcc import BPF
 
     from sdxfer import record

@@ -100,8 +100,9 @@ def test_not_root_is_one_line(monkeypatch, capsys):
 
 def _start(*args) -> tuple[Tool, str]:
     mon = Tool(HIDSMON, *args)
-    started = mon.wait_err(lambda line: True)
-    assert re.fullmatch(r"hidsmon: \d+ events, \d+ programs attached in \d+\.\d s \((perf|ringbuf)\); "
+    # the start line (after one saying stale prebuilt objects are rebuilt, if they are)
+    started = mon.wait_err(lambda line: "Ctrl+C to stop" in line)
+    assert re.fullmatch(r"hidsmon: \d+ events, \d+ programs attached in \d+\.\d s \((perf|ringbuf), (libbpf|bcc)\); "
                         r"Ctrl\+C to stop\n", started), mon.text()
     return mon, started
 

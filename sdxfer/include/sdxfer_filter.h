@@ -21,8 +21,11 @@
  * _not_tgid instead, which a loader
  * sets before load (a -D gives their initial value; SDXFER_FILTER_ANY: no
  * filter), so one object serves every run: the verifier drops the tests of
- * the filters left off. SDXFER_FILTER_CHILDREN and SDXFER_FILTER_CGROUP stay
- * build-time -D: they add maps and programs.
+ * the filters left off. There SDXFER_FILTER_CHILDREN and SDXFER_FILTER_CGROUP
+ * only make their maps (and the fork/free programs) exist; whether they filter
+ * is the read-only global sdxfer_filter_children / sdxfer_filter_cgroup
+ * (default 0, off), so one object with both serves runs with and without them
+ * (the loader leaves the fork/free programs unloaded when off).
  */
 #ifndef SDXFER_FILTER_H
 #define SDXFER_FILTER_H
@@ -60,7 +63,18 @@ const volatile __u64 sdxfer_filter_not_tgid = SDXFER_FILTER_NOT_TGID;
 /* A value filter the loader left off passes everything. */
 #define sdxfer_filter_refuses(wanted, value) ((wanted) != SDXFER_FILTER_ANY && (value) != (__u32)(wanted))
 #define sdxfer_filter_excludes(unwanted, value) ((unwanted) != SDXFER_FILTER_ANY && (value) == (__u32)(unwanted))
+#ifdef SDXFER_FILTER_CHILDREN
+const volatile __u32 sdxfer_filter_children = 0;
+#define SDXFER_FILTER_CHILDREN_ON sdxfer_filter_children
+#endif
+#ifdef SDXFER_FILTER_CGROUP
+const volatile __u32 sdxfer_filter_cgroup = 0;
+#define SDXFER_FILTER_CGROUP_ON sdxfer_filter_cgroup
+#endif
 #else
+/* BCC: a filter's -D turns it on. */
+#define SDXFER_FILTER_CHILDREN_ON 1
+#define SDXFER_FILTER_CGROUP_ON 1
 #define sdxfer_filter_refuses(wanted, value) ((value) != (__u32)(wanted))
 #define sdxfer_filter_excludes(unwanted, value) ((value) == (__u32)(unwanted))
 #endif
@@ -82,19 +96,20 @@ static __always_inline int sdxfer_wanted(void)
 #ifdef SDXFER_FILTER_PID
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
 #ifdef SDXFER_FILTER_CHILDREN
-    if (!sdxfer_is_followed(tgid))
-        return 0;
-#else
+    if (SDXFER_FILTER_CHILDREN_ON) {
+        if (!sdxfer_is_followed(tgid))
+            return 0;
+    } else
+#endif
     if (sdxfer_filter_refuses(SDXFER_FILTER_PID, tgid))
         return 0;
-#endif
 #endif
 #ifdef SDXFER_FILTER_UID
     if (sdxfer_filter_refuses(SDXFER_FILTER_UID, (__u32)bpf_get_current_uid_gid()))
         return 0;
 #endif
 #ifdef SDXFER_FILTER_CGROUP
-    if (!sdxfer_under_cgroup())
+    if (SDXFER_FILTER_CGROUP_ON && !sdxfer_under_cgroup())
         return 0;
 #endif
 #ifdef SDXFER_FILTER_MNTNS
@@ -107,7 +122,8 @@ static __always_inline int sdxfer_wanted(void)
 #ifdef SDXFER_FILTER_CHILDREN
 /* A followed process's children are followed from their fork on (the
  * tracepoint fires in the parent); a thread group leaves the map when its
- * leader's task is freed, after every event of its exit was sent. */
+ * leader's task is freed, after every event of its exit was sent.
+ * sdxfer.runtime.record.FOLLOW_PROGRAMS names them for the CO-RE loader. */
 RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
     if (sdxfer_is_followed(bpf_get_current_pid_tgid() >> 32))

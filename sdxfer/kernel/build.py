@@ -13,6 +13,7 @@ load: nothing here reads a structure offset.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -138,6 +139,25 @@ def build(program: str | Path, out: str | Path, *, schema: str | Path | None = N
         raise ProbeError("-D SDXFER_RINGBUF asks for the ring buffer: leave it out for --transport perf")
     elif transport not in (None, "perf"):
         raise ProbeError(f"unknown transport {transport!r}: choose ringbuf or perf")
+    with _compiler(program, schema, defines, vmlinux) as (command, folder):
+        # Preprocessed first, without tracepoint structs: which tracepoints it attaches to.
+        done = _clang(command + ["-E"])
+        (folder / "sdxfer_tracepoints.h").write_text(tracepoint_structs(done.stdout))
+        done = _clang(command + ["-c", "-o", str(out)])
+    return done.stderr
+
+
+def preprocess(program: str | Path, *, schema: str | Path | None = None, defines: dict | None = None,
+               vmlinux: str | Path | None = None) -> str:
+    """The text clang compiles for `program` with these defines (tracepoint structs left out)."""
+    with _compiler(program, schema, defines, vmlinux) as (command, _):
+        return _clang(command + ["-E", "-P"]).stdout
+
+
+@contextlib.contextmanager
+def _compiler(program, schema, defines, vmlinux):
+    """clang's command for `program` (its output options to add) and the private
+    folder its generated headers are in, for as long as the block runs."""
     if not Path(program).is_file():
         raise ProbeError(f"cannot read the program {program}: no such file")
     program_dir = Path(program).resolve().parent
@@ -152,14 +172,9 @@ def build(program: str | Path, out: str | Path, *, schema: str | Path | None = N
         except OSError as exc:
             raise ProbeError(f"cannot read {header}: {exc.strerror}") from None
         (folder / "xfer.h").write_text(code.header)
-        # The schema's xfer.h first (as for BCC), then the program's folder, sdxfer's, bpf/.
-        command = [clang, *flags, *[f"-I{d}" for d in (folder, program_dir, C_INCLUDE_DIR, BPF_DIR)], str(program)]
-        # Preprocessed first, without tracepoint structs: which tracepoints it attaches to.
         (folder / "sdxfer_tracepoints.h").write_text("")
-        done = _clang(command + ["-E"])
-        (folder / "sdxfer_tracepoints.h").write_text(tracepoint_structs(done.stdout))
-        done = _clang(command + ["-c", "-o", str(out)])
-    return done.stderr
+        # The schema's xfer.h first (as for BCC), then the program's folder, sdxfer's, bpf/.
+        yield [clang, *flags, *[f"-I{d}" for d in (folder, program_dir, C_INCLUDE_DIR, BPF_DIR)], str(program)], folder
 
 
 def user_cache_dir() -> Path:

@@ -5,8 +5,11 @@
     program in its tail-call array -> the reader opened (perf: one perf event
     per online CPU, put in the events map) -> the filter's maps filled -> attach
 
-Nothing here imports bcc. The transport, SDXFER_FILTER_CHILDREN and
-SDXFER_FILTER_CGROUP are the object's, chosen when it was built.
+Nothing here imports bcc. The transport is the object's, chosen when it was
+built; so are the maps of SDXFER_FILTER_CHILDREN and SDXFER_FILTER_CGROUP,
+which a run turns on or leaves off. `programs` names the programs to load
+(the rest are not loaded: autoload off); the continuation program and the
+fork/free programs of --children are the loader's own, loaded as needed.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import ctypes
 import os
 import struct
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import ProbeError
 from ..runtime import record
@@ -22,8 +26,6 @@ from .filters import EventFilter
 from .program import BTF_PATH, SchemaCode, transport_flags
 from .readers import PAGE_SIZE, PerfReader, RingReader
 
-FILTER_GLOBALS = {"pid": "sdxfer_filter_pid", "uid": "sdxfer_filter_uid", "mntns": "sdxfer_filter_mntns",
-                  "not_tgid": "sdxfer_filter_not_tgid"}
 ONLINE_CPUS = Path("/sys/devices/system/cpu/online")
 
 # perf_event_open(2) for a BPF output buffer: struct perf_event_attr up to
@@ -82,7 +84,7 @@ class CoreProbe:
     """An object loaded, its programs not yet attached (as BCC's DeferredBPF)."""
 
     def __init__(self, source, code: SchemaCode, *, transport: str | None, ringbuf_pages: int | None,
-                 event_filter: EventFilter, btf: str | Path | None = None):
+                 event_filter: EventFilter, programs: Iterable[str] | None = None, btf: str | Path | None = None):
         self._object = libbpf.Object(source, btf=check_btf(btf))
         self._links: list[libbpf.Link] = []
         self._perf_fds: list[int] = []
@@ -100,6 +102,7 @@ class CoreProbe:
                 self._ringbuf_size = pages * PAGE_SIZE
                 events.set_max_entries(self._ringbuf_size)
             self._object.set_read_only(self._filter_globals(event_filter))
+            self._select_programs(programs, event_filter.children)
         except BaseException:
             self._object.close()
             raise
@@ -117,15 +120,32 @@ class CoreProbe:
     def _filter_globals(self, event_filter: EventFilter) -> dict[str, int]:
         for wanted, name, flag in ((event_filter.children, record.FOLLOWED_MAP, "SDXFER_FILTER_CHILDREN"),
                                    (event_filter.cgroup is not None, record.CGROUP_MAP, "SDXFER_FILTER_CGROUP")):
-            if wanted != (self._object.find_map(name) is not None):
-                raise ProbeError(f"{self._object.name} was built {'without' if wanted else 'with'} -D {flag}:"
-                                 " the filter asked for must match")
+            if wanted and self._object.find_map(name) is None:
+                raise ProbeError(f"{self._object.name} was built without -D {flag}: rebuild it with it for this filter")
         # With --children the followed map decides, not the pid global. A
         # filter not asked for keeps the object's initial value (its build's
-        # -D, else off).
+        # -D, else off); children and cgroup are set only when asked for, so
+        # an object built without their maps is not asked for their globals.
         values = {"pid": None if event_filter.children else event_filter.pid,
-                  "uid": event_filter.uid, "mntns": event_filter.mntns, "not_tgid": event_filter.not_tgid}
-        return {FILTER_GLOBALS[key]: value for key, value in values.items() if value is not None}
+                  "uid": event_filter.uid, "mntns": event_filter.mntns, "not_tgid": event_filter.not_tgid,
+                  "children": 1 if event_filter.children else None,
+                  "cgroup": 1 if event_filter.cgroup is not None else None}
+        return {record.FILTER_GLOBALS[key]: value for key, value in values.items() if value is not None}
+
+    def _select_programs(self, programs: Iterable[str] | None, children: bool) -> None:
+        """Autoload off for the programs not named (all are loaded when none are
+        named) and for the fork/free programs unless --children is on."""
+        every = self._object.programs()
+        wanted = None if programs is None else set(programs)
+        if wanted is not None:
+            unknown = sorted(wanted - {program.name for program in every})
+            if unknown:
+                raise ProbeError(f"{self._object.name} has no program {', '.join(unknown)}")
+        for program in every:
+            if program.name in record.FOLLOW_PROGRAMS:
+                program.autoload = children
+            elif wanted is not None and program.name != record.REST_PROGRAM:  # tail-called by the others
+                program.autoload = program.name in wanted
 
     def _fill_rest_programs(self) -> None:
         """The tail-called program that sends continuation records, in place before any probe runs."""
@@ -171,7 +191,7 @@ class CoreProbe:
 
     def attach(self) -> None:
         for program in self._object.programs():
-            if program.name != record.REST_PROGRAM:  # tail-called, attached nowhere
+            if program.autoload and program.name != record.REST_PROGRAM:  # tail-called, attached nowhere
                 self._links.append(program.attach())
 
     @property

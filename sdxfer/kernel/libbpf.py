@@ -62,6 +62,8 @@ _SIGNATURES = {
     "bpf_program__attach": (c_void_p, [c_void_p]),
     "bpf_program__fd": (c_int, [c_void_p]),
     "bpf_program__name": (c_char_p, [c_void_p]),
+    "bpf_program__autoload": (c_bool, [c_void_p]),
+    "bpf_program__set_autoload": (c_int, [c_void_p, c_bool]),
     "bpf_link__destroy": (c_int, [c_void_p]),
     "bpf_map_update_elem": (c_int, [c_int, c_void_p, c_void_p, c_uint64]),
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
@@ -198,6 +200,17 @@ class Program:
     @property
     def fd(self) -> int:
         return library().bpf_program__fd(self._pointer)
+
+    @property
+    def autoload(self) -> bool:
+        """Whether load() puts it in the kernel (every program, unless turned off before load)."""
+        return library().bpf_program__autoload(self._pointer)
+
+    @autoload.setter
+    def autoload(self, wanted: bool) -> None:
+        err = library().bpf_program__set_autoload(self._pointer, wanted)
+        if err:
+            raise ProbeError(f"cannot {'load' if wanted else 'leave out'} program {self.name}: {_errno_text(err)}")
 
     def attach(self) -> Link:
         """Where its section says (tp/CATEGORY/EVENT, raw_tp/EVENT)."""

@@ -78,7 +78,7 @@ class Sensor:
                  perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS,
                  event_filter: EventFilter | None = None, backend: str | None = None,
-                 btf: str | Path | None = None, quiet: bool = False):
+                 programs=None, btf: str | Path | None = None, quiet: bool = False):
         event_filter = event_filter or EventFilter()
         backend = BACKEND_ALIASES.get(backend, backend)
         if backend is not None and backend not in BACKENDS:
@@ -87,7 +87,7 @@ class Sensor:
         self.assembly: Assembly | None = None
         self.built: Path | None = None  # the object clang built from C text, in the user's cache folder
         options = dict(schema=schema, transport=transport, defines=defines or {}, ringbuf_pages=ringbuf_pages,
-                       event_filter=event_filter, btf=btf)
+                       event_filter=event_filter, btf=btf, programs=programs)
         self.origin: str | None = None  # how C text was built, where the Sensor chose (printed unless quiet)
         if backend is None and not is_object(program):
             code = self._open_text(program, options)
@@ -138,7 +138,7 @@ class Sensor:
 
     # ---- opening, by backend ------------------------------------------------------
 
-    def _open_object(self, program, *, schema, transport, defines, ringbuf_pages, event_filter, btf):
+    def _open_object(self, program, *, schema, transport, defines, ringbuf_pages, event_filter, btf, programs):
         if not is_object(program):
             raise ProbeError("the libbpf backend loads an object built by sdxfer build (a .o file or its bytes)")
         if defines:
@@ -146,15 +146,18 @@ class Sensor:
         code = schema_code(schema)
         check_core_environment()
         self._probe = CoreProbe(program, code, transport=transport, ringbuf_pages=ringbuf_pages,
-                                event_filter=event_filter, btf=btf)
+                                event_filter=event_filter, btf=btf, programs=programs)
         self._opened = time.monotonic()
         self._probe.load()
         self._loaded = time.monotonic()
         return code
 
-    def _open_bcc(self, program, *, schema, transport, defines, ringbuf_pages, event_filter, btf):
+    def _open_bcc(self, program, *, schema, transport, defines, ringbuf_pages, event_filter, btf, programs):
         if is_object(program):
             raise ProbeError(f"BCC compiles C text, not the object {program}: load it with backend='libbpf'")
+        if programs is not None:
+            raise ProbeError("programs= selects programs of a built object (backend='libbpf'); BCC loads what"
+                             " the program's -D flags compile")
         if btf is not None:
             raise ProbeError("btf= is for the libbpf backend: BCC reads the running kernel's BTF")
         transport = transport or default_transport()

@@ -126,6 +126,14 @@ EVENTS_MAP = "sdxfer_events"  # the perf event array or the ring buffer
 FOLLOWED_MAP = "sdxfer_followed"  # hash: thread group ids a --children filter follows
 CGROUP_MAP = "sdxfer_cgroup"  # cgroup array: the cgroup a --cgroup filter keeps (and those below it)
 FOLLOWED_MAX = 65536  # processes a --children filter follows at once (LRU beyond)
+# A CO-RE object's filters (sdxfer_filter.h) are read-only globals the loader
+# sets; --children and --cgroup have maps only where built with them, and are
+# on only when their global says so. The fork/free programs keep the followed
+# map current: loaded only when --children is on.
+FILTER_GLOBALS = {"pid": "sdxfer_filter_pid", "uid": "sdxfer_filter_uid", "mntns": "sdxfer_filter_mntns",
+                  "not_tgid": "sdxfer_filter_not_tgid", "children": "sdxfer_filter_children",
+                  "cgroup": "sdxfer_filter_cgroup"}
+FOLLOW_PROGRAMS = ("raw_tracepoint__sched_process_fork", "raw_tracepoint__sched_process_free")
 
 # Per-CPU state: (name, C type). `seq` numbers the records a CPU sends (or
 # tries to); bit i of `busy` is set while scratch slot i is in use (a program

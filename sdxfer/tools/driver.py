@@ -1,8 +1,9 @@
 """The one driver behind execmon, hidsmon and `sdxfer run`.
 
-A tool is a probe choice (Probe: program, schema, -D flags, events wanted)
-and a formatter (Formatter: an event to a line, which events to show, a
-header). The driver owns everything else, once: the shared options
+A tool is a probe choice (Probe: program, schema, -D flags, events wanted;
+the shipped probe comes from its prebuilt object, sdxfer.kernel.objects,
+unless --backend bcc) and a formatter (Formatter: an event to a line, which
+events to show, a header). The driver owns everything else, once: the shared options
 (add_probe_arguments), the in-kernel filters they select, opening the probe
 and the --output, the follow loop, loss and stats lines on stderr, the exit
 summary, Ctrl+C and SIGTERM, and a reader that goes away (... | head).
@@ -19,6 +20,7 @@ from typing import Callable, NamedTuple
 from ..errors import ProbeError
 from ..kernel.filters import EventFilter, cgroup_dir
 from ..kernel.program import TRANSPORTS
+from ..kernel.sensor import BACKENDS
 from ..paths import SHIPPED_SCHEMA
 from .text import regex, silence_stdout, stop_on_signals, user_id
 
@@ -32,6 +34,10 @@ class Probe(NamedTuple):
     schema: Path | None = None  # None: the shipped schema
     defines: dict = {}
     events: tuple[str, ...] | None = None  # the events shown; None: every event of the schema
+    # bpf/hids.bpf.c on the shipped schema, `defines` only what BCC needs for `events`:
+    # the prebuilt object serves it (only the programs of `events` loaded)
+    shipped: bool = False
+    failed_execs: bool = True  # shipped: the failed-exec programs loaded too
 
 
 class Formatter(NamedTuple):
@@ -105,6 +111,9 @@ def add_probe_arguments(parser: argparse.ArgumentParser, *, what: str = "events"
     parser.add_argument("--transport", choices=TRANSPORTS, default=None,
                         help="BPF ring buffer (default where the kernel has it, 5.8+) or perf buffer"
                         " (a built .bpf.o: the one it was built for)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="libbpf: a CO-RE object (execmon, hidsmon and the shipped probe: the prebuilt one, the"
+                        " default), or bcc: the C text compiled by BCC at start")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: to_dict(), time, timestamp_ns")
     parser.add_argument("--ebpf", action="store_true", help="print the final BPF program text and exit")
     select = parser.add_argument_group("which processes (in the kernel, except -n)")
@@ -268,6 +277,22 @@ def _closed(output, status: int) -> int:
     return status
 
 
+def _sensor(tool: str, probe: Probe, args, selection: EventFilter, stderr):
+    """The shipped probe from its prebuilt object (unless --backend bcc), any other as given."""
+    from ..kernel.sensor import Sensor
+
+    if probe.shipped and args.backend != "bcc":
+        from ..kernel.host import default_transport
+        from ..kernel.objects import shipped
+
+        objects = shipped(notice=lambda line: print(f"{tool}: {line}", file=stderr, flush=True))
+        transport = args.transport or default_transport()
+        return Sensor(objects.object(transport), transport=transport, event_filter=selection, backend="libbpf",
+                      programs=objects.programs(probe.events, probe.failed_execs), btf=args.btf)
+    return Sensor(probe.program, schema=probe.schema, transport=args.transport, defines=probe.defines,
+                  event_filter=selection, backend=args.backend, btf=args.btf, quiet=True)
+
+
 def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stderr=None) -> int:
     """Opens the probe and the --output, follows until Ctrl+C or SIGTERM; --ebpf
     prints the program instead. Errors are one line on stderr."""
@@ -276,7 +301,7 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     from ..kernel.core import is_object
     from ..kernel.host import default_transport
     from ..kernel.program import schema_code
-    from ..kernel.sensor import Sensor, program_text
+    from ..kernel.sensor import program_text
 
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     started = time.monotonic()
@@ -298,8 +323,7 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
                   file=stderr)
             return 2
         output = open_output(args, code.decoder, probe.schema or SHIPPED_SCHEMA)
-        sensor = Sensor(probe.program, schema=probe.schema, transport=args.transport, defines=probe.defines,
-                        event_filter=selection, quiet=True, btf=args.btf)
+        sensor = _sensor(tool, probe, args, selection, stderr)
     except (ProbeError, FleetError) as exc:
         print(f"{tool}: {exc}", file=stderr)
         return _closed(output, 1)
@@ -310,7 +334,8 @@ def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stde
     shown = formatter._replace(accept=lambda event: event.name in wanted and matches(event) and accept(event))
     target = f", out to {redacted(args.output)}" if output is not None else ""
     print(f"{tool}: {len(wanted)} events, {sensor.programs_attached} programs attached in"
-          f" {time.monotonic() - started:.1f} s ({sensor.transport}{target}); Ctrl+C to stop", file=stderr, flush=True)
+          f" {time.monotonic() - started:.1f} s ({sensor.transport}, {sensor.backend}{target}); Ctrl+C to stop",
+          file=stderr, flush=True)
     if sensor.origin:
         print(f"{tool}: {sensor.origin}", file=stderr, flush=True)
     if formatter.header and output is None and not args.json:

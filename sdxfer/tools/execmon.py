@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..kernel.probes import PROGRAM, defines_for
 
     # without -x the failed-exec programs are not loaded at all
-    probe = Probe(PROGRAM, defines=defines_for(["exec"], failed_execs=args.fails), events=("exec",))
+    probe = Probe(PROGRAM, defines=defines_for(["exec"], failed_execs=args.fails), events=("exec",), shipped=True,
+                  failed_execs=args.fails)
     return drive("execmon", args, probe, formatter(args, Clock()))
 
 

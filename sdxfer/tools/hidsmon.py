@@ -1,7 +1,8 @@
 """hidsmon: every event of sdxfer's HIDS catalogue (schema/events.yaml), live,
 from bpf/hids.bpf.c: execs, exits, network, process and file events.
 
-hidsmon is a probe choice (only the selected events compiled: sdxfer.kernel.probes)
+hidsmon is a probe choice (only the selected events' programs loaded from the
+prebuilt object, sdxfer.kernel.objects, or compiled with --backend bcc)
 and a formatter for the one driver (sdxfer.tools.driver): `text_line` or
 `json_line`, pure functions of an event, so the output is testable without a kernel.
 """
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     common = default_decoder().common_fields
     render = (lambda e: json_line(e, clock)) if args.json else (lambda e: text_line(e, clock, common))
     accept = (lambda e: not failed_exec(e)) if args.no_failed else (lambda e: True)
-    return drive("hidsmon", args, Probe(probes.PROGRAM, defines=defines, events=events), Formatter(render, accept))
+    probe = Probe(probes.PROGRAM, defines=defines, events=events, shipped=True, failed_execs=not args.no_failed)
+    return drive("hidsmon", args, probe, Formatter(render, accept))
 
 
 if __name__ == "__main__":

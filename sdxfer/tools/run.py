@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import default_decoder
+from ..kernel.probes import is_shipped
 from ..stream.vocabulary import Clock, event_json
 from .driver import Formatter, Probe, drive
 from .text import event_line
@@ -22,8 +23,10 @@ def run_probe(args, stdout, stderr) -> int:
     else:
         common = _common_fields(args.schema)
         render = lambda event: event_line(event, clock, skip=common)  # noqa: E731
-    probe = Probe(Path(args.program), Path(args.schema) if args.schema else None, dict(args.defines),
-                  tuple(args.events) if args.events else None)
+    program, schema = Path(args.program), Path(args.schema) if args.schema else None
+    # the shipped probe as it is (no -D of the user's): its prebuilt object serves it
+    probe = Probe(program, schema, dict(args.defines), tuple(args.events) if args.events else None,
+                  shipped=not args.defines and is_shipped(program, schema))
     return drive("sdxfer run", args, probe, Formatter(render), stdout, stderr)
 
 
