@@ -1,0 +1,388 @@
+"""Both builds of the shipped probe send the same bytes (issue 17).
+
+bpf/hids.bpf.c is built once by `sdxfer build` (CO-RE, loaded through
+libbpf) and compiled once by BCC, both with every event of the shipped
+schema, on the same transport, and both are attached at once. A child
+process then does one action at a time; for each, the records the two
+probes send about it are found by content (the event, the child's pid and a
+value only this action has, such as a unique marker in a path, a name or an
+argv) and compared byte for byte, continuation records included. Only what
+two probes loaded side by side must tell apart is masked (see MASKED).
+
+Needs root, clang and bcc; skipped otherwise.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import pytest
+
+from conftest import LIVE_WAIT_S, wait_until
+from sdxfer import default_decoder, hids
+from sdxfer.kernel import build
+from sdxfer.kernel.filters import EventFilter
+from sdxfer.kernel.sensor import Sensor
+from sdxfer.runtime import record
+
+pytestmark = pytest.mark.live
+
+EVENTS = tuple(default_decoder().events)
+DEFINES = hids.defines_for(EVENTS)  # every event, kmod_load as this kernel allows (what hidsmon runs)
+BACKENDS = ("libbpf", "bcc")
+
+
+def span(fields, name: str, start: int = 0) -> tuple[int, int]:
+    """(offset, size) of `name` among record.py's (name, C type, struct format)
+    fields, laid out packed from `start` as the generated structs are."""
+    names = [field[0] for field in fields]
+    before = "".join(fmt for _, _, fmt in fields[:names.index(name)])
+    return start + struct.calcsize("<" + before), struct.calcsize("<" + fields[names.index(name)][2])
+
+
+# What two probes loaded at once must send differently for the same action,
+# (offset, size) in a record; everything else, the header's cpu included
+# (both programs run in the same tracepoint hit, on the same CPU), is compared.
+MASKED = {
+    "any": [
+        # bpf_ktime_get_ns() when each probe packs: the two run one after the other
+        span(record.HEADER, "timestamp_ns"),
+        # each probe numbers the records of a CPU in its own sdxfer_cpu map, from its load on
+        span(record.HEADER, "seq"),
+    ],
+    # a continuation names the record it continues by that probe's own seq
+    "continuation": [span(record.CONTINUATION, "parent_seq", record.HEADER_SIZE)],
+}
+
+
+def masked(raw: bytes) -> tuple[bytes, int]:
+    """The records of one event back to back (its record, then its
+    continuations), each with MASKED zeroed; and how many continuations."""
+    out = bytearray(raw)
+    at = continuations = 0
+    while len(raw) - at >= record.HEADER_SIZE:  # what is left after the last record: perf's padding
+        header = record.parse_header(raw[at:])
+        assert header["size"] >= record.HEADER_SIZE, f"a record of {header['size']} bytes at {at}"
+        is_continuation = header["id"] == record.CONTINUATION_ID
+        continuations += is_continuation
+        for offset, size in MASKED["any"] + (MASKED["continuation"] if is_continuation else []):
+            out[at + offset:at + offset + size] = bytes(size)
+        at += header["size"]
+    return bytes(out), continuations
+
+
+def differences(core: bytes, bcc: bytes) -> list[tuple[int, int | None, int | None]]:
+    """(offset, libbpf's byte, bcc's byte) where two masked records differ, the first 20."""
+    length = max(len(core), len(bcc))
+    at = lambda raw, i: raw[i] if i < len(raw) else None  # noqa: E731
+    return [(i, at(core, i), at(bcc, i)) for i in range(length) if at(core, i) != at(bcc, i)][:20]
+
+
+# ---- both builds, loaded at once -----------------------------------------------
+
+
+# This test process and its descendants (the children that act) only: the
+# host's other traffic, which may be heavy, is not sent at all. The filter is
+# the same C in both builds; what it lets through is what is compared.
+FOLLOWED = {"SDXFER_FILTER_CHILDREN": None}  # built in; the pid followed is set at load
+
+
+@pytest.fixture(scope="module", params=["perf", "ringbuf"])
+def builds(request, tmp_path_factory) -> dict[str, Sensor]:
+    """{backend: Sensor} of the shipped probe's two builds, attached at once."""
+    transport = request.param
+    obj = tmp_path_factory.mktemp("core") / "hids.bpf.o"
+    transport_define = {"SDXFER_RINGBUF": None} if transport == "ringbuf" else {}
+    build.build(hids.PROGRAM, obj, defines={**DEFINES, **FOLLOWED, **transport_define})
+    mine = EventFilter(pid=os.getpid(), children=True)
+    with Sensor(obj, backend="libbpf", transport=transport, event_filter=mine) as core, \
+            Sensor(hids.PROGRAM, backend="bcc", transport=transport, defines=DEFINES, event_filter=mine) as bcc:
+        yield {"libbpf": core, "bcc": bcc}
+
+
+def records_of(builds: dict[str, Sensor], wanted: dict[str, Callable]) -> dict[str, dict[str, tuple]]:
+    """{label: {backend: (raw records, event)}}: for each label, the first
+    event of each build that satisfies its predicate (continuations joined)."""
+    found: dict[str, dict] = {label: {} for label in wanted}
+
+    def read_both():
+        for backend, sensor in builds.items():
+            for raw, event in sensor.decoded_records(sensor.read(50)):
+                for label, predicate in wanted.items():
+                    if backend not in found[label] and predicate(event):
+                        found[label][backend] = (raw, event)
+                        break
+
+    def missing():
+        return [f"{label} ({backend})" for label, got in found.items() for backend in builds if backend not in got]
+
+    try:
+        wait_until(lambda: not missing(), LIVE_WAIT_S, act=read_both, every=0)
+    except AssertionError:
+        stats = "; ".join(f"{backend}: {sensor.stats}" for backend, sensor in builds.items())
+        raise AssertionError(f"no record came in {LIVE_WAIT_S} s of: {', '.join(missing())} ({stats})") from None
+    return found
+
+
+# ---- the actions ---------------------------------------------------------------
+
+# The child: MARKER and WORKDIR from argv; each action's code fills `out`,
+# printed as one JSON line at the end.
+PRELUDE = r"""
+import ctypes, errno, json, os, socket, struct, sys
+MARKER, WORKDIR = sys.argv[1:3]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+libc.ptrace.restype = ctypes.c_long
+
+def call(ret):
+    # a libc call's result, or -errno
+    return -ctypes.get_errno() if ret < 0 else ret
+
+def attempt(action):
+    # an os call's result, or -errno
+    try:
+        value = action()
+    except OSError as exc:
+        return -exc.errno
+    return 0 if value is None else value
+
+def report():
+    print(json.dumps(out), flush=True)
+
+out = {}
+"""
+
+
+class Action(NamedTuple):
+    events: tuple[str, ...]  # the shipped events it causes
+    code: str  # the child's, after PRELUDE; fills `out`, reported at its end
+    # (child pid, out, marker) -> {label: predicate}: one record of each
+    # label's event (its first word) whose values satisfy the predicate
+    wanted: Callable[[int, dict, str], dict[str, Callable]]
+    exit_status: int = 0
+
+
+LONG_ARGV = 300  # arguments of 1000 bytes: 300 KB, far beyond the record's 16 KiB of argv
+NO_SUCH_PID = 0x3FFFFFF0  # above any pid_max
+NOT_A_MODULE = b"\x7fELF but not a module" + bytes(200)
+NR_EXECVEAT, NR_INIT_MODULE, NR_FINIT_MODULE = 322, 175, 313  # x86-64
+PR_SET_NAME = 15
+MS_NOSUID, MS_NODEV = 2, 4
+
+
+ACTIONS = {
+    # a successful exec whose argv goes on in continuation records, with both
+    # environment values set; the child execs itself, so the exec is its pid's
+    "exec": Action(("exec",), f"""
+argv = ["/bin/true", MARKER] + [MARKER[:8] * 125] * {LONG_ARGV}
+env = {{"SSH_CONNECTION": MARKER + " 22 10.0.0.1 22", "LD_PRELOAD": WORKDIR + "/none.so", "PATH": "/bin"}}
+report()
+os.execve("/bin/true", argv, env)
+""", lambda pid, out, marker: {
+        "exec with continuations": lambda e: e.ret == 0 and e.argv[1:2] == [marker]}),
+    # failed execs are read at sys_exit_execve(at): argv from the caller's memory
+    "failed exec": Action(("exec",), f"""
+path = os.path.join(WORKDIR, MARKER)
+out["execve"] = attempt(lambda: os.execve(path, [MARKER] + ["b" * 1000] * 40, {{"SSH_CONNECTION": MARKER}}))
+args = (ctypes.c_char_p * 3)(MARKER.encode(), b"at", None)
+env = (ctypes.c_char_p * 2)(b"LD_PRELOAD=" + MARKER.encode(), None)
+out["execveat"] = call(libc.syscall({NR_EXECVEAT}, -100, (path + "-at").encode(), args, env, 0))
+report()
+""", lambda pid, out, marker: {
+        "exec by execve, failed": lambda e: e.ret == out["execve"] and e.exe.endswith(marker),
+        "exec by execveat, failed": lambda e: e.ret == out["execveat"] and e.exe.endswith(marker + "-at")}),
+    "exit": Action(("exit",), "report()\nos._exit(7)", lambda pid, out, marker: {"exit": lambda e: e.code == 7 << 8},
+                   exit_status=7),
+    "network": Action(("bind", "listen", "connect", "accept"), """
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.bind(("127.0.0.1", 0))
+listener.listen(7)
+client = socket.create_connection(listener.getsockname())
+peer, _ = listener.accept()
+unused = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+unused.bind(("::1", 0))
+port = unused.getsockname()[1]
+unused.close()
+refused = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+out.update(listener=listener.fileno(), port=listener.getsockname()[1], client=client.fileno(), peer=peer.fileno(),
+           closed=port, refused=attempt(lambda: refused.connect(("::1", port))))
+taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+out["in_use"] = attempt(lambda: taken.bind(("127.0.0.1", out["port"])))
+report()
+""", lambda pid, out, marker: {
+        "bind": lambda e: e.fd == out["listener"] and e.local.port == out["port"],
+        "bind in use": lambda e: e.ret == out["in_use"] and e.local.port == out["port"],
+        "listen": lambda e: e.fd == out["listener"] and e.backlog == 7,
+        "connect": lambda e: e.fd == out["client"] and e.remote.port == out["port"],
+        "connect refused (IPv6)": lambda e: e.ret == out["refused"] and e.remote.port == out["closed"],
+        "accept": lambda e: e.fd == out["listener"] and e.ret == out["peer"]}),
+    # in a network namespace of the child's own, a server socket on port 53
+    "dns": Action(("dns",), """
+if libc.unshare(0x40000000) != 0:
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    import fcntl
+    fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 0x1 | 0x8 | 0x40))  # lo up
+servers = [socket.socket(family, socket.SOCK_DGRAM) for family in (socket.AF_INET, socket.AF_INET6)]
+servers[0].bind(("127.0.0.1", 53))
+servers[1].bind(("::1", 53))
+name = MARKER + ".example.com"
+qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\\0"
+query = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 28, 1)  # AAAA, IN
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+out["sendto"] = s.sendto(query, ("127.0.0.1", 53))
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+out["sendmsg"] = s6.sendmsg([query], [], 0, ("::1", 53))
+report()
+""", lambda pid, out, marker: {
+        "dns by sendto": lambda e: e.query == f"{marker}.example.com" and e.syscall == "sendto",
+        "dns by sendmsg (IPv6)": lambda e: e.query == f"{marker}.example.com" and e.syscall == "sendmsg"}),
+    "ptrace": Action(("ptrace",), f"""
+import signal, time
+tracee = os.fork()
+if tracee == 0:
+    time.sleep(60)
+    os._exit(0)
+out["tracee"] = tracee
+out["attach"] = call(libc.ptrace(16, tracee, None, None))
+os.waitpid(tracee, 0)
+out["detach"] = call(libc.ptrace(17, tracee, None, None))
+os.kill(tracee, signal.SIGKILL)
+os.waitpid(tracee, 0)
+out["nobody"] = call(libc.ptrace(16, {NO_SUCH_PID}, None, None))
+report()
+""", lambda pid, out, marker: {
+        "ptrace attach": lambda e: e.target == out["tracee"] and e.ret == out["attach"] == 0,
+        "ptrace of no such pid": lambda e: e.target == NO_SUCH_PID and e.ret == out["nobody"]}),
+    "memfd_create": Action(("memfd_create",), """
+out["ok"] = attempt(lambda: os.memfd_create(MARKER, os.MFD_CLOEXEC))
+out["bad"] = attempt(lambda: os.memfd_create(MARKER + "-bad", 0x7ffffff0))
+report()
+""", lambda pid, out, marker: {
+        "memfd_create": lambda e: e.value("name") == marker and e.ret == out["ok"],
+        "memfd_create refused": lambda e: e.value("name") == f"{marker}-bad" and e.ret == out["bad"]}),
+    "prctl": Action(("prctl",), f"""
+out["set"] = call(libc.prctl({PR_SET_NAME}, MARKER[:15].encode(), 0, 0, 0))
+out["bad"] = call(libc.prctl(0x7fff1234, 0, 0, 0, 0))
+report()
+""", lambda pid, out, marker: {
+        "prctl PR_SET_NAME": lambda e: e.option == PR_SET_NAME and e.value("name") == marker[:15],
+        "prctl refused": lambda e: e.option == 0x7fff1234 and e.ret == out["bad"]}),
+    "setsid": Action(("setsid",), """
+out["first"] = attempt(os.setsid)
+out["again"] = attempt(os.setsid)
+report()
+""", lambda pid, out, marker: {
+        "setsid": lambda e: e.ret == pid,
+        "setsid refused": lambda e: e.ret == out["again"] == -errno.EPERM}),
+    "creds_change": Action(("creds_change",), """
+out["setgroups"] = attempt(lambda: os.setgroups([7, 8, 9]))
+out["setresgid"] = attempt(lambda: os.setresgid(1000, 1000, 1000))
+out["setuid"] = attempt(lambda: os.setuid(1000))
+out["refused"] = attempt(lambda: os.setuid(0))
+report()
+""", lambda pid, out, marker: {
+        "creds_change by setgroups": lambda e: e.syscall == "setgroups",
+        "creds_change by setresgid": lambda e: e.syscall == "setresgid",
+        "creds_change by setuid": lambda e: e.syscall == "setuid" and e.ret == 0,
+        "creds_change refused": lambda e: e.syscall == "setuid" and e.ret == out["refused"] == -errno.EPERM}),
+    # never a real module: garbage bytes by init_module, a garbage file by finit_module
+    "kmod_load": Action(("kmod_load",), f"""
+path = os.path.join(WORKDIR, MARKER + ".ko")
+with open(path, "wb") as junk:
+    junk.write({NOT_A_MODULE!r})
+fd = os.open(path, os.O_RDONLY)
+out["fd"] = fd
+out["finit"] = call(libc.syscall({NR_FINIT_MODULE}, fd, b"", 0))
+blob = {NOT_A_MODULE!r}
+out["init"] = call(libc.syscall({NR_INIT_MODULE}, blob, len(blob), b""))
+report()
+""", lambda pid, out, marker: {
+        "kmod_load by finit_module": lambda e: e.syscall == "finit_module" and e.fd == out["fd"],
+        "kmod_load by init_module": lambda e: e.syscall == "init_module"}),
+    "mount": Action(("mount",), f"""
+target = os.path.join(WORKDIR, "mnt").encode()
+os.mkdir(target)
+out["ok"] = call(libc.mount(MARKER.encode(), target, b"tmpfs", ctypes.c_ulong({MS_NOSUID | MS_NODEV}), None))
+out["umount"] = call(libc.umount2(target, 0))
+out["bad"] = call(libc.mount((MARKER + "-bad").encode(), target, (MARKER + "fs").encode(), ctypes.c_ulong(1), None))
+report()
+""", lambda pid, out, marker: {
+        "mount": lambda e: e.source == marker and e.ret == out["ok"] == 0,
+        "mount refused": lambda e: e.source == f"{marker}-bad" and e.ret == out["bad"]}),
+    "files": Action(("file_create", "chmod", "rename", "unlink"), """
+path = os.path.join(WORKDIR, MARKER)
+fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+out["fd"] = fd
+out["missing"] = attempt(lambda: os.open(path + "-none/x", os.O_CREAT | os.O_WRONLY, 0o644))
+os.chmod(path, 0o640)
+os.fchmod(fd, 0o1604)
+out["chmod_missing"] = attempt(lambda: os.chmod(path + "-none", 0o600))
+os.rename(path, path + "-renamed")
+out["rename_missing"] = attempt(lambda: os.rename(path, path + "-again"))
+os.unlink(path + "-renamed")
+os.mkdir(path + "-dir")
+os.rmdir(path + "-dir")
+out["unlink_missing"] = attempt(lambda: os.unlink(path))
+report()
+""", lambda pid, out, marker: {
+        "file_create": lambda e: e.path.endswith(marker) and e.ret == out["fd"],
+        "file_create refused": lambda e: e.path.endswith(f"{marker}-none/x") and e.ret == out["missing"],
+        "chmod": lambda e: e.syscall == "chmod" and e.mode == 0o640,
+        "chmod by fd": lambda e: e.syscall == "fchmod" and e.fd == out["fd"],
+        "chmod refused": lambda e: e.path and e.path.endswith(f"{marker}-none") and e.ret == out["chmod_missing"],
+        "rename": lambda e: e.new_path.endswith(f"{marker}-renamed") and e.ret == 0,
+        "rename refused": lambda e: e.new_path.endswith(f"{marker}-again") and e.ret == out["rename_missing"],
+        "unlink": lambda e: e.path.endswith(f"{marker}-renamed") and e.ret == 0,
+        "unlink of a directory": lambda e: e.path.endswith(f"{marker}-dir") and e.dir == 1,
+        "unlink refused": lambda e: e.path.endswith(marker) and e.ret == out["unlink_missing"]}),
+}
+
+
+def run_child(action: Action, marker: str, workdir: Path) -> tuple[int, dict]:
+    """Runs the action in a child; (its pid, what it reported)."""
+    child = subprocess.Popen([sys.executable, "-B", "-c", PRELUDE + textwrap.dedent(action.code), marker, str(workdir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = child.communicate(timeout=LIVE_WAIT_S)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == action.exit_status, stderr
+    return child.pid, json.loads(stdout.splitlines()[0])
+
+
+def test_every_shipped_event_is_compared():
+    assert {name for action in ACTIONS.values() for name in action.events} == set(EVENTS)
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_both_builds_send_the_same_bytes(builds, action, tmp_path):
+    action = ACTIONS[action]
+    marker = "sdx" + uuid.uuid4().hex[:12]
+    try:
+        pid, out = run_child(action, marker, tmp_path)
+    finally:
+        if os.path.ismount(tmp_path / "mnt"):  # a child stopped half-way leaves nothing mounted
+            subprocess.run(["umount", str(tmp_path / "mnt")], check=False)
+    wanted = action.wanted(pid, out, marker)
+    assert {label.split()[0] for label in wanted} == set(action.events)
+    found = records_of(builds, {label: lambda e, label=label, predicate=predicate: (
+        e.name == label.split()[0] and e.pid == pid and predicate(e)) for label, predicate in wanted.items()})
+    for label, got in found.items():
+        (core, core_event), (bcc, bcc_event) = got["libbpf"], got["bcc"]
+        (core, continuations), (bcc, _) = masked(core), masked(bcc)
+        assert differences(core, bcc) == [], f"{label}: libbpf sent {core_event.to_dict()}, bcc {bcc_event.to_dict()}"
+        if action.events == ("exec",) and core_event.ret == 0:
+            assert continuations > 1 and not core_event.lost, "the exec's argv went on in continuation records"
