@@ -154,6 +154,9 @@ def call(ret):
     # a libc call's result, or -errno
     return -ctypes.get_errno() if ret < 0 else ret
 
+def syscall(nr, *args):
+    return call(libc.syscall(nr, *args))
+
 def attempt(action):
     # an os call's result, or -errno
     try:
@@ -182,8 +185,15 @@ LONG_ARGV = 300  # arguments of 1000 bytes: 300 KB, far beyond the record's 16 K
 NO_SUCH_PID = 0x3FFFFFF0  # above any pid_max
 NOT_A_MODULE = b"\x7fELF but not a module" + bytes(200)
 NR_EXECVEAT, NR_INIT_MODULE, NR_FINIT_MODULE = 322, 175, 313  # x86-64
+NR = {"open": 2, "creat": 85, "renameat": 264, "unlinkat": 263, "fchmodat": 268, "renameat2": 316, "openat2": 437,
+      "fchmodat2": 452}  # x86-64
 PR_SET_NAME = 15
 MS_NOSUID, MS_NODEV = 2, 4
+
+
+def ends(text: str | None, suffix: str) -> bool:
+    """A string field (None: absent) ends with suffix."""
+    return text is not None and text.endswith(suffix)
 
 
 ACTIONS = {
@@ -207,8 +217,21 @@ report()
 """, lambda pid, out, marker: {
         "exec by execve, failed": lambda e: e.ret == out["execve"] and e.exe.endswith(marker),
         "exec by execveat, failed": lambda e: e.ret == out["execveat"] and e.exe.endswith(marker + "-at")}),
+    # exec from a thread other than the leader: the exec's tid is that thread's
+    "exec from a thread": Action(("exec",), """
+import threading
+
+def run():
+    report()
+    os.execve("/bin/true", ["/bin/true", MARKER, "thread"], {})
+
+threading.Thread(target=run).start()
+""", lambda pid, out, marker: {
+        "exec from a thread": lambda e: e.argv == ["/bin/true", marker, "thread"] and e.tid != pid}),
     "exit": Action(("exit",), "report()\nos._exit(7)", lambda pid, out, marker: {"exit": lambda e: e.code == 7 << 8},
                    exit_status=7),
+    "exit by a signal": Action(("exit",), "report()\nos.kill(os.getpid(), 15)",
+                               lambda pid, out, marker: {"exit by SIGTERM": lambda e: e.code == 15}, exit_status=-15),
     "network": Action(("bind", "listen", "connect", "accept"), """
 listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 listener.bind(("127.0.0.1", 0))
@@ -224,6 +247,11 @@ out.update(listener=listener.fileno(), port=listener.getsockname()[1], client=cl
            closed=port, refused=attempt(lambda: refused.connect(("::1", port))))
 taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 out["in_use"] = attempt(lambda: taken.bind(("127.0.0.1", out["port"])))
+second = socket.create_connection(listener.getsockname())
+out["plain"] = call(libc.accept(listener.fileno(), None, None))  # accept, not accept4 as Python's
+null = os.open("/dev/null", os.O_RDONLY)
+address = struct.pack("<H", socket.AF_INET) + struct.pack("!H", out["port"]) + socket.inet_aton("127.0.0.1") + bytes(8)
+out["not_a_socket"] = call(libc.connect(null, address, len(address)))
 report()
 """, lambda pid, out, marker: {
         "bind": lambda e: e.fd == out["listener"] and e.local.port == out["port"],
@@ -231,7 +259,9 @@ report()
         "listen": lambda e: e.fd == out["listener"] and e.backlog == 7,
         "connect": lambda e: e.fd == out["client"] and e.remote.port == out["port"],
         "connect refused (IPv6)": lambda e: e.ret == out["refused"] and e.remote.port == out["closed"],
-        "accept": lambda e: e.fd == out["listener"] and e.ret == out["peer"]}),
+        "accept": lambda e: e.fd == out["listener"] and e.ret == out["peer"],
+        "accept (plain)": lambda e: e.fd == out["listener"] and e.ret == out["plain"],
+        "connect on a non-socket": lambda e: e.ret == out["not_a_socket"] == -errno.ENOTSOCK}),
     # in a network namespace of the child's own, a server socket on port 53
     "dns": Action(("dns",), """
 if libc.unshare(0x40000000) != 0:
@@ -242,17 +272,37 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
 servers = [socket.socket(family, socket.SOCK_DGRAM) for family in (socket.AF_INET, socket.AF_INET6)]
 servers[0].bind(("127.0.0.1", 53))
 servers[1].bind(("::1", 53))
-name = MARKER + ".example.com"
-qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\\0"
-query = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 28, 1)  # AAAA, IN
+
+def question(qtype):
+    # a DNS query message: header (id, RD, one question), the name, qtype, class IN
+    qname = b"".join(bytes([len(label)]) + label.encode() for label in (MARKER + ".example.com").split("."))
+    return struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\\0" + struct.pack("!HH", qtype, 1)
+
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-out["sendto"] = s.sendto(query, ("127.0.0.1", 53))
+out["sendto"] = s.sendto(question(28), ("127.0.0.1", 53))
 s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-out["sendmsg"] = s6.sendmsg([query], [], 0, ("::1", 53))
+out["sendmsg"] = s6.sendmsg([question(28)], [], 0, ("::1", 53))
+
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+class msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(iovec)),
+                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+s.connect(("127.0.0.1", 53))  # as glibc's resolver does: connect, then sendmmsg with no addresses
+iovs = [iovec(question(qtype), len(question(qtype))) for qtype in (1, 16)]  # A, TXT
+messages = (mmsghdr * 2)()
+for message, iov in zip(messages, iovs):
+    message.hdr.iov, message.hdr.iovlen = ctypes.pointer(iov), 1
+out["sendmmsg"] = call(libc.sendmmsg(s.fileno(), messages, 2, 0))
 report()
 """, lambda pid, out, marker: {
         "dns by sendto": lambda e: e.query == f"{marker}.example.com" and e.syscall == "sendto",
-        "dns by sendmsg (IPv6)": lambda e: e.query == f"{marker}.example.com" and e.syscall == "sendmsg"}),
+        "dns by sendmsg (IPv6)": lambda e: e.query == f"{marker}.example.com" and e.syscall == "sendmsg",
+        "dns by sendmmsg, first": lambda e: e.query == f"{marker}.example.com" and e.qtype == 1,
+        "dns by sendmmsg, second": lambda e: e.query == f"{marker}.example.com" and e.qtype == 16}),
     "ptrace": Action(("ptrace",), f"""
 import signal, time
 tracee = os.fork()
@@ -273,10 +323,12 @@ report()
     "memfd_create": Action(("memfd_create",), """
 out["ok"] = attempt(lambda: os.memfd_create(MARKER, os.MFD_CLOEXEC))
 out["bad"] = attempt(lambda: os.memfd_create(MARKER + "-bad", 0x7ffffff0))
+out["long"] = attempt(lambda: os.memfd_create(MARKER + "m" * 300, 0))
 report()
 """, lambda pid, out, marker: {
         "memfd_create": lambda e: e.value("name") == marker and e.ret == out["ok"],
-        "memfd_create refused": lambda e: e.value("name") == f"{marker}-bad" and e.ret == out["bad"]}),
+        "memfd_create refused": lambda e: e.value("name") == f"{marker}-bad" and e.ret == out["bad"],
+        "memfd_create of a long name": lambda e: ends(e.value("name"), "mmm") and "name" in e.truncated}),
     "prctl": Action(("prctl",), f"""
 out["set"] = call(libc.prctl({PR_SET_NAME}, MARKER[:15].encode(), 0, 0, 0))
 out["bad"] = call(libc.prctl(0x7fff1234, 0, 0, 0, 0))
@@ -293,12 +345,14 @@ report()
         "setsid refused": lambda e: e.ret == out["again"] == -errno.EPERM}),
     "creds_change": Action(("creds_change",), """
 out["setgroups"] = attempt(lambda: os.setgroups([7, 8, 9]))
+out["setfsuid"] = libc.setfsuid(1234)
 out["setresgid"] = attempt(lambda: os.setresgid(1000, 1000, 1000))
 out["setuid"] = attempt(lambda: os.setuid(1000))
 out["refused"] = attempt(lambda: os.setuid(0))
 report()
 """, lambda pid, out, marker: {
         "creds_change by setgroups": lambda e: e.syscall == "setgroups",
+        "creds_change by setfsuid": lambda e: e.syscall == "setfsuid",
         "creds_change by setresgid": lambda e: e.syscall == "setresgid",
         "creds_change by setuid": lambda e: e.syscall == "setuid" and e.ret == 0,
         "creds_change refused": lambda e: e.syscall == "setuid" and e.ret == out["refused"] == -errno.EPERM}),
@@ -326,32 +380,56 @@ report()
 """, lambda pid, out, marker: {
         "mount": lambda e: e.source == marker and e.ret == out["ok"] == 0,
         "mount refused": lambda e: e.source == f"{marker}-bad" and e.ret == out["bad"]}),
-    "files": Action(("file_create", "chmod", "rename", "unlink"), """
+    "files": Action(("file_create", "chmod", "rename", "unlink"), f"""
+class OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
 path = os.path.join(WORKDIR, MARKER)
+dirfd = os.open(WORKDIR, os.O_RDONLY)
 fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
 out["fd"] = fd
 out["missing"] = attempt(lambda: os.open(path + "-none/x", os.O_CREAT | os.O_WRONLY, 0o644))
+out["open"] = syscall({NR["open"]}, (path + "-open").encode(), os.O_CREAT | os.O_WRONLY, 0o640)
+out["creat"] = syscall({NR["creat"]}, (path + "-creat").encode(), 0o600)
+how = OpenHow(os.O_CREAT | os.O_WRONLY, 0o604, 0)
+out["openat2"] = syscall({NR["openat2"]}, dirfd, (MARKER + "-2").encode(), ctypes.byref(how), ctypes.sizeof(how))
+out["too_long"] = attempt(lambda: os.open(path + "l" * 5000, os.O_CREAT | os.O_WRONLY))  # more than the field keeps
 os.chmod(path, 0o640)
 os.fchmod(fd, 0o1604)
 out["chmod_missing"] = attempt(lambda: os.chmod(path + "-none", 0o600))
+out["fchmodat"] = syscall({NR["fchmodat"]}, dirfd, (MARKER + "-2").encode(), 0o600)
+out["fchmodat2"] = syscall({NR["fchmodat2"]}, dirfd, (MARKER + "-2").encode(), 0o611, 0)
 os.rename(path, path + "-renamed")
 out["rename_missing"] = attempt(lambda: os.rename(path, path + "-again"))
+out["renameat"] = syscall({NR["renameat"]}, dirfd, (MARKER + "-2").encode(), dirfd, (MARKER + "-3").encode())
+out["renameat2"] = syscall({NR["renameat2"]}, dirfd, (MARKER + "-3").encode(), dirfd, (MARKER + "-open").encode(),
+                           1)  # RENAME_NOREPLACE: -EEXIST
 os.unlink(path + "-renamed")
 os.mkdir(path + "-dir")
 os.rmdir(path + "-dir")
 out["unlink_missing"] = attempt(lambda: os.unlink(path))
+out["unlinkat"] = syscall({NR["unlinkat"]}, dirfd, (MARKER + "-3").encode(), 0)
 report()
 """, lambda pid, out, marker: {
-        "file_create": lambda e: e.path.endswith(marker) and e.ret == out["fd"],
-        "file_create refused": lambda e: e.path.endswith(f"{marker}-none/x") and e.ret == out["missing"],
+        "file_create": lambda e: ends(e.path, marker) and e.ret == out["fd"],
+        "file_create refused": lambda e: ends(e.path, f"{marker}-none/x") and e.ret == out["missing"],
+        "file_create by open": lambda e: e.syscall == "open" and ends(e.path, f"{marker}-open"),
+        "file_create by creat": lambda e: e.syscall == "creat" and ends(e.path, f"{marker}-creat"),
+        "file_create by openat2": lambda e: e.syscall == "openat2" and e.path == f"{marker}-2",
+        "file_create of a path too long": lambda e: e.ret == out["too_long"] and "path" in e.truncated,
         "chmod": lambda e: e.syscall == "chmod" and e.mode == 0o640,
         "chmod by fd": lambda e: e.syscall == "fchmod" and e.fd == out["fd"],
-        "chmod refused": lambda e: e.path and e.path.endswith(f"{marker}-none") and e.ret == out["chmod_missing"],
-        "rename": lambda e: e.new_path.endswith(f"{marker}-renamed") and e.ret == 0,
-        "rename refused": lambda e: e.new_path.endswith(f"{marker}-again") and e.ret == out["rename_missing"],
-        "unlink": lambda e: e.path.endswith(f"{marker}-renamed") and e.ret == 0,
-        "unlink of a directory": lambda e: e.path.endswith(f"{marker}-dir") and e.dir == 1,
-        "unlink refused": lambda e: e.path.endswith(marker) and e.ret == out["unlink_missing"]}),
+        "chmod refused": lambda e: ends(e.path, f"{marker}-none") and e.ret == out["chmod_missing"],
+        "chmod by fchmodat": lambda e: e.syscall == "fchmodat" and e.path == f"{marker}-2",
+        "chmod by fchmodat2": lambda e: e.syscall == "fchmodat2" and e.path == f"{marker}-2",
+        "rename": lambda e: ends(e.new_path, f"{marker}-renamed") and e.ret == 0,
+        "rename refused": lambda e: ends(e.new_path, f"{marker}-again") and e.ret == out["rename_missing"],
+        "rename by renameat": lambda e: e.syscall == "renameat" and e.new_path == f"{marker}-3",
+        "rename by renameat2, refused": lambda e: e.syscall == "renameat2" and e.ret == out["renameat2"] < 0,
+        "unlink": lambda e: ends(e.path, f"{marker}-renamed") and e.ret == 0,
+        "unlink of a directory": lambda e: ends(e.path, f"{marker}-dir") and e.dir == 1,
+        "unlink refused": lambda e: ends(e.path, marker) and e.ret == out["unlink_missing"],
+        "unlink by unlinkat": lambda e: e.syscall == "unlinkat" and e.path == f"{marker}-3"}),
 }
 
 
