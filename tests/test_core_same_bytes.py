@@ -167,6 +167,14 @@ def attempt(action):
 def report():
     print(json.dumps(out), flush=True)
 
+def argv_of(name, total):
+    # argv[0] = name, then arguments of up to 1000 bytes: `total` bytes, NULs included
+    args, left = [name], total - len(name) - 1
+    while left > 0:
+        args.append("c" * (min(left, 1000) - 1))
+        left -= min(left, 1000)
+    return args
+
 out = {}
 """
 
@@ -174,13 +182,15 @@ out = {}
 class Action(NamedTuple):
     events: tuple[str, ...]  # the shipped events it causes
     code: str  # the child's, after PRELUDE: does the action, notes in `out` what it got, report()s it
-    # (child pid, out, marker) -> {label: predicate}: one record of each
-    # label's event (its first word) whose values satisfy the predicate
+    # (pid, out, marker) -> {label: predicate}: one record of each label's
+    # event (its first word), from pid, whose values satisfy the predicate;
+    # pid is the child's, or out["actor"] where a descendant of it acts
     wanted: Callable[[int, dict, str], dict[str, Callable]]
     exit_status: int = 0
 
 
 LONG_ARGV = 300  # arguments of 1000 bytes: 300 KB, far beyond the record's 16 KiB of argv
+ARGV_MAX = default_decoder().events["exec"].versions[-1].spans[0].max  # argv bytes the exec record keeps
 NO_SUCH_PID = 0x3FFFFFF0  # above any pid_max
 NOT_A_MODULE = b"\x7fELF but not a module" + bytes(200)
 NR = {"open": 2, "creat": 85, "init_module": 175, "renameat": 264, "unlinkat": 263, "fchmodat": 268,
@@ -215,6 +225,38 @@ report()
 """, lambda pid, out, marker: {
         "exec by execve, failed": lambda e: e.ret == out["execve"] and ends(e.exe, marker),
         "exec by execveat, failed": lambda e: e.ret == out["execveat"] and ends(e.exe, f"{marker}-at")}),
+    # argv of the record's size exactly, and one byte more (a continuation of one byte)
+    **{f"exec of argv {total}": Action(("exec",), f"""
+report()
+os.execve("/bin/true", argv_of(MARKER, {total}), {{}})
+""", lambda pid, out, marker, total=total: {
+        f"exec of argv {total}": lambda e: (e.argv or [""])[0] == marker and e.ret == 0})
+       for total in (ARGV_MAX, ARGV_MAX + 1)},
+    # the failed exec's own gathering of argv, around its limit
+    "failed exec at the argv limit": Action(("exec",), "\n".join(f"""
+path = os.path.join(WORKDIR, MARKER + "-limit-{total}")
+out["{total}"] = attempt(lambda: os.execve(path, argv_of(MARKER, {total}), {{}}))""" for total in (
+        ARGV_MAX - 1, ARGV_MAX, ARGV_MAX + 1)) + "\nreport()\n", lambda pid, out, marker: {
+        f"exec failed, argv {total}": lambda e, total=total: ends(e.exe, f"{marker}-limit-{total}")
+        for total in (ARGV_MAX - 1, ARGV_MAX, ARGV_MAX + 1)}),
+    # more ancestors than the record keeps, and SSH_CONNECTION after 300
+    # other variables in the environment
+    "exec deep in a process tree": Action(("exec",), """
+r, w = os.pipe()
+for depth in range(18):
+    below = os.fork()
+    if below:
+        os.waitpid(below, 0)
+        if depth == 0:
+            out["actor"] = int(os.read(r, 16))
+            report()
+        os._exit(0)
+os.write(w, str(os.getpid()).encode())
+env = {f"V{i}": "x" * 50 for i in range(300)}
+env["SSH_CONNECTION"] = MARKER
+os.execve("/bin/true", ["/bin/true", MARKER, "deep"], env)
+""", lambda pid, out, marker: {
+        "exec deep in a process tree": lambda e: e.argv == ["/bin/true", marker, "deep"]}),
     # exec from a thread other than the leader: the exec's tid is that thread's
     "exec from a thread": Action(("exec",), """
 import threading
@@ -476,6 +518,7 @@ def test_both_builds_send_the_same_bytes(builds, action, tmp_path):
     finally:
         if os.path.ismount(tmp_path / "mnt"):  # a child stopped half-way leaves nothing mounted
             subprocess.run(["umount", str(tmp_path / "mnt")], check=False)
+    pid = out.get("actor", pid)
     wanted = action.wanted(pid, out, marker)
     assert {label.split()[0] for label in wanted} == set(action.events)
     found = records_of(builds, {label: lambda e, label=label, predicate=predicate: (
