@@ -196,7 +196,8 @@ NOT_A_MODULE = b"\x7fELF but not a module" + bytes(200)
 NR = {"open": 2, "creat": 85, "init_module": 175, "renameat": 264, "unlinkat": 263, "fchmodat": 268,
       "finit_module": 313, "renameat2": 316, "execveat": 322, "openat2": 437, "fchmodat2": 452}  # x86-64
 PR_SET_NAME = 15
-MS_NOSUID, MS_NODEV = 2, 4
+MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 2, 4, 0x20, 0x1000
+PATH_MAX = 4096  # the schema's max for every path, as the kernel's
 
 
 def ends(text: str | None, suffix: str) -> bool:
@@ -313,9 +314,9 @@ servers = [socket.socket(family, socket.SOCK_DGRAM) for family in (socket.AF_INE
 servers[0].bind(("127.0.0.1", 53))
 servers[1].bind(("::1", 53))
 
-def question(qtype):
+def question(qtype, name=MARKER + ".example.com"):
     # a DNS query message: header (id, RD, one question), the name, qtype, class IN
-    qname = b"".join(bytes([len(label)]) + label.encode() for label in (MARKER + ".example.com").split("."))
+    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split("."))
     return struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\\0" + struct.pack("!HH", qtype, 1)
 
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -337,12 +338,18 @@ messages = (mmsghdr * 2)()
 for message, iov in zip(messages, iovs):
     message.hdr.iov, message.hdr.iovlen = ctypes.pointer(iov), 1
 out["sendmmsg"] = call(libc.sendmmsg(s.fileno(), messages, 2, 0))
+longest = ".".join([(MARKER + "a" * 63)[:63], "b" * 63, "c" * 63, "d" * 61])  # 253 bytes: the most DNS allows
+s.send(question(1, longest))
+out["longest"] = longest
+out["junk"] = s.send(b"\\0\\1not a dns message, no root label" + MARKER.encode())
 report()
 """, lambda pid, out, marker: {
         "dns by sendto": lambda e: e.query == f"{marker}.example.com" and e.syscall == "sendto",
         "dns by sendmsg (IPv6)": lambda e: e.query == f"{marker}.example.com" and e.syscall == "sendmsg",
         "dns by sendmmsg, first": lambda e: e.query == f"{marker}.example.com" and e.qtype == 1,
-        "dns by sendmmsg, second": lambda e: e.query == f"{marker}.example.com" and e.qtype == 16}),
+        "dns by sendmmsg, second": lambda e: e.query == f"{marker}.example.com" and e.qtype == 16,
+        "dns of the longest name": lambda e: e.query == out["longest"],
+        "dns that is not a query": lambda e: e.query is None and e.ret == out["junk"]}),
     "ptrace": Action(("ptrace",), f"""
 import signal, time
 tracee = os.fork()
@@ -434,10 +441,12 @@ os.mkdir(target)
 out["ok"] = call(libc.mount(MARKER.encode(), target, b"tmpfs", ctypes.c_ulong({MS_NOSUID | MS_NODEV}), None))
 out["umount"] = call(libc.umount2(target, 0))
 out["bad"] = call(libc.mount((MARKER + "-bad").encode(), target, (MARKER + "fs").encode(), ctypes.c_ulong(1), None))
+out["nulls"] = call(libc.mount(None, target, None, ctypes.c_ulong({MS_BIND | MS_REMOUNT}), None))  # not a mount point
 report()
 """, lambda pid, out, marker: {
         "mount": lambda e: e.source == marker and e.ret == out["ok"] == 0,
-        "mount refused": lambda e: e.source == f"{marker}-bad" and e.ret == out["bad"]}),
+        "mount refused": lambda e: e.source == f"{marker}-bad" and e.ret == out["bad"],
+        "mount with null source and fstype": lambda e: e.flags == MS_BIND | MS_REMOUNT and e.ret == out["nulls"]}),
     "files": Action(("file_create", "chmod", "rename", "unlink"), f"""
 class OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
@@ -451,7 +460,16 @@ out["open"] = syscall({NR["open"]}, (path + "-open").encode(), os.O_CREAT | os.O
 out["creat"] = syscall({NR["creat"]}, (path + "-creat").encode(), 0o600)
 how = OpenHow(os.O_CREAT | os.O_WRONLY, 0o604, 0)
 out["openat2"] = syscall({NR["openat2"]}, dirfd, (MARKER + "-2").encode(), ctypes.byref(how), ctypes.sizeof(how))
-out["too_long"] = attempt(lambda: os.open(path + "l" * 5000, os.O_CREAT | os.O_WRONLY))  # more than the field keeps
+
+def path_of(length):
+    # a path of `length` bytes under a folder that is not there
+    made = path + "-long"
+    while length - len(made) > 250:
+        made += "/" + "d" * 200
+    return made + "/" + "e" * (length - len(made) - 1)
+
+out["long"] = {{length: attempt(lambda: os.open(path_of(length), os.O_CREAT | os.O_WRONLY))
+               for length in ({PATH_MAX - 1}, {PATH_MAX}, {PATH_MAX + 1})}}
 os.chmod(path, 0o640)
 os.fchmod(fd, 0o1604)
 out["chmod_missing"] = attempt(lambda: os.chmod(path + "-none", 0o600))
@@ -474,7 +492,10 @@ report()
         "file_create by open": lambda e: e.syscall == "open" and ends(e.path, f"{marker}-open"),
         "file_create by creat": lambda e: e.syscall == "creat" and ends(e.path, f"{marker}-creat"),
         "file_create by openat2": lambda e: e.syscall == "openat2" and e.path == f"{marker}-2",
-        "file_create of a path too long": lambda e: e.ret == out["too_long"] and "path" in e.truncated,
+        # kept whole up to the field's max, then cut
+        **{f"file_create of a path of {length}": lambda e, kept=min(length, PATH_MAX), cut=length > PATH_MAX: (
+            f"{marker}-long/" in (e.path or "") and (len(e.path), "path" in e.truncated) == (kept, cut))
+           for length in (PATH_MAX - 1, PATH_MAX, PATH_MAX + 1)},
         "chmod": lambda e: e.syscall == "chmod" and e.mode == 0o640,
         "chmod by fd": lambda e: e.syscall == "fchmod" and e.fd == out["fd"],
         "chmod refused": lambda e: ends(e.path, f"{marker}-none") and e.ret == out["chmod_missing"],
