@@ -17,9 +17,12 @@ class BuildWithObjects(build_py):
         super().run()
         if self.editable_mode:
             return
-        out = os.path.join(self.build_lib, "sdxfer", "objects")
-        env = {**os.environ, "PYTHONPATH": os.path.abspath(self.build_lib)}
-        subprocess.run([sys.executable, "-m", "sdxfer.kernel.objects", "--out", out], env=env, check=True)
+        build_lib = os.path.abspath(self.build_lib)
+        # run from build_lib, so `-m` imports the package just copied there; the
+        # environment is left as it is (pip's build isolation holds the requirements)
+        out = os.path.join(build_lib, "sdxfer", "objects")
+        subprocess.run([sys.executable, "-m", "sdxfer.kernel.objects", "--out", out],
+                       cwd=build_lib, check=True)
 
 
 setup(cmdclass={"build_py": BuildWithObjects})

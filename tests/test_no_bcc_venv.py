@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.live,
 SYSTEM_PYTHON = "/usr/bin/python3"
 # What the tools run without: the compiler (and BCC's LLVM) and every kernel header tree.
 HIDDEN = ["/usr/src", *map(str, Path("/usr/lib").glob("llvm-*"))]
-HIDE = 'for d in "$HIDDEN"; do mount -t tmpfs sdxfer-hidden "$d" || exit 1; done; exec "$@"'
+HIDE = 'for d in "$HIDDEN"; do /bin/mount -t tmpfs sdxfer-hidden "$d" || exit 1; done; exec "$@"'
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def venv(tmp_path_factory) -> Path:
 
 def hidden(venv: Path, *command) -> list[str]:
     """`command` in a new mount namespace where HIDDEN are empty folders."""
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+    return [shutil.which("unshare"), "--mount", "--propagation", "private", "/bin/sh", "-c",
             HIDE.replace('"$HIDDEN"', " ".join(HIDDEN)), "hide", *map(str, command)]
 
 
@@ -102,7 +102,8 @@ def test_hidsmon_json_from_the_prebuilt_object(venv, tmp_path):
     finally:
         err = hidsmon.stop()
     assert exited["code"] == 7 << 8  # as wait(2) reports it
-    assert execs[0]["exe"] == str(script) and execs[0]["argv"] == [str(script)] and execs[0]["ret"] == 0
+    # the file run as exec'd, the argv as the interpreter got it
+    assert (execs[0]["exe"], execs[0]["argv"], execs[0]["ret"]) == (str(script), ["/bin/sh", str(script)], 0)
     assert execs[0]["ppid"] == os.getpid()
     assert "libbpf" in err and "Traceback" not in err and hidsmon.returncode == 0
 
