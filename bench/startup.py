@@ -45,7 +45,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from sdxfer import Sensor, default_decoder
+from sdxfer import ProbeError, Sensor, default_decoder
 from sdxfer.kernel.probes import PROGRAM, defines_for
 
 BACKENDS = ("libbpf", "bcc")
@@ -206,10 +206,13 @@ def median(runs: list[dict], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
+HEADINGS = {"load": "load+verify"}  # Sensor.phases["load"]: relocation and the verifier
+
+
 def print_table(title: str, columns: list[str], runs: dict[tuple, list[dict]], tools: list[str]) -> None:
     """Medians by tool and backend (None: the tool's default, it has no --backend), and bcc/libbpf."""
     print(title)
-    print(f"{'tool':<9} {'backend':<10} " + " ".join(f"{c:>12}" for c in columns))
+    print(f"{'tool':<9} {'backend':<10} " + " ".join(f"{HEADINGS.get(c, c):>12}" for c in columns))
     for tool in tools:
         backends = [backend for backend in (*BACKENDS, None) if (tool, backend) in runs]
         for backend in backends:
@@ -247,6 +250,8 @@ def main() -> int:
     global TOOLS_DIR
     TOOLS_DIR = args.bin or TOOLS_DIR
     tools = [tool for tool in args.tools.split(",") if tool]
+    if args.rounds < 1:
+        parser.error("--rounds takes 1 or more")
     if os.geteuid() != 0:
         print("startup: run as root (sudo)", file=sys.stderr)
         return 1
@@ -274,7 +279,7 @@ def main() -> int:
                         sensor_runs.setdefault((tool, backend), []).append(run)
             print(f"round {round_number}/{args.rounds} done{' (warm-up)' if not round_number else ''}",
                   file=sys.stderr)
-    except Failure as exc:
+    except (Failure, ProbeError) as exc:
         print(f"startup: {exc}", file=sys.stderr)
         return 1
 
