@@ -4,7 +4,8 @@ Issue 10 holds execmon's probe to within 1.2x of "the least a probe can do for
 the same record"; the floor (bench/exec_floor.bpf.c) is that probe, and these
 tests hold it to the same record: an exec seen by both decodes to the same
 values, on both transports, with the environment values present. The bare
-floor leaves out what its name says.
+floor leaves out what its name says. The probe's CO-RE build, measured
+beside its BCC build, sends the same values too.
 
 Needs root and bcc (CI runs as root); skipped otherwise.
 """
@@ -55,6 +56,16 @@ def test_the_floor_sends_the_probe_record(transport):
     # pid and tid belong to each exec; the rest (ppid: this process) must agree
     assert {**floor.to_dict(), "pid": None, "tid": None, "timestamp_ns": None, "seq": None, "cpu": None} == \
         {**probe.to_dict(), "pid": None, "tid": None, "timestamp_ns": None, "seq": None, "cpu": None}
+
+
+@pytest.mark.parametrize("transport", kernel_cost.TRANSPORTS)
+def test_the_core_build_sends_the_bcc_build_record(transport):
+    """kernel_cost compares the probe's two builds: the same exec, the same values."""
+    marker = f"core-{transport}-{os.getpid()}"
+    bcc = seen_exec("sdxfer", transport, marker)
+    core = seen_exec("sdxfer CO-RE", transport, marker)
+    assert core.argv == ["/bin/true", marker] and core.ssh_connection == ENVIRONMENT["SSH_CONNECTION"]
+    assert kernel_cost.same_record_values(core) == kernel_cost.same_record_values(bcc)
 
 
 def test_the_bare_floor_leaves_out_the_rest_of_the_record():
