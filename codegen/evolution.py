@@ -1,31 +1,40 @@
 """Schema evolution: which changes keep deployed sensors and decoders working.
 
-Compatible: a new event, a field appended to an event, a larger `max` or
-`total`, docs.
-Everything else that touches a published event is not: removing, renaming,
-retyping or reordering a field, changing an event's id or reusing one, a
-smaller `max` or `total`, removing an event. `sdxfer gen` checks the schema against the
-latest published version of each event (the lock file); `sdxfer compat`
-checks one schema file against another. Both use `incompatibilities`.
+Compatible: a new event, a field appended to an event, a field appended to
+the common list, a larger `max` or `total`, docs.
+Everything else that touches a published event or common field is not:
+removing, renaming, retyping or reordering a field, changing an event's id
+or reusing one, a smaller `max` or `total`, removing an event. `sdxfer gen`
+checks the schema against the latest published version of each event (the
+lock file); `sdxfer compat` checks one schema file against another. Both use
+`incompatibilities`.
+
+A record keeps every published field where it was: a new version of an event
+lays out the previous version's fields in place, then its new fields in
+schema order. So a common field added after an event's first version comes
+after that event's own fields, as a field appended to the event does
+(`laid_out`).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .layout import type_text as _type_text
-from .model import Event, History, Published, Schema
+from .model import Event, Field, History, Published, Schema
 from .schema import Problem, SchemaError
 
 _MAJOR = " (unless sdxfer gen --major starts a new major version)"
 
 
-def incompatibilities(old: Sequence[Event], new: Schema) -> list[Problem]:
-    """Every way `new` breaks what `old` published, one Problem each.
+def incompatibilities(old: Sequence[Event], old_common: Sequence[Field], new: Schema) -> list[Problem]:
+    """Every way `new` breaks what `old` (events and common list) published, one Problem each.
 
     Problems point into `new`, where the thing is or should be: a removed
-    field at its event, a removed event at the `events:` list.
+    field at its event (a removed common field at `common:`), a removed event
+    at the `events:` list. A common field's problem is said once, at `common`.
     """
-    problems = []
+    problems = _field_problems(old_common, new.common, "common", new.common_line, new.path)
     old_by_name = {e.name: e for e in old}
     old_by_id = {e.id: e for e in old}
     new_by_name = {e.name: e for e in new.events}
@@ -37,7 +46,8 @@ def incompatibilities(old: Sequence[Event], new: Schema) -> list[Problem]:
             problems.append(Problem(new.path, event.line, where, f"id changed from {published.id} to {event.id};"
                                     " a published event keeps its name and id" + _MAJOR))
         elif published is not None:
-            problems += _field_problems(published, event, new.path)
+            old_own, new_own = _own_fields(published, old_common, event, new.common)
+            problems += _field_problems(old_own, new_own, where, event.line, new.path)
         elif event.id in old_by_id:
             problems.append(Problem(new.path, event.line, where, f"id {event.id} was published for event"
                                     f" {old_by_id[event.id].name}; an id is never reused" + _MAJOR))
@@ -50,24 +60,40 @@ def incompatibilities(old: Sequence[Event], new: Schema) -> list[Problem]:
     return problems
 
 
-def _field_problems(old: Event, new: Event, path: str) -> list[Problem]:
+def _own_fields(old: Event, old_common: Sequence[Field], new: Event,
+                new_common: Sequence[Field]) -> tuple[list[Field], list[Field]]:
+    """The fields of an event that the common list does not account for, published and new.
+
+    Published common fields are checked once, at `common`; a common field the
+    event did not have yet is appended wherever it sits in the schema. A field
+    the event published itself stays the event's, even if it has since become
+    common (its place is then where the event published it).
+    """
+    was_common = {f.name for f in old_common}
+    newly_common = {f.name for f in new_common} - {f.name for f in old.fields}
+    return ([f for f in old.fields if f.name not in was_common],
+            [f for f in new.fields if f.name not in was_common | newly_common])
+
+
+def _field_problems(old: Sequence[Field], new: Sequence[Field], owner: str, owner_line: int, path: str) -> list[Problem]:
+    """`new` must keep every field of `old` in its place and type; it may only add fields at its end."""
     problems = []
-    old_names = [f.name for f in old.fields]
-    new_names = [f.name for f in new.fields]
+    old_names = [f.name for f in old]
+    new_names = [f.name for f in new]
     shifted = False  # after a removal the fields behind it move; that is no further problem
-    for i, f in enumerate(old.fields):
-        where = f"event {new.name}, field {f.name}"
+    for i, f in enumerate(old):
+        where = f"{owner}, field {f.name}"
         if f.name not in new_names:
-            taker = new.fields[i] if i < len(new.fields) else None
+            taker = new[i] if i < len(new) else None
             if taker is not None and taker.name not in old_names:
                 problems.append(Problem(path, taker.line, where, f"renamed to {taker.name};"
                                         " a published field keeps its name" + _MAJOR))
             else:
-                problems.append(Problem(path, new.line, where, "removed; a published field is never removed" + _MAJOR))
+                problems.append(Problem(path, owner_line, where, "removed; a published field is never removed" + _MAJOR))
                 shifted = True
             continue
         j = new_names.index(f.name)
-        now = new.fields[j]
+        now = new[j]
         if j != i:
             if not shifted:
                 problems.append(Problem(path, now.line, where, f"moved from position {i + 1} to {j + 1};"
@@ -85,6 +111,14 @@ def _field_problems(old: Event, new: Event, path: str) -> list[Problem]:
     return problems
 
 
+def laid_out(published: Event, event: Event) -> Event:
+    """`event` with its fields in record order: `published`'s fields in place, then the new ones in schema order."""
+    by_name = {f.name: f for f in event.fields}
+    kept = tuple(by_name[f.name] for f in published.fields)
+    added = tuple(f for f in event.fields if f.name not in {k.name for k in kept})
+    return replace(event, fields=kept + added)
+
+
 def _signature(event: Event) -> tuple:
     """What a version is made of: docs and lines aside."""
     return tuple((f.name, _type_text(f), f.max, f.total) for f in event.fields)
@@ -100,7 +134,7 @@ def evolve(schema: Schema, lock: History | None, major: bool = False) -> History
         return History.first(schema)
     if major:
         return History.first(schema, lock.major + 1)
-    problems = incompatibilities([p.current for p in lock.events], schema)
+    problems = incompatibilities([p.current for p in lock.events], lock.common, schema)
     if problems:
         raise SchemaError(problems)
     published = {p.current.name: p for p in lock.events}
@@ -109,8 +143,10 @@ def evolve(schema: Schema, lock: History | None, major: bool = False) -> History
         known = published.get(event.name)
         if known is None:
             events.append(Published((event,)))
-        elif _signature(known.current) == _signature(event):  # docs only: the same version, its docs now
+            continue
+        event = laid_out(known.current, event)
+        if _signature(known.current) == _signature(event):  # docs only: the same version, its docs now
             events.append(Published(known.versions[:-1] + (event,)))
         else:
             events.append(Published(known.versions + (event,)))
-    return History(lock.major, tuple(events))
+    return History(lock.major, tuple(events), schema.common)
