@@ -46,8 +46,7 @@ def incompatibilities(old: Sequence[Event], old_common: Sequence[Field], new: Sc
             problems.append(Problem(new.path, event.line, where, f"id changed from {published.id} to {event.id};"
                                     " a published event keeps its name and id" + _MAJOR))
         elif published is not None:
-            old_own, new_own = _own_fields(published, old_common, event, new.common)
-            problems += _field_problems(old_own, new_own, where, event.line, new.path)
+            problems += _event_problems(published, old_common, event, new)
         elif event.id in old_by_id:
             problems.append(Problem(new.path, event.line, where, f"id {event.id} was published for event"
                                     f" {old_by_id[event.id].name}; an id is never reused" + _MAJOR))
@@ -60,19 +59,23 @@ def incompatibilities(old: Sequence[Event], old_common: Sequence[Field], new: Sc
     return problems
 
 
-def _own_fields(old: Event, old_common: Sequence[Field], new: Event,
-                new_common: Sequence[Field]) -> tuple[list[Field], list[Field]]:
-    """The fields of an event that the common list does not account for, published and new.
+def _event_problems(old: Event, old_common: Sequence[Field], new: Event, schema: Schema) -> list[Problem]:
+    """What breaks in one event's own fields (common fields are checked once, at `common`).
 
-    Published common fields are checked once, at `common`; a common field the
-    event did not have yet is appended wherever it sits in the schema. A field
-    the event published itself stays the event's, even if it has since become
-    common (its place is then where the event published it).
+    A common field sits where the common list puts it, whatever the event
+    declares; in a record it sits where it was published, or at the end. So
+    the event's own fields keep their order among themselves, and a field the
+    event published that has since become common keeps its type.
     """
+    common = {f.name for f in old_common} | {f.name for f in schema.common}
+    problems = _field_problems([f for f in old.fields if f.name not in common],
+                               [f for f in new.fields if f.name not in common], f"event {new.name}", new.line, schema.path)
+    now = {f.name: f for f in new.fields}
     was_common = {f.name for f in old_common}
-    newly_common = {f.name for f in new_common} - {f.name for f in old.fields}
-    return ([f for f in old.fields if f.name not in was_common],
-            [f for f in new.fields if f.name not in was_common | newly_common])
+    for f in old.fields:
+        if f.name in common and f.name not in was_common:
+            problems += _kept_problems(f, now[f.name], f"event {new.name}, field {f.name}", schema.path)
+    return problems
 
 
 def _field_problems(old: Sequence[Field], new: Sequence[Field], owner: str, owner_line: int, path: str) -> list[Problem]:
@@ -99,16 +102,23 @@ def _field_problems(old: Sequence[Field], new: Sequence[Field], owner: str, owne
                 problems.append(Problem(path, now.line, where, f"moved from position {i + 1} to {j + 1};"
                                         " published fields keep their order, new ones go at the end" + _MAJOR))
                 shifted = True
-        elif _type_text(now) != _type_text(f):
-            problems.append(Problem(path, now.line, where, f"type changed from {_type_text(f)} to {_type_text(now)};"
-                                    " a published field keeps its type" + _MAJOR))
-        elif now.max < f.max:
-            problems.append(Problem(path, now.line, where, f"max lowered from {f.max} to {now.max};"
-                                    " a published max never shrinks" + _MAJOR))
-        elif max(now.total, now.max) < max(f.total, f.max):
-            problems.append(Problem(path, now.line, where, f"total lowered from {max(f.total, f.max)} to"
-                                    f" {max(now.total, now.max)}; a published total never shrinks" + _MAJOR))
+        else:
+            problems += _kept_problems(f, now, where, path)
     return problems
+
+
+def _kept_problems(f: Field, now: Field, where: str, path: str) -> list[Problem]:
+    """A published field `f`, now `now`: its type stays, its max and total never shrink."""
+    if _type_text(now) != _type_text(f):
+        return [Problem(path, now.line, where, f"type changed from {_type_text(f)} to {_type_text(now)};"
+                        " a published field keeps its type" + _MAJOR)]
+    if now.max < f.max:
+        return [Problem(path, now.line, where, f"max lowered from {f.max} to {now.max};"
+                        " a published max never shrinks" + _MAJOR)]
+    if max(now.total, now.max) < max(f.total, f.max):
+        return [Problem(path, now.line, where, f"total lowered from {max(f.total, f.max)} to"
+                        f" {max(now.total, now.max)}; a published total never shrinks" + _MAJOR)]
+    return []
 
 
 def laid_out(published: Event, event: Event) -> Event:
