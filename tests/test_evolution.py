@@ -433,3 +433,16 @@ def test_a_lock_without_a_common_list_reads_as_none_published(tmp_path):
     step = _step(schema, ([_common_field("pid"), _common_field("uid")], [_PROC]), tmp_path / "v2")
     assert [f.name for f in step.layout.events[0].event.fields] == ["pid", "flag", "ret", "uid"]
     assert [f["name"] for f in yaml.safe_load(lock.read_text())["common"]] == ["pid", "uid"]
+
+
+def test_the_slot_is_checked_in_record_order(tmp_path, capsys):
+    """uid laid out after x takes 3 bytes of padding more than in front of s: the record no longer fits."""
+    schema = tmp_path / "events.yaml"
+    proc = {"name": "proc", "id": 1, "fields": [{"name": "s", "type": "str", "max": 205}, {"name": "x", "type": "u8"}]}
+    out = ["gen", "--schema", str(schema), "--out", str(tmp_path / "out")]
+    schema.write_text(_schema_text([proc], [_common_field("pid")]).replace("4096", "300"))
+    assert sdxfer_main(out) == 0
+    schema.write_text(_schema_text([proc], [_common_field("pid"), _common_field("uid")]).replace("4096", "300"))
+    capsys.readouterr()
+    assert sdxfer_main(out) == 2
+    assert "event proc: largest record is 257 bytes; packing it needs a 511-byte slot" in capsys.readouterr().err
