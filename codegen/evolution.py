@@ -60,12 +60,12 @@ def incompatibilities(old: Sequence[Event], old_common: Sequence[Field], new: Sc
 
 
 def _event_problems(old: Event, old_common: Sequence[Field], new: Event, schema: Schema) -> list[Problem]:
-    """What breaks in one event's own fields (common fields are checked once, at `common`).
+    """What breaks in one event's own fields; common fields are checked once, at `common`.
 
-    A common field sits where the common list puts it, whatever the event
-    declares; in a record it sits where it was published, or at the end. So
-    the event's own fields keep their order among themselves, and a field the
-    event published that has since become common keeps its type.
+    In the schema a common field sits where `common` puts it; in a record,
+    where the event published it, or at the end. So the order checked here is
+    that of the event's own fields. A field the event published itself that
+    has since joined `common` keeps its type.
     """
     common = {f.name for f in old_common} | {f.name for f in schema.common}
     problems = _field_problems([f for f in old.fields if f.name not in common],

@@ -337,7 +337,7 @@ def _values(layout_event, seed: int) -> dict:
     values = {}
     for i, f in enumerate(layout_event.event.fields, start=seed):
         values[f.name] = (b"v%d" % i if f.type.variable else
-                          bytes([i % 256]) * f.fixed_size if f.type.by_pointer else i * 0x01010101 % 2**8 ** min(f.type.size, 4))
+                          bytes([i % 256]) * f.fixed_size if f.type.by_pointer else i * 0x01010101 % 2 ** (8 * f.type.size - 1))
     return values
 
 
@@ -389,6 +389,7 @@ def test_common_field_added_later_goes_after_the_events_fields(order, tmp_path):
     # to_dict() keeps every field's key, in record order: a common field added later after proc's own
     keys = list(event.to_dict())
     assert keys[keys.index("pid"):keys.index("truncated")] == ["pid", "comm", "flag", "ret", *appended]
+
 
 def test_a_new_event_has_every_common_field_in_front(tmp_path):
     schema = tmp_path / "events.yaml"
