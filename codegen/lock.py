@@ -93,11 +93,11 @@ def read_lock(path: str) -> History | None:
                                " restore it from version control")])
 
 
-def _mapping(value, line: int, keys: set[str], what: str) -> dict:
+def _mapping(value, line: int, keys: set[str], what: str, optional: frozenset[str] = frozenset()) -> dict:
     if not isinstance(value, dict):
         raise _Malformed(line, f"{what} must be a mapping")
     unknown = set(value) - keys - {_LINE}
-    missing = keys - set(value) - {"max", "len", "of", "total", "common"}
+    missing = keys - set(value) - optional
     if unknown or missing:
         raise _Malformed(value[_LINE], f"{what} has keys {sorted(set(value) - {_LINE})}, expected {sorted(keys)}")
     return value
@@ -116,7 +116,8 @@ def _list(value, line: int, what: str) -> list:
 
 
 def _history(root) -> History:
-    top = _mapping(root, 1, {"major", "events", "common"}, "the lock")
+    # a lock written before common fields were recorded has no `common`: none published
+    top = _mapping(root, 1, {"major", "events", "common"}, "the lock", frozenset({"common"}))
     major = _integer(top["major"], top[_LINE], "major", 1)
     common = tuple(_lock_field(f, top[_LINE]) for f in _list(top.get("common", []), top[_LINE], "common"))
     events = []
@@ -140,7 +141,8 @@ def _history(root) -> History:
 
 
 def _lock_field(entry, line: int) -> Field:
-    entry = _mapping(entry, line, {"name", "type", "max", "len", "of", "total"}, "a field")
+    entry = _mapping(entry, line, {"name", "type", "max", "len", "of", "total"}, "a field",
+                     frozenset({"max", "len", "of", "total"}))
     field_type = TYPES.get(entry["type"])
     if not isinstance(entry["name"], str) or field_type is None:
         raise _Malformed(entry[_LINE], "a field needs a name and a known type")

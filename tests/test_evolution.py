@@ -447,3 +447,12 @@ def test_the_slot_is_checked_in_record_order(tmp_path, capsys):
     capsys.readouterr()
     assert sdxfer_main(out) == 2
     assert "event proc: largest record is 257 bytes; packing it needs a 511-byte slot" in capsys.readouterr().err
+
+
+def test_a_malformed_common_list_in_the_lock_is_a_problem(tmp_path, capsys):
+    schema = tmp_path / "s.yaml"
+    schema.write_text(_schema_text([{"name": "a", "id": 1, "fields": []}], [_common_field("pid")]))
+    (tmp_path / "s.lock").write_text("major: 1\ncommon: {name: pid}\nevents: []\n")
+    assert sdxfer_main(["gen", "--schema", str(schema), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sdxfer gen: {tmp_path / 's.lock'}:1: malformed lock file (common must be a list)")
