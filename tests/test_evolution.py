@@ -209,6 +209,11 @@ def test_every_step_decodes_every_other_steps_records(steps, data):
     with tempfile.TemporaryDirectory() as tmp:
         schema = Path(tmp) / "events.yaml"
         built = [_step(schema, step, Path(tmp) / f"step{i}") for i, step in enumerate(steps)]
+        texts = [Path(tmp) / f"step{i}.yaml" for i in range(len(steps))]
+        for text, step in zip(texts, steps):
+            text.write_text(_schema_text(step[1], step[0]))
+        # compat agrees with gen: every later step is compatible with every earlier one
+        assert all(sdxfer_main(["compat", str(old), str(new)]) == 0 for i, old in enumerate(texts) for new in texts[i:])
         for sensor in built:
             calls = [(e.index, {f.name: data.draw(_field_value(f)) for f in e.event.fields}) for e in sensor.layout.events]
             _check_all(built, sensor, calls)
