@@ -461,3 +461,14 @@ def test_a_malformed_common_list_in_the_lock_is_a_problem(tmp_path, capsys):
     assert sdxfer_main(["gen", "--schema", str(schema), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"sdxfer gen: {tmp_path / 's.lock'}:1: malformed lock file (common must be a list)")
+
+
+def test_a_common_field_redeclared_later_is_the_last_packer_parameter(tmp_path):
+    schema = tmp_path / "events.yaml"
+    _step(schema, ([_common_field("pid")], [_PROC]), tmp_path / "v1")
+    proc = {**_PROC, "fields": [{"name": "uid", "type": "u32"}, *_PROC["fields"]]}  # passed by the probe, not read
+    step = _step(schema, ([_common_field("pid"), _common_field("uid")], [proc]), tmp_path / "v2")
+    header = (step.out / "xfer.h").read_text()
+    assert "int proc_print(void *ctx, __u8 flag, __s32 ret, __u32 uid)" in header
+    record = step.pack([(0, {"pid": 7, "flag": 1, "ret": -2, "uid": 1234})])[0]
+    assert step.decoder.decode(record).to_dict()["uid"] == 1234
