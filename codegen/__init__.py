@@ -15,7 +15,7 @@ from .evolution import evolve, incompatibilities
 from .layout import Layout, compute_layout
 from .lock import lock_path, read_lock, render_lock
 from .render import render_all, render_python
-from .schema import Problem, SchemaError, load_schema
+from .schema import Problem, SchemaError, load_schema, slot_problems
 
 __all__ = ["Problem", "SchemaError", "generate", "generate_python", "incompatibilities", "load_schema",
            "lock_path", "plan", "render_all", "render_lock"]
@@ -28,7 +28,12 @@ def plan(schema_path: str, major: bool = False) -> Layout:
     (unless `major`: then the schema starts a new major version).
     """
     schema = load_schema(schema_path)
-    return compute_layout(schema, evolve(schema, read_lock(lock_path(schema_path)), major))
+    layout = compute_layout(schema, evolve(schema, read_lock(lock_path(schema_path)), major))
+    # a common field added later may sit elsewhere than load_schema assumed: check the slot again
+    problems = slot_problems(schema.path, schema.slot_size, layout.events)
+    if problems:
+        raise SchemaError(problems)
+    return layout
 
 
 def generate(schema_path: str) -> dict[str, str]:

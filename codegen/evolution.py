@@ -1,31 +1,40 @@
 """Schema evolution: which changes keep deployed sensors and decoders working.
 
-Compatible: a new event, a field appended to an event, a larger `max` or
-`total`, docs.
-Everything else that touches a published event is not: removing, renaming,
-retyping or reordering a field, changing an event's id or reusing one, a
-smaller `max` or `total`, removing an event. `sdxfer gen` checks the schema against the
-latest published version of each event (the lock file); `sdxfer compat`
-checks one schema file against another. Both use `incompatibilities`.
+Compatible: a new event, a field appended to an event, a field appended to
+the common list, a larger `max` or `total`, docs.
+Everything else that touches a published event or common field is not:
+removing, renaming, retyping or reordering a field, changing an event's id
+or reusing one, a smaller `max` or `total`, removing an event. `sdxfer gen`
+checks the schema against the latest published version of each event (the
+lock file); `sdxfer compat` checks one schema file against another. Both use
+`incompatibilities`.
+
+A record keeps every published field where it was: a new version of an event
+lays out the previous version's fields in place, then its new fields in
+schema order. So a common field added after an event's first version comes
+after that event's own fields, as a field appended to the event does
+(`laid_out`).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .layout import type_text as _type_text
-from .model import Event, History, Published, Schema
+from .model import Event, Field, History, Published, Schema
 from .schema import Problem, SchemaError
 
 _MAJOR = " (unless sdxfer gen --major starts a new major version)"
 
 
-def incompatibilities(old: Sequence[Event], new: Schema) -> list[Problem]:
-    """Every way `new` breaks what `old` published, one Problem each.
+def incompatibilities(old: Sequence[Event], old_common: Sequence[Field], new: Schema) -> list[Problem]:
+    """Every way `new` breaks what `old` (events and common list) published, one Problem each.
 
     Problems point into `new`, where the thing is or should be: a removed
-    field at its event, a removed event at the `events:` list.
+    field at its event (a removed common field at `common:`), a removed event
+    at the `events:` list. A common field's problem is said once, at `common`.
     """
-    problems = []
+    problems = _field_problems(old_common, new.common, "common", new.common_line, new.path)
     old_by_name = {e.name: e for e in old}
     old_by_id = {e.id: e for e in old}
     new_by_name = {e.name: e for e in new.events}
@@ -37,7 +46,7 @@ def incompatibilities(old: Sequence[Event], new: Schema) -> list[Problem]:
             problems.append(Problem(new.path, event.line, where, f"id changed from {published.id} to {event.id};"
                                     " a published event keeps its name and id" + _MAJOR))
         elif published is not None:
-            problems += _field_problems(published, event, new.path)
+            problems += _event_problems(published, old_common, event, new)
         elif event.id in old_by_id:
             problems.append(Problem(new.path, event.line, where, f"id {event.id} was published for event"
                                     f" {old_by_id[event.id].name}; an id is never reused" + _MAJOR))
@@ -50,39 +59,74 @@ def incompatibilities(old: Sequence[Event], new: Schema) -> list[Problem]:
     return problems
 
 
-def _field_problems(old: Event, new: Event, path: str) -> list[Problem]:
+def _event_problems(old: Event, old_common: Sequence[Field], new: Event, schema: Schema) -> list[Problem]:
+    """What breaks in one event's own fields; common fields are checked once, at `common`.
+
+    In the schema a common field sits where `common` puts it; in a record,
+    where the event published it, or at the end. So the order checked here is
+    that of the event's own fields. A field the event published itself that
+    has since joined `common` keeps its type.
+    """
+    common = {f.name for f in old_common} | {f.name for f in schema.common}
+    problems = _field_problems([f for f in old.fields if f.name not in common],
+                               [f for f in new.fields if f.name not in common], f"event {new.name}", new.line, schema.path)
+    now = {f.name: f for f in new.fields}
+    was_common = {f.name for f in old_common}
+    for f in old.fields:
+        if f.name in common and f.name not in was_common:
+            problems += _kept_problems(f, now[f.name], f"event {new.name}, field {f.name}", schema.path)
+    return problems
+
+
+def _field_problems(old: Sequence[Field], new: Sequence[Field], owner: str, owner_line: int, path: str) -> list[Problem]:
+    """`new` must keep every field of `old` in its place and type; it may only add fields at its end."""
     problems = []
-    old_names = [f.name for f in old.fields]
-    new_names = [f.name for f in new.fields]
+    old_names = [f.name for f in old]
+    new_names = [f.name for f in new]
     shifted = False  # after a removal the fields behind it move; that is no further problem
-    for i, f in enumerate(old.fields):
-        where = f"event {new.name}, field {f.name}"
+    for i, f in enumerate(old):
+        where = f"{owner}, field {f.name}"
         if f.name not in new_names:
-            taker = new.fields[i] if i < len(new.fields) else None
+            taker = new[i] if i < len(new) else None
             if taker is not None and taker.name not in old_names:
                 problems.append(Problem(path, taker.line, where, f"renamed to {taker.name};"
                                         " a published field keeps its name" + _MAJOR))
             else:
-                problems.append(Problem(path, new.line, where, "removed; a published field is never removed" + _MAJOR))
+                problems.append(Problem(path, owner_line, where, "removed; a published field is never removed" + _MAJOR))
                 shifted = True
             continue
         j = new_names.index(f.name)
-        now = new.fields[j]
+        now = new[j]
         if j != i:
             if not shifted:
                 problems.append(Problem(path, now.line, where, f"moved from position {i + 1} to {j + 1};"
                                         " published fields keep their order, new ones go at the end" + _MAJOR))
                 shifted = True
-        elif _type_text(now) != _type_text(f):
-            problems.append(Problem(path, now.line, where, f"type changed from {_type_text(f)} to {_type_text(now)};"
-                                    " a published field keeps its type" + _MAJOR))
-        elif now.max < f.max:
-            problems.append(Problem(path, now.line, where, f"max lowered from {f.max} to {now.max};"
-                                    " a published max never shrinks" + _MAJOR))
-        elif max(now.total, now.max) < max(f.total, f.max):
-            problems.append(Problem(path, now.line, where, f"total lowered from {max(f.total, f.max)} to"
-                                    f" {max(now.total, now.max)}; a published total never shrinks" + _MAJOR))
+        else:
+            problems += _kept_problems(f, now, where, path)
     return problems
+
+
+def _kept_problems(f: Field, now: Field, where: str, path: str) -> list[Problem]:
+    """A published field `f`, now `now`: its type stays, its max and total never shrink."""
+    if _type_text(now) != _type_text(f):
+        return [Problem(path, now.line, where, f"type changed from {_type_text(f)} to {_type_text(now)};"
+                        " a published field keeps its type" + _MAJOR)]
+    if now.max < f.max:
+        return [Problem(path, now.line, where, f"max lowered from {f.max} to {now.max};"
+                        " a published max never shrinks" + _MAJOR)]
+    if max(now.total, now.max) < max(f.total, f.max):
+        return [Problem(path, now.line, where, f"total lowered from {max(f.total, f.max)} to"
+                        f" {max(now.total, now.max)}; a published total never shrinks" + _MAJOR)]
+    return []
+
+
+def laid_out(published: Event, event: Event) -> Event:
+    """`event` with its fields in record order: `published`'s fields in place, then the new ones in schema order."""
+    by_name = {f.name: f for f in event.fields}
+    kept = tuple(by_name[f.name] for f in published.fields)
+    added = tuple(f for f in event.fields if f.name not in {k.name for k in kept})
+    return replace(event, fields=kept + added)
 
 
 def _signature(event: Event) -> tuple:
@@ -100,7 +144,7 @@ def evolve(schema: Schema, lock: History | None, major: bool = False) -> History
         return History.first(schema)
     if major:
         return History.first(schema, lock.major + 1)
-    problems = incompatibilities([p.current for p in lock.events], schema)
+    problems = incompatibilities([p.current for p in lock.events], lock.common, schema)
     if problems:
         raise SchemaError(problems)
     published = {p.current.name: p for p in lock.events}
@@ -109,8 +153,10 @@ def evolve(schema: Schema, lock: History | None, major: bool = False) -> History
         known = published.get(event.name)
         if known is None:
             events.append(Published((event,)))
-        elif _signature(known.current) == _signature(event):  # docs only: the same version, its docs now
+            continue
+        event = laid_out(known.current, event)
+        if _signature(known.current) == _signature(event):  # docs only: the same version, its docs now
             events.append(Published(known.versions[:-1] + (event,)))
         else:
             events.append(Published(known.versions + (event,)))
-    return History(lock.major, tuple(events))
+    return History(lock.major, tuple(events), schema.common)

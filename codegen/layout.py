@@ -3,13 +3,15 @@
 A record is what one `<event>_print()` call sends:
 
     header       32 bytes, the same for every event (sdxfer.record.HEADER)
-    fixed part   the event's fixed-size fields in schema order, each at its
+    fixed part   the event's fixed-size fields in record order (schema order,
+                 but a field new in a later version, a common one included,
+                 comes after the earlier ones: evolution.laid_out), each at its
                  natural alignment; where alignment leaves a gap, an explicit
                  padding member (`_pad<offset>`, zeroed by the packer) fills
                  it, so appending a field never moves an existing one; one
                  8-byte `sdxfer_var` descriptor (u16 off, u16 len, u32 lost)
                  stands for each variable field
-    payload      the bytes of the variable fields, back to back, in schema
+    payload      the bytes of the variable fields, back to back, in record
                  order, without NUL terminators; `size` ends the record
 
 A descriptor with off == 0 means the value is absent (NULL pointer or a read
@@ -60,7 +62,7 @@ class EventLayout:
     index: int  # position in the schema; indexes per-event counters
     version: int  # published version, from 1
     members: tuple[Member, ...]  # fixed part after the header, by offset
-    variables: tuple[Variable, ...]  # schema order = payload order
+    variables: tuple[Variable, ...]  # record order = payload order
     payload_off: int
     max_size: int
     size_mask: int

@@ -3,6 +3,13 @@
 `schema/events.yaml` has `schema/events.lock`, so a copied schema folder
 carries its history. `sdxfer gen` writes it (sorted, no timestamps) and reads
 it back as a `History`; decoders are generated for every version it holds.
+
+Each version's fields are listed in record order, so the lock alone gives
+every published layout, and shows where a common field added later went in
+each event: after the fields the event had before it. `common:` (left out
+when empty) is the published common list, in order; it tells which of an
+event's fields are common, so a common field is checked once and may only be
+appended.
 """
 from __future__ import annotations
 
@@ -26,8 +33,10 @@ def lock_path(schema_path: str) -> str:
 def render_lock(history: History, schema_path: str) -> str:
     lines = [f"# Written by sdxfer gen from {os.path.basename(schema_path)}: every published version of every"
              " event. Commit it with the schema; never edit it.",
-             f"major: {history.major}",
-             "events:"]
+             f"major: {history.major}"]
+    if history.common:
+        lines += ["common:"] + [f"  - {_field(f)}" for f in history.common]
+    lines.append("events:")
     for published in sorted(history.events, key=lambda p: p.current.name):
         lines += [f"  - name: {_scalar(published.current.name)}", f"    id: {published.current.id}", "    versions:"]
         for number, event in enumerate(published.versions, start=1):
@@ -84,11 +93,11 @@ def read_lock(path: str) -> History | None:
                                " restore it from version control")])
 
 
-def _mapping(value, line: int, keys: set[str], what: str) -> dict:
+def _mapping(value, line: int, keys: set[str], what: str, optional: frozenset[str] = frozenset()) -> dict:
     if not isinstance(value, dict):
         raise _Malformed(line, f"{what} must be a mapping")
     unknown = set(value) - keys - {_LINE}
-    missing = keys - set(value) - {"max", "len", "of", "total"}
+    missing = keys - set(value) - optional
     if unknown or missing:
         raise _Malformed(value[_LINE], f"{what} has keys {sorted(set(value) - {_LINE})}, expected {sorted(keys)}")
     return value
@@ -107,8 +116,10 @@ def _list(value, line: int, what: str) -> list:
 
 
 def _history(root) -> History:
-    top = _mapping(root, 1, {"major", "events"}, "the lock")
+    # a lock written before common fields were recorded has no `common`: none published
+    top = _mapping(root, 1, {"major", "events", "common"}, "the lock", frozenset({"common"}))
     major = _integer(top["major"], top[_LINE], "major", 1)
+    common = tuple(_lock_field(f, top[_LINE]) for f in _list(top.get("common", []), top[_LINE], "common"))
     events = []
     for entry in _list(top["events"], top[_LINE], "events"):
         entry = _mapping(entry, top[_LINE], {"name", "id", "versions"}, "an event")
@@ -126,11 +137,12 @@ def _history(root) -> History:
         if not versions:
             raise _Malformed(line, f"event {name} has no versions")
         events.append(Published(tuple(versions)))
-    return History(major, tuple(events))
+    return History(major, tuple(events), common)
 
 
 def _lock_field(entry, line: int) -> Field:
-    entry = _mapping(entry, line, {"name", "type", "max", "len", "of", "total"}, "a field")
+    entry = _mapping(entry, line, {"name", "type", "max", "len", "of", "total"}, "a field",
+                     frozenset({"max", "len", "of", "total"}))
     field_type = TYPES.get(entry["type"])
     if not isinstance(entry["name"], str) or field_type is None:
         raise _Malformed(entry[_LINE], "a field needs a name and a known type")

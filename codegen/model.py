@@ -154,12 +154,18 @@ class Schema:
     slot_size: int
     events: tuple[Event, ...]
     events_line: int = 0  # of the `events:` key: where a removed event is missing
-    common: tuple[Field, ...] = ()  # fields every event starts with (events' own fields follow)
+    common: tuple[Field, ...] = ()  # fields every event carries, in front of its own unless added later
+    common_line: int = 0  # of the `common:` key: where a removed common field is missing
 
 
 @dataclass(frozen=True)
 class Published:
-    """An event's published versions, oldest first; the last is the schema's own event."""
+    """An event's published versions, oldest first; the last is the schema's own event.
+
+    Each version's fields are in record order: the previous version's fields,
+    then the new ones (a common field added after the event's first version
+    comes after the event's own fields, as an appended field does).
+    """
 
     versions: tuple[Event, ...]
 
@@ -173,12 +179,14 @@ class History:
     """What has been published (the lock file beside the schema), brought up to the schema.
 
     Events are in schema order; `major` changes only by `sdxfer gen --major`.
+    `common` is the published common list, which only grows at its end.
     """
 
     major: int
     events: tuple[Published, ...]
+    common: tuple[Field, ...] = ()
 
     @classmethod
     def first(cls, schema: Schema, major: int = 1) -> History:
         """The schema as the first version of every event."""
-        return cls(major, tuple(Published((e,)) for e in schema.events))
+        return cls(major, tuple(Published((e,)) for e in schema.events), schema.common)

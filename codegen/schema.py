@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import keyword
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import yaml
 
 from ..runtime.record import MAX_FIELD_TOTAL, MAX_SLOT_SIZE, STR_READ_SLACK
-from .layout import layout_event, type_text
+from .layout import EventLayout, layout_event, type_text
 from . import naming
 from .model import ENTRY_TYPES, SOURCES, TYPES, Event, Field, Schema
 
@@ -369,6 +370,15 @@ def _compose(path: str, text: str, checker: _Checker) -> yaml.Node | None:
         return None
 
 
+def slot_problems(path: str, slot_size: int, layouts: Iterable[EventLayout]) -> list[Problem]:
+    """Events whose largest record would not fit a scratch slot."""
+    return [Problem(path, e.event.line, f"event {e.event.name}",
+                    f"largest record is {e.max_size} bytes; packing it needs a {e.slot_needed}-byte slot"
+                    f" (string reads overrun max by {STR_READ_SLACK}, the output size is masked to {e.size_mask} for"
+                    f" the verifier), slot_size is {slot_size}: lower some max or raise slot_size")
+            for e in layouts if e.slot_needed > slot_size]
+
+
 def load_schema(path: str) -> Schema:
     """Read, check and model the schema at `path`; raise SchemaError listing every problem."""
     checker = _Checker(path)
@@ -416,16 +426,9 @@ def load_schema(path: str) -> Schema:
             ids: dict[int, int] = {}
             events = [checker.event(e, names, ids, common or ()) for e in events_node.value]
     if slot_size is not None:
-        for index, event in enumerate(events):
-            if event is None:
-                continue
-            layout = layout_event(event, index)
-            if layout.slot_needed > slot_size:
-                checker.problems.append(Problem(path, event.line, f"event {event.name}",
-                    f"largest record is {layout.max_size} bytes; packing it needs a {layout.slot_needed}-byte slot"
-                    f" (string reads overrun max by {STR_READ_SLACK}, the output size is masked to {layout.size_mask} for the verifier),"
-                    f" slot_size is {slot_size}: lower some max or raise slot_size"))
+        checker.problems += slot_problems(path, slot_size, [layout_event(e, i) for i, e in enumerate(events) if e])
     if checker.problems:
         raise SchemaError(checker.problems)
     return Schema(path, hashlib.sha256(raw).hexdigest(), version, slot_size, tuple(events),
-                  top["events"][0].start_mark.line + 1, common or ())
+                  top["events"][0].start_mark.line + 1, common or (),
+                  top["common"][0].start_mark.line + 1 if "common" in top else 0)

@@ -13,7 +13,7 @@
  * Host build: #define SDXFER_HOST before including, and put sdxfer's include
  * folder (sdxfer/include) on the include path; see sdxfer_runtime.h.
  *
- * Packers: <event>_print(ctx, fields in schema order) returns the bytes sent
+ * Packers: <event>_print(ctx, fields in record order) returns the bytes sent
  * or a negative error. str fields are read as kernel (or BPF-local) strings,
  * ustr fields as user strings (BPF memory works too), a strlist as `<name>_len` bytes of user memory
  * holding NUL-separated strings, a blob (ublob) as `<name>_len` bytes of

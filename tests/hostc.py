@@ -1,7 +1,7 @@
 """Host-C harness: packs records with a generated xfer.h compiled by gcc.
 
 The harness is generated from the layout: it reads calls from stdin (event
-index, then each field in schema order) and writes every record the packers
+index, then each field in record order) and writes every record the packers
 emit as (u32 size, bytes). Timestamp and CPU are fixed so records compare
 byte for byte.
 """

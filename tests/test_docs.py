@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -455,6 +456,23 @@ def test_evolution_examples(tmp_path):
     assert out.returncode == 2
     assert out.stderr.splitlines() == [shown_line(DOCS / "evolution.md", "sdxfer gen: ")]
     assert (tmp_path / "my" / "exec.lock").read_text() == lock
+
+
+def test_common_field_added_later_example(tmp_path):
+    """evolution.md's history of exec: the schema.md common-fields example, then uid, then cwd."""
+    top = "version: 1\nslot_size: 32768\n"
+    text = section(DOCS / "evolution.md", "Common fields added later")
+    first = top + code_blocks(DOCS / "schema.md", "yaml")[1]
+    last = top + re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)[0]
+    middle = "".join(line for line in last.splitlines(keepends=True) if "name: cwd" not in line)
+    assert "source: uid" not in first and middle != last
+    (tmp_path / "my").mkdir()
+    for step in (first, middle, last):
+        (tmp_path / "my" / "exec.yaml").write_text(step)
+        assert gen(tmp_path).returncode == 0
+    lock = yaml.safe_load((tmp_path / "my" / "exec.lock").read_text())
+    versions = [f"version {v['version']}: {' '.join(f['name'] for f in v['fields'])}" for v in lock["events"][0]["versions"]]
+    assert versions == re.findall(r"```text\n(.*?)```", text, re.DOTALL)[0].splitlines()
 
 
 def test_probe_tutorial_ebpf_needs_no_kernel(tmp_path):

@@ -174,7 +174,7 @@ def _compat(args, stdout, stderr) -> int:
     if errors:
         return 2
     old, new = schemas
-    problems = incompatibilities(old.events, new)
+    problems = incompatibilities(old.events, old.common, new)
     for problem in problems:
         print(problem, file=stdout)
     if problems:
