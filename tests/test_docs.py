@@ -56,6 +56,7 @@ TOOLS = {
     "sdxfer run": SDXFER + ["run"],
     "sdxfer build": SDXFER + ["build"],
     "sdxfer consume": SDXFER + ["consume"],
+    "bench/startup.py": [sys.executable, str(ROOT / "bench" / "startup.py")],
 }
 _HELP: dict[str, str] = {}
 
