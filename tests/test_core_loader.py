@@ -3,6 +3,7 @@ system's libbpf (sdxfer.kernel.libbpf), read by the same readers, decoded to
 the same events as BCC gives for the same actions, on both transports."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from sdxfer import ProbeError, Sensor
 from sdxfer.kernel import build, core, libbpf
 from sdxfer.kernel.filters import EventFilter, cgroup2_root
 from test_core_build import OPEN_PROBE, OPEN_SCHEMA, SPANS_PROBE, SPANS_SCHEMA
-from conftest import LIVE_WAIT_S
+from conftest import LIVE_WAIT_S, wait_until
 from test_sensor_live import BAD_FD, SDXFER, collect, write_bad_fd
 
 TRANSPORTS = ["perf", "ringbuf"]
@@ -381,3 +382,39 @@ def test_without_kernel_btf_or_a_btf_file_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(core, "BTF_PATH", str(tmp_path / "no-vmlinux"))
     with pytest.raises(ProbeError, match=rf"^this kernel has no {tmp_path}/no-vmlinux .*: load with --btf FILE"):
         core.check_btf(None)
+
+
+@live
+@pytest.mark.parametrize("backend", ["libbpf", "bcc"])
+def test_detach_without_waiting_lets_go_of_every_program_once_closed(tutorial, backend):
+    """detach(wait=False) hands the attachments to a helper process: the
+    programs run on until close(), then the helper lets go and they are freed."""
+    program = tutorial / "open.bpf.c"
+    if backend == "libbpf":
+        program = built(program, tutorial / "events.yaml", tutorial / "open.bpf.o", "ringbuf")
+    sensor = Sensor(program, schema=tutorial / "events.yaml", backend=backend,
+                    event_filter=EventFilter(pid=os.getpid()))
+    ids = {prog_id(fd) for fd in sensor._probe.attachment_fds()}
+    assert len(ids) == 1 and None not in ids
+    sensor.detach(wait=False)
+    assert sensor.programs_attached == 0
+    # still attached, through the helper, until close: an action is still seen
+    open_missing(tutorial, [("after-detach", os.O_RDONLY)])
+    [event] = opened_events(sensor, tutorial, 1)
+    assert event.path == str(tutorial / "after-detach")
+    sensor.close()
+    wait_until(lambda: not loaded(ids), what="the programs' release")
+
+
+def prog_id(fd: int) -> int | None:
+    """The program an attachment (a BPF link or a perf event) runs, from its fdinfo or bpftool."""
+    info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+    found = re.search(r"^prog_id:\s*(\d+)", info, re.MULTILINE)
+    if found:
+        return int(found.group(1))
+    programs = json.loads(subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True).stdout)
+    return next((p["prog_id"] for p in programs if p["pid"] == os.getpid() and p["fd"] == fd), None)
+
+
+def loaded(ids: set[int]) -> set[int]:
+    return {i for i in ids if subprocess.run(["bpftool", "prog", "show", "id", str(i)], capture_output=True).returncode == 0}

@@ -139,6 +139,9 @@ class BccProbe:
     def programs_attached(self) -> int:
         return len(self.bpf.tracepoint_fds) + len(self.bpf.raw_tracepoint_fds) if self._attached else 0
 
+    def attachment_fds(self) -> list[int]:
+        return [*self.bpf.tracepoint_fds.values(), *self.bpf.raw_tracepoint_fds.values()]
+
     def detach(self) -> None:
         self._attached = False
         self.bpf.detach_all()

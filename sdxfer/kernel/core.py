@@ -198,6 +198,9 @@ class CoreProbe:
     def programs_attached(self) -> int:
         return len(self._links)
 
+    def attachment_fds(self) -> list[int]:
+        return [link.fd for link in self._links]
+
     def detach(self) -> None:
         while self._links:
             self._links.pop().destroy()

@@ -65,6 +65,7 @@ _SIGNATURES = {
     "bpf_program__autoload": (c_bool, [c_void_p]),
     "bpf_program__set_autoload": (c_int, [c_void_p, c_bool]),
     "bpf_link__destroy": (c_int, [c_void_p]),
+    "bpf_link__fd": (c_int, [c_void_p]),
     "bpf_map_update_elem": (c_int, [c_int, c_void_p, c_void_p, c_uint64]),
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "libbpf_set_print": (c_void_p, [c_void_p]),
@@ -225,6 +226,10 @@ class Program:
 class Link:
     def __init__(self, pointer: int):
         self._pointer = pointer
+
+    @property
+    def fd(self) -> int:
+        return library().bpf_link__fd(self._pointer)
 
     def destroy(self) -> None:
         if self._pointer:

@@ -27,6 +27,7 @@ free scratch slot) is counted per event by the probe's drop counters.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 import time
@@ -115,6 +116,7 @@ class Sensor:
         # end (at most one poll), so no read touches buffers already unmapped
         self._reading = threading.RLock()
         self._attached = False
+        self._release: int | None = None  # detach(wait=False): closing it lets the helper process go
         self._next_drops_read = 0.0
         try:
             self._reader = self._probe.open_reader(code.buffer_pages(perf_pages, PERF_PAGES), perf_wakeup_events,
@@ -345,10 +347,18 @@ class Sensor:
 
     # ---- life cycle ----------------------------------------------------------
 
-    def detach(self) -> None:
-        """Stops the probe's programs; buffers and counters stay readable (drain())."""
+    def detach(self, wait: bool = True) -> None:
+        """Stops the probe's programs; buffers and counters stay readable (drain()).
+
+        The kernel takes a grace period (tens of ms) to take each tracepoint
+        program off, one after another: seconds for hidsmon's 52. wait=False
+        (what the tools do at Ctrl+C) hands the attachments to a helper
+        process that lets go of them once close() is done, so the programs
+        may run on a moment longer while this process goes on at once."""
         if self._attached:
             self._attached = False
+            if not wait:
+                self._release = hold_until_released(self._probe.attachment_fds())
             self._probe.detach()
 
     def close(self) -> None:
@@ -361,12 +371,35 @@ class Sensor:
                 self._closed = True
                 self._reader.close()
                 self._probe.close()
+                if self._release is not None:
+                    os.close(self._release)  # the helper process lets go now
+                    self._release = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def hold_until_released(fds: list[int]) -> int:
+    """A detached helper process that keeps its own copies of `fds` (the
+    probe's attachments) until the returned pipe end is closed, then exits:
+    the kernel's slow release of each attachment happens there, not here."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            if os.fork() == 0:  # the grandchild, reaped by init, holds on
+                kept = sorted(set(fds) | {read_end})
+                for low, high in zip([-1, *kept], [*kept, os.sysconf("SC_OPEN_MAX")]):
+                    os.closerange(low + 1, high)  # standard streams and every other file let go at once
+                os.read(read_end, 1)  # end of file: the sensor's own copies are closed
+        finally:
+            os._exit(0)
+    os.close(read_end)
+    os.waitpid(child, 0)
+    return write_end
 
 
 def build_defines(event_filter: EventFilter, transport: str) -> dict:

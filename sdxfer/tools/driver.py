@@ -245,7 +245,7 @@ class Follower:
         """Until stop(): then the probe is detached and what it had sent is read."""
         while not stop():
             self.emit(self.sensor.read())
-        self.sensor.detach()
+        self.sensor.detach(wait=False)  # Ctrl+C ends the tool at once
         self.emit(self.sensor.drain())
         self.loss.note(final=True)
 
