@@ -44,6 +44,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from sdxfer import ProbeError, Sensor, default_decoder
 from sdxfer.kernel.probes import PROGRAM, defines_for
@@ -111,16 +112,9 @@ def object_cache(cold: bool):
     if not cold:
         yield
         return
-    was = os.environ.get("XDG_CACHE_HOME")
-    with tempfile.TemporaryDirectory(prefix="startup-cache-") as folder:
-        os.environ["XDG_CACHE_HOME"] = folder
-        try:
-            yield
-        finally:
-            if was is None:
-                del os.environ["XDG_CACHE_HOME"]
-            else:
-                os.environ["XDG_CACHE_HOME"] = was
+    with tempfile.TemporaryDirectory(prefix="startup-cache-") as folder, mock.patch.dict(os.environ,
+                                                                                       XDG_CACHE_HOME=folder):
+        yield
 
 
 class Lines(threading.Thread):

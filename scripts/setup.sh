@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # with a TLS certificate openssl makes. clang, bpftool and libbpf-dev: `sdxfer build`
 # (CO-RE objects: clang -target bpf, vmlinux.h from bpftool, libbpf's BPF headers).
 apt_packages=(python3-bpfcc python3-venv linux-headers-amd64 gcc libbpf-tools bpftrace nats-server openssl
-              clang bpftool libbpf-dev)
+              clang bpftool libbpf1 libbpf-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

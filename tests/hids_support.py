@@ -13,6 +13,18 @@ from conftest import LIVE_WAIT_S
 
 WAIT_S = LIVE_WAIT_S
 
+# sendmmsg(2)'s structures, for child processes that send DNS queries with it (needs ctypes)
+MMSG_STRUCTS = """
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+class msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(iovec)),
+                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+"""
+
 
 def wait_for(sensor, predicate, timeout: float = WAIT_S):
     """The first decoded event that satisfies predicate, or AssertionError."""

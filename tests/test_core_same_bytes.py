@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple
 import pytest
 
 from conftest import LIVE_WAIT_S, wait_until
+from hids_support import MMSG_STRUCTS
 from sdxfer import default_decoder, hids
 from sdxfer.kernel import build
 from sdxfer.kernel.filters import EventFilter
@@ -324,15 +325,7 @@ out["sendto"] = s.sendto(question(28), ("127.0.0.1", 53))
 s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 out["sendmsg"] = s6.sendmsg([question(28)], [], 0, ("::1", 53))
 
-class iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
-class msghdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(iovec)),
-                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int)]
-class mmsghdr(ctypes.Structure):
-    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
-s.connect(("127.0.0.1", 53))  # as glibc's resolver does: connect, then sendmmsg with no addresses
+""" + MMSG_STRUCTS + """s.connect(("127.0.0.1", 53))  # as glibc's resolver does: connect, then sendmmsg with no addresses
 iovs = [iovec(question(qtype), len(question(qtype))) for qtype in (1, 16)]  # A, TXT
 messages = (mmsghdr * 2)()
 for message, iov in zip(messages, iovs):

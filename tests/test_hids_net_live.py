@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from hids_support import WAIT_S, Identity, events_until, wait_for
+from hids_support import MMSG_STRUCTS, WAIT_S, Identity, events_until, wait_for
 from sdxfer import SockAddr, hids
 
 pytestmark = pytest.mark.live
@@ -415,16 +415,7 @@ def test_dns_sendmsg(sensor):
     assert got["ret"] == len(message)
 
 
-SENDMMSG = """
-class iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
-class msghdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(iovec)),
-                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int)]
-class mmsghdr(ctypes.Structure):
-    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
-messages = [bytes.fromhex(m) for m in %(messages)r]
+SENDMMSG = MMSG_STRUCTS + """messages = [bytes.fromhex(m) for m in %(messages)r]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.connect(("127.0.0.1", 53))   # as glibc's resolver does: connect, then sendmmsg with no addresses
 iovs = [iovec(m, len(m)) for m in messages]
