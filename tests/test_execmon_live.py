@@ -421,8 +421,9 @@ def test_no_loss_in_quiet_operation(probe):
     assert probe.stats.undecodable == 0
 
 
+@pytest.mark.parametrize("transport, buffer_size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})],
+                         ids=["perf", "ringbuf"])
 @pytest.mark.parametrize("backend", ["libbpf", "bcc"])
-@pytest.mark.parametrize("transport, buffer_size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
 def test_loss_from_a_full_buffer_is_counted_once(backend, transport, buffer_size):
     """A one-page buffer nobody reads overflows: every record the probe numbered
     is delivered or counted lost, once, and sequence gaps never exceed that loss."""

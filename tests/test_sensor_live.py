@@ -215,8 +215,9 @@ def test_a_compile_error_names_its_file_and_line(tmp_path, broken):
     assert "error: use of undeclared identifier 'nope_" in str(caught.value)
 
 
+@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})],
+                         ids=["perf", "ringbuf"])
 @pytest.mark.parametrize("backend", ["libbpf", "bcc"])
-@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
 def test_loss_is_counted_per_event_with_a_tiny_buffer(backend, transport, size):
     sent = {"write_call": 200, "getpgid_call": 300}
     affinity = os.sched_getaffinity(0)
@@ -244,8 +245,9 @@ def test_loss_is_counted_per_event_with_a_tiny_buffer(backend, transport, size):
     assert stats.sequence_gaps <= stats.lost
 
 
+@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})],
+                         ids=["perf", "ringbuf"])
 @pytest.mark.parametrize("backend", ["libbpf", "bcc"])
-@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
 def test_records_that_wrap_around_a_one_page_buffer_arrive_whole(backend, transport, size):
     """Records of many sizes through a one-page buffer, read as they come, so
     that many wrap around its end: each arrives whole and in order, and what
