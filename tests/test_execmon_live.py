@@ -529,6 +529,8 @@ def test_execmon_cli_json_carries_a_mib_argv_whole_and_text_honours_max_args(bac
     execmon = start_execmon("--json", *backend_options(backend, transport), "-n", "^true$")
     texts = start_execmon("--max-args", "3", *backend_options(backend, transport), "-n", "^true$")
     try:
+        for tool in (execmon, texts):  # an exec while programs are still attaching may come in part (and flagged)
+            tool.wait_err(lambda line: "Ctrl+C to stop" in line)
         wait_until(lambda: any(marker in line for line in execmon.out) and any(marker in line for line in texts.out),
                    act=lambda: subprocess.run(argv), every=0.5)
     finally:
