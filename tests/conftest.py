@@ -171,6 +171,15 @@ def no_tool_left():
 
 # Every live test of a probe runs on both backends and both transports.
 BACKENDS_AND_TRANSPORTS = [("libbpf", "ringbuf"), ("libbpf", "perf"), ("bcc", "ringbuf"), ("bcc", "perf")]
+# A test whose subject is neither (a tool's filter, format or output) runs
+# once per backend, the two transports shared out between them: each backend
+# and each transport is used, at half the cost.
+EACH_BACKEND_AND_TRANSPORT = [("libbpf", "perf"), ("bcc", "ringbuf")]
+
+
+def backend_options(backend: str, transport: str) -> list[str]:
+    """A tool's command-line options for this backend and transport."""
+    return ["--backend", backend, "--transport", transport]
 
 
 @pytest.fixture(scope="module", params=BACKENDS_AND_TRANSPORTS, ids="-".join)

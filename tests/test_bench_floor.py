@@ -5,7 +5,11 @@ the same record"; the floor (bench/exec_floor.bpf.c) is that probe, and these
 tests hold it to the same record: an exec seen by both decodes to the same
 values, on both transports, with the environment values present. The bare
 floor leaves out what its name says. The probe's CO-RE build, measured
-beside its BCC build, sends the same values too.
+beside its BCC build, sends the same values too, on both transports.
+
+The floors and the probe's builds without a part are BCC's alone (kernel_cost
+compiles them so): their tests of what a build leaves out, which no transport
+changes, run on one.
 
 Needs root and bcc (CI runs as root); skipped otherwise.
 """

@@ -1,7 +1,8 @@
 """The docs' live steps, exactly as written. docs/probes.md's "Write your own
 probe": its schema and probe saved under my/, its command run, its action
-done, its output seen. docs/c-runtime.md's BCC example: loaded with Sensor
-against the shipped schema, an exit seen with its code.
+done, its output seen (as written: built by sdxfer build, loaded through
+libbpf). docs/c-runtime.md's example: loaded with Sensor against the shipped
+schema on each backend, an exit seen with its code.
 
 Needs root and bcc (CI runs as root); skipped otherwise. The checks that need
 no kernel are in tests/test_docs.py.
@@ -15,13 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import EACH_BACKEND_AND_TRANSPORT, LIVE_WAIT_S
 
 if os.geteuid() != 0:
     pytest.skip("live probe tests need root", allow_module_level=True)
 pytest.importorskip("bcc")
 
 ROOT = Path(__file__).resolve().parent.parent
-WAIT_S = 15
+WAIT_S = LIVE_WAIT_S
 
 
 def section(title: str, page: str = "docs/probes.md") -> str:
@@ -79,11 +81,12 @@ def test_write_your_own_probe(tmp_path):
         run.wait()
 
 
-def test_c_runtime_bcc_example():
+@pytest.mark.parametrize("backend, transport", EACH_BACKEND_AND_TRANSPORT)
+def test_c_runtime_bcc_example(backend, transport):
     from sdxfer import Sensor
 
     example = re.search(r"```c\n(.*?)```", section("Using the header", "docs/c-runtime.md"), re.DOTALL).group(1)
-    with Sensor(example) as sensor:
+    with Sensor(example, backend=backend, transport=transport) as sensor:
         child = subprocess.Popen(["sh", "-c", "exit 3"])
         child.wait()
         deadline = time.monotonic() + WAIT_S

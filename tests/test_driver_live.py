@@ -9,20 +9,21 @@ import time
 import uuid
 
 import pytest
-from conftest import LIVE_WAIT_S, ROOT, Tool, wait_until
+from conftest import EACH_BACKEND_AND_TRANSPORT, LIVE_WAIT_S, ROOT, Tool, backend_options, wait_until
 
-pytestmark = pytest.mark.live
+# each test is about a tool's option, not the backend or the transport
+pytestmark = [pytest.mark.live, pytest.mark.parametrize("backend, transport", EACH_BACKEND_AND_TRANSPORT)]
 
 BIN = ROOT / ".venv" / "bin"
 WAIT_S = LIVE_WAIT_S
 START_S = 120  # a loaded 2-CPU machine compiles slowly
-BACKENDS = ["libbpf", "bcc"]
 
 
-def start(*argv) -> Tool:
-    """A tool, once its probe is attached."""
-    tool = Tool(str(BIN / argv[0]), *argv[1:])
-    tool.wait_err(lambda line: "Ctrl+C to stop" in line, START_S)
+def start(*argv, backend: str, transport: str) -> Tool:
+    """A tool on this backend and transport, once its probe is attached."""
+    tool = Tool(str(BIN / argv[0]), *argv[1:], *backend_options(backend, transport))
+    started = tool.wait_err(lambda line: "Ctrl+C to stop" in line, START_S)
+    assert f"({transport}, {backend}" in started, started
     return tool
 
 
@@ -45,8 +46,7 @@ def has_marker(marker):
                            and marker in record["argv"])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_children_are_followed_as_they_fork(backend):
+def test_children_are_followed_as_they_fork(backend, transport):
     """-p the shell with --children: its children and grandchildren, started
     after the sensor, are reported; an exec outside the tree is not (the
     prebuilt object's fork/free programs, or BCC's build with them)."""
@@ -54,8 +54,8 @@ def test_children_are_followed_as_they_fork(backend):
     shell = subprocess.Popen(["/bin/sh", "-c", "read go; /bin/sh -c '/bin/true $0; /bin/true $1; :' \"$go\" \"${go}2\"; :"],
                              stdin=subprocess.PIPE, text=True)
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = start("hidsmon", "--events", "exec", "--json", "-p", str(shell.pid), "--children", "--backend", backend)
-    assert any(f", {backend})" in line for line in tool.err)
+    tool = start("hidsmon", "--events", "exec", "--json", "-p", str(shell.pid), "--children",
+                 backend=backend, transport=transport)
     try:
         exec_with(f"{marker}x")  # outside the tree: filtered in the kernel
         shell.communicate(f"{marker}\n", timeout=WAIT_S)
@@ -69,10 +69,10 @@ def test_children_are_followed_as_they_fork(backend):
         shell.kill()
 
 
-def test_pid_alone_is_that_process_only():
+def test_pid_alone_is_that_process_only(backend, transport):
     shell = subprocess.Popen(["/bin/sh", "-c", "read go; exec /bin/true $go"], stdin=subprocess.PIPE, text=True)
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = start("execmon", "--json", "-p", str(shell.pid))
+    tool = start("execmon", "--json", "-p", str(shell.pid), backend=backend, transport=transport)
     try:
         exec_with(f"{marker}x")
         shell.communicate(f"{marker}\n", timeout=WAIT_S)
@@ -84,10 +84,10 @@ def test_pid_alone_is_that_process_only():
         tool.stop(signal.SIGKILL)
 
 
-def test_mntns_keeps_one_mount_namespace():
+def test_mntns_keeps_one_mount_namespace(backend, transport):
     host_ns = os.stat("/proc/self/ns/mnt").st_ino
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = start("hidsmon", "--events", "exec", "--json", "--mntns", str(host_ns))
+    tool = start("hidsmon", "--events", "exec", "--json", "--mntns", str(host_ns), backend=backend, transport=transport)
     try:
         subprocess.run(["unshare", "-m", "/bin/true", f"{marker}x"], check=True, timeout=WAIT_S)
         exec_with(marker)
@@ -117,11 +117,9 @@ def cgroup():
                 time.sleep(0.1)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_cgroup_keeps_its_processes(cgroup, backend):
+def test_cgroup_keeps_its_processes(cgroup, backend, transport):
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = start("execmon", "--json", "--cgroup", str(cgroup), "--backend", backend)
-    assert any(f", {backend})" in line for line in tool.err)
+    tool = start("execmon", "--json", "--cgroup", str(cgroup), backend=backend, transport=transport)
     try:
         exec_with(f"{marker}x")
         exec_with(marker, before=f"echo $$ > {cgroup}/cgroup.procs;")
@@ -133,9 +131,9 @@ def test_cgroup_keeps_its_processes(cgroup, backend):
         tool.stop(signal.SIGKILL)
 
 
-def test_uid_is_filtered_in_the_kernel():
+def test_uid_is_filtered_in_the_kernel(backend, transport):
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = start("hidsmon", "--events", "exec", "--json", "-u", "65534")
+    tool = start("hidsmon", "--events", "exec", "--json", "-u", "65534", backend=backend, transport=transport)
     try:
         exec_with(f"{marker}x")  # root's
         exec_with(marker, user=65534, group=65534)
@@ -146,9 +144,9 @@ def test_uid_is_filtered_in_the_kernel():
         tool.stop(signal.SIGKILL)
 
 
-def test_no_failed_hides_failed_execs():
+def test_no_failed_hides_failed_execs(backend, transport):
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    tool = start("hidsmon", "--events", "exec", "--json", "--no-failed")
+    tool = start("hidsmon", "--events", "exec", "--json", "--no-failed", backend=backend, transport=transport)
     try:
         subprocess.run(["/bin/sh", "-c", f"/nonexistent/{marker}x {marker}x; /bin/true {marker}"], timeout=WAIT_S)
         seen = []
@@ -158,10 +156,10 @@ def test_no_failed_hides_failed_execs():
         tool.stop(signal.SIGKILL)
 
 
-def test_execmon_json_is_hidsmons_object_and_more():
+def test_execmon_json_is_hidsmons_object_and_more(backend, transport):
     marker = f"mk{uuid.uuid4().hex[:10]}"
-    execmon = start("execmon", "--json")
-    hidsmon = start("hidsmon", "--events", "exec", "--json")
+    execmon = start("execmon", "--json", backend=backend, transport=transport)
+    hidsmon = start("hidsmon", "--events", "exec", "--json", backend=backend, transport=transport)
     try:
         exec_with(marker)
         mine, theirs = wait_json(execmon, has_marker(marker)), wait_json(hidsmon, has_marker(marker))
@@ -177,11 +175,12 @@ def test_execmon_json_is_hidsmons_object_and_more():
         hidsmon.stop(signal.SIGKILL)
 
 
-def test_raw_capture_decodes_with_sdxfer_decode(tmp_path):
+def test_raw_capture_decodes_with_sdxfer_decode(tmp_path, backend, transport):
     capture = tmp_path / "capture.sdxr"
     marker = f"mk{uuid.uuid4().hex[:10]}"
     big = "z" * 4000
-    tool = start("hidsmon", "--events", "exec,setsid", "--output", f"raw:{capture}")
+    tool = start("hidsmon", "--events", "exec,setsid", "--output", f"raw:{capture}",
+                 backend=backend, transport=transport)
     try:
         # an argv past the exec record's 16 KiB: its continuation records are captured with it
         exec_with(marker + " " + " ".join([big] * 6))
@@ -201,8 +200,8 @@ def test_raw_capture_decodes_with_sdxfer_decode(tmp_path):
     assert record["argv"] == ["/bin/true", marker] + [big] * 6 and record["truncated"] == []
 
 
-def test_stats_lines_come_every_interval():
-    tool = start("execmon", "--stats", "1")
+def test_stats_lines_come_every_interval(backend, transport):
+    tool = start("execmon", "--stats", "1", backend=backend, transport=transport)
     try:
         exec_with("x")
         line = tool.wait_err(lambda text: text.startswith("execmon: stats: "))

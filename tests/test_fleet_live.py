@@ -1,5 +1,6 @@
 """Fleet end to end, live: hidsmon processes publishing real exec events to a
-real nats-server on loopback, a consumer decoding them; rotated files."""
+real nats-server on loopback, a consumer decoding them; rotated files. Each
+test runs once per backend, the two transports shared out between them."""
 from __future__ import annotations
 
 import json
@@ -20,11 +21,12 @@ import sdxfer
 from sdxfer.errors import DecodeError
 from sdxfer.fleet import envelope
 
-from conftest import Tool
+from conftest import EACH_BACKEND_AND_TRANSPORT, Tool, backend_options
 from nats_support import NatsServer
 from test_fleet import consume_all
 
 pytestmark = pytest.mark.live
+on_each_backend = pytest.mark.parametrize("backend, transport", EACH_BACKEND_AND_TRANSPORT)
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDSMON = str(ROOT / ".venv" / "bin" / "hidsmon")
@@ -54,11 +56,12 @@ class Monitor:
     can overflow, so each test allows the loss the sensor reports (exact when
     the machine is quiet) and checks the fleet path exactly."""
 
-    def __init__(self, marker: Marker, *options: str, host: str = "h-a", tool: tuple = (HIDSMON, "--events", "exec")):
+    def __init__(self, marker: Marker, *options: str, backend: str, transport: str, host: str = "h-a",
+                 tool: tuple = (HIDSMON, "--events", "exec")):
         env = dict(os.environ, SDXFER_HOSTNAME=host, SDXFER_MACHINE_ID=f"machine-{host}", SDXFER_BOOT_ID=f"boot-{host}")
-        self.tool = Tool(*tool, "-n", f"^{marker.name}$", *options, env=env)
-        self.tool.wait_err(lambda line: "Ctrl+C to stop" in line, timeout=120)
-        assert self.tool.proc.poll() is None, self.tool.text()
+        self.tool = Tool(*tool, "-n", f"^{marker.name}$", *backend_options(backend, transport), *options, env=env)
+        started = self.tool.wait_err(lambda line: "Ctrl+C to stop" in line, timeout=120)
+        assert self.tool.proc.poll() is None and f"({transport}, {backend}" in started, self.tool.text()
 
     def stop(self) -> tuple[str, int]:
         """hidsmon's stderr, and the events the kernel lost."""
@@ -91,8 +94,10 @@ def by_host(items) -> dict[str, list[str]]:
 
 
 def test_two_hosts_publish_one_consumer_decodes_each_event_once(server, marker):
+    """The two hosts' sensors: one on each backend (and transport)."""
     url = server.url("fleet.live")
-    monitors = [Monitor(marker, "--output", url, host=host) for host in ("h-a", "h-b")]
+    monitors = [Monitor(marker, "--output", url, host=host, backend=backend, transport=transport)
+                for host, (backend, transport) in zip(("h-a", "h-b"), EACH_BACKEND_AND_TRANSPORT)]
     tags = marker.run(range(150))
     results = [monitor.stop() for monitor in monitors]
     items = consume_all(url, sum(published(err) for err, _ in results), durable="central")
@@ -105,9 +110,11 @@ def test_two_hosts_publish_one_consumer_decodes_each_event_once(server, marker):
     assert all(item.event.comm == marker.name and item.to_dict()["host"]["hostname"] in hosts for item in items)
 
 
-def test_server_killed_and_restarted_under_a_live_sensor(server, marker, tmp_path):
+@on_each_backend
+def test_server_killed_and_restarted_under_a_live_sensor(server, marker, tmp_path, backend, transport):
     url = server.url("fleet.restart")
-    monitor = Monitor(marker, "--output", url, "--spool", str(tmp_path / "spool"), "--memory-bytes", "16K")
+    monitor = Monitor(marker, "--output", url, "--spool", str(tmp_path / "spool"), "--memory-bytes", "16K",
+                      backend=backend, transport=transport)
     tags = marker.run(range(100))
     server.kill()
     tags += marker.run(range(100, 200))
@@ -118,11 +125,12 @@ def test_server_killed_and_restarted_under_a_live_sensor(server, marker, tmp_pat
     check_once(by_host(consume_all(url, published(err)))["h-a"], tags, published(err), lost)
 
 
-def test_full_spool_under_a_live_sensor_drops_exactly_what_it_says(tmp_path, marker):
+@on_each_backend
+def test_full_spool_under_a_live_sensor_drops_exactly_what_it_says(tmp_path, marker, backend, transport):
     nats = NatsServer(tmp_path / "store")  # away while the sensor runs
     url = nats.url("fleet.full")
     monitor = Monitor(marker, "--output", url, "--spool", str(tmp_path / "spool"), "--memory-bytes", "8K",
-                      "--spool-bytes", "16K")
+                      "--spool-bytes", "16K", backend=backend, transport=transport)
     tags = marker.run(range(300))
     nats.start()
     try:
@@ -136,10 +144,12 @@ def test_full_spool_under_a_live_sensor_drops_exactly_what_it_says(tmp_path, mar
     check_once(got, tags, published(err), lost, dropped)
 
 
-def test_file_output_rotates_under_load_without_a_torn_or_lost_line(tmp_path, marker):
+@on_each_backend
+def test_file_output_rotates_under_load_without_a_torn_or_lost_line(tmp_path, marker, backend, transport):
     path = tmp_path / "out" / "events.ndjson"
     path.parent.mkdir()
-    monitor = Monitor(marker, "--output", f"file:{path}", "--rotate-bytes", "16K", "--keep", "1000")
+    monitor = Monitor(marker, "--output", f"file:{path}", "--rotate-bytes", "16K", "--keep", "1000",
+                      backend=backend, transport=transport)
     loops = [threading.Thread(target=marker.run, args=(range(start, start + 200),)) for start in (0, 1000, 2000)]
     for loop in loops:
         loop.start()
@@ -160,9 +170,10 @@ def test_file_output_rotates_under_load_without_a_torn_or_lost_line(tmp_path, ma
     check_once(tags, [f"n{start + n}" for start in (0, 1000, 2000) for n in range(200)], published(err), lost)
 
 
-def test_execmon_publishes_too(server, marker):
+@on_each_backend
+def test_execmon_publishes_too(server, marker, backend, transport):
     url = server.url("fleet.execmon")
-    monitor = Monitor(marker, "--output", url, tool=(EXECMON,))
+    monitor = Monitor(marker, "--output", url, tool=(EXECMON,), backend=backend, transport=transport)
     tags = marker.run(range(20))
     err, lost = monitor.stop()
     check_once(by_host(consume_all(url, published(err)))["h-a"], tags, published(err), lost)
@@ -182,16 +193,19 @@ def spooled_events(spool: Path) -> list:
     return events
 
 
-def test_the_sensor_never_reports_its_own_spool_writes(tmp_path):
+@on_each_backend
+def test_the_sensor_never_reports_its_own_spool_writes(tmp_path, backend, transport):
     """Issue 16 item 2: with the server away for 30 s and every message
     spooled, a loop creates 1,000 files; the spool holds those events and
     none of the sensor's own (each spool write would be events to spool)."""
     nats = NatsServer(tmp_path / "store")  # never started
     spool, made = tmp_path / "spool", tmp_path / "made"
     made.mkdir()
-    tool = Tool(HIDSMON, "--events", "file_create,rename", "--output", nats.url("fleet.self"), "--spool", str(spool),
+    tool = Tool(HIDSMON, "--events", "file_create,rename", *backend_options(backend, transport),
+                "--output", nats.url("fleet.self"), "--spool", str(spool),
                 "--memory-bytes", "0", "--spool-bytes", "64M")
-    tool.wait_err(lambda line: "Ctrl+C to stop" in line, timeout=120)
+    started = tool.wait_err(lambda line: "Ctrl+C to stop" in line, timeout=120)
+    assert f"({transport}, {backend}" in started, started
     loop = subprocess.run([sys.executable, "-c", "import os, sys\nfor n in range(1000):\n"
                            "    open(os.path.join(sys.argv[1], f'f{n}'), 'w').close()\nprint(os.getpid())",
                            str(made)], capture_output=True, text=True, check=True)

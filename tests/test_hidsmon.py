@@ -16,7 +16,7 @@ from sdxfer import hidsmon
 from sdxfer.tools import driver
 from sdxfer.console import Clock
 
-from conftest import Tool, wait_until
+from conftest import BACKENDS_AND_TRANSPORTS, EACH_BACKEND_AND_TRANSPORT, Tool, backend_options, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDSMON = str(ROOT / ".venv" / "bin" / "hidsmon")
@@ -98,11 +98,11 @@ def test_not_root_is_one_line(monkeypatch, capsys):
     assert err.count("\n") == 1 and err.startswith("hidsmon: ") and "sudo" in err
 
 
-def _start(*args) -> tuple[Tool, str]:
-    mon = Tool(HIDSMON, *args)
+def _start(*args, backend: str, transport: str) -> tuple[Tool, str]:
+    mon = Tool(HIDSMON, *args, *backend_options(backend, transport))
     # the start line (after one saying stale prebuilt objects are rebuilt, if they are)
     started = mon.wait_err(lambda line: "Ctrl+C to stop" in line)
-    assert re.fullmatch(r"hidsmon: \d+ events, \d+ programs attached in \d+\.\d s \((perf|ringbuf), (libbpf|bcc)\); "
+    assert re.fullmatch(rf"hidsmon: \d+ events, \d+ programs attached in \d+\.\d s \({transport}, {backend}\); "
                         r"Ctrl\+C to stop\n", started), mon.text()
     return mon, started
 
@@ -124,9 +124,9 @@ def _child_records(lines: list[str], pid: int) -> dict:
 
 
 @pytest.mark.live
-@pytest.mark.parametrize("transport", ["perf", "ringbuf"])
-def test_live_selected_events_as_json(transport):
-    mon, started = _start("--events", "exec,exit,setsid", "--json", "--transport", transport)
+@pytest.mark.parametrize("backend, transport", BACKENDS_AND_TRANSPORTS)
+def test_live_selected_events_as_json(backend, transport):
+    mon, started = _start("--events", "exec,exit,setsid", "--json", backend=backend, transport=transport)
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, text=True)
     child.communicate("go\n")
     try:
@@ -145,9 +145,10 @@ def test_live_selected_events_as_json(transport):
 
 
 @pytest.mark.live
-def test_live_text_filtered_by_pid():
+@pytest.mark.parametrize("backend, transport", EACH_BACKEND_AND_TRANSPORT)
+def test_live_text_filtered_by_pid(backend, transport):
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, text=True)
-    mon, _ = _start("--events", "setsid,exit", "-p", str(child.pid))
+    mon, _ = _start("--events", "setsid,exit", "-p", str(child.pid), backend=backend, transport=transport)
     try:
         subprocess.run([sys.executable, "-c", "import os; os.setsid()"])  # another process: not shown
         child.communicate("go\n")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BACKENDS_AND_TRANSPORTS, LIVE_WAIT_S, Tool
+from conftest import BACKENDS_AND_TRANSPORTS, EACH_BACKEND_AND_TRANSPORT, LIVE_WAIT_S, Tool, backend_options
 from sdxfer import ProbeError, Sensor, btf
 from sdxfer.program import BTF_PATH
 
@@ -30,7 +30,6 @@ SCHEMA = HERE / "schemas" / "sensor.yaml"
 PROBE = HERE / "probes" / "sensor.bpf.c"
 BAD_FD = 987654  # write(2) to it fails at once; the probe reports only those
 SDXFER = str(ROOT / ".venv" / "bin" / "sdxfer")
-TRANSPORTS = ["perf", "ringbuf"]
 
 
 def defines(pid: int, **more) -> dict:
@@ -89,9 +88,10 @@ def test_sensor_delivers_exact_values(backend, transport):
     assert sensor.stats.per_event["interrupt"].delivered == 0
 
 
-def test_program_text_is_accepted_too():
+@pytest.mark.parametrize("backend, transport", EACH_BACKEND_AND_TRANSPORT)
+def test_program_text_is_accepted_too(backend, transport):
     text = PROBE.read_text()
-    with Sensor(text, schema=SCHEMA, defines=defines(os.getpid())) as sensor:
+    with Sensor(text, schema=SCHEMA, transport=transport, backend=backend, defines=defines(os.getpid())) as sensor:
         getpgid(31337)
         (event,) = collect(sensor, 1)
     assert (event.name, event.asked) == ("getpgid_call", 31337)
@@ -114,16 +114,17 @@ sys.stdin.readline()
 """ % (BAD_FD, WRITTEN)
 
 
-def run_cli_against_child(extra: list[str], transport: str, events=("getpgid_call", "write_call")):
-    """sdxfer run on a child that acts once the probe is attached; once a line
-    names each of `events`, returns (the first len(events) stdout lines, stderr)."""
+def run_cli_against_child(extra: list[str], backend: str, transport: str, events=("getpgid_call", "write_call")):
+    """sdxfer run (on this backend and transport) on a child that acts once the probe
+    is attached; once a line names each of `events`, returns (the first len(events)
+    stdout lines, stderr)."""
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    command = [SDXFER, "run", str(PROBE), "--schema", str(SCHEMA), "--transport", transport,
+    command = [SDXFER, "run", str(PROBE), "--schema", str(SCHEMA), *backend_options(backend, transport),
                "-D", f"TARGET_PID={child.pid}", "-D", "TEST_MARKER=7", "-D", f"BAD_FD={BAD_FD}", *extra]
     run = Tool(*command)
     try:
         started = run.wait_err(lambda line: True)
-        assert "programs attached" in started, run.text()
+        assert "programs attached" in started and f"({transport}, {backend})" in started, run.text()
         child.stdin.write("go\n")
         child.stdin.flush()
         assert child.stdout.readline() == "done\n"
@@ -137,9 +138,9 @@ def run_cli_against_child(extra: list[str], transport: str, events=("getpgid_cal
         child.wait()
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_sdxfer_run_json(transport):
-    lines, err = run_cli_against_child(["--json"], transport)
+@pytest.mark.parametrize("backend, transport", BACKENDS_AND_TRANSPORTS)
+def test_sdxfer_run_json(backend, transport):
+    lines, err = run_cli_against_child(["--json"], backend, transport)
     call, write = (json.loads(line) for line in lines)
     assert {k: call[k] for k in ("event", "asked", "marker", "comm", *kernel_values())} == {
         "event": "getpgid_call", "asked": 4242, "marker": 7, "comm": Path(sys.executable).name[:15], **kernel_values()}
@@ -147,8 +148,9 @@ def test_sdxfer_run_json(transport):
     assert "sdxfer run: 2 events received, 0 lost" in err
 
 
-def test_sdxfer_run_text_and_event_filter():
-    lines, err = run_cli_against_child(["--events", "write_call"], "perf", events=("write_call",))
+@pytest.mark.parametrize("backend, transport", EACH_BACKEND_AND_TRANSPORT)
+def test_sdxfer_run_text_and_event_filter(backend, transport):
+    lines, err = run_cli_against_child(["--events", "write_call"], backend, transport, events=("write_call",))
     # time event pid comm key=value: this schema's events have no pid or comm fields
     [line] = lines
     assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} write_call +- +- +fd={BAD_FD} data={WRITTEN.hex()}", line)
@@ -181,6 +183,8 @@ BROKEN = {
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_each_failure_is_one_probe_error_line(case, tmp_path):
+    """No backend asked for (Sensor's and sdxfer run's default for C text):
+    where clang's build fails too, BCC's error is the one raised."""
     text, message = BROKEN[case]
     with pytest.raises(ProbeError) as caught:
         Sensor(text, schema=SCHEMA)
@@ -197,7 +201,8 @@ def test_each_failure_is_one_probe_error_line(case, tmp_path):
 @pytest.mark.parametrize("broken", ["mine.h", "probe.bpf.c"])
 def test_a_compile_error_names_its_file_and_line(tmp_path, broken):
     """Inlined includes keep their file and line numbers in clang's messages,
-    and the includer gets its own back after each."""
+    and the includer gets its own back after each (BCC's assembled text: no
+    backend asked for, where clang's build fails too, BCC's error is raised)."""
     files = {"mine.h": "#define MINE 1\nstatic int mine = MINE;\n",
              "probe.bpf.c": '#include "xfer.h"\n#include "mine.h"\n\nint after = 2;\n'}
     files[broken] = files[broken].replace("= ", "= nope_", 1)  # an undeclared identifier on line 2, 4
@@ -210,8 +215,9 @@ def test_a_compile_error_names_its_file_and_line(tmp_path, broken):
     assert "error: use of undeclared identifier 'nope_" in str(caught.value)
 
 
+@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})],
+                         ids=["perf", "ringbuf"])
 @pytest.mark.parametrize("backend", ["libbpf", "bcc"])
-@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
 def test_loss_is_counted_per_event_with_a_tiny_buffer(backend, transport, size):
     sent = {"write_call": 200, "getpgid_call": 300}
     affinity = os.sched_getaffinity(0)
@@ -239,8 +245,9 @@ def test_loss_is_counted_per_event_with_a_tiny_buffer(backend, transport, size):
     assert stats.sequence_gaps <= stats.lost
 
 
+@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})],
+                         ids=["perf", "ringbuf"])
 @pytest.mark.parametrize("backend", ["libbpf", "bcc"])
-@pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})])
 def test_records_that_wrap_around_a_one_page_buffer_arrive_whole(backend, transport, size):
     """Records of many sizes through a one-page buffer, read as they come, so
     that many wrap around its end: each arrives whole and in order, and what

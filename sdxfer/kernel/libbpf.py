@@ -261,8 +261,15 @@ class Object:
                              + (f" ({log.last()})" if log.lines else ""))
         self._pointer = pointer
 
+    @property
+    def _open(self):
+        """The libbpf object; once closed, a ProbeError (libbpf would crash on its NULL)."""
+        if not self._pointer:
+            raise ProbeError(f"{self.name} is closed: its maps and programs are gone")
+        return self._pointer
+
     def find_map(self, name: str) -> Map | None:
-        pointer = library().bpf_object__find_map_by_name(self._pointer, name.encode())
+        pointer = library().bpf_object__find_map_by_name(self._open, name.encode())
         return Map(pointer, name) if pointer else None
 
     def map(self, name: str) -> Map:
@@ -273,18 +280,18 @@ class Object:
 
     def programs(self) -> list[Program]:
         found, pointer = [], None
-        while pointer := library().bpf_object__next_program(self._pointer, pointer):
+        while pointer := library().bpf_object__next_program(self._open, pointer):
             found.append(Program(pointer))
         return found
 
     def program(self, name: str) -> Program | None:
-        pointer = library().bpf_object__find_program_by_name(self._pointer, name.encode())
+        pointer = library().bpf_object__find_program_by_name(self._open, name.encode())
         return Program(pointer) if pointer else None
 
     def globals(self, section: str = ".rodata") -> dict[str, tuple[int, int]]:
         """The variables of a global data section: name -> (offset, size), from the object's BTF."""
         lib = library()
-        btf = lib.bpf_object__btf(self._pointer)
+        btf = lib.bpf_object__btf(self._open)
         type_id = lib.btf__find_by_name_kind(btf, section.encode(), BTF_KIND_DATASEC) if btf else -1
         if type_id <= 0:
             return {}
@@ -314,7 +321,7 @@ class Object:
     def load(self) -> None:
         """Relocates and loads every map and program; ProbeError naming a program the verifier refused."""
         with _Log() as log:
-            err = library().bpf_object__load(self._pointer)
+            err = library().bpf_object__load(self._open)
         if not err:
             return
         failed = next((m for line in log.lines if (m := re.search(r"prog '(\w+)': (?:BPF program )?load failed", line))),
