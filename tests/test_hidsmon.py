@@ -141,7 +141,8 @@ def test_live_selected_events_as_json(backend, transport):
     assert got["exit"]["code"] == 7 << 8
     for record in got.values():
         assert record["time"].endswith("Z") and record["ppid"] == os.getpid()
-    assert mon.returncode == 0 and re.search(r"hidsmon: \d+ events received, 0 lost", err)
+    # the summary line (loss too: it watches every exec of a busy host, so some may be lost)
+    assert mon.returncode == 0 and re.search(r"hidsmon: \d+ events received, \d+ lost", err)
 
 
 @pytest.mark.live
