@@ -270,6 +270,32 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
     return 0;
 }
 
+/* What report_dns_mmsg_entry is given: all set before the walk. */
+struct dns_mmsg_walk {
+    void *ctx;
+    struct dns_area *area;
+    const char *sk;
+    const char *syscall;
+    __u64 vec;
+    __s64 ret;
+};
+
+/* Message i of a sendmmsg call, with its own msg_len as ret when the call
+ * succeeded. */
+static long report_dns_mmsg_entry(__u32 i, void *state)
+{
+    struct dns_mmsg_walk *walk = state;
+    __u64 msg = walk->vec + DNS_MMSGHDR_LEN * (__u64)i;
+    __s64 sent = walk->ret;
+    if (sent >= 0) {
+        __u32 msg_len = 0;
+        bpf_probe_read_user(&msg_len, sizeof(msg_len), (void *)(msg + DNS_MMSG_LEN_AT));
+        sent = msg_len;
+    }
+    report_dns_msg(walk->ctx, walk->area, walk->sk, msg, walk->syscall, sent);
+    return 0;
+}
+
 /* sendmmsg(fd, vec, vlen, flags): one event per message sent, each with its
  * own msg_len as ret, up to DNS_MMSG_MAX messages; when the call failed
  * (nothing was sent) one event for the first message, with -errno. */
@@ -283,21 +309,9 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg)
     if (!area)
         return 0;
     char syscall[] = "sendmmsg";
-    __u64 vec = syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
     long ret = args->ret;
-    long count = ret < 0 ? 1 : ret;
-    for (__u32 i = 0; i < DNS_MMSG_MAX; i++) {
-        if (i >= count)
-            break;
-        __u64 msg = vec + DNS_MMSGHDR_LEN * (__u64)i;
-        __s64 sent = ret;
-        if (ret >= 0) {
-            __u32 msg_len = 0;
-            bpf_probe_read_user(&msg_len, sizeof(msg_len), (void *)(msg + DNS_MMSG_LEN_AT));
-            sent = msg_len;
-        }
-        report_dns_msg(args, area, sk, msg, syscall, sent);
-    }
+    struct dns_mmsg_walk walk = {args, area, sk, syscall, syscall_reg(regs, SDXFER_MEMBER(pt_regs, si)), ret};
+    HIDS_LOOP(ret < 0 ? 1 : (__u64)ret, DNS_MMSG_MAX, report_dns_mmsg_entry, &walk);
     return 0;
 }
 #endif /* HIDS_WANT_DNS */
