@@ -22,8 +22,8 @@ _Static_assert((ARGV_MAX & (ARGV_MAX - 1)) == 0, "argv offsets are bounded by a 
  * are not reported (hidsmon --no-failed). */
 
 /* The exec probes' locals, in a scratch slot. A successful exec uses the
- * environment scan (its argv is read straight from the new image); a failed
- * exec the argv blob and the exe copy. */
+ * environment scan's window (its argv is read straight from the new image);
+ * a failed exec the argv blob, the exe copy and the scan's walk state. */
 struct exec_area {
     /* The verifier sees an argv write as a masked offset plus a bounded
      * length, up to 2 * ARGV_MAX bytes from here, so that much must lie
