@@ -289,37 +289,31 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
     return 0;
 }
 
-/* What report_dns_mmsg_entry is given: pointers, set before the walk (the
- * call's values are in the dns_area, map memory, which the verifier does
- * not track from one message to the next). */
-struct dns_mmsg_walk {
-    void *ctx;
-    struct dns_area *area;
-    const char *syscall;
-};
-
-/* Message i of a sendmmsg call, with its own msg_len as ret when the call
- * succeeded. */
-static long report_dns_mmsg_entry(__u32 i, void *state)
+/* Message i of a sendmmsg call (the call's values in the dns_area), with
+ * its own msg_len as ret when the call succeeded; 0 past the last message. */
+static __always_inline int report_dns_mmsg(void *ctx, struct dns_area *area, const char *syscall, __u32 i)
 {
-    struct dns_mmsg_walk *walk = state;
-    struct dns_area *area = walk->area;
     __s64 sent = area->mmsg_ret;
     if (i >= (sent < 0 ? 1 : sent))
-        return 1;
+        return 0;
     __u64 msg = area->mmsg_vec + DNS_MMSGHDR_LEN * (__u64)i;
     if (sent >= 0) {
         __u32 msg_len = 0;
         bpf_probe_read_user(&msg_len, sizeof(msg_len), (void *)(msg + DNS_MMSG_LEN_AT));
         sent = msg_len;
     }
-    report_dns_msg(walk->ctx, area, (const char *)area->mmsg_sk, msg, walk->syscall, sent);
-    return 0;
+    report_dns_msg(ctx, area, (const char *)area->mmsg_sk, msg, syscall, sent);
+    return 1;
 }
 
 /* sendmmsg(fd, vec, vlen, flags): one event per message sent, each with its
  * own msg_len as ret, up to DNS_MMSG_MAX messages; when the call failed
- * (nothing was sent) one event for the first message, with -errno. */
+ * (nothing was sent) one event for the first message, with -errno. The
+ * messages are unrolled, not a HIDS_LOOP: the verifier takes the eight
+ * copies faster than a bpf_loop step around the packer, which it walks
+ * again for every state it prunes inside the loop. The call's values go
+ * through the dns_area (map memory), so no copy is checked once per range
+ * of ret. */
 TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg)
 {
     const char *regs = syscall_regs();
@@ -333,8 +327,10 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg)
     area->mmsg_sk = (__u64)sk;
     area->mmsg_vec = syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
     area->mmsg_ret = args->ret;
-    struct dns_mmsg_walk walk = {args, area, syscall};
-    HIDS_LOOP(DNS_MMSG_MAX, DNS_MMSG_MAX, report_dns_mmsg_entry, &walk);
+#pragma unroll
+    for (__u32 i = 0; i < DNS_MMSG_MAX; i++)
+        if (!report_dns_mmsg(args, area, syscall, i))
+            break;
     return 0;
 }
 #endif /* HIDS_WANT_DNS */
