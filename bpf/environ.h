@@ -2,10 +2,11 @@
  * Finding SSH_CONNECTION= and LD_PRELOAD= in an environment: the envp array
  * of a new image (in order inside env_start..env_end), or a caller's own.
  *
- * The verifier walks these loops entry by entry, and every branch it cannot
- * decide leaves a state pending per entry, so the common case takes one
- * branch, an asm goto into the rare case (clang would lay out an if () the
- * other way round, and the verifier walks the fall-through first).
+ * Each entry is a HIDS_LOOP step. Where the verifier walks the loop entry by
+ * entry (the BCC build), every branch it cannot decide leaves a state
+ * pending per entry, so the common case takes one branch, an asm goto into
+ * the rare case (clang would lay out an if () the other way round, and the
+ * verifier walks the fall-through first).
  */
 #ifndef SDXFER_BPF_ENVIRON_H
 #define SDXFER_BPF_ENVIRON_H
@@ -34,14 +35,29 @@ struct env_values {
     const char *ld_preload;
 };
 
-/* Scratch space for scanning a new image's environment (in a probe's locals). */
+/* Scratch space for scanning an environment (in a probe's locals), and the
+ * walk's state: in map memory, which the verifier does not track from one
+ * entry to the next (see HIDS_LOOP). */
 struct env_scan {
     char window[ENV_WINDOW];
     __u64 envp[ENVP_CHUNK];
-    /* a candidate's first bytes: here rather than on the stack, where only
-     * the entries that had one would hold them, so the verifier would tell
-     * those entries' states apart from the others' */
+    /* a candidate's first bytes */
     __u64 head[2];
+    __u64 envp_at;      /* the envp array's user address */
+    __u64 window_at;    /* the user address window[0] holds */
+    __u64 env_end;
+    __u64 envc;         /* entries of a new image's envp */
+    __u32 outcome;      /* ENV_WALK_* */
+};
+
+#define ENV_WALK_ON 0         /* entries remain */
+#define ENV_WALK_ENDED 1      /* the last entry was examined */
+#define ENV_WALK_FAILED 2     /* an entry could not be read */
+
+/* What a walk's step is given: both in the probe's locals. */
+struct env_walk {
+    struct env_scan *scan;
+    struct env_values *found;
 };
 
 static __always_inline void clear_env_values(struct env_values *found)
@@ -91,6 +107,41 @@ static __always_inline long read_env_window(char *window, __u64 from, __u64 env_
     return bpf_probe_read_user(window, len, (void *)from);
 }
 
+/* A new image's envp entry i (below envc): see find_env_of_new_image. */
+static long env_entry_of_new_image(__u32 i, void *state)
+{
+    struct env_walk *walk = state;
+    struct env_scan *scan = walk->scan;
+    if (i % ENVP_CHUNK == 0) {
+        __u64 chunk_bytes = 8 * (scan->envc - i);
+        if (chunk_bytes > ENVP_CHUNK * 8)
+            chunk_bytes = ENVP_CHUNK * 8;
+        if (bpf_probe_read_user(scan->envp, chunk_bytes, (void *)(scan->envp_at + 8 * i)) < 0)
+            goto failed;
+    }
+    __u64 entry = scan->envp[i % ENVP_CHUNK];
+    __u64 offset = entry - scan->window_at;
+    /* may read up to 7 bytes past the window, into envp: a rejected guess at worst */
+    __u64 first_word = *(__u64 *)(scan->window + bounded(offset, ENV_WINDOW - 1));
+    /* First word not inside the window (an offset below it wraps round) */
+    __u64 past_window = nonzero((offset | (offset + sizeof(__u64) - 1)) / ENV_WINDOW);
+    asm goto("if %0 != 0 goto %l[rare]" : : "r"(past_window | may_match(first_word)) : : rare);
+    return 0;
+rare:
+    if (past_window) {
+        scan->window_at = entry;
+        if (read_env_window(scan->window, entry, scan->env_end) < 0)
+            goto failed;
+    }
+    scan->head[0] = scan->head[1] = 0;
+    bpf_probe_read_user_str(scan->head, sizeof(scan->head), (void *)entry);
+    match_env(walk->found, entry, scan->head);
+    return 0;
+failed:
+    scan->outcome = ENV_WALK_FAILED;
+    return 1;
+}
+
 /* The new stack starts with argc, argv[argc], NULL, envp[envc], NULL (bprm
  * knows both counts, here in `image`, negative if unknown; below them lies a
  * random gap that may not be mapped, so nothing past the envp array is
@@ -107,69 +158,56 @@ static __always_inline int find_env_of_new_image(struct env_scan *scan, const st
     if (image->envc == 0)
         return 1;
 
-    __u64 envp = mm->start_stack + 8 * ((__u64)image->argc + 2);
-    __u64 window = mm->env_start;
-    if (read_env_window(scan->window, window, mm->env_end) < 0)
+    scan->envp_at = mm->start_stack + 8 * ((__u64)image->argc + 2);
+    scan->window_at = mm->env_start;
+    scan->env_end = mm->env_end;
+    scan->envc = image->envc;
+    scan->outcome = ENV_WALK_ON;
+    if (read_env_window(scan->window, mm->env_start, mm->env_end) < 0)
         return 0;
+    struct env_walk walk = {scan, found};
+    HIDS_LOOP((__u32)image->envc, ENVP_SCAN_MAX, env_entry_of_new_image, &walk);
+    return scan->outcome != ENV_WALK_FAILED && image->envc <= ENVP_SCAN_MAX;
+}
 
-    for (__u32 i = 0; i < ENVP_SCAN_MAX; i++) {
-        if (i % ENVP_CHUNK == 0) {
-            if (i >= image->envc)
-                return 1;
-            __u64 chunk_bytes = 8 * ((__u64)image->envc - i);
-            if (chunk_bytes > ENVP_CHUNK * 8)
-                chunk_bytes = ENVP_CHUNK * 8;
-            if (bpf_probe_read_user(scan->envp, chunk_bytes, (void *)(envp + 8 * i)) < 0)
-                return 0;
-        }
-        __u64 entry = scan->envp[i % ENVP_CHUNK];
-        __u64 offset = entry - window;
-        /* may read up to 7 bytes past the window, into envp: a rejected guess at worst */
-        __u64 first_word = *(__u64 *)(scan->window + bounded(offset, ENV_WINDOW - 1));
-        __u64 past_last = (((__u64)i - opaque(image->envc)) >> 63) ^ 1;
-        /* First word not inside the window (an offset below it wraps round) */
-        __u64 past_window = nonzero((offset | (offset + sizeof(__u64) - 1)) / ENV_WINDOW);
-        asm goto("if %0 != 0 goto %l[rare]" : : "r"(past_last | past_window | may_match(first_word)) : : rare);
-        continue;
-    rare:
-        if (i >= image->envc)
-            return 1;
-        if (past_window) {
-            window = entry;
-            if (read_env_window(scan->window, window, mm->env_end) < 0)
-                return 0;
-        }
-        scan->head[0] = scan->head[1] = 0;
-        bpf_probe_read_user_str(scan->head, sizeof(scan->head), (void *)entry);
-        match_env(found, entry, scan->head);
+/* A caller's envp entry i: see find_env_of_caller. */
+static long env_entry_of_caller(__u32 i, void *state)
+{
+    struct env_walk *walk = state;
+    struct env_scan *scan = walk->scan;
+    __u64 entry = 0;
+    long entry_read = bpf_probe_read_user(&entry, sizeof(entry), (void *)(scan->envp_at + 8 * i));
+    scan->head[0] = scan->head[1] = 0;
+    long head_read = bpf_probe_read_user_str(scan->head, sizeof(scan->head), (void *)entry);
+    __u64 failed = (__u64)(entry_read | head_read) >> 63;
+    asm goto("if %0 != 0 goto %l[rare]" : : "r"(failed | (nonzero(entry) ^ 1) | may_match(scan->head[0])) : : rare);
+    return 0;
+rare:
+    if (entry_read < 0 || (entry && head_read < 0)) {
+        scan->outcome = ENV_WALK_FAILED;
+        return 1;
     }
-    return image->envc <= ENVP_SCAN_MAX;
+    if (!entry) {
+        scan->outcome = ENV_WALK_ENDED;
+        return 1;
+    }
+    match_env(walk->found, entry, scan->head);
+    return 0;
 }
 
 /* A caller's envp, entry by entry (its layout is the caller's own). Returns
  * whether every entry was examined. */
-static __always_inline int find_env_of_caller(__u64 envp, struct env_values *found)
+static __always_inline int find_env_of_caller(struct env_scan *scan, __u64 envp, struct env_values *found)
 {
     if (!envp)
         return 1;
-    for (__u32 i = 0; i < CALLER_ENVP_MAX; i++) {
-        __u64 entry = 0;
-        __u64 head[2] = {};
-        long entry_read = bpf_probe_read_user(&entry, sizeof(entry), (void *)(envp + 8 * i));
-        long head_read = bpf_probe_read_user_str(head, sizeof(head), (void *)entry);
-        __u64 failed = (__u64)(entry_read | head_read) >> 63;
-        asm goto("if %0 != 0 goto %l[rare]" : : "r"(failed | (nonzero(entry) ^ 1) | may_match(head[0])) : : rare);
-        continue;
-    rare:
-        if (entry_read < 0)
-            return 0;
-        if (!entry)
-            return 1;
-        if (head_read < 0)
-            return 0;
-        match_env(found, entry, head);
-    }
-    return !entry_follows(envp, CALLER_ENVP_MAX);
+    scan->envp_at = envp;
+    scan->outcome = ENV_WALK_ON;
+    struct env_walk walk = {scan, found};
+    HIDS_LOOP(CALLER_ENVP_MAX, CALLER_ENVP_MAX, env_entry_of_caller, &walk);
+    if (scan->outcome == ENV_WALK_ON)
+        return !entry_follows(envp, CALLER_ENVP_MAX);
+    return scan->outcome == ENV_WALK_ENDED;
 }
 
 #endif /* SDXFER_BPF_ENVIRON_H */

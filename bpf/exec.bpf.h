@@ -22,8 +22,8 @@ _Static_assert((ARGV_MAX & (ARGV_MAX - 1)) == 0, "argv offsets are bounded by a 
  * are not reported (hidsmon --no-failed). */
 
 /* The exec probes' locals, in a scratch slot. A successful exec uses the
- * environment scan (its argv is read straight from the new image); a failed
- * exec the argv blob and the exe copy. */
+ * environment scan's window (its argv is read straight from the new image);
+ * a failed exec the argv blob, the exe copy and the scan's walk state. */
 struct exec_area {
     /* The verifier sees an argv write as a masked offset plus a bounded
      * length, up to 2 * ARGV_MAX bytes from here, so that much must lie
@@ -35,6 +35,8 @@ struct exec_area {
     struct sdxfer_exec_ancestors_entry ancestors[SDXFER_MAX_EXEC_ANCESTORS];
     __u32 ancestors_count;
     __u32 argv_len;
+    __u32 argv_ended;   /* gather_argv's walk came to its end */
+    __u64 argv_at;      /* the caller's argv array */
     /* room for EXE_MAX + 2 bytes, as the packer reads it, so a longer path shows as cut */
     char exe[EXE_MAX + 8];
 };
@@ -73,43 +75,53 @@ EXEC_RAW_TRACEPOINT_PROBE(sched_process_exec)
     return 0;
 }
 
+/* A failed exec's argument i: see gather_argv. */
+static long gather_arg(__u32 i, void *state)
+{
+    struct exec_area *area = *(struct exec_area **)state;
+    __u64 arg = 0;
+    if (bpf_probe_read_user(&arg, sizeof(arg), (void *)(area->argv_at + 8 * i)) < 0)
+        goto truncated;
+    if (!arg)
+        goto ended;
+    /* Below ARGV_MAX at run time: a full blob ends the loop. */
+    __u32 used = bounded(area->argv_len, ARGV_MAX - 1);
+    __u32 room = ARGV_MAX - used;
+    long copied = bpf_probe_read_user_str(area->argv + used, room, (void *)arg);
+    if (copied <= 0)
+        goto truncated;
+    area->argv_len = used + copied;
+    if (copied != room)
+        return 0;
+    /* The blob is full: complete only if that was this argument's own NUL
+     * and no argument follows. */
+    char last = 1;
+    bpf_probe_read_user(&last, 1, (void *)(arg + copied - 1));
+    if (last || entry_follows(area->argv_at, i + 1))
+        goto truncated;
+    goto ended;
+truncated:
+    area->argv_len |= SDXFER_LEN_TRUNCATED;
+ended:
+    area->argv_ended = 1;
+    return 1;
+}
+
 /* Gathers the caller's argv strings into one NUL-separated blob and sets
  * argv_len, or'ed with SDXFER_LEN_TRUNCATED when arguments (or part of one)
  * were left out: how much is unknown here. The length lives in map memory,
- * so the verifier carries neither its range from one iteration to the next
+ * so the verifier carries neither its range from one argument to the next
  * nor a packer path per way out of the loop. */
 static __always_inline void gather_argv(struct exec_area *area, __u64 argv)
 {
     area->argv_len = 0;
     if (!argv)
         return;  /* execve(path, NULL, envp): no arguments */
-    for (__u32 i = 0; i < FAILED_ARGS_MAX; i++) {
-        __u64 arg = 0;
-        if (bpf_probe_read_user(&arg, sizeof(arg), (void *)(argv + 8 * i)) < 0)
-            goto truncated;
-        if (!arg)
-            return;
-        /* Below ARGV_MAX at run time: a full blob ends the loop. */
-        __u32 used = bounded(area->argv_len, ARGV_MAX - 1);
-        __u32 room = ARGV_MAX - used;
-        long copied = bpf_probe_read_user_str(area->argv + used, room, (void *)arg);
-        if (copied <= 0)
-            goto truncated;
-        area->argv_len = used + copied;
-        if (copied == room) {
-            /* The blob is full: complete only if that was this argument's
-             * own NUL and no argument follows. */
-            char last = 1;
-            bpf_probe_read_user(&last, 1, (void *)(arg + copied - 1));
-            if (last || entry_follows(argv, i + 1))
-                goto truncated;
-            return;
-        }
-    }
-    if (!entry_follows(argv, FAILED_ARGS_MAX))
-        return;
-truncated:
-    area->argv_len |= SDXFER_LEN_TRUNCATED;
+    area->argv_at = argv;
+    area->argv_ended = 0;
+    HIDS_LOOP(FAILED_ARGS_MAX, FAILED_ARGS_MAX, gather_arg, &area);
+    if (!area->argv_ended && entry_follows(argv, FAILED_ARGS_MAX))
+        area->argv_len |= SDXFER_LEN_TRUNCATED;
 }
 
 /* The syscall's arguments as user space passed them: a failed exec leaves the
@@ -152,7 +164,7 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     gather_argv(area, call.argv);
     __u32 argv_len = *(volatile __u32 *)&area->argv_len;
     clear_env_values(&area->found);
-    if (!find_env_of_caller(call.envp, &area->found))
+    if (!find_env_of_caller(&area->scan, call.envp, &area->found))
         mark_unexamined(&area->found);
 
     __u32 ancestors = count_ancestors(area);

@@ -124,6 +124,16 @@ _Static_assert(SDXFER_MAX_DNS_QUERY >= DNS_NAME_MAX - 1, "the dotted name must f
 struct dns_area {
     __u8 wire[DNS_WIRE_SIZE + 8];  /* + 8: QTYPE's second byte after a masked offset */
     struct sdxfer_sockaddr remote;
+    /* dns_question's walk, label by label */
+    __u64 wire_len;
+    __u64 at;       /* the current length byte */
+    __u64 done;     /* the name ended, or cannot be parsed */
+    __u64 failed;
+    __u64 end;      /* where the root label is */
+    /* a sendmmsg call's socket, messages and result */
+    __u64 mmsg_sk;
+    __u64 mmsg_vec;
+    __s64 mmsg_ret;
 };
 _Static_assert(sizeof(struct dns_area) <= SDXFER_SLOT_SIZE, "dns locals must fit a scratch slot");
 
@@ -160,6 +170,33 @@ static __always_inline int to_dns_port(struct dns_area *area, const char *sk, __
     return is_inet(area->remote.family) && area->remote.port == DNS_PORT_BE;
 }
 
+/* One label of dns_question's walk, branch-free (helpers.h's choose and
+ * nonzero): where the verifier walks the loop label by label (the BCC
+ * build), a branch per label would have it follow every way through up to
+ * 128 labels. Ends the walk once the name ended or cannot be parsed. */
+static long dns_label(__u32 i, void *state)
+{
+    struct dns_area *area = *(struct dns_area **)state;
+    __u64 at = area->at;
+    __u64 done = area->done;
+    __u32 here = bounded(at, DNS_WIRE_SIZE - 1);
+    __u64 c = area->wire[here];
+    __u64 live = done ^ 1;
+    __u64 past = (area->wire_len - at - 1) >> 63;           /* at >= wire_len */
+    __u64 too_long = (DNS_HEADER_LEN + DNS_NAME_MAX - 1 - at) >> 63;   /* the root label would lie past 255 bytes */
+    __u64 is_end = (nonzero(c) ^ 1) & ((past | too_long) ^ 1);
+    __u64 is_bad = past | too_long | nonzero(c >> 6);
+    __u64 first = nonzero(at ^ DNS_HEADER_LEN) ^ 1;
+    __u64 dot = live & ((is_end | is_bad | first) ^ 1);    /* a length byte inside the text */
+    area->wire[here] = choose(dot, '.', c);
+    area->end = choose(live & is_end, at, area->end);
+    area->failed |= live & is_bad;
+    done |= is_end | is_bad;
+    area->done = done;
+    area->at = at + choose(done, 0, c + 1);
+    return done & 1;  /* 0 or 1, as bpf_loop wants: done is a flag */
+}
+
 /* The first question of a DNS message (len bytes at user address buf): its
  * QNAME as dotted text, and its QTYPE. Returns the text (inside
  * area->wire), or NULL when it does not parse: a name that runs past the
@@ -168,36 +205,18 @@ static __always_inline int to_dns_port(struct dns_area *area, const char *sk, __
  * The wire form is turned into text in place: "\3www\7example\3com\0"
  * read from its second byte is "www.example.com" once every length byte
  * after the first is a '.', and the root label is the NUL. (A label holding
- * a NUL or a '.' therefore reads ambiguously; resolvers send neither.)
- * The walk goes label by label, branch-free (helpers.h's choose and
- * nonzero): with a branch per label the verifier would follow every way
- * through up to 128 labels. */
+ * a NUL or a '.' therefore reads ambiguously; resolvers send neither.) */
 static __always_inline const char *dns_question(struct dns_area *area, __u64 buf, __u64 len, __u16 *qtype)
 {
     __u64 wire_len = choose(((__u64)len - DNS_WIRE_READ) >> 63, len, DNS_WIRE_READ);
     if (!buf || bpf_probe_read_user(area->wire, bounded(wire_len, DNS_WIRE_SIZE - 1), (void *)buf) < 0)
         return NULL;
-    __u64 at = DNS_HEADER_LEN;  /* the current length byte */
-    __u64 done = 0;             /* the name ended, or cannot be parsed */
-    __u64 failed = 0;
-    __u64 end = 0;              /* where the root label is */
-    for (__u32 i = 0; i < DNS_LABELS_MAX; i++) {
-        __u32 here = bounded(at, DNS_WIRE_SIZE - 1);
-        __u64 c = area->wire[here];
-        __u64 live = done ^ 1;
-        __u64 past = (wire_len - at - 1) >> 63;                 /* at >= wire_len */
-        __u64 too_long = (DNS_HEADER_LEN + DNS_NAME_MAX - 1 - at) >> 63;   /* the root label would lie past 255 bytes */
-        __u64 is_end = (nonzero(c) ^ 1) & ((past | too_long) ^ 1);
-        __u64 is_bad = past | too_long | nonzero(c >> 6);
-        __u64 first = nonzero(at ^ DNS_HEADER_LEN) ^ 1;
-        __u64 dot = live & ((is_end | is_bad | first) ^ 1);    /* a length byte inside the text */
-        area->wire[here] = choose(dot, '.', c);
-        end = choose(live & is_end, at, end);
-        failed |= live & is_bad;
-        done |= is_end | is_bad;
-        at += choose(done, 0, c + 1);
-    }
-    if (!done || failed || end + 2 >= wire_len)
+    area->wire_len = wire_len;
+    area->at = DNS_HEADER_LEN;
+    area->done = area->failed = area->end = 0;
+    HIDS_LOOP(DNS_LABELS_MAX, DNS_LABELS_MAX, dns_label, &area);
+    __u64 end = area->end;
+    if (!area->done || area->failed || end + 2 >= wire_len)
         return NULL;
     __u32 qtype_at = bounded(end + 1, DNS_WIRE_SIZE - 1);
     *qtype = (__u16)area->wire[qtype_at] << 8 | area->wire[qtype_at + 1];
@@ -270,9 +289,31 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
     return 0;
 }
 
+/* Message i of a sendmmsg call (the call's values in the dns_area), with
+ * its own msg_len as ret when the call succeeded; 0 past the last message. */
+static __always_inline int report_dns_mmsg(void *ctx, struct dns_area *area, const char *syscall, __u32 i)
+{
+    __s64 sent = area->mmsg_ret;
+    if (i >= (sent < 0 ? 1 : sent))
+        return 0;
+    __u64 msg = area->mmsg_vec + DNS_MMSGHDR_LEN * (__u64)i;
+    if (sent >= 0) {
+        __u32 msg_len = 0;
+        bpf_probe_read_user(&msg_len, sizeof(msg_len), (void *)(msg + DNS_MMSG_LEN_AT));
+        sent = msg_len;
+    }
+    report_dns_msg(ctx, area, (const char *)area->mmsg_sk, msg, syscall, sent);
+    return 1;
+}
+
 /* sendmmsg(fd, vec, vlen, flags): one event per message sent, each with its
  * own msg_len as ret, up to DNS_MMSG_MAX messages; when the call failed
- * (nothing was sent) one event for the first message, with -errno. */
+ * (nothing was sent) one event for the first message, with -errno. The
+ * messages are unrolled, not a HIDS_LOOP: the verifier takes the eight
+ * copies faster than a bpf_loop step around the packer, which it walks
+ * again for every state it prunes inside the loop. The call's values go
+ * through the dns_area (map memory), so no copy is checked once per range
+ * of ret. */
 TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg)
 {
     const char *regs = syscall_regs();
@@ -283,21 +324,13 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg)
     if (!area)
         return 0;
     char syscall[] = "sendmmsg";
-    __u64 vec = syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
-    long ret = args->ret;
-    long count = ret < 0 ? 1 : ret;
-    for (__u32 i = 0; i < DNS_MMSG_MAX; i++) {
-        if (i >= count)
+    area->mmsg_sk = (__u64)sk;
+    area->mmsg_vec = syscall_reg(regs, SDXFER_MEMBER(pt_regs, si));
+    area->mmsg_ret = args->ret;
+#pragma unroll
+    for (__u32 i = 0; i < DNS_MMSG_MAX; i++)
+        if (!report_dns_mmsg(args, area, syscall, i))
             break;
-        __u64 msg = vec + DNS_MMSGHDR_LEN * (__u64)i;
-        __s64 sent = ret;
-        if (ret >= 0) {
-            __u32 msg_len = 0;
-            bpf_probe_read_user(&msg_len, sizeof(msg_len), (void *)(msg + DNS_MMSG_LEN_AT));
-            sent = msg_len;
-        }
-        report_dns_msg(args, area, sk, msg, syscall, sent);
-    }
     return 0;
 }
 #endif /* HIDS_WANT_DNS */
