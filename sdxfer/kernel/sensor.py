@@ -79,7 +79,7 @@ class Sensor:
                  perf_wakeup_events: int = PERF_WAKEUP_EVENTS, ringbuf_pages: int | None = None,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES, max_age_ns: int = DEFAULT_MAX_AGE_NS,
                  event_filter: EventFilter | None = None, backend: str | None = None,
-                 programs=None, btf: str | Path | None = None, quiet: bool = False):
+                 programs=None, btf: str | Path | None = None, quiet: bool = False, detach_waits: bool = True):
         event_filter = event_filter or EventFilter()
         backend = BACKEND_ALIASES.get(backend, backend)
         if backend is not None and backend not in BACKENDS:
@@ -116,6 +116,7 @@ class Sensor:
         # end (at most one poll), so no read touches buffers already unmapped
         self._reading = threading.RLock()
         self._attached = False
+        self.detach_waits = detach_waits  # detach()'s default
         self._release: int | None = None  # detach(wait=False): closing it lets the helper process go
         self._next_drops_read = 0.0
         try:
@@ -347,17 +348,18 @@ class Sensor:
 
     # ---- life cycle ----------------------------------------------------------
 
-    def detach(self, wait: bool = True) -> None:
+    def detach(self, wait: bool | None = None) -> None:
         """Stops the probe's programs; buffers and counters stay readable (drain()).
 
         The kernel takes a grace period (tens of ms) to take each tracepoint
         program off, one after another: seconds for hidsmon's 52. wait=False
-        (what the tools do at Ctrl+C) hands the attachments to a helper
-        process that lets go of them once close() is done, so the programs
-        may run on a moment longer while this process goes on at once."""
+        (the tools' Sensors are made with detach_waits=False) hands the
+        attachments to a helper process that lets go of them once close() is
+        done, so the programs may run on a moment longer while this process
+        goes on at once. None: detach_waits."""
         if self._attached:
             self._attached = False
-            if not wait:
+            if not (self.detach_waits if wait is None else wait):
                 self._release = hold_until_released(self._probe.attachment_fds())
             self._probe.detach()
 

@@ -245,7 +245,7 @@ class Follower:
         """Until stop(): then the probe is detached and what it had sent is read."""
         while not stop():
             self.emit(self.sensor.read())
-        self.sensor.detach(wait=False)  # Ctrl+C ends the tool at once
+        self.sensor.detach()
         self.emit(self.sensor.drain())
         self.loss.note(final=True)
 
@@ -288,9 +288,9 @@ def _sensor(tool: str, probe: Probe, args, selection: EventFilter, stderr):
         objects = shipped(notice=lambda line: print(f"{tool}: {line}", file=stderr, flush=True))
         transport = args.transport or default_transport()
         return Sensor(objects.object(transport), transport=transport, event_filter=selection, backend="libbpf",
-                      programs=objects.programs(probe.events, probe.failed_execs), btf=args.btf)
+                      programs=objects.programs(probe.events, probe.failed_execs), btf=args.btf, detach_waits=False)
     return Sensor(probe.program, schema=probe.schema, transport=args.transport, defines=probe.defines,
-                  event_filter=selection, backend=args.backend, btf=args.btf, quiet=True)
+                  event_filter=selection, backend=args.backend, btf=args.btf, quiet=True, detach_waits=False)
 
 
 def drive(tool: str, args, probe: Probe, formatter: Formatter, stdout=None, stderr=None) -> int:
