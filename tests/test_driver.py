@@ -284,7 +284,7 @@ def test_a_continuation_record_names_the_reassembler(generated):
 # ---- the package's layers ------------------------------------------------------
 
 
-LAYERS = ["errors", "paths", "runtime", "codegen", "generated", "stream", "kernel", "fleet", "tools"]
+LAYERS = ["errors", "paths", "private", "runtime", "codegen", "generated", "stream", "kernel", "fleet", "tools"]
 
 
 def _imports(path: Path, package: str) -> set[str]:

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .files import open_private, private_dir
+from ..private import open_private, private_dir
 
 SPOOL_SUFFIX = ".sdxb"
 _MAGIC = b"SDXS"

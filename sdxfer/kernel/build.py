@@ -19,13 +19,13 @@ import os
 import platform
 import re
 import shutil
-import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
 from ..errors import ProbeError
 from ..paths import BPF_DIR, C_INCLUDE_DIR
+from ..private import private_dir
 from .program import (BTF_PATH, PROGRAM_TEXT, STRICT_CFLAGS, amalgamate, define_flag, include_finder, program_source,
                       schema_code)
 
@@ -48,13 +48,11 @@ def _private_dir(path: Path) -> Path:
     """`path` as a folder only this user can write, made here if missing; refused
     if it is a link or anyone else's (files in it are then ours to trust)."""
     try:
-        path.mkdir(mode=0o700, exist_ok=True)
-        info = os.lstat(path)
+        return private_dir(path)
+    except PermissionError as exc:
+        raise ProbeError(f"the build cache {path} is not a private folder of this user: remove it ({exc})") from None
     except OSError as exc:
         raise ProbeError(f"cannot make the build cache {path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise ProbeError(f"the build cache {path} is not a private folder of this user: remove it")
-    return path
 
 
 def vmlinux_header(btf_path: str = BTF_PATH) -> Path:
