@@ -25,7 +25,8 @@ def make_event(*, pid=12350, tid=None, ppid=1, uid=1000, gid=1000, ret=0, comm="
     values = {"pid": pid, "tid": pid if tid is None else tid, "ppid": ppid, "pgid": pid, "sid": 1, "uid": uid,
               "gid": gid, "euid": uid, "cgroup_id": 1, "mntns": 4026531840, "comm": comm, "ret": ret, "exe": exe,
               "argv": None if argv is None else list(argv), "ssh_connection": ssh, "ld_preload": preload,
-              "ancestors": []}
+              "ancestors": [], "start_ns": 4_000_000_000, "loginuid": 1000, "sessionid": 3, "pidns": 4026531836,
+              "nodename": "host"}
     version = len(ExecEvent.versions)
     return ExecEvent((ts, 7, 0, version, *(values[f] for f in ExecEvent.fields), tuple(lost), lost))
 

@@ -12,7 +12,8 @@
 
 #if defined(SDXFER_SOURCE_PPID) || defined(SDXFER_SOURCE_PGID) || defined(SDXFER_SOURCE_SID) || \
     defined(SDXFER_SOURCE_EUID) || defined(SDXFER_SOURCE_EGID) || defined(SDXFER_SOURCE_MNTNS) ||  \
-    defined(SDXFER_SOURCE_COMM)
+    defined(SDXFER_SOURCE_COMM) || defined(SDXFER_SOURCE_START_NS) || defined(SDXFER_SOURCE_LOGINUID) ||       \
+    defined(SDXFER_SOURCE_SESSIONID) || defined(SDXFER_SOURCE_PIDNS) || defined(SDXFER_SOURCE_NODENAME)
 #define SDXFER_SOURCES_READ_TASK 1
 #endif
 
@@ -138,6 +139,60 @@ static __always_inline __u32 sdxfer_source_mntns(const struct sdxfer_current *no
 static __always_inline const char *sdxfer_source_comm(const struct sdxfer_current *now)
 {
     return now->task + SDXFER_MEMBER(task_struct, comm);
+}
+#endif
+
+#ifdef SDXFER_SOURCE_START_NS
+/* The thread group leader's start_boottime, ns since boot: /proc/PID/stat's
+ * field 22 is it in clock ticks (a time namespace's offset aside). */
+static __always_inline __u64 sdxfer_source_start_ns(const struct sdxfer_current *now)
+{
+    const char *leader = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, group_leader));
+    return sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
+}
+#endif
+
+/* task->loginuid and task->sessionid exist only in a kernel built with
+ * CONFIG_AUDIT: without it, a probe with these sources does not load (BCC:
+ * sdxfer.kernel.offsets refuses the member this kernel lacks, in one line; a
+ * CO-RE object: libbpf fails the member's relocation). */
+#ifdef SDXFER_SOURCE_LOGINUID
+static __always_inline __u32 sdxfer_source_loginuid(const struct sdxfer_current *now)
+{
+    return sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, loginuid)); /* kuid_t: one __u32 */
+}
+#endif
+
+#ifdef SDXFER_SOURCE_SESSIONID
+static __always_inline __u32 sdxfer_source_sessionid(const struct sdxfer_current *now)
+{
+    return sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, sessionid));
+}
+#endif
+
+#ifdef SDXFER_SOURCE_PIDNS
+/* task->thread_pid->numbers[level].ns->ns.inum: the namespace the task's pid
+ * was made in, its own (what /proc/PID/ns/pid links to; nsproxy's
+ * pid_ns_for_children is its children's). The index varies, so the entry is
+ * read through a probe read, not a direct load. */
+static __always_inline __u32 sdxfer_source_pidns(const struct sdxfer_current *now)
+{
+    const char *pid = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, thread_pid));
+    __u32 level = sdxfer_member_u32(pid, SDXFER_MEMBER(pid, level));
+    const char *ns = (const char *)sdxfer_kernel_u64(pid + SDXFER_MEMBER(pid, numbers) + level * SDXFER_SIZE(upid) +
+                                                     SDXFER_MEMBER(upid, ns));
+    return ns ? sdxfer_kernel_u32(ns + SDXFER_MEMBER(pid_namespace, ns) + SDXFER_MEMBER(ns_common, inum)) : 0;
+}
+#endif
+
+#ifdef SDXFER_SOURCE_NODENAME
+/* task->nsproxy->uts_ns->name.nodename; none once the task has let go of
+ * its namespaces (late in exit) */
+static __always_inline const char *sdxfer_source_nodename(const struct sdxfer_current *now)
+{
+    const char *nsproxy = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, nsproxy));
+    const char *uts = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, SDXFER_MEMBER(nsproxy, uts_ns)) : NULL;
+    return uts ? uts + SDXFER_MEMBER(uts_namespace, name) + SDXFER_MEMBER(new_utsname, nodename) : NULL;
 }
 #endif
 
