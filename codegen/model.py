@@ -102,6 +102,7 @@ SOURCES: dict[str, str] = {
     "sessionid": "u32",  # audit session id
     "pidns": "u32",  # pid namespace inode number
     "nodename": "str",  # UTS nodename of the task's namespace
+    "exe_path": "str",  # the executable file's absolute path, kept per task (sdxfer_path.h walks it)
 }
 
 

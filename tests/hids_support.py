@@ -1,13 +1,15 @@
 """What the live probe tests share: waiting for a decoded event, running a
 child that acts once the probe is attached, and checking the common fields
 every event carries (pid, tid, ppid, uid, gid, comm, cgroup_id, mntns, sid,
-start_ns, loginuid, sessionid, pidns, nodename)."""
+start_ns, loginuid, sessionid, pidns, nodename, exe_path), and children
+that wait in a shell while a test reads their /proc."""
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from conftest import LIVE_WAIT_S
@@ -85,6 +87,7 @@ class Identity:
         self.sessionid = int(Path(f"/proc/{pid}/sessionid").read_text())
         self.pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino
         self.nodename = uts_nodename(pid)
+        self.exe_path = os.readlink(f"/proc/{pid}/exe")
 
     def started_at(self, start_ns: int) -> bool:
         """start_ns (ns since boot) is this process's start as /proc counts it (in ticks)."""
@@ -93,7 +96,7 @@ class Identity:
     def check(self, event) -> None:
         """Every common field the event carries equals this identity's."""
         for name in ("pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "mntns", "sid", "loginuid", "sessionid",
-                     "pidns", "nodename"):
+                     "pidns", "nodename", "exe_path"):
             if name in event.fields:
                 assert event.value(name) == getattr(self, name), (name, event)
         if "start_ns" in event.fields:
@@ -106,3 +109,40 @@ def uts_nodename(pid: int) -> str:
         return os.uname().nodename
     return subprocess.run(["nsenter", f"--uts=/proc/{pid}/ns/uts", "uname", "-n"], capture_output=True, text=True,
                           check=True).stdout.rstrip("\n")
+
+
+def marker(what: str = "identity") -> str:
+    return f"sdxfer-{what}-{uuid.uuid4().hex[:12]}"
+
+
+def waiting_shell(marker: str) -> str:
+    """A shell command line that execs a shell waiting on stdin, marker its last argument."""
+    return f"exec sh -c 'read line' {marker}"
+
+
+class Waiting:
+    """A child command ending in waiting_shell(marker): its exec event, and
+    its Identity read from /proc while it waits. Popen's other arguments
+    (cwd, stdout, ...) pass through."""
+
+    def __init__(self, sensor, command: list[str], marker: str, **popen):
+        self.proc = subprocess.Popen(command, stdin=popen.pop("stdin", subprocess.PIPE), **popen)
+        self.sensor = sensor
+        # a shell's `exec sh` may first fail on other PATH entries, with the same argv
+        self.exec = wait_for(sensor, lambda e: e.name == "exec" and e.ret == 0 and e.argv and e.argv[-1] == marker)
+        assert self.proc.poll() is None, "the child did not wait"
+        self.identity = Identity(self.exec.pid)
+
+    def exit(self):
+        """Lets the waiting shell end; its exit event."""
+        self.proc.stdin.close()
+        self.proc.wait()
+        return wait_for(self.sensor, lambda e: e.name == "exit" and e.pid == self.exec.pid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

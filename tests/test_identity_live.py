@@ -10,12 +10,10 @@ The probe is bpf/hids.bpf.c with exec and exit selected.
 Needs root and bcc (CI runs as root); skipped otherwise.
 """
 import os
-import subprocess
-import uuid
 
 import pytest
 
-from hids_support import TICK_NS, Identity, wait_for
+from hids_support import TICK_NS, Waiting, marker, waiting_shell
 from sdxfer import hids
 
 pytestmark = pytest.mark.live
@@ -28,41 +26,6 @@ UNSET = 4294967295  # (uid_t)-1: no login uid, no audit session
 HOSTNAME = "sdxfer-test-uts"
 LOGINUID = 4242
 NOBODY = 65534
-
-
-def waiting_shell(marker: str) -> str:
-    """A shell command line that execs a shell waiting on stdin, marker its last argument."""
-    return f"exec sh -c 'read line' {marker}"
-
-
-class Waiting:
-    """A child command ending in waiting_shell(marker): its exec event, and
-    its Identity read from /proc while it waits."""
-
-    def __init__(self, sensor, command: list[str], marker: str):
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE)
-        self.sensor = sensor
-        self.exec = wait_for(sensor, lambda e: e.name == "exec" and e.argv and e.argv[-1] == marker)
-        assert self.proc.poll() is None, "the child did not wait"
-        self.identity = Identity(self.exec.pid)
-
-    def exit(self):
-        """Lets the waiting shell end; its exit event."""
-        self.proc.stdin.close()
-        self.proc.wait()
-        return wait_for(self.sensor, lambda e: e.name == "exit" and e.pid == self.exec.pid)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def marker() -> str:
-    return f"sdxfer-identity-{uuid.uuid4().hex[:12]}"
 
 
 def test_identity_fields_are_what_proc_says(sensor):

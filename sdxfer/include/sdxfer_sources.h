@@ -13,7 +13,8 @@
 #if defined(SDXFER_SOURCE_PPID) || defined(SDXFER_SOURCE_PGID) || defined(SDXFER_SOURCE_SID) || \
     defined(SDXFER_SOURCE_EUID) || defined(SDXFER_SOURCE_EGID) || defined(SDXFER_SOURCE_MNTNS) ||  \
     defined(SDXFER_SOURCE_COMM) || defined(SDXFER_SOURCE_START_NS) || defined(SDXFER_SOURCE_LOGINUID) ||       \
-    defined(SDXFER_SOURCE_SESSIONID) || defined(SDXFER_SOURCE_PIDNS) || defined(SDXFER_SOURCE_NODENAME)
+    defined(SDXFER_SOURCE_SESSIONID) || defined(SDXFER_SOURCE_PIDNS) || defined(SDXFER_SOURCE_NODENAME) ||     \
+    defined(SDXFER_SOURCE_EXE_PATH)
 #define SDXFER_SOURCES_READ_TASK 1
 #endif
 
@@ -193,6 +194,26 @@ static __always_inline const char *sdxfer_source_nodename(const struct sdxfer_cu
     const char *nsproxy = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, nsproxy));
     const char *uts = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, SDXFER_MEMBER(nsproxy, uts_ns)) : NULL;
     return uts ? uts + SDXFER_MEMBER(uts_namespace, name) + SDXFER_MEMBER(new_utsname, nodename) : NULL;
+}
+#endif
+
+#ifdef SDXFER_SOURCE_EXE_PATH
+/* mm->exe_file's absolute path (sdxfer_path.h), kept per task: walked when
+ * the task is first seen and when its mm has another exe_file (after an
+ * exec), not once per event. Late in exit the mm is gone: the path kept is
+ * still the task's. NULL for a task that never had one (a kernel thread). */
+static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_current *now)
+{
+    const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
+    __u64 file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
+    struct sdxfer_exe_kept *kept = sdxfer_exe_kept();
+    if (!kept)
+        return file ? (const char *)SDXFER_UNKNOWN : NULL;
+    if (file && kept->file != file) {
+        kept->text = (__u64)sdxfer_file_path_text((const void *)file, &kept->walk);
+        kept->file = file;
+    }
+    return kept->file ? (const char *)kept->text : NULL;
 }
 #endif
 
