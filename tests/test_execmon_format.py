@@ -20,13 +20,16 @@ START_NS = 1_000_000_000_000
 
 
 def make_event(*, pid=12350, tid=None, ppid=1, uid=1000, gid=1000, ret=0, comm="ls", exe="/bin/ls",
-               argv=("ls", "--color=auto", "/tmp"), ssh=None, preload=None, lost=None, ts=START_NS + 1_500_000_000):
+               argv=("ls", "--color=auto", "/tmp"), ssh=None, preload=None, lost=None, ts=START_NS + 1_500_000_000,
+               cwd="/home/me"):
     lost = lost or {}
     values = {"pid": pid, "tid": pid if tid is None else tid, "ppid": ppid, "pgid": pid, "sid": 1, "uid": uid,
               "gid": gid, "euid": uid, "cgroup_id": 1, "mntns": 4026531840, "comm": comm, "ret": ret, "exe": exe,
               "argv": None if argv is None else list(argv), "ssh_connection": ssh, "ld_preload": preload,
               "ancestors": [], "start_ns": 4_000_000_000, "loginuid": 1000, "sessionid": 3, "pidns": 4026531836,
-              "nodename": "host"}
+              "nodename": "host", "exe_path": exe, "exe_ino": 1234, "exe_dev": 2049, "exe_memfd": 0,
+              "exe_deleted": 0, "stdio_remote": None, "stdio_local": None, "cwd": cwd, "tty": "pts/1",
+              "stdin": "/dev/pts/1", "stdout": "/dev/pts/1", "stderr": "/dev/pts/1"}
     version = len(ExecEvent.versions)
     return ExecEvent((ts, 7, 0, version, *(values[f] for f in ExecEvent.fields), tuple(lost), lost))
 
