@@ -189,3 +189,30 @@ def test_a_failed_exec_says_where_it_was_tried(sensor, tmp_path):
     assert event.cwd == str(tmp_path)
     assert (event.exe_ino, event.exe_dev, event.exe_memfd, event.exe_deleted) == (0, 0, 0, 0)
     assert event.stderr == "/dev/null"
+
+
+DEEP_EXEC = """
+import os, sys
+for level in range(int(sys.argv[2])):
+    name = f"{level:03d}-" + "n" * 240
+    os.mkdir(name)
+    os.chdir(name)
+os.execv("/bin/sh", ["sh", "-c", "read line", sys.argv[1].removeprefix("for-")])
+"""
+
+
+@pytest.mark.parametrize("levels, fits", [(16, True), (17, False)])
+def test_working_directory_near_and_beyond_4096_bytes(sensor, tmp_path, levels, fits):
+    """16 levels of 245 bytes: a 4096-byte bound holds the whole path; 17 do
+    not fit, and the field is flagged, not cut to a shorter path."""
+    mark = marker("context")
+    with Waiting(sensor, [sys.executable, "-c", DEEP_EXEC, f"for-{mark}", str(levels)], mark, cwd=tmp_path) as child:
+        event = child.exec
+        expected = str(tmp_path) + "".join(f"/{level:03d}-" + "n" * 240 for level in range(levels))
+        assert (len(expected) <= 4096) == fits
+        if fits:
+            assert len(expected) > 3900
+            assert event.cwd == expected == os.readlink(f"/proc/{event.pid}/cwd")
+            assert "cwd" not in event.truncated
+        else:
+            assert event.cwd is None and "cwd" in event.truncated

@@ -51,6 +51,16 @@ def test_all_columns(clock):
     assert re.fullmatch(r"\d\d:\d\d:\d\d 1\.500    1000   12350    ls +-2   ls --color=auto /tmp", line)
 
 
+def test_cwd_column_only_when_asked(clock):
+    assert "/home/me" not in format_line(make_event(), Options(), clock)
+    options = Options(cwd_column=True)
+    assert header_line(options).split() == ["PID", "EXEC", "CWD", "ARGS"]
+    line = format_line(make_event(cwd="/srv/app"), options, clock)
+    assert line.index("/srv/app") == header_line(options).index("CWD")
+    assert line.endswith("/srv/app                 ls --color=auto /tmp")
+    assert "CWD" in header_line(execmon.options_from(execmon.build_parser().parse_args(["--cwd"]))[0])
+
+
 def test_columns_line_up_with_the_header(clock):
     options = Options(failed=True, uid_column=True)
     header = header_line(options)
