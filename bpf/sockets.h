@@ -41,15 +41,7 @@ static __always_inline int is_inet(__u16 family)
  * already be closed by another thread: then NULL, or whatever took its place. */
 static __always_inline const char *file_of_fd(__s32 fd)
 {
-    if (fd < 0)
-        return NULL;
-    const char *task = (const char *)bpf_get_current_task();
-    const char *files = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, files));
-    const char *fdt = (const char *)sdxfer_kernel_u64(files + SDXFER_MEMBER(files_struct, fdt));
-    if (!fdt || (__u32)fd >= sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)))
-        return NULL;
-    const char *fds = (const char *)sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd));
-    return (const char *)sdxfer_kernel_u64(fds + 8 * (__u64)fd);
+    return (const char *)sdxfer_task_file((const void *)bpf_get_current_task(), fd);
 }
 
 /* The struct sock behind fd, or NULL when fd is not an open socket. A file

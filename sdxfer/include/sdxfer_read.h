@@ -1,6 +1,6 @@
 /*
- * Memory reads the copiers use (kernel, user, or BPF memory), and the
- * bound that proves a helper's length to the verifier.
+ * Memory reads the copiers use (kernel, user, or BPF memory), the bound
+ * that proves a helper's length to the verifier, and bounded loops.
  * A part of sdxfer_runtime.h, which includes it.
  */
 #ifndef SDXFER_READ_H
@@ -64,6 +64,26 @@ static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *
 /* clang may test a copy of a clamped length and hand the helper the
  * original register; checking again in asm bounds the register it gets. */
 #define sdxfer_bound(n, max) asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(n) : "i"(max))
+#endif
+
+/* Calls step(i, state) for i = 0, 1, ... below count and at most max (a
+ * constant), until it returns non-zero: `static long step(__u32 i, void
+ * *state)`. state points to the stack (bpf_loop's rule): pointers and
+ * values set before the loop; what changes from one call to the next is
+ * kept in map memory. */
+#ifdef SDXFER_CORE
+/* bpf_loop (kernel 5.17): the verifier checks step until its states settle
+ * (at once, when nothing it tracks changes between calls), not once per
+ * iteration as it does a loop's body. */
+#define SDXFER_LOOP(count, max, step, state)                                                       \
+    bpf_loop((count) < (max) ? (count) : (max), step, state, 0)
+#else
+/* BCC links no BPF-to-BPF calls (and the host has no bpf_loop): the loop is
+ * walked inline. */
+#define SDXFER_LOOP(count, max, step, state)                                                       \
+    for (__u32 sdxfer_loop_i = 0; sdxfer_loop_i < (max) && sdxfer_loop_i < (count); sdxfer_loop_i++) \
+        if (step(sdxfer_loop_i, state))                                                           \
+            break
 #endif
 
 #endif /* SDXFER_READ_H */

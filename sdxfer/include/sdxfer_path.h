@@ -1,0 +1,313 @@
+/*
+ * Kernel path walks: the absolute path of a struct path, of a file, or of
+ * the file behind a task's fd, as d_path (and so readlink /proc/PID/fd/N)
+ * shows it. A part of sdxfer_runtime.h, which includes it (BPF builds only).
+ *
+ *     SDXFER_LOCAL(struct sdxfer_path_buf, buf);
+ *     const char *text = sdxfer_file_path_text(sdxfer_task_file(task, fd), buf);
+ *
+ * gives the text inside buf (a str field takes it), NULL where there is no
+ * file, or SDXFER_UNKNOWN (sdxfer_put_str flags the field) where the path
+ * cannot be told within the bounds: more than SDXFER_PATH_MAX bytes, more
+ * than SDXFER_PATH_DEPTH components or SDXFER_PATH_MOUNTS mounts crossed, a
+ * read that failed, or a pseudo file of a kind not named here. A path that
+ * does not fit is never cut to a shorter one.
+ *
+ * The walk is d_path's (fs/d_path.c): from the dentry up through d_parent;
+ * at a mount's root, on to the mountpoint in the parent mount (struct
+ * mount: mnt_parent, mnt_mountpoint); it stops at the walking task's root
+ * (fs->root: a chrooted task sees paths from its root) or at a mount with
+ * no parent (the namespace's root, or a detached mount: the path from its
+ * root). An unlinked dentry gets " (deleted)". Files with a d_dname (pipes,
+ * sockets, anonymous inodes, memfds) get the kernel's names for them, told
+ * by the superblock's magic: pipe:[INO], socket:[INO], anon_inode:NAME
+ * (anon_inode:[eventfd], ...), anon_inode:[pidfd], and /NAME (deleted) for
+ * files made by alloc_file_pseudo on tmpfs, hugetlbfs or secretmem
+ * (/memfd:NAME (deleted)).
+ *
+ * The dentries are collected leaf first into a small array, then their names
+ * copied root first, each at `len & (SDXFER_PATH_MAX - 1)`: forward writes at
+ * an offset the verifier can bound. Both loops are SDXFER_LOOP steps
+ * (bpf_loop in a CO-RE object; under BCC the verifier walks them step by
+ * step, so the bounds are also its cost).
+ */
+#ifndef SDXFER_PATH_H
+#define SDXFER_PATH_H
+
+#ifndef SDXFER_RUNTIME_H
+#error "include the generated xfer.h, not sdxfer_path.h"
+#endif
+
+#ifndef SDXFER_HOST
+
+#define SDXFER_PATH_MAX 4096    /* bytes of text, NUL excluded (a power of 2) */
+#define SDXFER_PATH_DEPTH 128   /* components (a power of 2) */
+#define SDXFER_PATH_MOUNTS 32   /* mount points crossed */
+#define SDXFER_PATH_NAME_SIZE 256  /* a component: NAME_MAX bytes and a NUL */
+
+/* Superblock magics of the files d_path names by d_dname (uapi/linux/magic.h). */
+#define SDXFER_PIPEFS_MAGIC 0x50495045
+#define SDXFER_SOCKFS_MAGIC 0x534F434B
+#define SDXFER_ANON_INODE_FS_MAGIC 0x09041934
+#define SDXFER_PIDFS_MAGIC 0x50494446
+#define SDXFER_TMPFS_MAGIC 0x01021994
+#define SDXFER_HUGETLBFS_MAGIC 0x958458f6
+#define SDXFER_SECRETMEM_MAGIC 0x5345434d
+
+enum sdxfer_path_walk { SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED };
+
+/* A walk's text and state, in map memory (a scratch slot: SDXFER_LOCAL). */
+struct sdxfer_path_buf {
+    /* twice the bound: sdxfer_path_append_user reads up to SDXFER_PATH_MAX + 1
+     * bytes at any offset below SDXFER_PATH_MAX */
+    char text[2 * SDXFER_PATH_MAX];
+    __u64 dentries[SDXFER_PATH_DEPTH];  /* leaf first */
+    __u64 dentry;                       /* where the walk is */
+    __u64 vfsmnt;                       /* its struct vfsmount (inside a struct mount) */
+    __u64 mnt_root;                     /* that mount's root dentry */
+    __u64 root_dentry, root_mnt;        /* the walking task's root */
+    __u32 depth;                        /* dentries collected */
+    __u32 len;                          /* bytes of text */
+    __u32 walk;                         /* enum sdxfer_path_walk */
+};
+
+/* The text's end after a walk or append; the offset the verifier can bound. */
+static __always_inline __u32 sdxfer_path_at(__u32 len)
+{
+    return len & (SDXFER_PATH_MAX - 1);
+}
+
+/* One step up: to the parent dentry (collected), or across a mount root to
+ * its mountpoint; done at the task's root or a mount with no parent. */
+static long sdxfer_path_up(__u32 i, void *state)
+{
+    struct sdxfer_path_buf *buf = *(struct sdxfer_path_buf **)state;
+    const char *dentry = (const char *)buf->dentry;
+
+    if (buf->dentry == buf->root_dentry && buf->vfsmnt == buf->root_mnt) {
+        buf->walk = SDXFER_PATH_DONE;
+        return 1;
+    }
+    if (buf->dentry == buf->mnt_root) {
+        const char *mount = (const char *)buf->vfsmnt - SDXFER_MEMBER(mount, mnt);
+        const char *parent = (const char *)sdxfer_kernel_u64(mount + SDXFER_MEMBER(mount, mnt_parent));
+        if (!parent || parent == mount) {
+            buf->walk = SDXFER_PATH_DONE;
+            return 1;
+        }
+        buf->dentry = sdxfer_kernel_u64(mount + SDXFER_MEMBER(mount, mnt_mountpoint));
+        buf->vfsmnt = (__u64)parent + SDXFER_MEMBER(mount, mnt);
+        buf->mnt_root = sdxfer_kernel_u64(parent + SDXFER_MEMBER(mount, mnt) + SDXFER_MEMBER(vfsmount, mnt_root));
+        return 0;
+    }
+    __u64 parent = sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_parent));
+    __u32 depth = buf->depth;
+    /* a dentry that is its own parent below a mount's root has escaped it
+     * (d_path shows "/" for it); a deeper path than the array holds does not fit */
+    if (!parent || parent == buf->dentry || depth >= SDXFER_PATH_DEPTH) {
+        buf->walk = SDXFER_PATH_FAILED;
+        return 1;
+    }
+    buf->dentries[depth & (SDXFER_PATH_DEPTH - 1)] = buf->dentry;
+    buf->depth = depth + 1;
+    buf->dentry = parent;
+    return 0;
+}
+
+/* Copies the i-th component from the root: '/' and its name. */
+static long sdxfer_path_down(__u32 i, void *state)
+{
+    struct sdxfer_path_buf *buf = *(struct sdxfer_path_buf **)state;
+    const char *dentry = (const char *)buf->dentries[(buf->depth - 1 - i) & (SDXFER_PATH_DEPTH - 1)];
+    const char *name = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_name) +
+                                                       SDXFER_MEMBER(qstr, name));
+    __u32 at = sdxfer_path_at(buf->len);
+    long n;
+
+    buf->text[at] = '/';
+    n = bpf_probe_read_kernel_str(buf->text + at + 1, SDXFER_PATH_NAME_SIZE, name);
+    if (n <= 1) {
+        buf->walk = SDXFER_PATH_FAILED;
+        return 1;
+    }
+    buf->len += n;  /* the '/' and n - 1 bytes of name */
+    if (buf->len > SDXFER_PATH_MAX) {
+        buf->walk = SDXFER_PATH_FAILED;
+        return 1;
+    }
+    return 0;
+}
+
+/* Appends a string literal (size: with its NUL) to buf's text; the copy
+ * is stores of constants. */
+static __always_inline const char *sdxfer_path_append(struct sdxfer_path_buf *buf, const char *text, __u32 size)
+{
+    if (buf->len + size - 1 > SDXFER_PATH_MAX)
+        return SDXFER_UNKNOWN;
+    __builtin_memcpy(buf->text + sdxfer_path_at(buf->len), text, size);
+    buf->len += size - 1;
+    return buf->text;
+}
+
+/* The decimal digits of value, appended. */
+static __always_inline void sdxfer_path_append_decimal(struct sdxfer_path_buf *buf, __u64 value)
+{
+    __u32 digits = 1;
+
+    for (__u64 rest = value / 10; rest && digits < 20; rest /= 10)
+        digits++;
+    char *end = buf->text + sdxfer_path_at(buf->len) + digits;
+    for (__u32 i = 1; i <= 20; i++) {
+        *(end - i) = '0' + value % 10;
+        value /= 10;
+        if (i == digits)
+            break;
+    }
+    buf->len += digits;
+}
+
+/* A file with a d_dname, as d_path names it. */
+static __always_inline const char *sdxfer_path_pseudo(const char *dentry, struct sdxfer_path_buf *buf)
+{
+    const char *sb = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_sb));
+    const char *inode = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_inode));
+    const char *name = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_name) +
+                                                       SDXFER_MEMBER(qstr, name));
+    __u64 magic = sdxfer_kernel_u64(sb + SDXFER_MEMBER(super_block, s_magic));
+    long n;
+
+    buf->len = 0;
+    switch (magic) {
+    case SDXFER_PIPEFS_MAGIC:
+        sdxfer_path_append(buf, "pipe:[", sizeof("pipe:["));
+        break;
+    case SDXFER_SOCKFS_MAGIC:
+        sdxfer_path_append(buf, "socket:[", sizeof("socket:["));
+        break;
+    case SDXFER_PIDFS_MAGIC:
+        return sdxfer_path_append(buf, "anon_inode:[pidfd]", sizeof("anon_inode:[pidfd]"));
+    case SDXFER_ANON_INODE_FS_MAGIC:
+        sdxfer_path_append(buf, "anon_inode:", sizeof("anon_inode:"));
+        n = bpf_probe_read_kernel_str(buf->text + sizeof("anon_inode:") - 1, SDXFER_PATH_NAME_SIZE, name);
+        if (n <= 1)
+            return SDXFER_UNKNOWN;
+        buf->len += n - 1;
+        return buf->text;
+    case SDXFER_TMPFS_MAGIC:
+    case SDXFER_HUGETLBFS_MAGIC:
+    case SDXFER_SECRETMEM_MAGIC:
+        buf->text[0] = '/';
+        n = bpf_probe_read_kernel_str(buf->text + 1, SDXFER_PATH_NAME_SIZE, name);
+        if (n <= 1)
+            return SDXFER_UNKNOWN;
+        buf->len = n;
+        return sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
+    default:
+        return SDXFER_UNKNOWN;
+    }
+    /* pipe:[INO], socket:[INO] */
+    sdxfer_path_append_decimal(buf, sdxfer_kernel_u64(inode + SDXFER_MEMBER(inode, i_ino)));
+    return sdxfer_path_append(buf, "]", sizeof("]"));
+}
+
+/* The absolute path of a struct path (kernel address), as d_path shows it
+ * to the current task; see the top of this file. */
+static __always_inline const char *sdxfer_path_text(const void *path, struct sdxfer_path_buf *buf)
+{
+    if (!path)
+        return NULL;
+    const char *dentry = (const char *)sdxfer_kernel_u64((const char *)path + SDXFER_MEMBER(path, dentry));
+    const char *vfsmnt = (const char *)sdxfer_kernel_u64((const char *)path + SDXFER_MEMBER(path, mnt));
+    if (!dentry || !vfsmnt)
+        return SDXFER_UNKNOWN;
+    __u64 mnt_root = sdxfer_kernel_u64(vfsmnt + SDXFER_MEMBER(vfsmount, mnt_root));
+    __u64 parent = sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_parent));
+
+    const char *ops = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_op));
+    if (ops && sdxfer_kernel_u64(ops + SDXFER_MEMBER(dentry_operations, d_dname)) &&
+        (parent != (__u64)dentry || (__u64)dentry != mnt_root))
+        return sdxfer_path_pseudo(dentry, buf);
+
+    const char *fs = (const char *)sdxfer_kernel_u64((const char *)bpf_get_current_task() +
+                                                     SDXFER_MEMBER(task_struct, fs));
+    const char *root = fs + SDXFER_MEMBER(fs_struct, root);
+    buf->root_mnt = fs ? sdxfer_kernel_u64(root + SDXFER_MEMBER(path, mnt)) : 0;
+    buf->root_dentry = fs ? sdxfer_kernel_u64(root + SDXFER_MEMBER(path, dentry)) : 0;
+    buf->dentry = (__u64)dentry;
+    buf->vfsmnt = (__u64)vfsmnt;
+    buf->mnt_root = mnt_root;
+    buf->depth = 0;
+    buf->len = 0;
+    buf->walk = SDXFER_PATH_WALKING;
+    SDXFER_LOOP(SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS, SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS,
+                sdxfer_path_up, &buf);
+    if (buf->walk != SDXFER_PATH_DONE)
+        return SDXFER_UNKNOWN;  /* too deep, too many mounts, or escaped */
+    SDXFER_LOOP(buf->depth, SDXFER_PATH_DEPTH, sdxfer_path_down, &buf);
+    if (buf->walk != SDXFER_PATH_DONE)
+        return SDXFER_UNKNOWN;  /* too long, or a name unread */
+    if (!buf->depth)
+        return sdxfer_path_append(buf, "/", sizeof("/"));
+    /* d_unlinked: unhashed and not a root */
+    if (!sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev)) &&
+        parent != (__u64)dentry)
+        return sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
+    return buf->text;
+}
+
+/* The path of a struct file (&file->f_path); NULL for no file. */
+static __always_inline const char *sdxfer_file_path_text(const void *file, struct sdxfer_path_buf *buf)
+{
+    return file ? sdxfer_path_text((const char *)file + SDXFER_MEMBER(file, f_path), buf) : NULL;
+}
+
+/* A task's struct file for fd (task->files->fdt->fd[fd], fd below
+ * max_fds), or NULL. Another thread may close or replace it meanwhile. */
+static __always_inline const void *sdxfer_task_file(const void *task, int fd)
+{
+    if (fd < 0 || !task)
+        return NULL;
+    const char *files = (const char *)sdxfer_kernel_u64((const char *)task + SDXFER_MEMBER(task_struct, files));
+    const char *fdt = (const char *)sdxfer_kernel_u64(files + SDXFER_MEMBER(files_struct, fdt));
+    if (!fdt || (__u32)fd >= sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)))
+        return NULL;
+    const char *fds = (const char *)sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd));
+    return (const void *)sdxfer_kernel_u64(fds + 8 * (__u64)fd);
+}
+
+/* A task's working directory (&task->fs->pwd, a struct path), or NULL. */
+static __always_inline const void *sdxfer_task_cwd(const void *task)
+{
+    const char *fs = (const char *)sdxfer_kernel_u64((const char *)task + SDXFER_MEMBER(task_struct, fs));
+    return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
+}
+
+/* buf's text (a walk's result: a directory) joined with a relative path in
+ * user memory: "DIR/REL" ("/REL" for the root, "DIR" for an empty REL), as
+ * given (. and .. stay). SDXFER_UNKNOWN when the whole does not fit in
+ * SDXFER_PATH_MAX bytes or REL cannot be read. */
+static __always_inline const char *sdxfer_path_append_user(struct sdxfer_path_buf *buf, const char *rel)
+{
+    __u32 len = buf->len;
+    __u32 at = len == 1 ? 1 : len + 1;  /* the root "/" needs no second '/' */
+    long n;
+
+    if (len > SDXFER_PATH_MAX - 1)
+        return SDXFER_UNKNOWN;
+    buf->text[sdxfer_path_at(len)] = '/';
+    n = bpf_probe_read_user_str(buf->text + sdxfer_path_at(at), SDXFER_PATH_MAX + 1, rel);
+    if (n <= 0)
+        return SDXFER_UNKNOWN;
+    if (n == 1) {  /* empty: the directory itself */
+        buf->text[sdxfer_path_at(len)] = '\0';
+        return buf->text;
+    }
+    if (at + n - 1 > SDXFER_PATH_MAX)
+        return SDXFER_UNKNOWN;
+    buf->len = at + n - 1;
+    return buf->text;
+}
+
+#endif /* !SDXFER_HOST */
+
+#endif /* SDXFER_PATH_H */
