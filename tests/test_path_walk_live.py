@@ -29,7 +29,7 @@ SCHEMA = HERE / "schemas" / "paths.yaml"
 TEST_OP = 0x5D1
 DEFINES = {"TEST_OP": TEST_OP}
 PATH_MAX = 4096  # SDXFER_PATH_MAX: bytes of text
-PATH_DEPTH = 128  # SDXFER_PATH_DEPTH: components
+PATH_DEPTH = 64  # SDXFER_PATH_DEPTH: components
 
 libc = ctypes.CDLL(None, use_errno=True)
 

@@ -14,7 +14,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_flock)
     SDXFER_LOCAL(struct paths_area, area);
     if (!area)
         return 0;
-    fd_path_print(args, args->fd, sdxfer_file_path_text(sdxfer_task_file(task, args->fd), &area->fd),
-                  sdxfer_path_text(sdxfer_task_cwd(task), &area->cwd));
+    /* both walks first, then both results (sdxfer_path_walk says why) */
+    sdxfer_file_path_walk(sdxfer_task_file(task, args->fd), &area->fd);
+    sdxfer_path_walk(sdxfer_task_cwd(task), &area->cwd);
+    fd_path_print(args, args->fd, sdxfer_path_result(&area->fd), sdxfer_path_result(&area->cwd));
     return 0;
 }
