@@ -41,8 +41,8 @@
 #ifndef SDXFER_HOST
 
 #define SDXFER_PATH_MAX 4096    /* bytes of text, NUL excluded (a power of 2) */
-#define SDXFER_PATH_DEPTH 128   /* components (a power of 2) */
-#define SDXFER_PATH_MOUNTS 32   /* mount points crossed */
+#define SDXFER_PATH_DEPTH 64    /* components (a power of 2) */
+#define SDXFER_PATH_MOUNTS 16   /* mount points crossed */
 #define SDXFER_PATH_NAME_SIZE 256  /* a component: NAME_MAX bytes and a NUL */
 #define SDXFER_PATH_DIGITS 19      /* of a number below 2^63 */
 
@@ -55,7 +55,8 @@
 #define SDXFER_HUGETLBFS_MAGIC 0x958458f6
 #define SDXFER_SECRETMEM_MAGIC 0x5345434d
 
-enum sdxfer_path_walk { SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED };
+/* A walk's state, and then its outcome. */
+enum sdxfer_path_walk { SDXFER_PATH_NONE, SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED };
 
 /* A walk's text and state, in map memory (a scratch slot: SDXFER_LOCAL). */
 struct sdxfer_path_buf {
@@ -142,13 +143,14 @@ static long sdxfer_path_down(__u32 i, void *state)
 
 /* Appends a string literal (size: with its NUL) to buf's text; the copy
  * is stores of constants. */
-static __always_inline const char *sdxfer_path_append(struct sdxfer_path_buf *buf, const char *text, __u32 size)
+static __always_inline void sdxfer_path_append(struct sdxfer_path_buf *buf, const char *text, __u32 size)
 {
-    if (buf->len + size - 1 > SDXFER_PATH_MAX)
-        return SDXFER_UNKNOWN;
+    if (buf->len + size - 1 > SDXFER_PATH_MAX) {
+        buf->walk = SDXFER_PATH_FAILED;
+        return;
+    }
     __builtin_memcpy(buf->text + sdxfer_path_at(buf->len), text, size);
     buf->len += size - 1;
-    return buf->text;
 }
 
 /* The decimal digits of value (below 2^63: an inode number), appended.
@@ -176,7 +178,7 @@ static __always_inline void sdxfer_path_append_decimal(struct sdxfer_path_buf *b
 }
 
 /* A file with a d_dname, as d_path names it. */
-static __always_inline const char *sdxfer_path_pseudo(const char *dentry, struct sdxfer_path_buf *buf)
+static __always_inline void sdxfer_path_pseudo(const char *dentry, struct sdxfer_path_buf *buf)
 {
     const char *sb = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_sb));
     const char *inode = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_inode));
@@ -185,7 +187,7 @@ static __always_inline const char *sdxfer_path_pseudo(const char *dentry, struct
     __u64 magic = sdxfer_kernel_u64(sb + SDXFER_MEMBER(super_block, s_magic));
     long n;
 
-    buf->len = 0;
+    buf->walk = SDXFER_PATH_DONE;
     switch (magic) {
     case SDXFER_PIPEFS_MAGIC:
         sdxfer_path_append(buf, "pipe:[", sizeof("pipe:["));
@@ -194,48 +196,60 @@ static __always_inline const char *sdxfer_path_pseudo(const char *dentry, struct
         sdxfer_path_append(buf, "socket:[", sizeof("socket:["));
         break;
     case SDXFER_PIDFS_MAGIC:
-        return sdxfer_path_append(buf, "anon_inode:[pidfd]", sizeof("anon_inode:[pidfd]"));
+        sdxfer_path_append(buf, "anon_inode:[pidfd]", sizeof("anon_inode:[pidfd]"));
+        return;
     case SDXFER_ANON_INODE_FS_MAGIC:
         sdxfer_path_append(buf, "anon_inode:", sizeof("anon_inode:"));
         n = bpf_probe_read_kernel_str(buf->text + sizeof("anon_inode:") - 1, SDXFER_PATH_NAME_SIZE, name);
-        if (n <= 1)
-            return SDXFER_UNKNOWN;
         buf->len += n - 1;
-        return buf->text;
+        if (n <= 1)
+            buf->walk = SDXFER_PATH_FAILED;
+        return;
     case SDXFER_TMPFS_MAGIC:
     case SDXFER_HUGETLBFS_MAGIC:
     case SDXFER_SECRETMEM_MAGIC:
         buf->text[0] = '/';
         n = bpf_probe_read_kernel_str(buf->text + 1, SDXFER_PATH_NAME_SIZE, name);
-        if (n <= 1)
-            return SDXFER_UNKNOWN;
         buf->len = n;
-        return sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
+        if (n <= 1)
+            buf->walk = SDXFER_PATH_FAILED;
+        sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
+        return;
     default:
-        return SDXFER_UNKNOWN;
+        buf->walk = SDXFER_PATH_FAILED;
+        return;
     }
     /* pipe:[INO], socket:[INO] */
     sdxfer_path_append_decimal(buf, sdxfer_kernel_u64(inode + SDXFER_MEMBER(inode, i_ino)));
-    return sdxfer_path_append(buf, "]", sizeof("]"));
+    sdxfer_path_append(buf, "]", sizeof("]"));
 }
 
-/* The absolute path of a struct path (kernel address), as d_path shows it
- * to the current task; see the top of this file. */
-static __always_inline const char *sdxfer_path_text(const void *path, struct sdxfer_path_buf *buf)
+/* Walks a struct path (kernel address) into buf, as d_path shows it to the
+ * current task (see the top of this file); sdxfer_path_result(buf) is the
+ * outcome. Every outcome leaves the same registers behind: a probe that
+ * walks two paths for one record walks both, then takes both results (a
+ * result held across the second walk would have the verifier check that
+ * walk once per outcome of the first, under BCC). */
+static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_path_buf *buf)
 {
+    buf->len = 0;
+    buf->walk = SDXFER_PATH_NONE;
     if (!path)
-        return NULL;
+        return;
+    buf->walk = SDXFER_PATH_FAILED;
     const char *dentry = (const char *)sdxfer_kernel_u64((const char *)path + SDXFER_MEMBER(path, dentry));
     const char *vfsmnt = (const char *)sdxfer_kernel_u64((const char *)path + SDXFER_MEMBER(path, mnt));
     if (!dentry || !vfsmnt)
-        return SDXFER_UNKNOWN;
+        return;
     __u64 mnt_root = sdxfer_kernel_u64(vfsmnt + SDXFER_MEMBER(vfsmount, mnt_root));
     __u64 parent = sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_parent));
 
     const char *ops = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_op));
     if (ops && sdxfer_kernel_u64(ops + SDXFER_MEMBER(dentry_operations, d_dname)) &&
-        (parent != (__u64)dentry || (__u64)dentry != mnt_root))
-        return sdxfer_path_pseudo(dentry, buf);
+        (parent != (__u64)dentry || (__u64)dentry != mnt_root)) {
+        sdxfer_path_pseudo(dentry, buf);
+        return;
+    }
 
     const char *fs = (const char *)sdxfer_kernel_u64((const char *)bpf_get_current_task() +
                                                      SDXFER_MEMBER(task_struct, fs));
@@ -246,28 +260,51 @@ static __always_inline const char *sdxfer_path_text(const void *path, struct sdx
     buf->vfsmnt = (__u64)vfsmnt;
     buf->mnt_root = mnt_root;
     buf->depth = 0;
-    buf->len = 0;
     buf->walk = SDXFER_PATH_WALKING;
     SDXFER_LOOP(SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS, SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS,
                 sdxfer_path_up, &buf);
-    if (buf->walk != SDXFER_PATH_DONE)
-        return SDXFER_UNKNOWN;  /* too deep, too many mounts, or escaped */
+    if (buf->walk != SDXFER_PATH_DONE) {
+        buf->walk = SDXFER_PATH_FAILED;  /* too deep, too many mounts, or escaped */
+        return;
+    }
     SDXFER_LOOP(buf->depth, SDXFER_PATH_DEPTH, sdxfer_path_down, &buf);
-    if (buf->walk != SDXFER_PATH_DONE)
-        return SDXFER_UNKNOWN;  /* too long, or a name unread */
-    if (!buf->depth)
-        return sdxfer_path_append(buf, "/", sizeof("/"));
+    if (!buf->depth) {
+        sdxfer_path_append(buf, "/", sizeof("/"));
+        return;
+    }
     /* d_unlinked: unhashed and not a root */
     if (!sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev)) &&
         parent != (__u64)dentry)
-        return sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
-    return buf->text;
+        sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
 }
 
-/* The path of a struct file (&file->f_path); NULL for no file. */
+/* A walk's outcome: the NUL-terminated text inside buf, NULL where there
+ * was no path, SDXFER_UNKNOWN where it did not fit the bounds or could not
+ * be read. */
+static __always_inline const char *sdxfer_path_result(const struct sdxfer_path_buf *buf)
+{
+    if (buf->walk == SDXFER_PATH_DONE)
+        return buf->text;
+    return buf->walk == SDXFER_PATH_NONE ? NULL : SDXFER_UNKNOWN;
+}
+
+/* The path of a struct path: sdxfer_path_walk, then its result. */
+static __always_inline const char *sdxfer_path_text(const void *path, struct sdxfer_path_buf *buf)
+{
+    sdxfer_path_walk(path, buf);
+    return sdxfer_path_result(buf);
+}
+
+/* Walks a struct file's path (&file->f_path); no file: no path. */
+static __always_inline void sdxfer_file_path_walk(const void *file, struct sdxfer_path_buf *buf)
+{
+    sdxfer_path_walk(file ? (const char *)file + SDXFER_MEMBER(file, f_path) : NULL, buf);
+}
+
 static __always_inline const char *sdxfer_file_path_text(const void *file, struct sdxfer_path_buf *buf)
 {
-    return file ? sdxfer_path_text((const char *)file + SDXFER_MEMBER(file, f_path), buf) : NULL;
+    sdxfer_file_path_walk(file, buf);
+    return sdxfer_path_result(buf);
 }
 
 /* A task's struct file for fd (task->files->fdt->fd[fd], fd below
@@ -291,30 +328,31 @@ static __always_inline const void *sdxfer_task_cwd(const void *task)
     return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
 }
 
-/* buf's text (a walk's result: a directory) joined with a relative path in
- * user memory: "DIR/REL" ("/REL" for the root, "DIR" for an empty REL), as
- * given (. and .. stay). SDXFER_UNKNOWN when the whole does not fit in
- * SDXFER_PATH_MAX bytes or REL cannot be read. */
-static __always_inline const char *sdxfer_path_append_user(struct sdxfer_path_buf *buf, const char *rel)
+/* Joins a relative path in user memory to a walk's text (a directory's):
+ * "DIR/REL" ("/REL" for the root, "DIR" for an empty REL), as given (. and
+ * .. stay). Fails (SDXFER_UNKNOWN) when the whole does not fit in
+ * SDXFER_PATH_MAX bytes or REL cannot be read; a walk without text is left
+ * as it was. */
+static __always_inline void sdxfer_path_append_user(struct sdxfer_path_buf *buf, const char *rel)
 {
     __u32 len = buf->len;
     __u32 at = len == 1 ? 1 : len + 1;  /* the root "/" needs no second '/' */
     long n;
 
+    if (buf->walk != SDXFER_PATH_DONE)
+        return;
+    buf->walk = SDXFER_PATH_FAILED;
     if (len > SDXFER_PATH_MAX - 1)
-        return SDXFER_UNKNOWN;
+        return;
     buf->text[sdxfer_path_at(len)] = '/';
     n = bpf_probe_read_user_str(buf->text + sdxfer_path_at(at), SDXFER_PATH_MAX + 1, rel);
-    if (n <= 0)
-        return SDXFER_UNKNOWN;
     if (n == 1) {  /* empty: the directory itself */
         buf->text[sdxfer_path_at(len)] = '\0';
-        return buf->text;
+        buf->walk = SDXFER_PATH_DONE;
+    } else if (n > 1 && at + n - 1 <= SDXFER_PATH_MAX) {
+        buf->len = at + n - 1;
+        buf->walk = SDXFER_PATH_DONE;
     }
-    if (at + n - 1 > SDXFER_PATH_MAX)
-        return SDXFER_UNKNOWN;
-    buf->len = at + n - 1;
-    return buf->text;
 }
 
 #endif /* !SDXFER_HOST */

@@ -22,8 +22,8 @@
  *                     current task's members through its BTF pointer
  *   sdxfer_copy.h     copiers: sdxfer_put_str / sdxfer_put_blob / sdxfer_put_fixed
  *   sdxfer_path.h     bounded kernel path walks (BPF only): a struct path,
- *                     file or task fd as d_path shows it, a path joined to
- *                     a directory's
+ *                     a file or a task's fd or cwd as d_path shows it, and a
+ *                     relative user path joined to it
  *   sdxfer_send.h     header, sequence number, transport (perf buffer, or the
  *                     BPF ring buffer with -DSDXFER_RINGBUF and its batched
  *                     wake-ups), per-event drop counters
