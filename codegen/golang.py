@@ -11,7 +11,8 @@ import re
 import struct
 
 from ..runtime.record import (CONTINUATION, CONTINUATION_ID, CONTINUATION_LAST, CONTINUATION_PAYLOAD_OFF, CREDS_MEMBERS,
-                              DESCRIPTOR, HEADER, HEADER_SIZE, LOST_UNKNOWN, SOCKADDR)
+                              DESCRIPTOR, EVENTS_MAP, FILTER_GLOBALS, HEADER, HEADER_SIZE, LOST_UNKNOWN, REST_PROGRAM,
+                              REST_PROGRAMS_MAP, RINGBUF_PAGES, SOCKADDR, SPANNING_BUFFER_PAGES)
 from . import naming
 from .layout import EventLayout, Layout
 from .model import Field
@@ -183,6 +184,21 @@ def go_context(layout: Layout, package: str, schema_path: str) -> dict:
         "creds": _align([{"go": naming.go_name(name), "json": name, "offset": 4 * i} for i, name in enumerate(CREDS_MEMBERS)]),
         "sockaddr": _sockaddr(),
         "events": [_event(e) for e in layout.events],
+        # what a loader of a CO-RE object built on the schema's header needs
+        "loader": _align([
+            {"go": "EventsMap", "value": f'"{EVENTS_MAP}"', "doc": "The perf event array or ring buffer records come from."},
+            {"go": "RestProgramsMap", "value": f'"{REST_PROGRAMS_MAP}"',
+             "doc": "The program array whose index 0 a loader sets to RestProgram (where fields span)."},
+            {"go": "RestProgram", "value": f'"{REST_PROGRAM}"',
+             "doc": "The tail-called program that sends continuation records; attached nowhere."},
+            {"go": "RingbufPages", "value": str(RINGBUF_PAGES), "doc": "Pages of the ring buffer, by default."},
+            {"go": "SpanningBufferPages", "value": str(SPANNING_BUFFER_PAGES),
+             "doc": "Pages of the ring buffer (perf: of each CPU's buffer) where fields span records."},
+            {"go": "Spans", "value": "true" if any(f.spans for e in layout.events for f in e.event.fields) else "false",
+             "doc": "Some field of the schema spans records."},
+        ]),
+        "filter_globals": [{"filter_padded": f'"{name}":'.ljust(max(len(n) for n in FILTER_GLOBALS) + 3), "global": symbol}
+                           for name, symbol in FILTER_GLOBALS.items()],
     }
 
 

@@ -21,6 +21,33 @@ import (
 // SchemaDigest is the sha256 of the schema file this package was generated from.
 const SchemaDigest = "e308d4e2fc95acdf58d5f51969a798ae0350c160e0b6bc65401fec77177845e3"
 
+// What a loader of a CO-RE object built on this schema's header needs.
+const (
+	// The perf event array or ring buffer records come from.
+	EventsMap = "sdxfer_events"
+	// The program array whose index 0 a loader sets to RestProgram (where fields span).
+	RestProgramsMap = "sdxfer_rest_programs"
+	// The tail-called program that sends continuation records; attached nowhere.
+	RestProgram = "sdxfer_rest_raw_tracepoint"
+	// Pages of the ring buffer, by default.
+	RingbufPages = 256
+	// Pages of the ring buffer (perf: of each CPU's buffer) where fields span records.
+	SpanningBufferPages = 1024
+	// Some field of the schema spans records.
+	Spans = true
+)
+
+// FilterGlobals names the read-only global of each in-kernel filter: a
+// loader sets "not_tgid" to its own process id to leave itself out.
+var FilterGlobals = map[string]string{
+	"pid":      "sdxfer_filter_pid",
+	"uid":      "sdxfer_filter_uid",
+	"mntns":    "sdxfer_filter_mntns",
+	"not_tgid": "sdxfer_filter_not_tgid",
+	"children": "sdxfer_filter_children",
+	"cgroup":   "sdxfer_filter_cgroup",
+}
+
 var le = binary.LittleEndian
 
 const (
