@@ -49,7 +49,8 @@ from .layout import EventLayout, Layout, Member, type_text
 from .model import SOURCES, TYPES, Field
 
 OUTPUT_FILES = ("xfer.h", "events.py", "LAYOUT.md")
-# The Go package among the generated files (import path sdxfer/generated/go/events in go.mod's module).
+# Where `sdxfer gen` writes the Go package beside the other files (generated/go/events:
+# import path sdxfer/generated/go/events in go.mod's module).
 GO_PACKAGE = "events"
 GO_PACKAGE_DIR = f"go/{GO_PACKAGE}"
 
@@ -470,6 +471,5 @@ def render_all(layout: Layout) -> dict[str, str]:
         "xfer.h": env.get_template("xfer.h.j2").render(_c_context(layout, banner)),
         "events.py": env.get_template("events.py.j2").render(_py_context(layout, banner)),
         "LAYOUT.md": env.get_template("layout.md.j2").render(_md_context(layout, banner)),
-        f"{GO_PACKAGE_DIR}/{go_file_name(layout)}": render_go(layout, GO_PACKAGE),
     }
 

@@ -22,7 +22,7 @@ from conftest import Generated
 from gosupport import GO_ENV, ROOT, build_decoder, frames, go, go_lines, python_lines
 from sdxfer.cli import main as sdxfer_main
 from sdxfer.codegen import plan
-from sdxfer.codegen.render import render_all, render_go
+from sdxfer.codegen.render import render_go
 from sdxfer.record import LEN_TRUNCATED, LEN_UNKNOWN
 from test_continuation import SCHEMA as SPANS_SCHEMA, _argv_bytes
 from test_evolution import _common_field, _NOTE, _PROC, _step, _values
@@ -68,7 +68,7 @@ def test_gofmt_clean_marked_generated_and_stable(schema, tmp_path):
 
 
 def test_shipped_package_is_current_and_vets():
-    shipped = render_all(plan(str(ROOT / "schema" / "events.yaml")))["go/events/events.go"]
+    shipped = render_go(plan(str(ROOT / "schema" / "events.yaml")), "events")
     assert (ROOT / "generated" / "go" / "events" / "events.go").read_text() == shipped
     go("vet", "./generated/...", "./tests/go/...")
 

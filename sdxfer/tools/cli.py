@@ -124,7 +124,7 @@ def _define(text: str) -> tuple[str, str | None]:
 def _gen(args, stdout, stderr) -> int:
     from ..codegen import SchemaError, lock_path, plan, render_all, render_lock
     from ..codegen.golang import go_package_name, valid_go_package
-    from ..codegen.render import go_file_name, render_go
+    from ..codegen.render import GO_PACKAGE, GO_PACKAGE_DIR, go_file_name, render_go
 
     schema = args.schema or str(SHIPPED_SCHEMA)
     try:
@@ -134,6 +134,7 @@ def _gen(args, stdout, stderr) -> int:
             print(f"sdxfer gen: {problem}", file=stderr)
         return 2
     files = {Path(name): text for name, text in render_all(layout).items()}
+    files[Path(GO_PACKAGE_DIR) / go_file_name(layout)] = render_go(layout, GO_PACKAGE)
     if args.go:
         package = args.go_package or go_package_name(Path(args.go).resolve().name, "events")
         if not valid_go_package(package):

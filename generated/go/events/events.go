@@ -177,18 +177,28 @@ func chars(b []byte) Text {
 	return newText(b)
 }
 
-// splitList splits a NUL-separated list: every element ends with a NUL, a truncated last one may not.
+// splitList splits a NUL-separated list: every element ends with a NUL, a
+// truncated last one may not. The elements share one string.
 func splitList(b []byte) []Text {
-	list := []Text{}
-	if len(b) == 0 {
-		return list
+	count := bytes.Count(b, []byte{0})
+	if len(b) > 0 && b[len(b)-1] != 0 {
+		count++
 	}
-	parts := bytes.Split(b, []byte{0})
-	if b[len(b)-1] == 0 {
-		parts = parts[:len(parts)-1]
-	}
-	for _, part := range parts {
-		list = append(list, newText(part))
+	list := make([]Text, 0, count)
+	rest := string(b)
+	valid := utf8.ValidString(rest)
+	for len(rest) > 0 {
+		part := rest
+		if i := strings.IndexByte(rest, 0); i >= 0 {
+			part, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if valid || utf8.ValidString(part) {
+			list = append(list, Text{String: part})
+		} else {
+			list = append(list, newText([]byte(part)))
+		}
 	}
 	return list
 }
