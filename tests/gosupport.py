@@ -43,8 +43,10 @@ def frames(records) -> bytes:
     return b"".join(struct.pack("<I", len(r)) + bytes(r) for r in records)
 
 
-def go_lines(binary: Path, records, reassemble: bool = False) -> list[str]:
-    done = subprocess.run([str(binary)] + ["-reassemble"] * reassemble, input=frames(records),
+def go_lines(binary: Path, records, reassemble: bool = False, **limits: int) -> list[str]:
+    """limits: the Reassembler's max_pending_bytes and max_age_ns, as Python names them."""
+    flags = [f"-{name.replace('_', '-')}={value}" for name, value in limits.items()]
+    done = subprocess.run([str(binary)] + ["-reassemble"] * reassemble + flags, input=frames(records),
                           capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout.decode().splitlines()
@@ -54,10 +56,10 @@ def _line(event) -> str:
     return json.dumps(event.to_dict(), ensure_ascii=True)
 
 
-def python_lines(decoder, records, reassemble: bool = False) -> list[str]:
+def python_lines(decoder, records, reassemble: bool = False, **limits: int) -> list[str]:
     """What go_lines gives, from the Python decoder."""
     lines = []
-    reassembler = Reassembler(decoder)
+    reassembler = Reassembler(decoder, **limits)
     for record in records:
         try:
             events = reassembler.feed(record) if reassemble else [decoder.decode(record)]

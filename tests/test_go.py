@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import struct
 import subprocess
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from gosupport import GO_ENV, ROOT, build_decoder, frames, go, go_lines, python_
 from sdxfer.cli import main as sdxfer_main
 from sdxfer.codegen import plan
 from sdxfer.codegen.render import render_go
-from sdxfer.record import LEN_TRUNCATED, LEN_UNKNOWN
-from test_continuation import SCHEMA as SPANS_SCHEMA, _argv_bytes
+from sdxfer.record import HEADER_OFFSETS, LEN_TRUNCATED, LEN_UNKNOWN
+from test_continuation import SCHEMA as SPANS_SCHEMA, _argv_bytes, _with_cpu
 from test_evolution import _common_field, _NOTE, _PROC, _step, _values
 from test_fuzz import _mutations, _seed_records
 from test_roundtrip import _wire, calls
@@ -47,9 +48,9 @@ def go_decoders(tmp_path_factory):
     return get
 
 
-def _same(go_decoders, generated, records, reassemble=False) -> list[str]:
-    lines = go_lines(go_decoders(generated.schema), records, reassemble)
-    assert lines == python_lines(generated.decoder, records, reassemble)
+def _same(go_decoders, generated, records, reassemble=False, **limits) -> list[str]:
+    lines = go_lines(go_decoders(generated.schema), records, reassemble, **limits)
+    assert lines == python_lines(generated.decoder, records, reassemble, **limits)
     return lines
 
 
@@ -70,7 +71,7 @@ def test_gofmt_clean_marked_generated_and_stable(schema, tmp_path):
 def test_shipped_package_is_current_and_vets():
     shipped = render_go(plan(str(ROOT / "schema" / "events.yaml")), "events")
     assert (ROOT / "generated" / "go" / "events" / "events.go").read_text() == shipped
-    go("vet", "./generated/...", "./tests/go/...")
+    go("vet", "./generated/...", "./tests/go/...", "./examples/...", "./bench/...")
 
 
 def test_gen_go_writes_one_file_and_names_the_package(tmp_path, capsys):
@@ -141,6 +142,28 @@ def test_continuations_lost_reordered_duplicated(spans, go_decoders):
         rng.shuffle(kept)
         _same(go_decoders, spans, kept, reassemble=True)
         _same(go_decoders, spans, kept)
+
+
+def test_continuations_past_the_age_and_bytes_limits(spans, go_decoders):
+    """Records of two CPUs, their times spread, under small limits: what is
+    delivered early (age, eviction) and what is left an orphan, alike."""
+    rng = random.Random(1905)
+    for _ in range(40):
+        stream = []
+        for cpu, n in ((1, 1), (2, 2)):
+            argv = _argv_bytes([rng.randrange(900) for _ in range(rng.randrange(1, 6))])
+            stream += [_with_cpu(r, cpu) for r in spans.pack([(0, {"n": n, "argv": (argv, len(argv)), "data": None})])]
+        stream = [r for r in stream if rng.random() > 0.1]
+        rng.shuffle(stream)
+        stream = [_at(r, rng.randrange(5000)) for r in stream]
+        limits = {"max_pending_bytes": rng.choice([200, 1000, 64 << 20]), "max_age_ns": rng.choice([500, 2000, 10**9])}
+        _same(go_decoders, spans, stream, reassemble=True, **limits)
+
+
+def _at(record: bytes, timestamp_ns: int) -> bytes:
+    raw = bytearray(record)
+    struct.pack_into("<Q", raw, HEADER_OFFSETS["timestamp_ns"], timestamp_ns)
+    return bytes(raw)
 
 
 def test_every_published_version_of_an_evolved_schema(go_decoders, tmp_path):

@@ -2,7 +2,8 @@
 // records framed as (u32 little-endian length, bytes) from stdin and writes
 // one line per record: the event's JSON, or "error" when it does not decode.
 // With -reassemble the records go through a Reassembler instead: one line
-// per event delivered (or per error), then the events Flush gives.
+// per event delivered (or per error), then the events Flush gives; its
+// limits are NewReassembler's unless -max-pending-bytes or -max-age-ns say.
 package main
 
 import (
@@ -18,11 +19,13 @@ import (
 
 func main() {
 	reassemble := flag.Bool("reassemble", false, "join continuation records")
+	r := events.NewReassembler()
+	flag.IntVar(&r.MaxPendingBytes, "max-pending-bytes", r.MaxPendingBytes, "the Reassembler's limit")
+	flag.Int64Var(&r.MaxAgeNs, "max-age-ns", r.MaxAgeNs, "the Reassembler's limit")
 	flag.Parse()
 	in := bufio.NewReader(os.Stdin)
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
-	r := events.NewReassembler()
 	for {
 		var size uint32
 		if err := binary.Read(in, binary.LittleEndian, &size); err == io.EOF {
