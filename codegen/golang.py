@@ -58,7 +58,7 @@ def _fixed_read(f: Field, buf: str, at: int) -> str:
             "chars": "chars"}[kind] + f"({buf}[{at}:{at + size}])"
 
 
-def _json_write(f: Field, value: str, event: str) -> str:
+def _json_write(f: Field, value: str) -> str:
     """The statement writing a field's value as to_dict() gives it."""
     kind = f.type.name
     if kind in GO_INT:
@@ -85,7 +85,7 @@ def _entry_type(event: str, f: Field) -> dict:
     for entry in f.entries:
         name = naming.go_field(entry.name)
         fields.append({"go": name, "type": _fixed_type(entry), "json": entry.name,
-                       "read": _fixed_read(entry, "b", at), "write": _json_write(entry, f"x.{name}", event)})
+                       "read": _fixed_read(entry, "b", at), "write": _json_write(entry, f"x.{name}")})
         at += entry.fixed_size
     name = naming.go_entry_type(event, f.name)
     return {"name": name, "decode": _entries_decoder(name), "field": f.name, "size": f.entry_size, "fields": _align(fields)}
@@ -112,7 +112,7 @@ def _event(e: EventLayout) -> dict:
             go_type = _fixed_type(f)
             read = _fixed_read(f, "d.b", offset)
         fields.append({"go": go, "type": go_type, "json": f.name, "index": index, "optional": index >= always,
-                       "doc": _go_comment(f.doc), "read": read, "write": _json_write(f, f"e.{go}", name),
+                       "doc": _go_comment(f.doc), "read": read, "write": _json_write(f, f"e.{go}"),
                        "spans": f.spans, "list": kind == "strlist"})
     versions = [{"fields": len(v.event.fields), "payload_off": v.payload_off, "max_size": v.max_size,
                  "spans": [{"index": i, "descriptor_off": var.descriptor_offset, "max": var.field.max,
@@ -126,11 +126,14 @@ def _event(e: EventLayout) -> dict:
             "spanning": [f for f in fields if f["spans"]]}
 
 
-def _offsets(members) -> list[dict]:
-    """(name, C type, struct format) members, naturally aligned from 0: each one's Go name, type and offset."""
-    out, fmt = [], "<"
+def _offsets(members, after=()) -> list[dict]:
+    """(name, C type, struct format) members, naturally aligned after those of `after`:
+    each one's Go name, type, offset and read from a buffer b."""
+    out, fmt = [], "<" + "".join(code for _, _, code in after)
     for name, _, code in members:
-        out.append({"name": name, "go": naming.go_name(name), "type": GO_UNSIGNED[code], "offset": struct.calcsize(fmt)})
+        at = struct.calcsize(fmt)
+        out.append({"name": name, "go": naming.go_name(name), "type": GO_UNSIGNED[code], "offset": at,
+                    "read": _uint_read(code, "b", at)})
         fmt += code
     return out
 
@@ -161,25 +164,20 @@ def _align(rows: list[dict]) -> list[dict]:
 
 
 def go_context(layout: Layout, package: str, schema_path: str) -> dict:
-    header = _offsets(HEADER)
-    for h in header:
-        h["read"] = _uint_read(next(code for name, _, code in HEADER if name == h["name"]), "b", h["offset"])
-    continuation = _offsets(tuple(HEADER) + tuple(CONTINUATION))[len(HEADER):]
+    continuation = _offsets(CONTINUATION, after=HEADER)
     for c in continuation:
-        c["read"] = _uint_read(next(code for name, _, code in CONTINUATION if name == c["name"]), "b", c["offset"])
         c["local"] = c["go"][0].lower() + c["go"][1:]  # parent_seq -> parentSeq
-    descriptor = {d["name"]: d for d in _offsets(DESCRIPTOR)}
     return {
         "package": package,
         "schema_path": schema_path,
         "digest": layout.schema.digest,
-        "header": _align(header),
+        "header": _align(_offsets(HEADER)),
         "header_size": HEADER_SIZE,
         "continuation": continuation,
         "continuation_id": CONTINUATION_ID,
         "continuation_last": CONTINUATION_LAST,
         "continuation_payload_off": CONTINUATION_PAYLOAD_OFF,
-        "descriptor": descriptor,
+        "descriptor": {d["name"]: d for d in _offsets(DESCRIPTOR)},
         "lost_unknown": f"0x{LOST_UNKNOWN:x}",
         "creds": _align([{"go": naming.go_name(name), "json": name, "offset": 4 * i} for i, name in enumerate(CREDS_MEMBERS)]),
         "sockaddr": _sockaddr(),

@@ -37,6 +37,15 @@ def _objects(tool: Tool, marker: str, count: int) -> list[dict]:
     return wait_until(found, what=f"{count} execs marked {marker} from {tool.proc.args[0]}")
 
 
+def _lines(tool: Tool, marker: str, count: int) -> list[str]:
+    """The tool's text lines of execs with marker among their arguments, once `count` have come."""
+    def found():
+        lines = [line for line in list(tool.out) if f" {marker} " in line]
+        return lines if len(lines) >= count else None
+
+    return wait_until(found, what=f"{count} execs marked {marker} from {tool.proc.args[0]}")
+
+
 @pytest.mark.parametrize("transport", ["perf", "ringbuf"])
 def test_same_objects_as_execmon_json(go_execmon, transport):
     tools = [Tool(str(go_execmon), "-json", "-transport", transport, "-objects", str(ROOT / "sdxfer" / "objects")),
@@ -62,3 +71,23 @@ def test_same_objects_as_execmon_json(go_execmon, transport):
                 [TRUE, marker, *(b.decode() for b in big)]]
     assert argvs == sorted(expected, key=json.dumps)
     assert all(o["truncated"] == [] and o["argv_truncated"] is False for o in go_objects)
+
+
+def test_same_text_lines_as_execmon(go_execmon):
+    """The seed's columns: the same header and, exec by exec, the same line (escapes and cut argv marked alike)."""
+    tools = [Tool(str(go_execmon), "-objects", str(ROOT / "sdxfer" / "objects")),
+             Tool(str(ROOT / ".venv" / "bin" / "execmon"), "--transport", "perf")]
+    for tool in tools:
+        tool.wait_err(lambda line: "programs attached" in line)
+    marker = f"go-{uuid.uuid4().hex}"
+    runs = [[TRUE, marker, "a b", "", "tab\there", "\x1b[31m"], [TRUE.encode(), marker.encode(), b"\xff", "\u202e".encode()],
+            [TRUE, marker, *["x" * 4000] * 8]]  # beyond the record's argv: continuation records
+    for argv in runs:
+        subprocess.run(argv, check=True)
+    lines = [sorted(_lines(tool, marker, len(runs))) for tool in tools]
+    headers = [tool.out[:2] for tool in tools]
+    for tool in tools:
+        tool.stop()
+    assert headers[0] == headers[1] == ["Watching execve events... Ctrl+C to stop\n", f"{'PID':<8} {'EXEC':<20} ARGS\n"]
+    assert lines[0] == lines[1]
+    assert any("\\xff \\u202e" in line for line in lines[0]) and any("\\x1b[31m" in line for line in lines[0])
