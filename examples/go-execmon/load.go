@@ -33,8 +33,10 @@ type probe struct {
 // out, as execmon without -x leaves them) and the runtime's.
 func (m *manifest) programs() map[string]bool {
 	wanted := map[string]bool{}
-	for _, name := range append(m.Events["exec"], m.Runtime...) {
-		wanted[name] = true
+	for _, names := range [][]string{m.Events["exec"], m.Runtime} {
+		for _, name := range names {
+			wanted[name] = true
+		}
 	}
 	for _, name := range m.FailedExecs {
 		delete(wanted, name)
