@@ -134,14 +134,14 @@ def field_names(event: str, field) -> tuple[str, ...]:
     names = (c_max_macro(event, field.name),) if field.type.variable else ()
     if field.type.entries:
         names += (c_entry_struct(event, field.name), py_entry_var(event, field.name),
-                  py_entry_class(event, field.name))
-    return names
+                  py_entry_class(event, field.name), f"Go type {go_entry_type(event, field.name)}")
+    return names + (f"Go field {go_event_type(event)}.{go_field(field.name)}",)
 
 
 def unique_names(event: str) -> tuple[str, ...]:
     """Names two events may not share (names differing only in case or
     underscores make the same macro or class)."""
-    return c_struct(event), c_id_macro(event), py_class(event)
+    return c_struct(event), c_id_macro(event), py_class(event), f"Go type {go_event_type(event)}"
 
 
 # ---- what the C runtime already declares ----------------------------------------
