@@ -203,10 +203,14 @@ def go_entry_type(event: str, field: str) -> str:
     return go_name(f"{event}_{field}") + "Entry"
 
 
+# What every event type has already: the embedded Record and the Event interface's methods.
+GO_EVENT_MEMBERS = frozenset({"Record", "EventName", "Head", "Truncated", "Missing", "Newer", "MarshalJSON"})
+
+
 def go_field(field: str) -> str:
-    """An event's field; Record is the name of what every event embeds."""
+    """An event's field; one named as what every event has already gets _ after it (event_name -> EventName_)."""
     name = go_name(field)
-    return name + "_" if name == "Record" else name
+    return name + "_" if name in GO_EVENT_MEMBERS else name
 
 
 def go_spec(event: str) -> str:
