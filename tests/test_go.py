@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -31,8 +32,9 @@ from test_fuzz import _mutations, _seed_records
 from test_roundtrip import _wire, calls
 import hostc
 
+GO_NAMES = ROOT / "tests" / "schemas" / "go_names.yaml"
 SCHEMAS = [ROOT / "schema" / "events.yaml", ROOT / "tests" / "schemas" / "all_types.yaml", SPANS_SCHEMA,
-           ROOT / "tests" / "schemas" / "awkward_text.yaml"]
+           ROOT / "tests" / "schemas" / "awkward_text.yaml", GO_NAMES]
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +86,14 @@ def test_gen_go_writes_one_file_and_names_the_package(tmp_path, capsys):
     assert sdxfer_main(["gen", "--out", str(tmp_path / "gen"), "--go", str(out), "--check"]) == 1
     assert "events.go" in capsys.readouterr().err
     assert sdxfer_main(["gen", "--out", str(tmp_path / "gen"), "--go", str(out), "--go-package", "func"]) == 2
+
+
+def test_awkward_names_build_and_decode_alike(go_decoders, tmp_path):
+    names = Generated(GO_NAMES, tmp_path / "gen")
+    _same(go_decoders, names, _seed_records(names))
+    text = render_go(names.layout, "events")
+    for declaration in (r"type HeaderEvent struct {", r"\tEventName_ +\*Text", r"\tSSHTCPURL +\*Text", r"\tLosses +\[\]Text"):
+        assert re.search(f"\n{declaration}\n", text), declaration
 
 
 # ---- the host-C corpus: the same JSON lines ----------------------------------------

@@ -497,7 +497,7 @@ func decodeExec(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Exec{Record: Record{Header: h, layout: &execSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -608,7 +608,7 @@ func decodeExit(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Exit{Record: Record{Header: h, layout: &exitSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -703,7 +703,7 @@ func decodeConnect(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Connect{Record: Record{Header: h, layout: &connectSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -806,7 +806,7 @@ func decodeBind(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Bind{Record: Record{Header: h, layout: &bindSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -906,7 +906,7 @@ func decodeListen(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Listen{Record: Record{Header: h, layout: &listenSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1010,7 +1010,7 @@ func decodeAccept(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Accept{Record: Record{Header: h, layout: &acceptSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1118,7 +1118,7 @@ func decodeDNS(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &DNS{Record: Record{Header: h, layout: &dNSSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1222,7 +1222,7 @@ func decodePtrace(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Ptrace{Record: Record{Header: h, layout: &ptraceSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1321,7 +1321,7 @@ func decodeMemfdCreate(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &MemfdCreate{Record: Record{Header: h, layout: &memfdCreateSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1418,7 +1418,7 @@ func decodePrctl(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Prctl{Record: Record{Header: h, layout: &prctlSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1512,7 +1512,7 @@ func decodeSetsid(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Setsid{Record: Record{Header: h, layout: &setsidSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1603,7 +1603,7 @@ func decodeCredsChange(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &CredsChange{Record: Record{Header: h, layout: &credsChangeSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1705,7 +1705,7 @@ func decodeKmodLoad(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &KmodLoad{Record: Record{Header: h, layout: &kmodLoadSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1806,7 +1806,7 @@ func decodeMount(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Mount{Record: Record{Header: h, layout: &mountSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -1912,7 +1912,7 @@ func decodeChmod(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Chmod{Record: Record{Header: h, layout: &chmodSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -2017,7 +2017,7 @@ func decodeRename(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Rename{Record: Record{Header: h, layout: &renameSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -2121,7 +2121,7 @@ func decodeUnlink(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &Unlink{Record: Record{Header: h, layout: &unlinkSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
@@ -2223,7 +2223,7 @@ func decodeFileCreate(b []byte, h Header) (Event, error) {
 		return nil, err
 	}
 	e := &FileCreate{Record: Record{Header: h, layout: &fileCreateSpec, fields: v.fields}}
-	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Losses}
+	d := decoder{b: b, payloadOff: int(h.PayloadOff), size: int(h.Size), losses: &e.Record.Losses}
 	e.PID = le.Uint32(d.b[32:])
 	e.TID = le.Uint32(d.b[36:])
 	e.PPID = le.Uint32(d.b[40:])
