@@ -140,7 +140,8 @@ def _gen(args, stdout, stderr) -> int:
         if not valid_go_package(package):
             print(f"sdxfer gen: --go-package {package!r} is not a Go package name", file=stderr)
             return 2
-        files[Path(args.go).resolve() / go_file_name(layout)] = render_go(layout, package)
+        go_file = Path(args.go).resolve() / go_file_name(layout)
+        files[go_file] = render_go(layout, package)
     lock = Path(lock_path(schema))
     lock_text = render_lock(layout.history, schema).encode("utf-8")
     lock_current = lock.is_file() and lock.read_bytes() == lock_text
@@ -169,7 +170,10 @@ def _gen(args, stdout, stderr) -> int:
     except OSError as exc:
         print(f"sdxfer gen: cannot write {exc.filename}: {exc.strerror}", file=stderr)
         return 1
-    print(f"sdxfer gen: wrote {', '.join(str(name) for name in files)} to {out_dir}", file=stdout)
+    print(f"sdxfer gen: wrote {', '.join(str(name) for name in files if not name.is_absolute())} to {out_dir}",
+          file=stdout)
+    if args.go:
+        print(f"sdxfer gen: wrote the Go package {package} to {go_file}", file=stdout)
     if not lock_current:
         print(f"sdxfer gen: wrote {lock}, the published versions; commit it with the schema", file=stdout)
     return 0
