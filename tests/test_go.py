@@ -8,10 +8,12 @@ of them (gosupport.py).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
 import re
+import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -132,6 +134,45 @@ def test_values_the_probe_could_not_tell(generated, go_decoders):
                           (e.index, {**_blank(e), f.name: (b"y\0", 2 | LEN_TRUNCATED)})]
     lines = _same(go_decoders, generated, generated.pack(batch), reassemble=True)
     assert any('": null' in line and '"lost": {"' in line for line in lines)
+
+
+ADDRESSES = ["::", "::1", "1::", "1:0:2:3:4:5:6:7", "1:0:0:2:0:0:0:3", "0:0:1:0:0:1:0:0", "fe80::1:0:0:1",
+             "::ffff:1.2.3.4", "64:ff9b::1.2.3.4", "2001:db8:0:0:1:0:0:1", "1:2:3:4:5:6:7:0"]
+
+
+def test_addresses_written_as_python_writes_them(generated, go_decoders):
+    """IPv6 text as Python's ipaddress gives it: which run of zeros becomes ::, mapped IPv4 as hextets."""
+    _same(go_decoders, generated, generated.pack(_edge_calls(generated.layout, {
+        "ipv6": [ipaddress.IPv6Address(a).packed for a in ADDRESSES],
+        "sockaddr": [(socket.AF_INET6, 443, ipaddress.IPv6Address(a).packed) for a in ADDRESSES]})))
+
+
+TEXTS = ["café", "😀 astral", "\x7f\x01\n\t\"\\/", "\u2028\ufffd", b"\xe2\x82", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+         b"\xc0\xaf", b"\xff\xfe\xfd", b"ok\xe2\x82\xacok\x80"]
+
+
+def test_text_written_as_python_writes_it(generated, go_decoders):
+    """Valid UTF-8 beyond ASCII, controls, and every kind of invalid sequence Go and Python must cut alike."""
+    texts = [t.encode() if isinstance(t, str) else t for t in TEXTS]
+    _same(go_decoders, generated, generated.pack(_edge_calls(generated.layout, {
+        "str": texts, "ustr": texts, "strlist": [([t, b"", t], True) for t in texts], "chars": texts})))
+
+
+def _edge_calls(layout, values_of_kind: dict) -> list:
+    """For each value of the lists, a call of every event that has fields of those kinds, all of them holding it."""
+    calls = []
+    for e in layout.events:
+        fields = [f for f in e.event.fields if f.type.name in values_of_kind and not f.source]
+        count = max((len(values_of_kind[f.type.name]) for f in fields), default=0)
+        for i in range(count):
+            values = _blank(e)
+            for f in fields:
+                value = values_of_kind[f.type.name][i]
+                values[f.name] = _wire(f, value[:f.fixed_size].ljust(f.fixed_size, b"\0") if f.type.name == "chars"
+                                       else value)
+            calls.append((e.index, values))
+    assert calls
+    return calls
 
 
 @pytest.fixture(scope="module")
