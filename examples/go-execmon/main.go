@@ -47,13 +47,14 @@ func run(transport string, asJSON bool, objects, btfFile string) error {
 		return err
 	}
 	defer p.close()
-	read, closeReader, err := reader(p, transport)
+	records, err := open(p, transport)
 	if err != nil {
 		return err
 	}
+	defer records.close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() { <-ctx.Done(); closeReader() }()
+	go func() { <-ctx.Done(); records.interrupt() }()
 
 	fmt.Fprintf(os.Stderr, "go-execmon: %d programs attached (%s); Ctrl+C to stop\n", len(p.links), transport)
 	out := bufio.NewWriter(os.Stdout)
@@ -65,12 +66,12 @@ func run(transport string, asJSON bool, objects, btfFile string) error {
 	reassembler := events.NewReassembler()
 	received, lost, undecodable := 0, uint64(0), 0
 	for ctx.Err() == nil {
-		records, lostNow, err := read()
+		batch, lostNow, err := records.read()
 		if err != nil {
 			break
 		}
 		lost += lostNow
-		for _, record := range records {
+		for _, record := range batch {
 			delivered, err := reassembler.Feed(record)
 			if err != nil {
 				undecodable++
@@ -87,19 +88,28 @@ func run(transport string, asJSON bool, objects, btfFile string) error {
 	return nil
 }
 
-// reader gives a function returning the next records and how many were lost, and one that stops it.
-func reader(p *probe, transport string) (func() ([][]byte, uint64, error), func(), error) {
+// source is where records come from: read gives the next ones and how many
+// were lost, interrupt ends a read waiting (from another goroutine), close
+// releases the buffer once reads are over.
+type source struct {
+	read      func() ([][]byte, uint64, error)
+	interrupt func()
+	close     func()
+}
+
+func open(p *probe, transport string) (*source, error) {
 	m := p.collection.Maps[events.EventsMap]
 	if transport == "ringbuf" {
 		ring, err := newRingReader(m)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return func() ([][]byte, uint64, error) { return ring.read(), 0, nil }, func() {}, nil
+		// a read waits pollMs at most: the loop sees the signal itself
+		return &source{func() ([][]byte, uint64, error) { return ring.read(), 0, nil }, func() {}, ring.close}, nil
 	}
 	rd, err := perf.NewReader(m, bufferPages()*os.Getpagesize())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	read := func() ([][]byte, uint64, error) {
 		record, err := rd.Read()
@@ -111,7 +121,7 @@ func reader(p *probe, transport string) (func() ([][]byte, uint64, error), func(
 		}
 		return [][]byte{record.RawSample}, record.LostSamples, nil
 	}
-	return read, func() { rd.Close() }, nil
+	return &source{read, func() { rd.Close() }, func() { rd.Close() }}, nil
 }
 
 // printer writes the exec events of a batch (successful execs: execmon without -x) and counts them.
