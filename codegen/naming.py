@@ -134,14 +134,14 @@ def field_names(event: str, field) -> tuple[str, ...]:
     names = (c_max_macro(event, field.name),) if field.type.variable else ()
     if field.type.entries:
         names += (c_entry_struct(event, field.name), py_entry_var(event, field.name),
-                  py_entry_class(event, field.name))
-    return names
+                  py_entry_class(event, field.name), f"Go type {go_entry_type(event, field.name)}")
+    return names + (f"Go field {go_event_type(event)}.{go_field(field.name)}",)
 
 
 def unique_names(event: str) -> tuple[str, ...]:
     """Names two events may not share (names differing only in case or
     underscores make the same macro or class)."""
-    return c_struct(event), c_id_macro(event), py_class(event)
+    return c_struct(event), c_id_macro(event), py_class(event), f"Go type {go_event_type(event)}"
 
 
 # ---- what the C runtime already declares ----------------------------------------
@@ -176,3 +176,44 @@ RESERVED_C_NAMES = _reserved_c_names()
 def reserved_clash(event: str) -> str | None:
     """The runtime name an event's generated C names would clash with, if any."""
     return next((name for name in event_c_names(event) if name in RESERVED_C_NAMES), None)
+
+
+# ---- Go: a package from `sdxfer gen --go` ------------------------------------------
+
+# Words Go spells in capitals (Go's own style: ID, not Id).
+GO_INITIALISMS = frozenset({"id", "pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "egid", "suid", "sgid",
+                            "fsuid", "fsgid", "cpu", "fd", "ip", "tcp", "udp", "dns", "ssh", "ld", "url", "tls"})
+# Exported names the package's own code declares: an event or entry type never takes one.
+GO_RUNTIME_NAMES = frozenset({"Header", "Record", "Event", "Text", "Loss", "SockAddr", "Creds", "Decode",
+                              "DecodeError", "Reassembler", "ReassemblyStats", "NewReassembler", "SchemaDigest"})
+
+
+def go_name(name: str) -> str:
+    """An exported Go identifier from a schema name: cgroup_id -> CgroupID, ssh_connection -> SSHConnection."""
+    return "".join(part.upper() if part in GO_INITIALISMS else part.capitalize() for part in name.split("_"))
+
+
+def go_event_type(event: str) -> str:
+    """exec -> Exec; a name the package declares itself gets Event after it (header -> HeaderEvent)."""
+    name = go_name(event)
+    return name + "Event" if name in GO_RUNTIME_NAMES else name
+
+
+def go_entry_type(event: str, field: str) -> str:
+    """An array field's entry: ExecAncestorsEntry."""
+    return go_name(f"{event}_{field}") + "Entry"
+
+
+# What every event type has already: the embedded Record and the Event interface's methods.
+GO_EVENT_MEMBERS = frozenset({"Record", "EventName", "Head", "Truncated", "Missing", "Newer", "MarshalJSON"})
+
+
+def go_field(field: str) -> str:
+    """An event's field; one named as what every event has already gets _ after it (event_name -> EventName_)."""
+    name = go_name(field)
+    return name + "_" if name in GO_EVENT_MEMBERS else name
+
+
+def go_spec(event: str) -> str:
+    """The unexported table describing an event's versions."""
+    return go_name(event)[0].lower() + go_name(event)[1:] + "Spec"

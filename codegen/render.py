@@ -45,10 +45,15 @@ from ..runtime.record import (
 from ..paths import TEMPLATES_DIR
 from ..runtime import API_VERSION
 from . import naming
+from .golang import go_context, go_package_name
 from .layout import EventLayout, Layout, Member, type_text
 from .model import SOURCES, TYPES, Field
 
 OUTPUT_FILES = ("xfer.h", "events.py", "LAYOUT.md")
+# Where `sdxfer gen` writes the Go package beside the other files (generated/go/events:
+# import path sdxfer/generated/go/events in go.mod's module).
+GO_PACKAGE = "events"
+GO_PACKAGE_DIR = f"go/{GO_PACKAGE}"
 
 C_INT = {"u8": "__u8", "u16": "__u16", "u32": "__u32", "u64": "__u64",
          "s8": "__s8", "s16": "__s16", "s32": "__s32", "s64": "__s64", "ipv4": "__u32"}
@@ -446,6 +451,17 @@ def _banner(layout: Layout) -> str:
 
 def render_python(layout: Layout) -> str:
     return _environment().get_template("events.py.j2").render(_py_context(layout, _banner(layout)))
+
+
+def render_go(layout: Layout, package: str) -> str:
+    """The Go package's one file, package `package`."""
+    return _environment().get_template("events.go.j2").render(
+        go_context(layout, package, _display_path(layout.schema.path)))
+
+
+def go_file_name(layout: Layout) -> str:
+    """The Go file, named after the schema (letters and digits: no _test or _linux suffix)."""
+    return go_package_name(os.path.splitext(_display_path(layout.schema.path))[0], "events") + ".go"
 
 
 def render_all(layout: Layout) -> dict[str, str]:

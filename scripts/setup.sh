@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # nats-server (2.9, JetStream with -js): the fleet tests start their own on loopback,
 # with a TLS certificate openssl makes. clang, bpftool and libbpf-dev: `sdxfer build`
 # (CO-RE objects: clang -target bpf, vmlinux.h from bpftool, libbpf's BPF headers).
+# golang-go and golang-github-cilium-ebpf-dev: the generated Go package's tests and the
+# Go execmon (examples/go-execmon), built offline from /usr/share/gocode (go.mod).
 apt_packages=(python3-bpfcc python3-venv linux-headers-amd64 gcc libbpf-tools bpftrace nats-server openssl
-              clang bpftool libbpf1 libbpf-dev)
+              clang bpftool libbpf1 libbpf-dev golang-go golang-github-cilium-ebpf-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

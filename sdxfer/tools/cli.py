@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   sdxfer gen --check                           exit 1 if generated/ is stale (CI)
   sdxfer gen --schema my.yaml --out build/gen  generate for another schema (its lock: my.lock)
   sdxfer gen --major                           accept an incompatible change: a new major version
+  sdxfer gen --go agent/events                 also a Go package (generated/go/events holds the shipped one)
   sdxfer compat old/events.yaml events.yaml    exit 1, one line per incompatible change
   sdxfer decode records.bin                    raw records -> NDJSON
   sudo sdxfer run my.bpf.c --schema my.yaml    load a probe, print its decoded events
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--schema", default=None, help=f"schema file (default: the shipped {SHIPPED_SCHEMA.name})")
     gen.add_argument("--out", default=None, help="output folder (default, for the shipped schema only: generated/)")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the files that are stale")
+    gen.add_argument("--go", metavar="DIR", default=None,
+                     help="also write a Go package for the schema into DIR (one file; standard library only)")
+    gen.add_argument("--go-package", metavar="NAME", default=None,
+                     help="the Go package's name (default: DIR's name, letters and digits)")
     gen.add_argument("--major", action="store_true",
                      help="start a new major version: the lock restarts from this schema, older records are refused")
     compat = commands.add_parser("compat", help="exit 0 if NEW keeps decoders and sensors of OLD working, else 1",
@@ -118,6 +123,8 @@ def _define(text: str) -> tuple[str, str | None]:
 
 def _gen(args, stdout, stderr) -> int:
     from ..codegen import SchemaError, lock_path, plan, render_all, render_lock
+    from ..codegen.golang import go_package_name, valid_go_package
+    from ..codegen.render import GO_PACKAGE, GO_PACKAGE_DIR, go_file_name, render_go
 
     schema = args.schema or str(SHIPPED_SCHEMA)
     try:
@@ -126,7 +133,15 @@ def _gen(args, stdout, stderr) -> int:
         for problem in exc.problems:
             print(f"sdxfer gen: {problem}", file=stderr)
         return 2
-    files = render_all(layout)
+    files = {Path(name): text for name, text in render_all(layout).items()}
+    files[Path(GO_PACKAGE_DIR) / go_file_name(layout)] = render_go(layout, GO_PACKAGE)
+    if args.go:
+        package = args.go_package or go_package_name(Path(args.go).resolve().name, "events")
+        if not valid_go_package(package):
+            print(f"sdxfer gen: --go-package {package!r} is not a Go package name", file=stderr)
+            return 2
+        go_file = Path(args.go).resolve() / go_file_name(layout)
+        files[go_file] = render_go(layout, package)
     lock = Path(lock_path(schema))
     lock_text = render_lock(layout.history, schema).encode("utf-8")
     lock_current = lock.is_file() and lock.read_bytes() == lock_text
@@ -141,20 +156,24 @@ def _gen(args, stdout, stderr) -> int:
         stale = [name for name, text in files.items()
                  if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != text.encode("utf-8")]
         if stale:
-            print(f"sdxfer gen --check: stale in {out_dir}: {', '.join(stale)}; run sdxfer gen", file=stderr)
+            print(f"sdxfer gen --check: stale in {out_dir}: {', '.join(str(name) for name in stale)}; run sdxfer gen",
+                  file=stderr)
         if not lock_current:
             print(f"sdxfer gen --check: {lock} is stale or missing; run sdxfer gen and commit it", file=stderr)
         return 1 if stale or not lock_current else 0
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
             (out_dir / name).write_text(text, encoding="utf-8")
         if not lock_current:
             lock.write_bytes(lock_text)
     except OSError as exc:
         print(f"sdxfer gen: cannot write {exc.filename}: {exc.strerror}", file=stderr)
         return 1
-    print(f"sdxfer gen: wrote {', '.join(files)} to {out_dir}", file=stdout)
+    print(f"sdxfer gen: wrote {', '.join(str(name) for name in files if not name.is_absolute())} to {out_dir}",
+          file=stdout)
+    if args.go:
+        print(f"sdxfer gen: wrote the Go package {package} to {go_file}", file=stdout)
     if not lock_current:
         print(f"sdxfer gen: wrote {lock}, the published versions; commit it with the schema", file=stdout)
     return 0

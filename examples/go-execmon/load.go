@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+
+	"sdxfer/generated/go/events"
+)
+
+// manifest is what sdxfer/objects/hids.manifest.json says (sdxfer/kernel/objects.py writes it).
+type manifest struct {
+	Objects     map[string]string   `json:"objects"`      // transport -> object file
+	Events      map[string][]string `json:"events"`       // event -> the programs that send it
+	FailedExecs []string            `json:"failed_execs"` // exec programs that only report failed execs
+	Runtime     []string            `json:"runtime"`      // the continuation program, tail-called
+}
+
+// probe is execmon's programs loaded and attached.
+type probe struct {
+	collection *ebpf.Collection
+	links      []link.Link
+}
+
+// programs names the programs execmon loads: the exec ones (failed execs left
+// out, as execmon without -x leaves them) and the runtime's.
+func (m *manifest) programs() map[string]bool {
+	wanted := map[string]bool{}
+	for _, names := range [][]string{m.Events["exec"], m.Runtime} {
+		for _, name := range names {
+			wanted[name] = true
+		}
+	}
+	for _, name := range m.FailedExecs {
+		delete(wanted, name)
+	}
+	return wanted
+}
+
+func readManifest(folder string) (*manifest, error) {
+	data, err := os.ReadFile(filepath.Join(folder, "hids.manifest.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%v (build the objects: python -m sdxfer.kernel.objects, or scripts/setup.sh)", err)
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %v", folder, err)
+	}
+	return &m, nil
+}
+
+// kernelTypes is the BTF CO-RE relocations are resolved against: btfFile if
+// given; else the kernel's, or where this cilium/ebpf cannot read it (0.9.1
+// knows no BTF_KIND_ENUM64, kernels 6.0+ have it), the few types the object
+// uses, cut from it by bpftool gen min_core_btf.
+func kernelTypes(btfFile, object string) (*btf.Spec, error) {
+	if btfFile != "" {
+		return btf.LoadSpec(btfFile)
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err == nil {
+		return spec, nil
+	}
+	folder, err := os.MkdirTemp("", "go-execmon-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(folder)
+	minimal := filepath.Join(folder, "min.btf")
+	out, err := exec.Command("bpftool", "gen", "min_core_btf", "/sys/kernel/btf/vmlinux", minimal, object).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the kernel's BTF, and bpftool gen min_core_btf failed: %v %s",
+			err, strings.TrimSpace(string(out)))
+	}
+	return btf.LoadSpec(minimal)
+}
+
+// load loads execmon's programs of the object for `transport`, as sdxfer's
+// libbpf loader does: this process left out by the read-only filter global,
+// the ring buffer sized, the continuation program in its program array.
+func load(folder, transport, btfFile string) (*probe, error) {
+	m, err := readManifest(folder)
+	if err != nil {
+		return nil, err
+	}
+	if m.Objects[transport] == "" {
+		return nil, fmt.Errorf("no %s object in %s", transport, folder)
+	}
+	object := filepath.Join(folder, m.Objects[transport])
+	spec, err := ebpf.LoadCollectionSpec(object)
+	if err != nil {
+		return nil, err
+	}
+	wanted := m.programs()
+	for name, program := range spec.Programs {
+		if !wanted[name] {
+			delete(spec.Programs, name)
+		} else if program.Type == ebpf.UnspecifiedProgram && program.SectionName == "raw_tp" {
+			program.Type = ebpf.RawTracepoint // a bare SEC("raw_tp"), which cilium/ebpf 0.9.1 does not type
+		}
+	}
+	if err := spec.RewriteConstants(map[string]interface{}{events.FilterGlobals["not_tgid"]: uint64(os.Getpid())}); err != nil {
+		return nil, err
+	}
+	if spec.Maps[events.EventsMap].Type == ebpf.RingBuf {
+		spec.Maps[events.EventsMap].MaxEntries = uint32(bufferPages() * os.Getpagesize())
+	}
+	types, err := kernelTypes(btfFile, object)
+	if err != nil {
+		return nil, err
+	}
+	collection, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: types, LogSize: 1 << 24}})
+	if err != nil {
+		return nil, err
+	}
+	p := &probe{collection: collection}
+	if err := p.attach(spec); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *probe) attach(spec *ebpf.CollectionSpec) error {
+	if rest := p.collection.Programs[events.RestProgram]; rest != nil {
+		if err := p.collection.Maps[events.RestProgramsMap].Put(uint32(0), rest); err != nil {
+			return err
+		}
+	}
+	for name, program := range p.collection.Programs {
+		var l link.Link
+		var err error
+		switch attachTo := spec.Programs[name].AttachTo; {
+		case name == events.RestProgram: // tail-called, attached nowhere
+			continue
+		case program.Type() == ebpf.RawTracepoint:
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: attachTo, Program: program})
+		case program.Type() == ebpf.TracePoint:
+			group, event, _ := strings.Cut(attachTo, "/")
+			l, err = link.Tracepoint(group, event, program, nil)
+		default:
+			err = fmt.Errorf("program %s: cannot attach a %s program", name, program.Type())
+		}
+		if err != nil {
+			return err
+		}
+		p.links = append(p.links, l)
+	}
+	return nil
+}
+
+func (p *probe) close() {
+	for _, l := range p.links {
+		l.Close()
+	}
+	p.collection.Close()
+}
+
+// bufferPages: the shipped schema's exec argv spans records (a whole argv is sent at once).
+func bufferPages() int {
+	if events.Spans {
+		return events.SpanningBufferPages
+	}
+	return events.RingbufPages
+}
