@@ -96,29 +96,36 @@ static __always_inline const char *read_tty(struct exec_context *context, const 
     return context->tty;
 }
 
-/* fd's text as readlink /proc/PID/fd/N shows it, its first
- * CONTEXT_STDIO_KEPT bytes kept; NULL for a closed fd. */
-static __always_inline const char *read_stdio_fd(struct exec_context *context, const char *task, int fd)
+/* A file's text as readlink /proc/PID/fd/N shows it, its first
+ * CONTEXT_STDIO_KEPT bytes kept in `kept`; NULL for a closed fd. */
+static __always_inline const char *read_stdio_file(struct exec_context *context, const void *file, char *kept)
 {
-    const char *text = sdxfer_file_path_text(sdxfer_task_file(task, fd), &context->walk);
+    const char *text = sdxfer_file_path_text(file, &context->walk);
     if (!text || (const void *)text == SDXFER_UNKNOWN)
         return text;
-    char *kept = context->stdio[fd];
     bpf_probe_read_kernel(kept, CONTEXT_STDIO_KEPT, text);
     return kept;
 }
 
-/* fds 0-2 of the current task; the first that is a connected inet socket
- * gives the endpoints. */
+/* fds 0-2 of the current task (one walk for an fd that is the one before it
+ * again: a terminal, 2>&1); the first that is a connected inet socket gives
+ * the endpoints. */
 static __always_inline void read_stdio(struct exec_context *context, const char *task)
 {
+    const void *previous = NULL;
     int found = 0;
 #pragma unroll
     for (int fd = 0; fd < 3; fd++) {
-        context->stdio_text[fd] = read_stdio_fd(context, task, fd);
+        const void *file = sdxfer_task_file(task, fd);
+        if (fd > 0 && file && file == previous) {
+            context->stdio_text[fd] = context->stdio_text[fd - 1];
+            continue;
+        }
+        previous = file;
+        context->stdio_text[fd] = read_stdio_file(context, file, context->stdio[fd]);
         if (found)
             continue;
-        const char *sk = sock_of_fd(fd);
+        const char *sk = sock_of_file((const char *)file);
         if (is_inet(sock_family(sk)) &&
             read_kernel_u16(sk_common(sk) + SDXFER_MEMBER(sock_common, skc_dport))) {
             sock_peer(sk, &context->stdio_remote);
