@@ -55,7 +55,7 @@
 #define SDXFER_SECRETMEM_MAGIC 0x5345434d
 
 /* A walk's state, and then its outcome. */
-enum sdxfer_path_walk { SDXFER_PATH_NONE, SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED };
+enum sdxfer_path_walk { SDXFER_PATH_NONE, SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED, SDXFER_PATH_GIVEN };
 
 /* A walk's text and state, in map memory (a scratch slot: SDXFER_LOCAL). */
 struct sdxfer_path_buf {
@@ -67,6 +67,7 @@ struct sdxfer_path_buf {
     __u64 vfsmnt;                       /* its struct vfsmount (inside a struct mount) */
     __u64 mnt_root;                     /* that mount's root dentry */
     __u64 root_dentry, root_mnt;        /* the walking task's root */
+    __u64 result;                       /* sdxfer_path_result's */
     __u32 depth;                        /* dentries collected */
     __u32 len;                          /* bytes of text */
     __u32 walk;                         /* enum sdxfer_path_walk */
@@ -269,14 +270,28 @@ static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_pat
         sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
 }
 
-/* A walk's outcome: the NUL-terminated text inside buf, NULL where there
- * was no path, SDXFER_UNKNOWN where it did not fit the bounds or could not
- * be read. */
-static __always_inline const char *sdxfer_path_result(const struct sdxfer_path_buf *buf)
+/* Makes a path the caller gave, already absolute, buf's outcome: the
+ * address in user memory (a ustr field reads it from there). */
+static __always_inline void sdxfer_path_given(struct sdxfer_path_buf *buf, const char *user_path)
 {
-    if (buf->walk == SDXFER_PATH_DONE)
-        return buf->text;
-    return buf->walk == SDXFER_PATH_NONE ? NULL : SDXFER_UNKNOWN;
+    buf->walk = SDXFER_PATH_GIVEN;
+    buf->result = (__u64)user_path;
+}
+
+/* A walk's outcome: the NUL-terminated text inside buf (or the path
+ * sdxfer_path_given named), NULL where there was no path, SDXFER_UNKNOWN
+ * where it did not fit the bounds or could not be read. It passes through
+ * map memory, so every outcome is the same unknown value to the verifier,
+ * which checks the code after it once, not once per outcome. */
+static __always_inline const char *sdxfer_path_result(struct sdxfer_path_buf *buf)
+{
+    __u32 walk = buf->walk;
+
+    if (walk == SDXFER_PATH_DONE)
+        buf->result = (__u64)buf->text;
+    else if (walk != SDXFER_PATH_GIVEN)
+        buf->result = walk == SDXFER_PATH_NONE ? 0 : (__u64)SDXFER_UNKNOWN;
+    return (const char *)*(volatile __u64 *)&buf->result;
 }
 
 /* The path of a struct path: sdxfer_path_walk, then its result. */
@@ -286,10 +301,16 @@ static __always_inline const char *sdxfer_path_text(const void *path, struct sdx
     return sdxfer_path_result(buf);
 }
 
-/* Walks a struct file's path (&file->f_path); no file: no path. */
+/* A struct file's struct path (&file->f_path), or NULL for no file. */
+static __always_inline const void *sdxfer_file_path(const void *file)
+{
+    return file ? (const char *)file + SDXFER_MEMBER(file, f_path) : NULL;
+}
+
+/* Walks a struct file's path; no file: no path. */
 static __always_inline void sdxfer_file_path_walk(const void *file, struct sdxfer_path_buf *buf)
 {
-    sdxfer_path_walk(file ? (const char *)file + SDXFER_MEMBER(file, f_path) : NULL, buf);
+    sdxfer_path_walk(sdxfer_file_path(file), buf);
 }
 
 static __always_inline const char *sdxfer_file_path_text(const void *file, struct sdxfer_path_buf *buf)
