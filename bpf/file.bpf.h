@@ -59,20 +59,19 @@ struct file_abs_area {
  * closed it meanwhile. */
 static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, const char *path_arg)
 {
-    const void *task = (const void *)bpf_get_current_task();
     const char *path = (const char *)FILE_ABS_KEEP(abs, path, (__u64)path_arg);
     __s32 fd = FILE_ABS_KEEP(abs, fd, fd_arg);
     char first = 0;
 
     abs->at = abs->relative = abs->given = 0;
     if (!path)
-        abs->at = (__u64)sdxfer_file_path(sdxfer_task_file(task, fd));
+        abs->at = (__u64)sdxfer_file_path(sdxfer_current_file(fd));
     else if (bpf_probe_read_user(&first, 1, path) < 0)
         ;  /* no path: nothing */
     else if (first == '/')
         abs->given = (__u64)path;
     else {
-        abs->at = (__u64)(fd == FILE_AT_FDCWD ? sdxfer_task_cwd(task) : sdxfer_file_path(sdxfer_task_file(task, fd)));
+        abs->at = (__u64)(fd == FILE_AT_FDCWD ? sdxfer_current_cwd() : sdxfer_file_path(sdxfer_current_file(fd)));
         abs->relative = (__u64)path;
     }
     sdxfer_path_walk((const void *)*(volatile __u64 *)&abs->at, &abs->walk);

@@ -371,24 +371,50 @@ static __always_inline const char *sdxfer_file_path_text(const void *file, struc
     return sdxfer_path_result(buf);
 }
 
+/* fds[fd] of a file table whose fd array is fds, below max_fds; or NULL.
+ * The index varies, so the entry is a probe read. */
+static __always_inline const void *sdxfer_fd_entry(__u64 fds, __u32 max_fds, int fd)
+{
+    if (fd < 0 || !fds || (__u32)fd >= max_fds)
+        return NULL;
+    return (const void *)sdxfer_kernel_u64((const char *)fds + 8 * (__u64)fd);
+}
+
 /* A task's struct file for fd (task->files->fdt->fd[fd], fd below
  * max_fds), or NULL. Another thread may close or replace it meanwhile. */
 static __always_inline const void *sdxfer_task_file(const void *task, int fd)
 {
-    if (fd < 0 || !task)
-        return NULL;
     const char *files = (const char *)sdxfer_kernel_u64((const char *)task + SDXFER_MEMBER(task_struct, files));
     const char *fdt = (const char *)sdxfer_kernel_u64(files + SDXFER_MEMBER(files_struct, fdt));
-    if (!fdt || (__u32)fd >= sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)))
+    if (!task || !files || !fdt)
         return NULL;
-    const char *fds = (const char *)sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd));
-    return (const void *)sdxfer_kernel_u64(fds + 8 * (__u64)fd);
+    return sdxfer_fd_entry(sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd)),
+                           sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)), fd);
+}
+
+/* The same for the current task, through its BTF pointer: loads, not
+ * helper calls, down to the fd array. */
+static __always_inline const void *sdxfer_current_file(int fd)
+{
+    const char *files = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, files));
+    const char *fdt = files ? (const char *)sdxfer_member_u64(files, SDXFER_MEMBER(files_struct, fdt)) : NULL;
+    if (!fdt)
+        return NULL;
+    return sdxfer_fd_entry(sdxfer_member_u64(fdt, SDXFER_MEMBER(fdtable, fd)),
+                           sdxfer_member_u32(fdt, SDXFER_MEMBER(fdtable, max_fds)), fd);
 }
 
 /* A task's working directory (&task->fs->pwd, a struct path), or NULL. */
 static __always_inline const void *sdxfer_task_cwd(const void *task)
 {
     const char *fs = (const char *)sdxfer_kernel_u64((const char *)task + SDXFER_MEMBER(task_struct, fs));
+    return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
+}
+
+/* The current task's, through its BTF pointer. */
+static __always_inline const void *sdxfer_current_cwd(void)
+{
+    const char *fs = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, fs));
     return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
 }
 
