@@ -41,7 +41,7 @@ static __always_inline int is_inet(__u16 family)
  * already be closed by another thread: then NULL, or whatever took its place. */
 static __always_inline const char *file_of_fd(__s32 fd)
 {
-    return (const char *)sdxfer_task_file((const void *)bpf_get_current_task(), fd);
+    return (const char *)sdxfer_current_file(fd);
 }
 
 /* The struct sock behind a file, or NULL when it is not a socket. A file

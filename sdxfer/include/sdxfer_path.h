@@ -56,19 +56,20 @@
 #define SDXFER_SECRETMEM_MAGIC 0x5345434d
 
 /* A walk's state, and then its outcome. */
-enum sdxfer_path_walk { SDXFER_PATH_NONE, SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED };
+enum sdxfer_path_walk { SDXFER_PATH_NONE, SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED, SDXFER_PATH_GIVEN };
 
 /* A walk's text and state, in map memory (a scratch slot: SDXFER_LOCAL). */
 struct sdxfer_path_buf {
     /* twice the bound: sdxfer_path_append_user reads up to SDXFER_PATH_MAX + 1
      * bytes at any offset below SDXFER_PATH_MAX */
     char text[2 * SDXFER_PATH_MAX];
-    __u64 dentries[SDXFER_PATH_DEPTH];  /* leaf first */
+    __u64 names[SDXFER_PATH_DEPTH];     /* the components' names (kernel addresses), leaf first */
     __u64 dentry;                       /* where the walk is */
-    __u64 vfsmnt;                       /* its struct vfsmount (inside a struct mount) */
-    __u64 mnt_root;                     /* that mount's root dentry */
-    __u64 root_dentry, root_mnt;        /* the walking task's root */
-    __u32 depth;                        /* dentries collected */
+    __u64 mount;                        /* its struct mount */
+    __u64 mnt_parent, mnt_mountpoint, mnt_root;  /* that mount's */
+    __u64 root_dentry, root_mount;      /* the walking task's root */
+    __u64 result;                       /* sdxfer_path_result's */
+    __u32 depth;                        /* names collected */
     __u32 len;                          /* bytes of text */
     __u32 walk;                         /* enum sdxfer_path_walk */
     char digits[SDXFER_PATH_DIGITS];    /* a number's, right-aligned */
@@ -80,30 +81,79 @@ static __always_inline __u32 sdxfer_path_at(__u32 len)
     return len & (SDXFER_PATH_MAX - 1);
 }
 
-/* One step up: to the parent dentry (collected), or across a mount root to
- * its mountpoint; done at the task's root or a mount with no parent. */
+/* Members of a kernel struct that lie close together, read in one go (one
+ * helper call instead of one each): the `size` bytes (16 or 32) from `base`
+ * on, each member then taken from there where it lies inside (as it has in
+ * every kernel for a decade), else read on its own. Offsets are constants
+ * at load, so the verifier keeps one of the two ways. */
+struct sdxfer_window {
+    __u64 word[4];
+};
+
+static __always_inline void sdxfer_window_read(struct sdxfer_window *window, const char *object, __u32 base,
+                                               __u32 size)
+{
+    if (bpf_probe_read_kernel(window, size, object + base) < 0)
+        __builtin_memset(window, 0, sizeof(*window));
+}
+
+static __always_inline __u64 sdxfer_window_u64(const struct sdxfer_window *window, const char *object, __u32 base,
+                                               __u32 size, __u32 offset)
+{
+    __u32 at = offset - base;
+
+    if (offset >= base && at + 8 <= size && !(at & 7))
+        return window->word[(at / 8) & 3];
+    return sdxfer_kernel_u64(object + offset);
+}
+
+/* A struct path, { mnt, dentry }. */
+#define SDXFER_PATH_WINDOW 0, 16
+/* A dentry's window: d_hash.pprev (NULL: unhashed), d_parent, d_name. */
+#define SDXFER_DENTRY_WINDOW (SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev)), 32
+#define SDXFER_DENTRY_PARENT SDXFER_MEMBER(dentry, d_parent)
+#define SDXFER_DENTRY_NAME (SDXFER_MEMBER(dentry, d_name) + SDXFER_MEMBER(qstr, name))
+/* A mount's window: mnt_parent, mnt_mountpoint, mnt.mnt_root. */
+#define SDXFER_MOUNT_WINDOW SDXFER_MEMBER(mount, mnt_parent), 32
+#define SDXFER_MOUNT_ROOT (SDXFER_MEMBER(mount, mnt) + SDXFER_MEMBER(vfsmount, mnt_root))
+
+/* The walk moves into a mount: what crossing its root takes. */
+static __always_inline void sdxfer_path_enter(struct sdxfer_path_buf *buf, const char *mount)
+{
+    struct sdxfer_window window;
+
+    sdxfer_window_read(&window, mount, SDXFER_MOUNT_WINDOW);
+    buf->mount = (__u64)mount;
+    buf->mnt_parent = sdxfer_window_u64(&window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_parent));
+    buf->mnt_mountpoint = sdxfer_window_u64(&window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_mountpoint));
+    buf->mnt_root = sdxfer_window_u64(&window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MOUNT_ROOT);
+}
+
+/* One step up: to the parent dentry (its name collected), or across a
+ * mount's root to its mountpoint; done at the task's root or a mount with
+ * no parent. */
 static long sdxfer_path_up(__u32 i, void *state)
 {
     struct sdxfer_path_buf *buf = *(struct sdxfer_path_buf **)state;
     const char *dentry = (const char *)buf->dentry;
+    struct sdxfer_window window;
 
-    if (buf->dentry == buf->root_dentry && buf->vfsmnt == buf->root_mnt) {
+    if (buf->dentry == buf->root_dentry && buf->mount == buf->root_mount) {
         buf->walk = SDXFER_PATH_DONE;
         return 1;
     }
     if (buf->dentry == buf->mnt_root) {
-        const char *mount = (const char *)buf->vfsmnt - SDXFER_MEMBER(mount, mnt);
-        const char *parent = (const char *)sdxfer_kernel_u64(mount + SDXFER_MEMBER(mount, mnt_parent));
-        if (!parent || parent == mount) {
+        const char *parent = (const char *)buf->mnt_parent;
+        if (!parent || buf->mnt_parent == buf->mount) {
             buf->walk = SDXFER_PATH_DONE;
             return 1;
         }
-        buf->dentry = sdxfer_kernel_u64(mount + SDXFER_MEMBER(mount, mnt_mountpoint));
-        buf->vfsmnt = (__u64)parent + SDXFER_MEMBER(mount, mnt);
-        buf->mnt_root = sdxfer_kernel_u64(parent + SDXFER_MEMBER(mount, mnt) + SDXFER_MEMBER(vfsmount, mnt_root));
+        buf->dentry = buf->mnt_mountpoint;
+        sdxfer_path_enter(buf, parent);
         return 0;
     }
-    __u64 parent = sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_parent));
+    sdxfer_window_read(&window, dentry, SDXFER_DENTRY_WINDOW);
+    __u64 parent = sdxfer_window_u64(&window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
     __u32 depth = buf->depth;
     /* a dentry that is its own parent below a mount's root has escaped it
      * (d_path shows "/" for it); a deeper path than the array holds does not fit */
@@ -111,7 +161,8 @@ static long sdxfer_path_up(__u32 i, void *state)
         buf->walk = SDXFER_PATH_FAILED;
         return 1;
     }
-    buf->dentries[depth & (SDXFER_PATH_DEPTH - 1)] = buf->dentry;
+    buf->names[depth & (SDXFER_PATH_DEPTH - 1)] =
+        sdxfer_window_u64(&window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_NAME);
     buf->depth = depth + 1;
     buf->dentry = parent;
     return 0;
@@ -121,9 +172,7 @@ static long sdxfer_path_up(__u32 i, void *state)
 static long sdxfer_path_down(__u32 i, void *state)
 {
     struct sdxfer_path_buf *buf = *(struct sdxfer_path_buf **)state;
-    const char *dentry = (const char *)buf->dentries[(buf->depth - 1 - i) & (SDXFER_PATH_DEPTH - 1)];
-    const char *name = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_name) +
-                                                       SDXFER_MEMBER(qstr, name));
+    const char *name = (const char *)buf->names[(buf->depth - 1 - i) & (SDXFER_PATH_DEPTH - 1)];
     __u32 at = sdxfer_path_at(buf->len);
     long n;
 
@@ -182,8 +231,7 @@ static __always_inline void sdxfer_path_pseudo(const char *dentry, struct sdxfer
 {
     const char *sb = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_sb));
     const char *inode = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_inode));
-    const char *name = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_name) +
-                                                       SDXFER_MEMBER(qstr, name));
+    const char *name = (const char *)sdxfer_kernel_u64(dentry + SDXFER_DENTRY_NAME);
     __u64 magic = sdxfer_kernel_u64(sb + SDXFER_MEMBER(super_block, s_magic));
     long n;
 
@@ -232,33 +280,39 @@ static __always_inline void sdxfer_path_pseudo(const char *dentry, struct sdxfer
  * walk once per outcome of the first, under BCC). */
 static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_path_buf *buf)
 {
+    struct sdxfer_window window;
+
     buf->len = 0;
     buf->walk = SDXFER_PATH_NONE;
     if (!path)
         return;
     buf->walk = SDXFER_PATH_FAILED;
-    const char *dentry = (const char *)sdxfer_kernel_u64((const char *)path + SDXFER_MEMBER(path, dentry));
-    const char *vfsmnt = (const char *)sdxfer_kernel_u64((const char *)path + SDXFER_MEMBER(path, mnt));
+    sdxfer_window_read(&window, path, SDXFER_PATH_WINDOW);
+    const char *dentry = (const char *)sdxfer_window_u64(&window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry));
+    const char *vfsmnt = (const char *)sdxfer_window_u64(&window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt));
     if (!dentry || !vfsmnt)
         return;
-    __u64 mnt_root = sdxfer_kernel_u64(vfsmnt + SDXFER_MEMBER(vfsmount, mnt_root));
-    __u64 parent = sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_parent));
+    const char *mount = vfsmnt - SDXFER_MEMBER(mount, mnt);
+    sdxfer_path_enter(buf, mount);
+    sdxfer_window_read(&window, dentry, SDXFER_DENTRY_WINDOW);
+    __u64 parent = sdxfer_window_u64(&window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
+    __u64 hashed = window.word[0];  /* d_hash.pprev, where the window starts */
 
     const char *ops = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_op));
     if (ops && sdxfer_kernel_u64(ops + SDXFER_MEMBER(dentry_operations, d_dname)) &&
-        (parent != (__u64)dentry || (__u64)dentry != mnt_root)) {
+        (parent != (__u64)dentry || (__u64)dentry != buf->mnt_root)) {
         sdxfer_path_pseudo(dentry, buf);
         return;
     }
 
-    const char *fs = (const char *)sdxfer_kernel_u64((const char *)bpf_get_current_task() +
-                                                     SDXFER_MEMBER(task_struct, fs));
+    /* the walking task's root: its fs through the task's BTF pointer (a
+     * load, no helper call), fs->root in one read */
+    const char *fs = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, fs));
     const char *root = fs + SDXFER_MEMBER(fs_struct, root);
-    buf->root_mnt = fs ? sdxfer_kernel_u64(root + SDXFER_MEMBER(path, mnt)) : 0;
-    buf->root_dentry = fs ? sdxfer_kernel_u64(root + SDXFER_MEMBER(path, dentry)) : 0;
+    sdxfer_window_read(&window, root, SDXFER_PATH_WINDOW);
+    buf->root_dentry = fs ? sdxfer_window_u64(&window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry)) : 0;
+    buf->root_mount = fs ? sdxfer_window_u64(&window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt)) - SDXFER_MEMBER(mount, mnt) : 0;
     buf->dentry = (__u64)dentry;
-    buf->vfsmnt = (__u64)vfsmnt;
-    buf->mnt_root = mnt_root;
     buf->depth = 0;
     buf->walk = SDXFER_PATH_WALKING;
     SDXFER_LOOP(SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS, SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS,
@@ -273,19 +327,32 @@ static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_pat
         return;
     }
     /* d_unlinked: unhashed and not a root */
-    if (!sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev)) &&
-        parent != (__u64)dentry)
+    if (!hashed && parent != (__u64)dentry)
         sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
 }
 
-/* A walk's outcome: the NUL-terminated text inside buf, NULL where there
- * was no path, SDXFER_UNKNOWN where it did not fit the bounds or could not
- * be read. */
-static __always_inline const char *sdxfer_path_result(const struct sdxfer_path_buf *buf)
+/* Makes a path the caller gave, already absolute, buf's outcome: the
+ * address in user memory (a ustr field reads it from there). */
+static __always_inline void sdxfer_path_given(struct sdxfer_path_buf *buf, const char *user_path)
 {
-    if (buf->walk == SDXFER_PATH_DONE)
-        return buf->text;
-    return buf->walk == SDXFER_PATH_NONE ? NULL : SDXFER_UNKNOWN;
+    buf->walk = SDXFER_PATH_GIVEN;
+    buf->result = (__u64)user_path;
+}
+
+/* A walk's outcome: the NUL-terminated text inside buf (or the path
+ * sdxfer_path_given named), NULL where there was no path, SDXFER_UNKNOWN
+ * where it did not fit the bounds or could not be read. It passes through
+ * map memory, so every outcome is the same unknown value to the verifier,
+ * which checks the code after it once, not once per outcome. */
+static __always_inline const char *sdxfer_path_result(struct sdxfer_path_buf *buf)
+{
+    __u32 walk = buf->walk;
+
+    if (walk == SDXFER_PATH_DONE)
+        buf->result = (__u64)buf->text;
+    else if (walk != SDXFER_PATH_GIVEN)
+        buf->result = walk == SDXFER_PATH_NONE ? 0 : (__u64)SDXFER_UNKNOWN;
+    return (const char *)*(volatile __u64 *)&buf->result;
 }
 
 /* The path of a struct path: sdxfer_path_walk, then its result. */
@@ -295,10 +362,16 @@ static __always_inline const char *sdxfer_path_text(const void *path, struct sdx
     return sdxfer_path_result(buf);
 }
 
-/* Walks a struct file's path (&file->f_path); no file: no path. */
+/* A struct file's struct path (&file->f_path), or NULL for no file. */
+static __always_inline const void *sdxfer_file_path(const void *file)
+{
+    return file ? (const char *)file + SDXFER_MEMBER(file, f_path) : NULL;
+}
+
+/* Walks a struct file's path; no file: no path. */
 static __always_inline void sdxfer_file_path_walk(const void *file, struct sdxfer_path_buf *buf)
 {
-    sdxfer_path_walk(file ? (const char *)file + SDXFER_MEMBER(file, f_path) : NULL, buf);
+    sdxfer_path_walk(sdxfer_file_path(file), buf);
 }
 
 static __always_inline const char *sdxfer_file_path_text(const void *file, struct sdxfer_path_buf *buf)
@@ -307,24 +380,50 @@ static __always_inline const char *sdxfer_file_path_text(const void *file, struc
     return sdxfer_path_result(buf);
 }
 
+/* fds[fd] of a file table whose fd array is fds, below max_fds; or NULL.
+ * The index varies, so the entry is a probe read. */
+static __always_inline const void *sdxfer_fd_entry(__u64 fds, __u32 max_fds, int fd)
+{
+    if (fd < 0 || !fds || (__u32)fd >= max_fds)
+        return NULL;
+    return (const void *)sdxfer_kernel_u64((const char *)fds + 8 * (__u64)fd);
+}
+
 /* A task's struct file for fd (task->files->fdt->fd[fd], fd below
  * max_fds), or NULL. Another thread may close or replace it meanwhile. */
 static __always_inline const void *sdxfer_task_file(const void *task, int fd)
 {
-    if (fd < 0 || !task)
-        return NULL;
     const char *files = (const char *)sdxfer_kernel_u64((const char *)task + SDXFER_MEMBER(task_struct, files));
     const char *fdt = (const char *)sdxfer_kernel_u64(files + SDXFER_MEMBER(files_struct, fdt));
-    if (!fdt || (__u32)fd >= sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)))
+    if (!task || !files || !fdt)
         return NULL;
-    const char *fds = (const char *)sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd));
-    return (const void *)sdxfer_kernel_u64(fds + 8 * (__u64)fd);
+    return sdxfer_fd_entry(sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd)),
+                           sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)), fd);
+}
+
+/* The same for the current task, through its BTF pointer: loads, not
+ * helper calls, down to the fd array. */
+static __always_inline const void *sdxfer_current_file(int fd)
+{
+    const char *files = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, files));
+    const char *fdt = files ? (const char *)sdxfer_member_u64(files, SDXFER_MEMBER(files_struct, fdt)) : NULL;
+    if (!fdt)
+        return NULL;
+    return sdxfer_fd_entry(sdxfer_member_u64(fdt, SDXFER_MEMBER(fdtable, fd)),
+                           sdxfer_member_u32(fdt, SDXFER_MEMBER(fdtable, max_fds)), fd);
 }
 
 /* A task's working directory (&task->fs->pwd, a struct path), or NULL. */
 static __always_inline const void *sdxfer_task_cwd(const void *task)
 {
     const char *fs = (const char *)sdxfer_kernel_u64((const char *)task + SDXFER_MEMBER(task_struct, fs));
+    return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
+}
+
+/* The current task's, through its BTF pointer. */
+static __always_inline const void *sdxfer_current_cwd(void)
+{
+    const char *fs = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, fs));
     return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
 }
 

@@ -43,11 +43,22 @@ static __always_inline long sdxfer_read(void *dst, __u32 size, const void *src)
 #define sdxfer_read_kernel bpf_probe_read_kernel
 
 /* User-memory fields also take BPF memory the probe filled itself (say, a
- * failed exec's argv gathered in its locals): a kernel address makes the user
- * read fail at once, and the kernel read is tried instead. */
+ * failed exec's argv gathered in its locals, or a path sdxfer_path.h built).
+ * A kernel address (the upper half on x86-64 and arm64) is read as kernel
+ * memory at once: a user read of one only fails, and on x86 since kernel
+ * 6.12 (masked user access) it fails by taking a fault, about 1 us. Where
+ * that test does not hold, a failed user read is still tried as kernel memory. */
+static __always_inline int sdxfer_kernel_address(const void *src)
+{
+    return (__s64)(unsigned long)src < 0;
+}
+
 static __always_inline long sdxfer_read_user_str(void *dst, __u32 size, const void *src)
 {
-    long n = bpf_probe_read_user_str(dst, size, src);
+    long n = -1;
+
+    if (!sdxfer_kernel_address(src))
+        n = bpf_probe_read_user_str(dst, size, src);
     if (n < 0)
         n = bpf_probe_read_kernel_str(dst, size, src);
     return n;
@@ -55,7 +66,10 @@ static __always_inline long sdxfer_read_user_str(void *dst, __u32 size, const vo
 
 static __always_inline long sdxfer_read_user(void *dst, __u32 size, const void *src)
 {
-    long err = bpf_probe_read_user(dst, size, src);
+    long err = -1;
+
+    if (!sdxfer_kernel_address(src))
+        err = bpf_probe_read_user(dst, size, src);
     if (err < 0)
         err = bpf_probe_read_kernel(dst, size, src);
     return err;
