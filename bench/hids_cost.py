@@ -663,7 +663,9 @@ def print_costs(results: dict, count: int, rounds: int, revision: str) -> None:
         times_exec = ns / exec_ns if exec_ns else float("nan")
         if worst is None or times_exec > worst[1]:
             worst = (event, times_exec)
-        goal = "-" if ratio is None else f"{'met' if ratio <= event_goal(event) else 'not met'} (<= {event_goal(event)})"
+        goal = "-"
+        if ratio is not None:
+            goal = f"{'met' if ratio <= event_goal(event) else 'not met'} (<= {event_goal(event)})"
         print(f"{event:<13} {now[-1]['programs']:>5}  {WORKLOADS[event][1]:<30} "
               f"{statistics.median(r['ops'] for r in now):>6.0f} {statistics.median(r['events'] for r in now):>7.0f} "
               f"{sum(r['lost'] for r in now):>5} {statistics.median(r['runs'] for r in now):>10.2f} {ns:>9.0f} "

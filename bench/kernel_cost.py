@@ -308,10 +308,11 @@ def check_record_values(values: dict[tuple, dict | None]) -> str:
     floor = []
     for transport in TRANSPORTS:
         for other in ("sdxfer CO-RE", *BEFORE):
-            differing = differing_values(values, other, transport, values[(other, transport, "")] if other in BEFORE else None)
+            fields = values[(other, transport, "")] if other in BEFORE else None
+            differing = differing_values(values, other, transport, fields)
             if differing:
                 sys.exit(f"kernel_cost: the {other} exec record differs from the probe's ({transport}) in: {differing}")
-        differing = differing_values(values, "floor", transport)
+        differing = differing_values(values, "floor", transport) if ("floor", transport, "") in values else ""
         if differing:
             floor.append(f"{transport}: {differing}")
     return "; ".join(floor)
@@ -365,6 +366,9 @@ def main() -> int:
                         help=f"the git revision whose probe the before variants load (default {BEFORE_ISSUE_18}: "
                              "the last before issue 18)")
     parser.add_argument("--no-breakdown", action="store_true", help="leave out the breakdown by part (faster)")
+    parser.add_argument("--before-only", action="store_true",
+                        help="only issue 18's comparison: today's builds and those at --before (no floors, "
+                             "execsnoop, 1 MiB runs or breakdown)")
     parser.add_argument("--markdown", action="store_true",
                         help="end with the exec costs now and at --before as a Markdown table")
     args = parser.parse_args()
@@ -372,10 +376,14 @@ def main() -> int:
         print("kernel_cost: run as root (sudo)", file=sys.stderr)
         return 1
     # (variant, transport, argv size): the first ones with baseline runs on either side
-    compared = [(v, t, "") for t in TRANSPORTS for v in (*FLOORS, *PROBES, *BEFORE)]
-    compared += [("execsnoop", "", "")] if shutil.which(EXECSNOOP) else []
-    compared += [("sdxfer", t, "1MiB") for t in TRANSPORTS]
-    breakdown = [] if args.no_breakdown else [(v, t, "") for t in TRANSPORTS for v in (*PARTS, WITHOUT_ALL)]
+    compared = [(v, t, "") for t in TRANSPORTS for v in (*PROBES, *BEFORE)]
+    breakdown = []
+    if not args.before_only:
+        compared = [(v, t, "") for t in TRANSPORTS for v in (*FLOORS, *PROBES, *BEFORE)]
+        compared += [("execsnoop", "", "")] if shutil.which(EXECSNOOP) else []
+        compared += [("sdxfer", t, "1MiB") for t in TRANSPORTS]
+        if not args.no_breakdown:
+            breakdown = [(v, t, "") for t in TRANSPORTS for v in (*PARTS, WITHOUT_ALL)]
     baselines: dict[str, list[float]] = {"": [], "1MiB": []}
     # phase -> per round (kernel ns per exec, execs/s, rate over the baselines just before and after or None,
     # share of records lost)
@@ -414,18 +422,13 @@ def main() -> int:
           f"{args.rounds} rounds; medians; rate ratio against the baseline runs on either side")
     print(f"{'tool':<20} {'kernel ns/exec':>15} {'execs/s':>9} {'rate ratio':>11} {'records lost':>13}")
     print(f"{'(none)':<20} {'-':>15} {statistics.median(baselines['']):>9.0f} {1.0:>11.3f}")
-    print(f"{'(none) 1MiB':<20} {'-':>15} {statistics.median(baselines['1MiB']):>9.0f} {1.0:>11.3f}")
+    if baselines["1MiB"]:
+        print(f"{'(none) 1MiB':<20} {'-':>15} {statistics.median(baselines['1MiB']):>9.0f} {1.0:>11.3f}")
     for phase in compared:
         rows = results[phase]
         name = " ".join(part for part in phase if part)
         print(f"{name:<20} {median_of(rows, 0):>15.0f} {median_of(rows, 1):>9.0f} {median_of(rows, 2):>11.3f}"
               f" {median_of(rows, 3):>13.1%}")
-    if shutil.which(EXECSNOOP):
-        execsnoop = median_of(results[("execsnoop", "", "")], 0)
-        for transport in TRANSPORTS:
-            print(f"execsnoop / sdxfer {transport}: {execsnoop / median_of(results[('sdxfer', transport, '')], 0):.1f}x"
-                  " kernel time per exec")
-
     def per_round(variant: str, transport: str) -> list[float]:
         return [row[0] for row in results[(variant, transport, "")]]
 
@@ -435,33 +438,39 @@ def main() -> int:
     def median_ratio(floor: str, transport: str, probe: str = "sdxfer") -> float:
         return statistics.median(p / f for p, f in zip(per_round(probe, transport), per_round(floor, transport)))
 
-    print("probe / floor (median of each round's ratio; goal <= 1.2): "
-          + ", ".join(f"{t} {median_ratio('floor', t):.2f}" for t in TRANSPORTS))
-    print("CO-RE / BCC build of the probe, kernel time per exec (median of each round's ratio; goal <= 1.0): "
-          + ", ".join(f"{t} {median_ratio('sdxfer', t, 'sdxfer CO-RE'):.2f}" for t in TRANSPORTS))
-    if floor_differs:
-        print(f"(the floor's record differs from the probe's, so probe / floor is not of the same record: "
-              f"{floor_differs})")
-    print("probe / bare floor (ids, comm, exe, argv only; not the same record): "
-          + ", ".join(f"{t} {median_ratio('bare floor', t):.2f}" for t in TRANSPORTS))
-    print("where the probe's time beyond the bare floor goes, ns per exec (median over rounds of the probe minus "
-          "the probe without the part, same round):")
-    if not breakdown:
-        print("(no breakdown: --no-breakdown)")
-    print(f"{'part':<58} " + " ".join(f"{t:>8}" for t in TRANSPORTS))
-    rows = []
-    if breakdown:
-        rows = [(part, [median_difference("sdxfer", part, t) for t in TRANSPORTS]) for part in PARTS]
-        rows.append(("all of them at once", [median_difference("sdxfer", WITHOUT_ALL, t) for t in TRANSPORTS]))
-        rows.append(("the rest (probe without them all - bare floor)",
-                     [median_difference(WITHOUT_ALL, "bare floor", t) for t in TRANSPORTS]))
-    rows.append(("floor - bare floor (the same record's parts, floor's way)",
-                 [median_difference("floor", "bare floor", t) for t in TRANSPORTS]))
-    rows.append(("probe - floor", [median_difference("sdxfer", "floor", t) for t in TRANSPORTS]))
-    for name, costs in rows:
-        print(f"{name:<58} " + " ".join(f"{v:>8.0f}" for v in costs))
-    print("goals: <= 2000 ns/exec, rate ratio >= 0.98, >= 5x cheaper than execsnoop, probe / floor <= 1.2, "
-          "CO-RE / BCC <= 1.0")
+    if not args.before_only:  # issues 3, 10 and 17
+        if ("execsnoop", "", "") in results:
+            execsnoop = median_of(results[("execsnoop", "", "")], 0)
+            for transport in TRANSPORTS:
+                times = execsnoop / median_of(results[("sdxfer", transport, "")], 0)
+                print(f"execsnoop / sdxfer {transport}: {times:.1f}x kernel time per exec")
+        print("probe / floor (median of each round's ratio; goal <= 1.2): "
+              + ", ".join(f"{t} {median_ratio('floor', t):.2f}" for t in TRANSPORTS))
+        print("CO-RE / BCC build of the probe, kernel time per exec (median of each round's ratio; goal <= 1.0): "
+              + ", ".join(f"{t} {median_ratio('sdxfer', t, 'sdxfer CO-RE'):.2f}" for t in TRANSPORTS))
+        if floor_differs:
+            print(f"(the floor's record differs from the probe's, so probe / floor is not of the same record: "
+                  f"{floor_differs})")
+        print("probe / bare floor (ids, comm, exe, argv only; not the same record): "
+              + ", ".join(f"{t} {median_ratio('bare floor', t):.2f}" for t in TRANSPORTS))
+        print("where the probe's time beyond the bare floor goes, ns per exec (median over rounds of the probe minus "
+              "the probe without the part, same round):")
+        if not breakdown:
+            print("(no breakdown: --no-breakdown)")
+        print(f"{'part':<58} " + " ".join(f"{t:>8}" for t in TRANSPORTS))
+        rows = []
+        if breakdown:
+            rows = [(part, [median_difference("sdxfer", part, t) for t in TRANSPORTS]) for part in PARTS]
+            rows.append(("all of them at once", [median_difference("sdxfer", WITHOUT_ALL, t) for t in TRANSPORTS]))
+            rows.append(("the rest (probe without them all - bare floor)",
+                         [median_difference(WITHOUT_ALL, "bare floor", t) for t in TRANSPORTS]))
+        rows.append(("floor - bare floor (the same record's parts, floor's way)",
+                     [median_difference("floor", "bare floor", t) for t in TRANSPORTS]))
+        rows.append(("probe - floor", [median_difference("sdxfer", "floor", t) for t in TRANSPORTS]))
+        for name, costs in rows:
+            print(f"{name:<58} " + " ".join(f"{v:>8.0f}" for v in costs))
+        print("goals: <= 2000 ns/exec, rate ratio >= 0.98, >= 5x cheaper than execsnoop, probe / floor <= 1.2, "
+              "CO-RE / BCC <= 1.0")
     print()
     before_rows = [(then_variant, now_variant, transport, statistics.median(per_round(now_variant, transport)),
                     statistics.median(per_round(then_variant, transport)),
