@@ -62,7 +62,8 @@ same round; CO-RE / BCC is the median of each round's ratio of the two
 builds of the probe; "the rest" is the probe without every part minus the bare floor
 (the packer, its slots and reads the bare floor does not make).
 
-    sudo .venv/bin/python bench/kernel_cost.py [--seconds 3] [--rounds 3] [--before REV] [--no-breakdown] [--markdown]
+    sudo .venv/bin/python bench/kernel_cost.py [--seconds 3] [--rounds 3] [--before REV] [--before-only]
+                                               [--no-breakdown] [--markdown]
 
 Goals: <= 2000 ns per exec, rate ratio >= 0.98, >= 5x cheaper than
 execsnoop (issue 3); probe within 1.2x of the floor on both transports
