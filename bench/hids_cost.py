@@ -34,10 +34,10 @@ accept, close. One round is: each loop with nothing attached, the probe
 loaded, each loop again, the probe closed; the next round's baselines close
 this one, so every attached run has a baseline of its loop on either side,
 as far from it as the other. ratio = rate / mean(those two baselines).
-bpf_stats is off during these runs, as it normally is where hidsmon runs: with it on,
-every program run also reads the clock twice, which on the open loop alone
-costs several percent of the rate (--rate-stats keeps it on, as
-kernel_cost.py does).
+bpf_stats is off during these runs (unless another process holds it on), as it
+normally is where hidsmon runs: with it on, every program run also reads the
+clock twice, which on the open loop alone costs several percent of the rate
+(--rate-stats keeps it on, as kernel_cost.py does).
 
 Traffic stays on loopback: dns queries go to 127.0.0.1:53 inside a network
 namespace the workload makes (where it binds port 53 itself), mounts are
@@ -55,6 +55,7 @@ costs and their ratios as the Markdown table of README.md.
 """
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
@@ -65,7 +66,7 @@ import threading
 from pathlib import Path
 
 from c_program import compile_c  # bench/, beside this file
-from kernel_cost import BPF_STATS, prog_stats
+from kernel_cost import bpf_stats, prog_stats
 from probe_at import BEFORE_ISSUE_18, ProbeAt, probe_at
 
 from sdxfer import Sensor, default_decoder, hids
@@ -644,7 +645,8 @@ def cost_rows(results: dict) -> list[tuple]:
             then_ns = ratio = None
             if BEFORE in result:
                 then_ns = statistics.median(r["ns"] for r in result[BEFORE])
-                ratio = statistics.median(n["ns"] / b["ns"] for n, b in zip(now, result[BEFORE]))
+                ratios = [n["ns"] / b["ns"] for n, b in zip(now, result[BEFORE]) if b["ns"] > 0]
+                ratio = statistics.median(ratios) if ratios else float("nan")
             rows.append((event, now, ns, then_ns, ratio))
     return rows
 
@@ -733,21 +735,17 @@ def main() -> int:
     if os.geteuid() != 0:
         print("hids_cost: run as root (sudo)", file=sys.stderr)
         return 1
-    stats_were = BPF_STATS.read_text().strip()
-    BPF_STATS.write_text("1")
-    try:
-        with tempfile.TemporaryDirectory(prefix="hids_cost.") as workdir:
-            work = Path(workdir)
-            binary = build_workload(work)
-            (work / "before").mkdir()
-            then = probe_at(args.before, work / "before")
+    with tempfile.TemporaryDirectory(prefix="hids_cost.") as workdir:
+        work = Path(workdir)
+        binary = build_workload(work)
+        (work / "before").mkdir()
+        then = probe_at(args.before, work / "before")
+        with bpf_stats():
             costs = per_event_costs(binary, work, args.count, args.rounds, then)
-            processed = verifier_processed(then)
-            BPF_STATS.write_text("1" if args.rate_stats else "0")
-            if not args.no_rates:
+        processed = verifier_processed(then)
+        if not args.no_rates:
+            with bpf_stats() if args.rate_stats else contextlib.nullcontext():
                 rates, seen = rate_ratios(binary, work, args.seconds, args.rounds)
-    finally:
-        BPF_STATS.write_text(stats_were)
     print(f"kmod_load mechanism: {kmod_mechanism()}")
     print()
     print_costs(costs, args.count, args.rounds, args.before)

@@ -74,6 +74,8 @@ a Markdown table.
 """
 
 import argparse
+import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -89,6 +91,7 @@ from pathlib import Path
 from c_program import compile_c
 from probe_at import BEFORE_ISSUE_18, ProbeAt, probe_at
 from sdxfer import C_INCLUDE_DIR, Sensor, default_decoder
+from sdxfer.kernel import libbpf
 from sdxfer.kernel.sensor import VERIFIER_LIMIT
 from sdxfer.loader import EXEC_ONLY, PROGRAM, probe_source_path
 
@@ -132,7 +135,7 @@ TEN_ARGS_OF_40 = [("abcdefghijklmnopqrstuvwxyz" * 2)[:40]] * 10
 ONE_MIB = [f"{i:04d}".ljust(1023, "m") for i in range(1023)] + ["m" * 1013]
 assert len("/bin/true") + 1 + sum(len(a) + 1 for a in ONE_MIB) == 1 << 20
 
-BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+BPF_STATS_RUN_TIME = 0  # enum bpf_stats_type
 EXECSNOOP = "/usr/sbin/execsnoop"
 FLOOR_PROGRAM = Path(__file__).resolve().parent / "exec_floor.bpf.c"
 # the floor (the same record) and the bare floor (ids, comm, exe, argv only)
@@ -157,6 +160,20 @@ PARTS = {
 }
 WITHOUT_ALL = "without all parts"
 RECORDS_KEPT = 64  # of each run, the newest, to check one is the loop's exec
+
+
+@contextlib.contextmanager
+def bpf_stats():
+    """Every BPF program's run time counted while the block runs, held on by a
+    BPF_ENABLE_STATS fd of this process: the sysctl kernel.bpf_stats_enabled
+    is one switch for the machine, which another bench ending turns off."""
+    fd = ctypes.CDLL(libbpf.LIBRARY, use_errno=True).bpf_enable_stats(BPF_STATS_RUN_TIME)
+    if fd < 0:
+        sys.exit(f"cannot turn bpf_stats on: {os.strerror(-fd)}")
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def build_exec_loop(workdir: Path) -> Path:
@@ -391,33 +408,28 @@ def main() -> int:
     results: dict[tuple, list[tuple[float, float, float | None, float]]] = {p: [] for p in compared + breakdown}
     values: dict[tuple, dict | None] = {}  # phase -> the loop exec's same_record_values
     processed: dict[tuple, dict[str, int]] = {}  # (variant, transport) -> program -> verifier's instructions
-    stats_were = BPF_STATS.read_text().strip()
-    BPF_STATS.write_text("1")
-    try:
-        with tempfile.TemporaryDirectory() as workdir:
-            binary = build_exec_loop(Path(workdir))
-            then = probe_at(args.before, Path(workdir))
-            for round_number in range(1, args.rounds + 1):
-                for phase in compared + breakdown:
-                    variant, transport, size = phase
-                    loop_args = ONE_MIB if size else TEN_ARGS_OF_40
-                    before = run_loop(binary, args.seconds, loop_args) if phase in compared else None
-                    if variant == "execsnoop":
-                        cost, rate = measure_execsnoop(binary, args.seconds)
-                        lost = float("nan")
-                    else:
-                        cost, rate, lost, values[phase], processed[(variant, transport)] = measure_sdxfer(
-                            binary, args.seconds, variant, transport, loop_args, then)
-                    ratio = None
-                    if before is not None:
-                        after = run_loop(binary, args.seconds, loop_args)
-                        baselines[size] += [before, after]
-                        ratio = rate / ((before + after) / 2)
-                    results[phase].append((cost, rate, ratio, lost))
-                floor_differs = check_record_values(values)
-                print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
-    finally:
-        BPF_STATS.write_text(stats_were)
+    with bpf_stats(), tempfile.TemporaryDirectory() as workdir:
+        binary = build_exec_loop(Path(workdir))
+        then = probe_at(args.before, Path(workdir))
+        for round_number in range(1, args.rounds + 1):
+            for phase in compared + breakdown:
+                variant, transport, size = phase
+                loop_args = ONE_MIB if size else TEN_ARGS_OF_40
+                before = run_loop(binary, args.seconds, loop_args) if phase in compared else None
+                if variant == "execsnoop":
+                    cost, rate = measure_execsnoop(binary, args.seconds)
+                    lost = float("nan")
+                else:
+                    cost, rate, lost, values[phase], processed[(variant, transport)] = measure_sdxfer(
+                        binary, args.seconds, variant, transport, loop_args, then)
+                ratio = None
+                if before is not None:
+                    after = run_loop(binary, args.seconds, loop_args)
+                    baselines[size] += [before, after]
+                    ratio = rate / ((before + after) / 2)
+                results[phase].append((cost, rate, ratio, lost))
+            floor_differs = check_record_values(values)
+            print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
 
     print(f"exec loop: /bin/true + 10 x 40-byte arguments (1MiB: a 1 MiB argv), {args.seconds:g} s per run, "
           f"{args.rounds} rounds; medians; rate ratio against the baseline runs on either side")
