@@ -53,7 +53,8 @@ log's "processed N insns") and what is left of its 1,000,000.
 
 Kernel time comes from bpf_stats (run_time_ns over every program of the
 tool, divided by the number of execs its once-per-exec program saw; a
-tail-called program's time counts in its caller's); the rate
+tail-called program's time counts in its caller's), held on by a
+BPF_ENABLE_STATS fd of the bench's own for the whole run; the rate
 ratio is the loop's exec rate with the tool over the mean of the baseline runs
 just before and after it, which cancels slow drift on a shared machine.
 probe/floor is the median of each round's own ratio; a part's cost is the
@@ -314,7 +315,7 @@ def differing_values(values: dict[tuple, dict | None], other: str, transport: st
     """Where `other`'s exec record differs from the BCC build's (on `keys`, else
     every field of the BCC build's), as one line; "" where it does not."""
     probe, theirs = values[("sdxfer", transport, "")], values[(other, transport, "")]
-    return ", ".join(f"{key} {theirs.get(key)!r} != {probe[key]!r}"
+    return ", ".join(f"{key} {theirs.get(key)!r} != {probe.get(key)!r}"
                      for key in sorted(keys or probe) if theirs.get(key) != probe.get(key))
 
 
