@@ -35,7 +35,8 @@ def _sources_here() -> dict:
     return {"pid": me.pid, "tid": threading.get_native_id(), "ppid": me.ppid, "pgid": os.getpgid(0), "sid": me.sid,
             "uid": me.uid, "gid": me.gid, "euid": os.geteuid(), "egid": os.getegid(), "cgroup_id": me.cgroup_id,
             "mntns": me.mntns, "comm": me.comm.encode(), "start_ns": None, "loginuid": me.loginuid,
-            "sessionid": me.sessionid, "pidns": me.pidns, "nodename": me.nodename.encode()}
+            "sessionid": me.sessionid, "pidns": me.pidns, "nodename": me.nodename.encode(),
+            "exe_path": me.exe_path.encode()}
 
 
 SOURCES_HERE = _sources_here()

@@ -58,6 +58,15 @@
 /* A walk's state, and then its outcome. */
 enum sdxfer_path_walk { SDXFER_PATH_NONE, SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED, SDXFER_PATH_GIVEN };
 
+/* Members of a kernel struct that lie close together, read in one go (one
+ * helper call instead of one each): the `size` bytes (16 or 32) from `base`
+ * on, each member then taken from there where it lies inside (as it has in
+ * every kernel for a decade), else read on its own. Offsets are constants
+ * at load, so the verifier keeps one of the two ways. */
+struct sdxfer_window {
+    __u64 word[4];
+};
+
 /* A walk's text and state, in map memory (a scratch slot: SDXFER_LOCAL). */
 struct sdxfer_path_buf {
     /* twice the bound: sdxfer_path_append_user reads up to SDXFER_PATH_MAX + 1
@@ -73,6 +82,8 @@ struct sdxfer_path_buf {
     __u32 len;                          /* bytes of text */
     __u32 walk;                         /* enum sdxfer_path_walk */
     char digits[SDXFER_PATH_DIGITS];    /* a number's, right-aligned */
+    struct sdxfer_window window;        /* members read in one go: off the 512-byte stack, which
+                                         * a program inlining many walks (packers) would fill */
 };
 
 /* The text's end after a walk or append; the offset the verifier can bound. */
@@ -81,14 +92,6 @@ static __always_inline __u32 sdxfer_path_at(__u32 len)
     return len & (SDXFER_PATH_MAX - 1);
 }
 
-/* Members of a kernel struct that lie close together, read in one go (one
- * helper call instead of one each): the `size` bytes (16 or 32) from `base`
- * on, each member then taken from there where it lies inside (as it has in
- * every kernel for a decade), else read on its own. Offsets are constants
- * at load, so the verifier keeps one of the two ways. */
-struct sdxfer_window {
-    __u64 word[4];
-};
 
 static __always_inline void sdxfer_window_read(struct sdxfer_window *window, const char *object, __u32 base,
                                                __u32 size)
@@ -120,13 +123,13 @@ static __always_inline __u64 sdxfer_window_u64(const struct sdxfer_window *windo
 /* The walk moves into a mount: what crossing its root takes. */
 static __always_inline void sdxfer_path_enter(struct sdxfer_path_buf *buf, const char *mount)
 {
-    struct sdxfer_window window;
+    struct sdxfer_window *window = &buf->window;
 
-    sdxfer_window_read(&window, mount, SDXFER_MOUNT_WINDOW);
+    sdxfer_window_read(window, mount, SDXFER_MOUNT_WINDOW);
     buf->mount = (__u64)mount;
-    buf->mnt_parent = sdxfer_window_u64(&window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_parent));
-    buf->mnt_mountpoint = sdxfer_window_u64(&window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_mountpoint));
-    buf->mnt_root = sdxfer_window_u64(&window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MOUNT_ROOT);
+    buf->mnt_parent = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_parent));
+    buf->mnt_mountpoint = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_mountpoint));
+    buf->mnt_root = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MOUNT_ROOT);
 }
 
 /* One step up: to the parent dentry (its name collected), or across a
@@ -136,7 +139,7 @@ static long sdxfer_path_up(__u32 i, void *state)
 {
     struct sdxfer_path_buf *buf = *(struct sdxfer_path_buf **)state;
     const char *dentry = (const char *)buf->dentry;
-    struct sdxfer_window window;
+    struct sdxfer_window *window = &buf->window;
 
     if (buf->dentry == buf->root_dentry && buf->mount == buf->root_mount) {
         buf->walk = SDXFER_PATH_DONE;
@@ -152,8 +155,8 @@ static long sdxfer_path_up(__u32 i, void *state)
         sdxfer_path_enter(buf, parent);
         return 0;
     }
-    sdxfer_window_read(&window, dentry, SDXFER_DENTRY_WINDOW);
-    __u64 parent = sdxfer_window_u64(&window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
+    sdxfer_window_read(window, dentry, SDXFER_DENTRY_WINDOW);
+    __u64 parent = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
     __u32 depth = buf->depth;
     /* a dentry that is its own parent below a mount's root has escaped it
      * (d_path shows "/" for it); a deeper path than the array holds does not fit */
@@ -162,7 +165,7 @@ static long sdxfer_path_up(__u32 i, void *state)
         return 1;
     }
     buf->names[depth & (SDXFER_PATH_DEPTH - 1)] =
-        sdxfer_window_u64(&window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_NAME);
+        sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_NAME);
     buf->depth = depth + 1;
     buf->dentry = parent;
     return 0;
@@ -280,23 +283,23 @@ static __always_inline void sdxfer_path_pseudo(const char *dentry, struct sdxfer
  * walk once per outcome of the first, under BCC). */
 static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_path_buf *buf)
 {
-    struct sdxfer_window window;
+    struct sdxfer_window *window = &buf->window;
 
     buf->len = 0;
     buf->walk = SDXFER_PATH_NONE;
     if (!path)
         return;
     buf->walk = SDXFER_PATH_FAILED;
-    sdxfer_window_read(&window, path, SDXFER_PATH_WINDOW);
-    const char *dentry = (const char *)sdxfer_window_u64(&window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry));
-    const char *vfsmnt = (const char *)sdxfer_window_u64(&window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt));
+    sdxfer_window_read(window, path, SDXFER_PATH_WINDOW);
+    const char *dentry = (const char *)sdxfer_window_u64(window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry));
+    const char *vfsmnt = (const char *)sdxfer_window_u64(window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt));
     if (!dentry || !vfsmnt)
         return;
     const char *mount = vfsmnt - SDXFER_MEMBER(mount, mnt);
     sdxfer_path_enter(buf, mount);
-    sdxfer_window_read(&window, dentry, SDXFER_DENTRY_WINDOW);
-    __u64 parent = sdxfer_window_u64(&window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
-    __u64 hashed = window.word[0];  /* d_hash.pprev, where the window starts */
+    sdxfer_window_read(window, dentry, SDXFER_DENTRY_WINDOW);
+    __u64 parent = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
+    __u64 hashed = window->word[0];  /* d_hash.pprev, where the window starts */
 
     const char *ops = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_op));
     if (ops && sdxfer_kernel_u64(ops + SDXFER_MEMBER(dentry_operations, d_dname)) &&
@@ -309,9 +312,9 @@ static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_pat
      * load, no helper call), fs->root in one read */
     const char *fs = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, fs));
     const char *root = fs + SDXFER_MEMBER(fs_struct, root);
-    sdxfer_window_read(&window, root, SDXFER_PATH_WINDOW);
-    buf->root_dentry = fs ? sdxfer_window_u64(&window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry)) : 0;
-    buf->root_mount = fs ? sdxfer_window_u64(&window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt)) - SDXFER_MEMBER(mount, mnt) : 0;
+    sdxfer_window_read(window, root, SDXFER_PATH_WINDOW);
+    buf->root_dentry = fs ? sdxfer_window_u64(window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry)) : 0;
+    buf->root_mount = fs ? sdxfer_window_u64(window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt)) - SDXFER_MEMBER(mount, mnt) : 0;
     buf->dentry = (__u64)dentry;
     buf->depth = 0;
     buf->walk = SDXFER_PATH_WALKING;
