@@ -82,8 +82,8 @@ static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, co
 }
 
 /* The _abs field's value: a ustr field reads the caller's memory (a path
- * given absolute), or falls back to a kernel read of the slot. No slot (abs
- * NULL): flagged. */
+ * given absolute) or the slot's text (a kernel address, read as such). No
+ * slot (abs NULL): flagged. */
 static __always_inline const char *file_abs_text(struct file_abs *abs)
 {
     return abs ? sdxfer_path_result(&abs->walk) : SDXFER_UNKNOWN;
