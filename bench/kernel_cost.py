@@ -274,7 +274,8 @@ def loop_exec(sensor: Sensor, raw: deque, args: list[str], name: str):
 
 
 # an exec record's values that depend on which exec of which loop run sent it
-PER_EXEC = ("timestamp_ns", "seq", "cpu", "pid", "tid", "ppid", "start_ns")
+PER_EXEC = ("timestamp_ns", "seq", "cpu", "pid", "tid", "ppid", "start_ns",
+            "stdout")  # each loop run writes its count to a pipe of its own
 # What the floor leaves out of the record: issue 18's program and context
 # (path walks, the terminal, fds 0-2), whose cost is the probe's against
 # itself before issue 18, not against issue 10's floor.

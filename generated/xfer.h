@@ -41,8 +41,9 @@
 #define SDXFER_LEN_TRUNCATED 0x80000000U
 #define SDXFER_LEN_UNKNOWN 0xffffffffU
 #define SDXFER_UNKNOWN ((const void *)1)
+#define SDXFER_EXE_PATHS_MAX 1024
 #define SDXFER_STR_READ_SLACK 2
-#define SDXFER_SCRATCH_SLOTS 7
+#define SDXFER_SCRATCH_SLOTS 8
 #define SDXFER_ENOSLOT 12
 #define SDXFER_CONTINUATION_ID 0
 #define SDXFER_CONTINUATION_LAST 1
@@ -533,30 +534,36 @@ struct sdxfer_current {
 #define sdxfer_source_uid(now) ((void)(now), sdxfer_host_sources.uid)
 #else
 #ifdef SDXFER_SOURCE_EXE_PATH
-/* Each task's executable path, kept by the exe_path source (sdxfer_sources.h). */
+/* Each process's executable path, kept by the exe_path source (sdxfer_sources.h). */
 struct sdxfer_exe_kept {
     __u64 file;          /* the mm's exe_file the path was walked from: another after an exec */
-    __u64 text;          /* the walked text in `walk`, or SDXFER_UNKNOWN */
-    struct sdxfer_path_buf walk;
+    __u64 start_ns;      /* the process's start: a reused pid is another process */
+    __u32 state;         /* enum sdxfer_path_walk: SDXFER_PATH_DONE when text holds the path */
+    char text[SDXFER_PATH_MAX + SDXFER_STR_READ_SLACK];
 };
 #ifdef SDXFER_CORE
-struct {
-    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, int);
-    __type(value, struct sdxfer_exe_kept);
-} sdxfer_exe_paths SEC(".maps");
+SDXFER_CORE_MAP(BPF_MAP_TYPE_LRU_HASH, sdxfer_exe_paths, __u32, struct sdxfer_exe_kept, SDXFER_EXE_PATHS_MAX);
 
-static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(void)
+static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(__u32 tgid)
 {
-    return bpf_task_storage_get(&sdxfer_exe_paths, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    return bpf_map_lookup_elem(&sdxfer_exe_paths, &tgid);
+}
+
+static __always_inline void sdxfer_exe_keep(__u32 tgid, const struct sdxfer_exe_kept *kept)
+{
+    bpf_map_update_elem(&sdxfer_exe_paths, &tgid, kept, BPF_ANY);
 }
 #else
-BPF_TASK_STORAGE(sdxfer_exe_paths, struct sdxfer_exe_kept);
+BPF_TABLE("lru_hash", __u32, struct sdxfer_exe_kept, sdxfer_exe_paths, SDXFER_EXE_PATHS_MAX);
 
-static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(void)
+static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(__u32 tgid)
 {
-    return sdxfer_exe_paths.task_storage_get(bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    return sdxfer_exe_paths.lookup(&tgid);
+}
+
+static __always_inline void sdxfer_exe_keep(__u32 tgid, const struct sdxfer_exe_kept *kept)
+{
+    sdxfer_exe_paths.update(&tgid, kept);
 }
 #endif
 #endif

@@ -143,13 +143,21 @@ static __always_inline const char *sdxfer_source_comm(const struct sdxfer_curren
 }
 #endif
 
-#ifdef SDXFER_SOURCE_START_NS
+#if defined(SDXFER_SOURCE_START_NS) || defined(SDXFER_SOURCE_EXE_PATH)
 /* The thread group leader's start_boottime, ns since boot: /proc/PID/stat's
- * field 22 is it in clock ticks (a time namespace's offset aside). */
+ * field 22 is it in clock ticks (a time namespace's offset aside). With the
+ * tgid, a key never reused. */
+static __always_inline __u64 sdxfer_process_start_ns(const char *task)
+{
+    const char *leader = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, group_leader));
+    return sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
+}
+#endif
+
+#ifdef SDXFER_SOURCE_START_NS
 static __always_inline __u64 sdxfer_source_start_ns(const struct sdxfer_current *now)
 {
-    const char *leader = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, group_leader));
-    return sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
+    return sdxfer_process_start_ns(now->task);
 }
 #endif
 
@@ -198,22 +206,58 @@ static __always_inline const char *sdxfer_source_nodename(const struct sdxfer_cu
 #endif
 
 #ifdef SDXFER_SOURCE_EXE_PATH
-/* mm->exe_file's absolute path (sdxfer_path.h), kept per task: walked when
- * the task is first seen and when its mm has another exe_file (after an
- * exec), not once per event. Late in exit the mm is gone: the path kept is
- * still the task's. NULL for a task that never had one (a kernel thread). */
+/* What a kept path says: its text, NULL (none) or SDXFER_UNKNOWN (did not fit). */
+static __always_inline const char *sdxfer_exe_kept_text(const struct sdxfer_exe_kept *kept)
+{
+    if (kept->state == SDXFER_PATH_DONE)
+        return kept->text;
+    return kept->state == SDXFER_PATH_NONE ? NULL : (const char *)SDXFER_UNKNOWN;
+}
+
+/* Walks the executable into a scratch slot of its own and keeps the text
+ * for the process; SDXFER_UNKNOWN when no slot is free. */
+static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64 start_ns)
+{
+    struct sdxfer_claim claim;
+    struct sdxfer_exe_walk {
+        struct sdxfer_path_buf buf;
+        struct sdxfer_exe_kept kept;
+    } *walk = (struct sdxfer_exe_walk *)sdxfer_claim_slot(&claim);
+    _Static_assert(sizeof(struct sdxfer_exe_walk) <= SDXFER_SLOT_SIZE, "an exe_path walk must fit a scratch slot");
+
+    if (!walk)
+        return (const char *)SDXFER_UNKNOWN;
+    sdxfer_file_path_walk((const void *)file, &walk->buf);
+    walk->kept.file = file;
+    walk->kept.start_ns = start_ns;
+    walk->kept.state = walk->buf.walk;
+    if (walk->buf.walk == SDXFER_PATH_DONE) {
+        __u32 size = walk->buf.len + 1;  /* the text and its NUL */
+        sdxfer_bound(size, SDXFER_PATH_MAX + 1);
+        bpf_probe_read_kernel(walk->kept.text, size, walk->buf.text);
+    }
+    sdxfer_exe_keep(tgid, &walk->kept);
+    sdxfer_release_slot(&claim);
+    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
+    return kept ? sdxfer_exe_kept_text(kept) : (const char *)SDXFER_UNKNOWN;
+}
+
+/* mm->exe_file's absolute path (sdxfer_path.h), kept per process: walked
+ * when the process is first seen and when its mm has another exe_file
+ * (after an exec), not once per event. Late in exit the mm is gone: the path
+ * kept is still the process's. NULL for a task that never had one (a
+ * kernel thread). */
 static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_current *now)
 {
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
     const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
     __u64 file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
-    struct sdxfer_exe_kept *kept = sdxfer_exe_kept();
-    if (!kept)
-        return file ? (const char *)SDXFER_UNKNOWN : NULL;
-    if (file && kept->file != file) {
-        kept->text = (__u64)sdxfer_file_path_text((const void *)file, &kept->walk);
-        kept->file = file;
-    }
-    return kept->file ? (const char *)kept->text : NULL;
+    __u64 start_ns = sdxfer_process_start_ns(now->task);
+    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
+
+    if (kept && kept->start_ns == start_ns && (kept->file == file || !file))
+        return sdxfer_exe_kept_text(kept);
+    return file ? sdxfer_exe_walk(tgid, file, start_ns) : NULL;
 }
 #endif
 
