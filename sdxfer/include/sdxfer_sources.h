@@ -244,7 +244,7 @@ static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64
 
 /* mm->exe_file's absolute path (sdxfer_path.h), kept per process: walked
  * when the process is first seen and when its mm has another exe_file
- * (after an exec), not once per event. Late in exit the mm is gone: the path
+ * (after an exec), not once per event; a forked child uses its parent's. Late in exit the mm is gone: the path
  * kept is still the process's. NULL for a task that never had one (a
  * kernel thread). */
 static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_current *now)
@@ -257,7 +257,17 @@ static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_cu
 
     if (kept && kept->start_ns == start_ns && (kept->file == file || !file))
         return sdxfer_exe_kept_text(kept);
-    return file ? sdxfer_exe_walk(tgid, file, start_ns) : NULL;
+    if (!file)
+        return NULL;
+    /* A child that has not exec'd runs its parent's file: the parent's path,
+     * when it kept one of that very file (alive, held by this mm: an address
+     * not reused), serves without a walk or an entry of the child's own. */
+    const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
+    __u32 parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
+    struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(parent_tgid);
+    if (inherited && inherited->file == file)
+        return sdxfer_exe_kept_text(inherited);
+    return sdxfer_exe_walk(tgid, file, start_ns);
 }
 #endif
 
