@@ -259,14 +259,19 @@ static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_cu
         return sdxfer_exe_kept_text(kept);
     if (!file)
         return NULL;
-    /* A child that has not exec'd runs its parent's file: the parent's path,
-     * when it kept one of that very file (alive, held by this mm: an address
-     * not reused), serves without a walk or an entry of the child's own. */
+    /* A child that has not exec'd runs its parent's file: the parent's path
+     * of that very file (alive, held by this mm: an address not reused)
+     * serves it, kept once for the parent and its forked children alike. */
     const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
     __u32 parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
     struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(parent_tgid);
     if (inherited && inherited->file == file)
         return sdxfer_exe_kept_text(inherited);
+    const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
+    if (parent_mm && sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) == file) {
+        tgid = parent_tgid;
+        start_ns = sdxfer_process_start_ns(parent);
+    }
     return sdxfer_exe_walk(tgid, file, start_ns);
 }
 #endif
