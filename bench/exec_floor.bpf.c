@@ -17,8 +17,9 @@
  * pgid, sid, euid, cgroup_id, mntns stay 0 and ssh_connection, ld_preload and
  * ancestors absent.
  *
- * The bench passes FLOOR_FINGERPRINT and FLOOR_VERSION (the exec decoder's),
- * so the records decode as exec events.
+ * The bench passes FLOOR_FINGERPRINT, FLOOR_VERSION and FLOOR_FIXED_SIZE (the
+ * exec decoder's: where the variable part starts, which the struct's own
+ * size rounds up), so the records decode as exec events.
  */
 #include "xfer.h"
 #include "exec_image.h"
@@ -28,9 +29,15 @@
 #define FLOOR_EXE_MAX SDXFER_MAX_EXEC_EXE
 #define FLOOR_ARGV_MAX SDXFER_MAX_EXEC_ARGV
 #define FLOOR_ANCESTORS_BYTES (SDXFER_MAX_EXEC_ANCESTORS * sizeof(struct sdxfer_exec_ancestors_entry))
+#ifdef SDXFER_MAX_EXEC_NODENAME
+#define FLOOR_NODENAME_MAX SDXFER_MAX_EXEC_NODENAME
+#else
+#define FLOOR_NODENAME_MAX 0
+#endif
 /* The record's largest size: its fixed part and every variable field full. */
 #define FLOOR_RECORD_MAX (sizeof(struct sdxfer_exec) + FLOOR_COMM_MAX + FLOOR_EXE_MAX + FLOOR_ARGV_MAX + \
-                          SDXFER_MAX_EXEC_SSH_CONNECTION + SDXFER_MAX_EXEC_LD_PRELOAD + FLOOR_ANCESTORS_BYTES)
+                          SDXFER_MAX_EXEC_SSH_CONNECTION + SDXFER_MAX_EXEC_LD_PRELOAD + FLOOR_ANCESTORS_BYTES + \
+                          FLOOR_NODENAME_MAX)
 
 /* The slot: the record, and past its largest size the environment scan
  * (done before the record's variable fields are written). */
@@ -100,9 +107,24 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     rec->euid = sdxfer_member_u32(sdxfer_task_cred(task), BTF_OFF_CRED_EUID);
     rec->cgroup_id = bpf_get_current_cgroup_id();
     rec->mntns = sdxfer_task_mntns(task);
+    /* issue 18's common fields, where the schema has them: the sources' own readers */
+    struct sdxfer_current now = {.task = task};
+#ifdef SDXFER_SOURCE_START_NS
+    rec->start_ns = sdxfer_source_start_ns(&now);
+#endif
+#ifdef SDXFER_SOURCE_LOGINUID
+    rec->loginuid = sdxfer_source_loginuid(&now);
+#endif
+#ifdef SDXFER_SOURCE_SESSIONID
+    rec->sessionid = sdxfer_source_sessionid(&now);
+#endif
+#ifdef SDXFER_SOURCE_PIDNS
+    rec->pidns = sdxfer_source_pidns(&now);
+#endif
+    (void)now;
 #endif
 
-    __u32 cursor = sizeof(*rec);
+    __u32 cursor = FLOOR_FIXED_SIZE;
     long n = bpf_probe_read_kernel_str((char *)rec + cursor, FLOOR_COMM_MAX, task + BTF_OFF_TASK_STRUCT_COMM);
     if (n > 0) {
         n = (n - 1) & (FLOOR_COMM_MAX - 1);
@@ -148,10 +170,23 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
         rec->ancestors.lost = ancestors & SDXFER_LEN_TRUNCATED ? SDXFER_LOST_UNKNOWN : 0;
         cursor += bytes;
     }
+#if FLOOR_NODENAME_MAX
+    const char *nodename = sdxfer_source_nodename(&now);
+    if (nodename && cursor <= FLOOR_RECORD_MAX - FLOOR_NODENAME_MAX) {
+        sdxfer_bound(cursor, FLOOR_RECORD_MAX - FLOOR_NODENAME_MAX);
+        n = bpf_probe_read_kernel_str((char *)rec + cursor, FLOOR_NODENAME_MAX, nodename);
+        if (n > 0) {
+            n = (n - 1) & (FLOOR_NODENAME_MAX - 1);
+            rec->nodename.off = cursor;
+            rec->nodename.len = n;
+            cursor += n;
+        }
+    }
+#endif
 #endif
     rec->head.version = FLOOR_VERSION;
     sdxfer_emit(ctx, &claim, &rec->head, cursor & (SDXFER_SLOT_SIZE - 1), SDXFER_EVENT_EXEC, FLOOR_FINGERPRINT,
-                sizeof(*rec), SDXFER_INDEX_EXEC);
+                FLOOR_FIXED_SIZE, SDXFER_INDEX_EXEC);
     sdxfer_release_slot(&claim);
     return 0;
 }

@@ -10,8 +10,20 @@ lost, both over the same window: from a drain before the workload starts to
 a drain after it ends. Every event of the host in that window counts, other
 people's included, on both sides of the division. runs/event (programs run
 per event) shows what filtering costs: a program that sees every openat of
-the host but reports only O_CREAT ones. Medians of --rounds workload runs
-under one load of the probe.
+the host but reports only O_CREAT ones. Medians of --rounds workload runs,
+each under a load of its own.
+
+Before (issue 18's cost goals): each round also runs the workload under the
+probe as it was at --before REV (default 2ebd1f3, the last commit before
+issue 18's fields; bench/probe_at.py: its files and its committed generated
+xfer.h from git, its records decoded by its own schema), loaded in turns
+with today's (which goes first alternates by round) and built the same way:
+by clang into a CO-RE object loaded through libbpf, as both are when nothing
+else is asked (bench/kernel_cost.py also compares the BCC builds of exec).
+ratio = median of each round's now / before; goal: exec <= 1.3, every other
+event <= 1.2. Then both probes are loaded once with every event, for the
+instructions the verifier processed per program (Sensor.verifier_processed)
+and what is left of its 1,000,000.
 
 Rate ratios: every event compiled and attached (hids.defines_for(all names)),
 a reader thread decoding (as hidsmon does, without the printing), against
@@ -22,10 +34,10 @@ accept, close. One round is: each loop with nothing attached, the probe
 loaded, each loop again, the probe closed; the next round's baselines close
 this one, so every attached run has a baseline of its loop on either side,
 as far from it as the other. ratio = rate / mean(those two baselines).
-bpf_stats is off during these runs, as it normally is where hidsmon runs: with it on,
-every program run also reads the clock twice, which on the open loop alone
-costs several percent of the rate (--rate-stats keeps it on, as
-kernel_cost.py does).
+bpf_stats is off during these runs (unless another process holds it on), as it
+normally is where hidsmon runs: with it on, every program run also reads the
+clock twice, which on the open loop alone costs several percent of the rate
+(--rate-stats keeps it on, as kernel_cost.py does).
 
 Traffic stays on loopback: dns queries go to 127.0.0.1:53 inside a network
 namespace the workload makes (where it binds port 53 itself), mounts are
@@ -34,12 +46,17 @@ empty file, which the kernel refuses before parsing anything (ENOSYS
 without module support).
 
     sudo .venv/bin/python bench/hids_cost.py [--seconds 2] [--rounds 3] [--count 1000] [--rate-stats]
+                                             [--before REV] [--no-rates] [--markdown]
 
-Goals (issue): plain-open loop ratio >= 0.95; every event type's kernel time
-<= 2x the exec probe's. Prints figures; does not assert them.
+Goals: plain-open loop ratio >= 0.95; every event type's kernel time <= 2x
+the exec probe's; each at most 1.2x (exec 1.3x) its cost before issue 18.
+Prints figures; does not assert them. --markdown ends with the per-event
+costs and their ratios as the Markdown table of README.md.
 """
 
 import argparse
+import contextlib
+import functools
 import os
 import statistics
 import subprocess
@@ -49,9 +66,12 @@ import threading
 from pathlib import Path
 
 from c_program import compile_c  # bench/, beside this file
-from kernel_cost import BPF_STATS, prog_stats
+from kernel_cost import bpf_stats, prog_stats
+from probe_at import BEFORE_ISSUE_18, ProbeAt, probe_at
 
 from sdxfer import Sensor, default_decoder, hids
+from sdxfer.kernel.program import schema_code
+from sdxfer.kernel.sensor import VERIFIER_LIMIT
 
 WORK_C = r"""
 #define _GNU_SOURCE
@@ -428,6 +448,8 @@ WORKLOADS = {
     "file_create": ("create", "open O_CREAT+close", 10),
 }
 
+NOW, BEFORE = "now", "before"  # today's probe, the probe at --before
+
 # The rate loops: name -> workload mode.
 LOOPS = {
     "fork+exec /bin/true": "exec",
@@ -466,8 +488,12 @@ def rate(ops: int, elapsed: float) -> float:
     return ops / elapsed
 
 
-def load_sensor(events) -> Sensor:
-    return Sensor(hids.PROGRAM, defines=hids.defines_for(events))
+def load_sensor(events, probe: ProbeAt | None = None) -> Sensor:
+    """Today's probe, or `probe` (the probe at --before), with `events` compiled,
+    built the same way (by clang, cached, loaded through libbpf)."""
+    if probe is None:
+        return Sensor(hids.PROGRAM, defines=hids.defines_for(events), quiet=True)
+    return Sensor(probe.text, schema=probe.schema, defines=hids.defines_for(events), quiet=True)
 
 
 def start_reader(sensor: Sensor) -> tuple[threading.Event, threading.Thread]:
@@ -495,49 +521,70 @@ def settled_count(sensor: Sensor, event: str) -> int:
     return counts.delivered + counts.lost
 
 
-def measure_event(binary: Path, work: Path, event: str, ops: int, rounds: int) -> dict:
-    """Per round: kernel ns per event, programs run per event, events, ops."""
-    mode = WORKLOADS[event][0]
+def measure_once(binary: Path, work: Path, event: str, ops: int, probe: ProbeAt | None) -> dict:
+    """One workload run under a load of the probe with the event alone: kernel
+    ns per event, programs run per event, events, ops, lost, programs."""
     held_before = set(prog_stats(os.getpid()))
-    sensor = load_sensor([event])
-    rows = []
-    try:
+    with load_sensor([event], probe) as sensor:
         progs = set(prog_stats(os.getpid())) - held_before
-        for _ in range(rounds):
-            # The window runs from one drain to the next, so the time and the
-            # events on either side of the division are of the same moments.
-            events_before = settled_count(sensor, event)
-            time_before, runs_before = own_programs(progs)
-            stop, reader = start_reader(sensor)
-            try:
-                done, _ = run_workload(binary, mode, work, count=ops)
-            finally:
-                stop.set()
-                reader.join()
-            time_after, runs_after = own_programs(progs)
-            events = settled_count(sensor, event) - events_before
-            rows.append({"ns": (time_after - time_before) / events if events else float("nan"),
-                         "runs": (runs_after - runs_before) / events if events else float("nan"),
-                         "events": events, "ops": done})
+        # The window runs from one drain to the next, so the time and the
+        # events on either side of the division are of the same moments.
+        events_before = settled_count(sensor, event)
+        time_before, runs_before = own_programs(progs)
+        stop, reader = start_reader(sensor)
+        try:
+            done, _ = run_workload(binary, WORKLOADS[event][0], work, count=ops)
+        finally:
+            stop.set()
+            reader.join()
+        time_after, runs_after = own_programs(progs)
+        events = settled_count(sensor, event) - events_before
         lost = sensor.stats.per_event[event].lost
-        programs = len(progs)
-    finally:
-        sensor.close()
-    return {"rows": rows, "lost": lost, "programs": programs}
+    return {"ns": (time_after - time_before) / events if events else float("nan"),
+            "runs": (runs_after - runs_before) / events if events else float("nan"),
+            "events": events, "ops": done, "lost": lost, "programs": len(progs)}
 
 
-def per_event_costs(binary: Path, work: Path, count: int, rounds: int) -> dict:
+def measure_event(binary: Path, work: Path, event: str, ops: int, rounds: int, then: ProbeAt) -> dict:
+    """Per probe (today's, and the one at --before where it has the event),
+    per round: measure_once's figures. Each round loads each probe once, in
+    turns (which goes first alternates), so both see the same moments of the
+    machine."""
+    probes = {NOW: None, BEFORE: then} if event in then_events(then) else {NOW: None}
+    rows = {variant: [] for variant in probes}
+    for round_number in range(rounds):
+        for variant in (list(probes) if round_number % 2 == 0 else list(reversed(probes))):
+            rows[variant].append(measure_once(binary, work, event, ops, probes[variant]))
+    return rows
+
+
+@functools.lru_cache(maxsize=None)
+def then_events(then: ProbeAt) -> tuple[str, ...]:
+    return schema_code(then.schema).event_names
+
+
+def per_event_costs(binary: Path, work: Path, count: int, rounds: int, then: ProbeAt) -> dict:
     results = {}
     for event in default_decoder().events:
         if event not in WORKLOADS:
             results[event] = "no workload in this bench"
             continue
         try:
-            results[event] = measure_event(binary, work, event, count * WORKLOADS[event][2], rounds)
+            results[event] = measure_event(binary, work, event, count * WORKLOADS[event][2], rounds, then)
         except WorkloadError as exc:
             results[event] = f"workload failed: {exc}"
         print(f"{event} done", file=sys.stderr)
     return results
+
+
+def verifier_processed(then: ProbeAt) -> dict[str, dict[str, int]]:
+    """today's and the --before probe's: program -> the verifier's instructions,
+    every event compiled."""
+    found = {}
+    for variant, probe in ((NOW, None), (BEFORE, then)):
+        with load_sensor(then_events(then) if probe else list(default_decoder().events), probe) as sensor:
+            found[variant] = sensor.verifier_processed()
+    return found
 
 
 def rate_ratios(binary: Path, work: Path, seconds: float, rounds: int) -> tuple[dict, dict]:
@@ -583,30 +630,79 @@ def kmod_mechanism() -> str:
             "syscall's exit on the host, which costs every syscall a little")
 
 
-def print_costs(results: dict, count: int, rounds: int) -> None:
-    print(f"per event type: probe loaded with that event only; kernel ns per event = run_time_ns of its "
-          f"programs / (events delivered + lost); --count {count}, medians of {rounds} rounds (lost: all rounds)")
-    print(f"{'event':<13} {'progs':>5}  {'workload':<30} {'ops':>6} {'events':>7} {'lost':>5} "
-          f"{'runs/event':>10} {'ns/event':>9} {'x exec':>7}")
-    exec_ns = None
-    if isinstance(results.get("exec"), dict):
-        exec_ns = statistics.median(r["ns"] for r in results["exec"]["rows"])
-    worst = None
+def event_goal(event: str) -> float:
+    """Issue 18: the exec probe at most 1.3x its cost before the issue, every other event's packer 1.2x."""
+    return 1.3 if event == "exec" else 1.2
+
+
+def cost_rows(results: dict) -> list[tuple]:
+    """Per event measured: (event, its rows now, ns now, ns before or None, median of each round's now / before)."""
+    rows = []
     for event, result in results.items():
-        if not isinstance(result, dict):
-            print(f"{event:<13} {'-':>5}  {result}")
-            continue
-        rows = result["rows"]
-        ns = statistics.median(r["ns"] for r in rows)
+        if isinstance(result, dict):
+            now = result[NOW]
+            ns = statistics.median(r["ns"] for r in now)
+            then_ns = ratio = None
+            if BEFORE in result:
+                then_ns = statistics.median(r["ns"] for r in result[BEFORE])
+                ratios = [n["ns"] / b["ns"] for n, b in zip(now, result[BEFORE]) if b["ns"] > 0]
+                ratio = statistics.median(ratios) if ratios else float("nan")
+            rows.append((event, now, ns, then_ns, ratio))
+    return rows
+
+
+def print_costs(results: dict, count: int, rounds: int, revision: str) -> None:
+    print(f"per event type: probe loaded with that event only; kernel ns per event = run_time_ns of its "
+          f"programs / (events delivered + lost); --count {count}, medians of {rounds} rounds (lost: all rounds); "
+          f"before: the probe at {revision}, loaded in turns with today's in each round; ratio: median of each "
+          f"round's now / before; goal (issue 18): exec <= 1.3, others <= 1.2")
+    print(f"{'event':<13} {'progs':>5}  {'workload':<30} {'ops':>6} {'events':>7} {'lost':>5} "
+          f"{'runs/event':>10} {'ns/event':>9} {'x exec':>7} {'ns before':>9} {'ratio':>6}  goal")
+    rows = cost_rows(results)
+    exec_ns = next((ns for event, _, ns, _, _ in rows if event == "exec"), None)
+    worst = None
+    for event, now, ns, then_ns, ratio in rows:
         times_exec = ns / exec_ns if exec_ns else float("nan")
         if worst is None or times_exec > worst[1]:
             worst = (event, times_exec)
-        print(f"{event:<13} {result['programs']:>5}  {WORKLOADS[event][1]:<30} "
-              f"{statistics.median(r['ops'] for r in rows):>6.0f} {statistics.median(r['events'] for r in rows):>7.0f} "
-              f"{result['lost']:>5} {statistics.median(r['runs'] for r in rows):>10.2f} {ns:>9.0f} "
-              f"{times_exec:>7.2f}")
+        goal = "-"
+        if ratio is not None:
+            goal = f"{'met' if ratio <= event_goal(event) else 'not met'} (<= {event_goal(event)})"
+        print(f"{event:<13} {now[-1]['programs']:>5}  {WORKLOADS[event][1]:<30} "
+              f"{statistics.median(r['ops'] for r in now):>6.0f} {statistics.median(r['events'] for r in now):>7.0f} "
+              f"{sum(r['lost'] for r in now):>5} {statistics.median(r['runs'] for r in now):>10.2f} {ns:>9.0f} "
+              f"{times_exec:>7.2f} {'-' if then_ns is None else f'{then_ns:.0f}':>9} "
+              f"{'-' if ratio is None else f'{ratio:.2f}':>6}  {goal}")
+    for event, result in results.items():
+        if not isinstance(result, dict):
+            print(f"{event:<13} {'-':>5}  {result}")
     if worst:
         print(f"highest: {worst[0]} at {worst[1]:.2f}x exec; goal: every event type <= 2x exec")
+
+
+def print_verifier(processed: dict[str, dict[str, int]], revision: str) -> None:
+    print(f"verifier: instructions processed per program, every event compiled (clang's CO-RE build, as "
+          f"hidsmon's), and the budget left of {VERIFIER_LIMIT:,}; before: at {revision}")
+    print(f"{'program':<48} {'processed':>10} {'left':>10} {'before':>10}")
+    now, then = processed[NOW], processed[BEFORE]
+    for name in sorted(set(now) | set(then), key=lambda name: (-now.get(name, 0), name)):
+        print(f"{name:<48} {now.get(name, '-'):>10} {VERIFIER_LIMIT - now[name] if name in now else '-':>10} "
+              f"{then.get(name, '-'):>10}")
+
+
+MARKDOWN_EVENTS_PER_ROW = 3  # the README's table, kept short
+
+
+def print_markdown(results: dict) -> None:
+    """The README's table: per event, kernel ns per event and x its cost at --before."""
+    cells = [f"{event} | {ns:,.0f} | {'-' if ratio is None else f'{ratio:.2f}'}"
+             for event, _, ns, _, ratio in cost_rows(results)]
+    print("|" + " event | ns | x before |" * MARKDOWN_EVENTS_PER_ROW)
+    print("|" + "---|---:|---:|" * MARKDOWN_EVENTS_PER_ROW)
+    for at in range(0, len(cells), MARKDOWN_EVENTS_PER_ROW):
+        row = cells[at:at + MARKDOWN_EVENTS_PER_ROW]
+        row += [" | "] * (MARKDOWN_EVENTS_PER_ROW - len(row))
+        print("| " + " | ".join(row) + " |")
 
 
 def print_rates(rates: dict, seen: dict, seconds: float, rounds: int, stats_on: bool) -> None:
@@ -629,26 +725,38 @@ def main() -> int:
                         help="operations per per-event workload run (10x for the cheap syscalls)")
     parser.add_argument("--rate-stats", action="store_true",
                         help="keep bpf_stats on during the rate runs too (lowers the attached rates)")
+    parser.add_argument("--before", default=BEFORE_ISSUE_18, metavar="REV",
+                        help=f"the git revision whose probe is measured beside today's (default {BEFORE_ISSUE_18}: "
+                             "the last before issue 18)")
+    parser.add_argument("--no-rates", action="store_true", help="leave out the rate ratios (faster)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="end with the per-event costs and their ratios to --before as a Markdown table")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("hids_cost: run as root (sudo)", file=sys.stderr)
         return 1
-    stats_were = BPF_STATS.read_text().strip()
-    BPF_STATS.write_text("1")
-    try:
-        with tempfile.TemporaryDirectory(prefix="hids_cost.") as workdir:
-            work = Path(workdir)
-            binary = build_workload(work)
-            costs = per_event_costs(binary, work, args.count, args.rounds)
-            BPF_STATS.write_text("1" if args.rate_stats else "0")
-            rates, seen = rate_ratios(binary, work, args.seconds, args.rounds)
-    finally:
-        BPF_STATS.write_text(stats_were)
+    with tempfile.TemporaryDirectory(prefix="hids_cost.") as workdir:
+        work = Path(workdir)
+        binary = build_workload(work)
+        (work / "before").mkdir()
+        then = probe_at(args.before, work / "before")
+        with bpf_stats():
+            costs = per_event_costs(binary, work, args.count, args.rounds, then)
+        processed = verifier_processed(then)
+        if not args.no_rates:
+            with bpf_stats() if args.rate_stats else contextlib.nullcontext():
+                rates, seen = rate_ratios(binary, work, args.seconds, args.rounds)
     print(f"kmod_load mechanism: {kmod_mechanism()}")
     print()
-    print_costs(costs, args.count, args.rounds)
+    print_costs(costs, args.count, args.rounds, args.before)
     print()
-    print_rates(rates, seen, args.seconds, args.rounds, args.rate_stats)
+    print_verifier(processed, args.before)
+    if not args.no_rates:
+        print()
+        print_rates(rates, seen, args.seconds, args.rounds, args.rate_stats)
+    if args.markdown:
+        print()
+        print_markdown(costs)
     return 0
 
 

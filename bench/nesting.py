@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 from c_program import compile_c  # bench/, beside this file
-from kernel_cost import BPF_STATS, prog_stats
+from kernel_cost import bpf_stats, prog_stats
 from sdxfer import Sensor
 
 SCHEMA = """\
@@ -145,20 +145,15 @@ def main() -> int:
         return 1
     probes = {"packer": PACKER, "packer+locals": WITH_LOCALS, "bare slot": BARE_SLOT}
     results = {(name, transport): [] for transport in ("perf", "ringbuf") for name in probes}
-    stats_were = BPF_STATS.read_text().strip()
-    BPF_STATS.write_text("1")
-    try:
-        with tempfile.TemporaryDirectory() as workdir:
-            work = Path(workdir)
-            compile_c(LOOP_C, work, "loop")
-            schema = work / "tick.yaml"
-            schema.write_text(SCHEMA)
-            for round_number in range(1, args.rounds + 1):
-                for (name, transport), rows in results.items():
-                    rows.append(measure(work / "loop", schema, probes[name], transport, args.calls))
-                print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
-    finally:
-        BPF_STATS.write_text(stats_were)
+    with bpf_stats(), tempfile.TemporaryDirectory() as workdir:
+        work = Path(workdir)
+        compile_c(LOOP_C, work, "loop")
+        schema = work / "tick.yaml"
+        schema.write_text(SCHEMA)
+        for round_number in range(1, args.rounds + 1):
+            for (name, transport), rows in results.items():
+                rows.append(measure(work / "loop", schema, probes[name], transport, args.calls))
+            print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
     print(f"getppid loop, {args.calls} calls per run, {args.rounds} rounds; kernel ns per record, medians")
     print(f"{'probe':<15} {'perf':>8} {'ringbuf':>8}")
     medians = {key: statistics.median(rows) for key, rows in results.items()}

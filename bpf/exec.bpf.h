@@ -49,6 +49,13 @@ _Static_assert(__builtin_offsetof(struct exec_area, argv) + 2 * ARGV_MAX <= SDXF
 #include "exec_part_env.h"
 #include "exec_part_ancestors.h"
 #include "exec_part_rest.h"
+#include "exec_part_context.h"
+
+/* The packer's arguments for the new exec fields, from a filled context. */
+#define EXEC_CONTEXT_ARGS(context)                                                                 \
+    (context)->exe_ino, (context)->exe_dev, (context)->exe_memfd, (context)->exe_deleted,         \
+        &(context)->stdio_remote, &(context)->stdio_local, (context)->cwd_text, (context)->tty_text, \
+        (context)->stdio_text[0], (context)->stdio_text[1], (context)->stdio_text[2]
 
 #if defined(HIDS_WANT_EXEC) || !defined(HIDS_SELECTED)
 /* Raw tracepoint: cheaper than the trace-event one, and its arguments
@@ -56,7 +63,8 @@ _Static_assert(__builtin_offsetof(struct exec_area, argv) + 2 * ARGV_MAX <= SDXF
 EXEC_RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     SDXFER_LOCAL(struct exec_area, area);
-    if (!area)
+    SDXFER_LOCAL(struct exec_context, context);
+    if (!area || !context)
         return 0;
     struct exec_image image;
     read_exec_image((const char *)ctx->args[2], &image);
@@ -68,10 +76,12 @@ EXEC_RAW_TRACEPOINT_PROBE(sched_process_exec)
     env_of_new_image(area, &mm, &image);
 
     __u32 ancestors = count_ancestors(area);
+    read_exec_context(context, 1);
     /* old_pid: the thread that called exec, which may not be the leader; the
      * packer fills pid, ppid, uid, comm and the rest of the common fields */
     exec_print(ctx, (__u32)ctx->args[1], 0, image.filename, (const char *)mm.arg_start, argv_len,
-               area->found.ssh_connection, area->found.ld_preload, area->ancestors, ancestors);
+               area->found.ssh_connection, area->found.ld_preload, area->ancestors, ancestors,
+               EXEC_CONTEXT_ARGS(context));
     return 0;
 }
 
@@ -153,7 +163,8 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
     if (ret >= 0)
         return 0;
     SDXFER_LOCAL(struct exec_area, area);
-    if (!area)
+    SDXFER_LOCAL(struct exec_context, context);
+    if (!area || !context)
         return 0;
     struct exec_call call;
     read_exec_call(&call, is_execveat);
@@ -168,8 +179,9 @@ static __always_inline int report_failed_exec(void *ctx, long ret, int is_execve
         mark_unexamined(&area->found);
 
     __u32 ancestors = count_ancestors(area);
+    read_exec_context(context, 0);
     exec_print(ctx, (__u32)bpf_get_current_pid_tgid(), ret, exe, area->argv, argv_len, area->found.ssh_connection,
-               area->found.ld_preload, area->ancestors, ancestors);
+               area->found.ld_preload, area->ancestors, ancestors, EXEC_CONTEXT_ARGS(context));
     return 0;
 }
 

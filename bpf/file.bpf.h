@@ -8,8 +8,10 @@
  * sees both the arguments and the result, with no enter probe and no map.
  * Paths are read from the caller's memory as it passed them (relative ones
  * stay relative to the dirfd), up to the field's max, a longer one cut and
- * flagged by the packer. Only 64-bit syscalls are seen: the kernel does not
- * trace compat (ia32) syscalls.
+ * flagged by the packer. Each path field has a <field>_abs counterpart: the
+ * path joined to its dirfd's (or the cwd's) path as the kernel names it now,
+ * by sdxfer_path.h's walk (see file_abs below). Only 64-bit syscalls are
+ * seen: the kernel does not trace compat (ia32) syscalls.
  *
  * Each event's programs are compiled unless HIDS_SELECTED is defined without HIDS_WANT_<EVENT>.
  */
@@ -28,14 +30,80 @@
 
 #define FILE_PATH(x) ((const char *)(x))
 
+/* A path argument made absolute (the _abs fields), in a scratch slot: the
+ * walk's text, or the argument itself when it is absolute. */
+struct file_abs {
+    struct sdxfer_path_buf walk;
+    __u64 path;      /* the argument */
+    __u64 at;        /* the struct path walked */
+    __u64 relative;  /* the argument, when relative: joined to the walk's text */
+    __u64 given;     /* the argument, when absolute: the field reads it from the caller */
+    __s64 fd;
+};
+
+struct file_abs_area {
+    struct file_abs first, second;
+};
+
+/* Stores a value in the slot and loads it back: to the verifier a new
+ * unknown value, so what file_abs_walk's branches learn of it does not
+ * refine the caller's copy (which goes on to the packer), and every case
+ * reaches the walk in the same state: the walk is checked once. */
+#define FILE_ABS_KEEP(abs, member, value) ((abs)->member = (value), *(volatile __typeof__((abs)->member) *)&(abs)->member)
+
+/* Fills abs for a path argument relative to fd (a dirfd, or AT_FDCWD): the
+ * argument as given when absolute; else fd's (the cwd's) path joined with
+ * it, . and .. as given. Without an argument (path NULL), fd's own file.
+ * Nothing for an argument that cannot be read or a bad fd. At sys_exit the
+ * dirfd still names the directory the call used, unless another thread
+ * closed it meanwhile. */
+static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, const char *path_arg)
+{
+    const char *path = (const char *)FILE_ABS_KEEP(abs, path, (__u64)path_arg);
+    __s32 fd = FILE_ABS_KEEP(abs, fd, fd_arg);
+    char first = 0;
+
+    abs->at = abs->relative = abs->given = 0;
+    if (!path)
+        abs->at = (__u64)sdxfer_file_path(sdxfer_current_file(fd));
+    else if (bpf_probe_read_user(&first, 1, path) < 0)
+        ;  /* no path: nothing */
+    else if (first == '/')
+        abs->given = (__u64)path;
+    else {
+        abs->at = (__u64)(fd == FILE_AT_FDCWD ? sdxfer_current_cwd() : sdxfer_file_path(sdxfer_current_file(fd)));
+        abs->relative = (__u64)path;
+    }
+    sdxfer_path_walk((const void *)*(volatile __u64 *)&abs->at, &abs->walk);
+    if (abs->relative)
+        sdxfer_path_append_user(&abs->walk, (const char *)abs->relative);
+    if (abs->given)
+        sdxfer_path_given(&abs->walk, (const char *)abs->given);
+}
+
+/* The _abs field's value: a ustr field reads the caller's memory (a path
+ * given absolute) or the slot's text (a kernel address, read as such). No
+ * slot (abs NULL): flagged. */
+static __always_inline const char *file_abs_text(struct file_abs *abs)
+{
+    return abs ? sdxfer_path_result(&abs->walk) : SDXFER_UNKNOWN;
+}
+
 /* ---- mount(source, target, fstype, flags, data) ---------------------- */
 #if defined(HIDS_WANT_MOUNT) || !defined(HIDS_SELECTED)
 TRACEPOINT_PROBE(syscalls, sys_exit_mount)
 {
+    if (!sdxfer_wanted())
+        return 0;
     struct syscall_args call;
     read_syscall_args(&call);
+    SDXFER_LOCAL(struct file_abs_area, abs);
+    if (abs) {
+        file_abs_walk(&abs->first, FILE_AT_FDCWD, FILE_PATH(call.arg[0]));
+        file_abs_walk(&abs->second, FILE_AT_FDCWD, FILE_PATH(call.arg[1]));
+    }
     mount_print(args, FILE_PATH(call.arg[0]), FILE_PATH(call.arg[1]), FILE_PATH(call.arg[2]), call.arg[3],
-                args->ret);
+                args->ret, file_abs_text(abs ? &abs->first : NULL), file_abs_text(abs ? &abs->second : NULL));
     return 0;
 }
 #endif
@@ -47,7 +115,12 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mount)
 static __always_inline int file_report_chmod(void *ctx, const char *syscall, __s32 fd, __u64 path, __u64 mode,
                                              long ret)
 {
-    chmod_print(ctx, syscall, fd, FILE_PATH(path), (__u16)mode, ret);
+    if (!sdxfer_wanted())
+        return 0;
+    SDXFER_LOCAL(struct file_abs, abs);
+    if (abs)
+        file_abs_walk(abs, fd, FILE_PATH(path));  /* fchmod (no path): the fd's own file */
+    chmod_print(ctx, syscall, fd, FILE_PATH(path), (__u16)mode, ret, file_abs_text(abs));
     return 0;
 }
 
@@ -87,12 +160,26 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
 /* ---- rename(old, new), renameat(olddfd, old, newdfd, new),
  *      renameat2(olddfd, old, newdfd, new, flags) ------------------------ */
 #if defined(HIDS_WANT_RENAME) || !defined(HIDS_SELECTED)
+static __always_inline void file_report_rename(void *ctx, const char *syscall, __s32 old_dirfd, __u64 old_path,
+                                              __s32 new_dirfd, __u64 new_path, __u32 flags, long ret)
+{
+    if (!sdxfer_wanted())
+        return;
+    SDXFER_LOCAL(struct file_abs_area, abs);
+    if (abs) {
+        file_abs_walk(&abs->first, old_dirfd, FILE_PATH(old_path));
+        file_abs_walk(&abs->second, new_dirfd, FILE_PATH(new_path));
+    }
+    rename_print(ctx, syscall, FILE_PATH(old_path), FILE_PATH(new_path), flags, ret,
+                 file_abs_text(abs ? &abs->first : NULL), file_abs_text(abs ? &abs->second : NULL));
+}
+
 TRACEPOINT_PROBE(syscalls, sys_exit_rename)
 {
     char name[] = "rename";
     struct syscall_args call;
     read_syscall_args(&call);
-    rename_print(args, name, FILE_PATH(call.arg[0]), FILE_PATH(call.arg[1]), 0, args->ret);
+    file_report_rename(args, name, FILE_AT_FDCWD, call.arg[0], FILE_AT_FDCWD, call.arg[1], 0, args->ret);
     return 0;
 }
 
@@ -101,7 +188,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_renameat)
     char name[] = "renameat";
     struct syscall_args call;
     read_syscall_args(&call);
-    rename_print(args, name, FILE_PATH(call.arg[1]), FILE_PATH(call.arg[3]), 0, args->ret);
+    file_report_rename(args, name, (__s32)call.arg[0], call.arg[1], (__s32)call.arg[2], call.arg[3], 0, args->ret);
     return 0;
 }
 
@@ -110,19 +197,31 @@ TRACEPOINT_PROBE(syscalls, sys_exit_renameat2)
     char name[] = "renameat2";
     struct syscall_args call;
     read_syscall_args(&call);
-    rename_print(args, name, FILE_PATH(call.arg[1]), FILE_PATH(call.arg[3]), (__u32)call.arg[4], args->ret);
+    file_report_rename(args, name, (__s32)call.arg[0], call.arg[1], (__s32)call.arg[2], call.arg[3],
+                       (__u32)call.arg[4], args->ret);
     return 0;
 }
 #endif
 
 /* ---- unlink(path), rmdir(path), unlinkat(dfd, path, flag) ------------- */
 #if defined(HIDS_WANT_UNLINK) || !defined(HIDS_SELECTED)
+static __always_inline void file_report_unlink(void *ctx, const char *syscall, __s32 dirfd, __u64 path, __u8 dir,
+                                              long ret)
+{
+    if (!sdxfer_wanted())
+        return;
+    SDXFER_LOCAL(struct file_abs, abs);
+    if (abs)
+        file_abs_walk(abs, dirfd, FILE_PATH(path));
+    unlink_print(ctx, syscall, FILE_PATH(path), dir, ret, file_abs_text(abs));
+}
+
 TRACEPOINT_PROBE(syscalls, sys_exit_unlink)
 {
     char name[] = "unlink";
     struct syscall_args call;
     read_syscall_args(&call);
-    unlink_print(args, name, FILE_PATH(call.arg[0]), 0, args->ret);
+    file_report_unlink(args, name, FILE_AT_FDCWD, call.arg[0], 0, args->ret);
     return 0;
 }
 
@@ -131,7 +230,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_rmdir)
     char name[] = "rmdir";
     struct syscall_args call;
     read_syscall_args(&call);
-    unlink_print(args, name, FILE_PATH(call.arg[0]), 1, args->ret);
+    file_report_unlink(args, name, FILE_AT_FDCWD, call.arg[0], 1, args->ret);
     return 0;
 }
 
@@ -140,7 +239,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
     char name[] = "unlinkat";
     struct syscall_args call;
     read_syscall_args(&call);
-    unlink_print(args, name, FILE_PATH(call.arg[1]), (call.arg[2] & FILE_AT_REMOVEDIR) != 0, args->ret);
+    file_report_unlink(args, name, (__s32)call.arg[0], call.arg[1], (call.arg[2] & FILE_AT_REMOVEDIR) != 0, args->ret);
     return 0;
 }
 #endif
@@ -153,6 +252,19 @@ TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
 #if defined(HIDS_WANT_FILE_CREATE) || !defined(HIDS_SELECTED)
 #define FILE_MAY_CREATE(flags) (((flags) & (FILE_O_CREAT | FILE_O_TMPFILE_BIT)) != 0)
 
+/* path_abs: the opened file's own path once the call succeeded (ret is its
+ * fd), else the argument made absolute. */
+static __always_inline void file_report_create(void *ctx, const char *syscall, __s32 dirfd, __u64 path, __s32 flags,
+                                               __u32 mode, long ret)
+{
+    if (!sdxfer_wanted())
+        return;
+    SDXFER_LOCAL(struct file_abs, abs);
+    if (abs)
+        file_abs_walk(abs, ret >= 0 ? ret : dirfd, ret >= 0 ? NULL : FILE_PATH(path));
+    file_create_print(ctx, syscall, FILE_PATH(path), flags, mode, ret, file_abs_text(abs));
+}
+
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
     __u64 flags = syscall_reg(syscall_regs(), SDXFER_MEMBER(pt_regs, dx));
@@ -161,7 +273,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat)
     char name[] = "openat";
     struct syscall_args call;
     read_syscall_args(&call);
-    file_create_print(args, name, FILE_PATH(call.arg[1]), (__s32)flags, (__u16)call.arg[3], args->ret);
+    file_report_create(args, name, (__s32)call.arg[0], call.arg[1], (__s32)flags, (__u16)call.arg[3], args->ret);
     return 0;
 }
 
@@ -173,7 +285,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_open)
     char name[] = "open";
     struct syscall_args call;
     read_syscall_args(&call);
-    file_create_print(args, name, FILE_PATH(call.arg[0]), (__s32)flags, (__u16)call.arg[2], args->ret);
+    file_report_create(args, name, FILE_AT_FDCWD, call.arg[0], (__s32)flags, (__u16)call.arg[2], args->ret);
     return 0;
 }
 
@@ -182,8 +294,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_creat)
     char name[] = "creat";
     struct syscall_args call;
     read_syscall_args(&call);
-    file_create_print(args, name, FILE_PATH(call.arg[0]), FILE_O_CREAT | FILE_O_WRONLY | FILE_O_TRUNC,
-                      (__u16)call.arg[1], args->ret);
+    file_report_create(args, name, FILE_AT_FDCWD, call.arg[0], FILE_O_CREAT | FILE_O_WRONLY | FILE_O_TRUNC,
+                       (__u16)call.arg[1], args->ret);
     return 0;
 }
 
@@ -206,7 +318,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
     if (!FILE_MAY_CREATE(how.flags))
         return 0;
     char name[] = "openat2";
-    file_create_print(args, name, FILE_PATH(call.arg[1]), (__s32)how.flags, (__u32)how.mode, args->ret);
+    file_report_create(args, name, (__s32)call.arg[0], call.arg[1], (__s32)how.flags, (__u32)how.mode, args->ret);
     return 0;
 }
 #endif

@@ -35,24 +35,8 @@ static __always_inline __u64 choose(__u64 condition, __u64 if_set, __u64 otherwi
     return otherwise ^ ((if_set ^ otherwise) & opaque(-condition));
 }
 
-/* Calls step(i, state) for i = 0, 1, ... below count and at most max (a
- * constant), until it returns non-zero: `static long step(__u32 i, void
- * *state)`. state points to the stack (bpf_loop's rule): pointers and
- * values set before the loop; what changes from one call to the next is
- * kept in map memory. */
-#ifdef SDXFER_CORE
-/* bpf_loop (kernel 5.17): the verifier checks step until its states settle
- * (at once, when nothing it tracks changes between calls), not once per
- * iteration as it does a loop's body. */
-#define HIDS_LOOP(count, max, step, state)                                                         \
-    bpf_loop((count) < (max) ? (count) : (max), step, state, 0)
-#else
-/* BCC links no BPF-to-BPF calls: its build walks the loop inline. */
-#define HIDS_LOOP(count, max, step, state)                                                         \
-    for (__u32 hids_loop_i = 0; hids_loop_i < (max) && hids_loop_i < (count); hids_loop_i++)      \
-        if (step(hids_loop_i, state))                                                             \
-            break
-#endif
+/* sdxfer_read.h's SDXFER_LOOP: bpf_loop in a CO-RE object, a plain loop under BCC. */
+#define HIDS_LOOP SDXFER_LOOP
 
 /* The caller's saved user registers (struct pt_regs) at a syscall
  * tracepoint: a syscall leaves them alone, so its arguments are still there

@@ -41,22 +41,13 @@ static __always_inline int is_inet(__u16 family)
  * already be closed by another thread: then NULL, or whatever took its place. */
 static __always_inline const char *file_of_fd(__s32 fd)
 {
-    if (fd < 0)
-        return NULL;
-    const char *task = (const char *)bpf_get_current_task();
-    const char *files = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, files));
-    const char *fdt = (const char *)sdxfer_kernel_u64(files + SDXFER_MEMBER(files_struct, fdt));
-    if (!fdt || (__u32)fd >= sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)))
-        return NULL;
-    const char *fds = (const char *)sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd));
-    return (const char *)sdxfer_kernel_u64(fds + 8 * (__u64)fd);
+    return (const char *)sdxfer_current_file(fd);
 }
 
-/* The struct sock behind fd, or NULL when fd is not an open socket. A file
+/* The struct sock behind a file, or NULL when it is not a socket. A file
  * is a socket when its inode says so; only then is private_data a struct socket. */
-static __always_inline const char *sock_of_fd(__s32 fd)
+static __always_inline const char *sock_of_file(const char *file)
 {
-    const char *file = file_of_fd(fd);
     if (!file)
         return NULL;
     const char *inode = (const char *)sdxfer_kernel_u64(file + SDXFER_MEMBER(file, f_inode));
@@ -64,6 +55,12 @@ static __always_inline const char *sock_of_fd(__s32 fd)
         return NULL;
     const char *socket = (const char *)sdxfer_kernel_u64(file + SDXFER_MEMBER(file, private_data));
     return (const char *)sdxfer_kernel_u64(socket + SDXFER_MEMBER(socket, sk));
+}
+
+/* The struct sock behind fd of the current task, or NULL when fd is not an open socket. */
+static __always_inline const char *sock_of_fd(__s32 fd)
+{
+    return sock_of_file(file_of_fd(fd));
 }
 
 /* struct sock's embedded struct sock_common (two relocations under CO-RE). */

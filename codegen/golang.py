@@ -23,7 +23,7 @@ C_SIZE = {"__u8": 1, "__u16": 2, "__u32": 4}
 GO_UNSIGNED = {"B": "uint8", "H": "uint16", "I": "uint32", "Q": "uint64"}
 VARIABLE_TYPE = {"str": "*Text", "ustr": "*Text", "strlist": "[]Text", "blob": "[]byte", "ublob": "[]byte"}
 VARIABLE_READ = {"str": "text", "ustr": "text", "strlist": "list", "blob": "blob", "ublob": "blob"}
-FIXED_TYPE = {"ipv4": "netip.Addr", "ipv6": "netip.Addr", "sockaddr": "SockAddr", "creds": "Creds"}
+FIXED_TYPE = {"ipv4": "netip.Addr", "ipv6": "netip.Addr", "sockaddr": "*SockAddr", "creds": "Creds"}
 
 
 def _uint_read(fmt: str, buf: str, at: int | str) -> str:

@@ -97,6 +97,12 @@ SOURCES: dict[str, str] = {
     "cgroup_id": "u64",  # cgroup v2 id, as bpf_get_current_cgroup_id()
     "mntns": "u32",  # mount namespace inode number
     "comm": "str",
+    "start_ns": "u64",  # the thread group leader's start, ns since boot (/proc/PID/stat field 22, in ticks)
+    "loginuid": "u32",  # audit login uid (4294967295: unset)
+    "sessionid": "u32",  # audit session id
+    "pidns": "u32",  # pid namespace inode number
+    "nodename": "str",  # UTS nodename of the task's namespace
+    "exe_path": "str",  # the executable file's absolute path, kept per task (sdxfer_path.h walks it)
 }
 
 

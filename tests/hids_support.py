@@ -1,17 +1,21 @@
 """What the live probe tests share: waiting for a decoded event, running a
 child that acts once the probe is attached, and checking the common fields
-every event carries (pid, tid, ppid, uid, gid, comm, cgroup_id, mntns, sid)."""
+every event carries (pid, tid, ppid, uid, gid, comm, cgroup_id, mntns, sid,
+start_ns, loginuid, sessionid, pidns, nodename, exe_path), and children
+that wait in a shell while a test reads their /proc."""
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from conftest import LIVE_WAIT_S
 
 WAIT_S = LIVE_WAIT_S
+TICK_NS = 10**9 // os.sysconf("SC_CLK_TCK")  # /proc/PID/stat's times are in clock ticks
 
 # sendmmsg(2)'s structures, for child processes that send DNS queries with it (needs ctypes)
 MMSG_STRUCTS = """
@@ -77,9 +81,68 @@ class Identity:
         self.sid = os.getsid(pid)
         unified = next(line for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if line.startswith("0::"))
         self.cgroup_id = cgroup2_id(unified[3:])
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        self.start_ticks = int(stat[stat.rindex(")") + 2:].split()[19])  # field 22; the comm may hold spaces
+        self.loginuid = int(Path(f"/proc/{pid}/loginuid").read_text())
+        self.sessionid = int(Path(f"/proc/{pid}/sessionid").read_text())
+        self.pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino
+        self.nodename = uts_nodename(pid)
+        self.exe_path = os.readlink(f"/proc/{pid}/exe")
+
+    def started_at(self, start_ns: int) -> bool:
+        """start_ns (ns since boot) is this process's start as /proc counts it (in ticks)."""
+        return start_ns // TICK_NS == self.start_ticks
 
     def check(self, event) -> None:
         """Every common field the event carries equals this identity's."""
-        for name in ("pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "mntns", "sid"):
+        for name in ("pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "mntns", "sid", "loginuid", "sessionid",
+                     "pidns", "nodename", "exe_path"):
             if name in event.fields:
                 assert event.value(name) == getattr(self, name), (name, event)
+        if "start_ns" in event.fields:
+            assert self.started_at(event.value("start_ns")), (self.start_ticks, event)
+
+
+def uts_nodename(pid: int) -> str:
+    """The nodename of the process's UTS namespace (its hostname)."""
+    if os.stat(f"/proc/{pid}/ns/uts").st_ino == os.stat("/proc/self/ns/uts").st_ino:
+        return os.uname().nodename
+    return subprocess.run(["nsenter", f"--uts=/proc/{pid}/ns/uts", "uname", "-n"], capture_output=True, text=True,
+                          check=True).stdout.rstrip("\n")
+
+
+def marker(what: str = "identity") -> str:
+    return f"sdxfer-{what}-{uuid.uuid4().hex[:12]}"
+
+
+def waiting_shell(marker: str) -> str:
+    """A shell command line that execs a shell waiting on stdin, marker its last argument."""
+    return f"exec sh -c 'read line' {marker}"
+
+
+class Waiting:
+    """A child command ending in waiting_shell(marker): its exec event, and
+    its Identity read from /proc while it waits. Popen's other arguments
+    (cwd, stdout, ...) pass through."""
+
+    def __init__(self, sensor, command: list[str], marker: str, **popen):
+        self.proc = subprocess.Popen(command, stdin=popen.pop("stdin", subprocess.PIPE), **popen)
+        self.sensor = sensor
+        # a shell's `exec sh` may first fail on other PATH entries, with the same argv
+        self.exec = wait_for(sensor, lambda e: e.name == "exec" and e.ret == 0 and e.argv and e.argv[-1] == marker)
+        assert self.proc.poll() is None, "the child did not wait"
+        self.identity = Identity(self.exec.pid)
+
+    def exit(self):
+        """Lets the waiting shell end; its exit event."""
+        self.proc.stdin.close()
+        self.proc.wait()
+        return wait_for(self.sensor, lambda e: e.name == "exit" and e.pid == self.exec.pid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

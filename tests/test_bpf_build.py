@@ -28,11 +28,15 @@ def _user_value(f, n):
 
 
 def _sources_here() -> dict:
-    """Every common-field source, as a packer running in this process finds it."""
+    """Every common-field source, as a packer running in this process finds it
+    (start_ns: /proc has it in ticks only; the test takes the packer's once
+    it agrees with them)."""
     me = Identity(os.getpid())
     return {"pid": me.pid, "tid": threading.get_native_id(), "ppid": me.ppid, "pgid": os.getpgid(0), "sid": me.sid,
             "uid": me.uid, "gid": me.gid, "euid": os.geteuid(), "egid": os.getegid(), "cgroup_id": me.cgroup_id,
-            "mntns": me.mntns, "comm": me.comm.encode()}
+            "mntns": me.mntns, "comm": me.comm.encode(), "start_ns": None, "loginuid": me.loginuid,
+            "sessionid": me.sessionid, "pidns": me.pidns, "nodename": me.nodename.encode(),
+            "exe_path": me.exe_path.encode()}
 
 
 SOURCES_HERE = _sources_here()
@@ -119,6 +123,16 @@ def _collect(generated, program, transport, expected):
         return got
 
 
+def _take_start_ns(layout, plans, first) -> None:
+    """The start_ns the packers sent (the first record's), checked against
+    /proc's ticks, as every plan's value."""
+    name = next(f.name for f in layout.events[0].event.fields if f.source == "start_ns")
+    start_ns = first.value(name)
+    assert Identity(os.getpid()).started_at(start_ns), start_ns
+    for e, (values, _, _) in zip(layout.events, plans):
+        values.update({f.name: start_ns for f in e.event.fields if f.source == "start_ns"})
+
+
 def _varying(raw: bytes) -> bytes:
     """The record with the fields that differ by nature (time, sequence, CPU) zeroed."""
     out = bytearray(raw)
@@ -138,6 +152,7 @@ def test_bpf_records_equal_host_records(generated, transport, user_fields_on_sta
     n = len(layout.events)
     records = _collect(generated, _program(layout, plans), transport, 2 * n)  # two getppid calls
     assert "warning" not in capfd.readouterr().err  # clang under BCC is silent about the header
+    _take_start_ns(layout, plans, generated.decoder.decode(records[0]))
     host = generated.pack([(e.index, values) for e, (values, _, _) in zip(layout.events, plans)])
     assert len(records) == 2 * n
     for bpf_record, host_record in zip(records, host + host):

@@ -20,12 +20,16 @@ START_NS = 1_000_000_000_000
 
 
 def make_event(*, pid=12350, tid=None, ppid=1, uid=1000, gid=1000, ret=0, comm="ls", exe="/bin/ls",
-               argv=("ls", "--color=auto", "/tmp"), ssh=None, preload=None, lost=None, ts=START_NS + 1_500_000_000):
+               argv=("ls", "--color=auto", "/tmp"), ssh=None, preload=None, lost=None, ts=START_NS + 1_500_000_000,
+               cwd="/home/me"):
     lost = lost or {}
     values = {"pid": pid, "tid": pid if tid is None else tid, "ppid": ppid, "pgid": pid, "sid": 1, "uid": uid,
               "gid": gid, "euid": uid, "cgroup_id": 1, "mntns": 4026531840, "comm": comm, "ret": ret, "exe": exe,
               "argv": None if argv is None else list(argv), "ssh_connection": ssh, "ld_preload": preload,
-              "ancestors": []}
+              "ancestors": [], "start_ns": 4_000_000_000, "loginuid": 1000, "sessionid": 3, "pidns": 4026531836,
+              "nodename": "host", "exe_path": exe, "exe_ino": 1234, "exe_dev": 2049, "exe_memfd": 0,
+              "exe_deleted": 0, "stdio_remote": None, "stdio_local": None, "cwd": cwd, "tty": "pts/1",
+              "stdin": "/dev/pts/1", "stdout": "/dev/pts/1", "stderr": "/dev/pts/1"}
     version = len(ExecEvent.versions)
     return ExecEvent((ts, 7, 0, version, *(values[f] for f in ExecEvent.fields), tuple(lost), lost))
 
@@ -45,6 +49,16 @@ def test_all_columns(clock):
     assert header_line(options).split() == ["TIME", "TIME(s)", "UID", "PID", "EXEC", "RET", "ARGS"]
     line = format_line(make_event(ret=-2), options, clock)
     assert re.fullmatch(r"\d\d:\d\d:\d\d 1\.500    1000   12350    ls +-2   ls --color=auto /tmp", line)
+
+
+def test_cwd_column_only_when_asked(clock):
+    assert "/home/me" not in format_line(make_event(), Options(), clock)
+    options = Options(cwd_column=True)
+    assert header_line(options).split() == ["PID", "EXEC", "CWD", "ARGS"]
+    line = format_line(make_event(cwd="/srv/app"), options, clock)
+    assert line.index("/srv/app") == header_line(options).index("CWD")
+    assert line.endswith("/srv/app                 ls --color=auto /tmp")
+    assert "CWD" in header_line(execmon.options_from(execmon.build_parser().parse_args(["--cwd"]))[0])
 
 
 def test_columns_line_up_with_the_header(clock):

@@ -230,7 +230,8 @@ def packer(tmp_path_factory):
 
     generated = Generated(SHIPPED_SCHEMA, tmp_path_factory.mktemp("fleet_gen"))
     index = [e.event.name for e in generated.layout.events].index("prctl")
-    fields = {f.name: 7 for f in generated.layout.events[index].event.fields} | {"comm": b"fleet", "option": 15}
+    fields = {f.name: b"fleet" if f.type.variable else 7 for f in generated.layout.events[index].event.fields} | {
+        "option": 15}
 
     def pack(markers: list[str]) -> list[bytes]:
         calls = b"".join(hostc.encode_call(generated.layout, index, fields | {"name": m.encode()}) for m in markers)

@@ -209,10 +209,10 @@ result = [attempt(os.chmod, {missing}, 0o600), attempt(os.fchmod, {bad_fd}, {odd
     events = gather(sensor, identity, tag, 3, also=lambda e: e.name == "chmod" and e.fd == BAD_FD)
     pick(events, "chmod", syscall="chmod", fd=AT_FDCWD, path=missing, mode=0o600, ret=-errno.ENOENT)
     pick(events, "chmod", syscall="fchmod", fd=BAD_FD, path=None, mode=ODD_MODE, ret=-errno.EBADF)
-    # Longer than the field's max: the first 4096 bytes, flagged.
-    cut = pick(events, "chmod", truncated=("path",), syscall="chmod", fd=AT_FDCWD, path=long[:MAX_PATH], mode=0o600,
-               ret=-errno.ENAMETOOLONG)
-    assert cut.lost == {"path": None}
+    # Longer than the field's max: the first 4096 bytes, flagged (path_abs: the path as given, so the same).
+    cut = pick(events, "chmod", truncated=("path", "path_abs"), syscall="chmod", fd=AT_FDCWD, path=long[:MAX_PATH],
+               mode=0o600, ret=-errno.ENAMETOOLONG, path_abs=long[:MAX_PATH])
+    assert cut.lost == {"path": None, "path_abs": None}
     assert len(events) == 3
 
 
@@ -341,9 +341,9 @@ result = [attempt(os.open, {nowhere}, os.O_WRONLY | os.O_CREAT, 0o644),
     events = gather(sensor, identity, tag, 3)
     pick(events, "file_create", syscall="openat", path=nowhere, flags=os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
          mode=0o644, ret=-errno.ENOENT)
-    cut = pick(events, "file_create", truncated=("path",), syscall="openat", path=long[:MAX_PATH],
-               flags=os.O_CREAT | os.O_CLOEXEC, mode=0o644, ret=-errno.ENAMETOOLONG)
-    assert cut.lost == {"path": None}
+    cut = pick(events, "file_create", truncated=("path", "path_abs"), syscall="openat", path=long[:MAX_PATH],
+               flags=os.O_CREAT | os.O_CLOEXEC, mode=0o644, ret=-errno.ENAMETOOLONG, path_abs=long[:MAX_PATH])
+    assert cut.lost == {"path": None, "path_abs": None}
     # openat2 refuses a mode beyond 07777; the event gives the mode asked for.
     pick(events, "file_create", syscall="openat2", path=nowhere, flags=os.O_CREAT | os.O_EXCL, mode=0o10000,
          ret=-errno.EINVAL)

@@ -35,7 +35,7 @@ EVENTS = ("connect", "bind", "listen", "accept", "dns")
 DEFINES = hids.defines_for(EVENTS)
 
 FAMILIES = {"ipv4": (socket.AF_INET, "127.0.0.1"), "ipv6": (socket.AF_INET6, "::1")}
-NO_ADDRESS = SockAddr(0, 0, None)
+NO_ADDRESS = None  # all-zero sockaddr bytes: absent
 
 
 def sockaddr(family: int, name) -> SockAddr:

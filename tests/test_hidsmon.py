@@ -27,18 +27,32 @@ START_NS = 1_000_000_000_000
 def make(event_name, **values):
     cls = DECODER.events[event_name]
     defaults = {"pid": 4242, "tid": 4242, "ppid": 1, "pgid": 4242, "sid": 4242, "uid": 1000, "gid": 1000,
-                "euid": 1000, "cgroup_id": 1, "mntns": 4026531840, "comm": "curl"}
+                "euid": 1000, "cgroup_id": 1, "mntns": 4026531840, "comm": "curl", "exe_path": "/usr/bin/curl"}
     row = [values.get(f, defaults.get(f)) for f in cls.fields]
     return cls((START_NS + 5_000_000, 3, 1, len(cls.versions), *row, (), {}))
 
 
-def test_text_line_is_time_event_pid_comm_then_own_fields():
+def test_text_line_is_time_event_pid_comm_exe_path_then_own_fields():
     clock = Clock(start_ns=START_NS)
     event = make("connect", fd=3, protocol=6, remote=sdxfer.SockAddr(2, 443, ipaddress.ip_address("10.1.2.3")),
                  local=sdxfer.SockAddr(2, 51000, ipaddress.ip_address("127.0.0.1")), ret=-115)
     line = hidsmon.text_line(event, clock, DECODER.common_fields)
-    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} connect +4242 +curl +fd=3 protocol=6 remote=10\.1\.2\.3:443 "
-                        r"local=127\.0\.0\.1:51000 ret=-115", line)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} connect +4242 +curl +/usr/bin/curl +fd=3 protocol=6 "
+                        r"remote=10\.1\.2\.3:443 local=127\.0\.0\.1:51000 ret=-115", line)
+
+
+@pytest.mark.parametrize("exe_path, shown", [
+    ("/usr/bin/curl", "/usr/bin/curl"),
+    ("/opt/vendor/agent/releases/2026.12/bin/agent-worker", ".../2026.12/bin/agent-worker"),
+    ("/memfd:payload (deleted)", "/memfd:payload (deleted)"),
+    ("/x/" + "y" * 40, "..." + "y" * 29),
+    (None, "-"),
+])
+def test_text_line_shows_exe_path_in_short_form(exe_path, shown):
+    line = hidsmon.text_line(make("setsid", ret=0, exe_path=exe_path), Clock(start_ns=START_NS), DECODER.common_fields)
+    after_comm = line.split(" curl ", 1)[1].lstrip()
+    assert after_comm.startswith(shown + " ") and len(shown) <= 32
+    assert "exe_path" not in line  # the whole path is in JSON
 
 
 def test_text_line_is_terminal_safe_and_shows_names_and_entries():

@@ -68,6 +68,15 @@ def test_sdxfer_member_names_the_btf_macro_it_pastes_under_bcc():
     assert offsets.macros_used(text) == ["BTF_OFF_CRED_EUID", "BTF_OFF_pt_regs_di", "BTF_OFF_task_struct_mm"]
 
 
+def test_sdxfer_size_names_the_btf_macro_it_pastes_under_bcc():
+    text = """
+    #define SDXFER_SIZE(type) BTF_SIZE_##type
+    /* SDXFER_SIZE(in_a_comment) */
+    x = SDXFER_SIZE(upid) * level + SDXFER_SIZE( cred );
+    """
+    assert offsets.macros_used(text) == ["BTF_SIZE_cred", "BTF_SIZE_upid"]
+
+
 @needs_btf
 def test_offsets_resolve_plain_nested_anonymous_and_sizes():
     kernel = btf.load(program.BTF_PATH)

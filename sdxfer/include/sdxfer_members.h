@@ -11,15 +11,18 @@
 #endif
 
 #ifndef SDXFER_HOST
-/* offsetof(struct type, member) in the kernel that runs the probe:
+/* offsetof(struct type, member) in the kernel that runs the probe, and
+ * SDXFER_SIZE(type) its sizeof(struct type):
  *     sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, mm))
  * Under BCC, the BTF_OFF_<type>_<member> macro sdxfer resolves from the
  * running kernel's BTF at load; in a CO-RE object, a relocation libbpf
  * patches at load. */
 #ifdef SDXFER_CORE
 #define SDXFER_MEMBER(type, member) ((__u32)bpf_core_field_offset(struct type, member))
+#define SDXFER_SIZE(type) ((__u32)bpf_core_type_size(struct type))
 #else
 #define SDXFER_MEMBER(type, member) BTF_OFF_##type##_##member
+#define SDXFER_SIZE(type) BTF_SIZE_##type
 #endif
 
 /* A word of kernel memory; 0 where it cannot be read. */

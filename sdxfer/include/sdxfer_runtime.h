@@ -16,10 +16,14 @@
  *                     SDXFER_LOCAL(type, name) gives a probe a slot for its
  *                     large locals, given back when `name` goes out of scope
  *   sdxfer_read.h     kernel and user memory reads (user reads fall back to
- *                     kernel ones, for BPF memory) and the verifier's bound
+ *                     kernel ones, for BPF memory), the verifier's bound and
+ *                     SDXFER_LOOP (bpf_loop in CO-RE, a plain loop under BCC)
  *   sdxfer_members.h  kernel member reads: a word of kernel memory, the
  *                     current task's members through its BTF pointer
  *   sdxfer_copy.h     copiers: sdxfer_put_str / sdxfer_put_blob / sdxfer_put_fixed
+ *   sdxfer_path.h     bounded kernel path walks (BPF only): a struct path,
+ *                     a file or a task's fd or cwd as d_path shows it, and a
+ *                     relative user path joined to it
  *   sdxfer_send.h     header, sequence number, transport (perf buffer, or the
  *                     BPF ring buffer with -DSDXFER_RINGBUF and its batched
  *                     wake-ups), per-event drop counters
@@ -45,6 +49,7 @@
 #include "sdxfer_read.h"
 #include "sdxfer_members.h"
 #include "sdxfer_copy.h"
+#include "sdxfer_path.h"
 #include "sdxfer_send.h"
 #include "sdxfer_rest.h"
 

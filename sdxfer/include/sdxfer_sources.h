@@ -12,7 +12,9 @@
 
 #if defined(SDXFER_SOURCE_PPID) || defined(SDXFER_SOURCE_PGID) || defined(SDXFER_SOURCE_SID) || \
     defined(SDXFER_SOURCE_EUID) || defined(SDXFER_SOURCE_EGID) || defined(SDXFER_SOURCE_MNTNS) ||  \
-    defined(SDXFER_SOURCE_COMM)
+    defined(SDXFER_SOURCE_COMM) || defined(SDXFER_SOURCE_START_NS) || defined(SDXFER_SOURCE_LOGINUID) ||       \
+    defined(SDXFER_SOURCE_SESSIONID) || defined(SDXFER_SOURCE_PIDNS) || defined(SDXFER_SOURCE_NODENAME) ||     \
+    defined(SDXFER_SOURCE_EXE_PATH)
 #define SDXFER_SOURCES_READ_TASK 1
 #endif
 
@@ -138,6 +140,139 @@ static __always_inline __u32 sdxfer_source_mntns(const struct sdxfer_current *no
 static __always_inline const char *sdxfer_source_comm(const struct sdxfer_current *now)
 {
     return now->task + SDXFER_MEMBER(task_struct, comm);
+}
+#endif
+
+#if defined(SDXFER_SOURCE_START_NS) || defined(SDXFER_SOURCE_EXE_PATH)
+/* The thread group leader's start_boottime, ns since boot: /proc/PID/stat's
+ * field 22 is it in clock ticks (a time namespace's offset aside). With the
+ * tgid, a key never reused. */
+static __always_inline __u64 sdxfer_process_start_ns(const char *task)
+{
+    const char *leader = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, group_leader));
+    return sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
+}
+#endif
+
+#ifdef SDXFER_SOURCE_START_NS
+static __always_inline __u64 sdxfer_source_start_ns(const struct sdxfer_current *now)
+{
+    return sdxfer_process_start_ns(now->task);
+}
+#endif
+
+/* task->loginuid and task->sessionid exist only in a kernel built with
+ * CONFIG_AUDIT: without it, a probe with these sources does not load (BCC:
+ * sdxfer.kernel.offsets refuses the member this kernel lacks, in one line; a
+ * CO-RE object: libbpf fails the member's relocation). */
+#ifdef SDXFER_SOURCE_LOGINUID
+static __always_inline __u32 sdxfer_source_loginuid(const struct sdxfer_current *now)
+{
+    return sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, loginuid)); /* kuid_t: one __u32 */
+}
+#endif
+
+#ifdef SDXFER_SOURCE_SESSIONID
+static __always_inline __u32 sdxfer_source_sessionid(const struct sdxfer_current *now)
+{
+    return sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, sessionid));
+}
+#endif
+
+#ifdef SDXFER_SOURCE_PIDNS
+/* task->thread_pid->numbers[level].ns->ns.inum: the namespace the task's pid
+ * was made in, its own (what /proc/PID/ns/pid links to; nsproxy's
+ * pid_ns_for_children is its children's). The index varies, so the entry is
+ * read through a probe read, not a direct load. */
+static __always_inline __u32 sdxfer_source_pidns(const struct sdxfer_current *now)
+{
+    const char *pid = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, thread_pid));
+    __u32 level = sdxfer_member_u32(pid, SDXFER_MEMBER(pid, level));
+    const char *ns = (const char *)sdxfer_kernel_u64(pid + SDXFER_MEMBER(pid, numbers) + level * SDXFER_SIZE(upid) +
+                                                     SDXFER_MEMBER(upid, ns));
+    return ns ? sdxfer_kernel_u32(ns + SDXFER_MEMBER(pid_namespace, ns) + SDXFER_MEMBER(ns_common, inum)) : 0;
+}
+#endif
+
+#ifdef SDXFER_SOURCE_NODENAME
+/* task->nsproxy->uts_ns->name.nodename; none once the task has let go of
+ * its namespaces (late in exit) */
+static __always_inline const char *sdxfer_source_nodename(const struct sdxfer_current *now)
+{
+    const char *nsproxy = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, nsproxy));
+    const char *uts = nsproxy ? (const char *)sdxfer_member_u64(nsproxy, SDXFER_MEMBER(nsproxy, uts_ns)) : NULL;
+    return uts ? uts + SDXFER_MEMBER(uts_namespace, name) + SDXFER_MEMBER(new_utsname, nodename) : NULL;
+}
+#endif
+
+#ifdef SDXFER_SOURCE_EXE_PATH
+/* What a kept path says: its text, NULL (none) or SDXFER_UNKNOWN (did not fit). */
+static __always_inline const char *sdxfer_exe_kept_text(const struct sdxfer_exe_kept *kept)
+{
+    if (kept->state == SDXFER_PATH_DONE)
+        return kept->text;
+    return kept->state == SDXFER_PATH_NONE ? NULL : (const char *)SDXFER_UNKNOWN;
+}
+
+/* Walks the executable into a scratch slot of its own and keeps the text
+ * for the process; SDXFER_UNKNOWN when no slot is free. */
+static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64 start_ns)
+{
+    struct sdxfer_claim claim;
+    struct sdxfer_exe_walk {
+        struct sdxfer_path_buf buf;
+        struct sdxfer_exe_kept kept;
+    } *walk = (struct sdxfer_exe_walk *)sdxfer_claim_slot(&claim);
+    _Static_assert(sizeof(struct sdxfer_exe_walk) <= SDXFER_SLOT_SIZE, "an exe_path walk must fit a scratch slot");
+
+    if (!walk)
+        return (const char *)SDXFER_UNKNOWN;
+    sdxfer_file_path_walk((const void *)file, &walk->buf);
+    walk->kept.file = file;
+    walk->kept.start_ns = start_ns;
+    walk->kept.state = walk->buf.walk;
+    if (walk->buf.walk == SDXFER_PATH_DONE) {
+        __u32 size = walk->buf.len + 1;  /* the text and its NUL */
+        sdxfer_bound(size, SDXFER_PATH_MAX + 1);
+        bpf_probe_read_kernel(walk->kept.text, size, walk->buf.text);
+    }
+    sdxfer_exe_keep(tgid, &walk->kept);
+    sdxfer_release_slot(&claim);
+    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
+    return kept ? sdxfer_exe_kept_text(kept) : (const char *)SDXFER_UNKNOWN;
+}
+
+/* mm->exe_file's absolute path (sdxfer_path.h), kept per process: walked
+ * when the process is first seen and when its mm has another exe_file
+ * (after an exec), not once per event; a forked child uses its parent's. Late in exit the mm is gone: the path
+ * kept is still the process's. NULL for a task that never had one (a
+ * kernel thread). */
+static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_current *now)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
+    __u64 file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
+    __u64 start_ns = sdxfer_process_start_ns(now->task);
+    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
+
+    if (kept && kept->start_ns == start_ns && (kept->file == file || !file))
+        return sdxfer_exe_kept_text(kept);
+    if (!file)
+        return NULL;
+    /* A child that has not exec'd runs its parent's file: the parent's path
+     * of that very file (alive, held by this mm: an address not reused)
+     * serves it, kept once for the parent and its forked children alike. */
+    const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
+    __u32 parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
+    struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(parent_tgid);
+    if (inherited && inherited->file == file)
+        return sdxfer_exe_kept_text(inherited);
+    const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
+    if (parent_mm && sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) == file) {
+        tgid = parent_tgid;
+        start_ns = sdxfer_process_start_ns(parent);
+    }
+    return sdxfer_exe_walk(tgid, file, start_ns);
 }
 #endif
 

@@ -142,6 +142,10 @@ class BccProbe:
     def attachment_fds(self) -> list[int]:
         return [*self.bpf.tracepoint_fds.values(), *self.bpf.raw_tracepoint_fds.values()]
 
+    def program_fds(self) -> dict[str, int]:
+        """name -> fd of every program loaded (BCC loads them as it attaches them)."""
+        return {name.decode(): function.fd for name, function in self.bpf.funcs.items()}
+
     def detach(self) -> None:
         self._attached = False
         self.bpf.detach_all()

@@ -201,6 +201,10 @@ class CoreProbe:
     def attachment_fds(self) -> list[int]:
         return [link.fd for link in self._links]
 
+    def program_fds(self) -> dict[str, int]:
+        """name -> fd of every program loaded."""
+        return {program.name: program.fd for program in self._object.programs() if program.fd >= 0}
+
     def detach(self) -> None:
         while self._links:
             self._links.pop().destroy()

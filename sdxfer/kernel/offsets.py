@@ -14,8 +14,9 @@ names; members of anonymous structs and unions are found without naming
 them (BTF_OFF_MM_STRUCT_ARG_START). A spelling that fits two different
 places is refused, and so is a struct or member this kernel lacks.
 
-SDXFER_MEMBER(struct, member) (sdxfer_members.h) is BTF_OFF_<struct>_<member>
-under BCC, found here too; in a CO-RE build it is a relocation instead.
+SDXFER_MEMBER(struct, member) and SDXFER_SIZE(struct) (sdxfer_members.h) are
+BTF_OFF_<struct>_<member> and BTF_SIZE_<struct> under BCC, found here too; in
+a CO-RE build they are relocations instead.
 """
 from __future__ import annotations
 
@@ -27,15 +28,17 @@ from ..errors import ProbeError
 _MACRO = re.compile(r"\bBTF_(OFF|SIZE)_([A-Za-z0-9_]+)\b")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
 _MEMBER = re.compile(r"\bSDXFER_MEMBER\(\s*([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*)\s*\)")
-_MEMBER_DEFINITION = re.compile(r"#[ \t]*define[ \t]+SDXFER_MEMBER\b")
+_SIZE = re.compile(r"\bSDXFER_SIZE\(\s*([A-Za-z_]\w*)\s*\)")
+_MEMBER_DEFINITION = re.compile(r"#[ \t]*define[ \t]+SDXFER_(MEMBER|SIZE)\b")
 
 
 def macros_used(text: str) -> list[str]:
-    """The BTF_OFF_ and BTF_SIZE_ names in C text (SDXFER_MEMBER's among them),
+    """The BTF_OFF_ and BTF_SIZE_ names in C text (SDXFER_MEMBER's and SDXFER_SIZE's among them),
     comments left out, sorted."""
     code = _MEMBER_DEFINITION.sub(" ", _COMMENT.sub(" ", text))
     names = {m.group(0) for m in _MACRO.finditer(code)}
-    return sorted(names | {f"BTF_OFF_{struct}_{member}" for struct, member in _MEMBER.findall(code)})
+    names |= {f"BTF_OFF_{struct}_{member}" for struct, member in _MEMBER.findall(code)}
+    return sorted(names | {f"BTF_SIZE_{struct}" for struct in _SIZE.findall(code)})
 
 
 def _underscores(text: str) -> list[int]:

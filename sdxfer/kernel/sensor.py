@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import threading
 import time
@@ -53,8 +54,11 @@ BACKENDS = ("libbpf", "bcc")
 BACKEND_ALIASES = {"core": "libbpf"}  # the name it had before the issue named it
 
 __all__ = ["BACKENDS", "EventCounts", "ProbeError", "Record", "Sensor", "SensorStats", "StreamDecoder", "TRANSPORTS",
-           "check_environment"]
+           "VERIFIER_LIMIT", "check_environment", "verified_instructions"]
 
+# The kernel's verifier gives up on a program after processing this many
+# instructions (BPF_COMPLEXITY_LIMIT_INSNS).
+VERIFIER_LIMIT = 1_000_000
 # At most this long between polls, so batched records are delivered within it.
 POLL_TIMEOUT_MS = 100
 PERF_PAGES = 128  # per CPU
@@ -207,6 +211,11 @@ class Sensor:
     @property
     def programs_attached(self) -> int:
         return self._probe.programs_attached if self._attached else 0
+
+    def verifier_processed(self) -> dict[str, int]:
+        """Per program loaded, by name: the instructions the kernel's verifier
+        processed to accept it (its log's "processed N insns"), of VERIFIER_LIMIT."""
+        return {name: verified_instructions(fd) for name, fd in sorted(self._probe.program_fds().items())}
 
     # ---- counters in the kernel --------------------------------------------
 
@@ -382,6 +391,19 @@ class Sensor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def verified_instructions(fd: int) -> int:
+    """What the verifier processed of the program `fd` of this process (its
+    fdinfo's verified_insns, kernel 5.16 and later)."""
+    try:
+        text = Path(f"/proc/self/fdinfo/{fd}").read_text()
+    except OSError as exc:
+        raise ProbeError(f"cannot read program fd {fd}'s fdinfo: {exc.strerror}") from None
+    found = re.search(r"^verified_insns:\s*(\d+)$", text, re.MULTILINE)
+    if found is None:
+        raise ProbeError("this kernel does not say what its verifier processed (verified_insns: 5.16 and later)")
+    return int(found.group(1))
 
 
 def hold_until_released(fds: list[int]) -> int:

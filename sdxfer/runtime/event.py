@@ -46,7 +46,10 @@ def ipv6(raw: bytes) -> ipaddress.IPv6Address:
     return ipaddress.IPv6Address(raw)
 
 
-def sockaddr(raw: bytes) -> SockAddr:
+def sockaddr(raw: bytes) -> SockAddr | None:
+    """An address; None (absent) for all zero bytes: no address at all."""
+    if not any(raw):
+        return None
     family = raw[0] | raw[1] << 8
     port = raw[2] << 8 | raw[3]
     if family == socket.AF_INET:

@@ -78,6 +78,12 @@ MAX_FIELD_TOTAL = 8 << 20
 REST_MAP = "sdxfer_rest"  # task storage: the jobs waiting, and the tail-call chain's state
 REST_PROGRAMS_MAP = "sdxfer_rest_programs"  # program array: REST_PROGRAM at index 0
 REST_PROGRAM = "sdxfer_rest_raw_tracepoint"
+# The exe_path source keeps each process's executable path (an LRU hash by
+# tgid, preallocated: an allocation per new task would cost more than the
+# walk): walked when the process is first seen and after each exec, not once
+# per event. A process evicted by newer ones is walked again.
+EXE_PATHS_MAP = "sdxfer_exe_paths"
+EXE_PATHS_MAX = 1024
 REST_DEPTH = 4  # jobs a task holds at once (a power of two): beyond, the rest is left out
 REST_STEPS = 32  # calls of REST_PROGRAM in one chain: the kernel allows 33 tail calls
 
@@ -143,10 +149,11 @@ FOLLOW_PROGRAMS = ("raw_tracepoint__sched_process_fork", "raw_tracepoint__sched_
 CPU_STATE = (("seq", "__u64"), ("busy", "__u64"), ("nesting_drops", "__u64"))
 
 # Claimable scratch slots per CPU. A program holds at most two (its locals
-# and the record it packs); task, softirq and hardirq context can each hold
-# theirs at once, as the kernel's own perf output allows for three nesting levels.
+# and the record it packs), or four in task context (an exec probe's second
+# area of locals, and the exe_path source's walk); task, softirq and hardirq context can each hold theirs at
+# once, as the kernel's own perf output allows for three nesting levels.
 NESTING_LEVELS = 3
-SCRATCH_SLOTS = 2 * NESTING_LEVELS
+SCRATCH_SLOTS = 2 * NESTING_LEVELS + 2
 
 # Negative errno values a packer returns besides the transport's own.
 ENOSLOT = 12  # ENOMEM: the scratch map could not be read
@@ -168,6 +175,7 @@ C_MACROS = (
     ("SDXFER_LEN_TRUNCATED", f"0x{LEN_TRUNCATED:x}U"),
     ("SDXFER_LEN_UNKNOWN", f"0x{LEN_UNKNOWN:x}U"),
     ("SDXFER_UNKNOWN", f"((const void *){UNKNOWN_POINTER})"),
+    ("SDXFER_EXE_PATHS_MAX", str(EXE_PATHS_MAX)),
     ("SDXFER_STR_READ_SLACK", str(STR_READ_SLACK)),
     ("SDXFER_SCRATCH_SLOTS", str(SCRATCH_SLOTS)),
     ("SDXFER_ENOSLOT", str(ENOSLOT)),

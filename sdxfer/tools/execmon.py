@@ -25,6 +25,7 @@ EXAMPLES = """\
 examples:
   execmon                      # every successful exec: PID, command, arguments
   execmon -x                   # failed execs too, with a RET column (-errno)
+  execmon --cwd                # a CWD column: the working directory of each exec
   execmon -T -U                # wall-clock time and UID columns
   execmon -u www-data          # only execs by user www-data (name or number)
   execmon -n '^(ba|z)?sh$'     # only commands whose name matches the regex
@@ -48,6 +49,7 @@ class Options(NamedTuple):
     uid_column: bool = False
     quote: bool = False
     max_args: int | None = None
+    cwd_column: bool = False
 
 
 class Filter(NamedTuple):
@@ -95,6 +97,8 @@ def _columns(options: Options) -> tuple[tuple[str, int, Callable], ...]:
     columns.append(("EXEC", 20, lambda event, clock: escape(event.comm or "")))
     if options.failed:
         columns.append(("RET", 4, lambda event, clock: event.ret))
+    if options.cwd_column:
+        columns.append(("CWD", 24, lambda event, clock: escape(event.cwd or "?")))
     return tuple(columns)
 
 
@@ -141,13 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-P", "--ppid", type=count, metavar="PPID", help="only children of this process")
     parser.add_argument("-q", "--quote", action="store_true", help='put "double quotes" around each argument')
     parser.add_argument("--max-args", type=count, metavar="N", help="show at most N arguments (marked when cut)")
+    parser.add_argument("--cwd", action="store_true", help="show the CWD column: the working directory of the exec")
     add_probe_arguments(parser, what="execs")
     return parser
 
 
 def options_from(args: argparse.Namespace) -> tuple[Options, Filter]:
     options = Options(failed=args.fails, wall_time=args.time, relative_time=args.timestamp,
-                      uid_column=args.print_uid, quote=args.quote, max_args=args.max_args)
+                      uid_column=args.print_uid, quote=args.quote, max_args=args.max_args,
+                      cwd_column=args.cwd)
     event_filter = Filter(uid=args.uid, comm=args.name, args=args.line, ppid=args.ppid, failed=args.fails)
     return options, event_filter
 

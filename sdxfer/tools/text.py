@@ -100,14 +100,32 @@ def event_fields(event, skip: tuple[str, ...] = ()) -> str:
     return " ".join(parts)
 
 
+SHORT_PATH_WIDTH = 32
+
+
+def short_path(path: str | None, width: int = SHORT_PATH_WIDTH) -> str:
+    """A path in at most `width` characters: whole when it fits, else its
+    last components after "...", terminal-safe; "-" for none."""
+    if not path:
+        return "-"
+    path = escape(path)
+    if len(path) <= width:
+        return path
+    tail = path[len(path) - (width - 3):]
+    cut = tail.find("/")
+    return "..." + (tail[cut:] if cut >= 0 else tail)
+
+
 def event_line(event, clock: Clock, skip: tuple[str, ...] = ()) -> str:
-    """One text line: local time, event, pid, comm, then the other fields as
-    key=value (those in skip left out: the common ones, which JSON carries)."""
+    """One text line: local time, event, pid, comm, the executable's path
+    (short form) when the event has it, then the other fields as key=value
+    (those in skip left out: the common ones, which JSON carries)."""
     stamp = clock.wall(event.timestamp_ns).astimezone().strftime("%H:%M:%S.%f")[:-3]
     pid = event.value("pid") if "pid" in event.fields else "-"
     comm = escape(event.value("comm") or "") if "comm" in event.fields else "-"
-    own = event_fields(event, skip=tuple(skip) + ("pid", "comm"))
-    return f"{stamp} {event.name:<13} {pid!s:<7} {comm:<16} {own}".rstrip()
+    exe = f"{short_path(event.value('exe_path')):<{SHORT_PATH_WIDTH}} " if "exe_path" in event.fields else ""
+    own = event_fields(event, skip=tuple(skip) + ("pid", "comm", "exe_path"))
+    return f"{stamp} {event.name:<13} {pid!s:<7} {comm:<16} {exe}{own}".rstrip()
 
 
 def silence_stdout(stdout) -> None:

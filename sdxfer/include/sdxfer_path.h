@@ -1,0 +1,467 @@
+/*
+ * Kernel path walks: the absolute path of a struct path, of a file, or of
+ * the file behind a task's fd, as d_path (and so readlink /proc/PID/fd/N)
+ * shows it. A part of sdxfer_runtime.h, which includes it (BPF builds only).
+ *
+ *     SDXFER_LOCAL(struct sdxfer_path_buf, buf);
+ *     const char *text = sdxfer_file_path_text(sdxfer_current_file(fd), buf);
+ *
+ * gives the text inside buf (a str field takes it), NULL where there is no
+ * file, or SDXFER_UNKNOWN (sdxfer_put_str flags the field) where the path
+ * cannot be told within the bounds: more than SDXFER_PATH_MAX bytes, more
+ * than SDXFER_PATH_DEPTH components or SDXFER_PATH_MOUNTS mounts crossed, a
+ * read that failed, or a pseudo file of a kind not named here. A path that
+ * does not fit is never cut to a shorter one.
+ *
+ * The walk is d_path's (fs/d_path.c): from the dentry up through d_parent;
+ * at a mount's root, on to the mountpoint in the parent mount (struct
+ * mount: mnt_parent, mnt_mountpoint); it stops at the walking task's root
+ * (fs->root: a chrooted task sees paths from its root) or at a mount with
+ * no parent (the namespace's root, or a detached mount: the path from its
+ * root). An unlinked dentry gets " (deleted)". Files with a d_dname (pipes,
+ * sockets, anonymous inodes, memfds) get the kernel's names for them, told
+ * by the superblock's magic: pipe:[INO], socket:[INO], anon_inode:NAME
+ * (anon_inode:[eventfd], ...), anon_inode:[pidfd], and /NAME (deleted) for
+ * files made by alloc_file_pseudo on tmpfs, hugetlbfs or secretmem
+ * (/memfd:NAME (deleted)).
+ *
+ * Bounds: 4096 bytes, 64 components, 16 mounts: the deepest paths seen in
+ * practice fit, and under BCC, where the verifier walks each loop step by
+ * step, a walk costs about 20k of its 1M instructions (CO-RE: bpf_loop, a
+ * few thousand).
+ *
+ * The components' names are collected leaf first into a small array, then
+ * copied root first, each at `len & (SDXFER_PATH_MAX - 1)`: forward writes
+ * at an offset the verifier can bound. Both loops are SDXFER_LOOP steps.
+ * A walk leaves its outcome in the buffer (sdxfer_path_walk, then
+ * sdxfer_path_result): see sdxfer_path_walk for why.
+ */
+#ifndef SDXFER_PATH_H
+#define SDXFER_PATH_H
+
+#ifndef SDXFER_RUNTIME_H
+#error "include the generated xfer.h, not sdxfer_path.h"
+#endif
+
+#ifndef SDXFER_HOST
+
+#define SDXFER_PATH_MAX 4096    /* bytes of text, NUL excluded (a power of 2) */
+#define SDXFER_PATH_DEPTH 64    /* components (a power of 2) */
+#define SDXFER_PATH_MOUNTS 16   /* mount points crossed */
+#define SDXFER_PATH_NAME_SIZE 256  /* a component: NAME_MAX bytes and a NUL */
+#define SDXFER_PATH_DIGITS 19      /* of a number below 2^63 */
+
+/* Superblock magics of the files d_path names by d_dname (uapi/linux/magic.h). */
+#define SDXFER_PIPEFS_MAGIC 0x50495045
+#define SDXFER_SOCKFS_MAGIC 0x534F434B
+#define SDXFER_ANON_INODE_FS_MAGIC 0x09041934
+#define SDXFER_PIDFS_MAGIC 0x50494446
+#define SDXFER_TMPFS_MAGIC 0x01021994
+#define SDXFER_HUGETLBFS_MAGIC 0x958458f6
+#define SDXFER_SECRETMEM_MAGIC 0x5345434d
+
+/* A walk's state, and then its outcome. */
+enum sdxfer_path_walk { SDXFER_PATH_NONE, SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED, SDXFER_PATH_GIVEN };
+
+/* Members of a kernel struct that lie close together, read in one go (one
+ * helper call instead of one each): the `size` bytes (16 or 32) from `base`
+ * on, each member then taken from there where it lies inside (as it has in
+ * every kernel for a decade), else read on its own. Offsets are constants
+ * at load, so the verifier keeps one of the two ways. */
+struct sdxfer_window {
+    __u64 word[4];
+};
+
+/* A walk's text and state, in map memory (a scratch slot: SDXFER_LOCAL). */
+struct sdxfer_path_buf {
+    /* twice the bound: sdxfer_path_append_user reads up to SDXFER_PATH_MAX + 1
+     * bytes at any offset below SDXFER_PATH_MAX */
+    char text[2 * SDXFER_PATH_MAX];
+    __u64 names[SDXFER_PATH_DEPTH];     /* the components' names (kernel addresses), leaf first */
+    __u64 dentry;                       /* where the walk is */
+    __u64 mount;                        /* its struct mount */
+    __u64 mnt_parent, mnt_mountpoint, mnt_root;  /* that mount's */
+    __u64 root_dentry, root_mount;      /* the walking task's root */
+    __u64 result;                       /* sdxfer_path_result's */
+    __u32 depth;                        /* names collected */
+    __u32 len;                          /* bytes of text */
+    __u32 walk;                         /* enum sdxfer_path_walk */
+    char digits[SDXFER_PATH_DIGITS];    /* a number's, right-aligned */
+    struct sdxfer_window window;        /* members read in one go: off the 512-byte stack, which
+                                         * a program inlining many walks (packers) would fill */
+};
+
+/* The text's end after a walk or append; the offset the verifier can bound. */
+static __always_inline __u32 sdxfer_path_at(__u32 len)
+{
+    return len & (SDXFER_PATH_MAX - 1);
+}
+
+
+static __always_inline void sdxfer_window_read(struct sdxfer_window *window, const char *object, __u32 base,
+                                               __u32 size)
+{
+    if (bpf_probe_read_kernel(window, size, object + base) < 0)
+        __builtin_memset(window, 0, sizeof(*window));
+}
+
+static __always_inline __u64 sdxfer_window_u64(const struct sdxfer_window *window, const char *object, __u32 base,
+                                               __u32 size, __u32 offset)
+{
+    __u32 at = offset - base;
+
+    if (offset >= base && at + 8 <= size && !(at & 7))
+        return window->word[(at / 8) & 3];
+    return sdxfer_kernel_u64(object + offset);
+}
+
+/* A struct path, { mnt, dentry }. */
+#define SDXFER_PATH_WINDOW 0, 16
+/* A dentry's window: d_hash.pprev (NULL: unhashed), d_parent, d_name. */
+#define SDXFER_DENTRY_WINDOW (SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev)), 32
+#define SDXFER_DENTRY_PARENT SDXFER_MEMBER(dentry, d_parent)
+#define SDXFER_DENTRY_NAME (SDXFER_MEMBER(dentry, d_name) + SDXFER_MEMBER(qstr, name))
+/* A mount's window: mnt_parent, mnt_mountpoint, mnt.mnt_root. */
+#define SDXFER_MOUNT_WINDOW SDXFER_MEMBER(mount, mnt_parent), 32
+#define SDXFER_MOUNT_ROOT (SDXFER_MEMBER(mount, mnt) + SDXFER_MEMBER(vfsmount, mnt_root))
+
+/* The walk moves into a mount: what crossing its root takes. */
+static __always_inline void sdxfer_path_enter(struct sdxfer_path_buf *buf, const char *mount)
+{
+    struct sdxfer_window *window = &buf->window;
+
+    sdxfer_window_read(window, mount, SDXFER_MOUNT_WINDOW);
+    buf->mount = (__u64)mount;
+    buf->mnt_parent = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_parent));
+    buf->mnt_mountpoint = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_mountpoint));
+    buf->mnt_root = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MOUNT_ROOT);
+}
+
+/* One step up: to the parent dentry (its name collected), or across a
+ * mount's root to its mountpoint; done at the task's root or a mount with
+ * no parent. */
+static long sdxfer_path_up(__u32 i, void *state)
+{
+    struct sdxfer_path_buf *buf = *(struct sdxfer_path_buf **)state;
+    const char *dentry = (const char *)buf->dentry;
+    struct sdxfer_window *window = &buf->window;
+
+    if (buf->dentry == buf->root_dentry && buf->mount == buf->root_mount) {
+        buf->walk = SDXFER_PATH_DONE;
+        return 1;
+    }
+    if (buf->dentry == buf->mnt_root) {
+        const char *parent = (const char *)buf->mnt_parent;
+        if (!parent || buf->mnt_parent == buf->mount) {
+            buf->walk = SDXFER_PATH_DONE;
+            return 1;
+        }
+        buf->dentry = buf->mnt_mountpoint;
+        sdxfer_path_enter(buf, parent);
+        return 0;
+    }
+    sdxfer_window_read(window, dentry, SDXFER_DENTRY_WINDOW);
+    __u64 parent = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
+    __u32 depth = buf->depth;
+    /* a dentry that is its own parent below a mount's root has escaped it
+     * (d_path shows "/" for it); a deeper path than the array holds does not fit */
+    if (!parent || parent == buf->dentry || depth >= SDXFER_PATH_DEPTH) {
+        buf->walk = SDXFER_PATH_FAILED;
+        return 1;
+    }
+    buf->names[depth & (SDXFER_PATH_DEPTH - 1)] =
+        sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_NAME);
+    buf->depth = depth + 1;
+    buf->dentry = parent;
+    return 0;
+}
+
+/* Copies the i-th component from the root: '/' and its name. */
+static long sdxfer_path_down(__u32 i, void *state)
+{
+    struct sdxfer_path_buf *buf = *(struct sdxfer_path_buf **)state;
+    const char *name = (const char *)buf->names[(buf->depth - 1 - i) & (SDXFER_PATH_DEPTH - 1)];
+    __u32 at = sdxfer_path_at(buf->len);
+    long n;
+
+    buf->text[at] = '/';
+    n = bpf_probe_read_kernel_str(buf->text + at + 1, SDXFER_PATH_NAME_SIZE, name);
+    if (n <= 1) {
+        buf->walk = SDXFER_PATH_FAILED;
+        return 1;
+    }
+    buf->len += n;  /* the '/' and n - 1 bytes of name */
+    if (buf->len > SDXFER_PATH_MAX) {
+        buf->walk = SDXFER_PATH_FAILED;
+        return 1;
+    }
+    return 0;
+}
+
+/* Appends a string literal (size: with its NUL) to buf's text; the copy
+ * is stores of constants. */
+static __always_inline void sdxfer_path_append(struct sdxfer_path_buf *buf, const char *text, __u32 size)
+{
+    if (buf->len + size - 1 > SDXFER_PATH_MAX) {
+        buf->walk = SDXFER_PATH_FAILED;
+        return;
+    }
+    __builtin_memcpy(buf->text + sdxfer_path_at(buf->len), text, size);
+    buf->len += size - 1;
+}
+
+/* The decimal digits of value (below 2^63: an inode number), appended.
+ * Branch-free: every digit is written right-aligned into `digits`, their
+ * count is a sum of 0/1 terms ((10^k - 1 - value) >> 63 is 1 when value >=
+ * 10^k), and one copy takes the significant ones, so the verifier sees one
+ * path where a loop that stops at the last digit gave it one per length. */
+static __always_inline void sdxfer_path_append_decimal(struct sdxfer_path_buf *buf, __u64 value)
+{
+    __u64 count = 1, power = 10;
+
+#pragma unroll
+    for (int k = 1; k < SDXFER_PATH_DIGITS; k++) {
+        count += (power - 1 - value) >> 63;
+        power *= 10;
+    }
+#pragma unroll
+    for (int i = 0; i < SDXFER_PATH_DIGITS; i++) {
+        buf->digits[SDXFER_PATH_DIGITS - 1 - i] = '0' + value % 10;
+        value /= 10;
+    }
+    sdxfer_bound(count, SDXFER_PATH_DIGITS);
+    bpf_probe_read_kernel(buf->text + sdxfer_path_at(buf->len), count, buf->digits + SDXFER_PATH_DIGITS - count);
+    buf->len += count;
+}
+
+/* A file with a d_dname, as d_path names it. */
+static __always_inline void sdxfer_path_pseudo(const char *dentry, struct sdxfer_path_buf *buf)
+{
+    const char *sb = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_sb));
+    const char *inode = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_inode));
+    const char *name = (const char *)sdxfer_kernel_u64(dentry + SDXFER_DENTRY_NAME);
+    __u64 magic = sdxfer_kernel_u64(sb + SDXFER_MEMBER(super_block, s_magic));
+    long n;
+
+    buf->walk = SDXFER_PATH_DONE;
+    switch (magic) {
+    case SDXFER_PIPEFS_MAGIC:
+        sdxfer_path_append(buf, "pipe:[", sizeof("pipe:["));
+        break;
+    case SDXFER_SOCKFS_MAGIC:
+        sdxfer_path_append(buf, "socket:[", sizeof("socket:["));
+        break;
+    case SDXFER_PIDFS_MAGIC:
+        sdxfer_path_append(buf, "anon_inode:[pidfd]", sizeof("anon_inode:[pidfd]"));
+        return;
+    case SDXFER_ANON_INODE_FS_MAGIC:
+        sdxfer_path_append(buf, "anon_inode:", sizeof("anon_inode:"));
+        n = bpf_probe_read_kernel_str(buf->text + sizeof("anon_inode:") - 1, SDXFER_PATH_NAME_SIZE, name);
+        buf->len += n - 1;
+        if (n <= 1)
+            buf->walk = SDXFER_PATH_FAILED;
+        return;
+    case SDXFER_TMPFS_MAGIC:
+    case SDXFER_HUGETLBFS_MAGIC:
+    case SDXFER_SECRETMEM_MAGIC:
+        buf->text[0] = '/';
+        n = bpf_probe_read_kernel_str(buf->text + 1, SDXFER_PATH_NAME_SIZE, name);
+        buf->len = n;
+        if (n <= 1)
+            buf->walk = SDXFER_PATH_FAILED;
+        sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
+        return;
+    default:
+        buf->walk = SDXFER_PATH_FAILED;
+        return;
+    }
+    /* pipe:[INO], socket:[INO] */
+    sdxfer_path_append_decimal(buf, sdxfer_kernel_u64(inode + SDXFER_MEMBER(inode, i_ino)));
+    sdxfer_path_append(buf, "]", sizeof("]"));
+}
+
+/* Walks a struct path (kernel address) into buf, as d_path shows it to the
+ * current task (see the top of this file); sdxfer_path_result(buf) is the
+ * outcome. Every outcome leaves the same registers behind: a probe that
+ * walks two paths for one record walks both, then takes both results (a
+ * result held across the second walk would have the verifier check that
+ * walk once per outcome of the first, under BCC). */
+static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_path_buf *buf)
+{
+    struct sdxfer_window *window = &buf->window;
+
+    buf->len = 0;
+    buf->walk = SDXFER_PATH_NONE;
+    if (!path)
+        return;
+    buf->walk = SDXFER_PATH_FAILED;
+    sdxfer_window_read(window, path, SDXFER_PATH_WINDOW);
+    const char *dentry = (const char *)sdxfer_window_u64(window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry));
+    const char *vfsmnt = (const char *)sdxfer_window_u64(window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt));
+    if (!dentry || !vfsmnt)
+        return;
+    const char *mount = vfsmnt - SDXFER_MEMBER(mount, mnt);
+    sdxfer_path_enter(buf, mount);
+    sdxfer_window_read(window, dentry, SDXFER_DENTRY_WINDOW);
+    __u64 parent = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
+    __u64 hashed = window->word[0];  /* d_hash.pprev, where the window starts */
+
+    const char *ops = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_op));
+    if (ops && sdxfer_kernel_u64(ops + SDXFER_MEMBER(dentry_operations, d_dname)) &&
+        (parent != (__u64)dentry || (__u64)dentry != buf->mnt_root)) {
+        sdxfer_path_pseudo(dentry, buf);
+        return;
+    }
+
+    /* the walking task's root: its fs through the task's BTF pointer (a
+     * load, no helper call), fs->root in one read */
+    const char *fs = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, fs));
+    const char *root = fs + SDXFER_MEMBER(fs_struct, root);
+    sdxfer_window_read(window, root, SDXFER_PATH_WINDOW);
+    buf->root_dentry = fs ? sdxfer_window_u64(window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry)) : 0;
+    buf->root_mount = fs ? sdxfer_window_u64(window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt)) - SDXFER_MEMBER(mount, mnt) : 0;
+    buf->dentry = (__u64)dentry;
+    buf->depth = 0;
+    buf->walk = SDXFER_PATH_WALKING;
+    SDXFER_LOOP(SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS, SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS,
+                sdxfer_path_up, &buf);
+    if (buf->walk != SDXFER_PATH_DONE) {
+        buf->walk = SDXFER_PATH_FAILED;  /* too deep, too many mounts, or escaped */
+        return;
+    }
+    SDXFER_LOOP(buf->depth, SDXFER_PATH_DEPTH, sdxfer_path_down, &buf);
+    if (!buf->depth) {
+        sdxfer_path_append(buf, "/", sizeof("/"));
+        return;
+    }
+    /* d_unlinked: unhashed and not a root */
+    if (!hashed && parent != (__u64)dentry)
+        sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
+}
+
+/* Makes a path the caller gave, already absolute, buf's outcome: the
+ * address in user memory (a ustr field reads it from there). */
+static __always_inline void sdxfer_path_given(struct sdxfer_path_buf *buf, const char *user_path)
+{
+    buf->walk = SDXFER_PATH_GIVEN;
+    buf->result = (__u64)user_path;
+}
+
+/* A walk's outcome: the NUL-terminated text inside buf (or the path
+ * sdxfer_path_given named), NULL where there was no path, SDXFER_UNKNOWN
+ * where it did not fit the bounds or could not be read. It passes through
+ * map memory, so every outcome is the same unknown value to the verifier,
+ * which checks the code after it once, not once per outcome. */
+static __always_inline const char *sdxfer_path_result(struct sdxfer_path_buf *buf)
+{
+    __u32 walk = buf->walk;
+
+    if (walk == SDXFER_PATH_DONE)
+        buf->result = (__u64)buf->text;
+    else if (walk != SDXFER_PATH_GIVEN)
+        buf->result = walk == SDXFER_PATH_NONE ? 0 : (__u64)SDXFER_UNKNOWN;
+    return (const char *)*(volatile __u64 *)&buf->result;
+}
+
+/* The path of a struct path: sdxfer_path_walk, then its result. */
+static __always_inline const char *sdxfer_path_text(const void *path, struct sdxfer_path_buf *buf)
+{
+    sdxfer_path_walk(path, buf);
+    return sdxfer_path_result(buf);
+}
+
+/* A struct file's struct path (&file->f_path), or NULL for no file. */
+static __always_inline const void *sdxfer_file_path(const void *file)
+{
+    return file ? (const char *)file + SDXFER_MEMBER(file, f_path) : NULL;
+}
+
+/* Walks a struct file's path; no file: no path. */
+static __always_inline void sdxfer_file_path_walk(const void *file, struct sdxfer_path_buf *buf)
+{
+    sdxfer_path_walk(sdxfer_file_path(file), buf);
+}
+
+static __always_inline const char *sdxfer_file_path_text(const void *file, struct sdxfer_path_buf *buf)
+{
+    sdxfer_file_path_walk(file, buf);
+    return sdxfer_path_result(buf);
+}
+
+/* fds[fd] of a file table whose fd array is fds, below max_fds; or NULL.
+ * The index varies, so the entry is a probe read. */
+static __always_inline const void *sdxfer_fd_entry(__u64 fds, __u32 max_fds, int fd)
+{
+    if (fd < 0 || !fds || (__u32)fd >= max_fds)
+        return NULL;
+    return (const void *)sdxfer_kernel_u64((const char *)fds + 8 * (__u64)fd);
+}
+
+/* A task's struct file for fd (task->files->fdt->fd[fd], fd below
+ * max_fds), or NULL. Another thread may close or replace it meanwhile. */
+static __always_inline const void *sdxfer_task_file(const void *task, int fd)
+{
+    const char *files = (const char *)sdxfer_kernel_u64((const char *)task + SDXFER_MEMBER(task_struct, files));
+    const char *fdt = (const char *)sdxfer_kernel_u64(files + SDXFER_MEMBER(files_struct, fdt));
+    if (!task || !files || !fdt)
+        return NULL;
+    return sdxfer_fd_entry(sdxfer_kernel_u64(fdt + SDXFER_MEMBER(fdtable, fd)),
+                           sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)), fd);
+}
+
+/* The same for the current task, through its BTF pointer: loads, not
+ * helper calls, down to the fd array. */
+static __always_inline const void *sdxfer_current_file(int fd)
+{
+    const char *files = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, files));
+    const char *fdt = files ? (const char *)sdxfer_member_u64(files, SDXFER_MEMBER(files_struct, fdt)) : NULL;
+    if (!fdt)
+        return NULL;
+    return sdxfer_fd_entry(sdxfer_member_u64(fdt, SDXFER_MEMBER(fdtable, fd)),
+                           sdxfer_member_u32(fdt, SDXFER_MEMBER(fdtable, max_fds)), fd);
+}
+
+/* A task's working directory (&task->fs->pwd, a struct path), or NULL. */
+static __always_inline const void *sdxfer_task_cwd(const void *task)
+{
+    const char *fs = (const char *)sdxfer_kernel_u64((const char *)task + SDXFER_MEMBER(task_struct, fs));
+    return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
+}
+
+/* The current task's, through its BTF pointer. */
+static __always_inline const void *sdxfer_current_cwd(void)
+{
+    const char *fs = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, fs));
+    return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
+}
+
+/* Joins a relative path in user memory to a walk's text (a directory's):
+ * "DIR/REL" ("/REL" for the root, "DIR" for an empty REL), as given (. and
+ * .. stay). Fails (SDXFER_UNKNOWN) when the whole does not fit in
+ * SDXFER_PATH_MAX bytes or REL cannot be read; a walk without text is left
+ * as it was. */
+static __always_inline void sdxfer_path_append_user(struct sdxfer_path_buf *buf, const char *rel)
+{
+    __u32 len = buf->len;
+    __u32 at = len == 1 ? 1 : len + 1;  /* the root "/" needs no second '/' */
+    long n;
+
+    if (buf->walk != SDXFER_PATH_DONE)
+        return;
+    buf->walk = SDXFER_PATH_FAILED;
+    if (len > SDXFER_PATH_MAX - 1)
+        return;
+    buf->text[sdxfer_path_at(len)] = '/';
+    n = bpf_probe_read_user_str(buf->text + sdxfer_path_at(at), SDXFER_PATH_MAX + 1, rel);
+    if (n == 1) {  /* empty: the directory itself */
+        buf->text[sdxfer_path_at(len)] = '\0';
+        buf->walk = SDXFER_PATH_DONE;
+    } else if (n > 1 && at + n - 1 <= SDXFER_PATH_MAX) {
+        buf->len = at + n - 1;
+        buf->walk = SDXFER_PATH_DONE;
+    }
+}
+
+#endif /* !SDXFER_HOST */
+
+#endif /* SDXFER_PATH_H */
