@@ -43,7 +43,7 @@
 #define SDXFER_UNKNOWN ((const void *)1)
 #define SDXFER_EXE_PATHS_MAX 1024
 #define SDXFER_STR_READ_SLACK 2
-#define SDXFER_SCRATCH_SLOTS 8
+#define SDXFER_SCRATCH_SLOTS 7
 #define SDXFER_ENOSLOT 12
 #define SDXFER_CONTINUATION_ID 0
 #define SDXFER_CONTINUATION_LAST 1
@@ -541,8 +541,24 @@ struct sdxfer_exe_kept {
     __u32 state;         /* enum sdxfer_path_walk: SDXFER_PATH_DONE when text holds the path */
     char text[SDXFER_PATH_MAX + SDXFER_STR_READ_SLACK];
 };
+/* Where the source walks, per CPU: busy while a walk is on (a program that
+ * interrupts one finds it so and says the path unknown). Its own map, not a
+ * claimed slot: a claim's locals, inlined into every packer of a program,
+ * would fill the 512-byte stack. */
+struct sdxfer_exe_walk {
+    __u64 busy;
+    struct sdxfer_path_buf buf;
+    struct sdxfer_exe_kept kept;
+};
 #ifdef SDXFER_CORE
 SDXFER_CORE_MAP(BPF_MAP_TYPE_LRU_HASH, sdxfer_exe_paths, __u32, struct sdxfer_exe_kept, SDXFER_EXE_PATHS_MAX);
+SDXFER_CORE_MAP(BPF_MAP_TYPE_PERCPU_ARRAY, sdxfer_exe_walks, __u32, struct sdxfer_exe_walk, 1);
+
+static __always_inline struct sdxfer_exe_walk *sdxfer_exe_walk_area(void)
+{
+    __u32 zero = 0;
+    return bpf_map_lookup_elem(&sdxfer_exe_walks, &zero);
+}
 
 static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(__u32 tgid)
 {
@@ -555,6 +571,13 @@ static __always_inline void sdxfer_exe_keep(__u32 tgid, const struct sdxfer_exe_
 }
 #else
 BPF_TABLE("lru_hash", __u32, struct sdxfer_exe_kept, sdxfer_exe_paths, SDXFER_EXE_PATHS_MAX);
+BPF_PERCPU_ARRAY(sdxfer_exe_walks, struct sdxfer_exe_walk, 1);
+
+static __always_inline struct sdxfer_exe_walk *sdxfer_exe_walk_area(void)
+{
+    __u32 zero = 0;
+    return sdxfer_exe_walks.lookup(&zero);
+}
 
 static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(__u32 tgid)
 {

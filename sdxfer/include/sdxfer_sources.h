@@ -214,18 +214,13 @@ static __always_inline const char *sdxfer_exe_kept_text(const struct sdxfer_exe_
     return kept->state == SDXFER_PATH_NONE ? NULL : (const char *)SDXFER_UNKNOWN;
 }
 
-/* Walks the executable into a scratch slot of its own and keeps the text
- * for the process; SDXFER_UNKNOWN when no slot is free. */
+/* Walks the executable and keeps the text for the process; SDXFER_UNKNOWN
+ * when this CPU's walk area is busy (a nested program). */
 static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64 start_ns)
 {
-    struct sdxfer_claim claim;
-    struct sdxfer_exe_walk {
-        struct sdxfer_path_buf buf;
-        struct sdxfer_exe_kept kept;
-    } *walk = (struct sdxfer_exe_walk *)sdxfer_claim_slot(&claim);
-    _Static_assert(sizeof(struct sdxfer_exe_walk) <= SDXFER_SLOT_SIZE, "an exe_path walk must fit a scratch slot");
+    struct sdxfer_exe_walk *walk = sdxfer_exe_walk_area();
 
-    if (!walk)
+    if (!walk || __sync_fetch_and_or(&walk->busy, 1))
         return (const char *)SDXFER_UNKNOWN;
     sdxfer_file_path_walk((const void *)file, &walk->buf);
     walk->kept.file = file;
@@ -237,7 +232,7 @@ static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64
         bpf_probe_read_kernel(walk->kept.text, size, walk->buf.text);
     }
     sdxfer_exe_keep(tgid, &walk->kept);
-    sdxfer_release_slot(&claim);
+    walk->busy = 0;
     struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
     return kept ? sdxfer_exe_kept_text(kept) : (const char *)SDXFER_UNKNOWN;
 }

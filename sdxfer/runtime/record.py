@@ -84,6 +84,7 @@ REST_PROGRAM = "sdxfer_rest_raw_tracepoint"
 # per event. A process evicted by newer ones is walked again.
 EXE_PATHS_MAP = "sdxfer_exe_paths"
 EXE_PATHS_MAX = 1024
+EXE_WALKS_MAP = "sdxfer_exe_walks"  # per CPU: where the source walks
 REST_DEPTH = 4  # jobs a task holds at once (a power of two): beyond, the rest is left out
 REST_STEPS = 32  # calls of REST_PROGRAM in one chain: the kernel allows 33 tail calls
 
@@ -149,11 +150,11 @@ FOLLOW_PROGRAMS = ("raw_tracepoint__sched_process_fork", "raw_tracepoint__sched_
 CPU_STATE = (("seq", "__u64"), ("busy", "__u64"), ("nesting_drops", "__u64"))
 
 # Claimable scratch slots per CPU. A program holds at most two (its locals
-# and the record it packs), or four in task context (an exec probe's second
-# area of locals, and the exe_path source's walk); task, softirq and hardirq context can each hold theirs at
+# and the record it packs), or three in task context (an exec probe's second
+# area of locals); task, softirq and hardirq context can each hold theirs at
 # once, as the kernel's own perf output allows for three nesting levels.
 NESTING_LEVELS = 3
-SCRATCH_SLOTS = 2 * NESTING_LEVELS + 2
+SCRATCH_SLOTS = 2 * NESTING_LEVELS + 1
 
 # Negative errno values a packer returns besides the transport's own.
 ENOSLOT = 12  # ENOMEM: the scratch map could not be read
