@@ -418,3 +418,31 @@ def prog_id(fd: int) -> int | None:
 
 def loaded(ids: set[int]) -> set[int]:
     return {i for i in ids if subprocess.run(["bpftool", "prog", "show", "id", str(i)], capture_output=True).returncode == 0}
+
+
+BIG_STACK_PROBE = OPEN_PROBE.replace("char comm[16];", "char comm[16];\n    char big[1024];\n"
+                                     "    bpf_get_current_comm(big, sizeof(big));", 1)
+
+STACK_CHILD = """
+import sys
+from sdxfer import Sensor
+from sdxfer.errors import ProbeError
+try:
+    Sensor(sys.argv[1], schema=sys.argv[2])
+except ProbeError as exc:
+    print("refused:", str(exc).splitlines()[0][-200:])
+"""
+
+
+@live
+def test_c_text_over_the_stack_limit_is_one_error_not_a_fallback_that_ends_the_process(tmp_path):
+    """BCC's LLVM would end the whole process on the same error: clang's is raised."""
+    assert BIG_STACK_PROBE != OPEN_PROBE
+    (tmp_path / "events.yaml").write_text(OPEN_SCHEMA)
+    probe = tmp_path / "big.bpf.c"
+    probe.write_text(BIG_STACK_PROBE)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", STACK_CHILD, str(probe), str(tmp_path / "events.yaml")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused:") and "stack" in done.stdout

@@ -50,6 +50,9 @@ from .host import check_core_environment, check_environment, default_transport
 from .program import PROGRAM_TEXT, TRANSPORTS, Assembly, assemble, schema_code
 from .readers import Record
 
+# clang's words for a program whose locals overrun the 512-byte BPF stack
+STACK_LIMIT_ERROR = "BPF stack limit"
+
 BACKENDS = ("libbpf", "bcc")
 BACKEND_ALIASES = {"core": "libbpf"}  # the name it had before the issue named it
 
@@ -200,7 +203,8 @@ class Sensor:
                 self.origin = f"{name}: {self.origin}"
                 return code
             except ProbeError as exc:
-                if importlib.util.find_spec("bcc") is None:
+                # BCC's LLVM ends the whole process on a program over BPF's stack limit
+                if importlib.util.find_spec("bcc") is None or STACK_LIMIT_ERROR in str(exc):
                     raise
                 reason = f"clang/libbpf: {str(exc).splitlines()[0]}"
         self.backend = "bcc"
