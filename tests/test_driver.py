@@ -95,7 +95,7 @@ def test_open_flags_name_what_they_can_and_keep_the_rest():
 
 def test_event_line_is_time_event_pid_comm_then_the_rest():
     line = event_line(make("setsid", ret=4242), Clock(start_ns=START_NS), skip=DECODER.common_fields)
-    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} setsid +4242 +sh +ret=4242", line)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} setsid +4242 +sh +- +ret=4242", line)  # no exe_path: -
 
 
 def test_one_json_object_whichever_tool():

@@ -14,6 +14,7 @@ import pytest
 import sdxfer
 from sdxfer import hidsmon
 from sdxfer.tools import driver
+from sdxfer.tools.text import short_path
 from sdxfer.console import Clock
 
 from conftest import BACKENDS_AND_TRANSPORTS, EACH_BACKEND_AND_TRANSPORT, Tool, backend_options, wait_until
@@ -171,5 +172,6 @@ def test_live_text_filtered_by_pid(backend, transport):
     finally:
         mon.stop(signal.SIGINT)
     lines = [line.rstrip("\n") for line in mon.out[:2]]
-    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} setsid +{child.pid} +python +ret={child.pid}", lines[0])
-    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} exit +{child.pid} +python +exit=7", lines[1])
+    exe = re.escape(short_path(os.path.realpath(sys.executable)))  # the program, as /proc/PID/exe names it
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} setsid +{child.pid} +python +{exe} +ret={child.pid}", lines[0])
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} exit +{child.pid} +python +{exe} +exit=7", lines[1])

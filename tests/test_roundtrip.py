@@ -151,6 +151,8 @@ def _expected(f, value):
     if kind == "creds":
         return Creds(*struct.unpack("<8I", raw)), 0
     if kind == "sockaddr":
+        if not any(raw):
+            return None, 0  # all zero: absent
         family, port = struct.unpack_from("<H", raw)[0], struct.unpack_from(">H", raw, 2)[0]
         address = {socket.AF_INET: lambda: ipaddress.IPv4Address(raw[4:8]),
                    socket.AF_INET6: lambda: ipaddress.IPv6Address(raw[4:20])}.get(family, lambda: None)()
