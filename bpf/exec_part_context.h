@@ -110,13 +110,13 @@ static __always_inline const char *read_stdio_file(struct exec_context *context,
 /* fds 0-2 of the current task (one walk for an fd that is the one before it
  * again: a terminal, 2>&1); the first that is a connected inet socket gives
  * the endpoints. */
-static __always_inline void read_stdio(struct exec_context *context, const char *task)
+static __always_inline void read_stdio(struct exec_context *context)
 {
     const void *previous = NULL;
     int found = 0;
 #pragma unroll
     for (int fd = 0; fd < 3; fd++) {
-        const void *file = sdxfer_task_file(task, fd);
+        const void *file = sdxfer_current_file(fd);
         if (fd > 0 && file && file == previous) {
             context->stdio_text[fd] = context->stdio_text[fd - 1];
             continue;
@@ -148,9 +148,9 @@ static __always_inline void read_exec_context(struct exec_context *context, int 
     context->exe_deleted = 0;
     if (exec_succeeded)
         read_exe_file(context, task);
-    context->cwd_text = sdxfer_path_text(sdxfer_task_cwd(task), &context->cwd);
+    context->cwd_text = sdxfer_path_text(sdxfer_current_cwd(), &context->cwd);
     context->tty_text = read_tty(context, task);
-    read_stdio(context, task);
+    read_stdio(context);
 }
 
 #endif /* SDXFER_BPF_EXEC_PART_CONTEXT_H */
