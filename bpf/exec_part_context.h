@@ -97,13 +97,18 @@ static __always_inline const char *read_tty(struct exec_context *context, const 
 }
 
 /* A file's text as readlink /proc/PID/fd/N shows it, its first
- * CONTEXT_STDIO_KEPT bytes kept in `kept`; NULL for a closed fd. */
+ * CONTEXT_STDIO_KEPT bytes kept in `kept` (with the NUL when it fits, not
+ * the whole of the constant); NULL for a closed fd. */
 static __always_inline const char *read_stdio_file(struct exec_context *context, const void *file, char *kept)
 {
     const char *text = sdxfer_file_path_text(file, &context->walk);
     if (!text || (const void *)text == SDXFER_UNKNOWN)
         return text;
-    bpf_probe_read_kernel(kept, CONTEXT_STDIO_KEPT, text);
+    __u32 size = context->walk.len + 1;
+    if (size > CONTEXT_STDIO_KEPT)
+        size = CONTEXT_STDIO_KEPT;
+    sdxfer_bound(size, CONTEXT_STDIO_KEPT);
+    bpf_probe_read_kernel(kept, size, text);
     return kept;
 }
 

@@ -11,8 +11,9 @@ import re
 import struct
 
 from ..runtime.record import (CONTINUATION, CONTINUATION_ID, CONTINUATION_LAST, CONTINUATION_PAYLOAD_OFF, CREDS_MEMBERS,
-                              DESCRIPTOR, EVENTS_MAP, FILTER_GLOBALS, HEADER, HEADER_SIZE, LOST_UNKNOWN, REST_PROGRAM,
-                              REST_PROGRAMS_MAP, RINGBUF_PAGES, SOCKADDR, SPANNING_BUFFER_PAGES)
+                              DESCRIPTOR, EVENTS_MAP, EXE_FORGET_PROGRAM, FILTER_GLOBALS, HEADER, HEADER_SIZE,
+                              LOST_UNKNOWN, REST_PROGRAM, REST_PROGRAMS_MAP, RINGBUF_PAGES, SOCKADDR,
+                              SPANNING_BUFFER_PAGES)
 from . import naming
 from .layout import EventLayout, Layout
 from .model import Field
@@ -189,6 +190,8 @@ def go_context(layout: Layout, package: str, schema_path: str) -> dict:
              "doc": "The program array whose index 0 a loader sets to RestProgram (where fields span)."},
             {"go": "RestProgram", "value": f'"{REST_PROGRAM}"',
              "doc": "The tail-called program that sends continuation records; attached nowhere."},
+            {"go": "ExeForgetProgram", "value": f'"{EXE_FORGET_PROGRAM}"',
+             "doc": "The runtime's program that forgets a process's kept exe_path when it is freed."},
             {"go": "RingbufPages", "value": str(RINGBUF_PAGES), "doc": "Pages of the ring buffer, by default."},
             {"go": "SpanningBufferPages", "value": str(SPANNING_BUFFER_PAGES),
              "doc": "Pages of the ring buffer (perf: of each CPU's buffer) where fields span records."},

@@ -42,6 +42,8 @@
 #define SDXFER_LEN_UNKNOWN 0xffffffffU
 #define SDXFER_UNKNOWN ((const void *)1)
 #define SDXFER_EXE_PATHS_MAX 1024
+#define SDXFER_EXE_SHORT_TEXT 256
+#define SDXFER_EXE_LONG_PATHS_MAX 128
 #define SDXFER_STR_READ_SLACK 2
 #define SDXFER_SCRATCH_SLOTS 7
 #define SDXFER_ENOSLOT 12
@@ -534,11 +536,24 @@ struct sdxfer_current {
 #define sdxfer_source_uid(now) ((void)(now), sdxfer_host_sources.uid)
 #else
 #ifdef SDXFER_SOURCE_EXE_PATH
-/* Each process's executable path, kept by the exe_path source (sdxfer_sources.h). */
+/* Each process's executable path, kept by the exe_path source
+ * (sdxfer_sources.h) in sdxfer_exe_paths. A path of SDXFER_EXE_SHORT_TEXT
+ * bytes or more (rare) is kept in sdxfer_exe_long_paths, and its entry in
+ * sdxfer_exe_paths only says so (state SDXFER_EXE_KEPT_LONG): one lookup
+ * finds whether a process is kept, and a keep copies a 256-byte text, not a
+ * 4096-byte one (a keep copies the whole value). Both values start alike: a
+ * pointer to either reads as struct sdxfer_exe_kept. */
+#define SDXFER_EXE_KEPT_LONG 0x100 /* a state beyond enum sdxfer_path_walk's */
+#define SDXFER_EXE_KEPT_HEAD                                                                        \
+    __u64 file;     /* the mm's exe_file the path was walked from: another after an exec */         \
+    __u64 start_ns; /* the process's start: a reused pid is another process */                      \
+    __u32 state;    /* enum sdxfer_path_walk: SDXFER_PATH_DONE when text holds the path */
 struct sdxfer_exe_kept {
-    __u64 file;          /* the mm's exe_file the path was walked from: another after an exec */
-    __u64 start_ns;      /* the process's start: a reused pid is another process */
-    __u32 state;         /* enum sdxfer_path_walk: SDXFER_PATH_DONE when text holds the path */
+    SDXFER_EXE_KEPT_HEAD
+    char text[SDXFER_EXE_SHORT_TEXT + SDXFER_STR_READ_SLACK];
+};
+struct sdxfer_exe_kept_long {
+    SDXFER_EXE_KEPT_HEAD
     char text[SDXFER_PATH_MAX + SDXFER_STR_READ_SLACK];
 };
 /* Where the source walks, per CPU: busy while a walk is on (a program that
@@ -548,10 +563,13 @@ struct sdxfer_exe_kept {
 struct sdxfer_exe_walk {
     __u64 busy;
     struct sdxfer_path_buf buf;
-    struct sdxfer_exe_kept kept;
+    struct sdxfer_exe_kept_long kept;
 };
+/* Lookup, update and delete in the short (0) or long (1) paths' map. */
 #ifdef SDXFER_CORE
 SDXFER_CORE_MAP(BPF_MAP_TYPE_LRU_HASH, sdxfer_exe_paths, __u32, struct sdxfer_exe_kept, SDXFER_EXE_PATHS_MAX);
+SDXFER_CORE_MAP(BPF_MAP_TYPE_LRU_HASH, sdxfer_exe_long_paths, __u32, struct sdxfer_exe_kept_long,
+                SDXFER_EXE_LONG_PATHS_MAX);
 SDXFER_CORE_MAP(BPF_MAP_TYPE_PERCPU_ARRAY, sdxfer_exe_walks, __u32, struct sdxfer_exe_walk, 1);
 
 static __always_inline struct sdxfer_exe_walk *sdxfer_exe_walk_area(void)
@@ -560,17 +578,30 @@ static __always_inline struct sdxfer_exe_walk *sdxfer_exe_walk_area(void)
     return bpf_map_lookup_elem(&sdxfer_exe_walks, &zero);
 }
 
-static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(__u32 tgid)
+static __always_inline struct sdxfer_exe_kept *sdxfer_exe_find(__u32 tgid, int long_path)
 {
-    return bpf_map_lookup_elem(&sdxfer_exe_paths, &tgid);
+    return long_path ? bpf_map_lookup_elem(&sdxfer_exe_long_paths, &tgid)
+                     : bpf_map_lookup_elem(&sdxfer_exe_paths, &tgid);
 }
 
-static __always_inline void sdxfer_exe_keep(__u32 tgid, const struct sdxfer_exe_kept *kept)
+static __always_inline void sdxfer_exe_put(__u32 tgid, const struct sdxfer_exe_kept_long *kept, int long_path)
 {
-    bpf_map_update_elem(&sdxfer_exe_paths, &tgid, kept, BPF_ANY);
+    if (long_path)
+        bpf_map_update_elem(&sdxfer_exe_long_paths, &tgid, kept, BPF_ANY);
+    else  /* the value's size of it: its head and text */
+        bpf_map_update_elem(&sdxfer_exe_paths, &tgid, kept, BPF_ANY);
+}
+
+static __always_inline void sdxfer_exe_drop(__u32 tgid, int long_path)
+{
+    if (long_path)
+        bpf_map_delete_elem(&sdxfer_exe_long_paths, &tgid);
+    else
+        bpf_map_delete_elem(&sdxfer_exe_paths, &tgid);
 }
 #else
 BPF_TABLE("lru_hash", __u32, struct sdxfer_exe_kept, sdxfer_exe_paths, SDXFER_EXE_PATHS_MAX);
+BPF_TABLE("lru_hash", __u32, struct sdxfer_exe_kept_long, sdxfer_exe_long_paths, SDXFER_EXE_LONG_PATHS_MAX);
 BPF_PERCPU_ARRAY(sdxfer_exe_walks, struct sdxfer_exe_walk, 1);
 
 static __always_inline struct sdxfer_exe_walk *sdxfer_exe_walk_area(void)
@@ -579,16 +610,63 @@ static __always_inline struct sdxfer_exe_walk *sdxfer_exe_walk_area(void)
     return sdxfer_exe_walks.lookup(&zero);
 }
 
-static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(__u32 tgid)
+static __always_inline struct sdxfer_exe_kept *sdxfer_exe_find(__u32 tgid, int long_path)
 {
-    return sdxfer_exe_paths.lookup(&tgid);
+    return long_path ? (struct sdxfer_exe_kept *)sdxfer_exe_long_paths.lookup(&tgid)
+                     : sdxfer_exe_paths.lookup(&tgid);
 }
 
-static __always_inline void sdxfer_exe_keep(__u32 tgid, const struct sdxfer_exe_kept *kept)
+static __always_inline void sdxfer_exe_put(__u32 tgid, const struct sdxfer_exe_kept_long *kept, int long_path)
 {
-    sdxfer_exe_paths.update(&tgid, kept);
+    if (long_path)
+        sdxfer_exe_long_paths.update(&tgid, kept);
+    else  /* the value's size of it: its head and text */
+        sdxfer_exe_paths.update(&tgid, (const struct sdxfer_exe_kept *)kept);
+}
+
+static __always_inline void sdxfer_exe_drop(__u32 tgid, int long_path)
+{
+    if (long_path)
+        sdxfer_exe_long_paths.delete(&tgid);
+    else
+        sdxfer_exe_paths.delete(&tgid);
 }
 #endif
+
+/* A process's kept path, short or long; NULL if none is kept. */
+static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(__u32 tgid)
+{
+    struct sdxfer_exe_kept *kept = sdxfer_exe_find(tgid, 0);
+    return kept && kept->state == SDXFER_EXE_KEPT_LONG ? sdxfer_exe_find(tgid, 1) : kept;
+}
+
+/* Keeps a walk's outcome (its text `len` bytes) for the process: a long one
+ * in the long paths' map, and in the short one the state that says so. */
+static __always_inline void sdxfer_exe_keep(__u32 tgid, struct sdxfer_exe_kept_long *kept, __u32 len)
+{
+    if (len >= SDXFER_EXE_SHORT_TEXT) {
+        sdxfer_exe_put(tgid, kept, 1);
+        kept->state = SDXFER_EXE_KEPT_LONG;
+    }
+    sdxfer_exe_put(tgid, kept, 0);
+}
+
+/* A process's kept path goes when its leader's task is freed, after every
+ * event of its exit was sent (the tracepoint's pid is the task's: the
+ * leader's is the tgid, another thread's no process's key). Without it every
+ * new process would make the LRU maps evict one, the dearest part of keeping
+ * paths. A lookup first: deleting a missing key costs more. */
+TRACEPOINT_PROBE(sched, sched_process_free)
+{
+    __u32 tgid = args->pid;
+    struct sdxfer_exe_kept *kept = sdxfer_exe_find(tgid, 0);
+    if (!kept)
+        return 0;
+    if (kept->state == SDXFER_EXE_KEPT_LONG)
+        sdxfer_exe_drop(tgid, 1);
+    sdxfer_exe_drop(tgid, 0);
+    return 0;
+}
 #endif
 #include "sdxfer_sources.h"
 #endif

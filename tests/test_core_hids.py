@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sdxfer import default_decoder, hids
+from sdxfer.runtime import record
 from test_core_build import load_all, needs_root, sdxfer_build
 
 pytestmark = needs_root
@@ -54,6 +55,6 @@ def test_execmon_selection_without_failed_execs_relocates_its_members(tmp_path):
     assert sdxfer_build(hids.PROGRAM, *define_args(defines), "-o", obj).returncode == 0
     done, programs = load_all(obj)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert programs == {"raw_tracepoint__sched_process_exec", "sdxfer_rest_raw_tracepoint"}
+    assert programs == {"raw_tracepoint__sched_process_exec", record.REST_PROGRAM, record.EXE_FORGET_PROGRAM}
     for struct in ("task_struct", "mm_struct", "linux_binprm"):
         assert f"struct {struct}: found target candidate" in done.stderr

@@ -9,12 +9,17 @@ The probe is bpf/hids.bpf.c with exec and exit selected.
 
 Needs root and bcc (CI runs as root); skipped otherwise.
 """
+import json
 import os
+import shutil
+import subprocess
+import time
 
 import pytest
 
 from hids_support import TICK_NS, Waiting, marker, waiting_shell
 from sdxfer import hids
+from sdxfer.runtime import record
 
 pytestmark = pytest.mark.live
 
@@ -26,6 +31,7 @@ UNSET = 4294967295  # (uid_t)-1: no login uid, no audit session
 HOSTNAME = "sdxfer-test-uts"
 LOGINUID = 4242
 NOBODY = 65534
+FORGOTTEN_WITHIN_S = 5  # a grace period takes milliseconds, seconds on a loaded machine
 
 
 def test_identity_fields_are_what_proc_says(sensor):
@@ -74,3 +80,65 @@ def test_loginuid_kept_after_setuid(sensor):
         child.identity.check(child.exec)
         end = child.exit()
     child.identity.check(end)
+
+
+def _bpftool(*argv):
+    return json.loads(subprocess.run(["bpftool", "-j", *argv], capture_output=True, text=True, check=True).stdout)
+
+
+def kept_tgids(sensor) -> set[int]:
+    """The tgids whose executable paths the probe keeps: the keys of its two
+    exe_path maps, found through its programs' maps (the kernel cuts map
+    names to 15 bytes) and dumped with bpftool."""
+    map_ids = set()
+    for fd in sensor._probe.program_fds().values():
+        info = dict(line.split(":", 1) for line in open(f"/proc/self/fdinfo/{fd}") if ":" in line)
+        map_ids.update(_bpftool("prog", "show", "id", info["prog_id"].strip()).get("map_ids", []))
+    names = {record.EXE_PATHS_MAP[:15], record.EXE_LONG_PATHS_MAP[:15]}
+    tgids = set()
+    for map_id in map_ids:
+        if _bpftool("map", "show", "id", str(map_id))["name"] in names:
+            for entry in _bpftool("map", "dump", "id", str(map_id)):
+                key = entry.get("formatted", entry)["key"]
+                tgids.add(key if isinstance(key, int) else int.from_bytes(bytes(int(b, 16) for b in key), "little"))
+    return tgids
+
+
+def test_a_process_path_is_kept_while_it_lives_and_forgotten_after(sensor):
+    """exe_path is kept per process from its exec on, and dropped once the
+    process is gone (its leader's task freed, an RCU grace period after it is
+    reaped): the maps hold the processes that live, not the newest 1,024
+    seen, which only newer processes would push out (here, without the
+    drop, after 12 to 14 s of this machine's background)."""
+    mark = marker()
+    with Waiting(sensor, ["sh", "-c", waiting_shell(mark)], mark) as child:
+        pid = child.exec.pid
+        assert pid in kept_tgids(sensor)
+        child.exit()
+    deadline = time.monotonic() + FORGOTTEN_WITHIN_S
+    while pid in kept_tgids(sensor):
+        assert time.monotonic() < deadline, f"the path of {pid}, reaped, is still kept"
+        time.sleep(0.1)
+
+
+def test_a_long_executable_path_is_kept_too(sensor, tmp_path):
+    """A path of 256 bytes or more is kept apart (record.EXE_SHORT_TEXT): the
+    exit event, after the mm is gone, still has it whole, and it is forgotten
+    with the process."""
+    folder = tmp_path.joinpath(*(f"{level}" * 100 for level in "abc"))
+    folder.mkdir(parents=True)
+    program = folder / "sh"
+    shutil.copy("/bin/sh", program)
+    assert len(str(program)) >= record.EXE_SHORT_TEXT
+    mark = marker()
+    with Waiting(sensor, [str(program), "-c", "read line", mark], mark) as child:
+        pid = child.exec.pid
+        assert child.exec.exe_path == str(program)
+        child.identity.check(child.exec)
+        assert pid in kept_tgids(sensor)
+        end = child.exit()
+    assert end.exe_path == str(program)
+    deadline = time.monotonic() + FORGOTTEN_WITHIN_S
+    while pid in kept_tgids(sensor):
+        assert time.monotonic() < deadline, f"the long path of {pid}, reaped, is still kept"
+        time.sleep(0.1)

@@ -75,7 +75,7 @@ def test_the_manifest_names_each_events_programs_as_the_source_guards_them(shipp
     assert manifest["failed_execs"] == ["tracepoint__syscalls__sys_exit_execve",
                                         "tracepoint__syscalls__sys_exit_execveat"]
     assert manifest["filters"] == sorted(record.FOLLOW_PROGRAMS)
-    assert manifest["runtime"] == [record.REST_PROGRAM]
+    assert manifest["runtime"] == sorted([record.REST_PROGRAM, record.EXE_FORGET_PROGRAM])
     assert manifest["kmod_load"] == ("tracepoints" if "tracepoint__syscalls__sys_exit_finit_module"
                                      in manifest["events"]["kmod_load"] else "raw_syscalls")
 
@@ -83,10 +83,11 @@ def test_the_manifest_names_each_events_programs_as_the_source_guards_them(shipp
 @needs_root
 @needs_clang
 def test_programs_of_a_selection(shipped):
-    assert shipped.programs(["exec", "setsid"], failed_execs=False) == [
-        "raw_tracepoint__sched_process_exec", "tracepoint__syscalls__sys_exit_setsid"]
+    runtime = {record.REST_PROGRAM, record.EXE_FORGET_PROGRAM}
+    assert shipped.programs(["exec", "setsid"], failed_execs=False) == sorted({
+        "raw_tracepoint__sched_process_exec", "tracepoint__syscalls__sys_exit_setsid", *runtime})
     every = {p for programs in shipped.manifest["events"].values() for p in programs}
-    assert set(shipped.programs()) == every
+    assert set(shipped.programs()) == every | runtime
     with pytest.raises(ProbeError, match="^no event nope in the shipped probe$"):
         shipped.programs(["exec", "nope"])
 
@@ -166,13 +167,13 @@ def test_program_selection_is_checked_and_the_filters_stay_off_unless_asked(ship
         Sensor(objects.PROGRAM, programs=["raw_tracepoint__sched_process_exec"], backend="bcc")
     # every event's programs, not the fork/free ones (no --children) nor the tail-called one
     with Sensor(shipped.object("perf")) as sensor:
-        assert sensor.programs_attached == len(shipped.programs())
+        assert sensor.programs_attached == len(shipped.programs()) - 2  # but the runtime's two
 
 
 @pytest.mark.live
 def test_exec_probe_loads_the_prebuilt_exec_programs(shipped):
     with ExecProbe() as probe:
-        assert (probe.backend, probe.programs_attached) == ("libbpf", len(shipped.programs(["exec"])))
+        assert (probe.backend, probe.programs_attached) == ("libbpf", len(shipped.manifest["events"]["exec"]))
 
 
 # ---- the tools through the prebuilt object ---------------------------------------

@@ -3,14 +3,18 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"sdxfer/generated/go/events"
 )
@@ -20,13 +24,14 @@ type manifest struct {
 	Objects     map[string]string   `json:"objects"`      // transport -> object file
 	Events      map[string][]string `json:"events"`       // event -> the programs that send it
 	FailedExecs []string            `json:"failed_execs"` // exec programs that only report failed execs
-	Runtime     []string            `json:"runtime"`      // the continuation program, tail-called
+	Runtime     []string            `json:"runtime"`      // the continuation program (tail-called), the exe_path keeper's
 }
 
 // probe is execmon's programs loaded and attached.
 type probe struct {
 	collection *ebpf.Collection
-	links      []link.Link
+	links      []io.Closer
+	attached   int // the exec programs attached: links but the runtime's exe_path keeper (execmon counts so)
 }
 
 // programs names the programs execmon loads: the exec ones (failed execs left
@@ -136,7 +141,7 @@ func (p *probe) attach(spec *ebpf.CollectionSpec) error {
 		}
 	}
 	for name, program := range p.collection.Programs {
-		var l link.Link
+		var l io.Closer
 		var err error
 		switch attachTo := spec.Programs[name].AttachTo; {
 		case name == events.RestProgram: // tail-called, attached nowhere
@@ -144,17 +149,61 @@ func (p *probe) attach(spec *ebpf.CollectionSpec) error {
 		case program.Type() == ebpf.RawTracepoint:
 			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: attachTo, Program: program})
 		case program.Type() == ebpf.TracePoint:
-			group, event, _ := strings.Cut(attachTo, "/")
-			l, err = link.Tracepoint(group, event, program, nil)
+			l, err = attachTracepoint(attachTo, program)
 		default:
 			err = fmt.Errorf("program %s: cannot attach a %s program", name, program.Type())
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("program %s: %v", name, err)
 		}
 		p.links = append(p.links, l)
+		if name != events.ExeForgetProgram {
+			p.attached++
+		}
 	}
 	return nil
+}
+
+// perfEvent is a tracepoint's perf event with a program on it; closing it detaches the program.
+type perfEvent int
+
+func (fd perfEvent) Close() error { return unix.Close(int(fd)) }
+
+// attachTracepoint runs program at the tracepoint "group/event", as libbpf
+// does: a perf event of the tracepoint, on CPU 0 (the program runs on every
+// CPU), with the program set on it. cilium/ebpf 0.9.1's link.Tracepoint looks
+// for tracefs only at /sys/kernel/debug/tracing, which this kernel's hosts
+// need not mount.
+func attachTracepoint(attachTo string, program *ebpf.Program) (io.Closer, error) {
+	var id uint64
+	var err error
+	for _, tracefs := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		var data []byte
+		if data, err = os.ReadFile(filepath.Join(tracefs, "events", attachTo, "id")); err == nil {
+			id, err = strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tracepoint %s: %v", attachTo, err)
+	}
+	attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_TRACEPOINT, Config: id, Sample_type: unix.PERF_SAMPLE_RAW,
+		Sample: 1, Wakeup: 1}
+	attr.Size = uint32(unsafe.Sizeof(attr))
+	fd, err := unix.PerfEventOpen(&attr, -1, 0, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("tracepoint %s: perf_event_open: %v", attachTo, err)
+	}
+	for _, request := range []struct {
+		op    uint
+		value int
+	}{{unix.PERF_EVENT_IOC_SET_BPF, program.FD()}, {unix.PERF_EVENT_IOC_ENABLE, 0}} {
+		if err := unix.IoctlSetInt(fd, request.op, request.value); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("tracepoint %s: %v", attachTo, err)
+		}
+	}
+	return perfEvent(fd), nil
 }
 
 func (p *probe) close() {

@@ -56,7 +56,7 @@ func run(transport string, asJSON bool, objects, btfFile string) error {
 	defer stop()
 	go func() { <-ctx.Done(); records.interrupt() }()
 
-	fmt.Fprintf(os.Stderr, "go-execmon: %d programs attached (%s); Ctrl+C to stop\n", len(p.links), transport)
+	fmt.Fprintf(os.Stderr, "go-execmon: %d programs attached (%s); Ctrl+C to stop\n", p.attached, transport)
 	out := bufio.NewWriter(os.Stdout)
 	if !asJSON {
 		fmt.Fprintf(out, "Watching execve events... Ctrl+C to stop\n%-8s %-20s ARGS\n", "PID", "EXEC")

@@ -231,7 +231,7 @@ static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64
         sdxfer_bound(size, SDXFER_PATH_MAX + 1);
         bpf_probe_read_kernel(walk->kept.text, size, walk->buf.text);
     }
-    sdxfer_exe_keep(tgid, &walk->kept);
+    sdxfer_exe_keep(tgid, &walk->kept, walk->buf.walk == SDXFER_PATH_DONE ? walk->buf.len : 0);
     walk->busy = 0;
     struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
     return kept ? sdxfer_exe_kept_text(kept) : (const char *)SDXFER_UNKNOWN;
@@ -244,7 +244,7 @@ static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64
  * kernel thread). */
 static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_current *now)
 {
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    __u32 tgid = sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, tgid));
     const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
     __u64 file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
     __u64 start_ns = sdxfer_process_start_ns(now->task);

@@ -137,7 +137,11 @@ class BccProbe:
 
     @property
     def programs_attached(self) -> int:
-        return len(self.bpf.tracepoint_fds) + len(self.bpf.raw_tracepoint_fds) if self._attached else 0
+        """The events' programs attached; the runtime's exe_path keeper is not one."""
+        if not self._attached:
+            return 0
+        keeper = ":".join(record.EXE_FORGET_TRACEPOINT).encode()
+        return sum(tp != keeper for tp in self.bpf.tracepoint_fds) + len(self.bpf.raw_tracepoint_fds)
 
     def attachment_fds(self) -> list[int]:
         return [*self.bpf.tracepoint_fds.values(), *self.bpf.raw_tracepoint_fds.values()]

@@ -87,6 +87,7 @@ class CoreProbe:
                  event_filter: EventFilter, programs: Iterable[str] | None = None, btf: str | Path | None = None):
         self._object = libbpf.Object(source, btf=check_btf(btf))
         self._links: list[libbpf.Link] = []
+        self._attached_names: list[str] = []  # of the programs in _links
         self._perf_fds: list[int] = []
         self._cpus = 0
         try:
@@ -193,10 +194,12 @@ class CoreProbe:
         for program in self._object.programs():
             if program.autoload and program.name != record.REST_PROGRAM:  # tail-called, attached nowhere
                 self._links.append(program.attach())
+                self._attached_names.append(program.name)
 
     @property
     def programs_attached(self) -> int:
-        return len(self._links)
+        """The events' programs attached; the runtime's exe_path keeper is not one."""
+        return sum(name != record.EXE_FORGET_PROGRAM for name in self._attached_names)
 
     def attachment_fds(self) -> list[int]:
         return [link.fd for link in self._links]
@@ -208,6 +211,7 @@ class CoreProbe:
     def detach(self) -> None:
         while self._links:
             self._links.pop().destroy()
+        self._attached_names.clear()
 
     def _per_cpu(self, name: str, index: int, size: int) -> list[bytes]:
         stride = (size + 7) & ~7

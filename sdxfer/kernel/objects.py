@@ -166,14 +166,15 @@ class Shipped(NamedTuple):
         return self.folder / self.manifest["objects"][transport]
 
     def programs(self, events: Iterable[str] | None = None, failed_execs: bool = True) -> list[str]:
-        """The programs serving `events` (None: every event), failed-exec ones left out if asked."""
+        """The programs serving `events` (None: every event), failed-exec ones left out if asked,
+        and the runtime's own (the continuation sender, the exe_path keeper's)."""
         per_event = self.manifest["events"]
         unknown = sorted(set(events or ()) - set(per_event))
         if unknown:
             raise ProbeError(f"no event {', '.join(unknown)} in the shipped probe")
         left_out = set() if failed_execs else set(self.manifest["failed_execs"])
-        return sorted({program for event in (per_event if events is None else events)
-                       for program in per_event[event]} - left_out)
+        return sorted(({program for event in (per_event if events is None else events)
+                        for program in per_event[event]} - left_out) | set(self.manifest["runtime"]))
 
 
 def current(folder: Path, digest: str) -> Shipped | None:

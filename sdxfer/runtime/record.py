@@ -78,12 +78,22 @@ MAX_FIELD_TOTAL = 8 << 20
 REST_MAP = "sdxfer_rest"  # task storage: the jobs waiting, and the tail-call chain's state
 REST_PROGRAMS_MAP = "sdxfer_rest_programs"  # program array: REST_PROGRAM at index 0
 REST_PROGRAM = "sdxfer_rest_raw_tracepoint"
-# The exe_path source keeps each process's executable path (an LRU hash by
+# The exe_path source keeps each process's executable path (LRU hashes by
 # tgid, preallocated: an allocation per new task would cost more than the
 # walk): walked when the process is first seen and after each exec, not once
-# per event. A process evicted by newer ones is walked again.
+# per event; forgotten when the process's leader is freed. A process evicted
+# by newer ones is walked again. Paths shorter than EXE_SHORT_TEXT bytes (nearly
+# all) are kept in EXE_PATHS_MAP, longer ones in EXE_LONG_PATHS_MAP.
 EXE_PATHS_MAP = "sdxfer_exe_paths"
 EXE_PATHS_MAX = 1024
+EXE_SHORT_TEXT = 256
+EXE_LONG_PATHS_MAP = "sdxfer_exe_long_paths"
+EXE_LONG_PATHS_MAX = 128
+# The runtime's program that forgets a process's path when its leader's task
+# is freed: attached with every probe whose schema has exe_path, and not
+# counted among the programs a probe attaches for its events.
+EXE_FORGET_TRACEPOINT = ("sched", "sched_process_free")
+EXE_FORGET_PROGRAM = "tracepoint__{}__{}".format(*EXE_FORGET_TRACEPOINT)
 EXE_WALKS_MAP = "sdxfer_exe_walks"  # per CPU: where the source walks
 REST_DEPTH = 4  # jobs a task holds at once (a power of two): beyond, the rest is left out
 REST_STEPS = 32  # calls of REST_PROGRAM in one chain: the kernel allows 33 tail calls
@@ -177,6 +187,8 @@ C_MACROS = (
     ("SDXFER_LEN_UNKNOWN", f"0x{LEN_UNKNOWN:x}U"),
     ("SDXFER_UNKNOWN", f"((const void *){UNKNOWN_POINTER})"),
     ("SDXFER_EXE_PATHS_MAX", str(EXE_PATHS_MAX)),
+    ("SDXFER_EXE_SHORT_TEXT", str(EXE_SHORT_TEXT)),
+    ("SDXFER_EXE_LONG_PATHS_MAX", str(EXE_LONG_PATHS_MAX)),
     ("SDXFER_STR_READ_SLACK", str(STR_READ_SLACK)),
     ("SDXFER_SCRATCH_SLOTS", str(SCRATCH_SLOTS)),
     ("SDXFER_ENOSLOT", str(ENOSLOT)),
