@@ -547,7 +547,8 @@ struct sdxfer_current {
 #define SDXFER_EXE_KEPT_HEAD                                                                        \
     __u64 file;     /* the mm's exe_file the path was walked from: another after an exec */         \
     __u64 start_ns; /* the process's start: a reused pid is another process */                      \
-    __u32 state;    /* enum sdxfer_path_walk: SDXFER_PATH_DONE when text holds the path */
+    __u32 state;    /* enum sdxfer_path_walk: SDXFER_PATH_DONE when text holds the path */         \
+    __u32 tgid;     /* the process's: a key in map memory, not on the stack */
 struct sdxfer_exe_kept {
     SDXFER_EXE_KEPT_HEAD
     char text[SDXFER_EXE_SHORT_TEXT + SDXFER_STR_READ_SLACK];
@@ -565,7 +566,10 @@ struct sdxfer_exe_walk {
     struct sdxfer_path_buf buf;
     struct sdxfer_exe_kept_long kept;
 };
-/* Lookup, update and delete in the short (0) or long (1) paths' map. */
+/* Lookup, update and delete in the short (0) or long (1) paths' map, the key
+ * by address: where it can, in map memory (a kept head's tgid), since a key
+ * on the stack in each of the packers a program inlines adds up past the
+ * 512-byte stack. */
 #ifdef SDXFER_CORE
 SDXFER_CORE_MAP(BPF_MAP_TYPE_LRU_HASH, sdxfer_exe_paths, __u32, struct sdxfer_exe_kept, SDXFER_EXE_PATHS_MAX);
 SDXFER_CORE_MAP(BPF_MAP_TYPE_LRU_HASH, sdxfer_exe_long_paths, __u32, struct sdxfer_exe_kept_long,
@@ -578,26 +582,26 @@ static __always_inline struct sdxfer_exe_walk *sdxfer_exe_walk_area(void)
     return bpf_map_lookup_elem(&sdxfer_exe_walks, &zero);
 }
 
-static __always_inline struct sdxfer_exe_kept *sdxfer_exe_find(__u32 tgid, int long_path)
+static __always_inline struct sdxfer_exe_kept *sdxfer_exe_find(const __u32 *tgid, int long_path)
 {
-    return long_path ? bpf_map_lookup_elem(&sdxfer_exe_long_paths, &tgid)
-                     : bpf_map_lookup_elem(&sdxfer_exe_paths, &tgid);
+    return long_path ? bpf_map_lookup_elem(&sdxfer_exe_long_paths, tgid)
+                     : bpf_map_lookup_elem(&sdxfer_exe_paths, tgid);
 }
 
-static __always_inline void sdxfer_exe_put(__u32 tgid, const struct sdxfer_exe_kept_long *kept, int long_path)
+static __always_inline void sdxfer_exe_put(const __u32 *tgid, const struct sdxfer_exe_kept_long *kept, int long_path)
 {
     if (long_path)
-        bpf_map_update_elem(&sdxfer_exe_long_paths, &tgid, kept, BPF_ANY);
+        bpf_map_update_elem(&sdxfer_exe_long_paths, tgid, kept, BPF_ANY);
     else  /* the value's size of it: its head and text */
-        bpf_map_update_elem(&sdxfer_exe_paths, &tgid, kept, BPF_ANY);
+        bpf_map_update_elem(&sdxfer_exe_paths, tgid, kept, BPF_ANY);
 }
 
-static __always_inline void sdxfer_exe_drop(__u32 tgid, int long_path)
+static __always_inline void sdxfer_exe_drop(const __u32 *tgid, int long_path)
 {
     if (long_path)
-        bpf_map_delete_elem(&sdxfer_exe_long_paths, &tgid);
+        bpf_map_delete_elem(&sdxfer_exe_long_paths, tgid);
     else
-        bpf_map_delete_elem(&sdxfer_exe_paths, &tgid);
+        bpf_map_delete_elem(&sdxfer_exe_paths, tgid);
 }
 #else
 BPF_TABLE("lru_hash", __u32, struct sdxfer_exe_kept, sdxfer_exe_paths, SDXFER_EXE_PATHS_MAX);
@@ -610,45 +614,46 @@ static __always_inline struct sdxfer_exe_walk *sdxfer_exe_walk_area(void)
     return sdxfer_exe_walks.lookup(&zero);
 }
 
-static __always_inline struct sdxfer_exe_kept *sdxfer_exe_find(__u32 tgid, int long_path)
+static __always_inline struct sdxfer_exe_kept *sdxfer_exe_find(const __u32 *tgid, int long_path)
 {
-    return long_path ? (struct sdxfer_exe_kept *)sdxfer_exe_long_paths.lookup(&tgid)
-                     : sdxfer_exe_paths.lookup(&tgid);
+    return long_path ? (struct sdxfer_exe_kept *)sdxfer_exe_long_paths.lookup(tgid)
+                     : sdxfer_exe_paths.lookup(tgid);
 }
 
-static __always_inline void sdxfer_exe_put(__u32 tgid, const struct sdxfer_exe_kept_long *kept, int long_path)
+static __always_inline void sdxfer_exe_put(const __u32 *tgid, const struct sdxfer_exe_kept_long *kept, int long_path)
 {
     if (long_path)
-        sdxfer_exe_long_paths.update(&tgid, kept);
+        sdxfer_exe_long_paths.update(tgid, kept);
     else  /* the value's size of it: its head and text */
-        sdxfer_exe_paths.update(&tgid, (const struct sdxfer_exe_kept *)kept);
+        sdxfer_exe_paths.update(tgid, (const struct sdxfer_exe_kept *)kept);
 }
 
-static __always_inline void sdxfer_exe_drop(__u32 tgid, int long_path)
+static __always_inline void sdxfer_exe_drop(const __u32 *tgid, int long_path)
 {
     if (long_path)
-        sdxfer_exe_long_paths.delete(&tgid);
+        sdxfer_exe_long_paths.delete(tgid);
     else
-        sdxfer_exe_paths.delete(&tgid);
+        sdxfer_exe_paths.delete(tgid);
 }
 #endif
 
 /* A process's kept path, short or long; NULL if none is kept. */
 static __always_inline struct sdxfer_exe_kept *sdxfer_exe_kept(__u32 tgid)
 {
-    struct sdxfer_exe_kept *kept = sdxfer_exe_find(tgid, 0);
-    return kept && kept->state == SDXFER_EXE_KEPT_LONG ? sdxfer_exe_find(tgid, 1) : kept;
+    struct sdxfer_exe_kept *kept = sdxfer_exe_find(&tgid, 0);
+    return kept && kept->state == SDXFER_EXE_KEPT_LONG ? sdxfer_exe_find(&kept->tgid, 1) : kept;
 }
 
-/* Keeps a walk's outcome (its text `len` bytes) for the process: a long one
- * in the long paths' map, and in the short one the state that says so. */
-static __always_inline void sdxfer_exe_keep(__u32 tgid, struct sdxfer_exe_kept_long *kept, __u32 len)
+/* Keeps a walk's outcome (its text `len` bytes) for the process kept->tgid:
+ * a long one in the long paths' map, and in the short one the state that
+ * says so. */
+static __always_inline void sdxfer_exe_keep(struct sdxfer_exe_kept_long *kept, __u32 len)
 {
     if (len >= SDXFER_EXE_SHORT_TEXT) {
-        sdxfer_exe_put(tgid, kept, 1);
+        sdxfer_exe_put(&kept->tgid, kept, 1);
         kept->state = SDXFER_EXE_KEPT_LONG;
     }
-    sdxfer_exe_put(tgid, kept, 0);
+    sdxfer_exe_put(&kept->tgid, kept, 0);
 }
 
 /* A process's kept path goes when its leader's task is freed, after every
@@ -659,12 +664,12 @@ static __always_inline void sdxfer_exe_keep(__u32 tgid, struct sdxfer_exe_kept_l
 TRACEPOINT_PROBE(sched, sched_process_free)
 {
     __u32 tgid = args->pid;
-    struct sdxfer_exe_kept *kept = sdxfer_exe_find(tgid, 0);
+    struct sdxfer_exe_kept *kept = sdxfer_exe_find(&tgid, 0);
     if (!kept)
         return 0;
     if (kept->state == SDXFER_EXE_KEPT_LONG)
-        sdxfer_exe_drop(tgid, 1);
-    sdxfer_exe_drop(tgid, 0);
+        sdxfer_exe_drop(&tgid, 1);
+    sdxfer_exe_drop(&tgid, 0);
     return 0;
 }
 #endif

@@ -70,11 +70,10 @@ def _inputs(layout, user_fields_on_stack=False):
                 ptr = f"(const char *){ctypes.addressof(buf)}ULL"
                 # a length the verifier cannot bound (it equals len(data) at run time)
                 args += [ptr, f"(__u32)((bpf_get_current_pid_tgid() >> 32) - TGID + {len(data)})"] if f.type.takes_length else [ptr]
-            elif kind == "str":
+            elif kind == "str":  # a literal: read-only data, off the program's 512-byte stack
                 text = f"kernel-{f.name}"
                 values[f.name] = text.encode()
-                decls.append(f'char v{i}[] = "{text}";')
-                args.append(f"v{i}")
+                args.append(f'"{text}"')
             elif kind == "blob":
                 values[f.name] = bytes([0x30 + i]) * 10
                 decls.append(f"__u8 v{i}[10]; __builtin_memset(v{i}, {0x30 + i}, 10);")

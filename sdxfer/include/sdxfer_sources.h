@@ -231,7 +231,8 @@ static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64
         sdxfer_bound(size, SDXFER_PATH_MAX + 1);
         bpf_probe_read_kernel(walk->kept.text, size, walk->buf.text);
     }
-    sdxfer_exe_keep(tgid, &walk->kept, walk->buf.walk == SDXFER_PATH_DONE ? walk->buf.len : 0);
+    walk->kept.tgid = tgid;
+    sdxfer_exe_keep(&walk->kept, walk->buf.walk == SDXFER_PATH_DONE ? walk->buf.len : 0);
     walk->busy = 0;
     struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
     return kept ? sdxfer_exe_kept_text(kept) : (const char *)SDXFER_UNKNOWN;
