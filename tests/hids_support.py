@@ -120,7 +120,20 @@ def waiting_shell(marker: str) -> str:
     return f"exec sh -c 'read line' {marker}"
 
 
-class Waiting:
+class ChildProcess:
+    """A child process (self.proc) killed if it still runs when its with
+    block ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Waiting(ChildProcess):
     """A child command ending in waiting_shell(marker): its exec event, and
     its Identity read from /proc while it waits. Popen's other arguments
     (cwd, stdout, ...) pass through."""
@@ -138,11 +151,3 @@ class Waiting:
         self.proc.stdin.close()
         self.proc.wait()
         return wait_for(self.sensor, lambda e: e.name == "exit" and e.pid == self.exec.pid)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()

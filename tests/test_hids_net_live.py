@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from hids_support import MMSG_STRUCTS, WAIT_S, Identity, events_until, wait_for
+from hids_support import MMSG_STRUCTS, WAIT_S, ChildProcess, Identity, events_until, wait_for
 from sdxfer import SockAddr, hids
 
 pytestmark = pytest.mark.live
@@ -67,7 +67,7 @@ def new_netns():
 """
 
 
-class Child:
+class Child(ChildProcess):
     """A python -c child that waits, once set up, for the test to say go."""
 
     def __init__(self, code: str, setup: str = ""):
@@ -113,14 +113,6 @@ class Child:
         for event in found:
             self.identity.check(event)
         return found
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def free_port(family: int, kind: int) -> int:

@@ -104,6 +104,14 @@ def kept_tgids(sensor) -> set[int]:
     return tgids
 
 
+def wait_forgotten(sensor, pid: int) -> None:
+    """Until the probe keeps no path for pid, reaped: at most FORGOTTEN_WITHIN_S."""
+    deadline = time.monotonic() + FORGOTTEN_WITHIN_S
+    while pid in kept_tgids(sensor):
+        assert time.monotonic() < deadline, f"the path of {pid}, reaped, is still kept"
+        time.sleep(0.1)
+
+
 def test_a_process_path_is_kept_while_it_lives_and_forgotten_after(sensor):
     """exe_path is kept per process from its exec on, and dropped once the
     process is gone (its leader's task freed, an RCU grace period after it is
@@ -115,10 +123,7 @@ def test_a_process_path_is_kept_while_it_lives_and_forgotten_after(sensor):
         pid = child.exec.pid
         assert pid in kept_tgids(sensor)
         child.exit()
-    deadline = time.monotonic() + FORGOTTEN_WITHIN_S
-    while pid in kept_tgids(sensor):
-        assert time.monotonic() < deadline, f"the path of {pid}, reaped, is still kept"
-        time.sleep(0.1)
+    wait_forgotten(sensor, pid)
 
 
 def test_a_long_executable_path_is_kept_too(sensor, tmp_path):
@@ -138,7 +143,4 @@ def test_a_long_executable_path_is_kept_too(sensor, tmp_path):
         assert pid in kept_tgids(sensor)
         end = child.exit()
     assert end.exe_path == str(program)
-    deadline = time.monotonic() + FORGOTTEN_WITHIN_S
-    while pid in kept_tgids(sensor):
-        assert time.monotonic() < deadline, f"the long path of {pid}, reaped, is still kept"
-        time.sleep(0.1)
+    wait_forgotten(sensor, pid)

@@ -86,8 +86,7 @@ class CoreProbe:
     def __init__(self, source, code: SchemaCode, *, transport: str | None, ringbuf_pages: int | None,
                  event_filter: EventFilter, programs: Iterable[str] | None = None, btf: str | Path | None = None):
         self._object = libbpf.Object(source, btf=check_btf(btf))
-        self._links: list[libbpf.Link] = []
-        self._attached_names: list[str] = []  # of the programs in _links
+        self._links: dict[str, libbpf.Link] = {}  # by program name
         self._perf_fds: list[int] = []
         self._cpus = 0
         try:
@@ -193,16 +192,15 @@ class CoreProbe:
     def attach(self) -> None:
         for program in self._object.programs():
             if program.autoload and program.name != record.REST_PROGRAM:  # tail-called, attached nowhere
-                self._links.append(program.attach())
-                self._attached_names.append(program.name)
+                self._links[program.name] = program.attach()
 
     @property
     def programs_attached(self) -> int:
         """The events' programs attached; the runtime's exe_path keeper is not one."""
-        return sum(name != record.EXE_FORGET_PROGRAM for name in self._attached_names)
+        return len(self._links.keys() - {record.EXE_FORGET_PROGRAM})
 
     def attachment_fds(self) -> list[int]:
-        return [link.fd for link in self._links]
+        return [link.fd for link in self._links.values()]
 
     def program_fds(self) -> dict[str, int]:
         """name -> fd of every program loaded."""
@@ -210,8 +208,7 @@ class CoreProbe:
 
     def detach(self) -> None:
         while self._links:
-            self._links.pop().destroy()
-        self._attached_names.clear()
+            self._links.popitem()[1].destroy()
 
     def _per_cpu(self, name: str, index: int, size: int) -> list[bytes]:
         stride = (size + 7) & ~7
