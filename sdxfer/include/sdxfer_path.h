@@ -33,6 +33,9 @@
  * The components' names are collected leaf first into a small array, then
  * copied root first, each at `len & (SDXFER_PATH_MAX - 1)`: forward writes
  * at an offset the verifier can bound. Both loops are SDXFER_LOOP steps.
+ * A short name lies inside its dentry (d_shortname), in the bytes the walk
+ * reads of each dentry anyway: it is kept from there and copied by stores,
+ * and only a longer name is read again, a helper call of its own.
  * A walk leaves its outcome in the buffer (sdxfer_path_walk, then
  * sdxfer_path_result): see sdxfer_path_walk for why.
  */
@@ -50,6 +53,7 @@
 #define SDXFER_PATH_MOUNTS 16   /* mount points crossed */
 #define SDXFER_PATH_NAME_SIZE 256  /* a component: NAME_MAX bytes and a NUL */
 #define SDXFER_PATH_DIGITS 19      /* of a number below 2^63 */
+#define SDXFER_PATH_SHORT_WORDS 5  /* a name kept from its dentry: up to 39 bytes and a NUL (DNAME_INLINE_LEN) */
 
 /* Superblock magics of the files d_path names by d_dname (uapi/linux/magic.h). */
 #define SDXFER_PIPEFS_MAGIC 0x50495045
@@ -64,12 +68,13 @@
 enum sdxfer_path_walk { SDXFER_PATH_NONE, SDXFER_PATH_WALKING, SDXFER_PATH_DONE, SDXFER_PATH_FAILED, SDXFER_PATH_GIVEN };
 
 /* Members of a kernel struct that lie close together, read in one go (one
- * helper call instead of one each): the `size` bytes (16 or 32) from `base`
+ * helper call instead of one each): the `size` bytes (16 to 96) from `base`
  * on, each member then taken from there where it lies inside (as it has in
  * every kernel for a decade), else read on its own. Offsets are constants
  * at load, so the verifier keeps one of the two ways. */
+#define SDXFER_WINDOW_WORDS 16  /* a power of 2, above the largest window's 12 words */
 struct sdxfer_window {
-    __u64 word[4];
+    __u64 word[SDXFER_WINDOW_WORDS];
 };
 
 /* A walk's text and state, in map memory (a scratch slot: SDXFER_LOCAL). */
@@ -78,7 +83,10 @@ struct sdxfer_path_buf {
      * bytes at any offset below SDXFER_PATH_MAX */
     char text[2 * SDXFER_PATH_MAX];
     __u64 names[SDXFER_PATH_DEPTH];     /* the components' names (kernel addresses), leaf first */
+    __u64 short_names[SDXFER_PATH_DEPTH][SDXFER_PATH_SHORT_WORDS];  /* a short name's bytes (CO-RE) */
+    __u32 short_len[SDXFER_PATH_DEPTH]; /* its length; 0: read the name from names[] */
     __u64 dentry;                       /* where the walk is */
+    __u64 window_dentry;                /* the dentry whose bytes `window` holds */
     __u64 mount;                        /* its struct mount */
     __u64 mnt_parent, mnt_mountpoint, mnt_root;  /* that mount's */
     __u64 root_dentry, root_mount;      /* the walking task's root */
@@ -87,8 +95,10 @@ struct sdxfer_path_buf {
     __u32 len;                          /* bytes of text */
     __u32 walk;                         /* enum sdxfer_path_walk */
     char digits[SDXFER_PATH_DIGITS];    /* a number's, right-aligned */
-    struct sdxfer_window window;        /* members read in one go: off the 512-byte stack, which
-                                         * a program inlining many walks (packers) would fill */
+    struct sdxfer_window window;        /* members read in one go (a dentry's, a struct path's):
+                                         * off the 512-byte stack, which a program inlining many
+                                         * walks (packers) would fill */
+    struct sdxfer_window mount_window;  /* a mount's */
 };
 
 /* The text's end after a walk or append; the offset the verifier can bound. */
@@ -111,16 +121,21 @@ static __always_inline __u64 sdxfer_window_u64(const struct sdxfer_window *windo
     __u32 at = offset - base;
 
     if (offset >= base && at + 8 <= size && !(at & 7))
-        return window->word[(at / 8) & 3];
+        return window->word[(at / 8) & (SDXFER_WINDOW_WORDS - 1)];
     return sdxfer_kernel_u64(object + offset);
 }
 
 /* A struct path, { mnt, dentry }. */
 #define SDXFER_PATH_WINDOW 0, 16
-/* A dentry's window: d_hash.pprev (NULL: unhashed), d_parent, d_name. */
-#define SDXFER_DENTRY_WINDOW (SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev)), 32
+/* A dentry's window: d_hash.pprev (NULL: unhashed), d_parent, d_name,
+ * d_inode, the short name's bytes, d_op, d_sb. */
+#define SDXFER_DENTRY_BASE (SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev))
+#define SDXFER_DENTRY_SIZE 96
+#define SDXFER_DENTRY_WINDOW SDXFER_DENTRY_BASE, SDXFER_DENTRY_SIZE
 #define SDXFER_DENTRY_PARENT SDXFER_MEMBER(dentry, d_parent)
 #define SDXFER_DENTRY_NAME (SDXFER_MEMBER(dentry, d_name) + SDXFER_MEMBER(qstr, name))
+/* qstr.hash_len: the length in its upper 32 bits, whatever the byte order */
+#define SDXFER_DENTRY_HASH_LEN (SDXFER_MEMBER(dentry, d_name) + SDXFER_MEMBER(qstr, hash_len))
 /* A mount's window: mnt_parent, mnt_mountpoint, mnt.mnt_root. */
 #define SDXFER_MOUNT_WINDOW SDXFER_MEMBER(mount, mnt_parent), 32
 #define SDXFER_MOUNT_ROOT (SDXFER_MEMBER(mount, mnt) + SDXFER_MEMBER(vfsmount, mnt_root))
@@ -128,13 +143,54 @@ static __always_inline __u64 sdxfer_window_u64(const struct sdxfer_window *windo
 /* The walk moves into a mount: what crossing its root takes. */
 static __always_inline void sdxfer_path_enter(struct sdxfer_path_buf *buf, const char *mount)
 {
-    struct sdxfer_window *window = &buf->window;
+    struct sdxfer_window *window = &buf->mount_window;
 
     sdxfer_window_read(window, mount, SDXFER_MOUNT_WINDOW);
     buf->mount = (__u64)mount;
     buf->mnt_parent = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_parent));
     buf->mnt_mountpoint = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MEMBER(mount, mnt_mountpoint));
     buf->mnt_root = sdxfer_window_u64(window, mount, SDXFER_MOUNT_WINDOW, SDXFER_MOUNT_ROOT);
+}
+
+/* Reads a dentry's window, unless it holds that dentry already (CO-RE: under
+ * BCC, the branch at every loop step would take its verifier past 1M
+ * instructions). */
+static __always_inline void sdxfer_dentry_window(struct sdxfer_path_buf *buf, const char *dentry)
+{
+#ifdef SDXFER_CORE
+    if (buf->window_dentry == (__u64)dentry)
+        return;
+#endif
+    sdxfer_window_read(&buf->window, dentry, SDXFER_DENTRY_WINDOW);
+    buf->window_dentry = (__u64)dentry;
+}
+
+/* Collects the name of the dentry in the window as the depth-th component:
+ * its address, and its bytes when they lie inside the window (a short
+ * name, NUL included). */
+static __always_inline void sdxfer_path_collect(struct sdxfer_path_buf *buf, const char *dentry, __u32 depth)
+{
+    const struct sdxfer_window *window = &buf->window;
+    __u64 name = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_NAME);
+    __u32 k = depth & (SDXFER_PATH_DEPTH - 1);
+
+    buf->names[k] = name;
+#ifdef SDXFER_CORE
+    /* (not under BCC, whose verifier walks every loop step by step: its
+     * exec program would pass the verifier's 1M instructions) */
+    __u32 len = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_HASH_LEN) >> 32;
+    __u64 at = name - (__u64)dentry - SDXFER_DENTRY_BASE;  /* the name's offset in the window */
+
+    buf->short_len[k] = 0;
+    if (at < SDXFER_DENTRY_SIZE && !(at & 7) && len && len < 8 * SDXFER_PATH_SHORT_WORDS &&
+        at + len < SDXFER_DENTRY_SIZE) {
+        __u32 word = at / 8;
+#pragma unroll
+        for (int j = 0; j < SDXFER_PATH_SHORT_WORDS; j++)
+            buf->short_names[k][j] = window->word[(word + j) & (SDXFER_WINDOW_WORDS - 1)];
+        buf->short_len[k] = len;
+    }
+#endif
 }
 
 /* One step up: to the parent dentry (its name collected), or across a
@@ -160,7 +216,7 @@ static long sdxfer_path_up(__u32 i, void *state)
         sdxfer_path_enter(buf, parent);
         return 0;
     }
-    sdxfer_window_read(window, dentry, SDXFER_DENTRY_WINDOW);
+    sdxfer_dentry_window(buf, dentry);
     __u64 parent = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
     __u32 depth = buf->depth;
     /* a dentry that is its own parent below a mount's root has escaped it
@@ -169,23 +225,41 @@ static long sdxfer_path_up(__u32 i, void *state)
         buf->walk = SDXFER_PATH_FAILED;
         return 1;
     }
-    buf->names[depth & (SDXFER_PATH_DEPTH - 1)] =
-        sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_NAME);
+    sdxfer_path_collect(buf, dentry, depth);
     buf->depth = depth + 1;
     buf->dentry = parent;
     return 0;
 }
 
-/* Copies the i-th component from the root: '/' and its name. */
+/* An 8-byte store at any byte offset (the text's components are not
+ * aligned): x86-64 and arm64, whose verifier allows it; clang would split a
+ * store it cannot prove aligned into bytes. */
+static __always_inline void sdxfer_store_u64(char *to, __u64 value)
+{
+    asm volatile("*(u64 *)(%0 + 0) = %1" : : "r"(to), "r"(value) : "memory");
+}
+
+/* Copies the i-th component from the root: '/' and its name (a short one
+ * by stores of the bytes kept, with its NUL). */
 static long sdxfer_path_down(__u32 i, void *state)
 {
     struct sdxfer_path_buf *buf = *(struct sdxfer_path_buf **)state;
-    const char *name = (const char *)buf->names[(buf->depth - 1 - i) & (SDXFER_PATH_DEPTH - 1)];
+    __u32 k = (buf->depth - 1 - i) & (SDXFER_PATH_DEPTH - 1);
     __u32 at = sdxfer_path_at(buf->len);
     long n;
 
     buf->text[at] = '/';
-    n = bpf_probe_read_kernel_str(buf->text + at + 1, SDXFER_PATH_NAME_SIZE, name);
+#ifdef SDXFER_CORE
+    __u32 len = buf->short_len[k];
+    if (len) {
+#pragma unroll
+        for (int j = 0; j < SDXFER_PATH_SHORT_WORDS; j++)
+            sdxfer_store_u64(buf->text + at + 1 + 8 * j, buf->short_names[k][j]);
+        buf->text[(at + 1 + len) & (2 * SDXFER_PATH_MAX - 1)] = '\0';
+        n = len + 1;
+    } else
+#endif
+        n = bpf_probe_read_kernel_str(buf->text + at + 1, SDXFER_PATH_NAME_SIZE, (const char *)buf->names[k]);
     if (n <= 1) {
         buf->walk = SDXFER_PATH_FAILED;
         return 1;
@@ -234,12 +308,14 @@ static __always_inline void sdxfer_path_append_decimal(struct sdxfer_path_buf *b
     buf->len += count;
 }
 
-/* A file with a d_dname, as d_path names it. */
+/* A file with a d_dname, as d_path names it; its dentry's window read. */
 static __always_inline void sdxfer_path_pseudo(const char *dentry, struct sdxfer_path_buf *buf)
 {
-    const char *sb = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_sb));
-    const char *inode = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_inode));
-    const char *name = (const char *)sdxfer_kernel_u64(dentry + SDXFER_DENTRY_NAME);
+    const struct sdxfer_window *window = &buf->window;
+    const char *sb = (const char *)sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_MEMBER(dentry, d_sb));
+    const char *inode =
+        (const char *)sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_MEMBER(dentry, d_inode));
+    const char *name = (const char *)sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_NAME);
     __u64 magic = sdxfer_kernel_u64(sb + SDXFER_MEMBER(super_block, s_magic));
     long n;
 
@@ -296,30 +372,32 @@ static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_pat
         return;
     buf->walk = SDXFER_PATH_FAILED;
     sdxfer_window_read(window, path, SDXFER_PATH_WINDOW);
+    buf->window_dentry = 0;
     const char *dentry = (const char *)sdxfer_window_u64(window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry));
     const char *vfsmnt = (const char *)sdxfer_window_u64(window, path, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt));
     if (!dentry || !vfsmnt)
         return;
-    const char *mount = vfsmnt - SDXFER_MEMBER(mount, mnt);
-    sdxfer_path_enter(buf, mount);
-    sdxfer_window_read(window, dentry, SDXFER_DENTRY_WINDOW);
+    /* the leaf's window, which the walk's first step takes too */
+    sdxfer_dentry_window(buf, dentry);
     __u64 parent = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
     __u64 hashed = window->word[0];  /* d_hash.pprev, where the window starts */
 
-    const char *ops = (const char *)sdxfer_kernel_u64(dentry + SDXFER_MEMBER(dentry, d_op));
+    /* d_path's test: a d_dname, unless the dentry is its mount's root */
+    const char *ops = (const char *)sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_MEMBER(dentry, d_op));
+    sdxfer_path_enter(buf, vfsmnt - SDXFER_MEMBER(mount, mnt));
     if (ops && sdxfer_kernel_u64(ops + SDXFER_MEMBER(dentry_operations, d_dname)) &&
         (parent != (__u64)dentry || (__u64)dentry != buf->mnt_root)) {
         sdxfer_path_pseudo(dentry, buf);
         return;
     }
 
-    /* the walking task's root: its fs through the task's BTF pointer (a
-     * load, no helper call), fs->root in one read */
+    /* the walking task's root: its fs through the task's BTF pointer, loads
+     * and no helper call */
     const char *fs = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, fs));
-    const char *root = fs + SDXFER_MEMBER(fs_struct, root);
-    sdxfer_window_read(window, root, SDXFER_PATH_WINDOW);
-    buf->root_dentry = fs ? sdxfer_window_u64(window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, dentry)) : 0;
-    buf->root_mount = fs ? sdxfer_window_u64(window, root, SDXFER_PATH_WINDOW, SDXFER_MEMBER(path, mnt)) - SDXFER_MEMBER(mount, mnt) : 0;
+    buf->root_dentry = fs ? sdxfer_member_u64(fs, SDXFER_MEMBER(fs_struct, root) + SDXFER_MEMBER(path, dentry)) : 0;
+    buf->root_mount = fs ? sdxfer_member_u64(fs, SDXFER_MEMBER(fs_struct, root) + SDXFER_MEMBER(path, mnt)) -
+                               SDXFER_MEMBER(mount, mnt)
+                         : 0;
     buf->dentry = (__u64)dentry;
     buf->depth = 0;
     buf->walk = SDXFER_PATH_WALKING;
