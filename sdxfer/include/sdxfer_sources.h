@@ -245,31 +245,34 @@ static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64
 
 /* mm->exe_file's absolute path (sdxfer_path.h), kept per process: walked
  * when the process is first seen and when its mm has another exe_file
- * (after an exec), not once per event; a forked child uses its parent's. Late in exit the mm is gone: the path
- * kept is still the process's. NULL for a task that never had one (a
- * kernel thread). */
+ * (after an exec), not once per event. A forked child that has not exec'd
+ * runs its parent's very file (alive, held by this mm: an address not
+ * reused), and the parent's path of it serves the child: looked up first,
+ * since such a child has none of its own, and kept once for the parent and
+ * its children alike. Late in exit the mm is gone: the path kept is still
+ * the process's. NULL for a task that never had one (a kernel thread). */
 static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_current *now)
 {
     __u32 tgid = sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, tgid));
     const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
     __u64 file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
     __u64 start_ns = sdxfer_process_start_ns(now->task);
-    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
+    const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
+    const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
+    int parents_file = file && parent_mm && sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) == file;
+    __u32 parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
 
+    if (parents_file) {
+        struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(parent_tgid);
+        if (inherited && inherited->file == file)
+            return sdxfer_exe_kept_text(inherited);
+    }
+    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
     if (kept && kept->start_ns == start_ns && (kept->file == file || !file))
         return sdxfer_exe_kept_text(kept);
     if (!file)
         return NULL;
-    /* A child that has not exec'd runs its parent's file: the parent's path
-     * of that very file (alive, held by this mm: an address not reused)
-     * serves it, kept once for the parent and its forked children alike. */
-    const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
-    __u32 parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
-    struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(parent_tgid);
-    if (inherited && inherited->file == file)
-        return sdxfer_exe_kept_text(inherited);
-    const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
-    if (parent_mm && sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) == file) {
+    if (parents_file) {
         tgid = parent_tgid;
         start_ns = sdxfer_process_start_ns(parent);
     }
