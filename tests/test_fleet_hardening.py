@@ -92,6 +92,35 @@ def test_a_message_built_before_the_server_said_its_limit_does_not_block_the_res
     assert envelope.unpack(message[1]).records == [fake_record(b"after")]
 
 
+def test_a_server_back_with_a_smaller_max_payload_gets_messages_that_fit(tmp_path):
+    """The limit is the server's at every connection: one that comes back
+    (same port, same store) allowing 8 KiB, where it allowed 1 MiB, is sent
+    messages of at most 8 KiB from then on, none dropped."""
+    nats = NatsServer(tmp_path / "store")
+    nats.start()
+    try:
+        out = publisher(nats.url("fleet.shrunk"))
+        first = fake_record(b"first")
+        out.send([(first, None)])
+        wait_until(lambda: out.nats.stats.published_messages == 1, what="a message to the first server")
+        assert out.nats.max_payload > 8192
+        nats.kill()
+        conf = tmp_path / "small.conf"
+        conf.write_text("max_payload: 8192\n")
+        nats.options = ("-c", str(conf))
+        nats.start()
+        wait_until(lambda: out.nats.max_payload == 8192, what="the max_payload of the server back")
+        records = [fake_record(b"r%02d" % n + b"x" * 2000) for n in range(20)]
+        out.send([(raw, None) for raw in records])
+        summary = out.close()
+        messages = [data for _, data in stream_messages(nats, "FLEET_SHRUNK")]
+        assert len(messages) > 2 and all(len(data) <= 8192 for data in messages), [len(m) for m in messages]
+        assert [record for data in messages for record in envelope.unpack(data).records] == [first] + records
+        assert "21 events published" in summary and "max_payload" not in summary, summary
+    finally:
+        nats.kill()
+
+
 # ---- item 3: a damaged spool, a failing sending thread -----------------------------------------
 
 def test_damaged_spool_files_are_moved_aside_named_once_and_the_rest_is_sent(tmp_path):

@@ -186,7 +186,7 @@ class Sender:
         self.endpoint, self.limits, self.backlog = endpoint, limits, backlog
         self._options = connection.options()
         self.stats = SendStats()
-        self.max_payload = DEFAULT_MAX_PAYLOAD  # the server's, read at every connect
+        self.max_payload = DEFAULT_MAX_PAYLOAD  # the server's, read at every connect and reconnect
         self.notes: collections.deque[str] = collections.deque()  # lines for the operator, taken by the output
         self._stopping = threading.Event()
         self._fatal: str | None = None
@@ -232,14 +232,21 @@ class Sender:
             self._away_since = None
 
     async def _open(self):
+        nc = None
+
         async def disconnected():
             self.stats.disconnects += 1
             self._away()
 
+        async def reconnected():
+            if nc is not None:  # the server that took us back may allow less (or more): nats-py has its word
+                self.max_payload = nc.max_payload
+            await self._back()
+
         while not self._stopping.is_set():
             try:
                 nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected,
-                                                    reconnected_cb=self._back), FIRST_CONNECT_S)
+                                                    reconnected_cb=reconnected), FIRST_CONNECT_S)
             except Exception:  # no server yet (timeouts, nats-py's NoServersError): try again
                 self._away()
                 continue
