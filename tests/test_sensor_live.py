@@ -215,6 +215,18 @@ def test_a_compile_error_names_its_file_and_line(tmp_path, broken):
     assert "error: use of undeclared identifier 'nope_" in str(caught.value)
 
 
+@pytest.mark.parametrize("backend", ["bcc", "libbpf"])
+def test_a_compile_error_after_tracepoint_probes_keeps_its_line(tmp_path, backend):
+    """BCC writes each TRACEPOINT_PROBE's args struct into the text before its
+    function: the lines after it keep their numbers all the same."""
+    program = tmp_path / "probe.bpf.c"
+    program.write_text('#include "xfer.h"\nTRACEPOINT_PROBE(syscalls, sys_enter_getpgid)\n{\n    return 0;\n}\n\n'
+                       'TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n    int x = 1;\n    return x + nope_value;\n}\n')
+    with pytest.raises(ProbeError) as caught:
+        Sensor(program, schema=SCHEMA, backend=backend)
+    assert f"{program}:9:" in str(caught.value) and "undeclared identifier 'nope_value'" in str(caught.value)
+
+
 @pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})],
                          ids=["perf", "ringbuf"])
 @pytest.mark.parametrize("backend", ["libbpf", "bcc"])

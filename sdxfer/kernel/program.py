@@ -27,6 +27,9 @@ BTF_PATH = "/sys/kernel/btf/vmlinux"
 STRICT_CFLAGS = ("-Werror=implicit-function-declaration",)
 
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
+# A TRACEPOINT_PROBE(category, event) line, not a macro's continuation: BCC
+# writes the tracepoint's args struct into the text before the function it makes.
+_TRACEPOINT_PROBE = re.compile(r'^(?<!\\\n)[ \t]*TRACEPOINT_PROBE[ \t]*\([^()\n]*\).*$', re.MULTILINE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PROGRAM_TEXT = "<program text>"  # what compiler messages call a program given as text
 
@@ -56,7 +59,19 @@ def amalgamate(source: str, find: Callable[[str], tuple[str, str] | None], where
         return (f"/* begin {name} */\n{_line_marker(1, path)}\n{amalgamate(text, find, path, _seen | {name}).rstrip()}\n"
                 f"/* end {name} */\n{_line_marker(after, where)}")
 
-    return _INCLUDE.sub(inline, source)
+    return _INCLUDE.sub(inline, _tracepoint_markers(source, where))
+
+
+def _tracepoint_markers(source: str, where: str) -> str:
+    """A #line marker after each TRACEPOINT_PROBE line: the lines BCC puts
+    before the probe's function would otherwise shift the line numbers of
+    every error after it."""
+
+    def mark(match: re.Match) -> str:
+        line = source.count("\n", 0, match.start()) + 2  # the one after the TRACEPOINT_PROBE
+        return f"{match.group(0)}\n{_line_marker(line, where)}"
+
+    return _TRACEPOINT_PROBE.sub(mark, source)
 
 
 def include_finder(files: dict[str, str], dirs: list[Path]) -> Callable[[str], tuple[str, str] | None]:
