@@ -34,8 +34,9 @@
  * copied root first, each at `len & (SDXFER_PATH_MAX - 1)`: forward writes
  * at an offset the verifier can bound. Both loops are SDXFER_LOOP steps.
  * A short name lies inside its dentry (d_shortname), in the bytes the walk
- * reads of each dentry anyway: it is kept from there and copied by stores,
- * and only a longer name is read again, a helper call of its own.
+ * reads of each dentry anyway: a CO-RE build keeps it from there and copies
+ * it by stores, and reads only a longer name again, a helper call of its own
+ * (a BCC build reads every name again).
  * A walk leaves its outcome in the buffer (sdxfer_path_walk, then
  * sdxfer_path_result): see sdxfer_path_walk for why.
  */
@@ -185,10 +186,20 @@ static __always_inline void sdxfer_path_collect(struct sdxfer_path_buf *buf, con
     if (at < SDXFER_DENTRY_SIZE && !(at & 7) && len && len < 8 * SDXFER_PATH_SHORT_WORDS &&
         at + len < SDXFER_DENTRY_SIZE) {
         __u32 word = at / 8;
+        __u64 zero_byte = 0;
 #pragma unroll
-        for (int j = 0; j < SDXFER_PATH_SHORT_WORDS; j++)
-            buf->short_names[k][j] = window->word[(word + j) & (SDXFER_WINDOW_WORDS - 1)];
-        buf->short_len[k] = len;
+        for (int j = 0; j < SDXFER_PATH_SHORT_WORDS; j++) {
+            __u64 bytes = window->word[(word + j) & (SDXFER_WINDOW_WORDS - 1)];
+            __s64 left = (__s64)len - 8 * j;  /* the name's bytes in this word (little-endian: the low ones) */
+            __u64 past = left >= 8 ? 0 : left <= 0 ? ~0ULL : ~0ULL << (8 * left);
+            buf->short_names[k][j] = bytes;
+            bytes |= past;
+            zero_byte |= (bytes - 0x0101010101010101ULL) & ~bytes & 0x8080808080808080ULL;
+        }
+        /* a NUL inside the length: a name read while a rename rewrote it,
+         * which would cut the whole path short; read again instead */
+        if (!zero_byte)
+            buf->short_len[k] = len;
     }
 #endif
 }
