@@ -103,3 +103,20 @@ def test_same_text_lines_as_execmon(go_execmon):
     assert headers[0] == headers[1] == ["Watching execve events... Ctrl+C to stop\n", f"{'PID':<8} {'EXEC':<20} ARGS\n"]
     assert sorted(lines[0]) == sorted(lines[1])
     assert any("\\xff \\u202e" in line for line in lines[0]) and any("\\x1b[31m" in line for line in lines[0])
+
+
+def test_objects_of_another_schema_are_refused(go_execmon, tmp_path):
+    """The manifest names the schema the objects' records follow: go-execmon,
+    whose decoders are compiled in, refuses objects of another (and a
+    manifest that does not say) rather than decode their records wrongly."""
+    shipped = ROOT / "sdxfer" / "objects"
+    manifest = json.loads((shipped / "hids.manifest.json").read_text())
+    for name in manifest["objects"].values():
+        (tmp_path / name).symlink_to(shipped / name)
+    for digest in ("0" * 64, None):
+        manifest["schema_digest"] = digest
+        (tmp_path / "hids.manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
+        out = subprocess.run([str(go_execmon), "-objects", str(tmp_path)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and out.stdout == ""
+        assert out.stderr.startswith(f"go-execmon: the objects in {tmp_path} were built from schema \"{digest or ''}\","
+                                     " this program's decoders from \""), out.stderr

@@ -21,10 +21,11 @@ import (
 
 // manifest is what sdxfer/objects/hids.manifest.json says (sdxfer/kernel/objects.py writes it).
 type manifest struct {
-	Objects     map[string]string   `json:"objects"`      // transport -> object file
-	Events      map[string][]string `json:"events"`       // event -> the programs that send it
-	FailedExecs []string            `json:"failed_execs"` // exec programs that only report failed execs
-	Runtime     []string            `json:"runtime"`      // the continuation program (tail-called), the exe_path keeper's
+	SchemaDigest string              `json:"schema_digest"` // sha256 of the schema the objects' records follow
+	Objects      map[string]string   `json:"objects"`       // transport -> object file
+	Events       map[string][]string `json:"events"`        // event -> the programs that send it
+	FailedExecs  []string            `json:"failed_execs"`  // exec programs that only report failed execs
+	Runtime      []string            `json:"runtime"`       // the continuation program (tail-called), the exe_path keeper's
 }
 
 // probe is execmon's programs loaded and attached.
@@ -57,6 +58,12 @@ func readManifest(folder string) (*manifest, error) {
 	var m manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%s: %v", folder, err)
+	}
+	// records of another schema would decode into wrong fields, not fail
+	if m.SchemaDigest != events.SchemaDigest {
+		return nil, fmt.Errorf("the objects in %s were built from schema %q, this program's decoders from %q:"+
+			" generate both from one schema (sdxfer gen, python -m sdxfer.kernel.objects) and build again",
+			folder, m.SchemaDigest, events.SchemaDigest)
 	}
 	return &m, nil
 }

@@ -107,6 +107,7 @@ def derive_manifest(vmlinux: Path) -> dict:
     exec_without_failed = programs_of({**SELECTED, "HIDS_WANT_EXEC": None, FAILED_EXECS_OFF: None}, vmlinux)
     filters = programs_of(FILTER_DEFINES, vmlinux) - programs_of({}, vmlinux)
     return {"digest": input_digest(),
+            "schema_digest": schema_code(None).decoder.schema_digest,  # what the records follow (go-execmon checks)
             "objects": {transport: object_name(transport) for transport in TRANSPORT_DEFINES},
             "kmod_load": "tracepoints" if kmod_tracepoints() else "raw_syscalls",
             "events": per_event,
