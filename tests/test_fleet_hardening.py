@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -117,6 +118,37 @@ def test_a_server_back_with_a_smaller_max_payload_gets_messages_that_fit(tmp_pat
         assert len(messages) > 2 and all(len(data) <= 8192 for data in messages), [len(m) for m in messages]
         assert [record for data in messages for record in envelope.unpack(data).records] == [first] + records
         assert "21 events published" in summary and "max_payload" not in summary, summary
+    finally:
+        nats.kill()
+
+
+def test_messages_built_for_a_larger_limit_while_the_server_was_away_do_not_stall_the_rest(tmp_path):
+    """What was built while the server was away, for its old 1 MiB limit, is
+    held back by us, not by nats-py (whose buffer would send it first on the
+    reconnect, and the server, now at 8 KiB, would end the connection for
+    good): dropped and counted, and what comes after is published."""
+    nats = NatsServer(tmp_path / "store")
+    nats.start()
+    try:
+        out = publisher(nats.url("fleet.away"))
+        out.send([(fake_record(b"first"), None)])
+        wait_until(lambda: out.nats.stats.published_messages == 1, what="a message to the first server")
+        nats.kill()
+        wait_until(lambda: out.nats.stats.disconnects == 1, what="the sender to see the server go")
+        out.send([(fake_record(b"b" * 3000), None) for _ in range(10)])  # one message of 30 KB
+        time.sleep(1.5)  # publish attempts while the server is away
+        conf = tmp_path / "small.conf"
+        conf.write_text("max_payload: 8192\n")
+        nats.options = ("-c", str(conf))
+        nats.start()
+        wait_until(lambda: out.nats.max_payload == 8192, what="the max_payload of the server back")
+        later = [fake_record(b"l%02d" % n) for n in range(5)]
+        out.send([(raw, None) for raw in later])
+        summary = out.close()
+        records = [record for _, data in stream_messages(nats, "FLEET_AWAY") for record in envelope.unpack(data).records]
+        assert records == [fake_record(b"first")] + later
+        assert "6 events published" in summary and "10 dropped (above the server's max_payload of 8192" in summary, \
+            summary
     finally:
         nats.kill()
 

@@ -215,16 +215,27 @@ def test_a_compile_error_names_its_file_and_line(tmp_path, broken):
     assert "error: use of undeclared identifier 'nope_" in str(caught.value)
 
 
+LEFT_OUT_PROBE = "#ifdef NOT_DEFINED\nTRACEPOINT_PROBE(syscalls, sys_enter_getsid)\n{\n    return 0;\n}\n#endif\n"
+
+
+@pytest.mark.parametrize("broken", ["mine.h", "probe.bpf.c"])
 @pytest.mark.parametrize("backend", ["bcc", "libbpf"])
-def test_a_compile_error_after_tracepoint_probes_keeps_its_line(tmp_path, backend):
+def test_a_compile_error_after_tracepoint_probes_keeps_its_line(tmp_path, backend, broken):
     """BCC writes each TRACEPOINT_PROBE's args struct into the text before its
-    function: the lines after it keep their numbers all the same."""
-    program = tmp_path / "probe.bpf.c"
-    program.write_text('#include "xfer.h"\nTRACEPOINT_PROBE(syscalls, sys_enter_getpgid)\n{\n    return 0;\n}\n\n'
-                       'TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n    int x = 1;\n    return x + nope_value;\n}\n')
+    function: the lines after it keep their numbers all the same, after a
+    probe the preprocessor leaves out too, and in an include after them."""
+    files = {"mine.h": LEFT_OUT_PROBE + "static int mine = 1;\n",
+             "probe.bpf.c": '#include "xfer.h"\nTRACEPOINT_PROBE(syscalls, sys_enter_getpgid)\n{\n    return 0;\n}\n'
+                            + LEFT_OUT_PROBE + '#include "mine.h"\n'
+                            'TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n    return mine + 1;\n}\n'}
+    files[broken] = files[broken].replace("= 1", "= nope_value").replace("mine + 1", "mine + nope_value")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    line = {"mine.h": 7, "probe.bpf.c": 14}[broken]
     with pytest.raises(ProbeError) as caught:
-        Sensor(program, schema=SCHEMA, backend=backend)
-    assert f"{program}:9:" in str(caught.value) and "undeclared identifier 'nope_value'" in str(caught.value)
+        Sensor(tmp_path / "probe.bpf.c", schema=SCHEMA, backend=backend)
+    assert f"{tmp_path / broken}:{line}:" in str(caught.value), str(caught.value)
+    assert "undeclared identifier 'nope_value'" in str(caught.value)
 
 
 @pytest.mark.parametrize("transport, size", [("perf", {"perf_pages": 1}), ("ringbuf", {"ringbuf_pages": 1})],

@@ -128,14 +128,15 @@ async def _quiet(_exc) -> None:
     """nats-py prints every connection error with a traceback; the callers report state instead."""
 
 
-async def connect(endpoint: Endpoint, options: dict, **callbacks):
+async def connect(endpoint: Endpoint, options: dict, **settings):
     """A connection that reconnects for ever (first connect included); options:
-    Connection.options(), made before (its errors belong to the caller's thread)."""
+    Connection.options(), made before (its errors belong to the caller's thread);
+    settings: more of nats.connect's (callbacks)."""
     import nats
 
-    callbacks.setdefault("error_cb", _quiet)
+    settings.setdefault("error_cb", _quiet)
     return await nats.connect(servers=[endpoint.server], connect_timeout=2, reconnect_time_wait=RETRY_S,
-                              max_reconnect_attempts=-1, allow_reconnect=True, **options, **callbacks)
+                              max_reconnect_attempts=-1, allow_reconnect=True, **options, **settings)
 
 
 async def find_stream(js, subject: str) -> str | None:
@@ -245,8 +246,11 @@ class Sender:
 
         while not self._stopping.is_set():
             try:
+                # pending_size 0: a publish while the server is away fails at once (the message stays in
+                # the backlog) instead of waiting in nats-py's buffer, sent on reconnect before we know
+                # the new server's max_payload: one above it makes the server end the connection
                 nc = await asyncio.wait_for(connect(self.endpoint, self._options, disconnected_cb=disconnected,
-                                                    reconnected_cb=reconnected), FIRST_CONNECT_S)
+                                                    reconnected_cb=reconnected, pending_size=0), FIRST_CONNECT_S)
             except Exception:  # no server yet (timeouts, nats-py's NoServersError): try again
                 self._away()
                 continue
@@ -289,6 +293,12 @@ class Sender:
                     except Exception:  # timeout, no responders, reconnecting: the same message again
                         if self._stopping.is_set():
                             return  # it stays in the backlog
+                        if nc.is_closed:  # nats-py gave the connection up (the server ended it): a new one
+                            await self._close(nc)
+                            nc, js = await self._open()
+                            if nc is None:
+                                return
+                            continue
                         await asyncio.sleep(RETRY_S)
                 self.backlog.done(message)
                 if ack is None:

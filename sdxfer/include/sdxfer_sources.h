@@ -264,7 +264,7 @@ static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_cu
 
     if (parents_file) {
         struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(parent_tgid);
-        if (inherited && inherited->file == file)
+        if (inherited && inherited->file == file && inherited->start_ns == sdxfer_process_start_ns(parent))
             return sdxfer_exe_kept_text(inherited);
     }
     struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);

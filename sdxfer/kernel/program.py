@@ -26,10 +26,18 @@ BTF_PATH = "/sys/kernel/btf/vmlinux"
 # exits the process; as an error, clang stops first and says which.
 STRICT_CFLAGS = ("-Werror=implicit-function-declaration",)
 
-_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
-# A TRACEPOINT_PROBE(category, event) line, not a macro's continuation: BCC
-# writes the tracepoint's args struct into the text before the function it makes.
-_TRACEPOINT_PROBE = re.compile(r'^(?<!\\\n)[ \t]*TRACEPOINT_PROBE[ \t]*\([^()\n]*\).*$', re.MULTILINE)
+_NOT_CONTINUED = r"(?<!\\\n)(?<!\\\r\n)"  # at a line's start: the line before does not end in a backslash
+_NOT_CONTINUING = r"(?<!\\)(?<!\\\r)$"  # at a line's end: it does not end in one
+_DIRECTIVE_LINES = re.compile(
+    # an include amalgamate may inline
+    r'^[ \t]*#[ \t]*include[ \t]+"(?P<include>[^"]+)"[ \t]*$'
+    # a TRACEPOINT_PROBE(category, event) line: BCC writes the tracepoint's args
+    # struct into the text before the function it makes
+    rf"|^{_NOT_CONTINUED}(?P<probe>[ \t]*TRACEPOINT_PROBE[ \t]*\([^()\n]*\)[^\n]*{_NOT_CONTINUING})"
+    # a conditional directive, where a marker inside a group left out (not obeyed) stops counting
+    rf"|^{_NOT_CONTINUED}(?P<conditional>[ \t]*#[ \t]*(?:if|ifdef|ifndef|elif|elifdef|elifndef|else|endif)\b"
+    rf"[^\n]*{_NOT_CONTINUING})",
+    re.MULTILINE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PROGRAM_TEXT = "<program text>"  # what compiler messages call a program given as text
 
@@ -45,33 +53,29 @@ def amalgamate(source: str, find: Callable[[str], tuple[str, str] | None], where
     """Replace each `#include "name"` that `find` knows by its text (recursively,
     each file once); other includes are left to the compiler. #line markers
     around each inlined file keep compiler errors at the file and line they
-    are in; `where` names `source` in them."""
+    are in; `where` names `source` in them.
 
-    def inline(match: re.Match) -> str:
-        name = match.group(1)
+    In a text with a TRACEPOINT_PROBE, a marker also follows each probe's
+    line, since BCC writes lines into the text before the probe's function,
+    and each conditional directive: a probe's marker in a group the
+    preprocessor leaves out is not obeyed, yet its line is counted."""
+    probes = any(match.group("probe") for match in _DIRECTIVE_LINES.finditer(source))
+
+    def replace(match: re.Match) -> str:
+        after = source.count("\n", 0, match.start()) + 2  # the line after the matched one
+        name = match.group("include")
+        if name is None:
+            return f"{match.group(0)}\n{_line_marker(after, where)}" if probes else match.group(0)
         found = find(name)
         if found is None:
             return match.group(0)
         if name in _seen:
             return f"/* {name} already included above */"
         path, text = found
-        after = source.count("\n", 0, match.start()) + 2  # the includer's line after the #include
         return (f"/* begin {name} */\n{_line_marker(1, path)}\n{amalgamate(text, find, path, _seen | {name}).rstrip()}\n"
                 f"/* end {name} */\n{_line_marker(after, where)}")
 
-    return _INCLUDE.sub(inline, _tracepoint_markers(source, where))
-
-
-def _tracepoint_markers(source: str, where: str) -> str:
-    """A #line marker after each TRACEPOINT_PROBE line: the lines BCC puts
-    before the probe's function would otherwise shift the line numbers of
-    every error after it."""
-
-    def mark(match: re.Match) -> str:
-        line = source.count("\n", 0, match.start()) + 2  # the one after the TRACEPOINT_PROBE
-        return f"{match.group(0)}\n{_line_marker(line, where)}"
-
-    return _TRACEPOINT_PROBE.sub(mark, source)
+    return _DIRECTIVE_LINES.sub(replace, source)
 
 
 def include_finder(files: dict[str, str], dirs: list[Path]) -> Callable[[str], tuple[str, str] | None]:
