@@ -65,9 +65,13 @@ def test_start_ns_tells_a_reused_pid_apart(sensor):
             assert newer.identity.started_at(newer.exec.start_ns)
 
 
-def test_new_pid_and_uts_namespace(sensor):
+@pytest.mark.parametrize("depth", [1, 2, 3], ids=["one-deep", "two-deep", "three-deep"])
+def test_new_pid_and_uts_namespace(sensor, depth):
+    """pidns is the namespace's own at any depth (the probe reads the first
+    two levels one way, deeper ones another)."""
     mark = marker()
-    command = ["unshare", "--pid", "--uts", "--fork", "sh", "-c", f"hostname {HOSTNAME}; {waiting_shell(mark)}"]
+    command = ["unshare", "--pid", "--uts", "--fork"] + ["unshare", "--pid", "--fork"] * (depth - 1) + \
+        ["sh", "-c", f"hostname {HOSTNAME}; {waiting_shell(mark)}"]
     with Waiting(sensor, command, mark) as child:
         pid = child.exec.pid  # as the initial namespace numbers it
         assert child.exec.pidns == os.stat(f"/proc/{pid}/ns/pid").st_ino != os.stat("/proc/self/ns/pid").st_ino

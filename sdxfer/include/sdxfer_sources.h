@@ -183,18 +183,22 @@ static __always_inline __u32 sdxfer_source_sessionid(const struct sdxfer_current
 /* task->thread_pid->numbers[level].ns->ns.inum: the namespace the task's pid
  * was made in, its own (what /proc/PID/ns/pid links to; nsproxy's
  * pid_ns_for_children is its children's). The verifier lets a load take a
- * constant index only: the initial namespace's entry (level 0) is loads, a
- * nested namespace's two probe reads. */
+ * constant index only: levels 0 and 1 (the initial namespace, a container's)
+ * are loads, a deeper one's entry two probe reads. */
 static __always_inline __u32 sdxfer_source_pidns(const struct sdxfer_current *now)
 {
     const char *pid = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, thread_pid));
     __u32 level = sdxfer_member_u32(pid, SDXFER_MEMBER(pid, level));
-    if (level == 0) {
-        const char *ns = (const char *)sdxfer_member_u64(pid, SDXFER_MEMBER(pid, numbers) + SDXFER_MEMBER(upid, ns));
+    const char *ns = NULL;
+    if (level == 0)
+        ns = (const char *)sdxfer_member_u64(pid, SDXFER_MEMBER(pid, numbers) + SDXFER_MEMBER(upid, ns));
+    else if (level == 1)  /* a container's */
+        ns = (const char *)sdxfer_member_u64(pid, SDXFER_MEMBER(pid, numbers) + SDXFER_SIZE(upid) +
+                                                      SDXFER_MEMBER(upid, ns));
+    if (level <= 1)
         return ns ? sdxfer_member_u32(ns, SDXFER_MEMBER(pid_namespace, ns) + SDXFER_MEMBER(ns_common, inum)) : 0;
-    }
-    const char *ns = (const char *)sdxfer_kernel_u64(pid + SDXFER_MEMBER(pid, numbers) + level * SDXFER_SIZE(upid) +
-                                                     SDXFER_MEMBER(upid, ns));
+    ns = (const char *)sdxfer_kernel_u64(pid + SDXFER_MEMBER(pid, numbers) + level * SDXFER_SIZE(upid) +
+                                         SDXFER_MEMBER(upid, ns));
     return ns ? sdxfer_kernel_u32(ns + SDXFER_MEMBER(pid_namespace, ns) + SDXFER_MEMBER(ns_common, inum)) : 0;
 }
 #endif
