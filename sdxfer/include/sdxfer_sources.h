@@ -265,10 +265,11 @@ static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_cu
     const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
     int parents_file = file && parent_mm && sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) == file;
     __u32 parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
+    __u64 parent_start_ns = parents_file ? sdxfer_process_start_ns(parent) : 0;
 
     if (parents_file) {
         struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(parent_tgid);
-        if (inherited && inherited->file == file && inherited->start_ns == sdxfer_process_start_ns(parent))
+        if (inherited && inherited->file == file && inherited->start_ns == parent_start_ns)
             return sdxfer_exe_kept_text(inherited);
     }
     struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
@@ -278,7 +279,7 @@ static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_cu
         return NULL;
     if (parents_file) {
         tgid = parent_tgid;
-        start_ns = sdxfer_process_start_ns(parent);
+        start_ns = parent_start_ns;
     }
     return sdxfer_exe_walk(tgid, file, start_ns);
 }
