@@ -24,7 +24,8 @@ from ..runtime.record import (
     DESCRIPTOR_SIZE,
     DROPS_MAP,
     EVENTS_MAP,
-    EXE_FORGET_TRACEPOINT,
+    EXE_FORGET_PROGRAM,
+    EXE_FORGET_RAW_TRACEPOINT,
     EXE_LONG_PATHS_MAP,
     EXE_PATHS_MAP,
     EXE_WALKS_MAP,
@@ -118,6 +119,11 @@ def _c_params(e: EventLayout) -> list[str]:
     return params
 
 
+# Sources a packer copies by a function of their own (sdxfer_sources.h): its
+# arguments are sdxfer_put_str's with the source's `now` for the text.
+SOURCE_PUTTERS = {"exe_path": "sdxfer_put_source_exe_path"}
+
+
 def _c_stores(e: EventLayout) -> list[str]:
     stores = [f"rec->head.version = {e.version};"]
     for m in e.members:
@@ -136,8 +142,12 @@ def _c_stores(e: EventLayout) -> list[str]:
             put, length = "blob", f", {naming.c_length_param(f.name)}"
         else:
             put, length = "str", ""
-        stores.append(f"cursor = sdxfer_put_{put}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {_c_value(f)}{length},"
-                      f" {f.max_bytes}, {int(f.type.from_user)});")
+        if f.source in SOURCE_PUTTERS:
+            stores.append(f"cursor = {SOURCE_PUTTERS[f.source]}(rec, cursor, {v.cursor_max}, &rec->{f.name}, &now,"
+                          f" {f.max_bytes});")
+        else:
+            stores.append(f"cursor = sdxfer_put_{put}(rec, cursor, {v.cursor_max}, &rec->{f.name}, {_c_value(f)}{length},"
+                          f" {f.max_bytes}, {int(f.type.from_user)});")
         if f.spans:
             stores.append(f"sdxfer_rest_of(&{naming.c_rest_local(f.name)}, &rec->{f.name}, {f.name},"
                           f" {naming.c_length_param(f.name)}, {f.max});")
@@ -248,10 +258,11 @@ def _c_context(layout: Layout, banner: str) -> dict:
                  "cgroup": CGROUP_MAP, "exe_paths": EXE_PATHS_MAP,
                  "exe_long_paths": EXE_LONG_PATHS_MAP, "exe_walks": EXE_WALKS_MAP},
         "rest_program": REST_PROGRAM,
-        "exe_forget": EXE_FORGET_TRACEPOINT,
+        "exe_forget": {"program": EXE_FORGET_PROGRAM, "raw_tracepoint": EXE_FORGET_RAW_TRACEPOINT},
         "has_spans": most_chunks > 0,
         "chunks_per_step": -(-most_chunks // REST_STEPS),
-        "sources": [{"name": source, "macro": naming.c_source_macro(source), "reader": naming.c_source_reader(source)}
+        "sources": [{"name": source, "macro": naming.c_source_macro(source), "reader": naming.c_source_reader(source),
+                     "putter": SOURCE_PUTTERS.get(source)}
                     for source in sorted({f.source for e in layout.events for f in e.event.fields if f.source})],
         "host_sources": [(_c_source_type(kind), name) for name, kind in SOURCES.items()],
         "entry_structs": entry_structs,

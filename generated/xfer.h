@@ -521,6 +521,8 @@ struct sdxfer_current {
 #define sdxfer_source_comm(now) ((void)(now), sdxfer_host_sources.comm)
 #define sdxfer_source_euid(now) ((void)(now), sdxfer_host_sources.euid)
 #define sdxfer_source_exe_path(now) ((void)(now), sdxfer_host_sources.exe_path)
+#define sdxfer_put_source_exe_path(rec, cursor, cursor_max, var, now, max) \
+    sdxfer_put_str(rec, cursor, cursor_max, var, sdxfer_source_exe_path(now), max, 0)
 #define sdxfer_source_gid(now) ((void)(now), sdxfer_host_sources.gid)
 #define sdxfer_source_loginuid(now) ((void)(now), sdxfer_host_sources.loginuid)
 #define sdxfer_source_mntns(now) ((void)(now), sdxfer_host_sources.mntns)
@@ -565,6 +567,9 @@ struct sdxfer_exe_walk {
     __u64 busy;
     struct sdxfer_path_buf buf;
     struct sdxfer_exe_kept_long kept;
+    __u64 recent_busy;  /* while `recent` is written */
+    __u64 recent_seq;   /* odd while `recent` is written */
+    struct sdxfer_exe_kept recent;  /* the last kept path a packer took here (sdxfer_sources.h) */
 };
 /* Lookup, update and delete in the short (0) or long (1) paths' map, the key
  * by address: where it can, in map memory (a kept head's tgid), since a key
@@ -657,13 +662,27 @@ static __always_inline void sdxfer_exe_keep(struct sdxfer_exe_kept_long *kept, _
 }
 
 /* A process's kept path goes when its leader's task is freed, after every
- * event of its exit was sent (the tracepoint's pid is the task's: the
- * leader's is the tgid, another thread's no process's key). Without it every
- * new process would make the LRU maps evict one, the dearest part of keeping
- * paths. A lookup first: deleting a missing key costs more. */
-TRACEPOINT_PROBE(sched, sched_process_free)
+ * event of its exit was sent. Without it every new process would make the
+ * LRU maps evict one, the dearest part of keeping paths. A raw tracepoint:
+ * the task itself tells whether there can be anything to forget, so the
+ * commonest frees cost no lookup.
+ * - A thread other than the leader is no process's key.
+ * - A process that never exec'd (its leader PF_FORKNOEXEC) ran its parent's
+ *   file, and the parent's kept path served it: nothing of its own is kept,
+ *   but where its parent had exec'd or died first. The LRU maps push such a
+ *   path out in time.
+ * A lookup before the delete: deleting a missing key costs more. */
+#ifdef SDXFER_CORE
+SEC("raw_tp/sched_process_free")
+#endif
+int sdxfer_exe_forget(struct bpf_raw_tracepoint_args *ctx)
 {
-    __u32 tgid = args->pid;
+    const char *task = (const char *)ctx->args[0];
+    if (sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_FORKNOEXEC)
+        return 0;
+    __u32 tgid = sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, tgid));
+    if (sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, pid)) != tgid)
+        return 0;
     struct sdxfer_exe_kept *kept = sdxfer_exe_find(&tgid, 0);
     if (!kept)
         return 0;
@@ -1686,7 +1705,7 @@ static __always_inline int exec_pack(int spans, void *ctx, __u32 tid, __s32 ret,
     cursor = sdxfer_put_str(rec, cursor, 21016, &rec->ld_preload, ld_preload, 1024, 1);
     cursor = sdxfer_put_blob(rec, cursor, 22040, &rec->ancestors, ancestors, sdxfer_entry_bytes(ancestors_count, 20), 320, 0);
     cursor = sdxfer_put_str(rec, cursor, 22360, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 22424, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 22424, &rec->exe_path, &now, 4096);
     cursor = sdxfer_put_str(rec, cursor, 26520, &rec->cwd, cwd, 4096, 0);
     cursor = sdxfer_put_str(rec, cursor, 30616, &rec->tty, tty, 64, 0);
     cursor = sdxfer_put_str(rec, cursor, 30680, &rec->stdin, stdin, 512, 0);
@@ -1732,7 +1751,7 @@ static __always_inline int exit_print(void *ctx, __s32 code)
     rec->pidns = sdxfer_source_pidns(&now);
     cursor = sdxfer_put_str(rec, cursor, 124, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 204, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 204, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 60, 0x2a6b649bU, 124, 1);
 }
 
@@ -1771,7 +1790,7 @@ static __always_inline int connect_print(void *ctx, __s32 fd, __u16 protocol, co
     rec->pidns = sdxfer_source_pidns(&now);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 252, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 252, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 42, 0xb40aea76U, 172, 2);
 }
 
@@ -1810,7 +1829,7 @@ static __always_inline int bind_print(void *ctx, __s32 fd, __u16 protocol, const
     rec->pidns = sdxfer_source_pidns(&now);
     cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 236, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 236, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 49, 0x80388314U, 156, 3);
 }
 
@@ -1848,7 +1867,7 @@ static __always_inline int listen_print(void *ctx, __s32 fd, const void *local, 
     rec->pidns = sdxfer_source_pidns(&now);
     cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 236, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 236, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 50, 0x9ee7d1bdU, 156, 4);
 }
 
@@ -1886,7 +1905,7 @@ static __always_inline int accept_print(void *ctx, __s32 fd, __s32 flags, const 
     rec->pidns = sdxfer_source_pidns(&now);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 252, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 252, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 43, 0x7edc7ed1U, 172, 5);
 }
 
@@ -1926,7 +1945,7 @@ static __always_inline int dns_print(void *ctx, const char *query, __u16 qtype, 
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->query, query, 256, 0);
     cursor = sdxfer_put_str(rec, cursor, 444, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 460, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 524, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 524, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 53, 0x138d9469U, 172, 6);
 }
 
@@ -1965,7 +1984,7 @@ static __always_inline int ptrace_print(void *ctx, __s64 request, __s32 target, 
     rec->pidns = sdxfer_source_pidns(&now);
     cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 236, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 236, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 101, 0xf9329f1fU, 156, 7);
 }
 
@@ -2002,7 +2021,7 @@ static __always_inline int memfd_create_print(void *ctx, const char *name, __u32
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 156, &rec->name, name, 256, 1);
     cursor = sdxfer_put_str(rec, cursor, 412, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 476, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 476, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 319, 0x82e85db3U, 140, 8);
 }
 
@@ -2039,7 +2058,7 @@ static __always_inline int prctl_print(void *ctx, __s32 option, const char *name
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 156, &rec->name, name, 16, 1);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 236, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 236, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 157, 0xd1fb35b7U, 140, 9);
 }
 
@@ -2073,7 +2092,7 @@ static __always_inline int setsid_print(void *ctx, __s32 ret)
     rec->pidns = sdxfer_source_pidns(&now);
     cursor = sdxfer_put_str(rec, cursor, 124, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 204, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 204, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 112, 0xa397984aU, 124, 10);
 }
 
@@ -2111,7 +2130,7 @@ static __always_inline int creds_change_print(void *ctx, const char *syscall, co
     cursor = sdxfer_put_str(rec, cursor, 204, &rec->comm, sdxfer_source_comm(&now), 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 220, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 236, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 300, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 300, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 105, 0x87f3a1b1U, 204, 11);
 }
 
@@ -2149,7 +2168,7 @@ static __always_inline int kmod_load_print(void *ctx, const char *syscall, const
     cursor = sdxfer_put_str(rec, cursor, 164, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 180, &rec->name, name, 64, 0);
     cursor = sdxfer_put_str(rec, cursor, 244, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 308, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 308, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 175, 0xa287086eU, 148, 12);
 }
 
@@ -2189,7 +2208,7 @@ static __always_inline int mount_print(void *ctx, const char *source, const char
     cursor = sdxfer_put_str(rec, cursor, 4292, &rec->target, target, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 8388, &rec->fstype, fstype, 256, 1);
     cursor = sdxfer_put_str(rec, cursor, 8644, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 8708, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 8708, &rec->exe_path, &now, 4096);
     cursor = sdxfer_put_str(rec, cursor, 12804, &rec->source_abs, source_abs, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 16900, &rec->target_abs, target_abs, 4096, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x7fff, 165, 0xa026c02bU, 180, 13);
@@ -2229,7 +2248,7 @@ static __always_inline int chmod_print(void *ctx, const char *syscall, __s32 fd,
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->path, path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4284, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 4348, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 4348, &rec->exe_path, &now, 4096);
     cursor = sdxfer_put_str(rec, cursor, 8444, &rec->path_abs, path_abs, 4096, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x3fff, 90, 0x9bc8454eU, 156, 14);
 }
@@ -2269,7 +2288,7 @@ static __always_inline int rename_print(void *ctx, const char *syscall, const ch
     cursor = sdxfer_put_str(rec, cursor, 204, &rec->old_path, old_path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4300, &rec->new_path, new_path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 8396, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 8460, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 8460, &rec->exe_path, &now, 4096);
     cursor = sdxfer_put_str(rec, cursor, 12556, &rec->old_path_abs, old_path_abs, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 16652, &rec->new_path_abs, new_path_abs, 4096, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x7fff, 82, 0xbdf5803aU, 172, 15);
@@ -2310,7 +2329,7 @@ static __always_inline int unlink_print(void *ctx, const char *syscall, const ch
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->path, path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4284, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 4348, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 4348, &rec->exe_path, &now, 4096);
     cursor = sdxfer_put_str(rec, cursor, 8444, &rec->path_abs, path_abs, 4096, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x3fff, 87, 0x0f07ce77U, 156, 16);
 }
@@ -2349,7 +2368,7 @@ static __always_inline int file_create_print(void *ctx, const char *syscall, con
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->path, path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4284, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
-    cursor = sdxfer_put_str(rec, cursor, 4348, &rec->exe_path, sdxfer_source_exe_path(&now), 4096, 0);
+    cursor = sdxfer_put_source_exe_path(rec, cursor, 4348, &rec->exe_path, &now, 4096);
     cursor = sdxfer_put_str(rec, cursor, 8444, &rec->path_abs, path_abs, 4096, 1);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x3fff, 257, 0x2b99c982U, 156, 17);
 }

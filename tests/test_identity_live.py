@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hids_support import TICK_NS, Waiting, marker, waiting_shell
+from hids_support import TICK_NS, Waiting, marker, wait_for, waiting_shell
 from sdxfer import hids
 from sdxfer.runtime import record
 
@@ -162,3 +162,34 @@ def test_a_long_executable_path_is_kept_too(sensor, tmp_path):
         end = child.exit()
     assert end.exe_path == str(program)
     wait_forgotten(sensor, pid)
+
+
+def test_a_second_exec_on_the_same_cpu_shows_the_new_program(sensor, tmp_path):
+    """Each CPU keeps a copy of the last path its events took. A process, on
+    one CPU, that execs another program gets that program's path, in its exec
+    and exit events: the copy is of another file, not served for the same
+    pid and start."""
+    first, second = tmp_path / "first-sh", tmp_path / "second-sh"
+    shutil.copy("/bin/sh", first)
+    shutil.copy("/bin/sh", second)
+    mark = marker()
+    command = ["taskset", "-c", "0", str(first), "-c", f"exec {second} -c 'read line' {mark}"]
+    with Waiting(sensor, command, mark) as child:
+        assert child.exec.exe_path == str(second)
+        end = child.exit()
+    assert end.exe_path == str(second)
+
+
+def test_a_forked_child_takes_its_parents_path_and_keeps_none_of_its_own(sensor):
+    """A child forked and not exec'd runs its parent's file: its exit shows
+    the parent's path, found under the parent's key, with nothing kept for
+    the child itself."""
+    mark = marker()
+    with Waiting(sensor, ["sh", "-c", "read line; (exit 3); read line", mark], mark) as parent:
+        parent.proc.stdin.write(b"go\n")
+        parent.proc.stdin.flush()
+        end = wait_for(sensor, lambda e: e.name == "exit" and e.ppid == parent.exec.pid != e.pid)
+        assert end.exe_path == parent.exec.exe_path == os.path.realpath("/bin/sh")
+        kept = kept_tgids(sensor)
+        assert parent.exec.pid in kept and end.pid not in kept
+        parent.exit()

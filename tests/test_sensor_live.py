@@ -6,6 +6,7 @@ stay intact while interrupt-context programs pack their own on the same CPU.
 
 Needs root and bcc (CI runs as root); skipped otherwise.
 """
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import pytest
 from conftest import BACKENDS_AND_TRANSPORTS, EACH_BACKEND_AND_TRANSPORT, LIVE_WAIT_S, Tool, backend_options
 from sdxfer import ProbeError, Sensor, btf
 from sdxfer.program import BTF_PATH
+from sdxfer.runtime import record
 
 pytestmark = pytest.mark.live
 
@@ -452,3 +454,50 @@ def test_any_raw_tracepoint_probe_spans_fields_over_records(backend, transport, 
         assert event.data == payload[:32]
         assert names[0].startswith(event.argv[0])
     assert sensor.stats.continuations_lost == 0
+
+
+RCU_BARRIER = Path("/sys/module/rcutree/parameters/do_rcu_barrier")
+FREED_SCHEMA = """\
+version: 1
+slot_size: 8192
+common:
+  - {name: pid, type: u32, source: pid}
+  - {name: exe_path, type: str, max: 4096, source: exe_path}
+events:
+  - name: freed
+    id: 1
+    fields:
+      - {name: task_pid, type: u32}
+"""
+FREED_PROBE = """\
+#include "xfer.h"
+
+TRACEPOINT_PROBE(sched, sched_process_free)
+{
+    if (args->pid == TARGET_PID)
+        freed_print(args, args->pid);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["libbpf", "bcc"])
+def test_a_probe_may_have_sched_process_free_beside_the_exe_path_keeper(backend, tmp_path):
+    """A schema with exe_path brings the runtime's program on the raw
+    tracepoint sched_process_free, under a name of its own: a probe's own
+    TRACEPOINT_PROBE(sched, sched_process_free) loads and runs beside it,
+    and is the one program counted."""
+    schema = tmp_path / "freed.yaml"
+    schema.write_text(FREED_SCHEMA)
+    child = subprocess.Popen(["sh", "-c", "read line"], stdin=subprocess.PIPE)
+    with Sensor(FREED_PROBE, schema=schema, backend=backend, defines={"TARGET_PID": child.pid}, quiet=True) as sensor:
+        assert sensor.programs_attached == 1
+        assert set(sensor._probe.program_fds()) >= {"tracepoint__sched__sched_process_free", record.EXE_FORGET_PROGRAM}
+        child.communicate(b"\n")
+        freed = []
+        deadline = time.monotonic() + LIVE_WAIT_S
+        while not freed and time.monotonic() < deadline:
+            freed = [e for e in sensor.decoded(sensor.read(100)) if e.task_pid == child.pid]
+            with contextlib.suppress(OSError):  # runs the RCU callbacks, the free among them, at once
+                RCU_BARRIER.write_text("1")
+    assert freed, "the probe's own program on sched_process_free did not run"

@@ -25,6 +25,9 @@
 #define SDXFER_SIZE(type) BTF_SIZE_##type
 #endif
 
+/* task_struct.flags: forked, and not exec'd since (include/linux/sched.h) */
+#define SDXFER_PF_FORKNOEXEC 0x40
+
 /* A word of kernel memory; 0 where it cannot be read. */
 static __always_inline __u64 sdxfer_kernel_u64(const void *at)
 {

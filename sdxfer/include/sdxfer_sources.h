@@ -247,41 +247,143 @@ static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64
     return kept ? sdxfer_exe_kept_text(kept) : (const char *)SDXFER_UNKNOWN;
 }
 
-/* mm->exe_file's absolute path (sdxfer_path.h), kept per process: walked
- * when the process is first seen and when its mm has another exe_file
- * (after an exec), not once per event. A forked child that has not exec'd
- * runs its parent's very file (alive, held by this mm: an address not
- * reused), and the parent's path of it serves the child: looked up first,
- * since such a child has none of its own, and kept once for the parent and
- * its children alike. Late in exit the mm is gone: the path kept is still
- * the process's. NULL for a task that never had one (a kernel thread). */
-static __always_inline const char *sdxfer_source_exe_path(const struct sdxfer_current *now)
-{
-    __u32 tgid = sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, tgid));
-    const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
-    __u64 file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
-    __u64 start_ns = sdxfer_process_start_ns(now->task);
-    const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
-    const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
-    int parents_file = file && parent_mm && sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) == file;
-    __u32 parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
-    __u64 parent_start_ns = parents_file ? sdxfer_process_start_ns(parent) : 0;
+/* Whose kept path serves the current process, for which file. */
+struct sdxfer_exe_whose {
+    __u64 file;      /* mm->exe_file; 0 once the mm is gone, late in exit */
+    __u64 start_ns;  /* the process's start */
+    __u64 parent_start_ns;
+    __u32 tgid;
+    __u32 parent_tgid;  /* not 0: the parent runs this very file, its path serves */
+};
 
-    if (parents_file) {
-        struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(parent_tgid);
-        if (inherited && inherited->file == file && inherited->start_ns == parent_start_ns)
-            return sdxfer_exe_kept_text(inherited);
+/* A forked child that has not exec'd runs its parent's very file (alive,
+ * held by this mm: an address not reused), and the parent's path of it
+ * serves the child: kept once for the parent and its children alike. Only
+ * such a child (its leader PF_FORKNOEXEC) can: an exec opens a file of its
+ * own, so no other process needs its parent's loads. */
+static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, struct sdxfer_exe_whose *whose)
+{
+    const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
+    const char *leader = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, group_leader));
+
+    whose->file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
+    whose->tgid = sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, tgid));
+    whose->start_ns = sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
+    whose->parent_tgid = 0;
+    whose->parent_start_ns = 0;
+    if (whose->file && (sdxfer_member_u32(leader, SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_FORKNOEXEC)) {
+        const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
+        const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
+        if (parent_mm && sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) == whose->file) {
+            whose->parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
+            whose->parent_start_ns = sdxfer_process_start_ns(parent);
+        }
     }
-    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
-    if (kept && kept->start_ns == start_ns && (kept->file == file || !file))
-        return sdxfer_exe_kept_text(kept);
+}
+
+/* This CPU's copy of the last kept path its packers took (the process's, or
+ * the parent's that serves it), so a process's next events on this CPU take
+ * it without a lookup. A program may interrupt (or, where the kernel allows
+ * it, preempt) another on its CPU: a copy is written under `recent_busy` (an
+ * atomic or: a writer cut short is not written over), with `recent_seq`
+ * odd meanwhile, and a packer that took the copy checks `recent_seq` again
+ * after (sdxfer_put_source_exe_path). The compiler barriers keep the loads
+ * and stores between the two counts. */
+#define SDXFER_COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
+
+static __always_inline void sdxfer_exe_remember(const struct sdxfer_exe_kept *kept, __u32 tgid, __u64 start_ns,
+                                                __u64 file)
+{
+    struct sdxfer_exe_walk *area = sdxfer_exe_walk_area();
+
+    if (!area || !file || kept->state != SDXFER_PATH_DONE || __sync_fetch_and_or(&area->recent_busy, 1))
+        return;
+    area->recent_seq++;
+    SDXFER_COMPILER_BARRIER();
+    long n = bpf_probe_read_kernel_str(area->recent.text, sizeof(area->recent.text), kept->text);
+    /* a long path (its own map) does not fit: no copy then */
+    area->recent.file = n > 0 && n <= SDXFER_EXE_SHORT_TEXT ? file : 0;
+    area->recent.start_ns = start_ns;
+    area->recent.tgid = tgid;
+    SDXFER_COMPILER_BARRIER();
+    area->recent_seq++;
+    area->recent_busy = 0;
+}
+
+/* The text the process's kept path gives (its parent's where that serves),
+ * walked first where none is kept: NULL for a task that never had one (a
+ * kernel thread), SDXFER_UNKNOWN where it did not fit. Late in exit the mm is
+ * gone: the path kept is still the process's. */
+static __always_inline const char *sdxfer_exe_path_of(const struct sdxfer_exe_whose *whose)
+{
+    __u64 file = whose->file;
+    const struct sdxfer_exe_kept *found = NULL;
+    __u32 owner = whose->tgid;
+    __u64 owner_start_ns = whose->start_ns;
+
+    if (whose->parent_tgid) {
+        struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(whose->parent_tgid);
+        if (inherited && inherited->file == file && inherited->start_ns == whose->parent_start_ns) {
+            found = inherited;
+            owner = whose->parent_tgid;
+            owner_start_ns = whose->parent_start_ns;
+        }
+    }
+    if (!found) {
+        struct sdxfer_exe_kept *kept = sdxfer_exe_kept(whose->tgid);
+        if (kept && kept->start_ns == whose->start_ns && (kept->file == file || !file))
+            found = kept;
+    }
+    /* each step once in the code: a program that inlines many packers would
+     * outgrow its jumps' range */
+    if (found) {
+        sdxfer_exe_remember(found, owner, owner_start_ns, file);
+        return sdxfer_exe_kept_text(found);
+    }
     if (!file)
         return NULL;
-    if (parents_file) {
-        tgid = parent_tgid;
-        start_ns = parent_start_ns;
+    owner = whose->parent_tgid ? whose->parent_tgid : whose->tgid;
+    return sdxfer_exe_walk(owner, file, whose->parent_tgid ? whose->parent_start_ns : whose->start_ns);
+}
+
+/* A packer's exe_path field: mm->exe_file's absolute path (sdxfer_path.h),
+ * kept per process, walked when the process is first seen and when its mm
+ * has another exe_file (after an exec), not once per event. Taken from this
+ * CPU's copy when that is of this process's (or serving parent's) file. A
+ * copy a writer changed while the packer read it is not kept in the record:
+ * the field says unknown, not a mix of two texts (a program that interrupts
+ * this one between two loads and copies another path: rare enough not to
+ * read the path again, which would have the verifier check the walk once
+ * more per outcome of the first copy). */
+static __always_inline __u32 sdxfer_put_source_exe_path(void *rec, __u32 cursor, __u32 cursor_max,
+                                                       struct sdxfer_var *var, const struct sdxfer_current *now,
+                                                       __u32 max)
+{
+    struct sdxfer_exe_walk *area = sdxfer_exe_walk_area();
+    struct sdxfer_exe_whose whose;
+    __u64 seq = 0;
+    int copied = 0;
+
+    sdxfer_exe_whose(now, &whose);
+    if (area) {
+        __u32 owner = whose.parent_tgid ? whose.parent_tgid : whose.tgid;
+        __u64 owner_start_ns = whose.parent_tgid ? whose.parent_start_ns : whose.start_ns;
+        seq = *(volatile __u64 *)&area->recent_seq;
+        SDXFER_COMPILER_BARRIER();
+        copied = whose.file && !(seq & 1) && area->recent.file == whose.file && area->recent.tgid == owner &&
+                 area->recent.start_ns == owner_start_ns;
     }
-    return sdxfer_exe_walk(tgid, file, start_ns);
+    const char *text = copied ? area->recent.text : sdxfer_exe_path_of(&whose);
+    __u32 end = sdxfer_put_str(rec, cursor, cursor_max, var, text, max, 0);
+
+    SDXFER_COMPILER_BARRIER();
+    if (copied && *(volatile __u64 *)&area->recent_seq != seq) {
+        var->off = 0;
+        var->len = 0;
+        var->lost = SDXFER_LOST_UNKNOWN;
+        return cursor;
+    }
+    return end;
 }
 #endif
 

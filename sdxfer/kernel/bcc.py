@@ -69,11 +69,13 @@ def load_failure(exc: Exception, log: str, headers, event_names=()) -> ProbeErro
 
 
 def deferred_bpf_class():
-    from bcc import BPF
+    from bcc import BPF, lib
 
     class DeferredBPF(BPF):
         """BCC attaches every program as it loads the module; this one waits
         for attach_all(), so the reader is open before the first record."""
+
+        exe_forget_fd = None  # the exe_path keeper's attachment, where there is one
 
         def _trace_autoload(self):
             pass
@@ -81,6 +83,19 @@ def deferred_bpf_class():
         def attach_all(self):
             self._fill_rest_programs()
             BPF._trace_autoload(self)
+            self._attach_exe_forget()
+
+        def _attach_exe_forget(self):
+            """The exe_path keeper, where the schema has exe_path: attached by
+            hand, as BCC's attach_raw_tracepoint takes one program per
+            tracepoint and the --children filter's may have this one."""
+            if lib.bpf_function_start(self.module, record.EXE_FORGET_PROGRAM.encode()) is None:
+                return
+            keeper = self.load_func(record.EXE_FORGET_PROGRAM.encode(), BPF.RAW_TRACEPOINT)
+            fd = lib.bpf_attach_raw_tracepoint(keeper.fd, record.EXE_FORGET_RAW_TRACEPOINT.encode())
+            if fd < 0:
+                raise Exception(f"Failed to attach BPF to raw tracepoint {record.EXE_FORGET_RAW_TRACEPOINT}")
+            self.exe_forget_fd = fd
 
         def _fill_rest_programs(self):
             """The tail-called program that sends continuation records, where
@@ -97,6 +112,9 @@ def deferred_bpf_class():
                 self.detach_tracepoint(tp)
             for tp in list(self.raw_tracepoint_fds):
                 self.detach_raw_tracepoint(tp)
+            if self.exe_forget_fd is not None:
+                os.close(self.exe_forget_fd)
+                self.exe_forget_fd = None
 
     return DeferredBPF
 
@@ -140,11 +158,11 @@ class BccProbe:
         """The events' programs attached; the runtime's exe_path keeper is not one."""
         if not self._attached:
             return 0
-        keeper = ":".join(record.EXE_FORGET_TRACEPOINT).encode()
-        return sum(tp != keeper for tp in self.bpf.tracepoint_fds) + len(self.bpf.raw_tracepoint_fds)
+        return len(self.bpf.tracepoint_fds) + len(self.bpf.raw_tracepoint_fds)
 
     def attachment_fds(self) -> list[int]:
-        return [*self.bpf.tracepoint_fds.values(), *self.bpf.raw_tracepoint_fds.values()]
+        keeper = [self.bpf.exe_forget_fd] if self.bpf.exe_forget_fd is not None else []
+        return [*self.bpf.tracepoint_fds.values(), *self.bpf.raw_tracepoint_fds.values(), *keeper]
 
     def program_fds(self) -> dict[str, int]:
         """name -> fd of every program loaded (BCC loads them as it attaches them)."""

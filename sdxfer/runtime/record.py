@@ -90,10 +90,13 @@ EXE_SHORT_TEXT = 256
 EXE_LONG_PATHS_MAP = "sdxfer_exe_long_paths"
 EXE_LONG_PATHS_MAX = 128
 # The runtime's program that forgets a process's path when its leader's task
-# is freed: attached with every probe whose schema has exe_path, and not
-# counted among the programs a probe attaches for its events.
-EXE_FORGET_TRACEPOINT = ("sched", "sched_process_free")
-EXE_FORGET_PROGRAM = "tracepoint__{}__{}".format(*EXE_FORGET_TRACEPOINT)
+# is freed: attached to this raw tracepoint with every probe whose schema has
+# exe_path, and not counted among the programs a probe attaches for its
+# events. Its name is its own, not BCC's raw_tracepoint__<name>: a probe's
+# RAW_TRACEPOINT_PROBE of the same tracepoint (the --children filter's) can
+# sit beside it.
+EXE_FORGET_RAW_TRACEPOINT = "sched_process_free"
+EXE_FORGET_PROGRAM = "sdxfer_exe_forget"
 EXE_WALKS_MAP = "sdxfer_exe_walks"  # per CPU: where the source walks
 REST_DEPTH = 4  # jobs a task holds at once (a power of two): beyond, the rest is left out
 REST_STEPS = 32  # calls of REST_PROGRAM in one chain: the kernel allows 33 tail calls

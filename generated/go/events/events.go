@@ -30,7 +30,7 @@ const (
 	// The tail-called program that sends continuation records; attached nowhere.
 	RestProgram = "sdxfer_rest_raw_tracepoint"
 	// The runtime's program that forgets a process's kept exe_path when it is freed.
-	ExeForgetProgram = "tracepoint__sched__sched_process_free"
+	ExeForgetProgram = "sdxfer_exe_forget"
 	// Pages of the ring buffer, by default.
 	RingbufPages = 256
 	// Pages of the ring buffer (perf: of each CPU's buffer) where fields span records.
