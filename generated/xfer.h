@@ -549,6 +549,7 @@ struct sdxfer_current {
 #define SDXFER_EXE_KEPT_HEAD                                                                        \
     __u64 file;     /* the mm's exe_file the path was walked from: another after an exec */         \
     __u64 start_ns; /* the process's start: a reused pid is another process */                      \
+    __u64 exec_id;  /* its leader's self_exec_id: another after an exec */                           \
     __u32 state;    /* enum sdxfer_path_walk: SDXFER_PATH_DONE when text holds the path */         \
     __u32 tgid;     /* the process's: a key in map memory, not on the stack */
 struct sdxfer_exe_kept {

@@ -165,15 +165,16 @@ def test_a_long_executable_path_is_kept_too(sensor, tmp_path):
 
 
 def test_a_second_exec_on_the_same_cpu_shows_the_new_program(sensor, tmp_path):
-    """Each CPU keeps a copy of the last path its events took. A process, on
-    one CPU, that execs another program gets that program's path, in its exec
-    and exit events: the copy is of another file, not served for the same
-    pid and start."""
+    """Each CPU keeps a copy of the last kept path its events took. Here, on
+    one CPU, a subshell's exit takes the first program's path from the map
+    (its parent's, which serves it) and leaves it in the copy; then the
+    process execs a second program, whose exec and exit events show the
+    second path: the copy is of another image of the same pid and start."""
     first, second = tmp_path / "first-sh", tmp_path / "second-sh"
     shutil.copy("/bin/sh", first)
     shutil.copy("/bin/sh", second)
     mark = marker()
-    command = ["taskset", "-c", "0", str(first), "-c", f"exec {second} -c 'read line' {mark}"]
+    command = ["taskset", "-c", "0", str(first), "-c", f"(exit 0); exec {second} -c 'read line' {mark}"]
     with Waiting(sensor, command, mark) as child:
         assert child.exec.exe_path == str(second)
         end = child.exit()

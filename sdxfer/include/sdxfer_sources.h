@@ -223,135 +223,156 @@ static __always_inline const char *sdxfer_exe_kept_text(const struct sdxfer_exe_
     return kept->state == SDXFER_PATH_NONE ? NULL : (const char *)SDXFER_UNKNOWN;
 }
 
-/* Walks the executable and keeps the text for the process; SDXFER_UNKNOWN
- * when this CPU's walk area is busy (a nested program). */
-static __always_inline const char *sdxfer_exe_walk(__u32 tgid, __u64 file, __u64 start_ns)
-{
-    struct sdxfer_exe_walk *walk = sdxfer_exe_walk_area();
-
-    if (!walk || __sync_fetch_and_or(&walk->busy, 1))
-        return (const char *)SDXFER_UNKNOWN;
-    sdxfer_file_path_walk((const void *)file, &walk->buf);
-    walk->kept.file = file;
-    walk->kept.start_ns = start_ns;
-    walk->kept.state = walk->buf.walk;
-    if (walk->buf.walk == SDXFER_PATH_DONE) {
-        __u32 size = walk->buf.len + 1;  /* the text and its NUL */
-        sdxfer_bound(size, SDXFER_PATH_MAX + 1);
-        bpf_probe_read_kernel(walk->kept.text, size, walk->buf.text);
-    }
-    walk->kept.tgid = tgid;
-    sdxfer_exe_keep(&walk->kept, walk->buf.walk == SDXFER_PATH_DONE ? walk->buf.len : 0);
-    walk->busy = 0;
-    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(tgid);
-    return kept ? sdxfer_exe_kept_text(kept) : (const char *)SDXFER_UNKNOWN;
-}
-
-/* Whose kept path serves the current process, for which file. */
-struct sdxfer_exe_whose {
-    __u64 file;      /* mm->exe_file; 0 once the mm is gone, late in exit */
-    __u64 start_ns;  /* the process's start */
-    __u64 parent_start_ns;
+/* A kept path's owner: the process (tgid and start) and the image the path
+ * is of: the mm's exe_file, and the leader's self_exec_id, which each exec
+ * counts up. The file's address alone can come back in a later exec of the
+ * same process, once an earlier image's file is freed. */
+struct sdxfer_exe_owner {
+    __u64 file;      /* 0 once the mm is gone, late in exit */
+    __u64 start_ns;
+    __u64 exec_id;
     __u32 tgid;
-    __u32 parent_tgid;  /* not 0: the parent runs this very file, its path serves */
 };
 
-/* A forked child that has not exec'd runs its parent's very file (alive,
- * held by this mm: an address not reused), and the parent's path of it
- * serves the child: kept once for the parent and its children alike. Only
- * such a child (its leader PF_FORKNOEXEC) can: an exec opens a file of its
- * own, so no other process needs its parent's loads. */
-static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, struct sdxfer_exe_whose *whose)
+static __always_inline void sdxfer_exe_owner_of(const char *task, __u64 file, struct sdxfer_exe_owner *owner)
 {
-    const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
-    const char *leader = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, group_leader));
+    const char *leader = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, group_leader));
 
-    whose->file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
-    whose->tgid = sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, tgid));
-    whose->start_ns = sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
-    whose->parent_tgid = 0;
-    whose->parent_start_ns = 0;
-    if (whose->file && (sdxfer_member_u32(leader, SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_FORKNOEXEC)) {
-        const char *parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
-        const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
-        if (parent_mm && sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) == whose->file) {
-            whose->parent_tgid = sdxfer_member_u32(parent, SDXFER_MEMBER(task_struct, tgid));
-            whose->parent_start_ns = sdxfer_process_start_ns(parent);
-        }
-    }
+    owner->file = file;
+    owner->tgid = sdxfer_member_u32(task, SDXFER_MEMBER(task_struct, tgid));
+    owner->start_ns = sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
+    owner->exec_id = sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, self_exec_id));
+}
+
+/* Whether a kept path (or this CPU's copy of one) is the owner's: late in
+ * exit, without a file, the process's last one is. */
+static __always_inline int sdxfer_exe_owns(const struct sdxfer_exe_kept *kept, const struct sdxfer_exe_owner *owner)
+{
+    return kept->tgid == owner->tgid && kept->start_ns == owner->start_ns && kept->exec_id == owner->exec_id &&
+           (kept->file == owner->file || !owner->file);
 }
 
 /* This CPU's copy of the last kept path its packers took (the process's, or
  * the parent's that serves it), so a process's next events on this CPU take
  * it without a lookup. A program may interrupt (or, where the kernel allows
  * it, preempt) another on its CPU: a copy is written under `recent_busy` (an
- * atomic or: a writer cut short is not written over), with `recent_seq`
- * odd meanwhile, and a packer that took the copy checks `recent_seq` again
- * after (sdxfer_put_source_exe_path). The compiler barriers keep the loads
- * and stores between the two counts. */
+ * atomic or: a writer cut short is not written over), with `recent_seq` odd
+ * meanwhile, and a packer that took the copy checks `recent_seq` again after
+ * (sdxfer_put_source_exe_path). Another CPU may reuse the kept entry for
+ * another process while it is copied (an LRU map frees at once): its owner
+ * is read again after the copy, and a copy of a changed one is not used. The
+ * compiler barriers keep the loads and stores between the two counts. */
 #define SDXFER_COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
 
-static __always_inline void sdxfer_exe_remember(const struct sdxfer_exe_kept *kept, __u32 tgid, __u64 start_ns,
-                                                __u64 file)
+static __always_inline void sdxfer_exe_remember(const struct sdxfer_exe_kept *kept,
+                                                const struct sdxfer_exe_owner *owner)
 {
     struct sdxfer_exe_walk *area = sdxfer_exe_walk_area();
 
-    if (!area || !file || kept->state != SDXFER_PATH_DONE || __sync_fetch_and_or(&area->recent_busy, 1))
+    if (!area || !owner->file || kept->state != SDXFER_PATH_DONE || __sync_fetch_and_or(&area->recent_busy, 1))
         return;
     area->recent_seq++;
     SDXFER_COMPILER_BARRIER();
     long n = bpf_probe_read_kernel_str(area->recent.text, sizeof(area->recent.text), kept->text);
+    SDXFER_COMPILER_BARRIER();
     /* a long path (its own map) does not fit: no copy then */
-    area->recent.file = n > 0 && n <= SDXFER_EXE_SHORT_TEXT ? file : 0;
-    area->recent.start_ns = start_ns;
-    area->recent.tgid = tgid;
+    int whole = n > 0 && n <= SDXFER_EXE_SHORT_TEXT && kept->state == SDXFER_PATH_DONE && sdxfer_exe_owns(kept, owner);
+    area->recent.start_ns = owner->start_ns;
+    area->recent.exec_id = owner->exec_id;
+    area->recent.tgid = owner->tgid;
+    area->recent.file = whole ? owner->file : 0;
     SDXFER_COMPILER_BARRIER();
     area->recent_seq++;
     area->recent_busy = 0;
 }
 
+/* Walks the executable and keeps the text for its owner; SDXFER_UNKNOWN
+ * when this CPU's walk area is busy (a nested program). */
+static __always_inline const char *sdxfer_exe_walk(const struct sdxfer_exe_owner *owner)
+{
+    struct sdxfer_exe_walk *walk = sdxfer_exe_walk_area();
+
+    if (!walk || __sync_fetch_and_or(&walk->busy, 1))
+        return (const char *)SDXFER_UNKNOWN;
+    sdxfer_file_path_walk((const void *)owner->file, &walk->buf);
+    walk->kept.file = owner->file;
+    walk->kept.start_ns = owner->start_ns;
+    walk->kept.exec_id = owner->exec_id;
+    walk->kept.state = walk->buf.walk;
+    if (walk->buf.walk == SDXFER_PATH_DONE) {
+        __u32 size = walk->buf.len + 1;  /* the text and its NUL */
+        sdxfer_bound(size, SDXFER_PATH_MAX + 1);
+        bpf_probe_read_kernel(walk->kept.text, size, walk->buf.text);
+    }
+    walk->kept.tgid = owner->tgid;
+    sdxfer_exe_keep(&walk->kept, walk->buf.walk == SDXFER_PATH_DONE ? walk->buf.len : 0);
+    walk->busy = 0;
+    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(owner->tgid);
+    return kept ? sdxfer_exe_kept_text(kept) : (const char *)SDXFER_UNKNOWN;
+}
+
+/* Whose kept path serves the current process. A forked child that has not
+ * exec'd runs its parent's very file (alive, held by this mm: an address
+ * not reused), and the parent's path of it serves the child: kept once for
+ * the parent and its children alike. Only such a child (its leader
+ * PF_FORKNOEXEC) can: an exec opens a file of its own, so no other process
+ * needs its parent's loads. */
+struct sdxfer_exe_whose {
+    struct sdxfer_exe_owner own;
+    struct sdxfer_exe_owner shown;  /* the serving parent, else the process itself */
+};
+
+static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, struct sdxfer_exe_whose *whose)
+{
+    const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
+    const char *leader = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, group_leader));
+    __u64 file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
+    const char *parent = NULL;
+
+    if (file && (sdxfer_member_u32(leader, SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_FORKNOEXEC)) {
+        parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
+        const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
+        if (!parent_mm || sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) != file)
+            parent = NULL;
+    }
+    sdxfer_exe_owner_of(now->task, file, &whose->own);
+    whose->shown = whose->own;
+    if (parent)
+        sdxfer_exe_owner_of(parent, file, &whose->shown);
+}
+
 /* The text the process's kept path gives (its parent's where that serves),
  * walked first where none is kept: NULL for a task that never had one (a
  * kernel thread), SDXFER_UNKNOWN where it did not fit. Late in exit the mm is
- * gone: the path kept is still the process's. */
-static __always_inline const char *sdxfer_exe_path_of(const struct sdxfer_exe_whose *whose)
+ * gone: the path kept is still the process's. Each step once in the code
+ * where it can be: a program that inlines many packers would outgrow its
+ * jumps' range, and a walk reached with the owner in either of two places
+ * would be checked twice by the verifier. */
+static __always_inline const char *sdxfer_exe_path_of(struct sdxfer_exe_whose *whose)
 {
-    __u64 file = whose->file;
-    const struct sdxfer_exe_kept *found = NULL;
-    __u32 owner = whose->tgid;
-    __u64 owner_start_ns = whose->start_ns;
-
-    if (whose->parent_tgid) {
-        struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(whose->parent_tgid);
-        if (inherited && inherited->file == file && inherited->start_ns == whose->parent_start_ns) {
-            found = inherited;
-            owner = whose->parent_tgid;
-            owner_start_ns = whose->parent_start_ns;
+    if (whose->shown.tgid != whose->own.tgid) {
+        struct sdxfer_exe_kept *inherited = sdxfer_exe_kept(whose->shown.tgid);
+        if (inherited && sdxfer_exe_owns(inherited, &whose->shown)) {
+            sdxfer_exe_remember(inherited, &whose->shown);
+            return sdxfer_exe_kept_text(inherited);
         }
     }
-    if (!found) {
-        struct sdxfer_exe_kept *kept = sdxfer_exe_kept(whose->tgid);
-        if (kept && kept->start_ns == whose->start_ns && (kept->file == file || !file))
-            found = kept;
+    struct sdxfer_exe_kept *kept = sdxfer_exe_kept(whose->own.tgid);
+    if (kept && sdxfer_exe_owns(kept, &whose->own)) {
+        sdxfer_exe_remember(kept, &whose->own);
+        return sdxfer_exe_kept_text(kept);
     }
-    /* each step once in the code: a program that inlines many packers would
-     * outgrow its jumps' range */
-    if (found) {
-        sdxfer_exe_remember(found, owner, owner_start_ns, file);
-        return sdxfer_exe_kept_text(found);
-    }
-    if (!file)
+    if (!whose->own.file)
         return NULL;
-    owner = whose->parent_tgid ? whose->parent_tgid : whose->tgid;
-    return sdxfer_exe_walk(owner, file, whose->parent_tgid ? whose->parent_start_ns : whose->start_ns);
+    return sdxfer_exe_walk(&whose->shown);
 }
 
 /* A packer's exe_path field: mm->exe_file's absolute path (sdxfer_path.h),
- * kept per process, walked when the process is first seen and when its mm
- * has another exe_file (after an exec), not once per event. Taken from this
- * CPU's copy when that is of this process's (or serving parent's) file. A
- * copy a writer changed while the packer read it is not kept in the record:
- * the field says unknown, not a mix of two texts (a program that interrupts
+ * kept per process, walked when the process is first seen and when it runs
+ * another image (after an exec), not once per event. Taken from this CPU's
+ * copy when that is of this process's (or serving parent's) image. A copy a
+ * writer changed while the packer read it is not kept in the record: the
+ * field says unknown, not a mix of two texts (a program that interrupts
  * this one between two loads and copies another path: rare enough not to
  * read the path again, which would have the verifier check the walk once
  * more per outcome of the first copy). */
@@ -366,12 +387,9 @@ static __always_inline __u32 sdxfer_put_source_exe_path(void *rec, __u32 cursor,
 
     sdxfer_exe_whose(now, &whose);
     if (area) {
-        __u32 owner = whose.parent_tgid ? whose.parent_tgid : whose.tgid;
-        __u64 owner_start_ns = whose.parent_tgid ? whose.parent_start_ns : whose.start_ns;
         seq = *(volatile __u64 *)&area->recent_seq;
         SDXFER_COMPILER_BARRIER();
-        copied = whose.file && !(seq & 1) && area->recent.file == whose.file && area->recent.tgid == owner &&
-                 area->recent.start_ns == owner_start_ns;
+        copied = whose.own.file && !(seq & 1) && sdxfer_exe_owns(&area->recent, &whose.shown);
     }
     const char *text = copied ? area->recent.text : sdxfer_exe_path_of(&whose);
     __u32 end = sdxfer_put_str(rec, cursor, cursor_max, var, text, max, 0);
