@@ -53,6 +53,19 @@ def generated(request, tmp_path_factory):
 # Live tests: programs loaded into the running kernel.
 
 LIVE_WAIT_S = 60  # generous: other live tests may load this 2-CPU machine
+# A task is freed an RCU grace period after it is reaped, and a kernel with
+# lazy RCU batches such callbacks for 10 s or more. Writing rcutree's
+# do_rcu_barrier runs every callback queued, the free among them, at once.
+RCU_BARRIER = Path("/sys/module/rcutree/parameters/do_rcu_barrier")
+
+
+def run_rcu_callbacks() -> bool:
+    """Runs the RCU callbacks queued now (RCU_BARRIER); False where the kernel refuses."""
+    try:
+        RCU_BARRIER.write_text("1")
+    except OSError:
+        return False
+    return True
 
 
 def live_skip_reason() -> str | None:

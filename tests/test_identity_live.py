@@ -14,10 +14,10 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
+from conftest import RCU_BARRIER, run_rcu_callbacks
 from hids_support import TICK_NS, Waiting, marker, wait_for, waiting_shell
 from sdxfer import hids
 from sdxfer.runtime import record
@@ -32,11 +32,9 @@ UNSET = 4294967295  # (uid_t)-1: no login uid, no audit session
 HOSTNAME = "sdxfer-test-uts"
 LOGINUID = 4242
 NOBODY = 65534
-# The free comes an RCU grace period after the reaping, and a kernel with lazy
-# RCU batches such callbacks for 10 s or more (a run under load once took over
-# 20). Writing rcutree's do_rcu_barrier runs every callback queued, the free
-# among them: then the path goes at once. Without that file, the long wait.
-RCU_BARRIER = Path("/sys/module/rcutree/parameters/do_rcu_barrier")
+# The free comes an RCU grace period after the reaping (a run under load once
+# took over 20 s): the path goes at once where the test can run the RCU
+# callbacks (conftest.run_rcu_callbacks). Without that, the long wait.
 CAN_RUN_RCU_CALLBACKS = os.access(RCU_BARRIER, os.W_OK)
 FORGOTTEN_WITHOUT_BARRIER_S = 30
 FORGOTTEN_WITHIN_S = 5 if CAN_RUN_RCU_CALLBACKS else FORGOTTEN_WITHOUT_BARRIER_S
@@ -120,11 +118,8 @@ def wait_forgotten(sensor, pid: int) -> None:
     """Until the probe keeps no path for pid, reaped: at most FORGOTTEN_WITHIN_S."""
     start, within = time.monotonic(), FORGOTTEN_WITHIN_S
     while pid in kept_tgids(sensor):
-        if CAN_RUN_RCU_CALLBACKS:
-            try:
-                RCU_BARRIER.write_text("1")
-            except OSError:  # refused after all: the long wait
-                within = FORGOTTEN_WITHOUT_BARRIER_S
+        if CAN_RUN_RCU_CALLBACKS and not run_rcu_callbacks():  # refused after all: the long wait
+            within = FORGOTTEN_WITHOUT_BARRIER_S
         assert time.monotonic() < start + within, f"the path of {pid}, reaped, is still kept"
         time.sleep(0.1)
 

@@ -6,7 +6,6 @@ stay intact while interrupt-context programs pack their own on the same CPU.
 
 Needs root and bcc (CI runs as root); skipped otherwise.
 """
-import contextlib
 import json
 import os
 import re
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BACKENDS_AND_TRANSPORTS, EACH_BACKEND_AND_TRANSPORT, LIVE_WAIT_S, Tool, backend_options
+from conftest import (BACKENDS_AND_TRANSPORTS, EACH_BACKEND_AND_TRANSPORT, LIVE_WAIT_S, Tool, backend_options,
+                      run_rcu_callbacks)
 from sdxfer import ProbeError, Sensor, btf
 from sdxfer.program import BTF_PATH
 from sdxfer.runtime import record
@@ -456,7 +456,6 @@ def test_any_raw_tracepoint_probe_spans_fields_over_records(backend, transport, 
     assert sensor.stats.continuations_lost == 0
 
 
-RCU_BARRIER = Path("/sys/module/rcutree/parameters/do_rcu_barrier")
 FREED_SCHEMA = """\
 version: 1
 slot_size: 8192
@@ -498,6 +497,5 @@ def test_a_probe_may_have_sched_process_free_beside_the_exe_path_keeper(backend,
         deadline = time.monotonic() + LIVE_WAIT_S
         while not freed and time.monotonic() < deadline:
             freed = [e for e in sensor.decoded(sensor.read(100)) if e.task_pid == child.pid]
-            with contextlib.suppress(OSError):  # runs the RCU callbacks, the free among them, at once
-                RCU_BARRIER.write_text("1")
+            run_rcu_callbacks()  # the free, at once where the kernel lets the test
     assert freed, "the probe's own program on sched_process_free did not run"

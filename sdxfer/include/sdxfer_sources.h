@@ -143,21 +143,15 @@ static __always_inline const char *sdxfer_source_comm(const struct sdxfer_curren
 }
 #endif
 
-#if defined(SDXFER_SOURCE_START_NS) || defined(SDXFER_SOURCE_EXE_PATH)
+#ifdef SDXFER_SOURCE_START_NS
 /* The thread group leader's start_boottime, ns since boot: /proc/PID/stat's
  * field 22 is it in clock ticks (a time namespace's offset aside). With the
- * tgid, a key never reused. */
-static __always_inline __u64 sdxfer_process_start_ns(const char *task)
-{
-    const char *leader = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, group_leader));
-    return sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
-}
-#endif
-
-#ifdef SDXFER_SOURCE_START_NS
+ * tgid, a key never reused (sdxfer_exe_owner_of reads it too, beside the
+ * leader's exec count). */
 static __always_inline __u64 sdxfer_source_start_ns(const struct sdxfer_current *now)
 {
-    return sdxfer_process_start_ns(now->task);
+    const char *leader = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, group_leader));
+    return sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
 }
 #endif
 
