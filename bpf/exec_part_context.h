@@ -29,6 +29,7 @@ struct exec_context {
     const char *cwd_text;
     const char *stdio_text[3];
     const char *tty_text;
+    __u64 stdio_files[3];  /* fds 0-2's struct file, 0 for a closed one */
     struct sdxfer_sockaddr stdio_remote;
     struct sdxfer_sockaddr stdio_local;
     __u64 exe_ino;
@@ -112,23 +113,39 @@ static __always_inline const char *read_stdio_file(struct exec_context *context,
     return kept;
 }
 
+/* fds 0-2's files (task->files->fdt->fd[0..2]) in one read. A table has
+ * room for 64 fds at least (NR_OPEN_DEFAULT); max_fds is checked all the same. */
+static __always_inline void read_stdio_files(struct exec_context *context)
+{
+    const char *files = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, files));
+    const char *fdt = files ? (const char *)sdxfer_member_u64(files, SDXFER_MEMBER(files_struct, fdt)) : NULL;
+
+    if (!fdt || sdxfer_member_u32(fdt, SDXFER_MEMBER(fdtable, max_fds)) < 3 ||
+        bpf_probe_read_kernel(context->stdio_files, sizeof(context->stdio_files),
+                              (const void *)sdxfer_member_u64(fdt, SDXFER_MEMBER(fdtable, fd))) < 0)
+        __builtin_memset(context->stdio_files, 0, sizeof(context->stdio_files));
+}
+
 /* fds 0-2 of the current task (one walk for an fd that is the one before it
  * again: a terminal, 2>&1); the first that is a connected inet socket gives
- * the endpoints. */
+ * the endpoints. Only a file of sockfs, as its walk tells, is looked at as
+ * a socket: two reads less for each other fd. */
 static __always_inline void read_stdio(struct exec_context *context)
 {
     const void *previous = NULL;
     int found = 0;
+
+    read_stdio_files(context);
 #pragma unroll
     for (int fd = 0; fd < 3; fd++) {
-        const void *file = sdxfer_current_file(fd);
+        const void *file = (const void *)context->stdio_files[fd];
         if (fd > 0 && file && file == previous) {
             context->stdio_text[fd] = context->stdio_text[fd - 1];
             continue;
         }
         previous = file;
         context->stdio_text[fd] = read_stdio_file(context, file, context->stdio[fd]);
-        if (found)
+        if (found || context->walk.magic != SDXFER_SOCKFS_MAGIC)
             continue;
         const char *sk = sock_of_file((const char *)file);
         if (is_inet(sock_family(sk)) &&

@@ -121,7 +121,7 @@ def _c_params(e: EventLayout) -> list[str]:
 
 # Sources a packer copies by a function of their own (sdxfer_sources.h): its
 # arguments are sdxfer_put_str's with the source's `now` for the text.
-SOURCE_PUTTERS = {"exe_path": "sdxfer_put_source_exe_path"}
+SOURCE_PUTTERS = {"comm": "sdxfer_put_source_comm", "exe_path": "sdxfer_put_source_exe_path"}
 
 
 def _c_stores(e: EventLayout) -> list[str]:

@@ -519,6 +519,8 @@ struct sdxfer_current {
 #define sdxfer_current_read(now) ((now)->unused = 0)
 #define sdxfer_source_cgroup_id(now) ((void)(now), sdxfer_host_sources.cgroup_id)
 #define sdxfer_source_comm(now) ((void)(now), sdxfer_host_sources.comm)
+#define sdxfer_put_source_comm(rec, cursor, cursor_max, var, now, max) \
+    sdxfer_put_str(rec, cursor, cursor_max, var, sdxfer_source_comm(now), max, 0)
 #define sdxfer_source_euid(now) ((void)(now), sdxfer_host_sources.euid)
 #define sdxfer_source_exe_path(now) ((void)(now), sdxfer_host_sources.exe_path)
 #define sdxfer_put_source_exe_path(rec, cursor, cursor_max, var, now, max) \
@@ -662,38 +664,54 @@ static __always_inline void sdxfer_exe_keep(struct sdxfer_exe_kept_long *kept, _
     sdxfer_exe_put(&kept->tgid, kept, 0);
 }
 
-/* A process's kept path goes when its leader's task is freed, after every
- * event of its exit was sent. Without it every new process would make the
- * LRU maps evict one, the dearest part of keeping paths. A raw tracepoint:
- * the task itself tells whether there can be anything to forget, so the
- * commonest frees cost no lookup.
- * - A thread other than the leader is no process's key.
+#endif
+#include "sdxfer_sources.h"
+#ifdef SDXFER_SOURCE_EXE_PATH
+/* A process's kept path goes when its last thread exits: do_exit counts
+ * signal->live down before this tracepoint, so the last thread of the group
+ * finds it 0. Without it every new process would make the LRU maps evict
+ * one, the dearest part of keeping paths. At exit the task's memory is
+ * warm; at sched_process_free, where the keeper was, a freed task's lines
+ * were cold (about 0.2 us a process).
+ * - The probe's own programs at this tracepoint (an exit event) run first:
+ *   the loaders attach the keeper last, and a tracepoint runs its programs
+ *   in the order they were attached.
+ * - Events later in the exit (a kprobe as it closes files) take the path
+ *   from this CPU's copy, which the keeper fills first (a short path; a
+ *   long one is never copied).
  * - A process that never exec'd (its leader PF_FORKNOEXEC) ran its parent's
  *   file, and the parent's kept path served it: nothing of its own is kept,
  *   but where its parent had exec'd or died first. The LRU maps push such a
  *   path out in time.
  * A lookup before the delete: deleting a missing key costs more. */
 #ifdef SDXFER_CORE
-SEC("raw_tp/sched_process_free")
+SEC("raw_tp/sched_process_exit")
 #endif
 int sdxfer_exe_forget(struct bpf_raw_tracepoint_args *ctx)
 {
-    const char *task = (const char *)ctx->args[0];
-    if (sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_FORKNOEXEC)
+    const char *task = sdxfer_task();
+    const char *signal = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, signal));
+    const char *leader = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, group_leader));
+
+    (void)ctx;
+    if (!signal || sdxfer_member_u32(signal, SDXFER_MEMBER(signal_struct, live)) ||
+        (sdxfer_member_u32(leader, SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_FORKNOEXEC))
         return 0;
-    __u32 tgid = sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, tgid));
-    if (sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, pid)) != tgid)
-        return 0;
+    __u32 tgid = sdxfer_member_u32(task, SDXFER_MEMBER(task_struct, tgid));
     struct sdxfer_exe_kept *kept = sdxfer_exe_find(&tgid, 0);
     if (!kept)
         return 0;
-    if (kept->state == SDXFER_EXE_KEPT_LONG)
+    if (kept->state == SDXFER_EXE_KEPT_LONG) {
         sdxfer_exe_drop(&tgid, 1);
+    } else {
+        struct sdxfer_exe_owner owner = {
+            .file = kept->file, .start_ns = kept->start_ns, .exec_id = kept->exec_id, .tgid = tgid};
+        sdxfer_exe_remember(kept, &owner);
+    }
     sdxfer_exe_drop(&tgid, 0);
     return 0;
 }
 #endif
-#include "sdxfer_sources.h"
 #endif
 
 struct sdxfer_exec_ancestors_entry {
@@ -1698,7 +1716,7 @@ static __always_inline int exec_pack(int spans, void *ctx, __u32 tid, __s32 ret,
     __builtin_memset(rec->_pad182, 0, 2);
     sdxfer_put_fixed(&rec->stdio_remote, stdio_remote, 20);
     sdxfer_put_fixed(&rec->stdio_local, stdio_local, 20);
-    cursor = sdxfer_put_str(rec, cursor, 264, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 264, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 280, &rec->exe, exe, 4096, 0);
     cursor = sdxfer_put_blob(rec, cursor, 4376, &rec->argv, argv, argv_len, 16384, 1);
     sdxfer_rest_of(&rest_argv, &rec->argv, argv, argv_len, 16384);
@@ -1750,7 +1768,7 @@ static __always_inline int exit_print(void *ctx, __s32 code)
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 124, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 124, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 204, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 60, 0x2a6b649bU, 124, 1);
@@ -1789,7 +1807,7 @@ static __always_inline int connect_print(void *ctx, __s32 fd, __u16 protocol, co
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 172, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 172, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 252, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 42, 0xb40aea76U, 172, 2);
@@ -1828,7 +1846,7 @@ static __always_inline int bind_print(void *ctx, __s32 fd, __u16 protocol, const
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 156, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 236, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 49, 0x80388314U, 156, 3);
@@ -1866,7 +1884,7 @@ static __always_inline int listen_print(void *ctx, __s32 fd, const void *local, 
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 156, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 236, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 50, 0x9ee7d1bdU, 156, 4);
@@ -1904,7 +1922,7 @@ static __always_inline int accept_print(void *ctx, __s32 fd, __s32 flags, const 
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 172, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 172, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 252, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 43, 0x7edc7ed1U, 172, 5);
@@ -1942,7 +1960,7 @@ static __always_inline int dns_print(void *ctx, const char *query, __u16 qtype, 
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 172, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 172, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->query, query, 256, 0);
     cursor = sdxfer_put_str(rec, cursor, 444, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 460, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
@@ -1983,7 +2001,7 @@ static __always_inline int ptrace_print(void *ctx, __s64 request, __s32 target, 
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 156, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 236, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 101, 0xf9329f1fU, 156, 7);
@@ -2019,7 +2037,7 @@ static __always_inline int memfd_create_print(void *ctx, const char *name, __u32
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 140, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 140, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 156, &rec->name, name, 256, 1);
     cursor = sdxfer_put_str(rec, cursor, 412, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 476, &rec->exe_path, &now, 4096);
@@ -2056,7 +2074,7 @@ static __always_inline int prctl_print(void *ctx, __s32 option, const char *name
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 140, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 140, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 156, &rec->name, name, 16, 1);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 236, &rec->exe_path, &now, 4096);
@@ -2091,7 +2109,7 @@ static __always_inline int setsid_print(void *ctx, __s32 ret)
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 124, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 124, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 140, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 204, &rec->exe_path, &now, 4096);
     return sdxfer_send(ctx, &claim, &rec->head, cursor & 0x1fff, 112, 0xa397984aU, 124, 10);
@@ -2128,7 +2146,7 @@ static __always_inline int creds_change_print(void *ctx, const char *syscall, co
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 204, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 204, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 220, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 236, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
     cursor = sdxfer_put_source_exe_path(rec, cursor, 300, &rec->exe_path, &now, 4096);
@@ -2165,7 +2183,7 @@ static __always_inline int kmod_load_print(void *ctx, const char *syscall, const
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 148, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 148, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 164, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 180, &rec->name, name, 64, 0);
     cursor = sdxfer_put_str(rec, cursor, 244, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
@@ -2204,7 +2222,7 @@ static __always_inline int mount_print(void *ctx, const char *source, const char
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 180, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 180, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 196, &rec->source, source, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4292, &rec->target, target, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 8388, &rec->fstype, fstype, 256, 1);
@@ -2245,7 +2263,7 @@ static __always_inline int chmod_print(void *ctx, const char *syscall, __s32 fd,
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 156, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->path, path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4284, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
@@ -2284,7 +2302,7 @@ static __always_inline int rename_print(void *ctx, const char *syscall, const ch
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 172, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 172, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 204, &rec->old_path, old_path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4300, &rec->new_path, new_path, 4096, 1);
@@ -2326,7 +2344,7 @@ static __always_inline int unlink_print(void *ctx, const char *syscall, const ch
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 156, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->path, path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4284, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);
@@ -2365,7 +2383,7 @@ static __always_inline int file_create_print(void *ctx, const char *syscall, con
     rec->loginuid = sdxfer_source_loginuid(&now);
     rec->sessionid = sdxfer_source_sessionid(&now);
     rec->pidns = sdxfer_source_pidns(&now);
-    cursor = sdxfer_put_str(rec, cursor, 156, &rec->comm, sdxfer_source_comm(&now), 16, 0);
+    cursor = sdxfer_put_source_comm(rec, cursor, 156, &rec->comm, &now, 16);
     cursor = sdxfer_put_str(rec, cursor, 172, &rec->syscall, syscall, 16, 0);
     cursor = sdxfer_put_str(rec, cursor, 188, &rec->path, path, 4096, 1);
     cursor = sdxfer_put_str(rec, cursor, 4284, &rec->nodename, sdxfer_source_nodename(&now), 64, 0);

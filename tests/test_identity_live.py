@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import RCU_BARRIER, run_rcu_callbacks
+from conftest import LIVE_WAIT_S
 from hids_support import TICK_NS, Waiting, marker, wait_for, waiting_shell
 from sdxfer import hids
 from sdxfer.runtime import record
@@ -32,12 +32,6 @@ UNSET = 4294967295  # (uid_t)-1: no login uid, no audit session
 HOSTNAME = "sdxfer-test-uts"
 LOGINUID = 4242
 NOBODY = 65534
-# The free comes an RCU grace period after the reaping (a run under load once
-# took over 20 s): the path goes at once where the test can run the RCU
-# callbacks (conftest.run_rcu_callbacks). Without that, the long wait.
-CAN_RUN_RCU_CALLBACKS = os.access(RCU_BARRIER, os.W_OK)
-FORGOTTEN_WITHOUT_BARRIER_S = 30
-FORGOTTEN_WITHIN_S = 5 if CAN_RUN_RCU_CALLBACKS else FORGOTTEN_WITHOUT_BARRIER_S
 
 
 def test_identity_fields_are_what_proc_says(sensor):
@@ -79,6 +73,25 @@ def test_new_pid_and_uts_namespace(sensor, depth):
     child.identity.check(end)
 
 
+@pytest.mark.parametrize("hostname", ["h", "n" * 8, "n" * 63, "n" * 64], ids=["1-byte", "8-byte", "63-byte", "64-byte"])
+def test_comm_and_nodename_are_whole_at_any_length(sensor, tmp_path, hostname):
+    """comm is copied 8 bytes at a time (sdxfer_put_source_comm): a program's
+    name of 20 bytes makes a comm of 15, its NUL the last of the array's 16,
+    whole and not flagged. The nodename is whole at any length up to the
+    longest (64 bytes, its NUL the array's last byte)."""
+    program = tmp_path / "abcdefghijklmnopqrst"
+    shutil.copy("/bin/sh", program)
+    mark = marker()
+    command = ["unshare", "--uts", "sh", "-c", f"hostname {hostname}; exec {program} -c 'read line' {mark}"]
+    with Waiting(sensor, command, mark) as child:
+        assert child.exec.nodename == hostname == child.identity.nodename
+        assert child.exec.comm == "abcdefghijklmno"
+        assert not {"nodename", "comm"} & set(child.exec.truncated)
+        end = child.exit()
+    assert (end.nodename, end.comm) == (hostname, "abcdefghijklmno")
+    assert not {"nodename", "comm"} & set(end.truncated)
+
+
 def test_loginuid_kept_after_setuid(sensor):
     """The login uid a process set stays across a setuid (setpriv), with its audit session."""
     mark = marker()
@@ -115,22 +128,20 @@ def kept_tgids(sensor) -> set[int]:
 
 
 def wait_forgotten(sensor, pid: int) -> None:
-    """Until the probe keeps no path for pid, reaped: at most FORGOTTEN_WITHIN_S."""
-    start, within = time.monotonic(), FORGOTTEN_WITHIN_S
+    """Until the probe keeps no path for pid, whose exit event was read: the
+    keeper forgets it at the same tracepoint, just after the exit event's
+    program, so a deadline covers only the read of the record before that."""
+    deadline = time.monotonic() + LIVE_WAIT_S
     while pid in kept_tgids(sensor):
-        if CAN_RUN_RCU_CALLBACKS and not run_rcu_callbacks():  # refused after all: the long wait
-            within = FORGOTTEN_WITHOUT_BARRIER_S
-        assert time.monotonic() < start + within, f"the path of {pid}, reaped, is still kept"
+        assert time.monotonic() < deadline, f"the path of {pid}, exited, is still kept"
         time.sleep(0.1)
 
 
 def test_a_process_path_is_kept_while_it_lives_and_forgotten_after(sensor):
     """exe_path is kept per process from its exec on, and dropped once the
-    process is gone (its leader's task freed, an RCU grace period after it is
-    reaped): the maps hold the processes that live, not the newest 1,024
-    seen, which only newer processes would push out (without the drop, 12
-    to 14 s of this machine's background; a busier one could push it out
-    within FORGOTTEN_WITHIN_S, and this test would not tell)."""
+    process's last thread exits: the maps hold the processes that live, not
+    the newest 1,024 seen, which only newer processes would push out
+    (without the drop, 12 to 14 s of this machine's background)."""
     mark = marker()
     with Waiting(sensor, ["sh", "-c", waiting_shell(mark)], mark) as child:
         pid = child.exec.pid
@@ -141,8 +152,10 @@ def test_a_process_path_is_kept_while_it_lives_and_forgotten_after(sensor):
 
 def test_a_long_executable_path_is_kept_too(sensor, tmp_path):
     """A path of 256 bytes or more is kept apart (record.EXE_SHORT_TEXT): the
-    exit event, after the mm is gone, still has it whole, and it is forgotten
-    with the process."""
+    exit event still has it whole, and it is forgotten with the process. The
+    keeper, at the exit event's tracepoint, leaves no copy of a long path:
+    had it run first, the exit event would walk the path again and keep it
+    for good (the loaders attach the keeper last)."""
     folder = tmp_path.joinpath(*(f"{level}" * 100 for level in "abc"))
     folder.mkdir(parents=True)
     program = folder / "sh"

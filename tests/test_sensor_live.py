@@ -9,6 +9,7 @@ Needs root and bcc (CI runs as root); skipped otherwise.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -463,13 +464,24 @@ common:
   - {name: pid, type: u32, source: pid}
   - {name: exe_path, type: str, max: 4096, source: exe_path}
 events:
-  - name: freed
+  - name: exited
     id: 1
+    fields:
+      - {name: task_pid, type: u32}
+  - name: freed
+    id: 2
     fields:
       - {name: task_pid, type: u32}
 """
 FREED_PROBE = """\
 #include "xfer.h"
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    if (args->pid == TARGET_PID)
+        exited_print(args, args->pid);
+    return 0;
+}
 
 TRACEPOINT_PROBE(sched, sched_process_free)
 {
@@ -481,21 +493,24 @@ TRACEPOINT_PROBE(sched, sched_process_free)
 
 
 @pytest.mark.parametrize("backend", ["libbpf", "bcc"])
-def test_a_probe_may_have_sched_process_free_beside_the_exe_path_keeper(backend, tmp_path):
+def test_a_probe_may_have_the_exe_path_keepers_tracepoint_and_sched_process_free(backend, tmp_path):
     """A schema with exe_path brings the runtime's program on the raw
-    tracepoint sched_process_free, under a name of its own: a probe's own
-    TRACEPOINT_PROBE(sched, sched_process_free) loads and runs beside it,
-    and is the one program counted."""
+    tracepoint sched_process_exit, under a name of its own: a probe's own
+    programs there and at sched_process_free load and run beside it, are
+    the programs counted, and the exit's event still has the path the
+    keeper forgets there."""
     schema = tmp_path / "freed.yaml"
     schema.write_text(FREED_SCHEMA)
     child = subprocess.Popen(["sh", "-c", "read line"], stdin=subprocess.PIPE)
     with Sensor(FREED_PROBE, schema=schema, backend=backend, defines={"TARGET_PID": child.pid}, quiet=True) as sensor:
-        assert sensor.programs_attached == 1
-        assert set(sensor._probe.program_fds()) >= {"tracepoint__sched__sched_process_free", record.EXE_FORGET_PROGRAM}
+        assert sensor.programs_attached == 2
+        assert set(sensor._probe.program_fds()) >= {"tracepoint__sched__sched_process_exit",
+                                                    "tracepoint__sched__sched_process_free", record.EXE_FORGET_PROGRAM}
         child.communicate(b"\n")
-        freed = []
+        seen = {}
         deadline = time.monotonic() + LIVE_WAIT_S
-        while not freed and time.monotonic() < deadline:
-            freed = [e for e in sensor.decoded(sensor.read(100)) if e.task_pid == child.pid]
+        while len(seen) < 2 and time.monotonic() < deadline:
+            seen.update((e.name, e) for e in sensor.decoded(sensor.read(100)) if e.task_pid == child.pid)
             run_rcu_callbacks()  # the free, at once where the kernel lets the test
-    assert freed, "the probe's own program on sched_process_free did not run"
+    assert set(seen) == {"exited", "freed"}, f"the probe's own programs did not both run: {sorted(seen)}"
+    assert seen["exited"].exe_path == os.path.realpath(shutil.which("sh"))

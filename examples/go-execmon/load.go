@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -147,7 +148,18 @@ func (p *probe) attach(spec *ebpf.CollectionSpec) error {
 			return err
 		}
 	}
-	for name, program := range p.collection.Programs {
+	// The exe_path keeper last: a tracepoint runs its programs in the order
+	// they were attached, and an exit event at its tracepoint reads the path
+	// the keeper forgets.
+	names := make([]string, 0, len(p.collection.Programs))
+	for name := range p.collection.Programs {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		return names[i] != events.ExeForgetProgram && (names[j] == events.ExeForgetProgram || names[i] < names[j])
+	})
+	for _, name := range names {
+		program := p.collection.Programs[name]
 		var l io.Closer
 		var err error
 		switch attachTo := spec.Programs[name].AttachTo; {

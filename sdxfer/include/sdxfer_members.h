@@ -27,6 +27,7 @@
 
 /* task_struct.flags: forked, and not exec'd since (include/linux/sched.h) */
 #define SDXFER_PF_FORKNOEXEC 0x40
+#define SDXFER_PF_KTHREAD 0x00200000  /* a kernel thread */
 
 /* A word of kernel memory; 0 where it cannot be read. */
 static __always_inline __u64 sdxfer_kernel_u64(const void *at)

@@ -92,6 +92,7 @@ struct sdxfer_path_buf {
     __u64 mnt_parent, mnt_mountpoint, mnt_root;  /* that mount's */
     __u64 root_dentry, root_mount;      /* the walking task's root */
     __u64 result;                       /* sdxfer_path_result's */
+    __u64 magic;                        /* a file named by d_dname: its superblock's magic; else 0 */
     __u32 depth;                        /* names collected */
     __u32 len;                          /* bytes of text */
     __u32 walk;                         /* enum sdxfer_path_walk */
@@ -345,6 +346,7 @@ static __always_inline void sdxfer_path_pseudo(const char *dentry, struct sdxfer
     long n;
 
     buf->walk = SDXFER_PATH_DONE;
+    buf->magic = magic;
     switch (magic) {
     case SDXFER_PIPEFS_MAGIC:
         sdxfer_path_append(buf, "pipe:[", sizeof("pipe:["));
@@ -393,6 +395,7 @@ static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_pat
 
     buf->len = 0;
     buf->walk = SDXFER_PATH_NONE;
+    buf->magic = 0;
     if (!path)
         return;
     buf->walk = SDXFER_PATH_FAILED;

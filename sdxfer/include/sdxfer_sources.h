@@ -137,9 +137,67 @@ static __always_inline __u32 sdxfer_source_mntns(const struct sdxfer_current *no
 #endif
 
 #ifdef SDXFER_SOURCE_COMM
+#define SDXFER_COMM_SIZE 16  /* TASK_COMM_LEN: the NUL always within */
+#define SDXFER_BYTES_01 0x0101010101010101ULL
+#define SDXFER_BYTES_80 0x8080808080808080ULL
+
 static __always_inline const char *sdxfer_source_comm(const struct sdxfer_current *now)
 {
     return now->task + SDXFER_MEMBER(task_struct, comm);
+}
+
+/* Word i of the task's comm, stored at to + 8 * i and counted: `len` grows
+ * by its bytes before the first NUL while `open` (no NUL yet) is 1. No
+ * branch per byte: a word's first NUL is the lowest bit of the classic
+ * zero-byte mask (exact there; only bits above it can be false), and the
+ * count of bytes up to it a multiply that sums a one per byte. */
+static __always_inline void sdxfer_comm_word(char *to, const char *task, const __u32 i, __u64 *len, __u64 *open)
+{
+    __u64 word = sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, comm) + 8 * i);
+    __u64 zero = (word - SDXFER_BYTES_01) & ~word & SDXFER_BYTES_80;
+    __u64 found = (zero | -zero) >> 63;
+    __u64 upto = ((((zero & -zero) - 1) & SDXFER_BYTES_01) * SDXFER_BYTES_01) >> 56;  /* NUL's index + 1, or 8 */
+
+    sdxfer_store_u64(to + 8 * i, word);
+    *len += *open * (upto - found);
+    *open &= 1 - found;
+}
+
+/* A packer's comm field, put as sdxfer_put_str would put it: two loads and
+ * stores of 8 bytes through the task's BTF pointer where the helper copies
+ * byte by byte (a comm without a NUL, which the kernel never leaves, is
+ * flagged cut). The bytes the stores carry past the NUL lie past the
+ * field's length: the next field or the record's end covers them. A
+ * schema's max shorter than the array: sdxfer_put_str, whose room the
+ * stores would pass. Called once per word with a constant i: BCC's clang
+ * made a loop's addresses of one that the verifier refused. (The nodename,
+ * 65 bytes, stays a helper's copy: eight words in every packer grew
+ * sendmmsg's loop of eight packers past what clang unrolls, and the
+ * verifier's walk of the loop past 1M instructions.) */
+static __always_inline __u32 sdxfer_put_source_comm(void *rec, __u32 cursor, __u32 cursor_max,
+                                                   struct sdxfer_var *var, const struct sdxfer_current *now,
+                                                   __u32 max)
+{
+    if (max < SDXFER_COMM_SIZE)
+        return sdxfer_put_str(rec, cursor, cursor_max, var, sdxfer_source_comm(now), max, 0);
+    cursor = sdxfer_cursor_blurred(rec, cursor);
+    var->off = 0;
+    var->len = 0;
+    var->lost = 0;
+    if (cursor > cursor_max) {
+        var->lost = SDXFER_LOST_UNKNOWN;
+        return cursor;
+    }
+    char *to = (char *)rec + cursor;
+    __u64 len = 0, open = 1;
+    sdxfer_comm_word(to, now->task, 0, &len, &open);
+    sdxfer_comm_word(to, now->task, 1, &len, &open);
+    var->lost = (__u32)-open & SDXFER_LOST_UNKNOWN;
+    var->off = cursor;
+    var->len = len;
+    /* through map memory, as the next field's cursor: the length's
+     * arithmetic stays out of the verifier's states */
+    return sdxfer_cursor_blurred(rec, cursor + len);
 }
 #endif
 
@@ -314,6 +372,7 @@ static __always_inline const char *sdxfer_exe_walk(const struct sdxfer_exe_owner
 struct sdxfer_exe_whose {
     struct sdxfer_exe_owner own;
     struct sdxfer_exe_owner shown;  /* the serving parent, else the process itself */
+    int kernel_thread;              /* no program at all */
 };
 
 static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, struct sdxfer_exe_whose *whose)
@@ -331,14 +390,16 @@ static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, s
     }
     sdxfer_exe_owner_of(now->task, file, &whose->own);
     whose->shown = whose->own;
+    whose->kernel_thread = !mm && (sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_KTHREAD);
     if (parent)
         sdxfer_exe_owner_of(parent, file, &whose->shown);
 }
 
 /* The text the process's kept path gives (its parent's where that serves),
- * walked first where none is kept: NULL for a task that never had one (a
- * kernel thread), SDXFER_UNKNOWN where it did not fit. Late in exit the mm is
- * gone: the path kept is still the process's. Each step once in the code
+ * walked first where none is kept: NULL for a kernel thread, which has no
+ * program, SDXFER_UNKNOWN where it did not fit. Late in exit the mm is
+ * gone: the path kept (or this CPU's copy, once the keeper has run) is
+ * still the process's, and where there is none it is unknown. Each step once in the code
  * where it can be: a program that inlines many packers would outgrow its
  * jumps' range, and a walk reached with the owner in either of two places
  * would be checked twice by the verifier. */
@@ -357,7 +418,7 @@ static __always_inline const char *sdxfer_exe_path_of(struct sdxfer_exe_whose *w
         return sdxfer_exe_kept_text(kept);
     }
     if (!whose->own.file)
-        return NULL;
+        return whose->kernel_thread ? NULL : (const char *)SDXFER_UNKNOWN;
     return sdxfer_exe_walk(&whose->shown);
 }
 
@@ -383,7 +444,7 @@ static __always_inline __u32 sdxfer_put_source_exe_path(void *rec, __u32 cursor,
     if (area) {
         seq = *(volatile __u64 *)&area->recent_seq;
         SDXFER_COMPILER_BARRIER();
-        copied = whose.own.file && !(seq & 1) && sdxfer_exe_owns(&area->recent, &whose.shown);
+        copied = !(seq & 1) && area->recent.file && sdxfer_exe_owns(&area->recent, &whose.shown);
     }
     const char *text = copied ? area->recent.text : sdxfer_exe_path_of(&whose);
     __u32 end = sdxfer_put_str(rec, cursor, cursor_max, var, text, max, 0);

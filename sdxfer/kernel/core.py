@@ -190,7 +190,9 @@ class CoreProbe:
                 self._object.map(name).update(struct.pack("<I", key), struct.pack("<B", value))
 
     def attach(self) -> None:
-        for program in self._object.programs():
+        # the exe_path keeper last: a tracepoint runs its programs in the order they were attached
+        programs = sorted(self._object.programs(), key=lambda program: program.name == record.EXE_FORGET_PROGRAM)
+        for program in programs:
             if program.autoload and program.name != record.REST_PROGRAM:  # tail-called, attached nowhere
                 self._links[program.name] = program.attach()
 

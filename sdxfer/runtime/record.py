@@ -89,13 +89,14 @@ EXE_PATHS_MAX = 1024
 EXE_SHORT_TEXT = 256
 EXE_LONG_PATHS_MAP = "sdxfer_exe_long_paths"
 EXE_LONG_PATHS_MAX = 128
-# The runtime's program that forgets a process's path when its leader's task
-# is freed: attached to this raw tracepoint with every probe whose schema has
-# exe_path, and not counted among the programs a probe attaches for its
-# events. Its name is its own, not BCC's raw_tracepoint__<name>: a probe's
-# RAW_TRACEPOINT_PROBE of the same tracepoint (the --children filter's) can
-# sit beside it.
-EXE_FORGET_RAW_TRACEPOINT = "sched_process_free"
+# The runtime's program that forgets a process's path when its last thread
+# exits: attached to this raw tracepoint with every probe whose schema has
+# exe_path, after the probe's own programs (a tracepoint runs them in that
+# order, so an exit event there still finds the path), and not counted among
+# the programs a probe attaches for its events. Its name is its own, not
+# BCC's raw_tracepoint__<name>: a probe's RAW_TRACEPOINT_PROBE of the same
+# tracepoint (hidsmon's exit event) sits beside it.
+EXE_FORGET_RAW_TRACEPOINT = "sched_process_exit"
 EXE_FORGET_PROGRAM = "sdxfer_exe_forget"
 EXE_WALKS_MAP = "sdxfer_exe_walks"  # per CPU: where the source walks
 REST_DEPTH = 4  # jobs a task holds at once (a power of two): beyond, the rest is left out
