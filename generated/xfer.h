@@ -667,18 +667,26 @@ static __always_inline void sdxfer_exe_keep(struct sdxfer_exe_kept_long *kept, _
 #endif
 #include "sdxfer_sources.h"
 #ifdef SDXFER_SOURCE_EXE_PATH
-/* A process's kept path goes when its last thread exits: do_exit counts
- * signal->live down before this tracepoint, so the last thread of the group
- * finds it 0. Without it every new process would make the LRU maps evict
- * one, the dearest part of keeping paths. At exit the task's memory is
- * warm; at sched_process_free, where the keeper was, a freed task's lines
- * were cold (about 0.2 us a process).
+/* A process's kept path goes when its threads have all begun to exit: do_exit
+ * counts signal->live down before this tracepoint, so the thread that counts
+ * it to 0 finds 0 here, as does any other thread of the group that comes
+ * here after that count. Without it every new process would make the LRU
+ * maps evict one, the dearest part of keeping paths. At exit the task's
+ * memory is warm; at sched_process_free, where the keeper was, a freed
+ * task's lines were cold (about 0.2 us a process). (The tracepoint's own
+ * group_dead, which names that one thread, is an argument only from kernel
+ * 6.16 on, and a program that reads it does not attach before.)
  * - The probe's own programs at this tracepoint (an exit event) run first:
  *   the loaders attach the keeper last, and a tracepoint runs its programs
  *   in the order they were attached.
+ * - Another thread of the group may forget the path first, on its way out
+ *   after the last count. Where the exiting thread still has its mm (the
+ *   tracepoint comes before exit_mm from 6.16 on) its events walk the path
+ *   again, and its own keeper forgets it; before 6.16 they say unknown.
  * - Events later in the exit (a kprobe as it closes files) take the path
- *   from this CPU's copy, which the keeper fills first (a short path; a
- *   long one is never copied).
+ *   from this CPU's copy, which the keeper fills first, when they run on
+ *   this CPU before another path replaces it (a short path: a long one is
+ *   never copied); else it is unknown.
  * - A process that never exec'd (its leader PF_FORKNOEXEC) ran its parent's
  *   file, and the parent's kept path served it: nothing of its own is kept,
  *   but where its parent had exec'd or died first. The LRU maps push such a

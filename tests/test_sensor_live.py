@@ -497,8 +497,10 @@ def test_a_probe_may_have_the_exe_path_keepers_tracepoint_and_sched_process_free
     """A schema with exe_path brings the runtime's program on the raw
     tracepoint sched_process_exit, under a name of its own: a probe's own
     programs there and at sched_process_free load and run beside it, are
-    the programs counted, and the exit's event still has the path the
-    keeper forgets there."""
+    the programs counted, and the exit's event has the path the keeper
+    forgets there. (That the keeper runs after the probe's programs is
+    test_identity_live's long path test: where the mm is still there, an
+    exit event after the keeper would walk again and show the path too.)"""
     schema = tmp_path / "freed.yaml"
     schema.write_text(FREED_SCHEMA)
     child = subprocess.Popen(["sh", "-c", "read line"], stdin=subprocess.PIPE)
