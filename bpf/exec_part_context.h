@@ -117,8 +117,7 @@ static __always_inline const char *read_stdio_file(struct exec_context *context,
  * room for 64 fds at least (NR_OPEN_DEFAULT); max_fds is checked all the same. */
 static __always_inline void read_stdio_files(struct exec_context *context)
 {
-    const char *files = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, files));
-    const char *fdt = files ? (const char *)sdxfer_member_u64(files, SDXFER_MEMBER(files_struct, fdt)) : NULL;
+    const char *fdt = sdxfer_current_fdt();
 
     if (!fdt || sdxfer_member_u32(fdt, SDXFER_MEMBER(fdtable, max_fds)) < 3 ||
         bpf_probe_read_kernel(context->stdio_files, sizeof(context->stdio_files),

@@ -457,7 +457,9 @@ def test_any_raw_tracepoint_probe_spans_fields_over_records(backend, transport, 
     assert sensor.stats.continuations_lost == 0
 
 
-FREED_SCHEMA = """\
+# The exe_path keeper's tests: probes of a child shell's exit.
+SH_PATH = os.path.realpath(shutil.which("sh"))
+EXIT_SCHEMA = """\
 version: 1
 slot_size: 8192
 common:
@@ -472,6 +474,10 @@ events:
     id: 2
     fields:
       - {name: task_pid, type: u32}
+  - name: notified
+    id: 3
+    fields:
+      - {name: sig, type: u32}
 """
 FREED_PROBE = """\
 #include "xfer.h"
@@ -501,8 +507,8 @@ def test_a_probe_may_have_the_exe_path_keepers_tracepoint_and_sched_process_free
     forgets there. (That the keeper runs after the probe's programs is
     test_identity_live's long path test: where the mm is still there, an
     exit event after the keeper would walk again and show the path too.)"""
-    schema = tmp_path / "freed.yaml"
-    schema.write_text(FREED_SCHEMA)
+    schema = tmp_path / "exit.yaml"
+    schema.write_text(EXIT_SCHEMA)
     child = subprocess.Popen(["sh", "-c", "read line"], stdin=subprocess.PIPE)
     with Sensor(FREED_PROBE, schema=schema, backend=backend, defines={"TARGET_PID": child.pid}, quiet=True) as sensor:
         assert sensor.programs_attached == 2
@@ -515,21 +521,9 @@ def test_a_probe_may_have_the_exe_path_keepers_tracepoint_and_sched_process_free
             seen.update((e.name, e) for e in sensor.decoded(sensor.read(100)) if e.task_pid == child.pid)
             run_rcu_callbacks()  # the free, at once where the kernel lets the test
     assert set(seen) == {"exited", "freed"}, f"the probe's own programs did not both run: {sorted(seen)}"
-    assert seen["exited"].exe_path == os.path.realpath(shutil.which("sh"))
+    assert seen["exited"].exe_path == SH_PATH
 
 
-NOTIFIED_SCHEMA = """\
-version: 1
-slot_size: 8192
-common:
-  - {name: pid, type: u32, source: pid}
-  - {name: exe_path, type: str, max: 4096, source: exe_path}
-events:
-  - name: notified
-    id: 1
-    fields:
-      - {name: sig, type: u32}
-"""
 NOTIFIED_PROBE = """\
 #include "xfer.h"
 
@@ -549,8 +543,8 @@ def test_an_event_after_the_keeper_late_in_exit_has_the_path_or_says_unknown(bac
     the event takes the copy the keeper left on its CPU, or (another CPU,
     another path since) says the path unknown; never absent, as for a
     kernel thread."""
-    schema = tmp_path / "notified.yaml"
-    schema.write_text(NOTIFIED_SCHEMA)
+    schema = tmp_path / "exit.yaml"
+    schema.write_text(EXIT_SCHEMA)
     child = subprocess.Popen(["sh", "-c", "read line"], stdin=subprocess.PIPE)
     defines = {"TARGET_PID": child.pid, "SIGCHLD_NR": int(signal.SIGCHLD)}
     with Sensor(NOTIFIED_PROBE, schema=schema, backend=backend, defines=defines, quiet=True) as sensor:
@@ -561,5 +555,5 @@ def test_an_event_after_the_keeper_late_in_exit_has_the_path_or_says_unknown(bac
             notified = [e for e in sensor.decoded(sensor.read(100)) if e.pid == child.pid]
     assert notified, "no SIGCHLD from the child's exit"
     event = notified[0]
-    assert event.exe_path == os.path.realpath(shutil.which("sh")) or \
+    assert event.exe_path == SH_PATH or \
         (event.exe_path is None and "exe_path" in event.truncated), (event.exe_path, event.truncated)

@@ -515,12 +515,18 @@ static __always_inline const void *sdxfer_task_file(const void *task, int fd)
                            sdxfer_kernel_u32(fdt + SDXFER_MEMBER(fdtable, max_fds)), fd);
 }
 
-/* The same for the current task, through its BTF pointer: loads, not
- * helper calls, down to the fd array. */
-static __always_inline const void *sdxfer_current_file(int fd)
+/* The current task's fd table (task->files->fdt) through its BTF pointer:
+ * loads, not helper calls; NULL without one. */
+static __always_inline const char *sdxfer_current_fdt(void)
 {
     const char *files = (const char *)sdxfer_member_u64(sdxfer_task(), SDXFER_MEMBER(task_struct, files));
-    const char *fdt = files ? (const char *)sdxfer_member_u64(files, SDXFER_MEMBER(files_struct, fdt)) : NULL;
+    return files ? (const char *)sdxfer_member_u64(files, SDXFER_MEMBER(files_struct, fdt)) : NULL;
+}
+
+/* The current task's struct file for fd, as sdxfer_task_file. */
+static __always_inline const void *sdxfer_current_file(int fd)
+{
+    const char *fdt = sdxfer_current_fdt();
     if (!fdt)
         return NULL;
     return sdxfer_fd_entry(sdxfer_member_u64(fdt, SDXFER_MEMBER(fdtable, fd)),

@@ -399,10 +399,10 @@ static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, s
  * walked first where none is kept: NULL for a kernel thread, which has no
  * program, SDXFER_UNKNOWN where it did not fit. Late in exit the mm is
  * gone: the path kept (or this CPU's copy, once the keeper has run) is
- * still the process's, and where there is none it is unknown. Each step once in the code
- * where it can be: a program that inlines many packers would outgrow its
- * jumps' range, and a walk reached with the owner in either of two places
- * would be checked twice by the verifier. */
+ * still the process's, and where there is none it is unknown. Each step
+ * once in the code where it can be: a program that inlines many packers
+ * would outgrow its jumps' range, and a walk reached with the owner in
+ * either of two places would be checked twice by the verifier. */
 static __always_inline const char *sdxfer_exe_path_of(struct sdxfer_exe_whose *whose)
 {
     if (whose->shown.tgid != whose->own.tgid) {
