@@ -166,7 +166,8 @@ def _reserved_c_names() -> frozenset[str]:
     names |= {name for name, _ in record.C_MACROS} | {c_shared_struct(kind) for kind in SHARED_STRUCTS}
     names |= {record.SCRATCH_MAP, record.CPU_MAP, record.DROPS_MAP, record.EVENTS_MAP, record.REST_MAP,
               record.REST_PROGRAMS_MAP, record.REST_PROGRAM, record.FOLLOWED_MAP, record.CGROUP_MAP,
-              record.EXE_PATHS_MAP, record.EXE_LONG_PATHS_MAP, record.EXE_WALKS_MAP, record.EXE_FORGET_PROGRAM}
+              record.EXE_PATHS_MAP, record.EXE_LONG_PATHS_MAP, record.EXE_WALKS_MAP, record.EXE_FORGET_PROGRAM,
+              *record.FOLLOW_PROGRAMS}
     return frozenset(names)
 
 

@@ -29,6 +29,9 @@ from ..runtime.record import (
     EXE_LONG_PATHS_MAP,
     EXE_PATHS_MAP,
     EXE_WALKS_MAP,
+    FOLLOW_FORK_PROGRAM,
+    FOLLOW_FREE_PROGRAM,
+    FOLLOW_RAW_TRACEPOINTS,
     FOLLOWED_MAP,
     HEADER,
     HEADER_FORMAT,
@@ -259,6 +262,8 @@ def _c_context(layout: Layout, banner: str) -> dict:
                  "exe_long_paths": EXE_LONG_PATHS_MAP, "exe_walks": EXE_WALKS_MAP},
         "rest_program": REST_PROGRAM,
         "exe_forget": {"program": EXE_FORGET_PROGRAM, "raw_tracepoint": EXE_FORGET_RAW_TRACEPOINT},
+        "follow": {kind: {"program": program, "raw_tracepoint": FOLLOW_RAW_TRACEPOINTS[program]}
+                   for kind, program in (("fork", FOLLOW_FORK_PROGRAM), ("free", FOLLOW_FREE_PROGRAM))},
         "has_spans": most_chunks > 0,
         "chunks_per_step": -(-most_chunks // REST_STEPS),
         "sources": [{"name": source, "macro": naming.c_source_macro(source), "reader": naming.c_source_reader(source),

@@ -471,6 +471,35 @@ static __always_inline long sdxfer_events_output(void *ctx, void *rec, __u32 siz
 
 #include "sdxfer_runtime.h"
 #include "sdxfer_filter.h"
+#if defined(SDXFER_FILTER_CHILDREN) && !defined(SDXFER_HOST)
+/* The --children filter's programs: a followed process's children are
+ * followed from their fork on (the tracepoint fires in the parent); a thread
+ * group leaves the map when its leader's task is freed, after every event of
+ * its exit was sent. Their names are not RAW_TRACEPOINT_PROBE's, so a probe
+ * may have its own programs at these tracepoints (BCC attaches them by hand:
+ * sdxfer.kernel.bcc). */
+#ifdef SDXFER_CORE
+SEC("raw_tp/sched_process_fork")
+#endif
+int sdxfer_follow_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+    if (sdxfer_is_followed(bpf_get_current_pid_tgid() >> 32))
+        sdxfer_follow(sdxfer_kernel_u32((const char *)ctx->args[1] + SDXFER_MEMBER(task_struct, tgid)));
+    return 0;
+}
+
+#ifdef SDXFER_CORE
+SEC("raw_tp/sched_process_free")
+#endif
+int sdxfer_follow_free(struct bpf_raw_tracepoint_args *ctx)
+{
+    const char *task = (const char *)ctx->args[0];
+    __u32 tgid = sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, tgid));
+    if (sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, pid)) == tgid)
+        sdxfer_unfollow(tgid);
+    return 0;
+}
+#endif
 
 /* Common fields the packers fill themselves, from these sources. */
 #define SDXFER_SOURCE_CGROUP_ID 1

@@ -12,6 +12,7 @@ import pytest
 
 from sdxfer.errors import ProbeError
 from sdxfer.kernel import build
+from sdxfer.runtime import record
 
 ROOT = Path(__file__).resolve().parent.parent
 SDXFER = [sys.executable, "-m", "sdxfer.tools.cli"]
@@ -146,12 +147,12 @@ def test_followed_children_and_cgroup_filters_stay_build_time_maps_and_programs(
     done = sdxfer_build(SPANS_PROBE, "--schema", SPANS_SCHEMA, *SPANS_DEFINES, "-D", "SDXFER_FILTER_PID=1",
                         "-D", "SDXFER_FILTER_CHILDREN", "-D", "SDXFER_FILTER_CGROUP", "-o", obj)
     assert done.returncode == 0, done.stderr
-    assert {"raw_tp/sched_process_fork", "raw_tp/sched_process_free"} <= sections(obj)
+    assert {f"raw_tp/{tracepoint}" for tracepoint in record.FOLLOW_RAW_TRACEPOINTS.values()} <= sections(obj)
     dump = btf_dump(obj)
     assert "VAR 'sdxfer_followed'" in dump and "VAR 'sdxfer_cgroup'" in dump
     done, programs = load_all(obj)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert {"raw_tracepoint__sched_process_fork", "raw_tracepoint__sched_process_free"} <= programs
+    assert set(record.FOLLOW_PROGRAMS) <= programs
 
 
 @needs_root

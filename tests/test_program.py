@@ -270,6 +270,13 @@ def test_a_packer_the_schema_lacks_is_named():
     assert str(error) == "the program calls nope_print(), but the schema has no event 'nope' (its events: exec, exit)"
 
 
+def test_a_packer_of_the_schema_undeclared_means_the_header_was_not_included():
+    log = "<program text>:4:5: error: implicit declaration of function 'exec_print' is invalid in C99\n"
+    error = bcc.load_failure(Exception("Failed to compile BPF module <text>"), log, "/h", ("exec", "exit"))
+    assert str(error) == ('the program calls exec_print() but does not #include "xfer.h", '
+                          'the generated header that declares the packers')
+
+
 def test_a_bad_transport_is_refused_before_anything_is_loaded(monkeypatch):
     def never():
         raise AssertionError("the host was checked first")

@@ -22,6 +22,7 @@ import pytest
 from conftest import (BACKENDS_AND_TRANSPORTS, EACH_BACKEND_AND_TRANSPORT, LIVE_WAIT_S, Tool, backend_options,
                       run_rcu_callbacks)
 from sdxfer import ProbeError, Sensor, btf
+from sdxfer.kernel.filters import EventFilter
 from sdxfer.program import BTF_PATH
 from sdxfer.runtime import record
 
@@ -557,3 +558,46 @@ def test_an_event_after_the_keeper_late_in_exit_has_the_path_or_says_unknown(bac
     event = notified[0]
     assert event.exe_path == SH_PATH or \
         (event.exe_path is None and "exe_path" in event.truncated), (event.exe_path, event.truncated)
+
+
+FORK_SCHEMA = """\
+version: 1
+slot_size: 8192
+common:
+  - {name: pid, type: u32, source: pid}
+events:
+  - name: forked
+    id: 1
+    fields:
+      - {name: child, type: u32}
+"""
+FORK_PROBE = """\
+#include "xfer.h"
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    forked_print(ctx, sdxfer_kernel_u32((const char *)ctx->args[1] + SDXFER_MEMBER(task_struct, tgid)));
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["libbpf", "bcc"])
+def test_a_probe_of_its_own_at_sched_process_fork_loads_with_the_children_filter(backend, tmp_path):
+    """The --children filter's fork and free programs have names of their
+    own: a probe's RAW_TRACEPOINT_PROBE(sched_process_fork) loads beside
+    them (it was a redefinition of the filter's program), both run, and the
+    filter still follows: the fork inside a forked shell is the shell's
+    event, which passes only if the shell was followed at its own fork."""
+    schema = tmp_path / "fork.yaml"
+    schema.write_text(FORK_SCHEMA)
+    with Sensor(FORK_PROBE, schema=schema, backend=backend, event_filter=EventFilter(pid=os.getpid(), children=True), quiet=True) as sensor:
+        assert sensor.programs_attached == 3  # the probe's, and the filter's fork and free programs
+        shell = subprocess.Popen(["sh", "-c", "sh -c 'echo $$'; :"], stdout=subprocess.PIPE, text=True)
+        inner = int(shell.communicate(timeout=LIVE_WAIT_S)[0])
+        forks = []
+        deadline = time.monotonic() + LIVE_WAIT_S
+        while not any(e.child == inner for e in forks) and time.monotonic() < deadline:
+            forks += [e for e in sensor.decoded(sensor.read(100)) if e.name == "forked"]
+    assert (os.getpid(), shell.pid) in {(e.pid, e.child) for e in forks}
+    assert (shell.pid, inner) in {(e.pid, e.child) for e in forks}, "the shell was not followed from its fork"

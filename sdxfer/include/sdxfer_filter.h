@@ -119,27 +119,5 @@ static __always_inline int sdxfer_wanted(void)
     return 1;
 }
 
-#ifdef SDXFER_FILTER_CHILDREN
-/* A followed process's children are followed from their fork on (the
- * tracepoint fires in the parent); a thread group leaves the map when its
- * leader's task is freed, after every event of its exit was sent.
- * sdxfer.runtime.record.FOLLOW_PROGRAMS names them for the CO-RE loader. */
-RAW_TRACEPOINT_PROBE(sched_process_fork)
-{
-    if (sdxfer_is_followed(bpf_get_current_pid_tgid() >> 32))
-        sdxfer_follow(sdxfer_kernel_u32((const char *)ctx->args[1] + SDXFER_MEMBER(task_struct, tgid)));
-    return 0;
-}
-
-RAW_TRACEPOINT_PROBE(sched_process_free)
-{
-    const char *task = (const char *)ctx->args[0];
-    __u32 tgid = sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, tgid));
-    if (sdxfer_kernel_u32(task + SDXFER_MEMBER(task_struct, pid)) == tgid)
-        sdxfer_unfollow(tgid);
-    return 0;
-}
-#endif
-
 #endif /* SDXFER_HOST */
 #endif /* SDXFER_FILTER_H */

@@ -58,6 +58,9 @@ def load_failure(exc: Exception, log: str, headers, event_names=()) -> ProbeErro
     if errors or "Failed to compile" in message:
         first = errors[0] if errors else (lines[-1] if lines else message)
         undeclared = re.search(r"(?:undeclared function|implicit declaration of function) '(\w+)_print'", first)
+        if undeclared and undeclared.group(1) in event_names:
+            return ProbeError(f"the program calls {undeclared.group(1)}_print() but does not #include \"xfer.h\","
+                              " the generated header that declares the packers")
         if undeclared:
             name = undeclared.group(1)
             return ProbeError(f"the program calls {name}_print(), but the schema has no event {name!r}"
@@ -75,7 +78,9 @@ def deferred_bpf_class():
         """BCC attaches every program as it loads the module; this one waits
         for attach_all(), so the reader is open before the first record."""
 
-        exe_forget_fd = None  # the exe_path keeper's attachment, where there is one
+        def __init__(self, *args, **kwargs):
+            self.runtime_fds = {}  # program -> attachment of the runtime's programs attached by hand
+            super().__init__(*args, **kwargs)
 
         def _trace_autoload(self):
             pass
@@ -83,19 +88,22 @@ def deferred_bpf_class():
         def attach_all(self):
             self._fill_rest_programs()
             BPF._trace_autoload(self)
-            self._attach_exe_forget()
+            self._attach_runtime_programs()
 
-        def _attach_exe_forget(self):
-            """The exe_path keeper, where the schema has exe_path: attached by
+        def _attach_runtime_programs(self):
+            """The --children filter's fork/free programs and the exe_path
+            keeper, where the probe has them, the keeper last: attached by
             hand, as BCC's attach_raw_tracepoint takes one program per
-            tracepoint and the --children filter's may have this one."""
-            if lib.bpf_function_start(self.module, record.EXE_FORGET_PROGRAM.encode()) is None:
-                return
-            keeper = self.load_func(record.EXE_FORGET_PROGRAM.encode(), BPF.RAW_TRACEPOINT)
-            fd = lib.bpf_attach_raw_tracepoint(keeper.fd, record.EXE_FORGET_RAW_TRACEPOINT.encode())
-            if fd < 0:
-                raise Exception(f"Failed to attach BPF to raw tracepoint {record.EXE_FORGET_RAW_TRACEPOINT}")
-            self.exe_forget_fd = fd
+            tracepoint, which the probe's own programs may have."""
+            tracepoints = {**record.FOLLOW_RAW_TRACEPOINTS, record.EXE_FORGET_PROGRAM: record.EXE_FORGET_RAW_TRACEPOINT}
+            for name, tracepoint in tracepoints.items():
+                if lib.bpf_function_start(self.module, name.encode()) is None:
+                    continue
+                program = self.load_func(name.encode(), BPF.RAW_TRACEPOINT)
+                fd = lib.bpf_attach_raw_tracepoint(program.fd, tracepoint.encode())
+                if fd < 0:
+                    raise Exception(f"Failed to attach BPF to raw tracepoint {tracepoint}")
+                self.runtime_fds[name] = fd
 
         def _fill_rest_programs(self):
             """The tail-called program that sends continuation records, where
@@ -112,9 +120,9 @@ def deferred_bpf_class():
                 self.detach_tracepoint(tp)
             for tp in list(self.raw_tracepoint_fds):
                 self.detach_raw_tracepoint(tp)
-            if self.exe_forget_fd is not None:
-                os.close(self.exe_forget_fd)
-                self.exe_forget_fd = None
+            for fd in self.runtime_fds.values():
+                os.close(fd)
+            self.runtime_fds = {}
 
     return DeferredBPF
 
@@ -155,14 +163,16 @@ class BccProbe:
 
     @property
     def programs_attached(self) -> int:
-        """The events' programs attached; the runtime's exe_path keeper is not one."""
+        """The events' programs attached, and the --children filter's; the
+        runtime's exe_path keeper is not one."""
         if not self._attached:
             return 0
-        return len(self.bpf.tracepoint_fds) + len(self.bpf.raw_tracepoint_fds)
+        followers = self.bpf.runtime_fds.keys() - {record.EXE_FORGET_PROGRAM}
+        return len(self.bpf.tracepoint_fds) + len(self.bpf.raw_tracepoint_fds) + len(followers)
 
     def attachment_fds(self) -> list[int]:
-        keeper = [self.bpf.exe_forget_fd] if self.bpf.exe_forget_fd is not None else []
-        return [*self.bpf.tracepoint_fds.values(), *self.bpf.raw_tracepoint_fds.values(), *keeper]
+        return [*self.bpf.tracepoint_fds.values(), *self.bpf.raw_tracepoint_fds.values(),
+                *self.bpf.runtime_fds.values()]
 
     def program_fds(self) -> dict[str, int]:
         """name -> fd of every program loaded (BCC loads them as it attaches them)."""

@@ -154,7 +154,13 @@ FOLLOWED_MAX = 65536  # processes a --children filter follows at once (LRU beyon
 FILTER_GLOBALS = {"pid": "sdxfer_filter_pid", "uid": "sdxfer_filter_uid", "mntns": "sdxfer_filter_mntns",
                   "not_tgid": "sdxfer_filter_not_tgid", "children": "sdxfer_filter_children",
                   "cgroup": "sdxfer_filter_cgroup"}
-FOLLOW_PROGRAMS = ("raw_tracepoint__sched_process_fork", "raw_tracepoint__sched_process_free")
+# The fork/free programs and their raw tracepoints. Their names are their own,
+# not BCC's raw_tracepoint__<name>, as the keeper's is: a probe's own
+# RAW_TRACEPOINT_PROBE(sched_process_fork) sits beside them.
+FOLLOW_FORK_PROGRAM = "sdxfer_follow_fork"
+FOLLOW_FREE_PROGRAM = "sdxfer_follow_free"
+FOLLOW_RAW_TRACEPOINTS = {FOLLOW_FORK_PROGRAM: "sched_process_fork", FOLLOW_FREE_PROGRAM: "sched_process_free"}
+FOLLOW_PROGRAMS = tuple(FOLLOW_RAW_TRACEPOINTS)
 
 # Per-CPU state: (name, C type). `seq` numbers the records a CPU sends (or
 # tries to); bit i of `busy` is set while scratch slot i is in use (a program
