@@ -30,14 +30,15 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 {
     if (!(__u8)ctx->args[1])
         return 0;
-    const char *task = (const char *)ctx->args[0];
-    const char *signal = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, signal));
+    /* the exiting task (args[0]) is current: loads through its BTF pointer */
+    const char *task = sdxfer_task();
+    const char *signal = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, signal));
     __s32 code;
-    if (sdxfer_kernel_u32(signal + SDXFER_MEMBER(signal_struct, flags)) & SIGNAL_GROUP_EXIT) {
-        code = sdxfer_kernel_u32(signal + SDXFER_MEMBER(signal_struct, group_exit_code));
+    if (sdxfer_member_u32(signal, SDXFER_MEMBER(signal_struct, flags)) & SIGNAL_GROUP_EXIT) {
+        code = sdxfer_member_u32(signal, SDXFER_MEMBER(signal_struct, group_exit_code));
     } else {
-        const char *leader = (const char *)sdxfer_kernel_u64(task + SDXFER_MEMBER(task_struct, group_leader));
-        code = sdxfer_kernel_u32(leader + SDXFER_MEMBER(task_struct, exit_code));
+        const char *leader = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, group_leader));
+        code = sdxfer_member_u32(leader, SDXFER_MEMBER(task_struct, exit_code));
     }
     exit_print(ctx, code);
     return 0;
