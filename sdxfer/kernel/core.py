@@ -22,7 +22,7 @@ from typing import Iterable
 from ..errors import ProbeError
 from ..runtime import record
 from . import libbpf
-from .filters import EventFilter
+from .filters import CGROUP_DEFINE, CHILDREN_DEFINE, EventFilter
 from .program import BTF_PATH, SchemaCode, transport_flags
 from .readers import PAGE_SIZE, PerfReader, RingReader
 
@@ -118,8 +118,8 @@ class CoreProbe:
             raise
 
     def _filter_globals(self, event_filter: EventFilter) -> dict[str, int]:
-        for wanted, name, flag in ((event_filter.children, record.FOLLOWED_MAP, "SDXFER_FILTER_CHILDREN"),
-                                   (event_filter.cgroup is not None, record.CGROUP_MAP, "SDXFER_FILTER_CGROUP")):
+        for wanted, name, flag in ((event_filter.children, record.FOLLOWED_MAP, CHILDREN_DEFINE),
+                                   (event_filter.cgroup is not None, record.CGROUP_MAP, CGROUP_DEFINE)):
             if wanted and self._object.find_map(name) is None:
                 raise ProbeError(f"{self._object.name} was built without -D {flag}: rebuild it with it for this filter")
         # With --children the followed map decides, not the pid global. A

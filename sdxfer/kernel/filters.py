@@ -20,6 +20,12 @@ from typing import NamedTuple
 from ..errors import ProbeError
 from ..runtime import record
 
+# The filters that add maps and programs to a build (the fork/free programs,
+# the followed map, the cgroup array); a built object takes the others as
+# read-only globals at load.
+CHILDREN_DEFINE = "SDXFER_FILTER_CHILDREN"
+CGROUP_DEFINE = "SDXFER_FILTER_CGROUP"
+STRUCTURAL_DEFINES = (CHILDREN_DEFINE, CGROUP_DEFINE)
 MOUNTS = Path("/proc/self/mounts")
 PROC = Path("/proc")
 # A --cgroup ID is looked up by walking the cgroup tree; bound the walk.
@@ -39,11 +45,11 @@ class EventFilter(NamedTuple):
         if self.pid is not None:
             flags["SDXFER_FILTER_PID"] = self.pid
             if self.children:
-                flags["SDXFER_FILTER_CHILDREN"] = 1
+                flags[CHILDREN_DEFINE] = 1
         if self.uid is not None:
             flags["SDXFER_FILTER_UID"] = self.uid
         if self.cgroup is not None:
-            flags["SDXFER_FILTER_CGROUP"] = 1
+            flags[CGROUP_DEFINE] = 1
         if self.mntns is not None:
             flags["SDXFER_FILTER_MNTNS"] = self.mntns
         if self.not_tgid is not None:

@@ -47,12 +47,13 @@ from ..paths import BPF_DIR, C_INCLUDE_DIR, GENERATED_DIR, PACKAGE_DIR, SCHEMA_D
 from ..runtime import record
 from .probes import FAILED_EXECS_OFF, PROGRAM, kmod_define, kmod_tracepoints
 from .build import user_cache_dir
+from .filters import STRUCTURAL_DEFINES
 from .program import schema_code
 
 OBJECTS_DIR = PACKAGE_DIR / "objects"
 MANIFEST = "hids.manifest.json"
 TRANSPORT_DEFINES = {"perf": {}, "ringbuf": {"SDXFER_RINGBUF": None}}
-FILTER_DEFINES = {"SDXFER_FILTER_CHILDREN": None, "SDXFER_FILTER_CGROUP": None}
+FILTER_DEFINES = dict.fromkeys(STRUCTURAL_DEFINES)
 SELECTED = {"HIDS_SELECTED": None}
 # a program once preprocessed (-E -P): SEC("...") expanded, libbpf's pragmas around it, then the function
 _PROGRAM = re.compile(r'section\((?:"[^"]*"\s*)+\),\s*used\)\)\s*(?:#pragma[^\n]*\n\s*)*int\s+(\w+)\s*\(')

@@ -45,7 +45,7 @@ from ..stream.reassembly import DEFAULT_MAX_AGE_NS, DEFAULT_MAX_PENDING_BYTES, R
 from .bcc import BccProbe, load_failure  # noqa: F401  (load_failure: sdxfer.sensor.load_failure, kept)
 from .build import cached_object, clang_available
 from .core import CoreProbe, is_object
-from .filters import EventFilter
+from .filters import STRUCTURAL_DEFINES, EventFilter
 from .host import check_core_environment, check_environment, default_transport
 from .program import PROGRAM_TEXT, TRANSPORTS, Assembly, assemble, schema_code
 from .readers import Record
@@ -434,7 +434,7 @@ def build_defines(event_filter: EventFilter, transport: str) -> dict:
     """What clang must know when it builds C text: the transport, and the
     filters that add maps and programs (the others are globals set at load)."""
     structural = {name: value for name, value in event_filter.defines().items()
-                  if name in ("SDXFER_FILTER_CHILDREN", "SDXFER_FILTER_CGROUP")}
+                  if name in STRUCTURAL_DEFINES}
     return {**structural, **({"SDXFER_RINGBUF": None} if transport == "ringbuf" else {})}
 
 
