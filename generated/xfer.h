@@ -581,6 +581,7 @@ struct sdxfer_current {
     __u64 file;     /* the mm's exe_file the path was walked from: another after an exec */         \
     __u64 start_ns; /* the process's start: a reused pid is another process */                      \
     __u64 exec_id;  /* its leader's self_exec_id: another after an exec */                           \
+    __u64 stamp;    /* the file's name and place when walked: sdxfer_exe_stamp */                      \
     __u32 state;    /* enum sdxfer_path_walk: SDXFER_PATH_DONE when text holds the path */         \
     __u32 tgid;     /* the process's: a key in map memory, not on the stack */
 struct sdxfer_exe_kept {
@@ -741,8 +742,8 @@ int sdxfer_exe_forget(struct bpf_raw_tracepoint_args *ctx)
     if (kept->state == SDXFER_EXE_KEPT_LONG) {
         sdxfer_exe_drop(&tgid, 1);
     } else {
-        struct sdxfer_exe_owner owner = {
-            .file = kept->file, .start_ns = kept->start_ns, .exec_id = kept->exec_id, .tgid = tgid};
+        struct sdxfer_exe_owner owner = {.file = kept->file, .start_ns = kept->start_ns, .exec_id = kept->exec_id,
+                                         .stamp = kept->stamp, .tgid = tgid};
         sdxfer_exe_remember(kept, &owner);
     }
     sdxfer_exe_drop(&tgid, 0);

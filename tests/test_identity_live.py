@@ -176,6 +176,30 @@ def test_a_long_executable_path_is_kept_too(sensor, tmp_path):
     wait_forgotten(sensor, pid)
 
 
+@pytest.mark.parametrize("change", ["unlinked", "renamed", "moved"])
+def test_a_program_removed_or_renamed_while_it_runs_shows_as_proc_says(sensor, tmp_path, change):
+    """The path kept at exec is walked again once the file is unlinked,
+    renamed or moved under the running process: its later events say what
+    readlink /proc/PID/exe says (" (deleted)", the new path), not the path
+    it had."""
+    program = tmp_path / "implant"
+    shutil.copy("/bin/sh", program)
+    mark = marker()
+    with Waiting(sensor, [str(program), "-c", "read line", mark], mark) as child:
+        assert child.exec.exe_path == str(program)
+        if change == "unlinked":
+            program.unlink()
+        elif change == "renamed":
+            program.rename(tmp_path / "renamed")
+        else:  # the same name in another directory
+            (tmp_path / "elsewhere").mkdir()
+            program.rename(tmp_path / "elsewhere" / program.name)
+        now = os.readlink(f"/proc/{child.exec.pid}/exe")
+        assert now != str(program)
+        end = child.exit()
+    assert end.exe_path == now
+
+
 def test_a_second_exec_on_the_same_cpu_shows_the_new_program(sensor, tmp_path):
     """Each CPU keeps a copy of the last kept path its events took. Here, on
     one CPU, a subshell's exit takes the first program's path from the map

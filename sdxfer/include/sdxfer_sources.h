@@ -283,25 +283,47 @@ struct sdxfer_exe_owner {
     __u64 file;      /* 0 once the mm is gone, late in exit */
     __u64 start_ns;
     __u64 exec_id;
+    __u64 stamp;
     __u32 tgid;
 };
 
-static __always_inline void sdxfer_exe_owner_of(const char *task, __u64 file, struct sdxfer_exe_owner *owner)
+/* The executable's name and place now: its dentry's name hash and length
+ * (the dcache salts the hash with the parent dentry: a move to another
+ * directory changes it too), or 0 once the file is unlinked (its dentry
+ * unhashed). A path kept with another stamp is walked again, so a program
+ * removed or renamed while it runs shows as readlink /proc/PID/exe does
+ * (" (deleted)", the new name); a rename of a directory above it is not seen. */
+static __always_inline __u64 sdxfer_exe_stamp(const char *mm)
+{
+    /* loads through BTF pointers: a NULL one (no mm) reads 0, with no branch
+     * for the verifier to check each packer's rest under twice */
+    const char *file = (const char *)sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file));
+    const char *dentry =
+        (const char *)sdxfer_member_u64(file, SDXFER_MEMBER(file, f_path) + SDXFER_MEMBER(path, dentry));
+    __u64 hashed = sdxfer_member_u64(dentry, SDXFER_DENTRY_BASE);
+    __u64 hash_len = sdxfer_member_u64(dentry, SDXFER_DENTRY_HASH_LEN);
+
+    return hashed ? hash_len : 0;
+}
+
+static __always_inline void sdxfer_exe_owner_of(const char *task, __u64 file, __u64 stamp,
+                                               struct sdxfer_exe_owner *owner)
 {
     const char *leader = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, group_leader));
 
     owner->file = file;
+    owner->stamp = stamp;
     owner->tgid = sdxfer_member_u32(task, SDXFER_MEMBER(task_struct, tgid));
     owner->start_ns = sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, start_boottime));
     owner->exec_id = sdxfer_member_u64(leader, SDXFER_MEMBER(task_struct, self_exec_id));
 }
 
-/* Whether a kept path (or this CPU's copy of one) is the owner's: late in
- * exit, without a file, the process's last one is. */
+/* Whether a kept path (or this CPU's copy of one) is the owner's, of its
+ * file as named now: late in exit, without a file, the process's last one is. */
 static __always_inline int sdxfer_exe_owns(const struct sdxfer_exe_kept *kept, const struct sdxfer_exe_owner *owner)
 {
     return kept->tgid == owner->tgid && kept->start_ns == owner->start_ns && kept->exec_id == owner->exec_id &&
-           (kept->file == owner->file || !owner->file);
+           ((kept->file == owner->file && kept->stamp == owner->stamp) || !owner->file);
 }
 
 /* This CPU's copy of the last kept path its packers took (the process's, or
@@ -331,6 +353,7 @@ static __always_inline void sdxfer_exe_remember(const struct sdxfer_exe_kept *ke
     int whole = n > 0 && n <= SDXFER_EXE_SHORT_TEXT && kept->state == SDXFER_PATH_DONE && sdxfer_exe_owns(kept, owner);
     area->recent.start_ns = owner->start_ns;
     area->recent.exec_id = owner->exec_id;
+    area->recent.stamp = owner->stamp;
     area->recent.tgid = owner->tgid;
     area->recent.file = whole ? owner->file : 0;
     SDXFER_COMPILER_BARRIER();
@@ -350,6 +373,7 @@ static __always_inline const char *sdxfer_exe_walk(const struct sdxfer_exe_owner
     walk->kept.file = owner->file;
     walk->kept.start_ns = owner->start_ns;
     walk->kept.exec_id = owner->exec_id;
+    walk->kept.stamp = owner->stamp;
     walk->kept.state = walk->buf.walk;
     if (walk->buf.walk == SDXFER_PATH_DONE) {
         __u32 size = walk->buf.len + 1;  /* the text and its NUL */
@@ -388,11 +412,13 @@ static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, s
         if (!parent_mm || sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) != file)
             parent = NULL;
     }
-    sdxfer_exe_owner_of(now->task, file, &whose->own);
+    __u64 stamp = sdxfer_exe_stamp(mm);
+
+    sdxfer_exe_owner_of(now->task, file, stamp, &whose->own);
     whose->shown = whose->own;
     whose->kernel_thread = !mm && (sdxfer_member_u32(now->task, SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_KTHREAD);
     if (parent)
-        sdxfer_exe_owner_of(parent, file, &whose->shown);
+        sdxfer_exe_owner_of(parent, file, stamp, &whose->shown);
 }
 
 /* The text the process's kept path gives (its parent's where that serves),
