@@ -13,8 +13,10 @@
 #define CONTEXT_MNT_INTERNAL 0x4000  /* vfsmount.mnt_flags of a kernel-internal mount (memfd's) */
 #define CONTEXT_TTY_MAX SDXFER_MAX_EXEC_TTY  /* tty_struct.name is 64 bytes too */
 
-/* fds 0-2's text: a record keeps SDXFER_MAX_EXEC_STDIN bytes of each, and two
- * more show that a longer one was cut (sdxfer_put_str reads max + 2). */
+/* fds 0-2's text: a record has room for SDXFER_MAX_EXEC_STDIN bytes of each;
+ * a longer one is flagged, without text, not cut to what may be another
+ * file's path. Kept with its NUL and the byte past it that sdxfer_put_str
+ * reads (max + 2). */
 #define CONTEXT_STDIO_KEPT (SDXFER_MAX_EXEC_STDIN + 2)
 _Static_assert(SDXFER_MAX_EXEC_STDOUT == SDXFER_MAX_EXEC_STDIN && SDXFER_MAX_EXEC_STDERR == SDXFER_MAX_EXEC_STDIN,
                "fds 0-2 keep the same length");
@@ -97,17 +99,16 @@ static __always_inline const char *read_tty(struct exec_context *context, const 
     return context->tty;
 }
 
-/* A file's text as readlink /proc/PID/fd/N shows it, its first
- * CONTEXT_STDIO_KEPT bytes kept in `kept` (with the NUL when it fits, not
- * the whole of the constant); NULL for a closed fd. */
+/* A file's text as readlink /proc/PID/fd/N shows it, kept in `kept` with
+ * its NUL; NULL for a closed fd, SDXFER_UNKNOWN for one too long to keep. */
 static __always_inline const char *read_stdio_file(struct exec_context *context, const void *file, char *kept)
 {
     const char *text = sdxfer_file_path_text(file, &context->walk);
     if (!text || (const void *)text == SDXFER_UNKNOWN)
         return text;
+    if (context->walk.len > SDXFER_MAX_EXEC_STDIN)
+        return SDXFER_UNKNOWN;
     __u32 size = context->walk.len + 1;
-    if (size > CONTEXT_STDIO_KEPT)
-        size = CONTEXT_STDIO_KEPT;
     sdxfer_bound(size, CONTEXT_STDIO_KEPT);
     bpf_probe_read_kernel(kept, size, text);
     return kept;
@@ -147,8 +148,7 @@ static __always_inline void read_stdio(struct exec_context *context)
         if (found || context->walk.magic != SDXFER_SOCKFS_MAGIC)
             continue;
         const char *sk = sock_of_file((const char *)file);
-        if (is_inet(sock_family(sk)) &&
-            read_kernel_u16(sk_common(sk) + SDXFER_MEMBER(sock_common, skc_dport))) {
+        if (is_inet(sock_family(sk)) && sock_connected(sk)) {
             sock_peer(sk, &context->stdio_remote);
             sock_local(sk, &context->stdio_local);
             found = 1;

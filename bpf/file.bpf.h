@@ -54,10 +54,11 @@ struct file_abs_area {
 /* Fills abs for a path argument relative to fd (a dirfd, or AT_FDCWD): the
  * argument as given when absolute; else fd's (the cwd's) path joined with
  * it, . and .. as given. Without an argument (path NULL), fd's own file.
- * Nothing for an argument that cannot be read or a bad fd. At sys_exit the
- * dirfd still names the directory the call used, unless another thread
- * closed it meanwhile. */
-static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, const char *path_arg)
+ * Nothing for an argument that cannot be read or a bad fd, nor for an empty
+ * one, which names no file (ENOENT) unless the call took it for fd's own
+ * (AT_EMPTY_PATH: empty_is_fd). At sys_exit the dirfd still names the
+ * directory the call used, unless another thread closed it meanwhile. */
+static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, const char *path_arg, int empty_is_fd)
 {
     const char *path = (const char *)FILE_ABS_KEEP(abs, path, (__u64)path_arg);
     __s32 fd = FILE_ABS_KEEP(abs, fd, fd_arg);
@@ -70,6 +71,8 @@ static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, co
         ;  /* no path: nothing */
     else if (first == '/')
         abs->given = (__u64)path;
+    else if (!first && !empty_is_fd)
+        ;  /* an empty path: nothing */
     else {
         abs->at = (__u64)(fd == FILE_AT_FDCWD ? sdxfer_current_cwd() : sdxfer_file_path(sdxfer_current_file(fd)));
         abs->relative = (__u64)path;
@@ -99,8 +102,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mount)
     read_syscall_args(&call);
     SDXFER_LOCAL(struct file_abs_area, abs);
     if (abs) {
-        file_abs_walk(&abs->first, FILE_AT_FDCWD, FILE_PATH(call.arg[0]));
-        file_abs_walk(&abs->second, FILE_AT_FDCWD, FILE_PATH(call.arg[1]));
+        file_abs_walk(&abs->first, FILE_AT_FDCWD, FILE_PATH(call.arg[0]), 0);
+        file_abs_walk(&abs->second, FILE_AT_FDCWD, FILE_PATH(call.arg[1]), 0);
     }
     mount_print(args, FILE_PATH(call.arg[0]), FILE_PATH(call.arg[1]), FILE_PATH(call.arg[2]), call.arg[3],
                 args->ret, file_abs_text(abs ? &abs->first : NULL), file_abs_text(abs ? &abs->second : NULL));
@@ -119,7 +122,8 @@ static __always_inline int file_report_chmod(void *ctx, const char *syscall, __s
         return 0;
     SDXFER_LOCAL(struct file_abs, abs);
     if (abs)
-        file_abs_walk(abs, fd, FILE_PATH(path));  /* fchmod (no path): the fd's own file */
+        /* fchmod (no path), and fchmodat2's AT_EMPTY_PATH where it succeeded: the fd's own file */
+        file_abs_walk(abs, fd, FILE_PATH(path), ret == 0);
     chmod_print(ctx, syscall, fd, FILE_PATH(path), (__u16)mode, ret, file_abs_text(abs));
     return 0;
 }
@@ -167,8 +171,8 @@ static __always_inline void file_report_rename(void *ctx, const char *syscall, _
         return;
     SDXFER_LOCAL(struct file_abs_area, abs);
     if (abs) {
-        file_abs_walk(&abs->first, old_dirfd, FILE_PATH(old_path));
-        file_abs_walk(&abs->second, new_dirfd, FILE_PATH(new_path));
+        file_abs_walk(&abs->first, old_dirfd, FILE_PATH(old_path), 0);
+        file_abs_walk(&abs->second, new_dirfd, FILE_PATH(new_path), 0);
     }
     rename_print(ctx, syscall, FILE_PATH(old_path), FILE_PATH(new_path), flags, ret,
                  file_abs_text(abs ? &abs->first : NULL), file_abs_text(abs ? &abs->second : NULL));
@@ -212,7 +216,7 @@ static __always_inline void file_report_unlink(void *ctx, const char *syscall, _
         return;
     SDXFER_LOCAL(struct file_abs, abs);
     if (abs)
-        file_abs_walk(abs, dirfd, FILE_PATH(path));
+        file_abs_walk(abs, dirfd, FILE_PATH(path), 0);
     unlink_print(ctx, syscall, FILE_PATH(path), dir, ret, file_abs_text(abs));
 }
 
@@ -261,7 +265,7 @@ static __always_inline void file_report_create(void *ctx, const char *syscall, _
         return;
     SDXFER_LOCAL(struct file_abs, abs);
     if (abs)
-        file_abs_walk(abs, ret >= 0 ? ret : dirfd, ret >= 0 ? NULL : FILE_PATH(path));
+        file_abs_walk(abs, ret >= 0 ? ret : dirfd, ret >= 0 ? NULL : FILE_PATH(path), 0);
     file_create_print(ctx, syscall, FILE_PATH(path), flags, mode, ret, file_abs_text(abs));
 }
 

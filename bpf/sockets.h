@@ -98,6 +98,22 @@ static __always_inline void sock_local(const char *sk, struct sdxfer_sockaddr *a
         bpf_probe_read_kernel(addr->addr, 16, sk_common(sk) + SDXFER_MEMBER(sock_common, skc_v6_rcv_saddr));
 }
 
+#define NET_TCPF_SYN_SENT (1 << 2)  /* 1 << TCP_SYN_SENT */
+#define NET_TCPF_CLOSE (1 << 7)     /* 1 << TCP_CLOSE */
+
+/* Whether getpeername(2) names a peer (inet_getname's test): a peer port,
+ * and a state past the connect: not SYN_SENT (under way), not CLOSE
+ * (refused, reset, or never connected). */
+static __always_inline int sock_connected(const char *sk)
+{
+    __u8 state = 0;
+
+    if (!read_kernel_u16(sk_common(sk) + SDXFER_MEMBER(sock_common, skc_dport)))
+        return 0;
+    bpf_probe_read_kernel(&state, sizeof(state), sk_common(sk) + SDXFER_MEMBER(sock_common, skc_state));
+    return !((1U << (state & 31)) & (NET_TCPF_SYN_SENT | NET_TCPF_CLOSE));
+}
+
 /* A socket's peer (daddr and dport, already in network order). */
 static __always_inline void sock_peer(const char *sk, struct sdxfer_sockaddr *addr)
 {

@@ -36,6 +36,8 @@ DEFINES = hids.defines_for(["mount", "chmod", "rename", "unlink", "file_create"]
 AT_FDCWD = -100
 PATH_MAX = 4096  # SDXFER_PATH_MAX, and the fields' max
 SYS_CHMOD = 90
+SYS_FCHMODAT2 = 452
+AT_EMPTY_PATH = 0x1000
 
 
 @pytest.fixture
@@ -212,3 +214,24 @@ result = [attempt(os.unlink, {missing}), attempt(os.unlink, {missing}, dir_fd={b
     pick(events, "file_create", path=missing + "/f", ret=-errno.ENOENT, path_abs=os.path.join(workdir, missing, "f"))
     # path is flagged (unreadable); path_abs absent: there never was a path
     pick(events, "chmod", truncated=("path",), syscall="chmod", path=None, ret=-errno.EFAULT, path_abs=None)
+
+
+def test_an_empty_path_names_no_file_unless_the_call_took_it_for_its_fd(sensor, workdir, tag):
+    """chmod("") and fchmodat2(fd, "", mode, 0) fail with ENOENT: there was
+    no path, so no path_abs (not the cwd's, nor the fd's). fchmodat2 with
+    AT_EMPTY_PATH changes the fd's own file: its path."""
+    path = os.path.join(workdir, f"e-{tag}")
+    mknod(path)
+    identity, (fd, failed, taken) = act("""
+fd = os.open({path}, os.O_RDONLY)
+os.chdir({workdir})
+failed = [attempt(os.chmod, "", 0o610), syscall({nr}, ctypes.c_int(fd), b"", ctypes.c_uint(0o620), ctypes.c_uint(0))]
+taken = syscall({nr}, ctypes.c_int(fd), b"", ctypes.c_uint(0o630), ctypes.c_uint({at_empty_path}))
+result = [fd, failed, taken]
+""", path=path, workdir=workdir, nr=SYS_FCHMODAT2, at_empty_path=AT_EMPTY_PATH)
+    assert failed == [-errno.ENOENT, -errno.ENOENT] and taken == 0
+    events = gather(sensor, identity, tag, 3)
+    pick(events, "chmod", syscall="chmod", fd=AT_FDCWD, path="", mode=0o610, ret=-errno.ENOENT, path_abs=None)
+    pick(events, "chmod", syscall="fchmodat2", fd=fd, path="", mode=0o620, ret=-errno.ENOENT, path_abs=None)
+    pick(events, "chmod", syscall="fchmodat2", fd=fd, path="", mode=0o630, ret=0, path_abs=path)
+    assert len(events) == 3

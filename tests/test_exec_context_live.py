@@ -8,9 +8,11 @@ reverse-shell shape), pipes and a closed fd, a 40-level working directory.
 
 Needs root (CI runs as root); skipped otherwise.
 """
+import errno
 import ipaddress
 import os
 import pty
+import select
 import shutil
 import socket
 import subprocess
@@ -158,6 +160,57 @@ def test_stdio_a_tcp_socket_on_loopback(sensor):
         finally:
             client.close()
             peer.close()
+
+
+def test_a_socket_whose_connect_was_refused_is_no_peer(sensor):
+    """stdio_remote and stdio_local are a connected socket's: one whose
+    connect was refused (getpeername: ENOTCONN) still holds the address it
+    tried, and is not taken for a peer."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        target = closed.getsockname()  # nothing listens there once closed
+    refused = socket.socket()
+    refused.setblocking(False)
+    try:
+        refused.connect_ex(target)
+        select.select([], [refused], [], 5)
+        assert refused.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+        mark = marker("context")
+        with Waiting(sensor, ["sh", "-c", waiting_shell(mark)], mark, stdout=refused) as child:
+            event = child.exec
+            assert event.stdout == f"socket:[{os.fstat(refused.fileno()).st_ino}]"
+            assert event.stdio_remote is None and event.stdio_local is None
+            check_against_proc(event, fds=(1,))
+    finally:
+        refused.close()
+
+
+def file_at_length(folder, length: int) -> str:
+    """An empty file whose absolute path is `length` bytes, made under folder."""
+    path = str(folder)
+    while length - len(path) > 201:
+        path += "/" + "d" * 199
+        os.mkdir(path)
+    path += "/" + "f" * (length - len(path) - 1)
+    open(path, "w").close()
+    assert len(path) == length
+    return path
+
+
+@pytest.mark.parametrize("length, fits", [(512, True), (513, False)])
+def test_stdio_paths_near_and_beyond_what_a_record_keeps(sensor, tmp_path, length, fits):
+    """A record keeps 512 bytes of each of fds 0-2: a longer path is flagged
+    without text, not cut to a prefix that may name another file (here the
+    directories above it)."""
+    path = file_at_length(tmp_path, length)
+    mark = marker("context")
+    with open(path, "w") as out, Waiting(sensor, ["sh", "-c", waiting_shell(mark)], mark, stdout=out) as child:
+        event = child.exec
+        if fits:
+            assert event.stdout == path == proc_fd(event.pid, 1)
+            assert "stdout" not in event.truncated
+        else:
+            assert event.stdout is None and "stdout" in event.truncated
 
 
 def test_pipes_and_a_closed_fd(sensor):
