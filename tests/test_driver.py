@@ -19,7 +19,7 @@ from sdxfer.kernel.filters import EventFilter, cgroup_dir
 from sdxfer.stream.counting import SensorStats
 from sdxfer.stream.vocabulary import Clock
 from sdxfer.tools import driver, readable
-from sdxfer.tools.text import event_fields, event_line
+from sdxfer.tools.text import event_fields, event_line, format_value, short_path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -91,6 +91,15 @@ def test_open_flags_name_what_they_can_and_keep_the_rest():
     assert readable.open_flags(0o4010001) == "O_WRONLY|O_SYNC"
     assert readable.open_flags(0o20200002) == "O_RDWR|O_TMPFILE"
     assert readable.open_flags(0o100000000 | 1) == "O_WRONLY|0x1000000"
+
+
+def test_a_line_tells_a_backslash_from_an_escape_and_keeps_each_value_one_token():
+    assert format_value("a\\nb") == "a\\\\nb"  # a backslash and n: doubled
+    assert format_value("a\nb") == "a\\nb"  # a newline: escaped
+    assert format_value('say "x" \\') == '"say \\"x\\" \\\\"'  # the closing quote stays a quote
+    assert short_path("/a/" + "b" * 40 + "/tool") == ".../tool"
+    assert short_path(None) == "-"  # none: a kernel thread
+    assert short_path(None, unknown=True) == "?"  # flagged: the kernel could not tell it
 
 
 def test_event_line_is_time_event_pid_comm_then_the_rest():

@@ -25,12 +25,12 @@ DECODER = sdxfer.default_decoder()
 START_NS = 1_000_000_000_000
 
 
-def make(event_name, **values):
+def make(event_name, truncated=(), **values):
     cls = DECODER.events[event_name]
     defaults = {"pid": 4242, "tid": 4242, "ppid": 1, "pgid": 4242, "sid": 4242, "uid": 1000, "gid": 1000,
                 "euid": 1000, "cgroup_id": 1, "mntns": 4026531840, "comm": "curl", "exe_path": "/usr/bin/curl"}
     row = [values.get(f, defaults.get(f)) for f in cls.fields]
-    return cls((START_NS + 5_000_000, 3, 1, len(cls.versions), *row, (), {}))
+    return cls((START_NS + 5_000_000, 3, 1, len(cls.versions), *row, truncated, {name: None for name in truncated}))
 
 
 def test_text_line_is_time_event_pid_comm_exe_path_then_own_fields():
@@ -54,6 +54,12 @@ def test_text_line_shows_exe_path_in_short_form(exe_path, shown):
     after_comm = line.split(" curl ", 1)[1].lstrip()
     assert after_comm.startswith(shown + " ") and len(shown) <= 32
     assert "exe_path" not in line  # the whole path is in JSON
+
+
+def test_text_line_says_question_mark_for_an_exe_path_the_kernel_could_not_tell():
+    event = make("setsid", truncated=("exe_path",), ret=0, exe_path=None)
+    line = hidsmon.text_line(event, Clock(start_ns=START_NS), DECODER.common_fields)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} setsid +4242 +curl +\? +ret=0 truncated=exe_path", line)
 
 
 def test_text_line_is_terminal_safe_and_shows_names_and_entries():

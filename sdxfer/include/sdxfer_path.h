@@ -9,8 +9,9 @@
  * gives the text inside buf (a str field takes it), NULL where there is no
  * file, or SDXFER_UNKNOWN (sdxfer_put_str flags the field) where the path
  * cannot be told within the bounds: more than SDXFER_PATH_MAX bytes, more
- * than SDXFER_PATH_DEPTH components or SDXFER_PATH_MOUNTS mounts crossed, a
- * read that failed, or a pseudo file of a kind not named here. A path that
+ * than SDXFER_PATH_DEPTH components, more than SDXFER_PATH_DEPTH +
+ * SDXFER_PATH_MOUNTS steps up (a component or a mount crossed each), a read
+ * that failed, or a pseudo file of a kind not named here. A path that
  * does not fit is never cut to a shorter one.
  *
  * The walk is d_path's (fs/d_path.c): from the dentry up through d_parent;
@@ -25,7 +26,8 @@
  * files made by alloc_file_pseudo on tmpfs, hugetlbfs or secretmem
  * (/memfd:NAME (deleted)).
  *
- * Bounds: 4096 bytes, 64 components, 16 mounts: the deepest paths seen in
+ * Bounds: 4096 bytes, 64 components, 80 steps (16 mounts crossed at least,
+ * more on a path of fewer components): the deepest paths seen in
  * practice fit, and under BCC, where the verifier walks each loop step by
  * step, a walk costs about 20k of its 1M instructions (CO-RE: bpf_loop, a
  * few thousand).
@@ -51,7 +53,7 @@
 
 #define SDXFER_PATH_MAX 4096    /* bytes of text, NUL excluded (a power of 2) */
 #define SDXFER_PATH_DEPTH 64    /* components (a power of 2) */
-#define SDXFER_PATH_MOUNTS 16   /* mount points crossed */
+#define SDXFER_PATH_MOUNTS 16   /* mount points crossed: steps beyond the components' */
 #define SDXFER_PATH_NAME_SIZE 256  /* a component: NAME_MAX bytes and a NUL */
 #define SDXFER_PATH_DIGITS 19      /* of a number below 2^63 */
 #define SDXFER_PATH_SHORT_WORDS 5  /* a name kept from its dentry: up to 39 bytes and a NUL (DNAME_INLINE_LEN) */

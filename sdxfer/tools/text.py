@@ -57,13 +57,20 @@ def stop_on_signals():
 
 
 
+def _token(text: str) -> str:
+    """A string as one token of a line: a backslash doubled (so `\\n` is not
+    taken for an escaped newline), terminal-safe, and quoted (its quotes as
+    `\\"`) when empty or holding a space, a quote or `=`."""
+    text = escape(text.replace("\\", "\\\\"))  # control characters become visible escapes
+    return '"' + text.replace('"', '\\"') + '"' if not text or re.search(r'[ "=]', text) else text
+
+
 def format_value(value) -> str:
     """One field's value, readable and terminal-safe."""
     if value is None:
         return "null"
     if isinstance(value, str):
-        text = escape(value)  # control characters become visible escapes
-        return '"' + text.replace('"', '\\"') + '"' if not text or re.search(r'[ "=]', text) else text
+        return _token(value)
     if isinstance(value, list):
         return "[" + ",".join(format_value(item) for item in value) + "]"
     if isinstance(value, dict):  # a JSON-wire message's object: its keys are the sender's text too
@@ -103,11 +110,12 @@ def event_fields(event, skip: tuple[str, ...] = ()) -> str:
 SHORT_PATH_WIDTH = 32
 
 
-def short_path(path: str | None, width: int = SHORT_PATH_WIDTH) -> str:
+def short_path(path: str | None, width: int = SHORT_PATH_WIDTH, unknown: bool = False) -> str:
     """A path in at most `width` characters: whole when it fits, else its
-    last components after "...", terminal-safe; "-" for none."""
+    last components after "...", terminal-safe; "-" for none, "?" for one
+    unknown (a field the kernel flagged without text)."""
     if not path:
-        return "-"
+        return "?" if unknown else "-"
     path = escape(path)
     if len(path) <= width:
         return path
@@ -123,7 +131,10 @@ def event_line(event, clock: Clock, skip: tuple[str, ...] = ()) -> str:
     stamp = clock.wall(event.timestamp_ns).astimezone().strftime("%H:%M:%S.%f")[:-3]
     pid = event.value("pid") if "pid" in event.fields else "-"
     comm = escape(event.value("comm") or "") if "comm" in event.fields else "-"
-    exe = f"{short_path(event.value('exe_path')):<{SHORT_PATH_WIDTH}} " if "exe_path" in event.fields else ""
+    exe = ""
+    if "exe_path" in event.fields:
+        path = short_path(event.value("exe_path"), unknown="exe_path" in event.truncated)
+        exe = f"{path:<{SHORT_PATH_WIDTH}} "
     own = event_fields(event, skip=tuple(skip) + ("pid", "comm", "exe_path"))
     return f"{stamp} {event.name:<13} {pid!s:<7} {comm:<16} {exe}{own}".rstrip()
 
