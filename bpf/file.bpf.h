@@ -23,6 +23,7 @@
 /* UAPI values (x86-64), spelled here so no kernel header is needed. */
 #define FILE_AT_FDCWD (-100)
 #define FILE_AT_REMOVEDIR 0x200
+#define FILE_AT_EMPTY_PATH 0x1000
 #define FILE_O_WRONLY 01
 #define FILE_O_CREAT 0100
 #define FILE_O_TRUNC 01000
@@ -55,7 +56,7 @@ struct file_abs_area {
  * argument as given when absolute; else fd's (the cwd's) path joined with
  * it, . and .. as given. Without an argument (path NULL), fd's own file.
  * Nothing for an argument that cannot be read or a bad fd, nor for an empty
- * one, which names no file (ENOENT) unless the call took it for fd's own
+ * one, which names no file (ENOENT) unless the call takes it for fd's own
  * (AT_EMPTY_PATH: empty_is_fd). At sys_exit the dirfd still names the
  * directory the call used, unless another thread closed it meanwhile. */
 static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, const char *path_arg, int empty_is_fd)
@@ -116,14 +117,13 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mount)
 #if defined(HIDS_WANT_CHMOD) || !defined(HIDS_SELECTED)
 /* mode is umode_t in every one of them: the kernel reads 16 bits. */
 static __always_inline int file_report_chmod(void *ctx, const char *syscall, __s32 fd, __u64 path, __u64 mode,
-                                             long ret)
+                                             long ret, __u64 flags)
 {
     if (!sdxfer_wanted())
         return 0;
     SDXFER_LOCAL(struct file_abs, abs);
-    if (abs)
-        /* fchmod (no path), and fchmodat2's AT_EMPTY_PATH where it succeeded: the fd's own file */
-        file_abs_walk(abs, fd, FILE_PATH(path), ret == 0);
+    if (abs)  /* fchmod (no path), and fchmodat2's empty path with AT_EMPTY_PATH: the fd's own file */
+        file_abs_walk(abs, fd, FILE_PATH(path), (flags & FILE_AT_EMPTY_PATH) != 0);
     chmod_print(ctx, syscall, fd, FILE_PATH(path), (__u16)mode, ret, file_abs_text(abs));
     return 0;
 }
@@ -133,7 +133,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_chmod)
     char name[] = "chmod";
     struct syscall_args call;
     read_syscall_args(&call);
-    return file_report_chmod(args, name, FILE_AT_FDCWD, call.arg[0], call.arg[1], args->ret);
+    return file_report_chmod(args, name, FILE_AT_FDCWD, call.arg[0], call.arg[1], args->ret, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmod)
@@ -141,7 +141,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmod)
     char name[] = "fchmod";
     struct syscall_args call;
     read_syscall_args(&call);
-    return file_report_chmod(args, name, (__s32)call.arg[0], 0, call.arg[1], args->ret);
+    return file_report_chmod(args, name, (__s32)call.arg[0], 0, call.arg[1], args->ret, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat)
@@ -149,7 +149,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat)
     char name[] = "fchmodat";
     struct syscall_args call;
     read_syscall_args(&call);
-    return file_report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret);
+    return file_report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
@@ -157,7 +157,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
     char name[] = "fchmodat2";
     struct syscall_args call;
     read_syscall_args(&call);
-    return file_report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret);
+    return file_report_chmod(args, name, (__s32)call.arg[0], call.arg[1], call.arg[2], args->ret, call.arg[3]);
 }
 #endif
 

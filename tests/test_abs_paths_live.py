@@ -216,22 +216,30 @@ result = [attempt(os.unlink, {missing}), attempt(os.unlink, {missing}, dir_fd={b
     pick(events, "chmod", truncated=("path",), syscall="chmod", path=None, ret=-errno.EFAULT, path_abs=None)
 
 
-def test_an_empty_path_names_no_file_unless_the_call_took_it_for_its_fd(sensor, workdir, tag):
+def test_an_empty_path_names_no_file_unless_the_call_takes_it_for_its_fd(sensor, workdir, tag):
     """chmod("") and fchmodat2(fd, "", mode, 0) fail with ENOENT: there was
     no path, so no path_abs (not the cwd's, nor the fd's). fchmodat2 with
-    AT_EMPTY_PATH changes the fd's own file: its path."""
-    path = os.path.join(workdir, f"e-{tag}")
+    AT_EMPTY_PATH acts on the fd's own file: its path, whether it succeeds
+    or is refused (an immutable file: EPERM, even to root)."""
+    path, frozen = os.path.join(workdir, f"e-{tag}"), os.path.join(workdir, f"i-{tag}")
     mknod(path)
-    identity, (fd, failed, taken) = act("""
-fd = os.open({path}, os.O_RDONLY)
+    mknod(frozen)
+    subprocess.run(["chattr", "+i", frozen], check=True)
+    try:
+        identity, (fd, frozen_fd, failed, taken, refused) = act("""
+fd, frozen_fd = os.open({path}, os.O_RDONLY), os.open({frozen}, os.O_RDONLY)
 os.chdir({workdir})
 failed = [attempt(os.chmod, "", 0o610), syscall({nr}, ctypes.c_int(fd), b"", ctypes.c_uint(0o620), ctypes.c_uint(0))]
 taken = syscall({nr}, ctypes.c_int(fd), b"", ctypes.c_uint(0o630), ctypes.c_uint({at_empty_path}))
-result = [fd, failed, taken]
-""", path=path, workdir=workdir, nr=SYS_FCHMODAT2, at_empty_path=AT_EMPTY_PATH)
-    assert failed == [-errno.ENOENT, -errno.ENOENT] and taken == 0
-    events = gather(sensor, identity, tag, 3)
+refused = syscall({nr}, ctypes.c_int(frozen_fd), b"", ctypes.c_uint(0o640), ctypes.c_uint({at_empty_path}))
+result = [fd, frozen_fd, failed, taken, refused]
+""", path=path, frozen=frozen, workdir=workdir, nr=SYS_FCHMODAT2, at_empty_path=AT_EMPTY_PATH)
+    finally:
+        subprocess.run(["chattr", "-i", frozen], check=True)
+    assert failed == [-errno.ENOENT, -errno.ENOENT] and (taken, refused) == (0, -errno.EPERM)
+    events = gather(sensor, identity, tag, 4)
     pick(events, "chmod", syscall="chmod", fd=AT_FDCWD, path="", mode=0o610, ret=-errno.ENOENT, path_abs=None)
     pick(events, "chmod", syscall="fchmodat2", fd=fd, path="", mode=0o620, ret=-errno.ENOENT, path_abs=None)
     pick(events, "chmod", syscall="fchmodat2", fd=fd, path="", mode=0o630, ret=0, path_abs=path)
-    assert len(events) == 3
+    pick(events, "chmod", syscall="fchmodat2", fd=frozen_fd, path="", mode=0o640, ret=-errno.EPERM, path_abs=frozen)
+    assert len(events) == 4

@@ -10,8 +10,9 @@
  * file, or SDXFER_UNKNOWN (sdxfer_put_str flags the field) where the path
  * cannot be told within the bounds: more than SDXFER_PATH_MAX bytes, more
  * than SDXFER_PATH_DEPTH components, more than SDXFER_PATH_DEPTH +
- * SDXFER_PATH_MOUNTS steps up (a component or a mount crossed each), a read
- * that failed, or a pseudo file of a kind not named here. A path that
+ * SDXFER_PATH_MOUNTS steps up (a component, a mount crossed or the stop at
+ * the root each), a read that failed, or a pseudo file of a kind not named
+ * here. A path that
  * does not fit is never cut to a shorter one.
  *
  * The walk is d_path's (fs/d_path.c): from the dentry up through d_parent;
@@ -26,8 +27,9 @@
  * files made by alloc_file_pseudo on tmpfs, hugetlbfs or secretmem
  * (/memfd:NAME (deleted)).
  *
- * Bounds: 4096 bytes, 64 components, 80 steps (16 mounts crossed at least,
- * more on a path of fewer components): the deepest paths seen in
+ * Bounds: 4096 bytes, 64 components, 80 steps (components and mounts
+ * crossed up to 79: 15 mounts at 64 components, more on a shorter path):
+ * the deepest paths seen in
  * practice fit, and under BCC, where the verifier walks each loop step by
  * step, a walk costs about 20k of its 1M instructions (CO-RE: bpf_loop, a
  * few thousand).

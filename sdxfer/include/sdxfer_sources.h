@@ -301,7 +301,11 @@ static __always_inline __u64 sdxfer_exe_stamp(const char *mm)
     const char *dentry =
         (const char *)sdxfer_member_u64(file, SDXFER_MEMBER(file, f_path) + SDXFER_MEMBER(path, dentry));
     __u64 hashed = sdxfer_member_u64(dentry, SDXFER_DENTRY_BASE);
-    __u64 hash_len = sdxfer_member_u64(dentry, SDXFER_DENTRY_HASH_LEN);
+    /* the hash and the length apart: a verifier before 6.6 refuses an 8-byte
+     * load of qstr.hash_len, a union's second member over the first's 4 bytes */
+    __u32 name = SDXFER_MEMBER(dentry, d_name);
+    __u64 hash_len = (__u64)sdxfer_member_u32(dentry, name + SDXFER_MEMBER(qstr, len)) << 32 |
+                     sdxfer_member_u32(dentry, name + SDXFER_MEMBER(qstr, hash));
 
     return hashed ? hash_len : 0;
 }

@@ -189,4 +189,5 @@ class BccProbe:
         return [tuple(getattr(cpu, name) for name, _ in record.CPU_STATE) for cpu in self._cpu_table[ctypes.c_int(0)]]
 
     def close(self) -> None:
+        self.bpf.detach_all()  # the programs attached by hand too, which BCC's cleanup does not know of
         self.bpf.cleanup()
