@@ -12,8 +12,7 @@
  * than SDXFER_PATH_DEPTH components, more than SDXFER_PATH_DEPTH +
  * SDXFER_PATH_MOUNTS steps up (a component, a mount crossed or the stop at
  * the root each), a read that failed, or a pseudo file of a kind not named
- * here. A path that
- * does not fit is never cut to a shorter one.
+ * here. A path that does not fit is never cut to a shorter one.
  *
  * The walk is d_path's (fs/d_path.c): from the dentry up through d_parent;
  * at a mount's root, on to the mountpoint in the parent mount (struct
@@ -29,10 +28,9 @@
  *
  * Bounds: 4096 bytes, 64 components, 80 steps (components and mounts
  * crossed up to 79: 15 mounts at 64 components, more on a shorter path):
- * the deepest paths seen in
- * practice fit, and under BCC, where the verifier walks each loop step by
- * step, a walk costs about 20k of its 1M instructions (CO-RE: bpf_loop, a
- * few thousand).
+ * the deepest paths seen in practice fit, and under BCC, where the verifier
+ * walks each loop step by step, a walk costs about 20k of its 1M
+ * instructions (CO-RE: bpf_loop, a few thousand).
  *
  * The components' names are collected leaf first into a small array, then
  * copied root first, each at `len & (SDXFER_PATH_MAX - 1)`: forward writes

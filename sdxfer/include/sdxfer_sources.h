@@ -293,11 +293,10 @@ struct sdxfer_exe_owner {
  * unhashed). A path kept with another stamp is walked again, so a program
  * removed or renamed while it runs shows as readlink /proc/PID/exe does
  * (" (deleted)", the new name); a rename of a directory above it is not seen. */
-static __always_inline __u64 sdxfer_exe_stamp(const char *mm)
+static __always_inline __u64 sdxfer_exe_stamp(const char *file)
 {
-    /* loads through BTF pointers: a NULL one (no mm) reads 0, with no branch
-     * for the verifier to check each packer's rest under twice */
-    const char *file = (const char *)sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file));
+    /* loads through BTF pointers: a NULL one (no file) reads 0, with no
+     * branch for the verifier to check each packer's rest under twice */
     const char *dentry =
         (const char *)sdxfer_member_u64(file, SDXFER_MEMBER(file, f_path) + SDXFER_MEMBER(path, dentry));
     __u64 hashed = sdxfer_member_u64(dentry, SDXFER_DENTRY_BASE);
@@ -407,7 +406,9 @@ static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, s
 {
     const char *mm = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, mm));
     const char *leader = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, group_leader));
-    __u64 file = mm ? sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file)) : 0;
+    /* a load through a NULL mm (a kernel thread's, or late in exit) reads 0 */
+    const char *exe = (const char *)sdxfer_member_u64(mm, SDXFER_MEMBER(mm_struct, exe_file));
+    __u64 file = (__u64)exe;
     const char *parent = NULL;
 
     if (file && (sdxfer_member_u32(leader, SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_FORKNOEXEC)) {
@@ -416,7 +417,7 @@ static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, s
         if (!parent_mm || sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) != file)
             parent = NULL;
     }
-    __u64 stamp = sdxfer_exe_stamp(mm);
+    __u64 stamp = sdxfer_exe_stamp(exe);
 
     sdxfer_exe_owner_of(now->task, file, stamp, &whose->own);
     whose->shown = whose->own;

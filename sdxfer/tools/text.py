@@ -57,20 +57,15 @@ def stop_on_signals():
 
 
 
-def _token(text: str) -> str:
-    """A string as one token of a line: a backslash doubled (so `\\n` is not
-    taken for an escaped newline), terminal-safe, and quoted (its quotes as
-    `\\"`) when empty or holding a space, a quote or `=`."""
-    text = escape(text.replace("\\", "\\\\"))  # control characters become visible escapes
-    return '"' + text.replace('"', '\\"') + '"' if not text or re.search(r'[ "=]', text) else text
-
-
 def format_value(value) -> str:
     """One field's value, readable and terminal-safe."""
     if value is None:
         return "null"
     if isinstance(value, str):
-        return _token(value)
+        # a backslash doubled, so `\\n` is not taken for an escaped newline;
+        # control characters become visible escapes
+        text = escape(value.replace("\\", "\\\\"))
+        return '"' + text.replace('"', '\\"') + '"' if not text or re.search(r'[ "=]', text) else text
     if isinstance(value, list):
         return "[" + ",".join(format_value(item) for item in value) + "]"
     if isinstance(value, dict):  # a JSON-wire message's object: its keys are the sender's text too
