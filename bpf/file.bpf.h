@@ -32,13 +32,20 @@
 #define FILE_PATH(x) ((const char *)(x))
 
 /* A path argument made absolute (the _abs fields), in a scratch slot: the
- * walk's text, or the argument itself when it is absolute. */
+ * walk's text, or the argument itself when it is absolute. The argument is
+ * read from the caller once, into `arg`: the path field and its _abs
+ * counterpart both take that copy (kernel memory, cheaper to read than the
+ * caller's), so they are of the same moment. One byte more than a field
+ * keeps says that a longer path was cut (the field flags it). */
 struct file_abs {
     struct sdxfer_path_buf walk;
+    char arg[SDXFER_PATH_MAX + 2];
+    __s64 arg_size;  /* bytes read into arg with the NUL; 0: none (no argument, or not read) */
+    __u64 arg_text;  /* the path field's value: arg, or the caller's address */
     __u64 path;      /* the argument */
     __u64 at;        /* the struct path walked */
-    __u64 relative;  /* the argument, when relative: joined to the walk's text */
-    __u64 given;     /* the argument, when absolute: the field reads it from the caller */
+    __u64 relative;  /* the argument is relative: joined to the walk's text */
+    __u64 given;     /* the argument is absolute: the outcome */
     __s64 fd;
 };
 
@@ -63,34 +70,47 @@ static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, co
 {
     const char *path = (const char *)FILE_ABS_KEEP(abs, path, (__u64)path_arg);
     __s32 fd = FILE_ABS_KEEP(abs, fd, fd_arg);
-    char first = 0;
+    long size = 0;
 
     abs->at = abs->relative = abs->given = 0;
+    if (path)
+        size = bpf_probe_read_user_str(abs->arg, sizeof(abs->arg), path);
+    abs->arg_size = size > 0 ? size : 0;
     if (!path)
         abs->at = (__u64)sdxfer_file_path(sdxfer_current_file(fd));
-    else if (bpf_probe_read_user(&first, 1, path) < 0)
+    else if (size <= 0)
         ;  /* no path: nothing */
-    else if (first == '/')
-        abs->given = (__u64)path;
-    else if (!first && !empty_is_fd)
+    else if (abs->arg[0] == '/')
+        abs->given = 1;
+    else if (size == 1 && !empty_is_fd)
         ;  /* an empty path: nothing */
     else {
         abs->at = (__u64)(fd == FILE_AT_FDCWD ? sdxfer_current_cwd() : sdxfer_file_path(sdxfer_current_file(fd)));
-        abs->relative = (__u64)path;
+        abs->relative = 1;
     }
     sdxfer_path_walk((const void *)*(volatile __u64 *)&abs->at, &abs->walk);
     if (abs->relative)
-        sdxfer_path_append_user(&abs->walk, (const char *)abs->relative);
+        sdxfer_path_append_copy(&abs->walk, abs->arg, *(volatile __s64 *)&abs->arg_size);
     if (abs->given)
-        sdxfer_path_given(&abs->walk, (const char *)abs->given);
+        sdxfer_path_given(&abs->walk, abs->arg);
 }
 
-/* The _abs field's value: a ustr field reads the caller's memory (a path
- * given absolute) or the slot's text (a kernel address, read as such). No
- * slot (abs NULL): flagged. */
+/* The _abs field's value: the walk's text or the argument's copy (kernel
+ * addresses, read as such). No slot (abs NULL): flagged. */
 static __always_inline const char *file_abs_text(struct file_abs *abs)
 {
     return abs ? sdxfer_path_result(&abs->walk) : SDXFER_UNKNOWN;
+}
+
+/* The path field's value: the argument's copy where file_abs_walk read it,
+ * else the caller's address (no slot, or an argument it did not read). It
+ * passes through map memory, as sdxfer_path_result's does. */
+static __always_inline const char *file_abs_arg(struct file_abs *abs, const char *path)
+{
+    if (!abs)
+        return path;
+    abs->arg_text = abs->arg_size > 0 ? (__u64)abs->arg : (__u64)path;
+    return (const char *)*(volatile __u64 *)&abs->arg_text;
 }
 
 /* ---- mount(source, target, fstype, flags, data) ---------------------- */
@@ -106,7 +126,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mount)
         file_abs_walk(&abs->first, FILE_AT_FDCWD, FILE_PATH(call.arg[0]), 0);
         file_abs_walk(&abs->second, FILE_AT_FDCWD, FILE_PATH(call.arg[1]), 0);
     }
-    mount_print(args, FILE_PATH(call.arg[0]), FILE_PATH(call.arg[1]), FILE_PATH(call.arg[2]), call.arg[3],
+    mount_print(args, file_abs_arg(abs ? &abs->first : NULL, FILE_PATH(call.arg[0])),
+                file_abs_arg(abs ? &abs->second : NULL, FILE_PATH(call.arg[1])), FILE_PATH(call.arg[2]), call.arg[3],
                 args->ret, file_abs_text(abs ? &abs->first : NULL), file_abs_text(abs ? &abs->second : NULL));
     return 0;
 }
@@ -124,7 +145,7 @@ static __always_inline int file_report_chmod(void *ctx, const char *syscall, __s
     SDXFER_LOCAL(struct file_abs, abs);
     if (abs)  /* fchmod (no path), and fchmodat2's empty path with AT_EMPTY_PATH: the fd's own file */
         file_abs_walk(abs, fd, FILE_PATH(path), (flags & FILE_AT_EMPTY_PATH) != 0);
-    chmod_print(ctx, syscall, fd, FILE_PATH(path), (__u16)mode, ret, file_abs_text(abs));
+    chmod_print(ctx, syscall, fd, file_abs_arg(abs, FILE_PATH(path)), (__u16)mode, ret, file_abs_text(abs));
     return 0;
 }
 
@@ -174,7 +195,8 @@ static __always_inline void file_report_rename(void *ctx, const char *syscall, _
         file_abs_walk(&abs->first, old_dirfd, FILE_PATH(old_path), 0);
         file_abs_walk(&abs->second, new_dirfd, FILE_PATH(new_path), 0);
     }
-    rename_print(ctx, syscall, FILE_PATH(old_path), FILE_PATH(new_path), flags, ret,
+    rename_print(ctx, syscall, file_abs_arg(abs ? &abs->first : NULL, FILE_PATH(old_path)),
+                 file_abs_arg(abs ? &abs->second : NULL, FILE_PATH(new_path)), flags, ret,
                  file_abs_text(abs ? &abs->first : NULL), file_abs_text(abs ? &abs->second : NULL));
 }
 
@@ -217,7 +239,7 @@ static __always_inline void file_report_unlink(void *ctx, const char *syscall, _
     SDXFER_LOCAL(struct file_abs, abs);
     if (abs)
         file_abs_walk(abs, dirfd, FILE_PATH(path), 0);
-    unlink_print(ctx, syscall, FILE_PATH(path), dir, ret, file_abs_text(abs));
+    unlink_print(ctx, syscall, file_abs_arg(abs, FILE_PATH(path)), dir, ret, file_abs_text(abs));
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_unlink)
@@ -266,7 +288,7 @@ static __always_inline void file_report_create(void *ctx, const char *syscall, _
     SDXFER_LOCAL(struct file_abs, abs);
     if (abs)
         file_abs_walk(abs, ret >= 0 ? ret : dirfd, ret >= 0 ? NULL : FILE_PATH(path), 0);
-    file_create_print(ctx, syscall, FILE_PATH(path), flags, mode, ret, file_abs_text(abs));
+    file_create_print(ctx, syscall, file_abs_arg(abs, FILE_PATH(path)), flags, mode, ret, file_abs_text(abs));
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)

@@ -243,3 +243,25 @@ result = [fd, frozen_fd, failed, taken, refused]
     pick(events, "chmod", syscall="fchmodat2", fd=fd, path="", mode=0o630, ret=0, path_abs=path)
     pick(events, "chmod", syscall="fchmodat2", fd=frozen_fd, path="", mode=0o640, ret=-errno.EPERM, path_abs=frozen)
     assert len(events) == 4
+
+
+def test_an_empty_path_taken_for_its_fd_names_a_file_of_4095_and_4096_bytes(sensor, workdir, tag):
+    """fchmodat2(fd, "", mode, AT_EMPTY_PATH) on files whose paths are 4095
+    and 4096 bytes long (opened relative to their directory): path_abs is
+    each whole path, neither emptied nor flagged."""
+    name = f"f-{tag}"
+    room = PATH_MAX - 2 - len(workdir) - len(name)  # the directories' bytes, each with its "/"
+    levels = (room - 50) // 201
+    inner = deep_directory(workdir, ["d" * 200] * levels + ["e" * (room - 201 * levels - 1)])  # the last 50 to 250
+    paths = [os.path.join(inner, name), os.path.join(inner, name + "x")]
+    assert [len(p) for p in paths] == [PATH_MAX - 1, PATH_MAX]
+    identity, (fd, fd_x, taken, taken_x) = act("""
+dirfd = os.open({inner}, os.O_RDONLY)
+fds = [os.open(name, os.O_RDONLY | os.O_CREAT, 0o644, dir_fd=dirfd) for name in ({name}, {name} + "x")]
+result = fds + [syscall({nr}, ctypes.c_int(fd), b"", ctypes.c_uint(0o600), ctypes.c_uint({at_empty_path}))
+                for fd in fds]
+""", inner=inner, name=name, nr=SYS_FCHMODAT2, at_empty_path=AT_EMPTY_PATH)
+    assert (taken, taken_x) == (0, 0)
+    events = gather(sensor, identity, tag, 4)  # the two opens, the two chmods
+    pick(events, "chmod", syscall="fchmodat2", fd=fd, path="", mode=0o600, ret=0, path_abs=paths[0])
+    pick(events, "chmod", syscall="fchmodat2", fd=fd_x, path="", mode=0o600, ret=0, path_abs=paths[1])

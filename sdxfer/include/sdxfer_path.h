@@ -83,7 +83,7 @@ struct sdxfer_window {
 /* A walk's text and state, in map memory (a scratch slot: SDXFER_LOCAL). */
 struct sdxfer_path_buf {
     /* twice the bound: sdxfer_path_append_user reads up to SDXFER_PATH_MAX + 1
-     * bytes at any offset below SDXFER_PATH_MAX */
+     * bytes at any offset up to SDXFER_PATH_MAX - 1 */
     char text[2 * SDXFER_PATH_MAX];
     __u64 names[SDXFER_PATH_DEPTH];     /* the components' names (kernel addresses), leaf first */
     __u64 short_names[SDXFER_PATH_DEPTH][SDXFER_PATH_SHORT_WORDS];  /* a short name's bytes (CO-RE) */
@@ -447,12 +447,12 @@ static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_pat
         sdxfer_path_append(buf, " (deleted)", sizeof(" (deleted)"));
 }
 
-/* Makes a path the caller gave, already absolute, buf's outcome: the
- * address in user memory (a ustr field reads it from there). */
-static __always_inline void sdxfer_path_given(struct sdxfer_path_buf *buf, const char *user_path)
+/* Makes a path the caller gave, already absolute, buf's outcome: its
+ * address, in user memory or in the probe's (a ustr field reads either). */
+static __always_inline void sdxfer_path_given(struct sdxfer_path_buf *buf, const char *path)
 {
     buf->walk = SDXFER_PATH_GIVEN;
-    buf->result = (__u64)user_path;
+    buf->result = (__u64)path;
 }
 
 /* A walk's outcome: the NUL-terminated text inside buf (or the path
@@ -549,6 +549,38 @@ static __always_inline const void *sdxfer_current_cwd(void)
     return fs ? fs + SDXFER_MEMBER(fs_struct, pwd) : NULL;
 }
 
+/* Where a relative path joins a walk's text (a directory's): after a '/'
+ * put in place ("DIR/REL"; "/REL" for the root, whose text is the '/'); 0
+ * where it cannot (no text, or a full one), the walk then failed. The
+ * join's result (sdxfer_path_joined) makes the walk done again. */
+static __always_inline __u32 sdxfer_path_join_at(struct sdxfer_path_buf *buf)
+{
+    __u32 len = buf->len;
+
+    if (buf->walk != SDXFER_PATH_DONE)
+        return 0;
+    buf->walk = SDXFER_PATH_FAILED;
+    if (len > SDXFER_PATH_MAX - 1)
+        return 0;
+    buf->text[sdxfer_path_at(len)] = '/';
+    return len == 1 ? 1 : len + 1;
+}
+
+/* A join's outcome, given the size of the relative path put at `at` (with
+ * its NUL, as a string read returns it): an empty one names the directory
+ * itself; one that ends beyond SDXFER_PATH_MAX bytes, or a failed read,
+ * leaves the walk failed. */
+static __always_inline void sdxfer_path_joined(struct sdxfer_path_buf *buf, __u32 at, long size)
+{
+    if (size == 1) {
+        buf->text[sdxfer_path_at(buf->len)] = '\0';
+        buf->walk = SDXFER_PATH_DONE;
+    } else if (size > 1 && at + size - 1 <= SDXFER_PATH_MAX) {
+        buf->len = at + size - 1;
+        buf->walk = SDXFER_PATH_DONE;
+    }
+}
+
 /* Joins a relative path in user memory to a walk's text (a directory's):
  * "DIR/REL" ("/REL" for the root, "DIR" for an empty REL), as given (. and
  * .. stay). Fails (SDXFER_UNKNOWN) when the whole does not fit in
@@ -556,24 +588,36 @@ static __always_inline const void *sdxfer_current_cwd(void)
  * as it was. */
 static __always_inline void sdxfer_path_append_user(struct sdxfer_path_buf *buf, const char *rel)
 {
-    __u32 len = buf->len;
-    __u32 at = len == 1 ? 1 : len + 1;  /* the root "/" needs no second '/' */
+    __u32 at = sdxfer_path_join_at(buf);
     long n;
 
-    if (buf->walk != SDXFER_PATH_DONE)
+    if (!at)
         return;
-    buf->walk = SDXFER_PATH_FAILED;
-    if (len > SDXFER_PATH_MAX - 1)
+    if (at == SDXFER_PATH_MAX)  /* a text of SDXFER_PATH_MAX - 1 bytes: only an empty REL fits */
+        n = bpf_probe_read_user_str(buf->text + SDXFER_PATH_MAX, 2, rel);
+    else
+        n = bpf_probe_read_user_str(buf->text + sdxfer_path_at(at), SDXFER_PATH_MAX + 1, rel);
+    sdxfer_path_joined(buf, at, n);
+}
+
+/* sdxfer_path_append_user for a relative path the probe has read already
+ * (into BPF memory): `size` bytes with its NUL, as the string read that
+ * took it returned (<= 0: it could not be read). */
+static __always_inline void sdxfer_path_append_copy(struct sdxfer_path_buf *buf, const char *rel, long size)
+{
+    if (size == 1)
+        return;  /* empty: the directory itself, whatever its length */
+    __u32 at = sdxfer_path_join_at(buf);
+
+    if (!at)
         return;
-    buf->text[sdxfer_path_at(len)] = '/';
-    n = bpf_probe_read_user_str(buf->text + sdxfer_path_at(at), SDXFER_PATH_MAX + 1, rel);
-    if (n == 1) {  /* empty: the directory itself */
-        buf->text[sdxfer_path_at(len)] = '\0';
-        buf->walk = SDXFER_PATH_DONE;
-    } else if (n > 1 && at + n - 1 <= SDXFER_PATH_MAX) {
-        buf->len = at + n - 1;
-        buf->walk = SDXFER_PATH_DONE;
+    if (size > 1 && at + size - 1 <= SDXFER_PATH_MAX) {
+        __u32 bytes = size - 1;  /* the NUL is stored apart */
+        sdxfer_bound(bytes, SDXFER_PATH_MAX);
+        bpf_probe_read_kernel(buf->text + sdxfer_path_at(at), bytes, rel);
+        buf->text[(at + bytes) & (2 * SDXFER_PATH_MAX - 1)] = '\0';
     }
+    sdxfer_path_joined(buf, at, size);
 }
 
 #endif /* !SDXFER_HOST */
