@@ -14,11 +14,12 @@ from __future__ import annotations
 from .evolution import evolve, incompatibilities
 from .layout import Layout, compute_layout
 from .lock import lock_path, read_lock, render_lock
+from .model import History, Schema
 from .render import render_all, render_python
 from .schema import Problem, SchemaError, load_schema, slot_problems
 
-__all__ = ["Problem", "SchemaError", "generate", "generate_python", "incompatibilities", "load_schema",
-           "lock_path", "plan", "render_all", "render_lock"]
+__all__ = ["Problem", "SchemaError", "compat_problems", "generate", "generate_python", "incompatibilities",
+           "load_schema", "lock_path", "plan", "render_all", "render_lock"]
 
 
 def plan(schema_path: str, major: bool = False) -> Layout:
@@ -29,11 +30,27 @@ def plan(schema_path: str, major: bool = False) -> Layout:
     """
     schema = load_schema(schema_path)
     layout = compute_layout(schema, evolve(schema, read_lock(lock_path(schema_path)), major))
-    # a common field added later may sit elsewhere than load_schema assumed: check the slot again
-    problems = slot_problems(schema.path, schema.slot_size, layout.events)
+    problems = _late_slot_problems(schema, layout)
     if problems:
         raise SchemaError(problems)
     return layout
+
+
+def compat_problems(old: Schema, new: Schema) -> list[Problem]:
+    """`sdxfer compat`'s verdict: every way `new` breaks what `old` published
+    (as the first version of its events), else the events whose records, laid
+    out after `old`'s, would not fit a slot (as `sdxfer gen` with `old`'s
+    lock would find)."""
+    problems = incompatibilities(old.events, old.common, new)
+    if problems:
+        return problems
+    return _late_slot_problems(new, compute_layout(new, evolve(new, History.first(old))))
+
+
+def _late_slot_problems(schema: Schema, layout: Layout) -> list[Problem]:
+    """A common field added later may sit elsewhere than load_schema assumed
+    (after an event's own fields, with other padding): the slot checked again."""
+    return slot_problems(schema.path, schema.slot_size, layout.events)
 
 
 def generate(schema_path: str) -> dict[str, str]:

@@ -99,8 +99,14 @@ def _field_problems(old: Sequence[Field], new: Sequence[Field], owner: str, owne
         now = new[j]
         if j != i:
             if not shifted:
-                problems.append(Problem(path, now.line, where, f"moved from position {i + 1} to {j + 1};"
-                                        " published fields keep their order, new ones go at the end" + _MAJOR))
+                inserted = new[i] if i < len(new) and new[i].name not in old_names else None
+                if inserted is not None:
+                    problems.append(Problem(path, inserted.line, f"{owner}, field {inserted.name}",
+                                            f"inserted before {f.name}; published fields keep their place, new ones"
+                                            " go at the end" + _MAJOR))
+                else:
+                    problems.append(Problem(path, now.line, where, f"moved from position {i + 1} to {j + 1};"
+                                            " published fields keep their order, new ones go at the end" + _MAJOR))
                 shifted = True
         else:
             problems += _kept_problems(f, now, where, path)

@@ -161,7 +161,7 @@ class Schema:
     events: tuple[Event, ...]
     events_line: int = 0  # of the `events:` key: where a removed event is missing
     common: tuple[Field, ...] = ()  # fields every event carries, in front of its own unless added later
-    common_line: int = 0  # of the `common:` key: where a removed common field is missing
+    common_line: int = 0  # of the `common:` key (of `events:` without one): where a removed common field is missing
 
 
 @dataclass(frozen=True)

@@ -431,4 +431,4 @@ def load_schema(path: str) -> Schema:
         raise SchemaError(checker.problems)
     return Schema(path, hashlib.sha256(raw).hexdigest(), version, slot_size, tuple(events),
                   top["events"][0].start_mark.line + 1, common or (),
-                  top["common"][0].start_mark.line + 1 if "common" in top else 0)
+                  top["common"][0].start_mark.line + 1 if "common" in top else top["events"][0].start_mark.line + 1)

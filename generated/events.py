@@ -14,7 +14,7 @@ from sdxfer import runtime as rt
 rt.require(api=1, layout=2)
 
 SCHEMA_DIGEST = "04d4dd2f2cf3d515db9851b6ed585ebf6f4d472f9d16889e0902234db9e414e6"
-# Fields every event starts with (the schema's `common` list).
+# Fields every event carries (the schema's `common` list): in front, unless added to it later.
 COMMON_FIELDS = ("pid", "tid", "ppid", "pgid", "sid", "uid", "gid", "euid", "cgroup_id", "mntns", "comm", "start_ns", "loginuid", "sessionid", "pidns", "nodename", "exe_path", )
 
 

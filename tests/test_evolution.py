@@ -427,6 +427,10 @@ def test_compat_accepts_appended_common_fields(tmp_path, capsys):
     # going back is not compatible
     assert sdxfer_main(["compat", str(tmp_path / "s3.yaml"), str(tmp_path / "s2.yaml")]) == 1
     assert "common, field comm: removed" in capsys.readouterr().out
+    # without a common list at all, the removed fields are missing at the events: line
+    assert sdxfer_main(["compat", str(tmp_path / "s1.yaml"), str(tmp_path / "s0.yaml")]) == 1
+    events_line = (tmp_path / "s0.yaml").read_text().splitlines().index("events:") + 1
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 's0.yaml'}:{events_line}: common, field pid: removed")
 
 
 def test_a_lock_without_a_common_list_reads_as_none_published(tmp_path):
@@ -448,10 +452,16 @@ def test_the_slot_is_checked_in_record_order(tmp_path, capsys):
     out = ["gen", "--schema", str(schema), "--out", str(tmp_path / "out")]
     schema.write_text(_schema_text([proc], [_common_field("pid")]).replace("4096", "300"))
     assert sdxfer_main(out) == 0
+    old = tmp_path / "old.yaml"
+    shutil.copy(schema, old)
     schema.write_text(_schema_text([proc], [_common_field("pid"), _common_field("uid")]).replace("4096", "300"))
     capsys.readouterr()
     assert sdxfer_main(out) == 2
-    assert "event proc: largest record is 257 bytes; packing it needs a 511-byte slot" in capsys.readouterr().err
+    refusal = "event proc: largest record is 257 bytes; packing it needs a 511-byte slot"
+    assert refusal in capsys.readouterr().err
+    # compat agrees with gen: in front of s, where load_schema checks it alone, uid would fit
+    assert sdxfer_main(["compat", str(old), str(schema)]) == 1
+    assert refusal in capsys.readouterr().out
 
 
 def test_a_malformed_common_list_in_the_lock_is_a_problem(tmp_path, capsys):

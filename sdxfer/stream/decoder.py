@@ -27,7 +27,7 @@ class Decoder:
 
     def __init__(self, specs: Iterable[rt.EventSpec], schema_digest: str = "", common_fields: tuple[str, ...] = ()):
         self.schema_digest = schema_digest
-        self.common_fields = common_fields  # what every event starts with
+        self.common_fields = common_fields  # what every event carries
         self._by_id = {spec.cls.id: spec for spec in specs}
         self._by_key = {(spec.cls.id, version): decode
                         for spec in self._by_id.values() for version, decode in enumerate(spec.decoders, start=1)}

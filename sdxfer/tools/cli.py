@@ -180,7 +180,7 @@ def _gen(args, stdout, stderr) -> int:
 
 
 def _compat(args, stdout, stderr) -> int:
-    from ..codegen import SchemaError, incompatibilities, load_schema
+    from ..codegen import SchemaError, compat_problems, load_schema
 
     schemas, errors = [], []
     for path in (args.old, args.new):
@@ -193,7 +193,7 @@ def _compat(args, stdout, stderr) -> int:
     if errors:
         return 2
     old, new = schemas
-    problems = incompatibilities(old.events, old.common, new)
+    problems = compat_problems(old, new)
     for problem in problems:
         print(problem, file=stdout)
     if problems:
