@@ -24,6 +24,7 @@
 #define FILE_AT_FDCWD (-100)
 #define FILE_AT_REMOVEDIR 0x200
 #define FILE_AT_EMPTY_PATH 0x1000
+#define FILE_S_IFDIR 0040000
 #define FILE_O_WRONLY 01
 #define FILE_O_CREAT 0100
 #define FILE_O_TRUNC 01000
@@ -62,8 +63,9 @@ struct file_abs_area {
 /* Fills abs for a path argument relative to fd (a dirfd, or AT_FDCWD): the
  * argument as given when absolute; else fd's (the cwd's) path joined with
  * it, . and .. as given. Without an argument (path NULL), fd's own file.
- * Nothing for an argument that cannot be read or a bad fd, nor for an empty
- * one, which names no file (ENOENT) unless the call takes it for fd's own
+ * Nothing for an argument that cannot be read, a bad fd or, for a relative
+ * path, an fd that is no directory (ENOTDIR), nor for an empty one, which
+ * names no file (ENOENT) unless the call takes it for fd's own
  * (AT_EMPTY_PATH: empty_is_fd). At sys_exit the dirfd still names the
  * directory the call used, unless another thread closed it meanwhile. */
 static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, const char *path_arg, int empty_is_fd)
@@ -85,8 +87,12 @@ static __always_inline void file_abs_walk(struct file_abs *abs, __s32 fd_arg, co
     else if (size == 1 && !empty_is_fd)
         ;  /* an empty path: nothing */
     else {
-        abs->at = (__u64)(fd == FILE_AT_FDCWD ? sdxfer_current_cwd() : sdxfer_file_path(sdxfer_current_file(fd)));
-        abs->relative = 1;
+        const char *dir = fd == FILE_AT_FDCWD ? NULL : (const char *)sdxfer_current_file(fd);
+        /* a dirfd that is no directory: the call failed (ENOTDIR) before a path existed */
+        if (fd == FILE_AT_FDCWD || size == 1 || file_type(dir) == FILE_S_IFDIR) {
+            abs->at = (__u64)(fd == FILE_AT_FDCWD ? sdxfer_current_cwd() : sdxfer_file_path(dir));
+            abs->relative = 1;
+        }
     }
     sdxfer_path_walk((const void *)*(volatile __u64 *)&abs->at, &abs->walk);
     if (abs->relative)

@@ -76,6 +76,24 @@ static __always_inline __u32 parent_tgid(const char *task)
     return sdxfer_kernel_u32(parent + SDXFER_MEMBER(task_struct, tgid));
 }
 
+static __always_inline __u16 read_kernel_u16(const void *addr)
+{
+    __u16 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), addr);
+    return value;
+}
+
+#define HIDS_S_IFMT 0170000
+
+/* A file's type: the S_IFMT bits of its inode's mode; 0 for no file. */
+static __always_inline __u32 file_type(const char *file)
+{
+    if (!file)
+        return 0;
+    const char *inode = (const char *)sdxfer_kernel_u64(file + SDXFER_MEMBER(file, f_inode));
+    return read_kernel_u16(inode + SDXFER_MEMBER(inode, i_mode)) & HIDS_S_IFMT;
+}
+
 /* A task's command name, in place: packers read str fields from kernel memory. */
 static __always_inline const char *task_comm(const char *task)
 {

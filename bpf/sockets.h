@@ -14,20 +14,12 @@
 #define NET_AF_INET 2
 #define NET_AF_INET6 10
 #define NET_IPPROTO_UDP 17
-#define NET_S_IFMT 0170000
 #define NET_S_IFSOCK 0140000
 /* sizeof(struct sockaddr_in) and sizeof(struct sockaddr_in6): a shorter
  * address is refused by the kernel, and its bytes past addrlen are not the
  * caller's address. */
 #define NET_SOCKADDR_IN_LEN 16
 #define NET_SOCKADDR_IN6_LEN 24
-
-static __always_inline __u16 read_kernel_u16(const void *addr)
-{
-    __u16 value = 0;
-    bpf_probe_read_kernel(&value, sizeof(value), addr);
-    return value;
-}
 
 /* The caller's saved user registers: at sys_exit they still hold the
  * syscall's arguments (x86-64: di, si, dx, r10, r8, r9), so no sys_enter
@@ -48,10 +40,7 @@ static __always_inline const char *file_of_fd(__s32 fd)
  * is a socket when its inode says so; only then is private_data a struct socket. */
 static __always_inline const char *sock_of_file(const char *file)
 {
-    if (!file)
-        return NULL;
-    const char *inode = (const char *)sdxfer_kernel_u64(file + SDXFER_MEMBER(file, f_inode));
-    if ((read_kernel_u16(inode + SDXFER_MEMBER(inode, i_mode)) & NET_S_IFMT) != NET_S_IFSOCK)
+    if (file_type(file) != NET_S_IFSOCK)
         return NULL;
     const char *socket = (const char *)sdxfer_kernel_u64(file + SDXFER_MEMBER(file, private_data));
     return (const char *)sdxfer_kernel_u64(socket + SDXFER_MEMBER(socket, sk));

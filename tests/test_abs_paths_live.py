@@ -265,3 +265,25 @@ result = fds + [syscall({nr}, ctypes.c_int(fd), b"", ctypes.c_uint(0o600), ctype
     events = gather(sensor, identity, tag, 4)  # the two opens, the two chmods
     pick(events, "chmod", syscall="fchmodat2", fd=fd, path="", mode=0o600, ret=0, path_abs=paths[0])
     pick(events, "chmod", syscall="fchmodat2", fd=fd_x, path="", mode=0o600, ret=0, path_abs=paths[1])
+
+
+def test_a_dirfd_that_is_not_a_directory_joins_nothing(sensor, workdir, tag):
+    """Calls relative to a pipe, a socket or a plain file fail with ENOTDIR
+    before a path exists: path_abs is absent, neither pipe:[INO]/NAME nor
+    the file's path with the name after it."""
+    plain = os.path.join(workdir, f"plain-{tag}")
+    mknod(plain)
+    identity, result = act("""
+import socket
+pipe_fd, _ = os.pipe()
+unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+plain_fd = os.open({plain}, os.O_RDONLY)
+result = [attempt(os.open, "c-" + {tag}, os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=pipe_fd),
+          attempt(os.unlink, "u-" + {tag}, dir_fd=unix.fileno()),
+          attempt(os.chmod, "m-" + {tag}, 0o600, dir_fd=plain_fd)]
+""", plain=plain, tag=tag)
+    assert result == [-errno.ENOTDIR] * 3
+    events = gather(sensor, identity, tag, 3)
+    pick(events, "file_create", path=f"c-{tag}", ret=-errno.ENOTDIR, path_abs=None)
+    pick(events, "unlink", path=f"u-{tag}", ret=-errno.ENOTDIR, path_abs=None)
+    pick(events, "chmod", path=f"m-{tag}", ret=-errno.ENOTDIR, path_abs=None)

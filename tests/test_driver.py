@@ -102,6 +102,20 @@ def test_a_line_tells_a_backslash_from_an_escape_and_keeps_each_value_one_token(
     assert short_path(None, unknown=True) == "?"  # flagged: the kernel could not tell it
 
 
+@pytest.mark.parametrize("path, shown", [
+    ("/tmp/x ret=0 exe=/sshd", '"/tmp/x ret=0 exe=/sshd"'),  # one token: no key=value can be forged
+    ("/tmp/sp ace/tool (deleted)", '"/tmp/sp ace/tool" (deleted)'),  # the kernel's suffix stays outside
+    ("/memfd:payload (deleted)", "/memfd:payload (deleted)"),
+    ("/tmp/back\\nslash/tool", "/tmp/back\\\\nslash/tool"),  # a backslash doubled, as in key=value
+    ("/tmp/nl\ndir/tool", "/tmp/nl\\ndir/tool"),  # a newline escaped
+    ("/tmp/odd/lc/t" + "\udcff" * 20, "..." + "\\xff" * 7),  # cut between bytes, never inside an escape
+    ("/tmp/" + "q" * 40 + '"/tool', '.../tool'),
+    ("/tmp/" + "q" * 300 + " (deleted)", "..." + "q" * 19 + " (deleted)"),
+])
+def test_a_path_column_is_one_token_and_its_short_form_cuts_between_characters(path, shown):
+    assert short_path(path) == shown and len(shown) <= 32
+
+
 def test_event_line_is_time_event_pid_comm_then_the_rest():
     line = event_line(make("setsid", ret=4242), Clock(start_ns=START_NS), skip=DECODER.common_fields)
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} setsid +4242 +sh +- +ret=4242", line)  # no exe_path: -

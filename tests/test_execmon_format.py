@@ -61,6 +61,14 @@ def test_cwd_column_only_when_asked(clock):
     assert "CWD" in header_line(execmon.options_from(execmon.build_parser().parse_args(["--cwd"]))[0])
 
 
+def test_the_cwd_column_is_one_token(clock):
+    """A space in a directory's name cannot pass for the start of ARGS; ? where the kernel could not tell it."""
+    options = Options(cwd_column=True)
+    assert format_line(make_event(cwd="/srv/my app"), options, clock).endswith('"/srv/my app"            ls --color=auto /tmp')
+    assert " /srv/a\\\\nb " in format_line(make_event(cwd="/srv/a\\nb"), options, clock)  # a backslash doubled
+    assert format_line(make_event(cwd=None, lost={"cwd": None}), options, clock).endswith("?                        ls --color=auto /tmp")
+
+
 def test_columns_line_up_with_the_header(clock):
     options = Options(failed=True, uid_column=True)
     header = header_line(options)

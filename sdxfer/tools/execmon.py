@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 from ..fleet.output import count
 from ..stream.vocabulary import Clock, event_object
 from .driver import Formatter, Probe, add_probe_arguments, check_arguments, drive
-from .text import escape, quote, regex
+from .text import escape, path_token, quote, regex
 
 EXAMPLES = """\
 examples:
@@ -98,7 +98,9 @@ def _columns(options: Options) -> tuple[tuple[str, int, Callable], ...]:
     if options.failed:
         columns.append(("RET", 4, lambda event, clock: event.ret))
     if options.cwd_column:
-        columns.append(("CWD", 24, lambda event, clock: escape(event.cwd or "?")))
+        # one token, as hidsmon's paths: a space or = in a directory's name cannot pass for the next column;
+        # ? where the kernel could not tell it (longer than 4096 bytes)
+        columns.append(("CWD", 24, lambda event, clock: path_token(event.cwd) if event.cwd else "?"))
     return tuple(columns)
 
 

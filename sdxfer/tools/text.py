@@ -103,20 +103,44 @@ def event_fields(event, skip: tuple[str, ...] = ()) -> str:
 
 
 SHORT_PATH_WIDTH = 32
+_DELETED = " (deleted)"  # what the kernel appends to the path of a file with no link left
+
+
+def path_token(path: str) -> str:
+    """A path as one token of a text line: escaped and quoted as a value is
+    (format_value), with the kernel's own " (deleted)" at its end left
+    outside the quotes (/memfd:NAME (deleted) stays as the kernel shows it)."""
+    if path.endswith(_DELETED) and len(path) > len(_DELETED):
+        return format_value(path[:-len(_DELETED)]) + _DELETED
+    return format_value(path)
 
 
 def short_path(path: str | None, width: int = SHORT_PATH_WIDTH, unknown: bool = False) -> str:
-    """A path in at most `width` characters: whole when it fits, else its
-    last components after "...", terminal-safe; "-" for none, "?" for one
-    unknown (a field the kernel flagged without text)."""
+    """A path in at most `width` characters (path_token's): whole when it
+    fits, else its last components after "...", or the last characters of
+    its last component, cut between characters of the path, never inside an
+    escape; "-" for none, "?" for one unknown (a field the kernel flagged
+    without text)."""
     if not path:
         return "?" if unknown else "-"
-    path = escape(path)
-    if len(path) <= width:
-        return path
-    tail = path[len(path) - (width - 3):]
-    cut = tail.find("/")
-    return "..." + (tail[cut:] if cut >= 0 else tail)
+    shown = path_token(path)
+    if len(shown) <= width:
+        return shown
+    shown = "..."
+    # a longer tail never renders shorter, so the first that does not fit ends the search
+    at = len(path)
+    while (at := path.rfind("/", 0, at)) > 0:
+        tail = path_token("..." + path[at:])
+        if len(tail) > width:
+            break
+        shown = tail
+    if shown == "...":
+        for start in range(len(path) - 1, 0, -1):
+            tail = path_token("..." + path[start:])
+            if len(tail) > width:
+                break
+            shown = tail
+    return shown
 
 
 def event_line(event, clock: Clock, skip: tuple[str, ...] = ()) -> str:
