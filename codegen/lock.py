@@ -119,7 +119,8 @@ def _history(root) -> History:
     # a lock written before common fields were recorded has no `common`: none published
     top = _mapping(root, 1, {"major", "events", "common"}, "the lock", frozenset({"common"}))
     major = _integer(top["major"], top[_LINE], "major", 1)
-    common = tuple(_lock_field(f, top[_LINE]) for f in _list(top.get("common", []), top[_LINE], "common"))
+    common = _distinct(tuple(_lock_field(f, top[_LINE]) for f in _list(top.get("common", []), top[_LINE], "common")),
+                       "common")
     events = []
     for entry in _list(top["events"], top[_LINE], "events"):
         entry = _mapping(entry, top[_LINE], {"name", "id", "versions"}, "an event")
@@ -132,12 +133,23 @@ def _history(root) -> History:
             version = _mapping(version, line, {"version", "fields"}, "a version")
             if version["version"] != number:
                 raise _Malformed(version[_LINE], f"versions of {name} must be numbered 1, 2, ...")
-            fields = tuple(_lock_field(f, version[_LINE]) for f in _list(version["fields"], version[_LINE], "fields"))
+            fields = _distinct(tuple(_lock_field(f, version[_LINE])
+                                     for f in _list(version["fields"], version[_LINE], "fields")),
+                               f"version {number} of {name}")
             versions.append(Event(name, event_id, fields, "", line))
         if not versions:
             raise _Malformed(line, f"event {name} has no versions")
         events.append(Published(tuple(versions)))
     return History(major, tuple(events), common)
+
+
+def _distinct(fields: tuple[Field, ...], owner: str) -> tuple[Field, ...]:
+    seen = set()
+    for f in fields:
+        if f.name in seen:
+            raise _Malformed(f.line, f"field {f.name} is in {owner} twice")
+        seen.add(f.name)
+    return fields
 
 
 def _lock_field(entry, line: int) -> Field:

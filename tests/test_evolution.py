@@ -473,6 +473,20 @@ def test_a_malformed_common_list_in_the_lock_is_a_problem(tmp_path, capsys):
     assert err.startswith(f"sdxfer gen: {tmp_path / 's.lock'}:1: malformed lock file (common must be a list)")
 
 
+@pytest.mark.parametrize("lock, where", [
+    ("major: 1\ncommon:\n  - {name: pid, type: u32}\n  - {name: pid, type: u32}\nevents: []\n", "4: malformed lock file (field pid is in common twice)"),
+    ("major: 1\nevents:\n  - name: a\n    id: 1\n    versions:\n      - version: 1\n        fields:\n"
+     "          - {name: x, type: u8}\n          - {name: x, type: u8}\n", "9: malformed lock file (field x is in version 1 of a twice)"),
+])
+def test_a_field_twice_in_the_lock_is_malformed(tmp_path, capsys, lock, where):
+    schema = tmp_path / "s.yaml"
+    schema.write_text(_schema_text([{"name": "a", "id": 1, "fields": [{"name": "x", "type": "u8"}]}],
+                                   [_common_field("pid")]))
+    (tmp_path / "s.lock").write_text(lock)
+    assert sdxfer_main(["gen", "--schema", str(schema), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith(f"sdxfer gen: {tmp_path / 's.lock'}:{where}")
+
+
 def test_a_common_field_redeclared_later_is_the_last_packer_parameter(tmp_path):
     schema = tmp_path / "events.yaml"
     _step(schema, ([_common_field("pid")], [_PROC]), tmp_path / "v1")
