@@ -390,6 +390,31 @@ def test_events_still_waiting_at_the_end_come_as_far_as_they_came(generated):
     assert partial.event.name == "exec" and "argv" in partial.event.truncated
 
 
+def test_runs_waiting_for_their_next_message_hold_a_bounded_number_of_bytes(generated):
+    """A sender picks its run ids: runs each left waiting with an event's
+    first record are flushed, the least recent first, once what all of them
+    hold passes the consumer's bound, not only past 1024 runs."""
+    if generated.schema.name != "events.yaml":
+        pytest.skip("the shipped schema's spanning exec")
+    from sdxfer.fleet.consume import MessageDecoder
+    from test_driver import _strlist, call
+    import sdxfer
+
+    records = generated.pack([call(generated, "exec", argv=_strlist(["s" * 1000] * 40), exe=b"/bin/s")])
+    messages = MessageDecoder("fleet.unit", sdxfer.default_decoder(), MAJOR, lambda line: None,
+                              max_pending_bytes=200_000)
+    subject = f"fleet.unit.{HOST.machine_id}"
+    flushed = []
+    for _ in range(100):
+        sender = envelope.Sender.start(HOST, messages.decoder.schema_digest, MAJOR)  # a run id of its own
+        flushed += messages.items(subject, envelope.pack(sender, 1, records[:1]))
+        assert messages.pending_bytes <= 200_000
+    assert 0 < len(messages._reassemblers) < 20
+    assert len(flushed) == 100 - len(messages._reassemblers)
+    assert all(item.event.name == "exec" and "argv" in item.event.truncated for item in flushed)
+    assert len(list(messages.flush())) + len(flushed) == 100 and messages.pending_bytes == 0
+
+
 def test_the_consumer_never_prints_the_credentials_in_its_url():
     done = subprocess.run([SDXFER, "consume", "nats://someone:hunter2@127.0.0.1:9/fleet.x"], capture_output=True,
                           text=True, timeout=60)

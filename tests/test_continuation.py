@@ -18,6 +18,7 @@ from sdxfer.reassembly import Reassembler, is_continuation
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "spans.yaml"
 ARGV_MAX, ARGV_TOTAL, DATA_MAX, DATA_TOTAL = 64, 3000, 32, 1000
 CHUNK = record.continuation_chunk(512)
+ENTRY = record.REASSEMBLY_ENTRY_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -153,27 +154,88 @@ def test_age_limit_delivers_once_flagged(spans):
     [event] = reassembler.expire(1001)
     assert event.lost == {"argv": 1001 - ARGV_MAX - CHUNK} and event.argv == ["A" * (ARGV_MAX + CHUNK)]
     assert reassembler.stats.incomplete == 1 and reassembler.expire(10**12) == [] and reassembler.flush() == []
-    # what comes later for it is an orphan, dropped once its own age passes
-    assert reassembler.feed(conts[1], now_ns=2000) == [] and reassembler.expire(10**6) == []
-    assert reassembler.stats.orphans == 1
+    # what comes later for it is an orphan, dropped once its own age passes, on the latest time seen
+    # (a time given that is earlier than one before it moves no clock back)
+    assert reassembler.feed(conts[1], now_ns=2000) == [] and reassembler.expire(10**12 + 1000) == []
+    assert reassembler.stats.orphans == 0
+    assert reassembler.expire(10**12 + 1001) == [] and reassembler.stats.orphans == 1
 
 
 def test_pending_bytes_limit_evicts_the_oldest(spans):
     first = _pack(spans, _argv_bytes([1000]), None, n=1)
     second = [_with_cpu(r, 1) for r in _pack(spans, _argv_bytes([1000]), None, n=2)]
-    reassembler = Reassembler(spans.decoder, max_pending_bytes=1100)
+    limit = 1100 + 5 * ENTRY
+    reassembler = Reassembler(spans.decoder, max_pending_bytes=limit)
     out = reassembler.feed(first[0]) + reassembler.feed(first[1]) + reassembler.feed(second[0])
     out += reassembler.feed(second[1])
-    assert reassembler.pending_bytes == 2 * (ARGV_MAX + CHUNK)
+    assert reassembler.pending_bytes == 2 * (ARGV_MAX + CHUNK) + 4 * ENTRY  # two events, two chunks, each kept
     assert out == []
     out = reassembler.feed(second[2])
     assert out == []
-    out = reassembler.feed(second[3])  # 4 * 320 held: over the limit
+    out = reassembler.feed(second[3])  # 4 * 320 bytes and 6 entries held: over the limit
     assert [e.n for e in out] == [1] and out[0].truncated == ("argv",)
-    assert reassembler.stats.evicted == 1 and reassembler.pending_bytes <= 1100
+    assert reassembler.stats.evicted == 1 and reassembler.pending_bytes <= limit
     rest = _feed_all(reassembler, second[4:] + first[2:])
     assert [(e.n, e.truncated) for e in rest] == [(2, ())]
     assert reassembler.stats.orphans == len(first) - 2
+
+
+_NAMES = [name for name, _, _ in record.HEADER] + [name for name, _, _ in record.CONTINUATION]
+
+
+def _fields_of(continuation: bytes) -> dict:
+    return dict(zip(_NAMES, struct.unpack_from(record.CONTINUATION_FORMAT, continuation)))
+
+
+def _continuation(fields: dict, payload: bytes = b"") -> bytes:
+    return struct.pack(record.CONTINUATION_FORMAT, *(fields[name] for name in _NAMES)) + payload
+
+
+def _split(continuation: bytes, size: int) -> list[bytes]:
+    """A continuation record cut into records of `size` payload bytes each (the last keeps its flags)."""
+    fields = _fields_of(continuation)
+    payload = continuation[record.CONTINUATION_PAYLOAD_OFF:fields["size"]]
+    return [_continuation({**fields, "size": record.CONTINUATION_PAYLOAD_OFF + len(payload[at:at + size]),
+                           "offset": fields["offset"] + at,
+                           "flags": fields["flags"] if at + size >= len(payload) else 0}, payload[at:at + size])
+            for at in range(0, len(payload), size)]
+
+
+def test_a_field_of_thousands_of_chunks_reassembles_in_any_order(spans):
+    """One-byte chunks, in order and last first: the field's bytes are joined once, at the end."""
+    argv = _argv_bytes([1400, 1500])
+    parent, *conts = _pack(spans, argv, None)
+    chunks = [piece for c in conts for piece in _split(c, 1)]
+    assert len(chunks) > 2800
+    for order in (chunks, chunks[::-1]):
+        [event] = _feed_all(Reassembler(spans.decoder), [parent, *order])
+        assert event.argv == _expected_list(argv) and event.truncated == ()
+
+
+def _relabelled(rec: bytes, name: str, value: int) -> bytes:
+    raw = bytearray(rec)
+    struct.pack_into("<" + dict((n, f) for n, _, f in record.HEADER)[name], raw, record.HEADER_OFFSETS[name], value)
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("name, value", [("fingerprint", 0xDEADBEEF), ("version", 77)])
+def test_a_continuation_of_another_lineage_or_version_is_rejected(spans, name, value):
+    parent, *conts = _pack(spans, _argv_bytes([1000]), None)
+    reassembler = Reassembler(spans.decoder)
+    [event] = _feed_all(reassembler, [parent, _relabelled(conts[0], name, value), *conts[1:]])
+    assert event.truncated == ("argv",) and event.argv == ["A" * ARGV_MAX]
+    assert reassembler.stats.rejected == 1
+
+
+def test_chunks_of_no_bytes_count_against_the_limit(spans):
+    """Orphans that carry nothing still cost their keeping: pending stays within the limit."""
+    _, first, *_ = _pack(spans, _argv_bytes([1000]), None)
+    empty = {**_fields_of(first), "size": record.CONTINUATION_PAYLOAD_OFF}
+    reassembler = Reassembler(spans.decoder, max_pending_bytes=50 * ENTRY)
+    for seq in range(5000):
+        assert reassembler.feed(_continuation({**empty, "parent_seq": 10**6 + seq})) == []
+        assert reassembler.pending_bytes <= 50 * ENTRY
+    assert reassembler.stats.orphans > 4900 and reassembler.pending < 50
 
 
 def test_a_plain_decoder_reads_events_that_never_span(spans):

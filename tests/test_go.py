@@ -28,7 +28,7 @@ from sdxfer.cli import main as sdxfer_main
 from sdxfer.codegen import plan
 from sdxfer.codegen.render import render_go
 from sdxfer.record import HEADER_OFFSETS, LEN_TRUNCATED, LEN_UNKNOWN
-from test_continuation import SCHEMA as SPANS_SCHEMA, _argv_bytes, _with_cpu
+from test_continuation import SCHEMA as SPANS_SCHEMA, _argv_bytes, _continuation, _fields_of, _split, _with_cpu
 from test_evolution import _common_field, _NOTE, _PROC, _step, _values
 from test_fuzz import _mutations, _seed_records
 from test_roundtrip import _wire, calls
@@ -209,6 +209,24 @@ def test_continuations_past_the_age_and_bytes_limits(spans, go_decoders):
         stream = [_at(r, rng.randrange(5000)) for r in stream]
         limits = {"max_pending_bytes": rng.choice([200, 1000, 64 << 20]), "max_age_ns": rng.choice([500, 2000, 10**9])}
         _same(go_decoders, spans, stream, reassemble=True, **limits)
+
+
+def test_continuations_that_do_not_belong_and_ones_that_carry_nothing(spans, go_decoders):
+    """A continuation relabelled with another fingerprint or version (rejected), one-byte
+    chunks last first, orphans of no bytes under a small limit, and a time that
+    jumps ahead: alike in Go and Python."""
+    parent, *conts = spans.pack([(0, {"n": 1, "argv": (_argv_bytes([700, 900]), 1602), "data": None})])
+    relabelled = []
+    for name, value in (("fingerprint", 0xDEADBEEF), ("version", 77)):
+        raw = bytearray(conts[0])
+        struct.pack_into("<I" if name == "fingerprint" else "<H", raw, HEADER_OFFSETS[name], value)
+        relabelled.append(bytes(raw))
+    _same(go_decoders, spans, [parent, *relabelled, *conts[1:]], reassemble=True)
+    _same(go_decoders, spans, [parent, *[p for c in conts for p in _split(c, 1)][::-1]], reassemble=True)
+    empty = {**_fields_of(conts[0]), "size": len(_continuation(_fields_of(conts[0])))}
+    orphans = [_continuation({**empty, "parent_seq": 10**6 + seq}) for seq in range(300)]
+    _same(go_decoders, spans, orphans + [parent, *conts], reassemble=True, max_pending_bytes=5000, max_age_ns=10**9)
+    _same(go_decoders, spans, [parent, _at(conts[0], 2**62), *conts[1:]], reassemble=True, max_age_ns=1000)
 
 
 def _at(record: bytes, timestamp_ns: int) -> bytes:

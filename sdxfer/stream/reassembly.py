@@ -7,14 +7,18 @@ record's sequence number, the field and the chunk's offset (sdxfer.record).
 `Reassembler.feed` takes records in any order, several CPUs interleaved, and
 gives back events whose spanning fields are whole. An event whose
 continuations do not all arrive is delivered once it is older than
-`max_age_ns`, or evicted when pending bytes pass `max_pending_bytes`, with
-the contiguous prefix only and the field flagged: `truncated`, and `lost` the
-exact bytes missing where the record told the length (None otherwise).
-Nothing is ever spliced over a gap.
+`max_age_ns`, or evicted when pending bytes pass `max_pending_bytes` (each
+pending event and chunk counted REASSEMBLY_ENTRY_BYTES more, for its
+keeping), with the contiguous prefix only and the field flagged:
+`truncated`, and `lost` the exact bytes missing where the record told the
+length (None otherwise). Nothing is ever spliced over a gap. A continuation
+of another event, schema or version than its record's is rejected.
 
 Ages are on CLOCK_MONOTONIC, the kernel timestamps' clock: callers pass
 `now_ns` (a live reader: time.monotonic_ns()); without it a record's own
-timestamp is the time, which suits a file of records.
+timestamp is the time, which suits a file of records. The clock is the
+latest time seen: an event's age counts from the first record of it that
+came, so records out of time order (several CPUs) age in arrival order.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from .. import runtime as rt
 from ..errors import DecodeError
 from ..runtime.record import (CONTINUATION_FORMAT, CONTINUATION_ID, CONTINUATION_LAST, CONTINUATION_PAYLOAD_OFF,
-                     DESCRIPTOR_FORMAT, HEADER_FIELD, LOST_UNKNOWN, VARIABLE_DECODING)
+                     DESCRIPTOR_FORMAT, HEADER_FIELD, LOST_UNKNOWN, REASSEMBLY_ENTRY_BYTES, VARIABLE_DECODING)
 
 DEFAULT_MAX_PENDING_BYTES = 64 << 20
 DEFAULT_MAX_AGE_NS = 2_000_000_000
@@ -54,6 +58,8 @@ class ReassemblyStats:
 @dataclass
 class _Chunk:
     event_id: int
+    fingerprint: int
+    version: int
     field: int
     offset: int
     data: bytes
@@ -68,19 +74,33 @@ class _Field:
     head: bytes  # the record's part: bytes 0..max
     known: int | None  # bytes the field had (max + the record's lost), None: unknown
     chunks: dict[int, _Chunk] = field(default_factory=dict)  # by offset
+    reach: int = -1  # where the contiguous bytes end (span.max to start with)
+    last: _Chunk | None = None  # the last chunk, once the contiguous bytes reach it
 
-    def prefix(self) -> tuple[bytes, _Chunk | None]:
-        """The contiguous bytes from 0, and the last chunk if they reach it."""
-        parts, at = [self.head], self.span.max
-        while at in self.chunks:
-            chunk = self.chunks[at]
-            parts.append(chunk.data)
+    def __post_init__(self):
+        self.reach = self.span.max
+
+    def advance(self) -> None:
+        """Moves `reach` over the chunks that continue it: each chunk is
+        passed once, so a field of many chunks costs no more than their bytes."""
+        while self.last is None and self.reach in self.chunks:
+            chunk = self.chunks[self.reach]
             if chunk.last:
-                return b"".join(parts), chunk
-            if not chunk.data:
-                break
-            at += len(chunk.data)
-        return b"".join(parts), None
+                self.last = chunk
+            elif not chunk.data:
+                break  # stuck: a chunk of no bytes that is not the last
+            else:
+                self.reach += len(chunk.data)
+
+    def prefix(self) -> bytes:
+        """The contiguous bytes from 0 (through the last chunk if they reach it)."""
+        parts, at = [self.head], self.span.max
+        while at < self.reach:
+            parts.append(self.chunks[at].data)
+            at += len(self.chunks[at].data)
+        if self.last is not None:
+            parts.append(self.last.data)
+        return b"".join(parts)
 
 
 @dataclass
@@ -105,6 +125,7 @@ class Reassembler:
         self.max_age_ns = max_age_ns
         self.stats = ReassemblyStats()
         self.pending_bytes = 0
+        self._clock = 0  # the latest time seen (ns)
         self._pending: dict[tuple[int, int], _Pending] = {}  # (cpu, seq) of the record -> oldest first
         self.keep_raw = keep_raw
         self._raw: dict[int, bytes] = {}  # id() of an event delivered -> its records
@@ -132,8 +153,9 @@ class Reassembler:
         """An event's record, decoded already: the event, unless it waits for continuations."""
         cls = event.__class__
         version = cls.versions[min(event.version, len(cls.versions)) - 1]
+        now = self._tick(event.timestamp_ns if now_ns is None else now_ns)
         if not version.spans:
-            return [event] + self._expired(event.timestamp_ns if now_ns is None else now_ns) if self._pending else [event]
+            return [event] + self._expired(now) if self._pending else [event]
         fields = {}
         for span in version.spans:
             off, length, lost = _DESCRIPTOR.unpack_from(buf, span.descriptor_off)
@@ -141,20 +163,20 @@ class Reassembler:
                 known = None if lost == LOST_UNKNOWN else span.max + lost
                 fields[span.index] = _Field(span, bytes(buf[off:off + length]), known)
         if not fields:
-            return [event] + self._expired(event.timestamp_ns if now_ns is None else now_ns) if self._pending else [event]
-        now = event.timestamp_ns if now_ns is None else now_ns
+            return [event] + self._expired(now) if self._pending else [event]
         key = (event.cpu, event.seq)
         pending = self._pending.get(key)
         if pending is not None and pending.event is not None:
             self.stats.duplicates += 1
             return self._expired(now)  # its first copy is being reassembled
         if pending is None:
-            pending = self._pending[key] = _Pending(now)
+            pending = self._add(key, now)
         pending.event, pending.fields = event, fields
         if self.keep_raw:  # as long as its header says (perf pads records)
             pending.raw = bytes(buf[:HEADER_FIELD["size"].unpack_from(buf)[0]])
         self._hold(pending, sum(len(f.head) for f in fields.values()))
         early, pending.early = pending.early, []
+        self._hold(pending, -sum(REASSEMBLY_ENTRY_BYTES + len(chunk.data) for chunk in early))  # held again once attached
         for chunk in early:
             self._attach(pending, chunk)
         return self._settle(key, pending, now)
@@ -162,7 +184,7 @@ class Reassembler:
     def continuation(self, buf, now_ns: int | None = None) -> list[rt.Event]:
         """A continuation record: the event it completes, if it does."""
         try:
-            (timestamp_ns, _seq, size, _fingerprint, _id, payload_off, cpu, _version, parent_seq, offset, lost,
+            (timestamp_ns, _seq, size, fingerprint, _id, payload_off, cpu, version, parent_seq, offset, lost,
              event_id, index, flags) = _CONTINUATION.unpack_from(buf)
         except struct.error:
             raise DecodeError(f"continuation record of {len(buf)} bytes, shorter than its"
@@ -171,24 +193,24 @@ class Reassembler:
             raise DecodeError(f"continuation record: payload offset {payload_off}, size {size},"
                               f" {len(buf)} bytes given")
         self.stats.continuations += 1
-        now = timestamp_ns if now_ns is None else now_ns
+        now = self._tick(timestamp_ns if now_ns is None else now_ns)
         raw = bytes(buf[:size]) if self.keep_raw else b""
         data = memoryview(raw)[payload_off:] if self.keep_raw else bytes(buf[payload_off:size])
-        chunk = _Chunk(event_id, index, offset, data, bool(flags & CONTINUATION_LAST), lost, raw)
+        chunk = _Chunk(event_id, fingerprint, version, index, offset, data, bool(flags & CONTINUATION_LAST), lost, raw)
         key = (cpu, parent_seq)
         pending = self._pending.get(key)
         if pending is None:
-            pending = self._pending[key] = _Pending(now)
+            pending = self._add(key, now)
         if pending.event is None:
             pending.early.append(chunk)
-            self._hold(pending, len(chunk.data))
+            self._hold(pending, REASSEMBLY_ENTRY_BYTES + len(chunk.data))
             return self._evicted() + self._expired(now)
         self._attach(pending, chunk)
         return self._settle(key, pending, now)
 
     def expire(self, now_ns: int) -> list[rt.Event]:
         """Events older than the age limit, delivered with what arrived."""
-        return self._expired(now_ns)
+        return self._expired(self._tick(now_ns))
 
     def flush(self) -> list[rt.Event]:
         """Every pending event, as far as it arrived (the end of a file or a stream)."""
@@ -199,23 +221,36 @@ class Reassembler:
 
     # ---- inside ------------------------------------------------------------
 
+    def _tick(self, now: int) -> int:
+        self._clock = max(self._clock, now)
+        return self._clock
+
+    def _add(self, key, now: int) -> _Pending:
+        pending = self._pending[key] = _Pending(now)
+        self._hold(pending, REASSEMBLY_ENTRY_BYTES)
+        return pending
+
     def _hold(self, pending: _Pending, size: int) -> None:
         pending.size += size
         self.pending_bytes += size
 
     def _attach(self, pending: _Pending, chunk: _Chunk) -> None:
         state = pending.fields.get(chunk.field)
-        if state is None or chunk.event_id != pending.event.id or chunk.offset < state.span.max or chunk.offset + len(chunk.data) > state.span.total:
+        event = pending.event
+        if (state is None or chunk.event_id != event.id or chunk.fingerprint != event.fingerprint
+                or chunk.version != event.version or chunk.offset < state.span.max
+                or chunk.offset + len(chunk.data) > state.span.total):
             self.stats.rejected += 1
             return
         if chunk.offset in state.chunks:
             self.stats.duplicates += 1
             return
         state.chunks[chunk.offset] = chunk
-        self._hold(pending, len(chunk.data))
+        state.advance()
+        self._hold(pending, REASSEMBLY_ENTRY_BYTES + len(chunk.data))
 
     def _settle(self, key, pending: _Pending, now: int) -> list[rt.Event]:
-        if all(state.prefix()[1] is not None for state in pending.fields.values()):
+        if all(state.last is not None for state in pending.fields.values()):
             self.stats.completed += 1
             return [self._deliver(key)] + self._expired(now)
         return self._evicted() + self._expired(now)
@@ -258,7 +293,7 @@ class Reassembler:
         values = list(event[:-2])
         lost = dict(event.lost)
         for index, state in pending.fields.items():
-            data, last = state.prefix()
+            data, last = state.prefix(), state.last
             name = cls.fields[index]
             decoding = VARIABLE_DECODING[cls.kinds[index]]
             values[4 + index] = rt.split_list(data, 0, len(data)) if decoding == "list" else data

@@ -3960,16 +3960,22 @@ type ReassemblyStats struct {
 // Python Reassembler does: records in any order, several CPUs interleaved;
 // an event whose continuations do not all arrive is delivered with the
 // contiguous prefix only, once older than MaxAgeNs or evicted when pending
-// bytes pass MaxPendingBytes, the field flagged in Losses. Times are the
-// records' own timestamps (CLOCK_MONOTONIC), or what Expire is given.
+// bytes pass MaxPendingBytes (each pending event and chunk counted
+// reassemblyEntryBytes more, for its keeping), the field flagged in Losses.
+// A continuation of another event, schema or version than its record's is
+// rejected. Times are the records' own timestamps (CLOCK_MONOTONIC), or
+// what Expire is given; the clock is the latest time seen.
 type Reassembler struct {
 	MaxPendingBytes int
 	MaxAgeNs        int64
 	Stats           ReassemblyStats
 	pendingBytes    int
+	clock           int64
 	pending         map[pendingKey]*pendingEvent
 	order           []pendingKey // oldest first
 }
+
+const reassemblyEntryBytes = 256
 
 // NewReassembler has the Python Reassembler's default limits: 64 MiB, 2 s.
 func NewReassembler() *Reassembler {
@@ -3982,12 +3988,14 @@ type pendingKey struct {
 }
 
 type chunk struct {
-	eventID uint16
-	field   int
-	offset  int
-	data    []byte
-	last    bool
-	lost    uint32
+	eventID     uint16
+	fingerprint uint32
+	version     uint16
+	field       int
+	offset      int
+	data        []byte
+	last        bool
+	lost        uint32
 }
 
 type spanningField struct {
@@ -3995,25 +4003,38 @@ type spanningField struct {
 	head   []byte // the record's part: bytes 0..max
 	known  int64  // bytes the field had (max + the record's lost), -1: unknown
 	chunks map[int]chunk
+	reach  int    // where the contiguous bytes end (span.max to start with)
+	last   *chunk // the last chunk, once the contiguous bytes reach it
 }
 
-// prefix gives the contiguous bytes from 0, and the last chunk if they reach it.
-func (f *spanningField) prefix() ([]byte, *chunk) {
-	data := append([]byte{}, f.head...)
-	for at := f.span.max; ; {
-		c, ok := f.chunks[at]
+// advance moves reach over the chunks that continue it: each chunk is
+// passed once, so a field of many chunks costs no more than their bytes.
+func (f *spanningField) advance() {
+	for f.last == nil {
+		c, ok := f.chunks[f.reach]
 		if !ok {
-			return data, nil
+			return
 		}
-		data = append(data, c.data...)
 		if c.last {
-			return data, &c
+			f.last = &c
+		} else if len(c.data) == 0 {
+			return // stuck: a chunk of no bytes that is not the last
+		} else {
+			f.reach += len(c.data)
 		}
-		if len(c.data) == 0 {
-			return data, nil
-		}
-		at += len(c.data)
 	}
+}
+
+// prefix gives the contiguous bytes from 0 (through the last chunk if they reach it).
+func (f *spanningField) prefix() []byte {
+	data := append([]byte{}, f.head...)
+	for at := f.span.max; at < f.reach; at += len(f.chunks[at].data) {
+		data = append(data, f.chunks[at].data...)
+	}
+	if f.last != nil {
+		data = append(data, f.last.data...)
+	}
+	return data
 }
 
 type pendingEvent struct {
@@ -4043,7 +4064,7 @@ type spanner interface{ setSpanned(index int, b []byte) }
 
 func (r *Reassembler) event(event Event, b []byte) []Event {
 	rec := event.record()
-	now := int64(rec.TimestampNs)
+	now := r.tick(int64(rec.TimestampNs))
 	known := int(rec.Version)
 	if known > len(rec.layout.versions) {
 		known = len(rec.layout.versions)
@@ -4054,7 +4075,7 @@ func (r *Reassembler) event(event Event, b []byte) []Event {
 		length := int(le.Uint16(b[s.descriptorOff+2:]))
 		lost := le.Uint32(b[s.descriptorOff+4:])
 		if off != 0 && length == s.max && lost != 0 {
-			f := &spanningField{span: s, head: append([]byte{}, b[off:off+length]...), known: -1, chunks: map[int]chunk{}}
+			f := &spanningField{span: s, head: append([]byte{}, b[off:off+length]...), known: -1, chunks: map[int]chunk{}, reach: s.max}
 			if lost != lostUnknown {
 				f.known = int64(s.max) + int64(lost)
 			}
@@ -4080,6 +4101,7 @@ func (r *Reassembler) event(event Event, b []byte) []Event {
 	early := p.early
 	p.early = nil
 	for _, c := range early {
+		r.hold(p, -(reassemblyEntryBytes + len(c.data))) // held again once attached
 		r.attach(p, c)
 	}
 	return r.settle(key, p, now)
@@ -4095,8 +4117,8 @@ func (r *Reassembler) continuation(b []byte) ([]Event, error) {
 		return nil, errorf("continuation record: payload offset %d, size %d, %d bytes given", payloadOff, size, len(b))
 	}
 	r.Stats.Continuations++
-	now := int64(h.TimestampNs)
-	c := chunk{data: append([]byte{}, b[payloadOff:size]...)}
+	now := r.tick(int64(h.TimestampNs))
+	c := chunk{fingerprint: h.Fingerprint, version: h.Version, data: append([]byte{}, b[payloadOff:size]...)}
 	parentSeq := le.Uint64(b[32:])
 	offset := le.Uint32(b[40:])
 	lost := le.Uint32(b[44:])
@@ -4111,7 +4133,7 @@ func (r *Reassembler) continuation(b []byte) ([]Event, error) {
 	}
 	if p.event == nil {
 		p.early = append(p.early, c)
-		r.hold(p, len(c.data))
+		r.hold(p, reassemblyEntryBytes+len(c.data))
 		return append(r.evicted(), r.expired(now)...), nil
 	}
 	r.attach(p, c)
@@ -4119,7 +4141,7 @@ func (r *Reassembler) continuation(b []byte) ([]Event, error) {
 }
 
 // Expire delivers the events older than MaxAgeNs at nowNs (CLOCK_MONOTONIC), with what arrived.
-func (r *Reassembler) Expire(nowNs int64) []Event { return r.expired(nowNs) }
+func (r *Reassembler) Expire(nowNs int64) []Event { return r.expired(r.tick(nowNs)) }
 
 // Flush delivers every pending event, as far as it arrived (the end of a file or a stream).
 func (r *Reassembler) Flush() []Event {
@@ -4137,7 +4159,15 @@ func (r *Reassembler) add(key pendingKey, now int64) *pendingEvent {
 	p := &pendingEvent{bornNs: now}
 	r.pending[key] = p
 	r.order = append(r.order, key)
+	r.hold(p, reassemblyEntryBytes)
 	return p
+}
+
+func (r *Reassembler) tick(now int64) int64 {
+	if now > r.clock {
+		r.clock = now
+	}
+	return r.clock
 }
 
 func (r *Reassembler) hold(p *pendingEvent, size int) {
@@ -4147,7 +4177,9 @@ func (r *Reassembler) hold(p *pendingEvent, size int) {
 
 func (r *Reassembler) attach(p *pendingEvent, c chunk) {
 	f := p.fields[c.field]
-	if f == nil || c.eventID != p.event.record().ID || c.offset < f.span.max || c.offset+len(c.data) > f.span.total {
+	rec := p.event.record()
+	if f == nil || c.eventID != rec.ID || c.fingerprint != rec.Fingerprint || c.version != rec.Version ||
+		c.offset < f.span.max || c.offset+len(c.data) > f.span.total {
 		r.Stats.Rejected++
 		return
 	}
@@ -4156,12 +4188,13 @@ func (r *Reassembler) attach(p *pendingEvent, c chunk) {
 		return
 	}
 	f.chunks[c.offset] = c
-	r.hold(p, len(c.data))
+	f.advance()
+	r.hold(p, reassemblyEntryBytes+len(c.data))
 }
 
 func (r *Reassembler) settle(key pendingKey, p *pendingEvent, now int64) []Event {
 	for _, f := range p.fields {
-		if _, last := f.prefix(); last == nil {
+		if f.last == nil {
 			return append(r.evicted(), r.expired(now)...)
 		}
 	}
@@ -4218,7 +4251,7 @@ func (r *Reassembler) deliver(key pendingKey) Event {
 		lost[loss.Field] = loss
 	}
 	for index, f := range p.fields {
-		data, last := f.prefix()
+		data, last := f.prefix(), f.last
 		name := rec.layout.fields[index]
 		p.event.(spanner).setSpanned(index, data)
 		loss := Loss{Field: name, Unknown: true}
