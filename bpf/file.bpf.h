@@ -53,6 +53,7 @@ struct file_abs {
 struct file_abs_area {
     struct file_abs first, second;
 };
+_Static_assert(sizeof(struct file_abs_area) <= SDXFER_SLOT_SIZE, "two paths' walks and copies must fit a scratch slot");
 
 /* Stores a value in the slot and loads it back: to the verifier a new
  * unknown value, so what file_abs_walk's branches learn of it does not

@@ -99,7 +99,8 @@ def _field_problems(old: Sequence[Field], new: Sequence[Field], owner: str, owne
         now = new[j]
         if j != i:
             if not shifted:
-                inserted = new[i] if i < len(new) and new[i].name not in old_names else None
+                # new fields alone between this one's old place and its new one: they were inserted
+                inserted = new[i] if i < j and all(name not in old_names for name in new_names[i:j]) else None
                 if inserted is not None:
                     problems.append(Problem(path, inserted.line, f"{owner}, field {inserted.name}",
                                             f"inserted before {f.name}; published fields keep their place, new ones"

@@ -111,6 +111,8 @@ def test_a_line_tells_a_backslash_from_an_escape_and_keeps_each_value_one_token(
     ("/tmp/odd/lc/t" + "\udcff" * 20, "..." + "\\xff" * 7),  # cut between bytes, never inside an escape
     ("/tmp/" + "q" * 40 + '"/tool', '.../tool'),
     ("/tmp/" + "q" * 300 + " (deleted)", "..." + "q" * 19 + " (deleted)"),
+    ("/usr/bin/sshd\xa0(deleted)", '"/usr/bin/sshd\xa0(deleted)"'),  # a no-break space is no kernel suffix
+    ("/tmp/a\u2028b", "/tmp/a\\u2028b"),  # a line separator escaped: the line stays one line
 ])
 def test_a_path_column_is_one_token_and_its_short_form_cuts_between_characters(path, shown):
     assert short_path(path) == shown and len(shown) <= 32

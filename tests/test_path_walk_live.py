@@ -135,6 +135,39 @@ def test_longer_than_the_byte_bound_is_flagged(sensor, fds, workdir):
     assert (event.path, event.truncated) == (None, ("path",))
 
 
+SYS_FACCESSAT = 269
+
+
+def joined(sensor, dirfd: int, rel: bytes):
+    """Has the probe join rel to dirfd's path (sdxfer_path_append_user); the event."""
+    libc.syscall(SYS_FACCESSAT, dirfd, rel, TEST_OP)
+    return hids_support.wait_for(sensor, lambda e: e.name == "joined" and e.dirfd == dirfd and e.pid == os.getpid()
+                                 if "pid" in e.fields else e.name == "joined" and e.dirfd == dirfd)
+
+
+def test_a_relative_path_joined_to_a_directory(sensor, fds, workdir):
+    """sdxfer_path_append_user: DIR/REL (/REL for the root), . and .. as given,
+    DIR itself for an empty REL even at 4095 and 4096 bytes, flagged past them."""
+    fds.append(os.open("/", os.O_RDONLY))
+    assert (joined(sensor, fds[-1], b"etc/x").path, joined(sensor, fds[-1], b"").path) == ("/etc/x", "/")
+    fds.append(os.open(workdir, os.O_RDONLY))
+    assert joined(sensor, fds[-1], b"./a/../b").path == workdir + "/./a/../b"
+    room = PATH_MAX - 1 - len(workdir)  # the directories' bytes, each with its "/", for a 4095-byte path
+    levels = (room - 50) // 201
+    names = ["d" * 200] * levels + ["e" * (room - 201 * levels - 1)]
+    fds.append(deep_directory(workdir, names))
+    os.mkdir("f", dir_fd=fds[-1])
+    fds.append(os.open("f", os.O_RDONLY, dir_fd=fds[-1]))  # a 4097-byte path: past the bound
+    for fd, length in ((fds[-2], PATH_MAX - 1),):
+        whole = os.readlink(f"/proc/self/fd/{fd}")
+        assert len(whole) == length
+        assert (joined(sensor, fd, b"").path, joined(sensor, fd, b"").truncated) == (whole, ())
+        event = joined(sensor, fd, b"x")  # 4097 bytes
+        assert (event.path, event.truncated) == (None, ("path",))
+    event = joined(sensor, fds[-1], b"")
+    assert (event.path, event.truncated) == (None, ("path",))
+
+
 CHROOTED = r"""
 import ctypes, json, os, sys
 libc = ctypes.CDLL(None, use_errno=True)

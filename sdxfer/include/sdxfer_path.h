@@ -588,14 +588,15 @@ static __always_inline void sdxfer_path_joined(struct sdxfer_path_buf *buf, __u3
  * as it was. */
 static __always_inline void sdxfer_path_append_user(struct sdxfer_path_buf *buf, const char *rel)
 {
-    __u32 at = sdxfer_path_join_at(buf);
-    long n;
+    char first = 1;
+    long n = -1;
 
+    if (bpf_probe_read_user(&first, 1, rel) == 0 && !first)
+        return;  /* empty: the directory itself, whatever its length */
+    __u32 at = sdxfer_path_join_at(buf);
     if (!at)
         return;
-    if (at == SDXFER_PATH_MAX)  /* a text of SDXFER_PATH_MAX - 1 bytes: only an empty REL fits */
-        n = bpf_probe_read_user_str(buf->text + SDXFER_PATH_MAX, 2, rel);
-    else
+    if (at < SDXFER_PATH_MAX)  /* after a text of SDXFER_PATH_MAX - 1 bytes nothing fits */
         n = bpf_probe_read_user_str(buf->text + sdxfer_path_at(at), SDXFER_PATH_MAX + 1, rel);
     sdxfer_path_joined(buf, at, n);
 }

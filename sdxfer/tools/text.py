@@ -16,8 +16,9 @@ from ..stream.vocabulary import Clock
 from .readable import READABLE
 
 # Characters that could move the cursor, recolour or retitle a terminal, or
-# reorder text: C0, DEL, C1 and the bidirectional controls.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+# reorder or break text: C0, DEL, C1, the bidirectional controls and the
+# line and paragraph separators.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
 _NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -65,7 +66,7 @@ def format_value(value) -> str:
         # a backslash doubled, so `\\n` is not taken for an escaped newline;
         # control characters become visible escapes
         text = escape(value.replace("\\", "\\\\"))
-        return '"' + text.replace('"', '\\"') + '"' if not text or re.search(r'[ "=]', text) else text
+        return '"' + text.replace('"', '\\"') + '"' if not text or re.search(r'[\s"=]', text) else text
     if isinstance(value, list):
         return "[" + ",".join(format_value(item) for item in value) + "]"
     if isinstance(value, dict):  # a JSON-wire message's object: its keys are the sender's text too
