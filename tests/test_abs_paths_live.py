@@ -19,11 +19,13 @@ Needs root and bcc (CI runs as root); skipped otherwise.
 import errno
 import os
 import subprocess
+import sys
 import tempfile
 import uuid
 
 import pytest
 
+import hids_support
 from sdxfer import hids
 from test_hids_file_live import BAD_FD, act, gather, mknod, pick
 
@@ -287,3 +289,42 @@ result = [attempt(os.open, "c-" + {tag}, os.O_CREAT | os.O_WRONLY, 0o644, dir_fd
     pick(events, "file_create", path=f"c-{tag}", ret=-errno.ENOTDIR, path_abs=None)
     pick(events, "unlink", path=f"u-{tag}", ret=-errno.ENOTDIR, path_abs=None)
     pick(events, "chmod", path=f"m-{tag}", ret=-errno.ENOTDIR, path_abs=None)
+
+
+FORK_AND_CHROOT = r"""
+import os, sys
+tag = sys.argv[1]
+pid = os.fork()
+if pid == 0:
+    os.chroot("/usr")
+    try:
+        os.chmod("/nonexistent-child-" + tag, 0o600)
+    except OSError:
+        pass
+    os._exit(0)
+os.waitpid(pid, 0)
+try:
+    os.chmod("/nonexistent-parent-" + tag, 0o600)
+except OSError:
+    pass
+"""
+
+
+def test_a_child_that_chroots_first_leaves_its_parents_path_alone(sensor, tag):
+    """A forked child chroots to /usr and acts before its parent has any
+    event: it sees its program from its new root (/bin/...), and the path
+    it walked is not kept as the parent's, whose event comes after."""
+    exe = os.path.realpath(sys.executable)
+    if not exe.startswith("/usr/"):
+        pytest.skip(f"the interpreter is not under /usr: {exe}")
+    subprocess.run([sys.executable, "-B", "-c", FORK_AND_CHROOT, tag], check=True, timeout=hids_support.WAIT_S)
+    seen = {}
+
+    def both(event):
+        if event.name == "chmod" and event.path and tag in event.path:
+            seen[event.path] = event
+        return len(seen) == 2
+
+    hids_support.events_until(sensor, both)
+    assert seen[f"/nonexistent-child-{tag}"].exe_path == exe[len("/usr"):]
+    assert seen[f"/nonexistent-parent-{tag}"].exe_path == exe

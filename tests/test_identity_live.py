@@ -13,11 +13,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 
-from hids_support import TICK_NS, Waiting, marker, wait_for, waiting_shell
+from hids_support import TICK_NS, WAIT_S, Waiting, events_until, marker, wait_for, waiting_shell
 from sdxfer import hids
 from sdxfer.runtime import record
 
@@ -230,3 +231,33 @@ def test_a_forked_child_takes_its_parents_path_and_keeps_none_of_its_own(sensor)
         kept = kept_tgids(sensor)
         assert parent.exec.pid in kept and end.pid not in kept
         parent.exit()
+
+
+def test_a_forked_child_under_another_root_sees_its_program_from_there(sensor):
+    """The parent's exec keeps its path; a child that chroots to /usr before
+    it execs exits with its program as it sees it (/bin/...), not the path
+    kept for its parent, whose own exit still shows its."""
+    exe = os.path.realpath(sys.executable)
+    if not exe.startswith("/usr/"):
+        pytest.skip(f"the interpreter is not under /usr: {exe}")
+    mark = marker()
+    code = "import os, sys; sys.stdin.readline(); pid = os.fork()\nif pid == 0:\n    os.chroot('/usr'); os._exit(7)\nos.waitpid(pid, 0)"
+    parent = subprocess.Popen([sys.executable, "-B", "-c", code, mark], stdin=subprocess.PIPE)
+    try:
+        started = wait_for(sensor, lambda e: e.name == "exec" and e.pid == parent.pid and mark in (e.argv or []))
+        assert started.exe_path == exe
+        parent.communicate(b"go\n", timeout=WAIT_S)
+        ends = {}
+
+        def both(e):
+            if e.name == "exit" and parent.pid in (e.pid, e.ppid):
+                ends["parent" if e.pid == parent.pid else "child"] = e
+            return len(ends) == 2
+
+        events_until(sensor, both)
+    finally:
+        parent.kill()
+        parent.wait()
+    child_end, parent_end = ends["child"], ends["parent"]
+    assert child_end.exe_path == exe[len("/usr"):]
+    assert parent_end.exe_path == exe

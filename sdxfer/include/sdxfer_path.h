@@ -39,6 +39,12 @@
  * reads of each dentry anyway: a CO-RE build keeps it from there and copies
  * it by stores, and reads only a longer name again, a helper call of its own
  * (a BCC build reads every name again).
+ * A rename racing the walk: a dentry caught mid-rename (its d_seq odd when
+ * its bytes are read) makes the walk unknown, so a name half rewritten is
+ * not shown. A rename that starts within the few nanoseconds between the
+ * read of d_seq and of the name, or (BCC) before a name is read again, is
+ * not seen: the kernel's own d_path retries under rename_lock, which a
+ * probe cannot read.
  * A walk leaves its outcome in the buffer (sdxfer_path_walk, then
  * sdxfer_path_result): see sdxfer_path_walk for why.
  */
@@ -96,6 +102,7 @@ struct sdxfer_path_buf {
     __u64 result;                       /* sdxfer_path_result's */
     __u64 magic;                        /* a file named by d_dname: its superblock's magic; else 0 */
     __u32 depth;                        /* names collected */
+    __u32 renaming;                     /* a dentry was seen mid-rename (d_seq odd) */
     __u32 len;                          /* bytes of text */
     __u32 walk;                         /* enum sdxfer_path_walk */
     char digits[SDXFER_PATH_DIGITS];    /* a number's, right-aligned */
@@ -131,10 +138,12 @@ static __always_inline __u64 sdxfer_window_u64(const struct sdxfer_window *windo
 
 /* A struct path, { mnt, dentry }. */
 #define SDXFER_PATH_WINDOW 0, 16
-/* A dentry's window: d_hash.pprev (NULL: unhashed), d_parent, d_name,
- * d_inode, the short name's bytes, d_op, d_sb. */
-#define SDXFER_DENTRY_BASE (SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev))
-#define SDXFER_DENTRY_SIZE 96
+/* A dentry's window: d_seq (and d_flags before it), d_hash.pprev (NULL:
+ * unhashed), d_parent, d_name, d_inode, the short name's bytes, d_op, d_sb. */
+#define SDXFER_DENTRY_BASE (SDXFER_MEMBER(dentry, d_seq) & ~7u)
+#define SDXFER_DENTRY_SIZE 112
+#define SDXFER_DENTRY_HASHED (SDXFER_MEMBER(dentry, d_hash) + SDXFER_MEMBER(hlist_bl_node, pprev))
+#define SDXFER_DENTRY_SEQ SDXFER_MEMBER(dentry, d_seq)
 #define SDXFER_DENTRY_WINDOW SDXFER_DENTRY_BASE, SDXFER_DENTRY_SIZE
 #define SDXFER_DENTRY_PARENT SDXFER_MEMBER(dentry, d_parent)
 #define SDXFER_DENTRY_NAME (SDXFER_MEMBER(dentry, d_name) + SDXFER_MEMBER(qstr, name))
@@ -176,8 +185,15 @@ static __always_inline void sdxfer_path_collect(struct sdxfer_path_buf *buf, con
 {
     const struct sdxfer_window *window = &buf->window;
     __u64 name = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_NAME);
+    __u64 seq = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_SEQ & ~7u) >>
+                (8 * (SDXFER_DENTRY_SEQ & 7));  /* little-endian: the sequence's bytes at the bottom */
     __u32 k = depth & (SDXFER_PATH_DEPTH - 1);
 
+    /* an odd d_seq: a rename is rewriting this dentry's name and parent as
+     * the window is read (the copy reads d_seq first); the walk then says
+     * unknown rather than a name that never was (no branch: under BCC each
+     * would multiply the verifier's work on the loop) */
+    buf->renaming |= seq & 1;
     buf->names[k] = name;
 #ifdef SDXFER_CORE
     /* (not under BCC, whose verifier walks every loop step by step: its
@@ -410,7 +426,7 @@ static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_pat
     /* the leaf's window, which the walk's first step takes too */
     sdxfer_dentry_window(buf, dentry);
     __u64 parent = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_PARENT);
-    __u64 hashed = window->word[0];  /* d_hash.pprev, where the window starts */
+    __u64 hashed = sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_DENTRY_HASHED);
 
     /* d_path's test: a d_dname, unless the dentry is its mount's root */
     const char *ops = (const char *)sdxfer_window_u64(window, dentry, SDXFER_DENTRY_WINDOW, SDXFER_MEMBER(dentry, d_op));
@@ -430,11 +446,12 @@ static __always_inline void sdxfer_path_walk(const void *path, struct sdxfer_pat
                          : 0;
     buf->dentry = (__u64)dentry;
     buf->depth = 0;
+    buf->renaming = 0;
     buf->walk = SDXFER_PATH_WALKING;
     SDXFER_LOOP(SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS, SDXFER_PATH_DEPTH + SDXFER_PATH_MOUNTS,
                 sdxfer_path_up, &buf);
-    if (buf->walk != SDXFER_PATH_DONE) {
-        buf->walk = SDXFER_PATH_FAILED;  /* too deep, too many mounts, or escaped */
+    if (buf->walk != SDXFER_PATH_DONE || buf->renaming) {
+        buf->walk = SDXFER_PATH_FAILED;  /* too deep, too many mounts, escaped, or renamed meanwhile */
         return;
     }
     SDXFER_LOOP(buf->depth, SDXFER_PATH_DEPTH, sdxfer_path_down, &buf);

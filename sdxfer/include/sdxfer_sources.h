@@ -299,7 +299,7 @@ static __always_inline __u64 sdxfer_exe_stamp(const char *file)
      * branch for the verifier to check each packer's rest under twice */
     const char *dentry =
         (const char *)sdxfer_member_u64(file, SDXFER_MEMBER(file, f_path) + SDXFER_MEMBER(path, dentry));
-    __u64 hashed = sdxfer_member_u64(dentry, SDXFER_DENTRY_BASE);
+    __u64 hashed = sdxfer_member_u64(dentry, SDXFER_DENTRY_HASHED);
     /* the hash and the length apart: a verifier before 6.6 refuses an 8-byte
      * load of qstr.hash_len, a union's second member over the first's 4 bytes */
     __u32 name = SDXFER_MEMBER(dentry, d_name);
@@ -307,6 +307,20 @@ static __always_inline __u64 sdxfer_exe_stamp(const char *file)
                      sdxfer_member_u32(dentry, name + SDXFER_MEMBER(qstr, hash));
 
     return hashed ? hash_len : 0;
+}
+
+/* Whether two tasks walk paths from the same root (fs->root): a child that
+ * chrooted or pivoted its root sees another path of the same file. */
+static __always_inline int sdxfer_same_root(const char *task, const char *other)
+{
+    const char *fs = (const char *)sdxfer_member_u64(task, SDXFER_MEMBER(task_struct, fs));
+    const char *other_fs = (const char *)sdxfer_member_u64(other, SDXFER_MEMBER(task_struct, fs));
+    __u32 root = SDXFER_MEMBER(fs_struct, root);
+
+    return sdxfer_member_u64(fs, root + SDXFER_MEMBER(path, dentry)) ==
+               sdxfer_member_u64(other_fs, root + SDXFER_MEMBER(path, dentry)) &&
+           sdxfer_member_u64(fs, root + SDXFER_MEMBER(path, mnt)) ==
+               sdxfer_member_u64(other_fs, root + SDXFER_MEMBER(path, mnt));
 }
 
 static __always_inline void sdxfer_exe_owner_of(const char *task, __u64 file, __u64 stamp,
@@ -393,9 +407,10 @@ static __always_inline const char *sdxfer_exe_walk(const struct sdxfer_exe_owner
 /* Whose kept path serves the current process. A forked child that has not
  * exec'd runs its parent's very file (alive, held by this mm: an address
  * not reused), and the parent's path of it serves the child: kept once for
- * the parent and its children alike. Only such a child (its leader
- * PF_FORKNOEXEC) can: an exec opens a file of its own, so no other process
- * needs its parent's loads. */
+ * the parent and its children alike, unless the child changed its root
+ * (it sees another path of the file: its own is walked and kept). Only
+ * such a child (its leader PF_FORKNOEXEC) can: an exec opens a file of its
+ * own, so no other process needs its parent's loads. */
 struct sdxfer_exe_whose {
     struct sdxfer_exe_owner own;
     struct sdxfer_exe_owner shown;  /* the serving parent, else the process itself */
@@ -414,7 +429,8 @@ static __always_inline void sdxfer_exe_whose(const struct sdxfer_current *now, s
     if (file && (sdxfer_member_u32(leader, SDXFER_MEMBER(task_struct, flags)) & SDXFER_PF_FORKNOEXEC)) {
         parent = (const char *)sdxfer_member_u64(now->task, SDXFER_MEMBER(task_struct, real_parent));
         const char *parent_mm = (const char *)sdxfer_member_u64(parent, SDXFER_MEMBER(task_struct, mm));
-        if (!parent_mm || sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) != file)
+        if (!parent_mm || sdxfer_member_u64(parent_mm, SDXFER_MEMBER(mm_struct, exe_file)) != file ||
+            !sdxfer_same_root(now->task, parent))
             parent = NULL;
     }
     __u64 stamp = sdxfer_exe_stamp(exe);
