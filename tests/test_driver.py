@@ -118,6 +118,11 @@ def test_a_path_column_is_one_token_and_its_short_form_cuts_between_characters(p
     assert short_path(path) == shown and len(shown) <= 32
 
 
+def test_a_comm_that_looks_like_fields_stays_one_token():
+    line = event_line(make("setsid", comm="x ret=0", ret=1), Clock(start_ns=START_NS), skip=DECODER.common_fields)
+    assert re.fullmatch(r'\d\d:\d\d:\d\d\.\d{3} setsid +4242 +"x ret=0" +- +ret=1', line)
+
+
 def test_event_line_is_time_event_pid_comm_then_the_rest():
     line = event_line(make("setsid", ret=4242), Clock(start_ns=START_NS), skip=DECODER.common_fields)
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} setsid +4242 +sh +- +ret=4242", line)  # no exe_path: -

@@ -150,7 +150,8 @@ def event_line(event, clock: Clock, skip: tuple[str, ...] = ()) -> str:
     (those in skip left out: the common ones, which JSON carries)."""
     stamp = clock.wall(event.timestamp_ns).astimezone().strftime("%H:%M:%S.%f")[:-3]
     pid = event.value("pid") if "pid" in event.fields else "-"
-    comm = escape(event.value("comm") or "") if "comm" in event.fields else "-"
+    # one token, as a value is: a name like "x ret=0" cannot pass for fields
+    comm = format_value(event.value("comm") or "") if "comm" in event.fields else "-"
     exe = ""
     if "exe_path" in event.fields:
         path = short_path(event.value("exe_path"), unknown="exe_path" in event.truncated)
