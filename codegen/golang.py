@@ -12,7 +12,7 @@ import struct
 
 from ..runtime.record import (CONTINUATION, CONTINUATION_ID, CONTINUATION_LAST, CONTINUATION_PAYLOAD_OFF, CREDS_MEMBERS,
                               DESCRIPTOR, EVENTS_MAP, EXE_FORGET_PROGRAM, FILTER_GLOBALS, HEADER, HEADER_SIZE,
-                              LOST_UNKNOWN, REASSEMBLY_ENTRY_BYTES, REST_PROGRAM, REST_PROGRAMS_MAP, RINGBUF_PAGES,
+                              LOST_UNKNOWN, REASSEMBLY_MAX_PARTS, REST_PROGRAM, REST_PROGRAMS_MAP, RINGBUF_PAGES,
                               SOCKADDR, SPANNING_BUFFER_PAGES)
 from . import naming
 from .layout import EventLayout, Layout
@@ -178,7 +178,7 @@ def go_context(layout: Layout, package: str, schema_path: str) -> dict:
         "continuation_id": CONTINUATION_ID,
         "continuation_last": CONTINUATION_LAST,
         "continuation_payload_off": CONTINUATION_PAYLOAD_OFF,
-        "reassembly_entry_bytes": REASSEMBLY_ENTRY_BYTES,
+        "reassembly_max_parts": REASSEMBLY_MAX_PARTS,
         "descriptor": {d["name"]: d for d in _offsets(DESCRIPTOR)},
         "lost_unknown": f"0x{LOST_UNKNOWN:x}",
         "creds": _align([{"go": naming.go_name(name), "json": name, "offset": 4 * i} for i, name in enumerate(CREDS_MEMBERS)]),

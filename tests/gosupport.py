@@ -44,7 +44,7 @@ def frames(records) -> bytes:
 
 
 def go_lines(binary: Path, records, reassemble: bool = False, **limits: int) -> list[str]:
-    """limits: the Reassembler's max_pending_bytes and max_age_ns, as Python names them."""
+    """limits: the Reassembler's max_pending_bytes, max_age_ns and max_pending_parts, as Python names them."""
     flags = [f"-{name.replace('_', '-')}={value}" for name, value in limits.items()]
     done = subprocess.run([str(binary)] + ["-reassemble"] * reassemble + flags, input=frames(records),
                           capture_output=True, timeout=120)

@@ -402,17 +402,23 @@ def test_runs_waiting_for_their_next_message_hold_a_bounded_number_of_bytes(gene
 
     records = generated.pack([call(generated, "exec", argv=_strlist(["s" * 1000] * 40), exe=b"/bin/s")])
     messages = MessageDecoder("fleet.unit", sdxfer.default_decoder(), MAJOR, lambda line: None,
-                              max_pending_bytes=200_000)
+                              max_pending_bytes=200_000, max_pending_parts=1000)
     subject = f"fleet.unit.{HOST.machine_id}"
     flushed = []
     for _ in range(100):
         sender = envelope.Sender.start(HOST, messages.decoder.schema_digest, MAJOR)  # a run id of its own
         flushed += messages.items(subject, envelope.pack(sender, 1, records[:1]))
-        assert messages.pending_bytes <= 200_000
+        assert messages.pending_bytes <= 200_000 and messages.pending_parts <= 1000
     assert 0 < len(messages._reassemblers) < 20
     assert len(flushed) == 100 - len(messages._reassemblers)
     assert all(item.event.name == "exec" and "argv" in item.event.truncated for item in flushed)
-    assert len(list(messages.flush())) + len(flushed) == 100 and messages.pending_bytes == 0
+    assert len(list(messages.flush())) + len(flushed) == 100 and messages.pending_bytes == messages.pending_parts == 0
+    # by parts too: runs that each hold one event of few bytes
+    messages = MessageDecoder("fleet.unit", sdxfer.default_decoder(), MAJOR, lambda line: None, max_pending_parts=10)
+    for _ in range(30):
+        sender = envelope.Sender.start(HOST, messages.decoder.schema_digest, MAJOR)
+        list(messages.items(subject, envelope.pack(sender, 1, records[:1])))
+        assert messages.pending_parts <= 10
 
 
 def test_the_consumer_never_prints_the_credentials_in_its_url():

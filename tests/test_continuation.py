@@ -18,7 +18,6 @@ from sdxfer.reassembly import Reassembler, is_continuation
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "spans.yaml"
 ARGV_MAX, ARGV_TOTAL, DATA_MAX, DATA_TOTAL = 64, 3000, 32, 1000
 CHUNK = record.continuation_chunk(512)
-ENTRY = record.REASSEMBLY_ENTRY_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -154,27 +153,25 @@ def test_age_limit_delivers_once_flagged(spans):
     [event] = reassembler.expire(1001)
     assert event.lost == {"argv": 1001 - ARGV_MAX - CHUNK} and event.argv == ["A" * (ARGV_MAX + CHUNK)]
     assert reassembler.stats.incomplete == 1 and reassembler.expire(10**12) == [] and reassembler.flush() == []
-    # what comes later for it is an orphan, dropped once its own age passes, on the latest time seen
-    # (a time given that is earlier than one before it moves no clock back)
-    assert reassembler.feed(conts[1], now_ns=2000) == [] and reassembler.expire(10**12 + 1000) == []
-    assert reassembler.stats.orphans == 0
-    assert reassembler.expire(10**12 + 1001) == [] and reassembler.stats.orphans == 1
+    # what comes later for it is an orphan, dropped once its own age passes
+    assert reassembler.feed(conts[1], now_ns=2000) == [] and reassembler.expire(10**6) == []
+    assert reassembler.stats.orphans == 1
 
 
 def test_pending_bytes_limit_evicts_the_oldest(spans):
     first = _pack(spans, _argv_bytes([1000]), None, n=1)
     second = [_with_cpu(r, 1) for r in _pack(spans, _argv_bytes([1000]), None, n=2)]
-    limit = 1100 + 5 * ENTRY
-    reassembler = Reassembler(spans.decoder, max_pending_bytes=limit)
+    reassembler = Reassembler(spans.decoder, max_pending_bytes=1100)
     out = reassembler.feed(first[0]) + reassembler.feed(first[1]) + reassembler.feed(second[0])
     out += reassembler.feed(second[1])
-    assert reassembler.pending_bytes == 2 * (ARGV_MAX + CHUNK) + 4 * ENTRY  # two events, two chunks, each kept
+    assert reassembler.pending_bytes == 2 * (ARGV_MAX + CHUNK)
+    assert (reassembler.pending, reassembler.pending_parts) == (2, 4)  # two events, a chunk each
     assert out == []
     out = reassembler.feed(second[2])
     assert out == []
-    out = reassembler.feed(second[3])  # 4 * 320 bytes and 6 entries held: over the limit
+    out = reassembler.feed(second[3])  # 4 * 320 held: over the limit
     assert [e.n for e in out] == [1] and out[0].truncated == ("argv",)
-    assert reassembler.stats.evicted == 1 and reassembler.pending_bytes <= limit
+    assert reassembler.stats.evicted == 1 and reassembler.pending_bytes <= 1100
     rest = _feed_all(reassembler, second[4:] + first[2:])
     assert [(e.n, e.truncated) for e in rest] == [(2, ())]
     assert reassembler.stats.orphans == len(first) - 2
@@ -227,15 +224,17 @@ def test_a_continuation_of_another_lineage_or_version_is_rejected(spans, name, v
     assert reassembler.stats.rejected == 1
 
 
-def test_chunks_of_no_bytes_count_against_the_limit(spans):
-    """Orphans that carry nothing still cost their keeping: pending stays within the limit."""
+def test_chunks_of_no_bytes_are_bounded_in_number(spans):
+    """Orphans that carry nothing hold no bytes but still cost memory: the
+    events and chunks held stay within max_pending_parts, the oldest given up first."""
     _, first, *_ = _pack(spans, _argv_bytes([1000]), None)
     empty = {**_fields_of(first), "size": record.CONTINUATION_PAYLOAD_OFF}
-    reassembler = Reassembler(spans.decoder, max_pending_bytes=50 * ENTRY)
+    reassembler = Reassembler(spans.decoder, max_pending_parts=100)
     for seq in range(5000):
         assert reassembler.feed(_continuation({**empty, "parent_seq": 10**6 + seq})) == []
-        assert reassembler.pending_bytes <= 50 * ENTRY
-    assert reassembler.stats.orphans > 4900 and reassembler.pending < 50
+        assert reassembler.pending_parts <= 100 and reassembler.pending_bytes == 0
+    assert reassembler.stats.orphans > 4900 and reassembler.pending <= 50
+    assert Reassembler(spans.decoder).max_pending_parts == record.REASSEMBLY_MAX_PARTS
 
 
 def test_a_plain_decoder_reads_events_that_never_span(spans):

@@ -213,8 +213,8 @@ def test_continuations_past_the_age_and_bytes_limits(spans, go_decoders):
 
 def test_continuations_that_do_not_belong_and_ones_that_carry_nothing(spans, go_decoders):
     """A continuation relabelled with another fingerprint or version (rejected), one-byte
-    chunks last first, orphans of no bytes under a small limit, and a time that
-    jumps ahead: alike in Go and Python."""
+    chunks last first, orphans of no bytes under a small limit of parts, and a
+    time that jumps ahead: alike in Go and Python."""
     parent, *conts = spans.pack([(0, {"n": 1, "argv": (_argv_bytes([700, 900]), 1602), "data": None})])
     relabelled = []
     for name, value in (("fingerprint", 0xDEADBEEF), ("version", 77)):
@@ -225,7 +225,7 @@ def test_continuations_that_do_not_belong_and_ones_that_carry_nothing(spans, go_
     _same(go_decoders, spans, [parent, *[p for c in conts for p in _split(c, 1)][::-1]], reassemble=True)
     empty = {**_fields_of(conts[0]), "size": len(_continuation(_fields_of(conts[0])))}
     orphans = [_continuation({**empty, "parent_seq": 10**6 + seq}) for seq in range(300)]
-    _same(go_decoders, spans, orphans + [parent, *conts], reassemble=True, max_pending_bytes=5000, max_age_ns=10**9)
+    _same(go_decoders, spans, orphans + [parent, *conts], reassemble=True, max_pending_parts=50, max_age_ns=10**9)
     _same(go_decoders, spans, [parent, _at(conts[0], 2**62), *conts[1:]], reassemble=True, max_age_ns=1000)
 
 

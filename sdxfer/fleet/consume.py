@@ -40,6 +40,7 @@ STREAM_WAIT_S = 1.0  # between looks for a stream that is not there yet
 REMEMBERED_MESSAGES = 65536  # stream sequences handed over, for knowing redeliveries
 MAX_RUNS_PENDING = 1024  # sender runs with an event waiting for its next message, at most
 MAX_PENDING_BYTES = 256 << 20  # what those runs' reassemblers hold, together, at most (each alone: 64 MiB)
+MAX_PENDING_PARTS = 1 << 18  # and their events and chunks held, together (each alone: REASSEMBLY_MAX_PARTS)
 MAX_MESSAGE_BYTES = 8 << 20  # a sender's batch is 256 KiB; bigger is refused unread
 MAX_JSON_DEPTH = 16  # a JSON-wire event nests 3 deep (host, an array of objects)
 PROBLEM_KEYS = 1024  # (host, kind) pairs counted one by one; then under OTHER_HOSTS
@@ -136,17 +137,19 @@ class MessageDecoder:
     one that is not valid is counted and named through `problems`."""
 
     def __init__(self, subject: str, decoder, major: int, report: Callable[[str], None],
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_pending_bytes: int = MAX_PENDING_BYTES):
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_pending_bytes: int = MAX_PENDING_BYTES,
+                 max_pending_parts: int = MAX_PENDING_PARTS):
         self.prefix = subject + "."
         self.decoder, self.major, self.max_message_bytes = decoder, major, max_message_bytes
-        self.max_pending_bytes = max_pending_bytes
+        self.max_pending_bytes, self.max_pending_parts = max_pending_bytes, max_pending_parts
         self.stats = ConsumeStats()
         self.problems = Problems(report)
         # per sender run: an event whose records did not fit one message waits
         # here for the rest (record time ages it out); the least recent go first
         self._reassemblers: collections.OrderedDict[tuple[str, bytes], tuple[Sender, Reassembler]] = \
             collections.OrderedDict()
-        self.pending_bytes = 0  # held by all of them: a sender picks its run ids, so one host can open many
+        # held by all of them: a sender picks its run ids, so one host can open many
+        self.pending_bytes = self.pending_parts = 0
 
     def items(self, subject: str, data: bytes) -> Iterator[FleetEvent]:
         """The events of one message on `subject`."""
@@ -202,6 +205,7 @@ class MessageDecoder:
         _, reassembler = self._reassemblers.pop(key, (sender, None))
         reassembler = reassembler or Reassembler(self.decoder)
         self.pending_bytes -= reassembler.pending_bytes
+        self.pending_parts -= reassembler.pending_parts
         for raw in batch.records:
             try:
                 events = reassembler.feed(raw)
@@ -213,7 +217,9 @@ class MessageDecoder:
         if reassembler.pending:
             self._reassemblers[key] = (sender, reassembler)
             self.pending_bytes += reassembler.pending_bytes
-            while len(self._reassemblers) > MAX_RUNS_PENDING or self.pending_bytes > self.max_pending_bytes:
+            self.pending_parts += reassembler.pending_parts
+            while (len(self._reassemblers) > MAX_RUNS_PENDING or self.pending_bytes > self.max_pending_bytes
+                   or self.pending_parts > self.max_pending_parts):
                 yield from self._flush_oldest()
 
     def flush(self) -> Iterator[FleetEvent]:
@@ -224,6 +230,7 @@ class MessageDecoder:
     def _flush_oldest(self) -> Iterator[FleetEvent]:
         sender, reassembler = self._reassemblers.popitem(last=False)[1]
         self.pending_bytes -= reassembler.pending_bytes
+        self.pending_parts -= reassembler.pending_parts
         yield from self._events_of(sender, reassembler.flush())
 
     def _events_of(self, sender: Sender, events) -> Iterator[FleetEvent]:

@@ -65,10 +65,10 @@ CONTINUATION = (
 CONTINUATION_FORMAT = HEADER_FORMAT + "".join(fmt for _, _, fmt in CONTINUATION)
 CONTINUATION_PAYLOAD_OFF = struct.calcsize(CONTINUATION_FORMAT)
 CONTINUATION_LAST = 1  # the field's last chunk: nothing follows it (it may carry no bytes)
-# What a reassembler counts against its pending-bytes limit for the keeping
-# of each pending event and each chunk, beside their bytes: a chunk of no
-# bytes (or an orphan) still costs memory.
-REASSEMBLY_ENTRY_BYTES = 256
+# Pending events and chunks a reassembler holds at most, beside its bytes
+# limit: a chunk of no bytes (or an orphan) costs memory too. A 6 MiB argv
+# comes in under 400 chunks.
+REASSEMBLY_MAX_PARTS = 65536
 # Most bytes one field may span (`total`): the kernel's largest argv is 6 MiB.
 MAX_FIELD_TOTAL = 8 << 20
 

@@ -7,18 +7,16 @@ record's sequence number, the field and the chunk's offset (sdxfer.record).
 `Reassembler.feed` takes records in any order, several CPUs interleaved, and
 gives back events whose spanning fields are whole. An event whose
 continuations do not all arrive is delivered once it is older than
-`max_age_ns`, or evicted when pending bytes pass `max_pending_bytes` (each
-pending event and chunk counted REASSEMBLY_ENTRY_BYTES more, for its
-keeping), with the contiguous prefix only and the field flagged:
-`truncated`, and `lost` the exact bytes missing where the record told the
-length (None otherwise). Nothing is ever spliced over a gap. A continuation
-of another event, schema or version than its record's is rejected.
+`max_age_ns`, or evicted when pending bytes pass `max_pending_bytes` (or
+pending events and chunks `max_pending_parts`), with the contiguous prefix
+only and the field flagged: `truncated`, and `lost` the exact bytes missing
+where the record told the length (None otherwise). Nothing is ever spliced
+over a gap. A continuation of another event, schema or version than its
+record's is rejected.
 
 Ages are on CLOCK_MONOTONIC, the kernel timestamps' clock: callers pass
 `now_ns` (a live reader: time.monotonic_ns()); without it a record's own
-timestamp is the time, which suits a file of records. The clock is the
-latest time seen: an event's age counts from the first record of it that
-came, so records out of time order (several CPUs) age in arrival order.
+timestamp is the time, which suits a file of records.
 """
 from __future__ import annotations
 
@@ -28,7 +26,7 @@ from dataclasses import dataclass, field
 from .. import runtime as rt
 from ..errors import DecodeError
 from ..runtime.record import (CONTINUATION_FORMAT, CONTINUATION_ID, CONTINUATION_LAST, CONTINUATION_PAYLOAD_OFF,
-                     DESCRIPTOR_FORMAT, HEADER_FIELD, LOST_UNKNOWN, REASSEMBLY_ENTRY_BYTES, VARIABLE_DECODING)
+                     DESCRIPTOR_FORMAT, HEADER_FIELD, LOST_UNKNOWN, REASSEMBLY_MAX_PARTS, VARIABLE_DECODING)
 
 DEFAULT_MAX_PENDING_BYTES = 64 << 20
 DEFAULT_MAX_AGE_NS = 2_000_000_000
@@ -110,22 +108,25 @@ class _Pending:
     fields: dict[int, _Field] = field(default_factory=dict)
     early: list[_Chunk] = field(default_factory=list)  # chunks that came before their record
     size: int = 0  # bytes held
+    parts: int = 0  # it and its chunks held
     raw: bytes = b""  # the record, kept only with keep_raw
 
 
 class Reassembler:
     def __init__(self, decoder, *, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-                 max_age_ns: int = DEFAULT_MAX_AGE_NS, keep_raw: bool = False):
+                 max_age_ns: int = DEFAULT_MAX_AGE_NS, keep_raw: bool = False,
+                 max_pending_parts: int = REASSEMBLY_MAX_PARTS):
         """keep_raw: remember each reassembled event's records, its record and
         then the continuations used, back to back, for take_raw()."""
-        if max_pending_bytes < 0 or max_age_ns < 0:
+        if max_pending_bytes < 0 or max_age_ns < 0 or max_pending_parts < 0:
             raise ValueError("reassembly limits must not be negative")
         self.decoder = decoder
         self.max_pending_bytes = max_pending_bytes
         self.max_age_ns = max_age_ns
+        self.max_pending_parts = max_pending_parts
         self.stats = ReassemblyStats()
         self.pending_bytes = 0
-        self._clock = 0  # the latest time seen (ns)
+        self.pending_parts = 0  # events and chunks held
         self._pending: dict[tuple[int, int], _Pending] = {}  # (cpu, seq) of the record -> oldest first
         self.keep_raw = keep_raw
         self._raw: dict[int, bytes] = {}  # id() of an event delivered -> its records
@@ -153,7 +154,7 @@ class Reassembler:
         """An event's record, decoded already: the event, unless it waits for continuations."""
         cls = event.__class__
         version = cls.versions[min(event.version, len(cls.versions)) - 1]
-        now = self._tick(event.timestamp_ns if now_ns is None else now_ns)
+        now = event.timestamp_ns if now_ns is None else now_ns
         if not version.spans:
             return [event] + self._expired(now) if self._pending else [event]
         fields = {}
@@ -176,7 +177,7 @@ class Reassembler:
             pending.raw = bytes(buf[:HEADER_FIELD["size"].unpack_from(buf)[0]])
         self._hold(pending, sum(len(f.head) for f in fields.values()))
         early, pending.early = pending.early, []
-        self._hold(pending, -sum(REASSEMBLY_ENTRY_BYTES + len(chunk.data) for chunk in early))  # held again once attached
+        self._hold(pending, -sum(len(chunk.data) for chunk in early), -len(early))  # held again once attached
         for chunk in early:
             self._attach(pending, chunk)
         return self._settle(key, pending, now)
@@ -193,7 +194,7 @@ class Reassembler:
             raise DecodeError(f"continuation record: payload offset {payload_off}, size {size},"
                               f" {len(buf)} bytes given")
         self.stats.continuations += 1
-        now = self._tick(timestamp_ns if now_ns is None else now_ns)
+        now = timestamp_ns if now_ns is None else now_ns
         raw = bytes(buf[:size]) if self.keep_raw else b""
         data = memoryview(raw)[payload_off:] if self.keep_raw else bytes(buf[payload_off:size])
         chunk = _Chunk(event_id, fingerprint, version, index, offset, data, bool(flags & CONTINUATION_LAST), lost, raw)
@@ -203,14 +204,14 @@ class Reassembler:
             pending = self._add(key, now)
         if pending.event is None:
             pending.early.append(chunk)
-            self._hold(pending, REASSEMBLY_ENTRY_BYTES + len(chunk.data))
+            self._hold(pending, len(chunk.data), 1)
             return self._evicted() + self._expired(now)
         self._attach(pending, chunk)
         return self._settle(key, pending, now)
 
     def expire(self, now_ns: int) -> list[rt.Event]:
         """Events older than the age limit, delivered with what arrived."""
-        return self._expired(self._tick(now_ns))
+        return self._expired(now_ns)
 
     def flush(self) -> list[rt.Event]:
         """Every pending event, as far as it arrived (the end of a file or a stream)."""
@@ -221,18 +222,16 @@ class Reassembler:
 
     # ---- inside ------------------------------------------------------------
 
-    def _tick(self, now: int) -> int:
-        self._clock = max(self._clock, now)
-        return self._clock
-
     def _add(self, key, now: int) -> _Pending:
         pending = self._pending[key] = _Pending(now)
-        self._hold(pending, REASSEMBLY_ENTRY_BYTES)
+        self._hold(pending, 0, 1)
         return pending
 
-    def _hold(self, pending: _Pending, size: int) -> None:
+    def _hold(self, pending: _Pending, size: int, parts: int = 0) -> None:
         pending.size += size
         self.pending_bytes += size
+        pending.parts += parts
+        self.pending_parts += parts
 
     def _attach(self, pending: _Pending, chunk: _Chunk) -> None:
         state = pending.fields.get(chunk.field)
@@ -247,7 +246,7 @@ class Reassembler:
             return
         state.chunks[chunk.offset] = chunk
         state.advance()
-        self._hold(pending, REASSEMBLY_ENTRY_BYTES + len(chunk.data))
+        self._hold(pending, len(chunk.data), 1)
 
     def _settle(self, key, pending: _Pending, now: int) -> list[rt.Event]:
         if all(state.last is not None for state in pending.fields.values()):
@@ -257,7 +256,7 @@ class Reassembler:
 
     def _evicted(self) -> list[rt.Event]:
         out = []
-        while self.pending_bytes > self.max_pending_bytes and self._pending:
+        while (self.pending_bytes > self.max_pending_bytes or self.pending_parts > self.max_pending_parts) and self._pending:
             key = next(iter(self._pending))
             if self._pending[key].event is not None:
                 self.stats.evicted += 1
@@ -280,6 +279,7 @@ class Reassembler:
         if pending.event is None:
             self.stats.orphans += len(pending.early)
             self.pending_bytes -= pending.size
+            self.pending_parts -= pending.parts
             del self._pending[key]
             return []
         self.stats.incomplete += 1
@@ -288,6 +288,7 @@ class Reassembler:
     def _deliver(self, key) -> rt.Event:
         pending = self._pending.pop(key)
         self.pending_bytes -= pending.size
+        self.pending_parts -= pending.parts
         event = pending.event
         cls = event.__class__
         values = list(event[:-2])

@@ -3960,22 +3960,25 @@ type ReassemblyStats struct {
 // Python Reassembler does: records in any order, several CPUs interleaved;
 // an event whose continuations do not all arrive is delivered with the
 // contiguous prefix only, once older than MaxAgeNs or evicted when pending
-// bytes pass MaxPendingBytes (each pending event and chunk counted
-// reassemblyEntryBytes more, for its keeping), the field flagged in Losses.
-// A continuation of another event, schema or version than its record's is
+// bytes pass MaxPendingBytes (or pending events and chunks MaxPendingParts,
+// DefaultMaxPendingParts when 0), the field flagged in Losses. A
+// continuation of another event, schema or version than its record's is
 // rejected. Times are the records' own timestamps (CLOCK_MONOTONIC), or
-// what Expire is given; the clock is the latest time seen.
+// what Expire is given.
 type Reassembler struct {
 	MaxPendingBytes int
 	MaxAgeNs        int64
+	MaxPendingParts int
 	Stats           ReassemblyStats
 	pendingBytes    int
-	clock           int64
+	pendingParts    int
 	pending         map[pendingKey]*pendingEvent
 	order           []pendingKey // oldest first
 }
 
-const reassemblyEntryBytes = 256
+// DefaultMaxPendingParts bounds the events and chunks a Reassembler holds
+// beside its bytes: a chunk of no bytes costs memory too.
+const DefaultMaxPendingParts = 65536
 
 // NewReassembler has the Python Reassembler's default limits: 64 MiB, 2 s.
 func NewReassembler() *Reassembler {
@@ -4043,6 +4046,7 @@ type pendingEvent struct {
 	fields map[int]*spanningField
 	early  []chunk
 	size   int
+	parts  int // it and its chunks held
 }
 
 // Pending is the number of events awaiting continuations (and of continuations awaiting their record).
@@ -4064,7 +4068,7 @@ type spanner interface{ setSpanned(index int, b []byte) }
 
 func (r *Reassembler) event(event Event, b []byte) []Event {
 	rec := event.record()
-	now := r.tick(int64(rec.TimestampNs))
+	now := int64(rec.TimestampNs)
 	known := int(rec.Version)
 	if known > len(rec.layout.versions) {
 		known = len(rec.layout.versions)
@@ -4096,12 +4100,12 @@ func (r *Reassembler) event(event Event, b []byte) []Event {
 	}
 	p.event, p.fields = event, fields
 	for _, f := range fields {
-		r.hold(p, len(f.head))
+		r.hold(p, len(f.head), 0)
 	}
 	early := p.early
 	p.early = nil
 	for _, c := range early {
-		r.hold(p, -(reassemblyEntryBytes + len(c.data))) // held again once attached
+		r.hold(p, -len(c.data), -1) // held again once attached
 		r.attach(p, c)
 	}
 	return r.settle(key, p, now)
@@ -4117,7 +4121,7 @@ func (r *Reassembler) continuation(b []byte) ([]Event, error) {
 		return nil, errorf("continuation record: payload offset %d, size %d, %d bytes given", payloadOff, size, len(b))
 	}
 	r.Stats.Continuations++
-	now := r.tick(int64(h.TimestampNs))
+	now := int64(h.TimestampNs)
 	c := chunk{fingerprint: h.Fingerprint, version: h.Version, data: append([]byte{}, b[payloadOff:size]...)}
 	parentSeq := le.Uint64(b[32:])
 	offset := le.Uint32(b[40:])
@@ -4133,7 +4137,7 @@ func (r *Reassembler) continuation(b []byte) ([]Event, error) {
 	}
 	if p.event == nil {
 		p.early = append(p.early, c)
-		r.hold(p, reassemblyEntryBytes+len(c.data))
+		r.hold(p, len(c.data), 1)
 		return append(r.evicted(), r.expired(now)...), nil
 	}
 	r.attach(p, c)
@@ -4141,7 +4145,7 @@ func (r *Reassembler) continuation(b []byte) ([]Event, error) {
 }
 
 // Expire delivers the events older than MaxAgeNs at nowNs (CLOCK_MONOTONIC), with what arrived.
-func (r *Reassembler) Expire(nowNs int64) []Event { return r.expired(r.tick(nowNs)) }
+func (r *Reassembler) Expire(nowNs int64) []Event { return r.expired(nowNs) }
 
 // Flush delivers every pending event, as far as it arrived (the end of a file or a stream).
 func (r *Reassembler) Flush() []Event {
@@ -4159,20 +4163,15 @@ func (r *Reassembler) add(key pendingKey, now int64) *pendingEvent {
 	p := &pendingEvent{bornNs: now}
 	r.pending[key] = p
 	r.order = append(r.order, key)
-	r.hold(p, reassemblyEntryBytes)
+	r.hold(p, 0, 1)
 	return p
 }
 
-func (r *Reassembler) tick(now int64) int64 {
-	if now > r.clock {
-		r.clock = now
-	}
-	return r.clock
-}
-
-func (r *Reassembler) hold(p *pendingEvent, size int) {
+func (r *Reassembler) hold(p *pendingEvent, size, parts int) {
 	p.size += size
 	r.pendingBytes += size
+	p.parts += parts
+	r.pendingParts += parts
 }
 
 func (r *Reassembler) attach(p *pendingEvent, c chunk) {
@@ -4189,7 +4188,7 @@ func (r *Reassembler) attach(p *pendingEvent, c chunk) {
 	}
 	f.chunks[c.offset] = c
 	f.advance()
-	r.hold(p, reassemblyEntryBytes+len(c.data))
+	r.hold(p, len(c.data), 1)
 }
 
 func (r *Reassembler) settle(key pendingKey, p *pendingEvent, now int64) []Event {
@@ -4204,7 +4203,11 @@ func (r *Reassembler) settle(key pendingKey, p *pendingEvent, now int64) []Event
 
 func (r *Reassembler) evicted() []Event {
 	var out []Event
-	for r.pendingBytes > r.MaxPendingBytes && len(r.order) > 0 {
+	maxParts := r.MaxPendingParts
+	if maxParts <= 0 {
+		maxParts = DefaultMaxPendingParts
+	}
+	for (r.pendingBytes > r.MaxPendingBytes || r.pendingParts > maxParts) && len(r.order) > 0 {
 		if r.pending[r.order[0]].event != nil {
 			r.Stats.Evicted++
 		}
@@ -4231,6 +4234,7 @@ func (r *Reassembler) remove(key pendingKey) *pendingEvent {
 		}
 	}
 	r.pendingBytes -= p.size
+	r.pendingParts -= p.parts
 	return p
 }
 

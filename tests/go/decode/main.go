@@ -3,7 +3,8 @@
 // one line per record: the event's JSON, or "error" when it does not decode.
 // With -reassemble the records go through a Reassembler instead: one line
 // per event delivered (or per error), then the events Flush gives; its
-// limits are NewReassembler's unless -max-pending-bytes or -max-age-ns say.
+// limits are NewReassembler's unless -max-pending-bytes, -max-age-ns or
+// -max-pending-parts say.
 package main
 
 import (
@@ -22,6 +23,7 @@ func main() {
 	r := events.NewReassembler()
 	flag.IntVar(&r.MaxPendingBytes, "max-pending-bytes", r.MaxPendingBytes, "the Reassembler's limit")
 	flag.Int64Var(&r.MaxAgeNs, "max-age-ns", r.MaxAgeNs, "the Reassembler's limit")
+	flag.IntVar(&r.MaxPendingParts, "max-pending-parts", r.MaxPendingParts, "the Reassembler's limit")
 	flag.Parse()
 	in := bufio.NewReader(os.Stdin)
 	out := bufio.NewWriter(os.Stdout)
