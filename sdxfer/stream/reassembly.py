@@ -94,8 +94,9 @@ class _Field:
         """The contiguous bytes from 0 (through the last chunk if they reach it)."""
         parts, at = [self.head], self.span.max
         while at < self.reach:
-            parts.append(self.chunks[at].data)
-            at += len(self.chunks[at].data)
+            data = self.chunks[at].data
+            parts.append(data)
+            at += len(data)
         if self.last is not None:
             parts.append(self.last.data)
         return b"".join(parts)

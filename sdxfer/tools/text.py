@@ -127,20 +127,21 @@ def short_path(path: str | None, width: int = SHORT_PATH_WIDTH, unknown: bool = 
     shown = path_token(path)
     if len(shown) <= width:
         return shown
-    shown = "..."
-    # a longer tail never renders shorter, so the first that does not fit ends the search
-    at = len(path)
-    while (at := path.rfind("/", 0, at)) > 0:
-        tail = path_token("..." + path[at:])
+    starts = range(len(path) - 1, 0, -1)
+    components = (at for at in starts if path[at] == "/")
+    return _longest_tail(path, components, width) or _longest_tail(path, starts, width) or "..."
+
+
+def _longest_tail(path: str, starts, width: int) -> str | None:
+    """"..." and the longest path[start:] (starts given shortest first) that
+    fits `width` as a token; None when even the first does not. A longer
+    tail never renders shorter, so the first that does not fit ends the search."""
+    shown = None
+    for start in starts:
+        tail = path_token("..." + path[start:])
         if len(tail) > width:
             break
         shown = tail
-    if shown == "...":
-        for start in range(len(path) - 1, 0, -1):
-            tail = path_token("..." + path[start:])
-            if len(tail) > width:
-                break
-            shown = tail
     return shown
 
 
